@@ -1,0 +1,42 @@
+"""bigarrays: index Neuroglancer precomputed volumes far larger than memory like NumPy arrays.
+
+import bigarrays as ba
+vol = ba.create("file:///data/vol", shape=(2048, 2048, 512), dtype="uint8")
+vol[100:356, -50:50, 0:64] = cut
+cut = ba.open("file:///data/vol")[100:356, -50:50, 0:64]
+"""
+
+from __future__ import annotations
+
+from bigarrays import errors
+from bigarrays.array import BigArray, create, open
+from bigarrays.box import Box
+from bigarrays.errors import (
+    BigArraysError,
+    ChunkNotFoundError,
+    CorruptChunkError,
+    DatasetExistsError,
+    DatasetNotFoundError,
+    InvalidInfoError,
+    OutOfBoundsError,
+    ReadOnlyError,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BigArray",
+    "BigArraysError",
+    "Box",
+    "ChunkNotFoundError",
+    "CorruptChunkError",
+    "DatasetExistsError",
+    "DatasetNotFoundError",
+    "InvalidInfoError",
+    "OutOfBoundsError",
+    "ReadOnlyError",
+    "__version__",
+    "create",
+    "errors",
+    "open",
+]

@@ -1,0 +1,185 @@
+"""Boxes in voxel space and the regular chunk grid that tiles a volume.
+
+A :class:`Box` is a half-open interval per axis in absolute voxel coordinates. A :class:`ChunkGrid`
+answers the one question the I/O engine asks: which chunks does a box touch, and for each, which
+part of the chunk and which part of the output array correspond.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import NamedTuple
+
+Vec = tuple[int, ...]
+
+
+def _as_vec(values: Sequence[int] | int, name: str) -> Vec:
+    try:
+        return tuple(int(v) for v in values)  # type: ignore[union-attr]
+    except TypeError:
+        raise TypeError(f"{name} must be a sequence of integers, got {values!r}") from None
+
+
+@dataclass(frozen=True)
+class Box:
+    """A half-open box ``[start, stop)`` in absolute voxel coordinates, any number of axes."""
+
+    start: Vec
+    stop: Vec
+
+    def __init__(self, start: Sequence[int], stop: Sequence[int]) -> None:
+        start_v, stop_v = _as_vec(start, "start"), _as_vec(stop, "stop")
+        if len(start_v) != len(stop_v):
+            raise ValueError(f"Box start {start_v} and stop {stop_v} differ in length")
+        object.__setattr__(self, "start", start_v)
+        object.__setattr__(self, "stop", stop_v)
+
+    @classmethod
+    def from_shape(cls, shape: Sequence[int], offset: Sequence[int] | None = None) -> Box:
+        offset_v = tuple(0 for _ in shape) if offset is None else _as_vec(offset, "offset")
+        return cls(offset_v, tuple(o + s for o, s in zip(offset_v, shape, strict=True)))
+
+    @property
+    def ndim(self) -> int:
+        return len(self.start)
+
+    @property
+    def shape(self) -> Vec:
+        return tuple(max(0, b - a) for a, b in zip(self.start, self.stop, strict=True))
+
+    @property
+    def size(self) -> int:
+        n = 1
+        for s in self.shape:
+            n *= s
+        return n
+
+    @property
+    def empty(self) -> bool:
+        return any(b <= a for a, b in zip(self.start, self.stop, strict=True))
+
+    def intersect(self, other: Box) -> Box:
+        """The common part of two boxes; empty (``.empty``) when they do not overlap."""
+        start = tuple(max(a, b) for a, b in zip(self.start, other.start, strict=True))
+        stop = tuple(min(a, b) for a, b in zip(self.stop, other.stop, strict=True))
+        return Box(start, tuple(max(a, b) for a, b in zip(start, stop, strict=True)))
+
+    def contains(self, other: Box) -> bool:
+        """True when ``other`` lies wholly inside this box (an empty box lies inside any box)."""
+        if other.empty:
+            return True
+        return all(
+            a <= c and d <= b
+            for a, b, c, d in zip(self.start, self.stop, other.start, other.stop, strict=True)
+        )
+
+    def shift(self, offset: Sequence[int]) -> Box:
+        return Box(
+            tuple(a + o for a, o in zip(self.start, offset, strict=True)),
+            tuple(b + o for b, o in zip(self.stop, offset, strict=True)),
+        )
+
+    def slices(self, origin: Sequence[int] | None = None) -> tuple[slice, ...]:
+        """Slices that select this box from an array whose element 0 sits at ``origin``."""
+        o = origin if origin is not None else tuple(0 for _ in self.start)
+        return tuple(
+            slice(a - oo, b - oo) for a, b, oo in zip(self.start, self.stop, o, strict=True)
+        )
+
+    def __repr__(self) -> str:
+        return (
+            "Box(" + ", ".join(f"{a}:{b}" for a, b in zip(self.start, self.stop, strict=True)) + ")"
+        )
+
+
+class ChunkPiece(NamedTuple):
+    """Where one chunk meets a requested box."""
+
+    chunk_index: Vec  #: grid index of the chunk
+    chunk_box: Box  #: the chunk's voxels, clipped to the volume bounds
+    in_chunk: tuple[slice, ...]  #: the overlap, as slices into the (clipped) chunk array
+    in_box: tuple[slice, ...]  #: the overlap, as slices into the requested box's array
+
+    @property
+    def covers_chunk(self) -> bool:
+        """True when the request covers the whole (clipped) chunk."""
+        return all(
+            s.start == 0 and s.stop == n
+            for s, n in zip(self.in_chunk, self.chunk_box.shape, strict=True)
+        )
+
+
+@dataclass(frozen=True)
+class ChunkGrid:
+    """A regular grid of chunks anchored at ``origin``; chunks at the upper edge are truncated."""
+
+    origin: Vec
+    size: Vec
+    chunk: Vec
+
+    def __post_init__(self) -> None:
+        if not len(self.origin) == len(self.size) == len(self.chunk):
+            raise ValueError("origin, size and chunk must have the same number of axes")
+        if any(c <= 0 for c in self.chunk):
+            raise ValueError(f"chunk sizes must be positive, got {self.chunk}")
+        if any(s < 0 for s in self.size):
+            raise ValueError(f"sizes must not be negative, got {self.size}")
+
+    @property
+    def bounds(self) -> Box:
+        return Box.from_shape(self.size, self.origin)
+
+    @property
+    def grid_shape(self) -> Vec:
+        return tuple(-(-s // c) for s, c in zip(self.size, self.chunk, strict=True))
+
+    @property
+    def num_chunks(self) -> int:
+        n = 1
+        for g in self.grid_shape:
+            n *= g
+        return n
+
+    def chunk_box(self, index: Sequence[int]) -> Box:
+        """The voxels of chunk ``index``, clipped to the bounds as the format stores them."""
+        start = tuple(o + i * c for o, i, c in zip(self.origin, index, self.chunk, strict=True))
+        stop = tuple(
+            min(a + c, o + s)
+            for a, c, o, s in zip(start, self.chunk, self.origin, self.size, strict=True)
+        )
+        return Box(start, stop)
+
+    def index_range(self, box: Box) -> tuple[range, ...]:
+        """Per axis, the grid indices of the chunks that ``box`` touches inside the bounds."""
+        clipped = box.intersect(self.bounds)
+        if clipped.empty:
+            return tuple(range(0) for _ in self.chunk)
+        return tuple(
+            range((a - o) // c, (b - o - 1) // c + 1)
+            for a, b, o, c in zip(clipped.start, clipped.stop, self.origin, self.chunk, strict=True)
+        )
+
+    def count(self, box: Box) -> int:
+        """How many chunks ``box`` touches inside the bounds."""
+        n = 1
+        for r in self.index_range(box):
+            n *= len(r)
+        return n
+
+    def indices(self, box: Box | None = None) -> Iterator[Vec]:
+        """Grid indices of the chunks that ``box`` (default: the whole volume) touches."""
+        ranges = self.index_range(box if box is not None else self.bounds)
+        # itertools.product varies the last axis fastest; reverse so that x varies fastest,
+        # which walks the chunks in the order they are laid out in Fortran-ordered output.
+        for rev in itertools.product(*reversed(ranges)):
+            yield rev[::-1]
+
+    def pieces(self, box: Box) -> Iterator[ChunkPiece]:
+        """Every chunk that ``box`` touches inside the bounds, with its slices."""
+        bounds = self.bounds
+        for index in self.indices(box):
+            cbox = self.chunk_box(index)
+            overlap = cbox.intersect(box).intersect(bounds)
+            yield ChunkPiece(index, cbox, overlap.slices(cbox.start), overlap.slices(box.start))

@@ -1,0 +1,125 @@
+"""The exception tree of bigarrays.
+
+Every error derives from :class:`BigArraysError` and, where one fits, from the builtin that a
+caller would naturally catch (``FileNotFoundError``, ``IndexError``, ``ValueError``,
+``PermissionError``), so ``except IndexError`` keeps working for code written against NumPy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+
+class BigArraysError(Exception):
+    """Base of every error raised by bigarrays."""
+
+
+class BigArraysWarning(UserWarning):
+    """Base of every warning issued by bigarrays."""
+
+
+class ViewerCompatibilityWarning(BigArraysWarning):
+    """A dataset uses a feature that Neuroglancer (or another viewer) cannot display."""
+
+
+# --- metadata -----------------------------------------------------------------------------------
+
+
+class InvalidInfoError(BigArraysError, ValueError):
+    """The ``info`` document is malformed; ``field`` names the offending member."""
+
+    def __init__(self, message: str, *, field: str | None = None, url: str | None = None) -> None:
+        self.field = field
+        self.url = url
+        self.detail = message
+        where = f" in {url}" if url else ""
+        prefix = f"invalid info field {field!r}{where}: " if field else f"invalid info{where}: "
+        super().__init__(prefix + message)
+
+
+class DatasetNotFoundError(BigArraysError, FileNotFoundError):
+    """No ``info`` file exists at the URL that was opened."""
+
+
+class DatasetExistsError(BigArraysError, FileExistsError):
+    """``create`` was asked to write where a dataset already exists and ``overwrite`` is False."""
+
+
+class ScaleNotFoundError(BigArraysError, IndexError):
+    """A mip level was asked for that the dataset does not have."""
+
+
+# --- data ---------------------------------------------------------------------------------------
+
+
+class ChunkNotFoundError(BigArraysError, FileNotFoundError):
+    """A chunk inside the bounds was never written and ``fill_missing`` is False."""
+
+    def __init__(self, key: str, url: str | None = None) -> None:
+        self.key = key
+        where = f" of {url}" if url else ""
+        super().__init__(
+            f"chunk {key!r}{where} does not exist; open with fill_missing=True to read it as zeros"
+        )
+
+
+class CorruptChunkError(BigArraysError, ValueError):
+    """A chunk's bytes cannot be decoded into the box it should hold."""
+
+    def __init__(self, key: str, reason: str) -> None:
+        self.key = key
+        self.reason = reason
+        super().__init__(f"corrupt chunk {key!r}: {reason}")
+
+
+class OutOfBoundsError(BigArraysError, IndexError):
+    """A write reaches outside the volume's bounds; nothing was written."""
+
+
+class ShapeMismatchError(BigArraysError, ValueError):
+    """An array given to a write does not have the shape of the box it is written to."""
+
+
+class DtypeMismatchError(BigArraysError, TypeError):
+    """An array's data type cannot be cast safely to the volume's."""
+
+
+class UnsupportedError(BigArraysError, ValueError):
+    """A valid request for something bigarrays does not do (yet), such as an unknown encoding."""
+
+
+# --- stores -------------------------------------------------------------------------------------
+
+
+class StoreError(BigArraysError, OSError):
+    """A store failed to carry out a request."""
+
+
+class UnknownSchemeError(BigArraysError, ValueError):
+    """A URL names a scheme that no store is registered for."""
+
+    def __init__(self, scheme: str, known: Iterable[str]) -> None:
+        self.scheme = scheme
+        self.known = sorted(known)
+        super().__init__(
+            f"no store for URL scheme {scheme!r}; known schemes: {', '.join(self.known)}"
+        )
+
+
+class ReadOnlyError(BigArraysError, PermissionError):
+    """A write was attempted on a store or volume opened read-only."""
+
+
+class AccessDeniedError(StoreError, PermissionError):
+    """The store refused the request for lack of permission."""
+
+
+class MissingDependencyError(BigArraysError, ImportError):
+    """An optional package that a feature needs is not installed."""
+
+    def __init__(self, package: str, extra: str, feature: str) -> None:
+        self.package = package
+        self.extra = extra
+        super().__init__(
+            f"{feature} needs the package {package!r}: pip install 'bigarrays[{extra}]'"
+        )

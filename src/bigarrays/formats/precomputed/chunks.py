@@ -1,0 +1,94 @@
+"""Where a scale's chunks live and how their bytes are made: keys, codec, transfer compression.
+
+Unsharded scales keep one object per chunk, named by its voxel box in absolute coordinates:
+``{scale_key}/{x0}-{x1}_{y0}-{y1}_{z0}-{z1}``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+import numpy as np
+
+from bigarrays.box import Box, ChunkGrid, Vec
+from bigarrays.codecs import ChunkCodec, make_codec
+from bigarrays.errors import CorruptChunkError, UnsupportedError
+from bigarrays.formats.precomputed.info import Info, Scale
+from bigarrays.stores import Store, content_encoding, normalize_key
+
+_CHUNK_NAME = re.compile(r"^(-?\d+)-(-?\d+)_(-?\d+)-(-?\d+)_(-?\d+)-(-?\d+)$")
+
+
+def chunk_name(box: Box) -> str:
+    """``"0-64_64-128_-64-0"`` for a 3-D box (extra axes, such as channels, are ignored)."""
+    return "_".join(f"{a}-{b}" for a, b in zip(box.start[:3], box.stop[:3], strict=True))
+
+
+def parse_chunk_name(name: str) -> Box:
+    """The inverse of :func:`chunk_name`; ``ValueError`` for a name that is not a chunk's."""
+    m = _CHUNK_NAME.match(name.rsplit("/", 1)[-1])
+    if m is None:
+        raise ValueError(f"{name!r} is not a chunk name like '0-64_0-64_0-64'")
+    x0, x1, y0, y1, z0, z1 = map(int, m.groups())
+    return Box((x0, y0, z0), (x1, y1, z1))
+
+
+def scale_grid(scale: Scale, num_channels: int) -> ChunkGrid:
+    """The 4-D grid ``(x, y, z, channel)`` of a scale; a chunk always holds every channel."""
+    return ChunkGrid(
+        origin=(*scale.voxel_offset, 0),
+        size=(*scale.size, num_channels),
+        chunk=(*scale.chunk_size, num_channels),
+    )
+
+
+class ChunkLayout:
+    """Loads and saves the decoded chunks of one unsharded scale."""
+
+    def __init__(self, store: Store, info: Info, mip: int) -> None:
+        scale = info.scales[mip]
+        if scale.sharding is not None:
+            raise UnsupportedError(
+                f"scale {scale.key!r} is sharded; this version of bigarrays reads and writes "
+                "unsharded scales only"
+            )
+        self.store = store
+        self.scale = scale
+        self.grid = scale_grid(scale, info.num_channels)
+        self.dtype = info.dtype
+        self.codec: ChunkCodec = make_codec(scale.encoding, info.dtype, info.num_channels)
+        self.compression = scale.compression
+        content_encoding.check(self.compression)
+        self._prefix = normalize_key(scale.key)
+
+    def key(self, index: Sequence[int]) -> str:
+        return f"{self._prefix}/{chunk_name(self.grid.chunk_box(index))}"
+
+    def load(self, index: Vec) -> np.ndarray | None:
+        """The decoded chunk at grid ``index`` (4-D, clipped shape), or None if never written."""
+        key = self.key(index)
+        data = self.store.get(key)
+        if data is None:
+            return None
+        return self.decode(data, self.grid.chunk_box(index).shape, key)
+
+    def decode(self, data: bytes, shape: Sequence[int], key: str) -> np.ndarray:
+        try:
+            return self.codec.decode(data, shape, key)
+        except CorruptChunkError:
+            # gzip bytes stored without a suffix or header (e.g. copied off a cloud bucket with
+            # the encoding dropped): recognise them by their magic number.
+            encoding = content_encoding.sniff(data)
+            if encoding is None:
+                raise
+            return self.codec.decode(content_encoding.decode(data, encoding, key), shape, key)
+
+    def save(self, index: Vec, chunk: np.ndarray) -> None:
+        """Encode, compress and store one whole (clipped) chunk."""
+        data = self.codec.encode(chunk)
+        data = content_encoding.encode(data, self.compression, self.scale.compression_level)
+        self.store.put(self.key(index), data, content_encoding=self.compression)
+
+    def delete(self, index: Vec) -> None:
+        self.store.delete(self.key(index))

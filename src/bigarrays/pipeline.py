@@ -1,0 +1,154 @@
+"""The parallel chunk engine: fetch -> decode -> paste for reads, cut -> encode -> put for writes.
+
+Work runs on a bounded thread pool: file and socket reads and the compression libraries release
+the GIL, so threads overlap I/O and decoding. At most ``2 * threads`` chunks are in flight, so a
+read of a million chunks does not queue a million futures, and the first error stops the rest.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+from collections.abc import Callable, Iterable
+from typing import Protocol, TypeVar
+
+import numpy as np
+
+from bigarrays.box import Box, ChunkGrid, ChunkPiece, Vec
+from bigarrays.errors import ChunkNotFoundError
+
+T = TypeVar("T")
+
+
+class ChunkSource(Protocol):
+    """What the engine needs of a layout (see ``formats.precomputed.chunks.ChunkLayout``)."""
+
+    grid: ChunkGrid
+    dtype: np.dtype
+
+    def key(self, index: Vec) -> str: ...
+    def load(self, index: Vec) -> np.ndarray | None: ...
+    def save(self, index: Vec, chunk: np.ndarray) -> None: ...
+
+
+def run_bounded(
+    fn: Callable[[T], None],
+    items: Iterable[T],
+    executor: cf.Executor | None,
+    max_in_flight: int,
+    on_done: Callable[[], None] | None = None,
+) -> None:
+    """Call ``fn`` on every item, on ``executor`` (inline when None), ``max_in_flight`` at most.
+
+    The first exception is re-raised after every task already running has finished, so no task
+    touches the caller's buffers once this returns.
+    """
+    if executor is None:
+        for item in items:
+            fn(item)
+            if on_done is not None:
+                on_done()
+        return
+    in_flight: set[cf.Future[None]] = set()
+
+    def reap(block: bool) -> None:
+        nonlocal in_flight
+        done, in_flight = cf.wait(
+            in_flight, return_when=cf.FIRST_COMPLETED if block else cf.ALL_COMPLETED
+        )
+        for fut in done:
+            fut.result()
+            if on_done is not None:
+                on_done()
+
+    try:
+        for item in items:
+            if len(in_flight) >= max_in_flight:
+                reap(block=True)
+            in_flight.add(executor.submit(fn, item))
+        while in_flight:
+            reap(block=True)
+    except BaseException:
+        for fut in in_flight:
+            fut.cancel()
+        cf.wait(in_flight)
+        raise
+
+
+class ChunkEngine:
+    """Runs reads and writes of boxes over a chunk source with ``threads`` workers."""
+
+    def __init__(self, threads: int) -> None:
+        if threads < 1:
+            raise ValueError(f"threads must be >= 1, got {threads}")
+        self.threads = threads
+        self._executor: cf.ThreadPoolExecutor | None = None
+
+    @property
+    def executor(self) -> cf.ThreadPoolExecutor | None:
+        if self.threads == 1:
+            return None
+        if self._executor is None:
+            self._executor = cf.ThreadPoolExecutor(self.threads, thread_name_prefix="bigarrays")
+        return self._executor
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+
+    def _run(
+        self, fn: Callable[[ChunkPiece], None], pieces: Iterable[ChunkPiece],
+        on_done: Callable[[], None] | None,
+    ) -> None:  # fmt: skip
+        run_bounded(fn, pieces, self.executor, 2 * self.threads, on_done)
+
+    def read(
+        self,
+        source: ChunkSource,
+        box: Box,
+        *,
+        fill_missing: bool = True,
+        on_chunk: Callable[[], None] | None = None,
+    ) -> np.ndarray:
+        """A new Fortran-ordered array of ``box`` (4-D); voxels outside the bounds are 0."""
+        # np.zeros maps zero pages lazily: voxels never pasted over cost nothing until read.
+        out = np.zeros(box.shape, dtype=source.dtype, order="F")
+
+        def fetch_and_paste(piece: ChunkPiece) -> None:
+            chunk = source.load(piece.chunk_index)
+            if chunk is None:
+                if not fill_missing:
+                    raise ChunkNotFoundError(source.key(piece.chunk_index))
+                return
+            out[piece.in_box] = chunk[piece.in_chunk]
+
+        self._run(fetch_and_paste, source.grid.pieces(box), on_chunk)
+        return out
+
+    def write(
+        self,
+        source: ChunkSource,
+        box: Box,
+        data: np.ndarray,
+        *,
+        on_chunk: Callable[[], None] | None = None,
+    ) -> None:
+        """Write ``data`` (4-D, shape of ``box``, already checked to lie inside the bounds)."""
+
+        def cut_and_put(piece: ChunkPiece) -> None:
+            part = data[piece.in_box]
+            if piece.covers_chunk:
+                chunk = part if part.dtype == source.dtype else part.astype(source.dtype)
+            else:
+                # Read-modify-write: a chunk is one object, so the voxels the box does not
+                # cover must be carried over from what is stored.
+                old = source.load(piece.chunk_index)
+                shape = piece.chunk_box.shape
+                if old is None:
+                    chunk = np.zeros(shape, dtype=source.dtype, order="F")
+                else:
+                    chunk = np.array(old, dtype=source.dtype, order="F", copy=True)
+                chunk[piece.in_chunk] = part
+            source.save(piece.chunk_index, chunk)
+
+        self._run(cut_and_put, source.grid.pieces(box), on_chunk)

@@ -1,0 +1,80 @@
+"""Key -> bytes stores and the URL table that picks one for a URL.
+
+``open_store("file:///data/vol")``, ``open_store("/data/vol")`` and ``open_store("memory://x")``
+return a :class:`Store`. Other backends register a factory for their scheme with
+:func:`register_store`; a backend whose optional package is missing is still listed, and opening
+it says which extra to install.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable
+from typing import Any
+
+from bigarrays.errors import UnknownSchemeError
+from bigarrays.stores.base import Store, normalize_key
+from bigarrays.stores.file import FileStore
+from bigarrays.stores.memory import MemoryStore
+
+StoreFactory = Callable[..., Store]
+
+_TABLE: dict[str, StoreFactory] = {
+    "file": FileStore,
+    "memory": MemoryStore,
+}
+
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*)://")
+
+
+def register_store(scheme: str, factory: StoreFactory) -> None:
+    """Make ``scheme://...`` URLs open with ``factory(url, read_only=..., **options)``."""
+    _TABLE[scheme.lower()] = factory
+
+
+def known_schemes() -> list[str]:
+    return sorted(_TABLE)
+
+
+def split_scheme(url: str) -> tuple[str, str]:
+    """``("s3", "s3://b/p")`` for a URL; ``("file", path)`` for a plain path."""
+    m = _SCHEME.match(url)
+    if m is None:
+        return ("file", url)
+    # Schemes are case-insensitive (RFC 3986) but backends match their prefix literally: hand them
+    # the lower-case form, or "FILE:///x" would be taken for the relative path "FILE:/x".
+    scheme = m.group(1).lower()
+    return (scheme, scheme + url[m.end(1) :])
+
+
+def open_store(
+    url: str | os.PathLike[str] | Store, *, read_only: bool = False, **options: Any
+) -> Store:
+    """The store for ``url``; a Store passes through unchanged."""
+    if isinstance(url, Store):
+        return url
+    url = os.fspath(url)  # accepts pathlib.Path too
+    scheme, rest = split_scheme(url)
+    factory = _TABLE.get(scheme)
+    if factory is None:
+        raise UnknownSchemeError(scheme, _TABLE)
+    return factory(rest, read_only=read_only, **options)
+
+
+def join_url(url: str, key: str) -> str:
+    """The URL of ``key`` under the store URL ``url``."""
+    return url.rstrip("/") + "/" + normalize_key(key) if key else url
+
+
+__all__ = [
+    "FileStore",
+    "MemoryStore",
+    "Store",
+    "join_url",
+    "known_schemes",
+    "normalize_key",
+    "open_store",
+    "register_store",
+    "split_scheme",
+]

@@ -1,0 +1,149 @@
+"""The store contract: a flat map from string keys to bytes.
+
+Stores know nothing of arrays or formats. A key is a ``/``-separated path relative to the store's
+root; ``..`` segments are resolved against the root (the precomputed format allows a scale's key to
+point beside the dataset). Transfer encodings (gzip, ...) are the store's business, as they are in
+HTTP: ``put`` receives bytes already encoded together with the encoding's name and stores them the
+store's way; ``get`` returns the decoded bytes.
+"""
+
+from __future__ import annotations
+
+import abc
+import os
+import posixpath
+from collections.abc import Iterator
+from typing import Any
+
+from bigarrays.errors import ReadOnlyError
+
+Buffer = bytes | bytearray | memoryview
+
+
+def normalize_key(key: str) -> str:
+    """Collapse ``.``, ``..`` and repeated slashes; a key never starts with ``/``."""
+    if not isinstance(key, str):
+        raise TypeError(f"store keys are strings, got {type(key).__name__}")
+    norm = posixpath.normpath(key.strip("/")) if key.strip("/") else ""
+    return "" if norm == "." else norm
+
+
+class Store(abc.ABC):
+    """A key -> bytes store. Subclasses implement the ``_``-prefixed primitives.
+
+    Every public method normalizes the key, enforces read-only mode, and leaves the backend to do
+    only what is specific to it. All methods are safe to call from many threads at once.
+    """
+
+    #: URL schemes this backend serves, for the URL table and error messages.
+    schemes: tuple[str, ...] = ()
+
+    def __init__(self, *, read_only: bool = False) -> None:
+        self.read_only = read_only
+
+    # -- identity --------------------------------------------------------------------------------
+    @property
+    @abc.abstractmethod
+    def url(self) -> str:
+        """A URL that ``bigarrays.stores.open_store`` turns back into an equal store."""
+
+    @property
+    def default_concurrency(self) -> int:
+        """How many requests in flight suit this backend (threads of the I/O pipeline)."""
+        return max(4, 2 * (os.cpu_count() or 1))
+
+    def _config(self) -> tuple[Any, ...]:
+        return (type(self), self.url, self.read_only)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Store) and self._config() == other._config()
+
+    def __hash__(self) -> int:
+        return hash(self._config())
+
+    def __repr__(self) -> str:
+        mode = ", read_only=True" if self.read_only else ""
+        return f"{type(self).__name__}({self.url!r}{mode})"
+
+    # -- the contract ----------------------------------------------------------------------------
+    def get(self, key: str) -> bytes | None:
+        """The value at ``key`` (transfer encoding removed), or None when there is none."""
+        return self._get(normalize_key(key))
+
+    def get_range(self, key: str, start: int, length: int | None = None) -> bytes | None:
+        """``length`` bytes from offset ``start`` (to the end when None); None if no such key.
+
+        A range that reaches past the end is cut short, as HTTP range requests are. A negative
+        ``start`` counts from the end of the value (a suffix range) and takes no ``length``.
+        """
+        if length is not None and length < 0:
+            raise ValueError(f"length must not be negative, got {length}")
+        if start < 0 and length is not None:
+            raise ValueError("a suffix range (negative start) takes no length")
+        return self._get_range(normalize_key(key), start, length)
+
+    def put(self, key: str, value: Buffer, *, content_encoding: str | None = None) -> None:
+        """Store ``value`` at ``key`` atomically: a reader sees the old value or the new one.
+
+        ``content_encoding`` names the transfer encoding ``value`` is already in (e.g. "gzip").
+        """
+        self._check_writable()
+        self._put(normalize_key(key), value, content_encoding)
+
+    def delete(self, key: str) -> None:
+        """Remove ``key``; removing a key that does not exist is not an error."""
+        self._check_writable()
+        self._delete(normalize_key(key))
+
+    def exists(self, key: str) -> bool:
+        return self._exists(normalize_key(key))
+
+    def list(self, prefix: str = "") -> Iterator[str]:
+        """Every key that starts with ``prefix`` (a plain string prefix, not a folder)."""
+        p = normalize_key(prefix) + ("/" if prefix.endswith("/") and prefix.strip("/") else "")
+        return self._list(p)
+
+    def size(self, key: str) -> int | None:
+        """The stored (possibly compressed) size of ``key`` in bytes, or None when missing."""
+        return self._size(normalize_key(key))
+
+    def close(self) -> None:  # noqa: B027 - optional hook, a no-op for most backends
+        """Release connections or file handles; the store may not be used afterwards."""
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _check_writable(self) -> None:
+        if self.read_only:
+            raise ReadOnlyError(f"{self.url} is opened read-only")
+
+    # -- backend primitives ----------------------------------------------------------------------
+    @abc.abstractmethod
+    def _get(self, key: str) -> bytes | None: ...
+
+    def _get_range(self, key: str, start: int, length: int | None) -> bytes | None:
+        value = self._get(key)
+        if value is None:
+            return None
+        if start < 0:
+            return value[start:]
+        return value[start:] if length is None else value[start : start + length]
+
+    @abc.abstractmethod
+    def _put(self, key: str, value: Buffer, content_encoding: str | None) -> None: ...
+
+    @abc.abstractmethod
+    def _delete(self, key: str) -> None: ...
+
+    def _exists(self, key: str) -> bool:
+        return self._get(key) is not None
+
+    @abc.abstractmethod
+    def _list(self, prefix: str) -> Iterator[str]: ...
+
+    def _size(self, key: str) -> int | None:
+        value = self._get(key)
+        return None if value is None else len(value)
