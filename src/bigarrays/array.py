@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 import warnings
 from collections.abc import Sequence
 from typing import Any, Literal
@@ -151,6 +152,17 @@ class BigArray:
         return Box.from_shape(self.scale.size, self.scale.voxel_offset)
 
     @property
+    def grid_shape(self) -> tuple[int, int, int]:
+        """How many chunks the volume has along x, y and z."""
+        gx, gy, gz = self._layout.grid.grid_shape[:3]
+        return gx, gy, gz
+
+    @property
+    def num_chunks(self) -> int:
+        """How many chunks tile the volume (stored or not)."""
+        return self._layout.grid.num_chunks
+
+    @property
     def threads(self) -> int:
         return self._engine.threads
 
@@ -257,7 +269,7 @@ def read_info(store: Store) -> Info:
 
 
 def open(
-    url: str | Store,
+    url: str | os.PathLike[str] | Store,
     mode: str = "r",
     mip: int = 0,
     *,
@@ -286,7 +298,7 @@ def _vec3(value: Sequence[Any], name: str, cast: type = int) -> tuple[Any, Any, 
 
 
 def create(
-    url: str | Store,
+    url: str | os.PathLike[str] | Store,
     shape: Sequence[int],
     dtype: Any = "uint8",
     chunks: Sequence[int] = (64, 64, 64),

@@ -39,5 +39,6 @@ class RawCodec(ChunkCodec):
             )
         arr: np.ndarray = np.frombuffer(data, dtype=self._wire).reshape(tuple(shape), order="F")
         if self.dtype == np.bool_:
-            return arr != 0
+            normalised: np.ndarray = arr != 0
+            return normalised
         return arr

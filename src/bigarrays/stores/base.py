@@ -20,6 +20,14 @@ from bigarrays.errors import ReadOnlyError
 Buffer = bytes | bytearray | memoryview
 
 
+def _object_key(key: str) -> str:
+    """A normalized key that names an object: never empty (that is the store's root)."""
+    norm = normalize_key(key)
+    if not norm:
+        raise ValueError(f"{key!r} is not a key: keys name objects below the store's root")
+    return norm
+
+
 def normalize_key(key: str) -> str:
     """Collapse ``.``, ``..`` and repeated slashes; a key never starts with ``/``."""
     if not isinstance(key, str):
@@ -68,7 +76,7 @@ class Store(abc.ABC):
     # -- the contract ----------------------------------------------------------------------------
     def get(self, key: str) -> bytes | None:
         """The value at ``key`` (transfer encoding removed), or None when there is none."""
-        return self._get(normalize_key(key))
+        return self._get(_object_key(key))
 
     def get_range(self, key: str, start: int, length: int | None = None) -> bytes | None:
         """``length`` bytes from offset ``start`` (to the end when None); None if no such key.
@@ -80,7 +88,7 @@ class Store(abc.ABC):
             raise ValueError(f"length must not be negative, got {length}")
         if start < 0 and length is not None:
             raise ValueError("a suffix range (negative start) takes no length")
-        return self._get_range(normalize_key(key), start, length)
+        return self._get_range(_object_key(key), start, length)
 
     def put(self, key: str, value: Buffer, *, content_encoding: str | None = None) -> None:
         """Store ``value`` at ``key`` atomically: a reader sees the old value or the new one.
@@ -88,15 +96,15 @@ class Store(abc.ABC):
         ``content_encoding`` names the transfer encoding ``value`` is already in (e.g. "gzip").
         """
         self._check_writable()
-        self._put(normalize_key(key), value, content_encoding)
+        self._put(_object_key(key), value, content_encoding)
 
     def delete(self, key: str) -> None:
         """Remove ``key``; removing a key that does not exist is not an error."""
         self._check_writable()
-        self._delete(normalize_key(key))
+        self._delete(_object_key(key))
 
     def exists(self, key: str) -> bool:
-        return self._exists(normalize_key(key))
+        return self._exists(_object_key(key))
 
     def list(self, prefix: str = "") -> Iterator[str]:
         """Every key that starts with ``prefix`` (a plain string prefix, not a folder)."""
@@ -105,7 +113,7 @@ class Store(abc.ABC):
 
     def size(self, key: str) -> int | None:
         """The stored (possibly compressed) size of ``key`` in bytes, or None when missing."""
-        return self._size(normalize_key(key))
+        return self._size(_object_key(key))
 
     def close(self) -> None:  # noqa: B027 - optional hook, a no-op for most backends
         """Release connections or file handles; the store may not be used afterwards."""

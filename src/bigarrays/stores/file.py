@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import stat
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -45,7 +46,7 @@ class FileStore(Store):
 
     def _path(self, key: str) -> Path:
         # Keys may climb above the root with ".." (the format allows it); the path stays literal.
-        return self.root / key if key else self.root
+        return self.root / key
 
     def _read(self, path: Path, start: int = 0, length: int | None = None) -> bytes | None:
         try:
@@ -55,7 +56,18 @@ class FileStore(Store):
                     start = max(0, size + start)
                 if start:
                     f.seek(start)
-                return f.read() if length is None else f.read(length)
+                if length is None:
+                    return f.readall()
+                # One read() of an unbuffered file is one system call, which may return fewer
+                # bytes than asked (large ranges, network file systems): loop until done or EOF.
+                parts = []
+                while length > 0:
+                    part = f.read(length)
+                    if not part:
+                        break
+                    parts.append(part)
+                    length -= len(part)
+                return b"".join(parts)
         except (FileNotFoundError, NotADirectoryError):
             return None
         except IsADirectoryError:
@@ -92,8 +104,6 @@ class FileStore(Store):
         return None
 
     def _put(self, key: str, value: Buffer, encoding: str | None) -> None:
-        if not key:
-            raise StoreError("cannot write to the empty key (the store's root folder)")
         content_encoding.check(encoding)
         path = self._path(key)
         if encoding is not None:
@@ -117,7 +127,7 @@ class FileStore(Store):
                 raise StoreError(f"cannot write {path}: no space left on device") from exc
             raise StoreError(f"cannot write {path}: {exc}") from exc
         except BaseException:
-            # A value that is no buffer, or an interrupt mid-write, must not leave a temp file behind.
+            # A value that is no buffer, or an interrupt mid-write, must leave no temp file behind.
             with contextlib.suppress(OSError):
                 tmp.unlink()
             raise
@@ -150,9 +160,12 @@ class FileStore(Store):
         for path in [self._path(key), self._encoded_path(key)]:
             if path is not None:
                 try:
-                    return path.stat().st_size
+                    st = path.stat()
                 except (FileNotFoundError, NotADirectoryError):
                     continue
+                # A folder of keys is no key (get and exists say so); its size is the inode's.
+                if stat.S_ISREG(st.st_mode):
+                    return st.st_size
         return None
 
     def _list(self, prefix: str) -> Iterator[str]:

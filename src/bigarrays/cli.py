@@ -1,0 +1,305 @@
+"""The ``bigarrays`` command: info, create, cutout and demo.
+
+Every failure the user can cause prints one line, ``bigarrays: error: ...``, and exits non-zero.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bigarrays import __version__
+from bigarrays.array import create, open
+from bigarrays.box import Box
+from bigarrays.errors import BigArraysError, MissingDependencyError
+from bigarrays.stores import normalize_key
+
+
+class UsageError(BigArraysError, ValueError):
+    """A command-line argument that cannot be understood."""
+
+
+# -- argument parsing helpers --------------------------------------------------------------------
+
+
+def parse_ints(text: str, n: int, name: str) -> tuple[int, ...]:
+    """``"1,2,3"`` (or ``"1x2x3"``) -> ``(1, 2, 3)``."""
+    parts = text.replace("x", ",").split(",")
+    try:
+        values = tuple(int(p) for p in parts)
+    except ValueError:
+        raise UsageError(f"{name} must be {n} integers separated by commas, got {text!r}") from None
+    if len(values) != n:
+        raise UsageError(f"{name} must be {n} integers separated by commas, got {text!r}")
+    return values
+
+
+def parse_floats(text: str, n: int, name: str) -> tuple[float, ...]:
+    parts = text.replace("x", ",").split(",")
+    try:
+        values = tuple(float(p) for p in parts)
+    except ValueError:
+        raise UsageError(f"{name} must be {n} numbers separated by commas, got {text!r}") from None
+    if len(values) != n:
+        raise UsageError(f"{name} must be {n} numbers separated by commas, got {text!r}")
+    return values
+
+
+def parse_box(text: str, bounds: Box) -> Box:
+    """``"x0:x1,y0:y1,z0:z1"`` in absolute coordinates; an empty side means the bounds."""
+    parts = text.split(",")
+    if len(parts) != 3:
+        raise UsageError(f"a box is x0:x1,y0:y1,z0:z1, got {text!r}")
+    start, stop = [], []
+    for axis, part in enumerate(parts):
+        if ":" not in part:
+            raise UsageError(f"a box is x0:x1,y0:y1,z0:z1, got {text!r} (no ':' in {part!r})")
+        a, b = part.split(":", 1)
+        try:
+            start.append(int(a) if a.strip() else bounds.start[axis])
+            stop.append(int(b) if b.strip() else bounds.stop[axis])
+        except ValueError:
+            raise UsageError(f"a box is x0:x1,y0:y1,z0:z1 of integers, got {text!r}") from None
+        if stop[-1] <= start[-1]:
+            raise UsageError(f"empty range {part!r} on axis {'xyz'[axis]}")
+    return Box(start, stop)
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")
+
+
+def _progress_setting(args: argparse.Namespace) -> bool | None:
+    return False if getattr(args, "quiet", False) else None
+
+
+# -- commands ------------------------------------------------------------------------------------
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    vol = open(args.url)
+    info = vol.info
+    out = [
+        f"{vol.url}",
+        f"  type         {vol.layer_type}",
+        f"  data type    {vol.dtype.name}",
+        f"  channels     {vol.num_channels}",
+        f"  scales       {vol.mips}",
+    ]
+    extra = sorted(k for k in info if k not in ("@type", "type", "data_type", "num_channels",
+                                                "scales"))  # fmt: skip
+    if extra:
+        out.append(f"  other keys   {', '.join(extra)}")
+    total_bytes = 0
+    for mip in range(vol.mips):
+        v = vol.at_mip(mip)
+        s = v.scale
+        b = v.bounds
+        encoding = s.encoding + (f" + {s.compression}" if s.compression else "")
+        out += [
+            f"  mip {mip}: key {s.key!r}",
+            f"    size         {' x '.join(map(str, s.size))} voxels "
+            f"({human_bytes(v.nbytes)} uncompressed)",
+            f"    resolution   {' x '.join(f'{r:g}' for r in s.resolution)} nm",
+            f"    bounds       [{b.start[0]}:{b.stop[0]}, {b.start[1]}:{b.stop[1]}, "
+            f"{b.start[2]}:{b.stop[2]})",
+            f"    chunks       {' x '.join(map(str, s.chunk_size))} "
+            f"({v.num_chunks} in a {' x '.join(map(str, v.grid_shape))} grid)",
+            f"    encoding     {encoding}",
+        ]
+        if s.sharding is not None:
+            sh = s.sharding
+            out.append(
+                f"    sharding     {sh.hash}, preshift {sh.preshift_bits}, minishard "
+                f"{sh.minishard_bits}, shard {sh.shard_bits} bits"
+            )
+        if not args.no_scan:
+            count, nbytes = 0, 0
+            for key in v.store.list(normalize_key(s.key) + "/"):
+                size = v.store.size(key)
+                if size is not None:
+                    count += 1
+                    nbytes += size
+            total_bytes += nbytes
+            ratio = f", {v.nbytes / nbytes:.2f}x smaller" if nbytes and count else ""
+            out.append(f"    stored       {count} objects, {human_bytes(nbytes)}{ratio}")
+    if not args.no_scan and vol.mips > 1:
+        out.append(f"  total stored {human_bytes(total_bytes)}")
+    print("\n".join(out))
+    return 0
+
+
+def cmd_create(args: argparse.Namespace) -> int:
+    vol = create(
+        args.url,
+        shape=parse_ints(args.shape, 3, "--shape"),
+        dtype=args.dtype,
+        chunks=parse_ints(args.chunks, 3, "--chunks"),
+        voxel_offset=parse_ints(args.offset, 3, "--offset"),
+        resolution=parse_floats(args.resolution, 3, "--resolution"),
+        num_channels=args.channels,
+        layer_type=args.layer_type,
+        encoding=args.encoding,
+        compression=args.compression,
+        compression_level=args.compression_level,
+        overwrite=args.overwrite,
+    )
+    print(f"created {vol!r}")
+    return 0
+
+
+def write_cutout(path: Path, cut: np.ndarray) -> None:
+    """Save a cutout as .npy (x, y, z[, c] as indexed) or .tif (z, y, x[, c] as viewers expect)."""
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        np.save(path, cut)
+    elif suffix in (".tif", ".tiff"):
+        try:
+            import tifffile
+        except ImportError:
+            raise MissingDependencyError("tifffile", "tiff", "writing .tif cutouts") from None
+        zyx = np.ascontiguousarray(np.moveaxis(cut, (0, 1, 2), (2, 1, 0)))
+        axes = "ZYX" if cut.ndim == 3 else "ZYXC"
+        tifffile.imwrite(path, zyx, metadata={"axes": axes}, photometric="minisblack")
+    else:
+        raise UsageError(f"cannot write {path.name!r}: the output must end in .npy or .tif")
+
+
+def cmd_cutout(args: argparse.Namespace) -> int:
+    out = Path(args.output)
+    if out.suffix.lower() not in (".npy", ".tif", ".tiff"):
+        raise UsageError(f"cannot write {out.name!r}: the output must end in .npy or .tif")
+    vol = open(args.url, mip=args.mip, fill_missing=not args.strict,
+               progress=_progress_setting(args))  # fmt: skip
+    box = parse_box(args.box, vol.bounds)
+    cut = vol[box]
+    write_cutout(out, cut)
+    if not args.quiet:
+        print(f"wrote {out} ({' x '.join(map(str, cut.shape))} {cut.dtype}, {box})")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from bigarrays.demo import run_demo
+
+    shape = parse_ints(args.shape, 3, "--shape")
+    return run_demo(Path(args.dir), shape=shape, threads=args.threads, quiet=args.quiet,
+                    compression=args.compression)  # fmt: skip
+
+
+# -- the parser ----------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bigarrays",
+        description="Read and write boxes of Neuroglancer precomputed volumes.",
+    )
+    parser.add_argument("--version", action="version", version=f"bigarrays {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("info", help="summarise a volume: scales, sizes, chunks, bytes stored",
+                       description="Print a readable summary of the volume at URL.")  # fmt: skip
+    p.add_argument("url", metavar="URL", help="dataset URL or path (file://, memory://, ...)")
+    p.add_argument("--no-scan", action="store_true",
+                   help="do not list the store to count stored chunks and bytes")  # fmt: skip
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("create", help="create an empty volume",
+                       description="Create an empty one-scale volume at URL.")  # fmt: skip
+    p.add_argument("url", metavar="URL")
+    p.add_argument("--shape", required=True, help="size in voxels: X,Y,Z")
+    p.add_argument(
+        "--dtype",
+        default="uint8",
+        help="uint8 int8 uint16 int16 uint32 int32 uint64 float32 (default uint8)",
+    )
+    p.add_argument("--chunks", default="64,64,64", help="chunk size: X,Y,Z (default 64,64,64)")
+    p.add_argument("--offset", default="0,0,0", help="voxel offset: X,Y,Z (may be negative)")
+    p.add_argument("--resolution", default="1,1,1", help="nm per voxel: X,Y,Z (default 1,1,1)")
+    p.add_argument("--channels", type=int, default=1, help="number of channels (default 1)")
+    p.add_argument("--layer-type", default="image", choices=("image", "segmentation"))
+    p.add_argument("--encoding", default="raw", help="chunk encoding (default raw)")
+    p.add_argument("--compression", default=None, choices=("gzip",),
+                   help="whole-chunk transfer compression (default none)")  # fmt: skip
+    p.add_argument("--compression-level", type=int, default=None)
+    p.add_argument("--overwrite", action="store_true", help="replace an existing dataset")
+    p.set_defaults(func=cmd_create)
+
+    p = sub.add_parser("cutout", help="save a box of a volume to .npy or .tif",
+                       description="Read a box (absolute voxel coordinates) and save it. A .npy "
+                       "keeps the (x, y, z[, c]) axes; a .tif is written as (z, y, x[, c]) "
+                       "pages, as image viewers expect.")  # fmt: skip
+    p.add_argument("url", metavar="URL")
+    p.add_argument("box", metavar="BOX", help="x0:x1,y0:y1,z0:z1 (an empty side means bounds)")
+    p.add_argument("-o", "--output", required=True, help="output file, .npy or .tif")
+    p.add_argument("--mip", type=int, default=0, help="scale to read (default 0)")
+    p.add_argument("--strict", action="store_true",
+                   help="fail on a missing chunk instead of reading zeros")  # fmt: skip
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress, no summary")
+    p.set_defaults(func=cmd_cutout)
+
+    p = sub.add_parser(
+        "demo",
+        help="write, cut out and verify a synthetic EM-like volume",
+        description="Make a synthetic EM-like volume in DIR, save it, cut out "
+        "unaligned boxes, verify them against the truth, and print throughput.",
+    )
+    p.add_argument("dir", metavar="DIR", nargs="?", default="bigarrays-demo",
+                   help="folder for the demo volume (default ./bigarrays-demo)")  # fmt: skip
+    p.add_argument("--shape", default="1024,1024,256",
+                   help="volume size X,Y,Z (default 1024,1024,256: 256 MiB)")  # fmt: skip
+    p.add_argument("--compression", default=None, choices=("gzip",))
+    p.add_argument("--threads", type=int, default=None, help="I/O threads (default: auto)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_demo)
+    _accept_negative_values(parser)
+    return parser
+
+
+# argparse takes a word that starts with '-' for an option unless it looks like a negative
+# number; negative offsets and boxes ("-10,0,5", "-50:50,0:64,0:64") are common here, so widen
+# what counts as one on every (sub)parser. "--offset=-10,0,5" works regardless.
+_NEGATIVE_VALUE = re.compile(r"^-\d[\d,:x.\-]*$")
+
+
+def _accept_negative_values(parser: argparse.ArgumentParser) -> None:
+    parser._negative_number_matcher = _NEGATIVE_VALUE
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                _accept_negative_values(sub)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        result: Any = args.func(args)
+        return int(result or 0)
+    except BigArraysError as exc:
+        print(f"bigarrays: error: {exc}", file=sys.stderr)
+        return 1
+    except (OSError, ValueError) as exc:
+        # Builtin errors from the OS or NumPy (disk full, a path that is a file...): one line too.
+        print(f"bigarrays: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("bigarrays: interrupted", file=sys.stderr)
+        return 130
+    finally:
+        sys.stdout.flush()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
