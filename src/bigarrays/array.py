@@ -20,7 +20,7 @@ from bigarrays.errors import (
     ScaleNotFoundError,
     ViewerCompatibilityWarning,
 )
-from bigarrays.formats.precomputed import ChunkLayout, Info, Scale
+from bigarrays.formats.precomputed import Info, Scale, open_layout
 from bigarrays.formats.precomputed.info import (
     EXTENSION_DATA_TYPES,
     LAYER_TYPES,
@@ -64,7 +64,7 @@ class BigArray:
         self._mode = mode
         self.fill_missing = fill_missing
         self.progress = progress
-        self._layout = ChunkLayout(store, info, mip)
+        self._layout = open_layout(store, info, mip)
         self._engine = ChunkEngine(threads or store.default_concurrency)
 
     # -- description -----------------------------------------------------------------------------

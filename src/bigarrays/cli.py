@@ -189,6 +189,21 @@ def cmd_cutout(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_cp(args: argparse.Namespace) -> int:
+    """Copy a dataset between any two stores; --shard / --unshard also convert its layout."""
+    if args.shard or args.unshard:
+        from bigarrays.formats.precomputed.resharding import convert_dataset
+
+        convert_dataset(args.src, args.dst, shard=args.shard, threads=args.threads,
+                        progress=_progress_setting(args), overwrite=args.overwrite)  # fmt: skip
+    else:
+        from bigarrays.copy import copy_dataset
+
+        copy_dataset(args.src, args.dst, threads=args.threads, progress=_progress_setting(args),
+                     overwrite=args.overwrite)  # fmt: skip
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from bigarrays.demo import run_demo
 

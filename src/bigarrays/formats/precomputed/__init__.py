@@ -3,6 +3,7 @@
 from bigarrays.formats.precomputed.chunks import (
     ChunkLayout,
     chunk_name,
+    open_layout,
     parse_chunk_name,
     scale_grid,
 )
@@ -14,6 +15,7 @@ __all__ = [
     "Scale",
     "ShardingSpec",
     "chunk_name",
+    "open_layout",
     "parse_chunk_name",
     "scale_grid",
 ]

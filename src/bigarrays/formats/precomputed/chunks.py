@@ -43,6 +43,11 @@ def scale_grid(scale: Scale, num_channels: int) -> ChunkGrid:
     )
 
 
+def open_layout(store: Store, info: Info, mip: int) -> ChunkLayout:
+    """The layout that reads and writes the chunks of scale ``mip`` (sharded or not)."""
+    return ChunkLayout(store, info, mip)
+
+
 class ChunkLayout:
     """Loads and saves the decoded chunks of one unsharded scale."""
 
