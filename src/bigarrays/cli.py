@@ -264,6 +264,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress, no summary")
     p.set_defaults(func=cmd_cutout)
 
+    p = sub.add_parser("cp", help="copy a dataset between stores (and shard or unshard it)",
+                       description="Copy the dataset at SRC to DST, chunk by chunk, between any "
+                       "two stores. --shard converts an unsharded volume to a sharded one, "
+                       "--unshard the other way.")  # fmt: skip
+    p.add_argument("src", metavar="SRC", help="source dataset URL or path")
+    p.add_argument("dst", metavar="DST", help="destination dataset URL or path")
+    layout = p.add_mutually_exclusive_group()
+    layout.add_argument("--shard", action="store_true", help="write DST sharded")
+    layout.add_argument("--unshard", action="store_true", help="write DST unsharded")
+    p.add_argument("--overwrite", action="store_true", help="replace a dataset at DST")
+    p.add_argument("--threads", type=int, default=None, help="I/O threads (default: auto)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_cp)
+
     p = sub.add_parser(
         "demo",
         help="write, cut out and verify a synthetic EM-like volume",
