@@ -18,9 +18,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from bigarrays.testing.arrays import ArrayConformance
     from bigarrays.testing.stores import StoreConformance
 
-__all__ = ["StoreConformance"]
+__all__ = ["ArrayConformance", "StoreConformance"]
 
 
 def __getattr__(name: str) -> Any:
@@ -28,4 +29,8 @@ def __getattr__(name: str) -> Any:
         from bigarrays.testing.stores import StoreConformance
 
         return StoreConformance
+    if name == "ArrayConformance":
+        from bigarrays.testing.arrays import ArrayConformance
+
+        return ArrayConformance
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
