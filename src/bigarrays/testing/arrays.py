@@ -14,7 +14,7 @@ Each test compares BigArray against a NumPy model of the same volume.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pytest
@@ -27,7 +27,7 @@ __all__ = ["ArrayConformance"]
 
 class ArrayConformance:
     #: Extra keyword arguments for ``ba.create`` / ``ba.open`` (passed to the store).
-    store_options: dict[str, Any] = {}
+    store_options: ClassVar[dict[str, Any]] = {}
 
     def create(self, url: str, **kwargs: Any) -> ba.BigArray:
         return ba.create(url, **kwargs, **self.store_options)
