@@ -341,8 +341,8 @@ def create(
     content_encoding.check(compression)
     if data_type in EXTENSION_DATA_TYPES:
         warnings.warn(
-            f"data type {data_type!r} is a bigarrays extension: Neuroglancer, TensorStore and "
-            "CloudVolume cannot read this volume",
+            f"data type {data_type!r} is a bigarrays extension: Neuroglancer and TensorStore "
+            "cannot read this volume (CloudVolume can)",
             ViewerCompatibilityWarning,
             stacklevel=2,
         )
