@@ -58,8 +58,10 @@ def parse_key(key: Any, bounds: Box, num_channels: int) -> Selection:
     ndim = 3 if num_channels == 1 else 4
     if sum(1 for it in items if it is Ellipsis) > 1:
         raise IndexError("an index can only have a single ellipsis ('...')")
-    if Ellipsis in items:
-        i = items.index(Ellipsis)
+    # Compare by identity: ``in`` and ``index`` use ==, which an ndarray item turns into an array
+    # ("truth value ... is ambiguous") instead of reaching the clear TypeError below.
+    if any(it is Ellipsis for it in items):
+        i = next(j for j, it in enumerate(items) if it is Ellipsis)
         fill = ndim - (len(items) - 1)
         items = items[:i] + (slice(None),) * fill + items[i + 1 :]
     if len(items) > ndim:

@@ -85,15 +85,24 @@ def geometries(
     max_offset: int = 64,
     max_chunk: int = 16,
     max_channels: int = 3,
+    max_grid: int | None = None,
     dtypes: tuple[str, ...] = DTYPES,
 ) -> Geometry:
     """Sizes in ``[min_size, max_size]``, offsets in ``[-max_offset, max_offset]`` (negative too),
     chunk sizes in ``[1, max_chunk]`` (so edge chunks are usually truncated), 1..max_channels
-    channels and any of ``dtypes``."""
+    channels and any of ``dtypes``.
+
+    ``max_grid`` caps the chunks per axis (when ``max_chunk`` allows), which bounds the work of a
+    whole-volume read: one-voxel chunks on a 40-voxel axis make 64,000 chunks."""
+    size = draw(_vec3(st.integers(min_size, max_size)))
+    chunks = []
+    for s in size:
+        lowest = 1 if max_grid is None else max(1, min(max_chunk, -(-s // max_grid)))
+        chunks.append(draw(st.integers(lowest, max_chunk)))
     return Geometry(
-        size=draw(_vec3(st.integers(min_size, max_size))),
+        size=size,
         voxel_offset=draw(_vec3(st.integers(-max_offset, max_offset))),
-        chunks=draw(_vec3(st.integers(1, max_chunk))),
+        chunks=(chunks[0], chunks[1], chunks[2]),
         num_channels=draw(st.integers(1, max_channels)),
         dtype=draw(st.sampled_from(dtypes)),
     )
@@ -179,7 +188,7 @@ def random_array(shape: tuple[int, ...], dtype: str | np.dtype, seed: int) -> np
         out = rng.integers(int(info.min), int(info.max), size=shape, dtype=dt, endpoint=True)
     else:
         out = (rng.standard_normal(size=shape) * 1000).astype(dt)
-    return np.asfortranarray(out)
+    return np.array(out, order="F")  # np.asfortranarray would make a 0-d array 1-d
 
 
 @st.composite
