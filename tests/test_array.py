@@ -17,7 +17,9 @@ import pytest
 import bigarrays as ba
 from bigarrays.box import Box
 from bigarrays.errors import (
+    ChunkNotFoundError,
     DtypeMismatchError,
+    OutOfBoundsError,
     ScaleNotFoundError,
     ShapeMismatchError,
     UnsupportedError,
@@ -908,3 +910,31 @@ def test_progress_bar_does_not_change_results(url: str) -> None:
             advance()
     with progress_bar(3, "silent", False) as advance:
         assert advance is None
+
+
+def test_python_lists_are_judged_by_their_values() -> None:
+    vol = ba.create(f"memory://lists-{uuid.uuid4().hex}", shape=(4, 4, 4))
+    vol[0, 0, 0:3] = [1, 2, 255]
+    np.testing.assert_array_equal(vol[0, 0, :], [1, 2, 255, 0])
+    with pytest.raises(DtypeMismatchError, match="300"):
+        vol[0, 0, 0:3] = [1, 2, 300]
+    with pytest.raises(DtypeMismatchError, match=r"1\.5"):
+        vol[0, 0, 0:2] = [1.5, 2]
+    np.testing.assert_array_equal(vol[0, 0, :], [1, 2, 255, 0])
+
+
+def test_threads_zero_is_refused() -> None:
+    with pytest.raises(ValueError, match="threads"):
+        ba.create(f"memory://threads-{uuid.uuid4().hex}", shape=(4, 4, 4), threads=0)
+
+
+def test_missing_chunk_error_names_the_dataset(tmp_path: Path) -> None:
+    ba.create(tmp_path / "v", shape=(8, 8, 8), chunks=(4, 4, 4))
+    with pytest.raises(ChunkNotFoundError, match=r"file://.*/v"):
+        ba.open(tmp_path / "v", fill_missing=False)[0:1, 0:1, 0:1]
+
+
+def test_channel_range_outside_bounds_is_named(tmp_path: Path) -> None:
+    vol = ba.create(tmp_path / "c", shape=(4, 4, 4), num_channels=2)
+    with pytest.raises(OutOfBoundsError, match="channels 1:3 of 2"):
+        vol[ba.Box((0, 0, 0, 1), (1, 1, 1, 3))] = 0

@@ -140,8 +140,12 @@ def test_box_bad_input() -> None:
         Box(0, (1,))  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="stop must be a sequence of integers"):
         Box((0,), None)  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="invalid literal"):
+    with pytest.raises(TypeError, match="start must be a sequence of integers"):
         Box(("a",), (1,))
+    # A float coordinate is a mistake to report, not a request to truncate.
+    with pytest.raises(TypeError, match="start must be a sequence of integers"):
+        Box((0.5, 1), (2, 3))  # type: ignore[arg-type]
+    assert Box((np.int64(-3),), (np.int32(4),)) == Box((-3,), (4,))
 
 
 # -- ChunkGrid -------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ part of the chunk and which part of the output array correspond.
 from __future__ import annotations
 
 import itertools
+import operator
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -16,8 +17,9 @@ Vec = tuple[int, ...]
 
 
 def _as_vec(values: Sequence[int] | int, name: str) -> Vec:
+    # operator.index refuses floats: Box((0.5, 1), ...) is a mistake, not a request to truncate.
     try:
-        return tuple(int(v) for v in values)  # type: ignore[union-attr]
+        return tuple(operator.index(v) for v in values)  # type: ignore[union-attr]
     except TypeError:
         raise TypeError(f"{name} must be a sequence of integers, got {values!r}") from None
 

@@ -123,9 +123,13 @@ def coerce_value(value: Any, dtype: np.dtype, selection: Selection) -> np.ndarra
     """
     arr = np.asarray(value)
     if arr.ndim == 0:
-        converted = _exact_scalar(arr, dtype)
+        converted = _exact_values(arr, dtype)
         return np.broadcast_to(converted, selection.box.shape)
-    if arr.dtype != dtype and not np.can_cast(arr.dtype, dtype, casting="safe"):
+    if not isinstance(value, np.ndarray) and arr.dtype != dtype:
+        # Python lists carry no dtype of their own (NumPy makes them int64 or float64): judge
+        # them by their values, as scalars are, so vol[0, 0, :3] = [1, 2, 3] works on uint8.
+        arr = _exact_values(arr, dtype)
+    elif arr.dtype != dtype and not np.can_cast(arr.dtype, dtype, casting="safe"):
         raise DtypeMismatchError(
             f"cannot write {arr.dtype} data into a {dtype} volume without losing values; "
             f"convert it first, e.g. data.astype('{dtype}')"
@@ -138,13 +142,18 @@ def coerce_value(value: Any, dtype: np.dtype, selection: Selection) -> np.ndarra
     return selection.expand(arr)
 
 
-def _exact_scalar(arr: np.ndarray, dtype: np.dtype) -> np.ndarray:
+def _exact_values(arr: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """``arr`` as ``dtype`` if every value survives the conversion, else DtypeMismatchError."""
     if arr.dtype.kind not in "biuf":
-        raise DtypeMismatchError(f"cannot write a {arr.dtype} value into a {dtype} volume")
+        raise DtypeMismatchError(f"cannot write {arr.dtype} values into a {dtype} volume")
     with np.errstate(invalid="ignore", over="ignore"):
         converted = arr.astype(dtype)
     # Into a float volume any number goes (rounding is what floats do); into an integer or bool
     # volume the value must survive the trip exactly: 300 is not a uint8, 1.5 is not an int.
-    if dtype.kind != "f" and converted.item() != arr.item():
-        raise DtypeMismatchError(f"the value {arr.item()!r} cannot be stored exactly as {dtype}")
+    if dtype.kind != "f":
+        with np.errstate(invalid="ignore"):
+            lost = converted != arr
+        if np.any(lost):
+            bad = arr[lost].ravel()[0].item()
+            raise DtypeMismatchError(f"the value {bad!r} cannot be stored exactly as {dtype}")
     return converted

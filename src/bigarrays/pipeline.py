@@ -25,6 +25,9 @@ class ChunkSource(Protocol):
     grid: ChunkGrid
     dtype: np.dtype
 
+    @property
+    def url(self) -> str: ...
+
     def key(self, index: Vec) -> str: ...
     def load(self, index: Vec) -> np.ndarray | None: ...
     def save(self, index: Vec, chunk: np.ndarray) -> None: ...
@@ -118,7 +121,7 @@ class ChunkEngine:
             chunk = source.load(piece.chunk_index)
             if chunk is None:
                 if not fill_missing:
-                    raise ChunkNotFoundError(source.key(piece.chunk_index))
+                    raise ChunkNotFoundError(source.key(piece.chunk_index), source.url)
                 return
             out[piece.in_box] = chunk[piece.in_chunk]
 
