@@ -65,7 +65,7 @@ class BigArray:
         self.fill_missing = fill_missing
         self.progress = progress
         self._layout = open_layout(store, info, mip)
-        self._engine = ChunkEngine(threads or store.default_concurrency)
+        self._engine = ChunkEngine(store.default_concurrency if threads is None else threads)
 
     # -- description -----------------------------------------------------------------------------
     @property
@@ -215,9 +215,12 @@ class BigArray:
     def _write_box(self, box: Box, block: np.ndarray) -> None:
         bounds4 = Box((*self.bounds.start, 0), (*self.bounds.stop, self.num_channels))
         if not bounds4.contains(box):
+            channels = ""
+            if not 0 <= box.start[3] <= box.stop[3] <= self.num_channels:
+                channels = f" channels {box.start[3]}:{box.stop[3]} of {self.num_channels},"
             raise OutOfBoundsError(
-                f"cannot write box {Box(box.start[:3], box.stop[:3])}: it reaches outside the "
-                f"volume's bounds {self.bounds}; nothing was written"
+                f"cannot write box {Box(box.start[:3], box.stop[:3])}:{channels} it reaches "
+                f"outside the volume's bounds {self.bounds}; nothing was written"
             )
         if box.empty:
             return

@@ -1,13 +1,14 @@
 """The parallel chunk engine: fetch -> decode -> paste for reads, cut -> encode -> put for writes.
 
 Work runs on a bounded thread pool: file and socket reads and the compression libraries release
-the GIL, so threads overlap I/O and decoding. At most ``2 * threads`` chunks are in flight, so a
-read of a million chunks does not queue a million futures, and the first error stops the rest.
+the GIL, so threads overlap I/O and decoding. At most ``threads`` chunks are in flight, so a read
+of a million chunks does not queue a million futures, and the first error stops the rest.
 """
 
 from __future__ import annotations
 
 import concurrent.futures as cf
+import threading
 from collections.abc import Callable, Iterable
 from typing import Protocol, TypeVar
 
@@ -37,44 +38,55 @@ def run_bounded(
     fn: Callable[[T], None],
     items: Iterable[T],
     executor: cf.Executor | None,
-    max_in_flight: int,
+    workers: int,
     on_done: Callable[[], None] | None = None,
 ) -> None:
-    """Call ``fn`` on every item, on ``executor`` (inline when None), ``max_in_flight`` at most.
+    """Call ``fn`` on every item with ``workers`` tasks on ``executor`` (inline when None).
 
-    The first exception is re-raised after every task already running has finished, so no task
-    touches the caller's buffers once this returns.
+    Each worker pulls the next item from the shared iterator, so nothing is queued ahead and a
+    request of a million chunks holds no more than ``workers`` of them at a time; one future per
+    worker rather than per item keeps the scheduling cost off the per-chunk path. The first
+    exception stops the other workers and is re-raised once every worker has returned, so no
+    task touches the caller's buffers after this returns.
     """
-    if executor is None:
+    if executor is None or workers <= 1:
         for item in items:
             fn(item)
             if on_done is not None:
                 on_done()
         return
-    in_flight: set[cf.Future[None]] = set()
+    iterator = iter(items)
+    lock = threading.Lock()
+    stop = threading.Event()
+    errors: list[BaseException] = []
 
-    def reap(block: bool) -> None:
-        nonlocal in_flight
-        done, in_flight = cf.wait(
-            in_flight, return_when=cf.FIRST_COMPLETED if block else cf.ALL_COMPLETED
-        )
-        for fut in done:
-            fut.result()
+    def work() -> None:
+        while not stop.is_set():
+            with lock:
+                item = next(iterator, _END)
+            if item is _END:
+                return
+            try:
+                fn(item)  # type: ignore[arg-type]
+            except BaseException as exc:
+                errors.append(exc)
+                stop.set()
+                return
             if on_done is not None:
                 on_done()
 
+    futures = [executor.submit(work) for _ in range(workers)]
     try:
-        for item in items:
-            if len(in_flight) >= max_in_flight:
-                reap(block=True)
-            in_flight.add(executor.submit(fn, item))
-        while in_flight:
-            reap(block=True)
-    except BaseException:
-        for fut in in_flight:
-            fut.cancel()
-        cf.wait(in_flight)
+        cf.wait(futures)
+    except BaseException:  # e.g. KeyboardInterrupt in the caller: stop the workers first
+        stop.set()
+        cf.wait(futures)
         raise
+    if errors:
+        raise errors[0]
+
+
+_END = object()
 
 
 class ChunkEngine:
@@ -103,7 +115,7 @@ class ChunkEngine:
         self, fn: Callable[[ChunkPiece], None], pieces: Iterable[ChunkPiece],
         on_done: Callable[[], None] | None,
     ) -> None:  # fmt: skip
-        run_bounded(fn, pieces, self.executor, 2 * self.threads, on_done)
+        run_bounded(fn, pieces, self.executor, self.threads, on_done)
 
     def read(
         self,

@@ -67,16 +67,21 @@ class ChunkLayout:
         content_encoding.check(self.compression)
         self._prefix = normalize_key(scale.key)
 
+    @property
+    def url(self) -> str:
+        return self.store.url
+
     def key(self, index: Sequence[int]) -> str:
         return f"{self._prefix}/{chunk_name(self.grid.chunk_box(index))}"
 
     def load(self, index: Vec) -> np.ndarray | None:
         """The decoded chunk at grid ``index`` (4-D, clipped shape), or None if never written."""
-        key = self.key(index)
+        box = self.grid.chunk_box(index)
+        key = f"{self._prefix}/{chunk_name(box)}"
         data = self.store.get(key)
         if data is None:
             return None
-        return self.decode(data, self.grid.chunk_box(index).shape, key)
+        return self.decode(data, box.shape, key)
 
     def decode(self, data: bytes, shape: Sequence[int], key: str) -> np.ndarray:
         try:
