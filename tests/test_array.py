@@ -224,7 +224,7 @@ def test_overwrite_of_unreadable_info(tmp_path: Path) -> None:
         ({"dtype": "float16"}, ba.InvalidInfoError, "choose one of"),
         ({"num_channels": 0}, ValueError, "num_channels"),
         ({"layer_type": "mesh"}, ValueError, "layer_type"),
-        ({"encoding": "jpeg"}, UnsupportedError, "not supported"),
+        ({"encoding": "compresso"}, UnsupportedError, "not supported"),
         ({"encoding": "webp"}, UnsupportedError, "unknown encoding"),
         ({"compression": "rot13"}, UnsupportedError, "content encoding"),
     ],

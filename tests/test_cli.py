@@ -157,3 +157,43 @@ def test_parse_box_uses_bounds_for_empty_sides() -> None:
     assert parse_box("-4:-1,:,3:4", bounds) == ba.Box((-4, 0, 3), (-1, 10, 4))
     with pytest.raises(ValueError, match="empty range"):
         parse_box(":,:,:-3", bounds)
+
+
+def test_create_with_encodings_and_compressions(tmp_path: Path) -> None:
+    jpeg = tmp_path / "jpeg"
+    run("create", str(jpeg), "--shape", "40,30,20", "--encoding", "jpeg", "--jpeg-quality", "93")
+    assert ba.open(jpeg).info["scales"][0]["jpeg_quality"] == 93
+    png = tmp_path / "png"
+    run("create", str(png), "--shape", "40,30,20", "--dtype", "uint16", "--channels", "3",
+        "--encoding", "png", "--png-level", "2", "--compression", "zstd")  # fmt: skip
+    scale = ba.open(png).info["scales"][0]
+    assert (scale["png_level"], scale["bigarrays"]) == (2, {"compression": "zstd"})
+    cseg = tmp_path / "cseg"
+    run("create", str(cseg), "--shape", "40,30,20", "--dtype", "uint64", "--layer-type",
+        "segmentation", "--encoding", "compressed_segmentation", "--cseg-block-size", "4,4,2",
+        "--compression", "br", "--compression-level", "9")  # fmt: skip
+    scale = ba.open(cseg).info["scales"][0]
+    assert scale["compressed_segmentation_block_size"] == [4, 4, 2]
+    assert scale["bigarrays"] == {"compression": "br", "compression_level": 9}
+    vol = ba.open(cseg, mode="r+")
+    vol[...] = 12345678901
+    assert (ba.open(cseg)[...] == 12345678901).all()
+    # blosc works and warns on one line that viewers cannot read it.
+    proc = run("create", str(tmp_path / "blosc"), "--shape", "40,30,20", "--dtype", "uint16",
+               "--compression", "blosc", "--blosc-cname", "zstd",
+               "--blosc-shuffle", "bit")  # fmt: skip
+    assert proc.stderr.strip().startswith("bigarrays: warning: blosc")
+    assert "Neuroglancer" in proc.stderr
+    assert ba.open(tmp_path / "blosc").info["scales"][0]["bigarrays"]["blosc_cname"] == "zstd"
+    # Refusals are one line that names what would fit.
+    proc = run("create", str(tmp_path / "bad"), "--shape", "4,4,4", "--dtype", "uint16",
+               "--encoding", "jpeg", check=False)  # fmt: skip
+    assert_one_line_error(proc, "jpeg", "encodings that fit uint16", "raw, png")
+    proc = run("create", str(tmp_path / "bad"), "--shape", "4,4,4", "--compression", "gzip",
+               "--compression-level", "12", check=False)  # fmt: skip
+    assert_one_line_error(proc, "gzip", "1 to 9")
+    proc = run("create", str(tmp_path / "bad"), "--shape", "4,4,4", "--dtype", "uint32",
+               "--encoding", "compressed_segmentation", "--cseg-block-size", "8,8",
+               check=False)  # fmt: skip
+    assert_one_line_error(proc, "--cseg-block-size", "3 integers")
+    assert not (tmp_path / "bad").exists()

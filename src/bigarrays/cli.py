@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -15,9 +16,14 @@ from typing import Any
 import numpy as np
 
 from bigarrays import __version__
-from bigarrays.array import create, open
+from bigarrays.array import BigArray, create, open
 from bigarrays.box import Box
-from bigarrays.errors import BigArraysError, MissingDependencyError
+from bigarrays.errors import (
+    BigArraysError,
+    MissingDependencyError,
+    UnsupportedError,
+    ViewerCompatibilityWarning,
+)
 from bigarrays.stores import normalize_key
 
 
@@ -79,15 +85,50 @@ def human_bytes(n: float) -> str:
     raise AssertionError("unreachable")
 
 
+def _byte_size(text: str) -> int:
+    """``"512M"`` -> 536870912; plain digits are bytes; K, M, G, T are powers of 1024."""
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+    t = text.strip().upper().removesuffix("IB").removesuffix("B")
+    try:
+        value = int(t[:-1]) * units[t[-1]] if t and t[-1] in units else int(t)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a size in bytes: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"a size must be positive, got {text!r}")
+    return value
+
+
 def _progress_setting(args: argparse.Namespace) -> bool | None:
     return False if getattr(args, "quiet", False) else None
+
+
+#: Schemes whose stores take ``anonymous`` and ``endpoint`` (--anon, --endpoint).
+_CLOUD_SCHEMES = ("s3", "gs")
+
+
+def _store_options(args: argparse.Namespace, url: str, *, write: bool = False) -> dict[str, Any]:
+    """Store options from --anon and --endpoint for ``url`` (only s3:// and gs:// take them).
+
+    ``write``: the URL is a copy's destination, which --anon leaves alone (anonymous writes are
+    for the rare public-write bucket; a public source is the common case).
+    """
+    from bigarrays.stores import split_scheme
+
+    if split_scheme(url)[0] not in _CLOUD_SCHEMES:
+        return {}
+    options: dict[str, Any] = {}
+    if getattr(args, "anon", False) and not write:
+        options["anonymous"] = True
+    if getattr(args, "endpoint", None):
+        options["endpoint"] = args.endpoint
+    return options
 
 
 # -- commands ------------------------------------------------------------------------------------
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    vol = open(args.url)
+    vol = open(args.url, **_store_options(args, args.url))
     info = vol.info
     out = [
         f"{vol.url}",
@@ -118,14 +159,15 @@ def cmd_info(args: argparse.Namespace) -> int:
             f"    encoding     {encoding}",
         ]
         if s.sharding is not None:
-            sh = s.sharding
-            out.append(
-                f"    sharding     {sh.hash}, preshift {sh.preshift_bits}, minishard "
-                f"{sh.minishard_bits}, shard {sh.shard_bits} bits"
-            )
+            out += _sharding_lines(s, vol.num_channels, vol.dtype.itemsize)
         if not args.no_scan:
             count, nbytes = 0, 0
-            for key in v.store.list(normalize_key(s.key) + "/"):
+            try:
+                keys = list(v.store.list(normalize_key(s.key) + "/"))
+            except UnsupportedError:  # HTTP servers have no listing
+                out.append("    stored       unknown: the store cannot list its keys")
+                continue
+            for key in keys:
                 size = v.store.size(key)
                 if size is not None:
                     count += 1
@@ -139,8 +181,45 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sharding_lines(scale: Any, num_channels: int, itemsize: int) -> list[str]:
+    from bigarrays.formats.precomputed.sharded_layout import summarize_sharding
+
+    sm = summarize_sharding(scale, num_channels, itemsize)
+    sh = sm.spec
+    count = f"{sm.num_shards}" if sm.num_shards_exact else f"at most {sm.num_shards}"
+    lines = [
+        f"    sharding     {sh.hash}, preshift {sh.preshift_bits}, minishard "
+        f"{sh.minishard_bits}, shard {sh.shard_bits} bits; minishard index "
+        f"{sh.minishard_index_encoding}, data {sh.data_encoding}",
+        f"    shards       {count} shard files, {'' if sm.shard_chunks else 'about '}"
+        f"{sm.chunks_per_shard} chunks per shard "
+        f"({human_bytes(sm.shard_bytes)} uncompressed)",
+    ]
+    if sm.shard_voxels is not None and sm.shard_chunks is not None:
+        lines.append(
+            f"    shard box    {' x '.join(map(str, sm.shard_voxels))} voxels "
+            f"({' x '.join(map(str, sm.shard_chunks))} chunks)"
+        )
+    else:
+        lines.append("    shard box    none: the hash scatters a shard's chunks over the volume")
+    return lines
+
+
 def cmd_create(args: argparse.Namespace) -> int:
-    vol = create(
+    block = args.cseg_block_size
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ViewerCompatibilityWarning)
+        vol = _create_from_args(
+            args, None if block is None else parse_ints(block, 3, "--cseg-block-size")
+        )
+    for warning in caught:
+        print(f"bigarrays: warning: {warning.message}", file=sys.stderr)
+    print(f"created {vol!r}")
+    return 0
+
+
+def _create_from_args(args: argparse.Namespace, block: tuple[int, ...] | None) -> BigArray:
+    return create(
         args.url,
         shape=parse_ints(args.shape, 3, "--shape"),
         dtype=args.dtype,
@@ -153,9 +232,15 @@ def cmd_create(args: argparse.Namespace) -> int:
         compression=args.compression,
         compression_level=args.compression_level,
         overwrite=args.overwrite,
+        sharding=True if args.sharded else None,
+        shard_size_bytes=args.shard_size,
+        jpeg_quality=args.jpeg_quality,
+        png_level=args.png_level,
+        compressed_segmentation_block_size=block,
+        blosc_cname=args.blosc_cname,
+        blosc_shuffle=args.blosc_shuffle,
+        **_store_options(args, args.url),
     )
-    print(f"created {vol!r}")
-    return 0
 
 
 def write_cutout(path: Path, cut: np.ndarray) -> None:
@@ -180,7 +265,7 @@ def cmd_cutout(args: argparse.Namespace) -> int:
     if out.suffix.lower() not in (".npy", ".tif", ".tiff"):
         raise UsageError(f"cannot write {out.name!r}: the output must end in .npy or .tif")
     vol = open(args.url, mip=args.mip, fill_missing=not args.strict,
-               progress=_progress_setting(args))  # fmt: skip
+               progress=_progress_setting(args), **_store_options(args, args.url))  # fmt: skip
     box = parse_box(args.box, vol.bounds)
     cut = vol[box]
     write_cutout(out, cut)
@@ -191,11 +276,19 @@ def cmd_cutout(args: argparse.Namespace) -> int:
 
 def cmd_cp(args: argparse.Namespace) -> int:
     """Copy a dataset between any two stores; --shard / --unshard also convert its layout."""
+    src_options = _store_options(args, args.src)
+    dst_options = _store_options(args, args.dst, write=True)
+    if src_options or dst_options:  # --anon / --endpoint: open the stores here
+        from bigarrays.stores import open_store
+
+        args.src = open_store(args.src, read_only=True, **src_options)
+        args.dst = open_store(args.dst, **dst_options)
     if args.shard or args.unshard:
         from bigarrays.formats.precomputed.resharding import convert_dataset
 
         convert_dataset(args.src, args.dst, shard=args.shard, threads=args.threads,
-                        progress=_progress_setting(args), overwrite=args.overwrite)  # fmt: skip
+                        progress=_progress_setting(args), overwrite=args.overwrite,
+                        shard_size_bytes=args.shard_size)  # fmt: skip
     else:
         from bigarrays.copy import copy_dataset
 
@@ -215,23 +308,41 @@ def cmd_demo(args: argparse.Namespace) -> int:
 # -- the parser ----------------------------------------------------------------------------------
 
 
+def _add_store_arguments(parser: argparse.ArgumentParser, default: Any) -> None:
+    """--anon and --endpoint, for s3:// and gs:// URLs (other URLs ignore them)."""
+    parser.add_argument("--anon", action="store_true", default=default,
+                        help="anonymous access to s3:// and gs:// URLs (public buckets): no "
+                        "credentials are read or sent")  # fmt: skip
+    parser.add_argument("--endpoint", metavar="URL", default=default,
+                        help="the server of s3:// or gs:// URLs (MinIO, Ceph, an emulator); "
+                        "default: AWS_ENDPOINT_URL / STORAGE_EMULATOR_HOST, else the cloud's "
+                        "own")  # fmt: skip
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bigarrays",
         description="Read and write boxes of Neuroglancer precomputed volumes.",
     )
     parser.add_argument("--version", action="version", version=f"bigarrays {__version__}")
+    _add_store_arguments(parser, argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    # The same options after the command name (``bigarrays info --anon s3://...``); their
+    # default is "not given", so they never undo one given before the command.
+    store_args = argparse.ArgumentParser(add_help=False)
+    _add_store_arguments(store_args, argparse.SUPPRESS)
 
     p = sub.add_parser("info", help="summarise a volume: scales, sizes, chunks, bytes stored",
-                       description="Print a readable summary of the volume at URL.")  # fmt: skip
+                       description="Print a readable summary of the volume at URL.",
+                       parents=[store_args])  # fmt: skip
     p.add_argument("url", metavar="URL", help="dataset URL or path (file://, memory://, ...)")
     p.add_argument("--no-scan", action="store_true",
                    help="do not list the store to count stored chunks and bytes")  # fmt: skip
     p.set_defaults(func=cmd_info)
 
     p = sub.add_parser("create", help="create an empty volume",
-                       description="Create an empty one-scale volume at URL.")  # fmt: skip
+                       description="Create an empty one-scale volume at URL.",
+                       parents=[store_args])  # fmt: skip
     p.add_argument("url", metavar="URL")
     p.add_argument("--shape", required=True, help="size in voxels: X,Y,Z")
     p.add_argument(
@@ -244,17 +355,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resolution", default="1,1,1", help="nm per voxel: X,Y,Z (default 1,1,1)")
     p.add_argument("--channels", type=int, default=1, help="number of channels (default 1)")
     p.add_argument("--layer-type", default="image", choices=("image", "segmentation"))
-    p.add_argument("--encoding", default="raw", help="chunk encoding (default raw)")
-    p.add_argument("--compression", default=None, choices=("gzip",),
-                   help="whole-chunk transfer compression (default none)")  # fmt: skip
-    p.add_argument("--compression-level", type=int, default=None)
+    p.add_argument("--encoding", default="raw",
+                   help="raw, jpeg, png or compressed_segmentation (default raw)")  # fmt: skip
+    p.add_argument("--jpeg-quality", type=int, default=None, metavar="0-100",
+                   help="jpeg quality (default 85)")  # fmt: skip
+    p.add_argument("--png-level", type=int, default=None, metavar="0-9",
+                   help="png deflate level (default 6)")  # fmt: skip
+    p.add_argument("--cseg-block-size", default=None, metavar="X,Y,Z",
+                   help="compressed_segmentation block size (default 8,8,8)")  # fmt: skip
+    p.add_argument("--compression", default=None, choices=("gzip", "zstd", "br", "blosc"),
+                   help="whole-chunk compression (default none); gzip, zstd and br are read by "
+                   "viewers, blosc by bigarrays only")  # fmt: skip
+    p.add_argument("--compression-level", type=int, default=None,
+                   help="gzip 1-9 (6), zstd -7-22 (3), br 0-11 (5), blosc 1-9 (5)")  # fmt: skip
+    p.add_argument("--blosc-cname", default=None,
+                   choices=("blosclz", "lz4", "lz4hc", "zstd", "zlib"),
+                   help="blosc's inner codec (default lz4)")  # fmt: skip
+    p.add_argument("--blosc-shuffle", default=None, choices=("none", "byte", "bit"),
+                   help="blosc's shuffle (default byte for multi-byte types)")  # fmt: skip
     p.add_argument("--overwrite", action="store_true", help="replace an existing dataset")
+    p.add_argument("--sharded", action="store_true",
+                   help="store chunks in shard files, each an aligned box of chunks")  # fmt: skip
+    p.add_argument("--shard-size", type=_byte_size, default=None, metavar="BYTES",
+                   help="target shard size, uncompressed, with --sharded (default 1GiB; "
+                   "suffixes K, M, G)")  # fmt: skip
     p.set_defaults(func=cmd_create)
 
     p = sub.add_parser("cutout", help="save a box of a volume to .npy or .tif",
                        description="Read a box (absolute voxel coordinates) and save it. A .npy "
                        "keeps the (x, y, z[, c]) axes; a .tif is written as (z, y, x[, c]) "
-                       "pages, as image viewers expect.")  # fmt: skip
+                       "pages, as image viewers expect.", parents=[store_args])  # fmt: skip
     p.add_argument("url", metavar="URL")
     p.add_argument("box", metavar="BOX", help="x0:x1,y0:y1,z0:z1 (an empty side means bounds)")
     p.add_argument("-o", "--output", required=True, help="output file, .npy or .tif")
@@ -267,12 +397,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("cp", help="copy a dataset between stores (and shard or unshard it)",
                        description="Copy the dataset at SRC to DST, chunk by chunk, between any "
                        "two stores. --shard converts an unsharded volume to a sharded one, "
-                       "--unshard the other way.")  # fmt: skip
+                       "--unshard the other way. --anon applies to SRC only.",
+                       parents=[store_args])  # fmt: skip
     p.add_argument("src", metavar="SRC", help="source dataset URL or path")
     p.add_argument("dst", metavar="DST", help="destination dataset URL or path")
     layout = p.add_mutually_exclusive_group()
     layout.add_argument("--shard", action="store_true", help="write DST sharded")
     layout.add_argument("--unshard", action="store_true", help="write DST unsharded")
+    p.add_argument("--shard-size", type=_byte_size, default=None, metavar="BYTES",
+                   help="target shard size, uncompressed, with --shard (default 1GiB)")  # fmt: skip
     p.add_argument("--overwrite", action="store_true", help="replace a dataset at DST")
     p.add_argument("--threads", type=int, default=None, help="I/O threads (default: auto)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")

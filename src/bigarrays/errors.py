@@ -95,6 +95,19 @@ class StoreError(BigArraysError, OSError):
     """A store failed to carry out a request."""
 
 
+class VersionConflictError(StoreError):
+    """A conditional write found the value changed since it was read (another writer was first).
+
+    Raised by ``Store.put_if_version`` / ``delete_if_version``; the sharded writer catches it,
+    re-reads and retries.
+    """
+
+    def __init__(self, key: str, url: str | None = None) -> None:
+        self.key = key
+        where = f" of {url}" if url else ""
+        super().__init__(f"{key!r}{where} changed since it was read; nothing was written")
+
+
 class UnknownSchemeError(BigArraysError, ValueError):
     """A URL names a scheme that no store is registered for."""
 
@@ -112,6 +125,25 @@ class ReadOnlyError(BigArraysError, PermissionError):
 
 class AccessDeniedError(StoreError, PermissionError):
     """The store refused the request for lack of permission."""
+
+
+class CredentialsError(StoreError, PermissionError):
+    """The store did not accept the credentials: missing, malformed, expired or unknown keys.
+
+    Unlike :class:`AccessDeniedError` (valid credentials that lack a permission), the fix is to
+    supply other credentials, or none at all (``anonymous=True``) for a public bucket.
+    """
+
+
+class BucketNotFoundError(StoreError, FileNotFoundError):
+    """The bucket (or the server's root) named by a URL does not exist."""
+
+
+class StoreUnavailableError(StoreError, ConnectionError):
+    """A store kept failing with transient errors (5xx, throttling, dropped connections).
+
+    Raised once the retries allowed by the store's retry policy are used up.
+    """
 
 
 class MissingDependencyError(BigArraysError, ImportError):

@@ -3,13 +3,18 @@
 Work runs on a bounded thread pool: file and socket reads and the compression libraries release
 the GIL, so threads overlap I/O and decoding. At most ``threads`` chunks are in flight, so a read
 of a million chunks does not queue a million futures, and the first error stops the rest.
+
+A source reads and writes one chunk at a time (``load`` / ``save``) unless it also offers
+``read_pieces`` / ``write_pieces`` (:class:`BatchedChunkSource`): then the engine hands it every
+piece of the box at once together with ``run``, the engine's bounded pool, and the source plans
+its own tasks (a sharded layout groups chunks by shard, merges byte ranges, puts each shard once).
 """
 
 from __future__ import annotations
 
 import concurrent.futures as cf
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol, TypeVar
 
 import numpy as np
@@ -32,6 +37,38 @@ class ChunkSource(Protocol):
     def key(self, index: Vec) -> str: ...
     def load(self, index: Vec) -> np.ndarray | None: ...
     def save(self, index: Vec, chunk: np.ndarray) -> None: ...
+
+
+class Runner(Protocol):
+    """The engine's pool as a source sees it: ``run(fn, items)`` calls ``fn`` on every item.
+
+    Call it from the thread that called ``read_pieces`` / ``write_pieces`` only, never from inside
+    a task: the pool is bounded, and a task that waits on the pool could wait forever.
+    """
+
+    def __call__(self, fn: Callable[[T], None], items: Iterable[T], /) -> None: ...
+
+
+class BatchedChunkSource(ChunkSource, Protocol):
+    """A source that plans reads and writes of many chunks together (see the module notes)."""
+
+    def read_pieces(
+        self,
+        pieces: Sequence[ChunkPiece],
+        run: Runner,
+        emit: Callable[[ChunkPiece, np.ndarray | None], None],
+    ) -> None:
+        """Load every piece's chunk and ``emit(piece, chunk or None)`` it, from any thread."""
+
+    def write_pieces(
+        self,
+        pieces: Sequence[ChunkPiece],
+        part: Callable[[ChunkPiece], np.ndarray],
+        run: Runner,
+        done: Callable[[int], None],
+    ) -> None:
+        """Store ``part(piece)`` (the new voxels of ``piece.in_chunk``) for every piece, and
+        call ``done(n)`` as chunks are stored."""
 
 
 def run_bounded(
@@ -117,6 +154,23 @@ class ChunkEngine:
     ) -> None:  # fmt: skip
         run_bounded(fn, pieces, self.executor, self.threads, on_done)
 
+    def run(self, fn: Callable[[T], None], items: Iterable[T]) -> None:
+        """The :class:`Runner` handed to batched sources."""
+        run_bounded(fn, items, self.executor, self.threads)
+
+    @staticmethod
+    def _counter(on_chunk: Callable[[], None] | None) -> Callable[[int], None]:
+        """``done(n)``, callable from any thread, that calls ``on_chunk`` n times."""
+        lock = threading.Lock()
+
+        def done(n: int) -> None:
+            if on_chunk is not None:
+                with lock:
+                    for _ in range(n):
+                        on_chunk()
+
+        return done
+
     def read(
         self,
         source: ChunkSource,
@@ -128,6 +182,21 @@ class ChunkEngine:
         """A new Fortran-ordered array of ``box`` (4-D); voxels outside the bounds are 0."""
         # np.zeros maps zero pages lazily: voxels never pasted over cost nothing until read.
         out = np.zeros(box.shape, dtype=source.dtype, order="F")
+
+        read_pieces = getattr(source, "read_pieces", None)
+        if read_pieces is not None:
+            done = self._counter(on_chunk)
+
+            def paste(piece: ChunkPiece, chunk: np.ndarray | None) -> None:
+                if chunk is None:
+                    if not fill_missing:
+                        raise ChunkNotFoundError(source.key(piece.chunk_index), source.url)
+                else:
+                    out[piece.in_box] = chunk[piece.in_chunk]
+                done(1)
+
+            read_pieces(list(source.grid.pieces(box)), self.run, paste)
+            return out
 
         def fetch_and_paste(piece: ChunkPiece) -> None:
             chunk = source.load(piece.chunk_index)
@@ -149,6 +218,15 @@ class ChunkEngine:
         on_chunk: Callable[[], None] | None = None,
     ) -> None:
         """Write ``data`` (4-D, shape of ``box``, already checked to lie inside the bounds)."""
+        write_pieces = getattr(source, "write_pieces", None)
+        if write_pieces is not None:
+
+            def part(piece: ChunkPiece) -> np.ndarray:
+                cut = data[piece.in_box]
+                return cut if cut.dtype == source.dtype else cut.astype(source.dtype)
+
+            write_pieces(list(source.grid.pieces(box)), part, self.run, self._counter(on_chunk))
+            return
 
         def cut_and_put(piece: ChunkPiece) -> None:
             part = data[piece.in_box]

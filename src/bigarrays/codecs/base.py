@@ -17,6 +17,9 @@ class ChunkCodec(abc.ABC):
 
     #: The value of the info's ``encoding`` field.
     name: str = ""
+    #: The keyword options ``make_codec`` hands this codec (info members such as
+    #: ``jpeg_quality``); the others it is given are not its business and are dropped.
+    option_names: tuple[str, ...] = ()
 
     def __init__(self, dtype: np.dtype, num_channels: int) -> None:
         self.check(dtype, num_channels)
@@ -43,6 +46,13 @@ class ChunkCodec(abc.ABC):
     def options(self) -> dict[str, object]:
         """Codec-specific info members (e.g. ``jpeg_quality``) to record in the scale."""
         return {}
+
+    def check_chunk_size(self, chunk_size: Sequence[int]) -> None:
+        """Raise :class:`~bigarrays.errors.UnsupportedError` for a chunk too big to encode.
+
+        Called at create time (JPEG, for one, holds images of at most 65500 pixels a side).
+        """
+        return None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.dtype}, channels={self.num_channels})"

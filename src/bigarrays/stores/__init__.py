@@ -20,12 +20,41 @@ from bigarrays.stores.memory import MemoryStore
 
 StoreFactory = Callable[..., Store]
 
+
+def _lazy(module: str, name: str) -> StoreFactory:
+    """A factory that imports ``bigarrays.stores.<module>`` only when a URL needs it."""
+
+    def factory(url: str, **options: Any) -> Store:
+        import importlib
+
+        cls: StoreFactory = getattr(importlib.import_module(f"bigarrays.stores.{module}"), name)
+        return cls(url, **options)
+
+    factory.__name__ = factory.__qualname__ = name
+    return factory
+
+
 _TABLE: dict[str, StoreFactory] = {
     "file": FileStore,
     "memory": MemoryStore,
+    # Network backends: their client packages are optional extras (s3, gcs, http).
+    "s3": _lazy("s3", "S3Store"),
+    "gs": _lazy("gcs", "GCSStore"),
+    "http": _lazy("http", "HTTPStore"),
+    "https": _lazy("http", "HTTPStore"),
 }
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*)://")
+
+# Single-file stores, and fsspec for everything else. A "NAME+*" entry serves every URL that
+# starts with "NAME+" (fsspec+sftp://..., fsspec+simplecache::s3://...); a plain path ending in
+# .zip opens the zip store; a scheme no entry serves but fsspec knows falls back to fsspec.
+_TABLE.update({
+    "zip": _lazy("zip", "ZipStore"),
+    "lmdb": _lazy("lmdb", "LmdbStore"),
+    "fsspec+*": _lazy("fsspec", "FsspecStore"),
+})  # fmt: skip
+_FAMILY = re.compile(r"^([A-Za-z][A-Za-z0-9.\-]*)\+")
 
 
 def register_store(scheme: str, factory: StoreFactory) -> None:
@@ -56,10 +85,28 @@ def open_store(
         return url
     url = os.fspath(url)  # accepts pathlib.Path too
     scheme, rest = split_scheme(url)
-    factory = _TABLE.get(scheme)
-    if factory is None:
-        raise UnknownSchemeError(scheme, _TABLE)
+    factory, rest = _factory_for(url, scheme, rest)
     return factory(rest, read_only=read_only, **options)
+
+
+def _factory_for(url: str, scheme: str, rest: str) -> tuple[StoreFactory, str]:
+    """The factory for ``url`` and the URL to hand it (see the notes above ``_TABLE.update``)."""
+    family = _FAMILY.match(url)
+    if family is not None and f"{family.group(1).lower()}+*" in _TABLE:
+        return _TABLE[f"{family.group(1).lower()}+*"], url
+    factory = _TABLE.get(scheme)
+    if scheme == "file" and rest.rstrip("/").lower().endswith(".zip"):
+        from bigarrays.stores.zip import is_zip_path
+
+        if is_zip_path(rest):
+            return _TABLE["zip"], rest
+    if factory is None:
+        from bigarrays.stores.fsspec import fsspec_knows
+
+        if "fsspec+*" in _TABLE and fsspec_knows(scheme):
+            return _TABLE["fsspec+*"], rest
+        raise UnknownSchemeError(scheme, _TABLE)
+    return factory, rest
 
 
 def join_url(url: str, key: str) -> str:

@@ -4,7 +4,15 @@ Stores know nothing of arrays or formats. A key is a ``/``-separated path relati
 root; ``..`` segments are resolved against the root (the precomputed format allows a scale's key to
 point beside the dataset). Transfer encodings (gzip, ...) are the store's business, as they are in
 HTTP: ``put`` receives bytes already encoded together with the encoding's name and stores them the
-store's way; ``get`` returns the decoded bytes.
+store's way; ``get`` returns the decoded bytes, and ``get_encoded`` the stored bytes with the name
+of their encoding, so that a copy between stores keeps gzip as gzip.
+
+Conditional writes are optional: a backend with ``conditional_writes = True`` gives every value a
+version (``get_with_version``) and writes or deletes only if the version is unchanged
+(``put_if_version``, ``delete_if_version``), raising ``VersionConflictError`` otherwise. Object
+stores map this to generations or ETags (``If-Match`` / ``If-None-Match: *``); the file store to a
+lock file per key; the memory store to its lock. The sharded writer needs it to merge part of a
+shard safely while other processes write the same shard; without it such writes are refused.
 """
 
 from __future__ import annotations
@@ -15,9 +23,13 @@ import posixpath
 from collections.abc import Iterator
 from typing import Any
 
-from bigarrays.errors import ReadOnlyError
+from bigarrays.errors import ReadOnlyError, UnsupportedError
 
 Buffer = bytes | bytearray | memoryview
+
+#: The ``version`` for :meth:`Store.put_if_version` that matches whatever is stored (or nothing),
+#: while still taking part in the backend's ordering of conditional writes.
+ANY_VERSION = "*"
 
 
 def _object_key(key: str) -> str:
@@ -115,6 +127,47 @@ class Store(abc.ABC):
         """The stored (possibly compressed) size of ``key`` in bytes, or None when missing."""
         return self._size(_object_key(key))
 
+    def get_encoded(self, key: str) -> tuple[bytes, str | None] | None:
+        """The bytes of ``key`` as stored and their transfer encoding, or None when missing.
+
+        Unlike :meth:`get`, nothing is decoded: ``put(key, data, content_encoding=encoding)`` of
+        the result recreates the object as it was (gzip stays gzip), which is how ``bigarrays cp``
+        copies between stores without decoding and re-encoding. ``encoding`` is None for plain
+        bytes. Backends that keep the encoding (a file suffix, a header) override
+        ``_get_encoded``; the default returns the decoded value as plain bytes.
+        """
+        return self._get_encoded(_object_key(key))
+
+    # -- conditional writes (optional; ``conditional_writes`` says whether a backend has them) ----
+    #: True when the backend implements versions and the ``*_if_version`` methods below.
+    conditional_writes: bool = False
+
+    def get_with_version(self, key: str) -> tuple[bytes | None, str | None]:
+        """The value at ``key`` and an opaque version token; ``(None, None)`` when there is none.
+
+        The token changes whenever the value is replaced (a generation, an ETag, a file's
+        identity). Backends without versions raise :class:`~bigarrays.errors.UnsupportedError`.
+        """
+        return self._get_with_version(_object_key(key))
+
+    def put_if_version(
+        self, key: str, value: Buffer, version: str | None, *, content_encoding: str | None = None
+    ) -> None:
+        """Store ``value`` only if ``key`` is still at ``version`` (compare-and-swap).
+
+        ``version`` is a token from :meth:`get_with_version`; None means "only if there is no
+        value"; :data:`ANY_VERSION` writes whatever is stored, ordered with other conditional
+        writes. When the stored version differs, nothing is written and
+        :class:`~bigarrays.errors.VersionConflictError` is raised: read again and retry.
+        """
+        self._check_writable()
+        self._put_if_version(_object_key(key), value, version, content_encoding)
+
+    def delete_if_version(self, key: str, version: str | None) -> None:
+        """Remove ``key`` only if it is still at ``version`` (see :meth:`put_if_version`)."""
+        self._check_writable()
+        self._delete_if_version(_object_key(key), version)
+
     def close(self) -> None:  # noqa: B027 - optional hook, a no-op for most backends
         """Release connections or file handles; the store may not be used afterwards."""
 
@@ -155,3 +208,24 @@ class Store(abc.ABC):
     def _size(self, key: str) -> int | None:
         value = self._get(key)
         return None if value is None else len(value)
+
+    def _get_encoded(self, key: str) -> tuple[bytes, str | None] | None:
+        value = self._get(key)
+        return None if value is None else (value, None)
+
+    def _no_versions(self) -> UnsupportedError:
+        return UnsupportedError(
+            f"the {type(self).__name__} store ({self.url}) has no conditional writes "
+            "(versions, compare-and-swap)"
+        )
+
+    def _get_with_version(self, key: str) -> tuple[bytes | None, str | None]:
+        raise self._no_versions()
+
+    def _put_if_version(
+        self, key: str, value: Buffer, version: str | None, content_encoding: str | None
+    ) -> None:
+        raise self._no_versions()
+
+    def _delete_if_version(self, key: str, version: str | None) -> None:
+        raise self._no_versions()

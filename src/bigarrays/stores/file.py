@@ -3,6 +3,13 @@
 Writes go to a temporary file in the destination folder and are renamed into place, so a reader
 never sees a partial file and a crash leaves at worst a stray ``.tmp`` file that no key lists.
 Transfer encodings live in the file name (``KEY.gz``), the convention CloudVolume uses.
+
+Conditional writes (``put_if_version``) take a lock file beside the key (``KEY`` +
+``.bigarrays-tmp-lock``, created with ``O_CREAT | O_EXCL``), compare the file's identity (inode,
+modification time in ns, size) with the expected version, write a temp file and rename it into
+place, then remove the lock. A lock left by a crashed process is broken when its process is gone
+(same host) or when it is older than ``LOCK_STALE_SECONDS``. This holds between processes on one
+machine and on file systems whose ``O_EXCL`` and ``rename`` are atomic (local disks, NFSv3+).
 """
 
 from __future__ import annotations
@@ -10,17 +17,23 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import socket
 import stat
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from bigarrays.errors import AccessDeniedError, StoreError
+from bigarrays.errors import AccessDeniedError, StoreError, VersionConflictError
 from bigarrays.stores import content_encoding
-from bigarrays.stores.base import Buffer, Store
+from bigarrays.stores.base import ANY_VERSION, Buffer, Store
 
 _TMP_MARK = ".bigarrays-tmp-"
+#: Suffix of a key's lock file (it carries the temp mark, so listings never show it).
+_LOCK_SUFFIX = _TMP_MARK + "lock"
+#: A lock file older than this is taken for the leftover of a crashed writer and broken.
+LOCK_STALE_SECONDS = 120.0
 
 
 def path_from_url(url: str) -> Path:
@@ -86,6 +99,17 @@ class FileStore(Store):
             data = self._read(path.with_name(path.name + suffix))
             if data is not None:
                 return content_encoding.decode(data, encoding, key)
+        return None
+
+    def _get_encoded(self, key: str) -> tuple[bytes, str | None] | None:
+        path = self._path(key)
+        data = self._read(path)
+        if data is not None:
+            return data, None
+        for encoding, suffix in content_encoding.SUFFIXES.items():
+            data = self._read(path.with_name(path.name + suffix))
+            if data is not None:
+                return data, encoding
         return None
 
     def _get_range(self, key: str, start: int, length: int | None) -> bytes | None:
@@ -167,6 +191,125 @@ class FileStore(Store):
                 if stat.S_ISREG(st.st_mode):
                     return st.st_size
         return None
+
+    # -- conditional writes ----------------------------------------------------------------------
+    conditional_writes = True
+
+    @staticmethod
+    def _version_of(st: os.stat_result) -> str:
+        return f"{st.st_ino:x}-{st.st_mtime_ns:x}-{st.st_size:x}"
+
+    def _stored_path(self, key: str) -> Path | None:
+        path = self._path(key)
+        return path if path.is_file() else self._encoded_path(key)
+
+    def _current_version(self, key: str) -> str | None:
+        path = self._stored_path(key)
+        if path is None:
+            return None
+        try:
+            return self._version_of(path.stat())
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+
+    def _get_with_version(self, key: str) -> tuple[bytes | None, str | None]:
+        for _ in range(100):
+            path = self._stored_path(key)
+            if path is None:
+                return None, None
+            try:
+                with open(path, "rb", buffering=0) as f:
+                    # fstat and read the same open file: the version names exactly these bytes.
+                    version = self._version_of(os.fstat(f.fileno()))
+                    data = f.readall()
+            except (FileNotFoundError, NotADirectoryError):
+                continue  # replaced or deleted between the look and the open: look again
+            except PermissionError as exc:
+                raise AccessDeniedError(f"cannot read {path}: permission denied") from exc
+            except OSError as exc:
+                raise StoreError(f"cannot read {path}: {exc}") from exc
+            if path.name != self._path(key).name:
+                encoding = next(e for e, sfx in content_encoding.SUFFIXES.items()
+                                if path.name.endswith(sfx))  # fmt: skip
+                data = content_encoding.decode(data, encoding, key)
+            return data, version
+        raise StoreError(f"cannot read {self._path(key)}: it keeps changing")
+
+    @contextlib.contextmanager
+    def _locked(self, key: str) -> Iterator[None]:
+        lock = self._path(key).with_name(self._path(key).name + _LOCK_SUFFIX)
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        token = f"{socket.gethostname()} {os.getpid()} {uuid.uuid4().hex}".encode()
+        delay = 0.001
+        while True:
+            try:
+                fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                if self._lock_is_stale(lock):
+                    # Rename before unlinking, so that two processes breaking the same stale lock
+                    # cannot remove the fresh lock that a third one has just taken.
+                    with contextlib.suppress(OSError):
+                        broken = lock.with_name(f"{lock.name}-broken-{uuid.uuid4().hex}")
+                        os.rename(lock, broken)
+                        os.unlink(broken)
+                    continue
+                time.sleep(delay)
+                delay = min(delay * 2, 0.05)
+                continue
+            except PermissionError as exc:
+                raise AccessDeniedError(f"cannot lock {lock}: permission denied") from exc
+            except OSError as exc:
+                raise StoreError(f"cannot lock {lock}: {exc}") from exc
+            try:
+                os.write(fd, token)
+            finally:
+                os.close(fd)
+            break
+        try:
+            yield
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(lock)
+
+    @staticmethod
+    def _lock_is_stale(lock: Path) -> bool:
+        try:
+            st = lock.stat()
+            owner = lock.read_bytes().split()
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        except OSError:
+            return False
+        if time.time() - st.st_mtime > LOCK_STALE_SECONDS:
+            return True
+        if len(owner) >= 2 and owner[0].decode(errors="replace") == socket.gethostname():
+            try:
+                pid = int(owner[1])
+            except ValueError:
+                return False
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return True
+            except OSError:
+                return False
+        return False
+
+    def _check_version(self, key: str, version: str | None) -> None:
+        if version != ANY_VERSION and self._current_version(key) != version:
+            raise VersionConflictError(key, self.url)
+
+    def _put_if_version(
+        self, key: str, value: Buffer, version: str | None, encoding: str | None
+    ) -> None:
+        with self._locked(key):
+            self._check_version(key, version)
+            self._put(key, value, encoding)
+
+    def _delete_if_version(self, key: str, version: str | None) -> None:
+        with self._locked(key):
+            self._check_version(key, version)
+            self._delete(key)
 
     def _list(self, prefix: str) -> Iterator[str]:
         # Walk only the folder the prefix lies in, not the whole tree.

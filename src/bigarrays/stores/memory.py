@@ -5,14 +5,19 @@ Useful for tests, for scratch volumes, and as the reference backend of the confo
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections.abc import Iterator
 
+from bigarrays.errors import VersionConflictError
 from bigarrays.stores import content_encoding
-from bigarrays.stores.base import Buffer, Store
+from bigarrays.stores.base import ANY_VERSION, Buffer, Store
 
 # name -> {key: bytes}; one lock guards every namespace (operations are dictionary-sized).
 _NAMESPACES: dict[str, dict[str, bytes]] = {}
+# name -> {key: (decoded value, bytes as put, encoding)} for values put with a content encoding,
+# so that get_encoded hands them back as they came (a copy to another store keeps gzip as gzip).
+_ENCODED: dict[str, dict[str, tuple[bytes, bytes, str]]] = {}
 _LOCK = threading.Lock()
 
 
@@ -24,6 +29,7 @@ class MemoryStore(Store):
         self.name = name.removeprefix("memory://").strip("/")
         with _LOCK:
             self._data = _NAMESPACES.setdefault(self.name, {})
+            self._encoded = _ENCODED.setdefault(self.name, {})
 
     @property
     def url(self) -> str:
@@ -46,13 +52,29 @@ class MemoryStore(Store):
     def _put(self, key: str, value: Buffer, encoding: str | None) -> None:
         content_encoding.check(encoding)
         # Keep the decoded bytes: memory has no headers, and reads must return plain bytes.
-        data = content_encoding.decode(bytes(value), encoding, key) if encoding else bytes(value)
+        raw = bytes(value)
+        data = content_encoding.decode(raw, encoding, key) if encoding else raw
         with _LOCK:
             self._data[key] = data
+            if encoding:
+                self._encoded[key] = (data, raw, encoding)
+            else:
+                self._encoded.pop(key, None)
+
+    def _get_encoded(self, key: str) -> tuple[bytes, str | None] | None:
+        value = self._data.get(key)
+        if value is None:
+            return None
+        entry = self._encoded.get(key)
+        # Only if the value is still the one put encoded (conditional writes do not record).
+        if entry is not None and entry[0] is value:
+            return entry[1], entry[2]
+        return value, None
 
     def _delete(self, key: str) -> None:
         with _LOCK:
             self._data.pop(key, None)
+            self._encoded.pop(key, None)
 
     def _exists(self, key: str) -> bool:
         return key in self._data
@@ -62,10 +84,44 @@ class MemoryStore(Store):
             keys = sorted(k for k in self._data if k.startswith(prefix))
         yield from keys
 
+    # -- conditional writes: the version is a digest of the value, checked under the lock ------
+    conditional_writes = True
+
+    @staticmethod
+    def _version_of(value: bytes) -> str:
+        return hashlib.blake2b(value, digest_size=16).hexdigest()
+
+    def _get_with_version(self, key: str) -> tuple[bytes | None, str | None]:
+        value = self._data.get(key)
+        return (None, None) if value is None else (value, self._version_of(value))
+
+    def _check_version(self, key: str, version: str | None) -> None:
+        # Called with _LOCK held. Equal bytes are equal versions: a merge based on them is right.
+        if version == ANY_VERSION:
+            return
+        value = self._data.get(key)
+        if (None if value is None else self._version_of(value)) != version:
+            raise VersionConflictError(key, self.url)
+
+    def _put_if_version(
+        self, key: str, value: Buffer, version: str | None, encoding: str | None
+    ) -> None:
+        content_encoding.check(encoding)
+        data = content_encoding.decode(bytes(value), encoding, key) if encoding else bytes(value)
+        with _LOCK:
+            self._check_version(key, version)
+            self._data[key] = data
+
+    def _delete_if_version(self, key: str, version: str | None) -> None:
+        with _LOCK:
+            self._check_version(key, version)
+            self._data.pop(key, None)
+
     def clear(self) -> None:
         """Forget every key of this namespace."""
         with _LOCK:
             self._data.clear()
+            self._encoded.clear()
 
 
 def drop_namespace(name: str) -> None:
@@ -74,3 +130,6 @@ def drop_namespace(name: str) -> None:
         data = _NAMESPACES.pop(name.removeprefix("memory://").strip("/"), None)
         if data is not None:
             data.clear()
+        encoded = _ENCODED.pop(name.removeprefix("memory://").strip("/"), None)
+        if encoded is not None:
+            encoded.clear()

@@ -300,6 +300,22 @@ class StoreConformance:
         assert store.get("k") == b"new " * 100
         assert set(store.list()) == {"k"}
 
+    def test_get_encoded(self, store: Store) -> None:
+        # The bytes as stored and their encoding: put back as they are, they make the same object.
+        store.put("plain", b"plain bytes")
+        assert store.get_encoded("plain") == (b"plain bytes", None)
+        packed = gzip.compress(b"a compressible chunk " * 100)
+        store.put("gz", packed, content_encoding="gzip")
+        found = store.get_encoded("gz")
+        assert found is not None
+        data, encoding = found
+        assert type(data) is bytes
+        if encoding is None:  # a backend that does not keep encodings hands back plain bytes
+            assert data == b"a compressible chunk " * 100
+        else:
+            assert (data, encoding) == (packed, "gzip")
+        assert store.get_encoded("missing") is None
+
     def test_unknown_content_encoding_is_refused(self, store: Store) -> None:
         with pytest.raises(UnsupportedError, match="gzip") as info:
             store.put("k", b"x", content_encoding="no-such-encoding")

@@ -6,6 +6,7 @@ Unsharded scales keep one object per chunk, named by its voxel box in absolute c
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 
@@ -13,6 +14,7 @@ import numpy as np
 
 from bigarrays.box import Box, ChunkGrid, Vec
 from bigarrays.codecs import ChunkCodec, make_codec
+from bigarrays.codecs.blosc import BloscCompressor
 from bigarrays.errors import CorruptChunkError, UnsupportedError
 from bigarrays.formats.precomputed.info import Info, Scale
 from bigarrays.stores import Store, content_encoding, normalize_key
@@ -43,28 +45,72 @@ def scale_grid(scale: Scale, num_channels: int) -> ChunkGrid:
     )
 
 
+def scale_codec(info: Info, mip: int) -> ChunkCodec:
+    """The codec of scale ``mip``, with the codec options its info members give."""
+    scale = info.scales[mip]
+    return make_codec(
+        scale.encoding, info.dtype, info.num_channels, jpeg_quality=scale.jpeg_quality,
+        png_level=scale.png_level,
+        compressed_segmentation_block_size=scale.compressed_segmentation_block_size,
+    )  # fmt: skip
+
+
+def blosc_typesize(encoding: str, dtype: np.dtype) -> int:
+    """The value width blosc's shuffle should work on for a chunk's encoded bytes."""
+    if encoding == "raw":
+        return int(np.dtype(dtype).itemsize)
+    return 4 if encoding == "compressed_segmentation" else 1
+
+
+def scale_blosc(info: Info, mip: int) -> BloscCompressor | None:
+    """The blosc compressor of scale ``mip``, or None when it is not blosc-compressed."""
+    scale = info.scales[mip]
+    if scale.compression != "blosc":
+        return None
+    return BloscCompressor(
+        scale.compression_level, scale.blosc_cname, scale.blosc_shuffle,
+        typesize=blosc_typesize(scale.encoding, info.dtype),
+    )  # fmt: skip
+
+
 def open_layout(store: Store, info: Info, mip: int) -> ChunkLayout:
     """The layout that reads and writes the chunks of scale ``mip`` (sharded or not)."""
+    if info.scales[mip].sharding is not None:
+        from bigarrays.formats.precomputed.sharded_layout import ShardedLayout
+
+        return ShardedLayout(store, info, mip)
     return ChunkLayout(store, info, mip)
 
 
 class ChunkLayout:
     """Loads and saves the decoded chunks of one unsharded scale."""
 
+    #: Subclasses that store chunks inside shards set this (see ``sharded_layout``).
+    handles_sharding = False
+
     def __init__(self, store: Store, info: Info, mip: int) -> None:
         scale = info.scales[mip]
-        if scale.sharding is not None:
+        if scale.sharding is not None and not self.handles_sharding:
             raise UnsupportedError(
-                f"scale {scale.key!r} is sharded; this version of bigarrays reads and writes "
-                "unsharded scales only"
+                f"scale {scale.key!r} is sharded: open it with open_layout(), which returns the "
+                "sharded layout"
             )
         self.store = store
         self.scale = scale
         self.grid = scale_grid(scale, info.num_channels)
         self.dtype = info.dtype
-        self.codec: ChunkCodec = make_codec(scale.encoding, info.dtype, info.num_channels)
+        self.codec: ChunkCodec = scale_codec(info, mip)
         self.compression = scale.compression
-        content_encoding.check(self.compression)
+        # blosc is applied here, to the encoded bytes; the others travel as a transfer encoding.
+        self.blosc = scale_blosc(info, mip)
+        self.transfer_encoding = None if self.blosc is not None else self.compression
+        content_encoding.check(self.transfer_encoding)
+        if self.blosc is not None and scale.sharding is not None:
+            raise UnsupportedError(
+                f"scale {scale.key!r} is sharded and blosc-compressed; bigarrays writes blosc "
+                "to unsharded scales only"
+            )
+        self._raw_itemsize = info.dtype.itemsize if scale.encoding == "raw" else None
         self._prefix = normalize_key(scale.key)
 
     @property
@@ -84,6 +130,10 @@ class ChunkLayout:
         return self.decode(data, box.shape, key)
 
     def decode(self, data: bytes, shape: Sequence[int], key: str) -> np.ndarray:
+        """The chunk of ``shape`` that the stored ``data`` (transfer encoding removed) holds."""
+        if self.blosc is not None:
+            expected = None if self._raw_itemsize is None else math.prod(shape) * self._raw_itemsize
+            data = self.blosc.decode(data, key, expected)
         try:
             return self.codec.decode(data, shape, key)
         except CorruptChunkError:
@@ -94,11 +144,17 @@ class ChunkLayout:
                 raise
             return self.codec.decode(content_encoding.decode(data, encoding, key), shape, key)
 
+    def encode(self, chunk: np.ndarray) -> bytes | bytearray | memoryview:
+        """The bytes of one chunk before any transfer encoding: codec, then blosc if chosen."""
+        data = self.codec.encode(chunk)
+        return data if self.blosc is None else self.blosc.encode(data)
+
     def save(self, index: Vec, chunk: np.ndarray) -> None:
         """Encode, compress and store one whole (clipped) chunk."""
-        data = self.codec.encode(chunk)
-        data = content_encoding.encode(data, self.compression, self.scale.compression_level)
-        self.store.put(self.key(index), data, content_encoding=self.compression)
+        data = content_encoding.encode(
+            self.encode(chunk), self.transfer_encoding, self.scale.compression_level
+        )
+        self.store.put(self.key(index), data, content_encoding=self.transfer_encoding)
 
     def delete(self, index: Vec) -> None:
         self.store.delete(self.key(index))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import posixpath
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -41,7 +42,13 @@ def _fail(field_name: str, message: str) -> InvalidInfoError:
 
 
 def _int(value: Any, name: str, *, minimum: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
+    # Python's json reads NaN and Infinity: int() of them raises ValueError/OverflowError, not ours.
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or (isinstance(value, float) and not math.isfinite(value))
+        or value != int(value)
+    ):
         raise _fail(name, f"expected an integer, got {value!r}")
     out = int(value)
     if minimum is not None and out < minimum:
@@ -153,6 +160,11 @@ _SCALE_MEMBERS = {
 }  # fmt: skip
 
 
+#: What bigarrays keeps in a scale's ``EXTENSION_KEY`` member (other keys there are preserved).
+_BLOSC_MEMBERS = ("blosc_cname", "blosc_shuffle")
+_EXTENSION_MEMBERS = ("compression", "compression_level", *_BLOSC_MEMBERS)
+
+
 @dataclass(frozen=True)
 class Scale:
     """One resolution level of a volume."""
@@ -170,6 +182,9 @@ class Scale:
     #: Whole-chunk transfer compression bigarrays writes with (kept under ``EXTENSION_KEY``).
     compression: str | None = None
     compression_level: int | None = None
+    #: For ``compression="blosc"``: the inner codec and the shuffle filter (same member).
+    blosc_cname: str | None = None
+    blosc_shuffle: str | None = None
     #: Members this model does not know, written back unchanged.
     extra: Mapping[str, Any] = field(default_factory=dict)
 
@@ -190,8 +205,10 @@ class Scale:
             if member not in obj:
                 raise _fail(f"{name}.{member}", "missing")
         key = obj["key"]
-        if not isinstance(key, str) or not key.strip("/"):
-            raise _fail(f"{name}.key", f"expected a non-empty string, got {key!r}")
+        if not isinstance(key, str) or posixpath.normpath(key.strip("/") or ".") == ".":
+            # "" or "." would put the chunks in the dataset's root, beside (and mixed up with)
+            # the info file and other scales.
+            raise _fail(f"{name}.key", f"expected a folder name such as '8_8_40', got {key!r}")
         size = _vec3(obj["size"], f"{name}.size", minimum=0)
         resolution = _resolution(obj["resolution"], f"{name}.resolution")
         voxel_offset = _vec3(obj.get("voxel_offset", [0, 0, 0]), f"{name}.voxel_offset")
@@ -249,7 +266,14 @@ class Scale:
         level = ext.get("compression_level")
         if level is not None:
             level = _int(level, f"{name}.{EXTENSION_KEY}.compression_level")
-        ext_rest = {k: v for k, v in ext.items() if k not in ("compression", "compression_level")}
+        blosc: dict[str, str | None] = {}
+        for member in _BLOSC_MEMBERS:
+            value = ext.get(member)
+            if value is not None and not isinstance(value, str):
+                raise _fail(f"{name}.{EXTENSION_KEY}.{member}", f"expected a string, got "
+                            f"{value!r}")  # fmt: skip
+            blosc[member] = value
+        ext_rest = {k: v for k, v in ext.items() if k not in _EXTENSION_MEMBERS}
 
         extra = {k: v for k, v in obj.items() if k not in _SCALE_MEMBERS and k != EXTENSION_KEY}
         if ext_rest:
@@ -267,6 +291,8 @@ class Scale:
             png_level=png_level,
             compression=compression,
             compression_level=level,
+            blosc_cname=blosc["blosc_cname"],
+            blosc_shuffle=blosc["blosc_shuffle"],
             extra=extra,
         )
 
@@ -295,6 +321,10 @@ class Scale:
             ext["compression"] = self.compression
         if self.compression_level is not None:
             ext["compression_level"] = self.compression_level
+        if self.blosc_cname is not None:
+            ext["blosc_cname"] = self.blosc_cname
+        if self.blosc_shuffle is not None:
+            ext["blosc_shuffle"] = self.blosc_shuffle
         out.update(extra)
         if ext:
             out[EXTENSION_KEY] = ext

@@ -1,0 +1,138 @@
+"""Copy a dataset between any two stores, object by object (``bigarrays cp SRC DST``).
+
+Every object under the source's root is copied: the info, the chunks of every scale, and whatever
+else lives there (meshes, skeletons, segment properties, shard files), plus the chunks of scales
+whose key points beside the dataset (``../other/8_8_40``). Objects travel as stored: a gzip chunk
+is read with :meth:`~bigarrays.stores.Store.get_encoded` and put back with its encoding, never
+decoded and compressed again. The copies run on a bounded pool of threads (the smaller of the two
+stores' ``default_concurrency`` unless ``threads`` says otherwise) with a progress bar.
+
+The info is written last, so a copy that fails half-way leaves no dataset at the destination,
+only objects that the next attempt overwrites. Copying into a zip closes it (writing its central
+directory); copying out of one takes only its live entries, which compacts it.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from bigarrays.array import INFO_KEY, _delete_dataset
+from bigarrays.errors import DatasetExistsError, DatasetNotFoundError, UnsupportedError
+from bigarrays.formats.precomputed import Info
+from bigarrays.pipeline import run_bounded
+from bigarrays.progress import progress_bar
+from bigarrays.stores import Store, normalize_key, open_store
+
+__all__ = ["CopyResult", "copy_dataset"]
+
+
+@dataclass(frozen=True)
+class CopyResult:
+    """What a copy moved: objects, bytes as stored, and the time it took."""
+
+    objects: int
+    bytes: int
+    seconds: float
+
+
+def copy_dataset(
+    src: str | os.PathLike[str] | Store,
+    dst: str | os.PathLike[str] | Store,
+    *,
+    threads: int | None = None,
+    progress: bool | None = None,
+    overwrite: bool = False,
+) -> CopyResult:
+    """Copy the dataset at ``src`` to ``dst`` (URLs, paths or stores) and return what moved.
+
+    A dataset already at ``dst`` raises :class:`~bigarrays.errors.DatasetExistsError` unless
+    ``overwrite`` is True, which deletes its info and scales first. ``progress`` True/False forces
+    the bar on or off; None shows it on a terminal for long copies. Stores opened here from URLs
+    are closed at the end; Store objects passed in are left open.
+    """
+    if threads is not None and threads < 1:
+        raise ValueError(f"threads must be >= 1, got {threads}")
+    started = time.perf_counter()
+    source = open_store(src, read_only=True)
+    try:
+        info_object = source.get_encoded(INFO_KEY)
+        if info_object is None:
+            raise DatasetNotFoundError(
+                f"no precomputed volume at {source.url}: it has no 'info' file"
+            )
+        info = Info.from_bytes(source.get(INFO_KEY) or b"", url=f"{source.url}/{INFO_KEY}")
+        target = open_store(dst, read_only=False)
+        try:
+            result = _copy(source, target, info, info_object, threads, progress, overwrite)
+        finally:
+            if not isinstance(dst, Store):
+                target.close()  # a zip writes its central directory here
+    finally:
+        if not isinstance(src, Store):
+            source.close()
+    return CopyResult(result[0], result[1], time.perf_counter() - started)
+
+
+def _keys(source: Store, info: Info) -> list[str]:
+    """Every key to copy but the info: all under the root, and scales that live beside it."""
+    keys = [k for k in source.list("") if k != INFO_KEY]
+    outside = {normalize_key(s.key) + "/" for s in info.scales}
+    for prefix in sorted(p for p in outside if p.startswith("../")):
+        keys.extend(source.list(prefix))
+    return keys
+
+
+def _copy(
+    source: Store,
+    target: Store,
+    info: Info,
+    info_object: tuple[bytes, str | None],
+    threads: int | None,
+    progress: bool | None,
+    overwrite: bool,
+) -> tuple[int, int]:
+    if source.url.rstrip("/") == target.url.rstrip("/"):
+        raise UnsupportedError(
+            f"cannot copy {source.url} onto itself; copy it to another place (to compact a zip "
+            "file, copy it to a new file and replace the old one)"
+        )
+    existing = target.get(INFO_KEY)
+    if existing is not None:
+        if not overwrite:
+            raise DatasetExistsError(
+                f"a dataset already exists at {target.url}; pass overwrite=True (bigarrays cp "
+                "--overwrite) to replace it"
+            )
+        _delete_dataset(target, existing)
+
+    keys = _keys(source, info)
+    workers = threads or min(source.default_concurrency, target.default_concurrency)
+    lock = threading.Lock()
+    moved = [0, 0]
+
+    def copy_one(key: str) -> None:
+        found = source.get_encoded(key)
+        if found is None:
+            return  # deleted since it was listed
+        data, encoding = found
+        target.put(key, data, content_encoding=encoding)
+        with lock:
+            moved[0] += 1
+            moved[1] += len(data)
+
+    description = f"copying {source.url} to {target.url}"
+    with progress_bar(len(keys) + 1, description, progress) as advance:
+        if workers > 1 and len(keys) > 1:
+            with ThreadPoolExecutor(workers, thread_name_prefix="bigarrays-cp") as pool:
+                run_bounded(copy_one, keys, pool, workers, advance)
+        else:
+            run_bounded(copy_one, keys, None, 1, advance)
+        data, encoding = info_object
+        target.put(INFO_KEY, data, content_encoding=encoding)
+        if advance is not None:
+            advance()
+    return moved[0] + 1, moved[1] + len(data)

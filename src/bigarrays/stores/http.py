@@ -1,0 +1,390 @@
+"""Read-only stores on plain HTTP(S) servers: ``http://host/path``, ``https://host/path``.
+
+Any static file server (nginx, a CDN, a bucket's public website, ``python -m http.server``) serves
+a precomputed volume. The client is urllib3 (extra ``http``): a thread-safe connection pool that
+this store sizes to its concurrency; measured against ``requests`` (which sits on urllib3) it
+does the same work with less CPU per request and no session that is unsafe to share.
+
+- Writes raise :class:`~bigarrays.errors.ReadOnlyError`; there is no listing, so :meth:`list`
+  raises :class:`~bigarrays.errors.UnsupportedError`.
+- A 404 (or 410) is a missing key; 401 is :class:`~bigarrays.errors.CredentialsError`, 403
+  :class:`~bigarrays.errors.AccessDeniedError`; 408, 429 and 5xx and dropped connections are
+  retried (:mod:`bigarrays.stores.retry`).
+- ``Content-Encoding`` is undone on read (gzip always; br and zstd when their packages are
+  installed, and only those are offered in ``Accept-Encoding``). Range reads ask for the
+  identity encoding; a server that sends an encoded body anyway, or ignores the range, gets the
+  whole value decoded and cut.
+- :meth:`HTTPStore.get_ranges` asks for several ranges in one request
+  (``multipart/byteranges``) and copes with servers that answer with one range or the whole body.
+- ``headers={"Authorization": "Bearer ..."}`` adds headers to every request.
+
+The small urllib3 layer here (:class:`Pool`) is also what the GCS store speaks JSON through.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+from bigarrays.errors import (
+    AccessDeniedError,
+    CredentialsError,
+    ReadOnlyError,
+    StoreError,
+    UnsupportedError,
+)
+from bigarrays.stores.base import Buffer
+from bigarrays.stores.remote import (
+    COALESCE_GAP,
+    RemoteStore,
+    as_stored,
+    coalesce,
+    decode_body,
+    require,
+)
+from bigarrays.stores.retry import (
+    RetryPolicy,
+    Transient,
+    is_transient_exception,
+    is_transient_status,
+    parse_retry_after,
+)
+
+#: At most this many ranges go in one multi-range request.
+MAX_RANGES_PER_REQUEST = 64
+
+
+@dataclass(frozen=True)
+class Response:
+    status: int
+    headers: Mapping[str, str]
+    data: bytes
+
+    def header(self, name: str) -> str | None:
+        value = self.headers.get(name)
+        return None if value is None else str(value)
+
+
+class Pool:
+    """A urllib3 pool manager that turns network failures into :class:`Transient`.
+
+    Redirects are followed; urllib3's own retries are off (the store's policy retries).
+    """
+
+    def __init__(self, size: int, *, connect_timeout: float = 10, read_timeout: float = 60) -> None:
+        import urllib3
+
+        self._urllib3 = urllib3
+        self.manager = urllib3.PoolManager(
+            num_pools=8,
+            maxsize=size,
+            retries=urllib3.Retry(
+                total=None,
+                connect=0,
+                read=0,
+                status=0,
+                other=0,
+                redirect=5,
+                raise_on_redirect=True,
+                raise_on_status=False,
+            ),
+            timeout=urllib3.Timeout(connect=connect_timeout, read=read_timeout),
+        )
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        body: bytes | None = None,
+    ) -> Response:
+        exceptions = self._urllib3.exceptions
+        try:
+            r = self.manager.request(method, url, headers=dict(headers or {}), body=body,
+                                     preload_content=False, decode_content=False)  # fmt: skip
+            try:
+                data = r.read(decode_content=False) if method != "HEAD" else b""
+            finally:
+                r.release_conn()
+        except exceptions.MaxRetryError as exc:
+            reason = exc.reason if exc.reason is not None else exc
+            raise Transient(f"{type(reason).__name__}: {reason}") from exc
+        except exceptions.SSLError as exc:
+            if "CERTIFICATE_VERIFY_FAILED" in str(exc):
+                raise StoreError(f"{method} {url}: TLS certificate does not verify: {exc}") from exc
+            raise Transient(f"{type(exc).__name__}: {exc}") from exc
+        except (exceptions.ProtocolError, exceptions.TimeoutError, exceptions.NewConnectionError,
+                exceptions.IncompleteRead, exceptions.DecodeError) as exc:  # fmt: skip
+            raise Transient(f"{type(exc).__name__}: {exc}") from exc
+        except OSError as exc:
+            if is_transient_exception(exc):
+                raise Transient(f"{type(exc).__name__}: {exc}") from exc
+            raise
+        return Response(r.status, r.headers, data)
+
+    def close(self) -> None:
+        self.manager.clear()
+
+
+def check_status(r: Response, what: str, *, hint: str = "") -> None:
+    """Raise the typed error for a failed answer (404 and 416 are the caller's to handle)."""
+    if r.status < 300 or r.status == 416:
+        return
+    detail = r.data[:300].decode("utf-8", "replace").strip()
+    detail = f" ({detail})" if detail else ""
+    if r.status == 401:
+        raise CredentialsError(f"{what}: the server asks for credentials (401){detail}{hint}")
+    if r.status == 403:
+        raise AccessDeniedError(f"{what}: access denied (403){detail}{hint}")
+    if is_transient_status(r.status):
+        raise Transient(f"HTTP {r.status}{detail}",
+                        retry_after=parse_retry_after(r.header("Retry-After")))  # fmt: skip
+    raise StoreError(f"{what}: HTTP {r.status}{detail}")
+
+
+def accept_encoding() -> str:
+    """The encodings this installation can undo, for ``Accept-Encoding``."""
+    names = ["gzip"]
+    if importlib.util.find_spec("brotli") is not None:
+        names.append("br")
+    if importlib.util.find_spec("zstandard") is not None:
+        names.append("zstd")
+    return ", ".join(names)
+
+
+_CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
+
+
+def parse_content_range(value: str | None) -> tuple[int, int] | None:
+    """``bytes a-b/n`` -> ``(a, b + 1)``."""
+    m = _CONTENT_RANGE.match(value or "")
+    return None if m is None else (int(m.group(1)), int(m.group(2)) + 1)
+
+
+def parse_byteranges(body: bytes, content_type: str) -> list[tuple[int, bytes]]:
+    """The parts of a ``multipart/byteranges`` body as ``(start, bytes)``."""
+    m = re.search(r'boundary="?([^";]+)"?', content_type)
+    if m is None:
+        raise StoreError(f"multipart answer without a boundary: {content_type!r}")
+    delimiter = b"--" + m.group(1).encode()
+    parts = []
+    pos = body.find(delimiter)
+    while pos >= 0:
+        pos += len(delimiter)
+        if body[pos : pos + 2] == b"--":
+            break
+        head_end = body.find(b"\r\n\r\n", pos)
+        if head_end < 0:
+            raise StoreError("a multipart/byteranges part has no end of headers")
+        headers = body[pos:head_end].decode("latin-1")
+        span = None
+        for line in headers.split("\r\n"):
+            name, _, value = line.partition(":")
+            if name.strip().lower() == "content-range":
+                span = parse_content_range(value.strip())
+        if span is None:
+            raise StoreError("a multipart/byteranges part has no Content-Range")
+        start = head_end + 4
+        parts.append((span[0], body[start : start + span[1] - span[0]]))
+        pos = body.find(delimiter, start + span[1] - span[0])
+    return parts
+
+
+class HTTPStore(RemoteStore):
+    schemes = ("http", "https")
+    DEFAULT_CONCURRENCY = 32
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        read_only: bool = True,
+        headers: Mapping[str, str] | None = None,
+        concurrency: int | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        require("urllib3", "urllib3", "http", "http(s):// URLs")
+        parts = urlsplit(url)
+        if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+            raise StoreError(f"an HTTP store URL is http(s)://host/path, got {url!r}")
+        if parts.query or parts.fragment:
+            raise StoreError(f"an HTTP store URL has no query or fragment, got {url!r}")
+        self.base = f"{parts.scheme.lower()}://{parts.netloc}{parts.path}".rstrip("/")
+        self.headers = tuple(sorted((headers or {}).items()))
+        # HTTP is read-only whatever was asked: writes raise ReadOnlyError.
+        super().__init__(read_only=True, concurrency=concurrency, retry=retry)
+
+    @property
+    def url(self) -> str:
+        return self.base
+
+    @property
+    def options(self) -> dict[str, Any]:
+        opts = super().options
+        if self.headers:
+            opts["headers"] = dict(self.headers)
+        return opts
+
+    def _config(self) -> tuple[Any, ...]:
+        return (*super()._config(), self.headers)
+
+    def _check_writable(self) -> None:
+        raise ReadOnlyError(
+            f"{self.url}: HTTP stores are read-only; write through the server's own store "
+            "(a folder, s3://, gs://) instead"
+        )
+
+    def _connect(self) -> Pool:
+        return Pool(self.concurrency)
+
+    def _disconnect(self, client: Any) -> None:
+        client.close()
+
+    def _key_url(self, key: str) -> str:
+        path = self.join_root(urlsplit(self.base).path.strip("/"), key, self.url)
+        host = self.base[: len(self.base) - len(urlsplit(self.base).path)]
+        return f"{host}/{quote(path)}"
+
+    def _send(
+        self, method: str, key: str, headers: Mapping[str, str] | None = None
+    ) -> Response | None:
+        """One request with retries; None on 404/410; other failures typed."""
+        url = self._key_url(key)
+        what = f"{method} {url}"
+        pool: Pool = self.client()
+        all_headers = {**dict(self.headers), **(headers or {})}
+
+        def attempt() -> Response | None:
+            r = pool.request(method, url, headers=all_headers)
+            if r.status in (404, 410):
+                return None
+            check_status(r, what)
+            return r
+
+        return self._call(what, attempt)
+
+    # -- the contract ------------------------------------------------------------------------------
+    def _get(self, key: str) -> bytes | None:
+        r = self._send("GET", key, {"Accept-Encoding": accept_encoding()})
+        return None if r is None else decode_body(r.data, r.header("Content-Encoding"), key)
+
+    def _get_encoded(self, key: str) -> tuple[bytes, str | None] | None:
+        r = self._send("GET", key, {"Accept-Encoding": accept_encoding()})
+        return None if r is None else as_stored(r.data, r.header("Content-Encoding"), key)
+
+    def _get_range(self, key: str, start: int, length: int | None) -> bytes | None:
+        if length == 0:
+            return b"" if self._exists(key) else None
+        if start < 0:
+            spec = f"bytes={start}"
+        else:
+            spec = f"bytes={start}-" if length is None else f"bytes={start}-{start + length - 1}"
+        r = self._send("GET", key, {"Range": spec, "Accept-Encoding": "identity"})
+        if r is None:
+            return None
+        if r.status == 416:
+            # Past the end of the stored bytes, which may be shorter than the value (encoded).
+            return super()._get_range(key, start, length)
+        if r.status == 206 and not r.header("Content-Encoding"):
+            span = parse_content_range(r.header("Content-Range"))
+            if span is not None and (start < 0 or span[0] == start):
+                return r.data
+        # The whole body (the range was ignored), or an encoded one: decode, then cut.
+        data = decode_body(r.data, r.header("Content-Encoding"), key)
+        if r.status == 206:  # an encoded range, which cannot be decoded alone
+            whole = self._get(key)
+            if whole is None:
+                return None
+            data = whole
+        if start < 0:
+            return data[start:]
+        return data[start:] if length is None else data[start : start + length]
+
+    def get_ranges(self, key: str, ranges: Sequence[tuple[int, int]]) -> list[bytes] | None:
+        """Several ``(start, length)`` ranges in as few requests as the server allows."""
+        for start, length in ranges:
+            if start < 0 or length < 0:
+                raise ValueError(f"ranges are (start >= 0, length >= 0), got {(start, length)}")
+        wanted = [(s, n) for s, n in ranges if n > 0]
+        if not wanted:
+            return [b"" for _ in ranges] if self.exists(key) else None
+        spans = coalesce(wanted, COALESCE_GAP)
+        got: dict[int, bytes] = {}  # span start -> bytes from there
+        whole: bytes | None = None
+        for i in range(0, len(spans), MAX_RANGES_PER_REQUEST):
+            batch = spans[i : i + MAX_RANGES_PER_REQUEST]
+            spec = "bytes=" + ",".join(f"{s}-{s + n - 1}" for s, n in batch)
+            r = self._send("GET", key, {"Range": spec, "Accept-Encoding": "identity"})
+            if r is None:
+                return None
+            if r.status == 416:  # perhaps an encoded body, shorter than the value
+                whole = self._get(key)
+                if whole is None:
+                    return None
+                break
+            content_type = r.header("Content-Type") or ""
+            if r.status == 206 and not r.header("Content-Encoding"):
+                if content_type.startswith("multipart/byteranges"):
+                    got.update(parse_byteranges(r.data, content_type))
+                    continue
+                span = parse_content_range(r.header("Content-Range"))
+                if span is not None:
+                    got[span[0]] = r.data
+                    continue
+            whole = self._get(key) if r.status == 206 else decode_body(
+                r.data, r.header("Content-Encoding"), key)  # fmt: skip
+            if whole is None:
+                return None
+            break
+        out = []
+        for start, length in ranges:
+            if whole is not None:
+                out.append(whole[start : start + length])
+                continue
+            piece = b""
+            for s, data in got.items():
+                if s <= start < s + len(data):
+                    piece = data[start - s : start - s + length]
+                    break
+            out.append(piece)
+        return out
+
+    def _head(self, key: str) -> Response | None:
+        r = self._send("HEAD", key, {"Accept-Encoding": accept_encoding()})
+        if r is not None and r.status == 405:
+            # No HEAD here: the first byte tells whether the key exists.
+            r = self._send("GET", key, {"Range": "bytes=0-0", "Accept-Encoding": "identity"})
+        return r
+
+    def _exists(self, key: str) -> bool:
+        return self._head(key) is not None
+
+    def _size(self, key: str) -> int | None:
+        r = self._head(key)
+        if r is None:
+            return None
+        span = r.header("Content-Range")
+        if span and "/" in span and not span.endswith("*"):
+            return int(span.rsplit("/", 1)[1])
+        length = r.header("Content-Length")
+        if length is not None and r.status == 200:
+            return int(length)
+        data = self._send("GET", key, {"Accept-Encoding": accept_encoding()})
+        return None if data is None else len(data.data)
+
+    def _put(self, key: str, value: Buffer, encoding: str | None) -> None:  # pragma: no cover
+        self._check_writable()
+
+    def _delete(self, key: str) -> None:  # pragma: no cover - put/delete check first
+        self._check_writable()
+
+    def _list(self, prefix: str) -> Iterator[str]:
+        raise UnsupportedError(
+            f"{self.url}: HTTP servers have no listing; list the store the server serves "
+            "from (a folder or a bucket) instead"
+        )

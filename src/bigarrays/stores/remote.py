@@ -1,0 +1,229 @@
+"""What the network stores (S3, GCS, HTTP) share: a lazy client, bounded concurrency, retries.
+
+- The client (a connection pool, a boto3 client, credentials) is made on first use, once per
+  process, and never pickled: a store pickles its configuration, so a Dask worker that unpickles
+  it makes its own client. A child process made by ``fork`` notices the new pid and makes its own
+  too, since pools and locks do not survive a fork.
+- At most ``concurrency`` requests of one store are in flight at once; the connection pool holds
+  as many connections, so no thread waits for a socket while holding a slot.
+- Every request goes through :func:`bigarrays.stores.retry.call` with the store's
+  :class:`~bigarrays.stores.retry.RetryPolicy`.
+- Stores compare equal when their configuration is equal (``_config``), secrets included, so two
+  stores with different credentials on the same bucket are two stores.
+"""
+
+from __future__ import annotations
+
+import abc
+import importlib.util
+import os
+import posixpath
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from bigarrays.errors import MissingDependencyError, StoreError
+from bigarrays.stores import content_encoding, retry
+from bigarrays.stores.base import Buffer, Store
+from bigarrays.stores.retry import RetryPolicy
+
+T = TypeVar("T")
+
+#: Ranges closer than this are fetched as one request by :meth:`RemoteStore.get_ranges`.
+COALESCE_GAP = 64 * 1024
+
+
+class RemoteStore(Store):
+    """Base of stores that talk to a server. Subclasses implement :meth:`_connect`."""
+
+    #: Requests in flight per store unless the ``concurrency`` option says otherwise.
+    DEFAULT_CONCURRENCY = 32
+
+    def __init__(
+        self,
+        *,
+        read_only: bool = False,
+        concurrency: int | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        super().__init__(read_only=read_only)
+        if concurrency is not None and concurrency < 1:
+            raise ValueError(f"concurrency must be at least 1, got {concurrency}")
+        self.concurrency = concurrency or self.DEFAULT_CONCURRENCY
+        self.retry = retry or RetryPolicy()
+        self._init_state()
+
+    def _init_state(self) -> None:
+        self._lock = threading.Lock()
+        self._pid = -1
+        self._client: Any = None
+        self._slots = threading.BoundedSemaphore(self.concurrency)
+
+    # -- identity and pickling -------------------------------------------------------------------
+    @property
+    def default_concurrency(self) -> int:
+        return self.concurrency
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """Keyword options that, with :attr:`url`, open an equal store (``open_store``)."""
+        opts: dict[str, Any] = {}
+        if self.concurrency != self.DEFAULT_CONCURRENCY:
+            opts["concurrency"] = self.concurrency
+        if self.retry != RetryPolicy():
+            opts["retry"] = self.retry
+        return opts
+
+    def _config(self) -> tuple[Any, ...]:
+        return (*super()._config(), self.concurrency, self.retry)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        for name in ("_lock", "_pid", "_client", "_slots"):
+            state.pop(name, None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._init_state()
+
+    # -- the client --------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def _connect(self) -> Any:
+        """A new client for this process (imports the optional package, reads credentials)."""
+
+    def _disconnect(self, client: Any) -> None:
+        """Release ``client``'s connections."""
+
+    def client(self) -> Any:
+        """This process's client, made on first use."""
+        pid = os.getpid()
+        if self._pid != pid:
+            with self._lock:
+                if self._pid != pid:
+                    # After a fork the parent's client is left alone: its sockets are shared.
+                    self._client = self._connect()
+                    self._pid = pid
+        return self._client
+
+    def close(self) -> None:
+        with self._lock:
+            client, self._client, self._pid = self._client, None, -1
+        if client is not None:
+            self._disconnect(client)
+
+    def _call(self, what: str, fn: Callable[[], T]) -> T:
+        """Run one request: at most ``concurrency`` at once, retried on transient failures."""
+
+        def attempt() -> T:
+            with self._slots:
+                return fn()
+
+        return retry.call(attempt, self.retry, what=what)
+
+    # -- keys --------------------------------------------------------------------------------------
+    @staticmethod
+    def join_root(root: str, key: str, url: str) -> str:
+        """The object name of ``key`` below ``root`` (a prefix without slashes at its ends)."""
+        name = posixpath.normpath(f"{root}/{key}") if root else posixpath.normpath(key)
+        if name == ".." or name.startswith("../") or name.startswith("/"):
+            raise StoreError(f"key {key!r} climbs above the root of {url}")
+        return name
+
+    # -- several ranges at once ------------------------------------------------------------------
+    def get_ranges(self, key: str, ranges: Sequence[tuple[int, int]]) -> list[bytes] | None:
+        """The bytes of each ``(start, length)`` in ``ranges``, or None when ``key`` is missing.
+
+        Ranges that lie closer than :data:`COALESCE_GAP` are fetched as one request; the
+        requests run in parallel. A range past the end is cut short, as in :meth:`get_range`.
+        """
+        for start, length in ranges:
+            if start < 0 or length < 0:
+                raise ValueError(f"ranges are (start >= 0, length >= 0), got {(start, length)}")
+        if not ranges:
+            return [] if self.exists(key) else None
+        spans = coalesce(ranges, COALESCE_GAP)
+        if len(spans) == 1:
+            parts: list[bytes | None] = [self.get_range(key, spans[0][0], spans[0][1])]
+        else:
+            with ThreadPoolExecutor(min(len(spans), self.concurrency)) as pool:
+                parts = list(pool.map(lambda s: self.get_range(key, s[0], s[1]), spans))
+        if any(p is None for p in parts):
+            return None
+        out = []
+        for start, length in ranges:
+            for (s, n), part in zip(spans, parts, strict=True):
+                if s <= start and start + length <= s + n:
+                    assert part is not None
+                    out.append(part[start - s : start - s + length])
+                    break
+        return out
+
+
+def coalesce(ranges: Sequence[tuple[int, int]], gap: int) -> list[tuple[int, int]]:
+    """Merge ``(start, length)`` ranges that overlap or lie less than ``gap`` apart."""
+    spans: list[list[int]] = []
+    for start, length in sorted(ranges):
+        end = start + length
+        if spans and start <= spans[-1][1] + gap:
+            spans[-1][1] = max(spans[-1][1], end)
+        else:
+            spans.append([start, end])
+    return [(s, e - s) for s, e in spans]
+
+
+def iter_pages(fetch: Callable[[str | None], tuple[list[str], str | None]]) -> Iterator[str]:
+    """Keys from a paginated listing: ``fetch(token) -> (keys, next_token)``."""
+    token: str | None = None
+    while True:
+        keys, token = fetch(token)
+        yield from keys
+        if not token:
+            return
+
+
+def require(package: str, module: str, extra: str, feature: str) -> None:
+    """Fail at open, not at the first request, when an optional package is not installed."""
+    if importlib.util.find_spec(module) is None:
+        raise MissingDependencyError(package, extra, feature)
+
+
+def to_bytes(value: Buffer) -> bytes:
+    """The bytes of a buffer (no copy for ``bytes``); a ``str`` is a ``TypeError``."""
+    if isinstance(value, bytes):
+        return value
+    return memoryview(value).cast("B").tobytes()  # a str raises TypeError here
+
+
+def encodings(header: str | None) -> list[str]:
+    """The transfer encodings a ``Content-Encoding`` header names, in the order applied.
+
+    ``identity`` and S3's ``aws-chunked`` (an upload framing, not a stored encoding) are no
+    encodings of the stored bytes.
+    """
+    if not header:
+        return []
+    names = [p.strip().lower() for p in header.split(",")]
+    return [n for n in names if n and n not in ("identity", "aws-chunked")]
+
+
+def as_stored(data: bytes, header: str | None, key: str) -> tuple[bytes, str | None]:
+    """``(bytes, encoding)`` for ``Store.get_encoded``: the stored bytes when one known encoding
+    is on them (a copy puts them back as they are), else the decoded bytes and None."""
+    names = encodings(header)
+    if not names:
+        return data, None
+    if len(names) == 1 and names[0] in content_encoding.SUFFIXES:
+        return data, names[0]
+    return decode_body(data, header, key), None
+
+
+def decode_body(data: bytes, header: str | None, key: str) -> bytes:
+    """``data`` with every encoding of a ``Content-Encoding`` header undone (last one first).
+
+    An encoding this version cannot undo is a :class:`~bigarrays.errors.CorruptChunkError`.
+    """
+    for name in reversed(encodings(header)):
+        data = content_encoding.decode(data, "gzip" if name == "x-gzip" else name, key)
+    return data

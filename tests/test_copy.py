@@ -1,0 +1,190 @@
+"""``bigarrays cp``: a dataset copied between every pair of backends, as stored (gzip as gzip)."""
+
+from __future__ import annotations
+
+import gzip
+import itertools
+import json
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+import zipfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import bigarrays as ba
+from bigarrays.copy import copy_dataset
+from bigarrays.errors import DatasetExistsError, DatasetNotFoundError, UnsupportedError
+from bigarrays.stores import Store, open_store
+from bigarrays.stores.memory import drop_namespace
+
+SHAPE = (40, 36, 20)
+EXTRA = {
+    "mesh/info": (b'{"@type": "neuroglancer_legacy_mesh"}', None),
+    "mesh/7:0": (b"fragment bytes", None),
+    "segment_properties/info": (gzip.compress(b'{"inline": {}}'), "gzip"),
+}
+
+
+@pytest.fixture
+def make_url(tmp_path: Path) -> Iterator[Callable[[str, str], str]]:
+    """``make_url(kind, name)``: a fresh URL on the backend ``kind``."""
+    namespaces: list[str] = []
+
+    def make(kind: str, name: str) -> str:
+        unique = f"{name}-{uuid.uuid4().hex[:8]}"
+        if kind == "file":
+            return str(tmp_path / unique)
+        if kind == "zip":
+            return str(tmp_path / f"{unique}.zip")
+        if kind == "lmdb":
+            return f"lmdb://{tmp_path}/{unique}.lmdb"
+        namespaces.append(unique)
+        return f"memory://{unique}" if kind == "memory" else f"fsspec+memory://{unique}"
+
+    yield make
+    import fsspec
+
+    for name in namespaces:
+        drop_namespace(name)
+        if fsspec.filesystem("memory").exists(f"/{name}"):
+            fsspec.filesystem("memory").rm(f"/{name}", recursive=True)
+
+
+def make_dataset(url: str) -> np.ndarray:
+    data = np.random.default_rng(5).integers(0, 8, SHAPE, dtype=np.uint16)
+    with ba.create(url, shape=SHAPE, dtype="uint16", chunks=(16, 16, 8), voxel_offset=(-8, 0, 3),
+                   compression="gzip") as vol:  # fmt: skip
+        vol[...] = data
+        for key, (value, encoding) in EXTRA.items():
+            vol.store.put(key, value, content_encoding=encoding)
+    return data
+
+
+def stored(store: Store) -> dict[str, tuple[bytes, str | None] | None]:
+    return {key: store.get_encoded(key) for key in store.list()}
+
+
+KINDS = ["file", "memory", "zip", "lmdb", "fsspec"]
+
+
+@pytest.mark.parametrize("dst_kind", KINDS)
+@pytest.mark.parametrize("src_kind", KINDS)
+def test_copy_between_every_pair(
+    make_url: Callable[[str, str], str], src_kind: str, dst_kind: str
+) -> None:
+    src, dst = make_url(src_kind, "src"), make_url(dst_kind, "dst")
+    data = make_dataset(src)
+    result = copy_dataset(src, dst, progress=False)
+    source, target = open_store(src, read_only=True), open_store(dst, read_only=True)
+    expected = stored(source)
+    assert result.objects == len(expected) == 1 + 3 * 3 * 3 + len(EXTRA)
+    # Every object arrives as it was stored: the same bytes under the same encoding.
+    assert stored(target) == expected
+    assert expected["segment_properties/info"] == EXTRA["segment_properties/info"]
+    assert {enc for key, (_, enc) in expected.items() if "/" in key and "-" in key} == {"gzip"}  # type: ignore[misc]
+    with ba.open(dst) as vol:
+        np.testing.assert_array_equal(vol[...], data)
+        assert vol.compression == "gzip"
+    source.close()
+    target.close()
+
+
+def test_copy_into_a_zip_closes_it_and_store_objects_stay_open(tmp_path: Path) -> None:
+    make_dataset(str(tmp_path / "src"))
+    copy_dataset(tmp_path / "src", tmp_path / "out.zip", progress=False)
+    with zipfile.ZipFile(tmp_path / "out.zip") as z:  # the central directory is written
+        assert z.testzip() is None
+        assert "info" in z.namelist()
+    target = open_store(tmp_path / "mine.zip")
+    copy_dataset(tmp_path / "src", target, progress=False, threads=1)
+    target.put("still", b"open")  # a Store passed in is the caller's to close
+    target.close()
+
+
+def test_overwrite_replaces_the_old_dataset(make_url: Callable[[str, str], str]) -> None:
+    src, dst = make_url("file", "src"), make_url("zip", "dst")
+    data = make_dataset(src)
+    with ba.create(dst, shape=(100, 100, 100), chunks=(16, 16, 8)) as old:
+        old[80:100, 80:100, 80:100] = 9  # a chunk the new dataset does not have
+    with pytest.raises(DatasetExistsError, match="overwrite"):
+        copy_dataset(src, dst, progress=False)
+    copy_dataset(src, dst, progress=False, overwrite=True)
+    back = ba.open(dst)
+    assert back.shape == SHAPE
+    np.testing.assert_array_equal(back[...], data)
+    assert not any(k.startswith("1_1_1/80-96") for k in back.store.list())
+
+
+def test_bad_requests(tmp_path: Path) -> None:
+    with pytest.raises(DatasetNotFoundError, match="no precomputed volume"):
+        copy_dataset(tmp_path / "none", tmp_path / "dst", progress=False)
+    make_dataset(str(tmp_path / "src"))
+    with pytest.raises(UnsupportedError, match="onto itself"):
+        copy_dataset(tmp_path / "src", (tmp_path / "src").as_uri(), progress=False)
+    with pytest.raises(ValueError, match="threads"):
+        copy_dataset(tmp_path / "src", tmp_path / "dst", threads=0)
+
+
+def test_scales_beside_the_dataset_come_along(tmp_path: Path) -> None:
+    src = tmp_path / "a" / "vol"
+    data = make_dataset(str(src))
+    info = json.loads((src / "info").read_text())
+    key = info["scales"][0]["key"]
+    shutil.move(src / key, tmp_path / "a" / "shared")
+    info["scales"][0]["key"] = "../shared"
+    (src / "info").write_text(json.dumps(info))
+    copy_dataset(src, tmp_path / "b" / "vol", progress=False)
+    assert (tmp_path / "b" / "shared").is_dir()
+    np.testing.assert_array_equal(ba.open(tmp_path / "b" / "vol")[...], data)
+
+
+def test_progress_bar_can_be_forced(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    make_dataset(str(tmp_path / "src"))
+    result = copy_dataset(tmp_path / "src", tmp_path / "dst", progress=True)
+    assert result.objects == 31
+    assert result.bytes > 0
+    capsys.readouterr()
+
+
+# -- the console script --------------------------------------------------------------------------
+
+
+def cp(*args: str) -> subprocess.CompletedProcess[str]:
+    beside = Path(sys.executable).with_name("bigarrays")
+    script = str(beside) if beside.exists() else shutil.which("bigarrays")
+    assert script, "the bigarrays console script is not installed (pip install -e .)"
+    return subprocess.run([script, "cp", *args], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "COLUMNS": "200"}, check=False)  # fmt: skip
+
+
+def test_console_script_through_every_file_backend(tmp_path: Path) -> None:
+    data = make_dataset(str(tmp_path / "src"))
+    hops = [str(tmp_path / "src"), str(tmp_path / "packed.zip"), f"lmdb://{tmp_path}/db.lmdb",
+            f"fsspec+file://{tmp_path}/fs", (tmp_path / "back").as_uri()]  # fmt: skip
+    for src, dst in itertools.pairwise(hops):
+        proc = cp(src, dst, "-q")
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout == proc.stderr == ""  # -q: no progress, nothing at all
+    np.testing.assert_array_equal(ba.open(tmp_path / "back")[...], data)
+    # gzip stayed gzip all the way round, byte for byte.
+    assert stored(open_store(tmp_path / "back")) == stored(open_store(tmp_path / "src"))
+    assert any(p.suffix == ".gz" for p in (tmp_path / "back").rglob("*"))
+
+
+def test_console_script_errors(tmp_path: Path) -> None:
+    make_dataset(str(tmp_path / "src"))
+    make_dataset(str(tmp_path / "dst.zip"))
+    proc = cp(str(tmp_path / "src"), str(tmp_path / "dst.zip"), "-q")
+    assert proc.returncode == 1
+    assert proc.stderr.count("\n") == 1
+    assert proc.stderr.startswith("bigarrays: error: a dataset already exists")
+    assert cp(str(tmp_path / "src"), str(tmp_path / "dst.zip"), "-q", "--overwrite").returncode == 0
+    proc = cp(str(tmp_path / "nothing"), str(tmp_path / "x"), "-q")
+    assert proc.returncode == 1
+    assert "no precomputed volume" in proc.stderr
