@@ -1,7 +1,7 @@
 """Chunk read and write throughput per backend: file, memory, S3, GCS and HTTP, raw and gzip.
 
 Run by hand: ``python bench/stores.py [--chunks 256] [--repeat 3]``. Every backend stores the same
-64³ uint8 chunks of synthetic EM (256 KiB each; gzip at the default level makes them ~1.7x
+64³ uint8 chunks of synthetic EM (256 KiB each; gzip at the default level makes them ~1.3x
 smaller) from the store's ``default_concurrency`` threads: a write is encode + put, a read is get
 (+ decode, which every store does for gzip). The best of ``--repeat`` runs is printed in MiB/s of
 uncompressed data and chunks/s.
@@ -82,11 +82,10 @@ Backend = Callable[[str], tuple[Store, Store]]
 
 
 def backends(stack: ExitStack, root: Path) -> dict[str, Backend]:
-    from conftest import make_gcs_bucket, make_s3_bucket
-    from network_servers import FakeGCSServer, MotoServer
-
     from bigarrays.stores.gcs import GCSStore
     from bigarrays.stores.s3 import S3Store
+    from conftest import make_gcs_bucket, make_s3_bucket
+    from network_servers import FakeGCSServer, MotoServer
 
     moto = stack.enter_context(MotoServer())
     gcs = stack.enter_context(FakeGCSServer())
@@ -105,7 +104,7 @@ def backends(stack: ExitStack, root: Path) -> dict[str, Backend]:
         "memory": lambda n: same(open_store(f"memory://bench-{n}")),
         "s3 (moto)": lambda n: same(
             S3Store(f"s3://{s3_bucket}/{n}", endpoint=moto.endpoint, region="us-east-1", **keys)
-        ),  # fmt: skip
+        ),
         "gcs (fake-gcs-server)": lambda n: same(
             GCSStore(f"gs://{gcs_bucket}/{n}", endpoint=gcs.endpoint, anonymous=True)
         ),
@@ -124,7 +123,8 @@ def measure(backend: Backend, chunks: list[bytes], compression: str | None) -> t
 
     def get(key: str) -> None:
         data = reader.get(key)
-        assert data is not None and len(data) == SIDE**3
+        assert data is not None
+        assert len(data) == SIDE**3
 
     with ThreadPoolExecutor(threads) as pool:
         t0 = time.perf_counter()
@@ -163,8 +163,8 @@ def main() -> None:
                     tw = min(r[0] for r in runs)
                     tr = min(r[1] for r in runs)
                     n = len(chunks)
-                    write = "-" if name.startswith("http") else f"{mib / tw:12.0f} {n / tw:9.0f}"
-                    if name.startswith("http"):
+                    write = f"{mib / tw:12.0f} {n / tw:9.0f}"
+                    if name.startswith("http"):  # written to the served folder, not over HTTP
                         write = f"{'(folder)':>12s} {'':9s}"
                     print(f"{name:24s} {compression or 'raw':11s} {write} "
                           f"{mib / tr:11.0f} {n / tr:9.0f}", flush=True)  # fmt: skip
