@@ -78,18 +78,27 @@ class _Subprocess:
 
     def start(self) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "GOOGLE_"))}
-        self.proc = subprocess.Popen(
-            self.command(), stdout=self._log, stderr=subprocess.STDOUT, env=env
-        )
-        try:
-            wait_for_http(self.ready_url(), self.proc)
-        except RuntimeError as exc:
-            self._log.seek(0)
-            tail = self._log.read()[-2000:].decode(errors="replace")
-            self.stop()
-            raise RuntimeError(f"{exc}\n{tail}") from None
+        for attempt in range(3):
+            self.proc = subprocess.Popen(
+                self.command(), stdout=self._log, stderr=subprocess.STDOUT, env=env
+            )
+            try:
+                wait_for_http(self.ready_url(), self.proc)
+                return
+            except RuntimeError as exc:
+                exited = self.proc.poll() is not None
+                self._log.seek(0)
+                tail = self._log.read()[-2000:].decode(errors="replace")
+                self._terminate()
+                if exited and attempt < 2:
+                    # Most likely the free port was taken between our look and its bind.
+                    self.port = free_port()
+                    self.endpoint = f"http://{LOCALHOST}:{self.port}"
+                    continue
+                self._log.close()
+                raise RuntimeError(f"{exc}\n{tail}") from None
 
-    def stop(self) -> None:
+    def _terminate(self) -> None:
         if self.proc is not None:
             self.proc.terminate()
             try:
@@ -98,6 +107,9 @@ class _Subprocess:
                 self.proc.kill()
                 self.proc.wait()
             self.proc = None
+
+    def stop(self) -> None:
+        self._terminate()
         self._log.close()
 
     def __enter__(self) -> _Subprocess:

@@ -184,6 +184,9 @@ def test_token_and_credentials_file(gcs_bucket: str, gcs_endpoint: str, tmp_path
                 "k", b"1"
             )
             assert proxy.log[-1][2]["authorization"] == "Bearer ya29.static"
+            anon = GCSStore(f"gs://{gcs_bucket}/v", endpoint=proxy.endpoint, anonymous=True)
+            assert anon.get("k") == b"1"
+            assert "authorization" not in proxy.log[-1][2]
             # A service-account file whose token endpoint is ours: google-auth signs a JWT and
             # trades it for an access token there (an authorized-user file would always go to
             # Google's endpoint, which tests must never contact).

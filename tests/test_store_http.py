@@ -193,6 +193,14 @@ def test_parse_byteranges_keeps_boundary_like_bytes() -> None:
                                                                           (8, b"xy")]  # fmt: skip
 
 
+def test_escaped_paths(site: tuple[Path, StaticServer, str]) -> None:
+    folder, _, url = site
+    (folder / "a dir").mkdir()
+    (folder / "a dir" / "k #1").write_bytes(b"v")
+    assert HTTPStore(f"{url}/a%20dir").get("k #1") == b"v"
+    assert HTTPStore(url).get("a dir/k #1") == b"v"
+
+
 def test_headers_option_is_sent(site: tuple[Path, StaticServer, str]) -> None:
     folder, server, url = site
     (folder / "k").write_bytes(b"v")

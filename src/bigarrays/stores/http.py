@@ -28,7 +28,7 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from bigarrays.errors import (
     AccessDeniedError,
@@ -246,8 +246,10 @@ class HTTPStore(RemoteStore):
         client.close()
 
     def _key_url(self, key: str) -> str:
-        path = self.join_root(urlsplit(self.base).path.strip("/"), key, self.url)
-        host = self.base[: len(self.base) - len(urlsplit(self.base).path)]
+        # The URL's path may hold escapes ("%20"): undo them, join the key, escape once.
+        base_path = urlsplit(self.base).path
+        path = self.join_root(unquote(base_path).strip("/"), key, self.url)
+        host = self.base[: len(self.base) - len(base_path)]
         return f"{host}/{quote(path)}"
 
     def _send(

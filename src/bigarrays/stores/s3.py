@@ -294,6 +294,7 @@ class S3Store(RemoteStore):
                 # answer stands; transient failures retry the whole attempt.
                 if err is None or is_transient_status(err[1]):
                     raise self._translate(exc, what) from exc
+                holder.bucket_ok = True  # denied: it exists, or we may not know; ask no more
                 return
             raise self._no_bucket(what) from None
         holder.bucket_ok = True
