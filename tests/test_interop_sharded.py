@@ -56,6 +56,8 @@ ENCODINGS = {
     "raw-float32": ("float32", 1, "raw", {}),
     "jpeg-uint8": ("uint8", 1, "jpeg", {}),
     "png-uint16": ("uint16", 1, "png", {}),
+    "png-uint8x3": ("uint8", 3, "png", {}),
+    "png-uint8": ("uint8", 1, "png", {}),
     "cseg-uint64": ("uint64", 1, "compressed_segmentation",
                     {"compressed_segmentation_block_size": [4, 4, 4]}),
 }  # fmt: skip
@@ -118,7 +120,9 @@ def test_tensorstore_writes_bigarrays_reads(tmp_path: Path, spec_name: str, enc_
 
 
 @pytest.mark.parametrize("spec_name", list(SPECS))
-@pytest.mark.parametrize("enc_name", ["raw-uint16x2", "raw-float32", "cseg-uint64", "png-uint16"])
+@pytest.mark.parametrize(
+    "enc_name", ["raw-uint16x2", "raw-float32", "cseg-uint64", "png-uint16", "png-uint8"]
+)
 def test_bigarrays_writes_tensorstore_and_cloudvolume_read(
     tmp_path: Path, spec_name: str, enc_name: str
 ) -> None:
@@ -135,7 +139,12 @@ def test_bigarrays_writes_tensorstore_and_cloudvolume_read(
         vol[absolute(box)] = block[..., 0] if channels == 1 else block
         model[index(box)] = block
     assert_identical(ts_read(tmp_path), model)
-    if encoding != "png":  # CloudVolume 12 has no png reader for precomputed chunks
+    if enc_name == "png-uint16":
+        # CloudVolume 12 decodes 16-bit grey png through pyspng's automatic format, which yields
+        # twice the pixels; pinned so that a fixed CloudVolume turns this into a real check.
+        with pytest.raises(ValueError, match="cannot reshape"):
+            cv_read(tmp_path)
+    else:
         assert_identical(as4d(cv_read(tmp_path)), model)
 
 
