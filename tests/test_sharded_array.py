@@ -24,9 +24,9 @@ from bigarrays.errors import (
 )
 from bigarrays.formats.precomputed import open_layout
 from bigarrays.formats.precomputed.info import Info
-from bigarrays.formats.precomputed.resharding import convert_dataset
 from bigarrays.formats.precomputed.sharded_layout import ShardedLayout
 from bigarrays.formats.precomputed.sharding import decode_shard
+from bigarrays.resharding import convert_dataset
 from bigarrays.stores import open_store
 from bigarrays.stores.base import Buffer
 from bigarrays.stores.memory import drop_namespace

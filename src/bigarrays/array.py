@@ -460,7 +460,7 @@ def create(
             raise DatasetExistsError(
                 f"a dataset already exists at {store.url}; pass overwrite=True to replace it"
             )
-        _delete_dataset(store, existing)
+        delete_dataset(store, existing)
 
     scale = Scale(
         key=scale_key_for(res),
@@ -480,7 +480,7 @@ def create(
                     owns_store=not isinstance(url, Store))  # fmt: skip
 
 
-def _delete_dataset(store: Store, info_bytes: bytes) -> None:
+def delete_dataset(store: Store, info_bytes: bytes) -> None:
     """Remove the chunks of every scale the old info names, then the info itself."""
     try:
         old = Info.from_bytes(info_bytes)

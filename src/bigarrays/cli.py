@@ -284,7 +284,7 @@ def cmd_cp(args: argparse.Namespace) -> int:
         args.src = open_store(args.src, read_only=True, **src_options)
         args.dst = open_store(args.dst, **dst_options)
     if args.shard or args.unshard:
-        from bigarrays.formats.precomputed.resharding import convert_dataset
+        from bigarrays.resharding import convert_dataset
 
         convert_dataset(args.src, args.dst, shard=args.shard, threads=args.threads,
                         progress=_progress_setting(args), overwrite=args.overwrite,

@@ -20,7 +20,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from bigarrays.array import INFO_KEY, _delete_dataset
+from bigarrays.array import INFO_KEY, delete_dataset
 from bigarrays.errors import DatasetExistsError, DatasetNotFoundError, UnsupportedError
 from bigarrays.formats.precomputed import Info
 from bigarrays.pipeline import run_bounded
@@ -107,7 +107,7 @@ def _copy(
                 f"a dataset already exists at {target.url}; pass overwrite=True (bigarrays cp "
                 "--overwrite) to replace it"
             )
-        _delete_dataset(target, existing)
+        delete_dataset(target, existing)
 
     keys = _keys(source, info)
     workers = threads or min(source.default_concurrency, target.default_concurrency)

@@ -21,7 +21,9 @@ from dataclasses import replace
 
 import numpy as np
 
+from bigarrays.array import INFO_KEY, BigArray, delete_dataset, read_info
 from bigarrays.box import Box, ChunkPiece
+from bigarrays.errors import DatasetExistsError
 from bigarrays.formats.precomputed.chunks import ChunkLayout, open_layout, scale_grid
 from bigarrays.formats.precomputed.info import Info, Scale
 from bigarrays.formats.precomputed.sharded_layout import is_fill
@@ -99,10 +101,6 @@ def convert_dataset(
     shard_size_bytes: int | None = None,
 ) -> Info:
     """Copy the volume at ``src`` to ``dst``, sharded (``shard=True``) or unsharded; its info."""
-    # Conversion drives whole volumes through BigArray, so it imports the layer above lazily.
-    from bigarrays.array import INFO_KEY, BigArray, _delete_dataset, read_info
-    from bigarrays.errors import DatasetExistsError
-
     src_store = open_store(src, read_only=True)
     info = read_info(src_store)
     dst_store = open_store(dst, read_only=False)
@@ -114,7 +112,7 @@ def convert_dataset(
             raise DatasetExistsError(
                 f"a dataset already exists at {dst_store.url}; pass overwrite=True to replace it"
             )
-        _delete_dataset(dst_store, existing)
+        delete_dataset(dst_store, existing)
 
     itemsize = info.dtype.itemsize
     target = DEFAULT_SHARD_BYTES if shard_size_bytes is None else shard_size_bytes
