@@ -39,23 +39,15 @@ exit at the latest. The trade-offs:
 
 from __future__ import annotations
 
-import contextlib
 import os
 import posixpath
-import struct
-import threading
-import time
 import weakref
-import zlib
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
 from bigarrays.errors import (
-    AccessDeniedError,
-    CorruptChunkError,
     StoreError,
     UnsupportedError,
     VersionConflictError,
@@ -63,516 +55,7 @@ from bigarrays.errors import (
 from bigarrays.stores import content_encoding
 from bigarrays.stores.base import ANY_VERSION, Buffer, Store, normalize_key
 from bigarrays.stores.file import path_from_url
-
-try:
-    import fcntl
-except ImportError:  # pragma: no cover - Windows has no flock; one writer is then on trust
-    fcntl = None  # type: ignore[assignment]
-
-try:
-    from isal.isal_zlib import crc32 as _crc32
-except ImportError:  # pragma: no cover - isal is a core dependency
-    from zlib import crc32 as _crc32
-
-_LOCAL_SIG = b"PK\x03\x04"
-_CENTRAL_SIG = b"PK\x01\x02"
-_END_SIG = b"PK\x05\x06"
-_END64_SIG = b"PK\x06\x06"
-_LOCATOR_SIG = b"PK\x06\x07"
-
-_LOCAL = struct.Struct("<4s5H3I2H")  # 30 bytes
-_CENTRAL = struct.Struct("<4s6H3I5H2I")  # 46 bytes
-_END = struct.Struct("<4s4H2IH")  # 22 bytes
-_END64 = struct.Struct("<4sQ2H2I4Q")  # 56 bytes
-_LOCATOR = struct.Struct("<4sIQI")  # 20 bytes
-
-#: Sizes and offsets from this value on go into zip64 extra fields (module constants, so that
-#: tests can lower them and exercise zip64 without writing gigabytes).
-_ZIP64_LIMIT = 0xFFFFFFFF
-#: Entry counts from this value on need the zip64 end record.
-_ZIP64_COUNT = 0xFFFF
-_UTF8_FLAG = 0x800
-_MADE_BY = (3 << 8) | 45  # Unix, zip 4.5
-_FILE_ATTRS = (0o100644 & 0xFFFF) << 16
-_SCAN_BLOCK = 1 << 20
-
-
-@dataclass(slots=True)
-class _Entry:
-    name: bytes  # as stored in the archive
-    offset: int  # of the local header
-    size: int  # stored (compressed) size
-    usize: int
-    crc: int
-    method: int
-    flags: int
-    dos_time: int
-    dos_date: int
-    data_offset: int = -1  # of the bytes; -1 until the local header has been read
-
-
-def _dos_now() -> tuple[int, int]:
-    t = time.localtime()
-    return (
-        (t.tm_hour << 11) | (t.tm_min << 5) | (t.tm_sec // 2),
-        (max(t.tm_year, 1980) - 1980) << 9 | (t.tm_mon << 5) | t.tm_mday,
-    )
-
-
-def _pread(fd: int, size: int, offset: int) -> bytes:
-    """Up to ``size`` bytes at ``offset`` (fewer only at the end of the file)."""
-    parts = []
-    while size > 0:
-        part = os.pread(fd, min(size, 1 << 30), offset)
-        if not part:
-            break
-        parts.append(part)
-        size -= len(part)
-        offset += len(part)
-    return parts[0] if len(parts) == 1 else b"".join(parts)
-
-
-def _pwrite(fd: int, buffers: Sequence[Buffer], offset: int) -> None:
-    views = [memoryview(b).cast("B") for b in buffers]
-    views = [v for v in views if len(v)]
-    while views:
-        n = os.pwritev(fd, views, offset)
-        offset += n
-        while views and n >= len(views[0]):
-            n -= len(views[0])
-            views.pop(0)
-        if views and n:
-            views[0] = views[0][n:]
-
-
-def _zip64_extra(*values: int) -> bytes:
-    return struct.pack(f"<HH{len(values)}Q", 1, 8 * len(values), *values) if values else b""
-
-
-def _central_record(e: _Entry) -> bytes:
-    big = [v for v in (e.usize, e.size, e.offset) if v >= _ZIP64_LIMIT]
-    extra = _zip64_extra(*big)
-    usize, size, offset = (v if v < _ZIP64_LIMIT else 0xFFFFFFFF
-                           for v in (e.usize, e.size, e.offset))  # fmt: skip
-    fixed = _CENTRAL.pack(_CENTRAL_SIG, _MADE_BY, 45 if big else 20, e.flags, e.method,
-                          e.dos_time, e.dos_date, e.crc, size, usize, len(e.name), len(extra),
-                          0, 0, 0, _FILE_ATTRS, offset)  # fmt: skip
-    return fixed + e.name + extra
-
-
-def _end_records(count: int, cd_offset: int, cd_size: int) -> bytes:
-    out = b""
-    if count >= _ZIP64_COUNT or cd_offset >= _ZIP64_LIMIT or cd_size >= _ZIP64_LIMIT:
-        end64_offset = cd_offset + cd_size
-        out = _END64.pack(_END64_SIG, 44, _MADE_BY, 45, 0, 0, count, count, cd_size, cd_offset)
-        out += _LOCATOR.pack(_LOCATOR_SIG, 0, end64_offset, 1)
-        count, cd_size, cd_offset = 0xFFFF, 0xFFFFFFFF, 0xFFFFFFFF
-    return out + _END.pack(_END_SIG, 0, 0, count, count, cd_size, cd_offset, 0)
-
-
-def _parse_directory(cd: bytes, shift: int) -> dict[str, _Entry] | None:
-    """The entries of a central directory (the last of a name wins), or None if it is damaged."""
-    entries: dict[str, _Entry] = {}
-    pos = 0
-    while pos < len(cd):
-        if pos + _CENTRAL.size > len(cd) or cd[pos : pos + 4] != _CENTRAL_SIG:
-            return None
-        (_, _, _, flags, method, dos_time, dos_date, crc, size, usize, nlen, xlen, clen, _, _, _,
-         offset) = _CENTRAL.unpack_from(cd, pos)  # fmt: skip
-        start = pos + _CENTRAL.size
-        name = cd[start : start + nlen]
-        extra = cd[start + nlen : start + nlen + xlen]
-        pos = start + nlen + xlen + clen
-        if pos > len(cd):
-            return None
-        if 0xFFFFFFFF in (usize, size, offset):
-            values = _zip64_values(extra)
-            if values is None:
-                return None
-            if usize == 0xFFFFFFFF:
-                usize = values.pop(0)
-            if size == 0xFFFFFFFF and values:
-                size = values.pop(0)
-            if offset == 0xFFFFFFFF and values:
-                offset = values.pop(0)
-        text = name.decode("utf-8" if flags & _UTF8_FLAG else "cp437", errors="replace")
-        if text.endswith("/"):
-            continue  # a folder entry names no object
-        entries[text] = _Entry(name, offset + shift, size, usize, crc, method, flags, dos_time,
-                               dos_date)  # fmt: skip
-    return entries
-
-
-def _zip64_values(extra: bytes) -> list[int] | None:
-    pos = 0
-    while pos + 4 <= len(extra):
-        tag, length = struct.unpack_from("<HH", extra, pos)
-        if tag == 1:
-            body = extra[pos + 4 : pos + 4 + length]
-            return list(struct.unpack_from(f"<{len(body) // 8}Q", body))
-        pos += 4 + length
-    return None
-
-
-_Check = Callable[[dict[str, "_Entry"]], None]
-
-
-@dataclass(slots=True)
-class _Directory:
-    entries: dict[str, _Entry]
-    end: int  # the first byte after the end record
-
-
-def _read_end(fd: int, pos: int, size: int) -> _Directory | None:
-    """The directory whose end record starts at ``pos``, if that record and directory are whole."""
-    rec = _pread(fd, _END.size, pos)
-    if len(rec) < _END.size:
-        return None
-    _, disk, cd_disk, _, _, cd_size, cd_offset, clen = _END.unpack(rec)
-    end = pos + _END.size + clen
-    if disk != 0 or cd_disk != 0 or end > size:
-        return None
-    cd_end = pos
-    locator = _pread(fd, _LOCATOR.size, pos - _LOCATOR.size) if pos >= _LOCATOR.size else b""
-    if len(locator) == _LOCATOR.size and locator[:4] == _LOCATOR_SIG:
-        _, _, end64_offset, _ = _LOCATOR.unpack(locator)
-        for where in (end64_offset, pos - _LOCATOR.size - _END64.size):
-            rec64 = _pread(fd, _END64.size, where) if where >= 0 else b""
-            if len(rec64) == _END64.size and rec64[:4] == _END64_SIG:
-                *_, cd_size, cd_offset = _END64.unpack(rec64)
-                cd_end = where
-                break
-        else:
-            return None
-    elif 0xFFFFFFFF in (cd_size, cd_offset):
-        return None
-    # Bytes before the archive (a self-extracting stub) shift every offset; only a file that ends
-    # with this record may have them, or a stray record in the middle could pass for a directory.
-    shift = cd_end - cd_size - cd_offset
-    if shift < 0 or (shift and end != size):
-        return None
-    entries = _parse_directory(_pread(fd, cd_size, cd_offset + shift), shift)
-    if entries is None:
-        return None
-    return _Directory(entries, end)
-
-
-def _find_directory(fd: int, size: int) -> _Directory | None:
-    """The last complete directory of the file, searching back from the end."""
-    hi = size
-    while hi > 0:
-        lo = max(0, hi - _SCAN_BLOCK)
-        block = _pread(fd, min(size, hi + 3) - lo, lo)
-        stop = len(block)
-        while True:
-            i = block.rfind(_END_SIG, 0, stop)
-            if i < 0:
-                break
-            found = _read_end(fd, lo + i, size)
-            if found is not None:
-                return found
-            stop = i + 3  # the next search finds signatures that start before i
-        hi = lo
-    return None
-
-
-class _Archive:
-    """The state of one zip file, shared by every handle on it in this process."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.pid = os.getpid()  # a forked child gets archives of its own, never its parent's
-        self.handles = 0
-        self.lock = threading.RLock()
-        self.entries: dict[str, _Entry] = {}
-        self.fd: int | None = None
-        self.old_fds: list[int] = []
-        self.writer = False
-        self.end = 0  # where the next entry goes
-        self.directory_end = 0  # the end of the last directory written or read
-        self.dirty = False
-        self.pending = 0  # puts that reserved space and are writing it
-        self.idle = threading.Condition(self.lock)
-
-    # -- opening ---------------------------------------------------------------------------------
-    def _load(self, fd: int) -> None:
-        size = os.fstat(fd).st_size
-        if size == 0:
-            self.entries, self.directory_end = {}, 0
-            return
-        found = _find_directory(fd, size)
-        if found is None:
-            raise StoreError(
-                f"{self.path} is not a zip file, or it is damaged: it has no central directory"
-            )
-        self.entries, self.directory_end = found.entries, found.end
-
-    def ready(self) -> bool:
-        """Open and read the file if it exists (once); False while there is no file."""
-        if self.fd is not None:
-            return True
-        with self.lock:
-            return self._open_for_reading()
-
-    def _open_for_reading(self) -> bool:
-        if self.fd is not None:
-            return True
-        try:
-            fd = os.open(self.path, os.O_RDONLY)
-        except FileNotFoundError:
-            return False
-        except IsADirectoryError:
-            raise StoreError(f"{self.path} is a folder, not a zip file") from None
-        except PermissionError as exc:
-            raise AccessDeniedError(f"cannot read {self.path}: permission denied") from exc
-        except OSError as exc:
-            raise StoreError(f"cannot open {self.path}: {exc}") from exc
-        try:
-            self._load(fd)
-        except BaseException:
-            os.close(fd)
-            raise
-        self.fd = fd
-        return True
-
-    def refresh(self) -> None:
-        with self.lock:
-            if self.writer or self.fd is None:
-                self.ready()
-                return
-            self._load(self.fd)
-
-    def start_writing(self) -> int:
-        """Become the file's writer (once); the fd to write to. Call with the lock held."""
-        if self.writer:
-            assert self.fd is not None
-            return self.fd
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
-        except IsADirectoryError:
-            raise StoreError(f"{self.path} is a folder, not a zip file") from None
-        except PermissionError as exc:
-            raise AccessDeniedError(f"cannot write {self.path}: permission denied") from exc
-        except OSError as exc:
-            raise StoreError(f"cannot open {self.path} for writing: {exc}") from exc
-        try:
-            if fcntl is not None:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    raise StoreError(
-                        f"another process is writing {self.path}: a zip file has one writer at a "
-                        "time; let it finish (close) first, or write to another file"
-                    ) from None
-            # Read the directory again under the lock: the file may have changed since this
-            # process first read it.
-            self._load(fd)
-            size = os.fstat(fd).st_size
-            if size == 0:
-                # A new file starts with an empty directory, so that it is a valid zip at once.
-                _pwrite(fd, [_end_records(0, 0, 0)], 0)
-                self.directory_end = _END.size
-            elif size > self.directory_end:
-                # Entries after the last directory were lost in a crash: cut them off.
-                os.ftruncate(fd, self.directory_end)
-        except BaseException:
-            os.close(fd)
-            raise
-        if self.fd is not None:
-            self.old_fds.append(self.fd)  # other threads may still be reading through it
-        self.fd = fd
-        self.end = self.directory_end
-        self.writer = True
-        return fd
-
-    # -- reading ---------------------------------------------------------------------------------
-    def _data_offset(self, e: _Entry, fd: int) -> int:
-        """Where the entry's bytes start, from its local header (read once)."""
-        head = _pread(fd, _LOCAL.size, e.offset)
-        if len(head) < _LOCAL.size or head[:4] != _LOCAL_SIG:
-            raise StoreError(f"{self.path} is damaged: no local header at offset {e.offset}")
-        nlen, xlen = struct.unpack_from("<HH", head, 26)
-        e.data_offset = e.offset + _LOCAL.size + nlen + xlen
-        return e.data_offset
-
-    def read(self, e: _Entry, key: str, start: int = 0, length: int | None = None) -> bytes:
-        fd = self.fd
-        assert fd is not None
-        if e.flags & 1:
-            raise UnsupportedError(f"{self.path}: entry {key!r} is encrypted")
-        if e.method not in (0, 8):
-            raise UnsupportedError(
-                f"{self.path}: entry {key!r} uses zip compression method {e.method}; bigarrays "
-                "reads stored (0) and deflated (8) entries: repack the archive with `zip -0`"
-            )
-        whole = e.method != 0 or (start == 0 and length is None)
-        offset = e.data_offset if e.data_offset >= 0 else self._data_offset(e, fd)
-        if whole:
-            # (Reading the local header together with the data would save a call but cost a
-            # copy of the data to cut the header off: two reads are faster.)
-            raw = _pread(fd, e.size, offset)
-            if len(raw) != e.size:
-                raise CorruptChunkError(key, f"the zip entry in {self.path} is cut short")
-            data = raw if e.method == 0 else self._inflate(raw, key)
-            if _crc32(data) != e.crc:
-                raise CorruptChunkError(key, f"the zip entry in {self.path} fails its CRC check")
-            if start == 0 and length is None:
-                return data
-            if start < 0:
-                return data[start:]
-            return data[start:] if length is None else data[start : start + length]
-        if start < 0:
-            start = max(0, e.size + start)
-        stop = e.size if length is None else min(e.size, start + length)
-        if start >= stop:
-            return b""
-        return _pread(fd, stop - start, offset + start)
-
-    @staticmethod
-    def _inflate(raw: bytes, key: str) -> bytes:
-        try:
-            d = zlib.decompressobj(-15)
-            return d.decompress(raw) + d.flush()
-        except zlib.error as exc:
-            raise CorruptChunkError(key, f"cannot inflate the zip entry: {exc}") from None
-
-    # -- writing ---------------------------------------------------------------------------------
-    def put(
-        self, name: str, value: Buffer, drop: Sequence[str], check: _Check | None = None
-    ) -> None:
-        """Append ``value`` as entry ``name`` and drop the entries ``drop``.
-
-        ``check(entries)``, when given, runs under the lock before the write and again before the
-        entry is published; an exception from it stops the put (a conditional write).
-        """
-        data = memoryview(value).cast("B")
-        raw_name = name.encode()
-        crc = _crc32(data)
-        n = len(data)
-        big = n >= _ZIP64_LIMIT
-        extra = _zip64_extra(n, n) if big else b""
-        dos_time, dos_date = _dos_now()
-        field = 0xFFFFFFFF if big else n
-        fixed = _LOCAL.pack(_LOCAL_SIG, 45 if big else 20, _UTF8_FLAG, 0, dos_time, dos_date,
-                            crc, field, field, len(raw_name), len(extra))  # fmt: skip
-        header = fixed + raw_name + extra
-        with self.lock:
-            if check is not None:
-                check(self.entries)
-            fd = self.start_writing()
-            offset = self.end
-            self.end += len(header) + n
-            self.pending += 1
-        published = False
-        try:
-            try:
-                _pwrite(fd, [header, data], offset)
-            except OSError as exc:
-                raise _write_error(self.path, exc) from exc
-            entry = _Entry(raw_name, offset, n, n, crc, 0, _UTF8_FLAG, dos_time, dos_date,
-                           offset + len(header))  # fmt: skip
-            with self.lock:
-                if check is not None:
-                    check(self.entries)
-                for other in drop:
-                    self.entries.pop(other, None)
-                self.entries[name] = entry
-                self.dirty = True
-                published = True
-        finally:
-            with self.lock:
-                self.pending -= 1
-                if not published:
-                    self.dirty = True  # the space is reserved: the next directory goes after it
-                self.idle.notify_all()
-
-    def delete(self, names: Sequence[str], check: _Check | None = None) -> None:
-        with self.lock:
-            if check is not None:
-                check(self.entries)
-            if not any(name in self.entries for name in names):
-                return
-            self.start_writing()
-            for name in names:
-                self.entries.pop(name, None)
-            self.dirty = True
-
-    def checkpoint(self) -> None:
-        """Write the central directory of the live entries after everything written so far."""
-        with self.lock:
-            if not self.writer or (not self.dirty and self.directory_end == self.end):
-                return
-            assert self.fd is not None
-            live = sorted(self.entries.values(), key=lambda e: e.offset)
-            directory = b"".join(_central_record(e) for e in live)
-            offset = self.end
-            blob = directory + _end_records(len(live), offset, len(directory))
-            try:
-                os.fsync(self.fd)  # the entries reach the disk before a directory names them
-                _pwrite(self.fd, [blob], offset)
-                os.fsync(self.fd)
-            except OSError as exc:
-                raise _write_error(self.path, exc) from exc
-            self.end = self.directory_end = offset + len(blob)
-            self.dirty = False
-
-    def close(self) -> None:
-        with self.lock:
-            while self.pending:
-                self.idle.wait()
-            try:
-                self.checkpoint()
-            finally:
-                for fd in [*self.old_fds, *([self.fd] if self.fd is not None else [])]:
-                    with contextlib.suppress(OSError):
-                        os.close(fd)  # closing the fd releases the flock
-                self.fd, self.old_fds, self.writer = None, [], False
-
-
-def _write_error(path: Path, exc: OSError) -> StoreError:
-    if isinstance(exc, PermissionError):
-        return AccessDeniedError(f"cannot write {path}: permission denied")
-    return StoreError(f"cannot write {path}: {exc}")
-
-
-# One archive object per file in this process; handles count themselves in and out.
-_ARCHIVES: dict[str, _Archive] = {}
-_ARCHIVES_LOCK = threading.Lock()
-
-
-def _acquire(path: Path) -> _Archive:
-    with _ARCHIVES_LOCK:
-        archive = _ARCHIVES.get(str(path))
-        if archive is None:
-            archive = _ARCHIVES[str(path)] = _Archive(path)
-        archive.handles += 1
-        return archive
-
-
-def _release(archive: _Archive, writable: bool) -> None:
-    if archive.pid != os.getpid():
-        return  # inherited through fork: the parent process writes and closes it
-    with _ARCHIVES_LOCK:
-        archive.handles -= 1
-        last = archive.handles == 0
-        if last:
-            del _ARCHIVES[str(archive.path)]
-        # Under the registry lock, so that a new handle cannot open the file while it is closing.
-        if last:
-            archive.close()
-        elif writable:
-            archive.checkpoint()
-
-
-def _forget_archives() -> None:
-    """In a forked child: the parent's archives (their fds, locks, write offsets) are not ours."""
-    global _ARCHIVES, _ARCHIVES_LOCK
-    _ARCHIVES, _ARCHIVES_LOCK = {}, threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_archives)
+from bigarrays.stores.zip_archive import Archive, Entry, EntryCheck, acquire, release
 
 
 def split_zip_path(url: str) -> tuple[Path, str]:
@@ -615,9 +98,9 @@ class ZipStore(Store):
     def __init__(self, url: str | os.PathLike[str], *, read_only: bool = False) -> None:
         super().__init__(read_only=read_only)
         self.path, self.inner = split_zip_path(os.fspath(url))
-        self._archive = _acquire(self.path)
+        self._archive = acquire(self.path)
         self._closed = False
-        self._finalizer = weakref.finalize(self, _release, self._archive, not read_only)
+        self._finalizer = weakref.finalize(self, release, self._archive, not read_only)
 
     @property
     def url(self) -> str:
@@ -654,15 +137,15 @@ class ZipStore(Store):
             self._closed = True
             self._finalizer()
 
-    def _usable(self) -> _Archive:
+    def _usable(self) -> Archive:
         if self._closed:
             raise StoreError(f"{self.url} is closed; open it again to use it")
         if self._archive.pid != os.getpid():
             # A handle inherited through fork: appending at the parent's offsets would corrupt
             # the file, so this process opens the file afresh (and writes only if it may).
             self._finalizer.detach()
-            self._archive = _acquire(self.path)
-            self._finalizer = weakref.finalize(self, _release, self._archive, not self.read_only)
+            self._archive = acquire(self.path)
+            self._finalizer = weakref.finalize(self, release, self._archive, not self.read_only)
         return self._archive
 
     # -- names -----------------------------------------------------------------------------------
@@ -675,7 +158,7 @@ class ZipStore(Store):
     def _variants(name: str) -> list[tuple[str, str | None]]:
         return [(name, None)] + [(name + s, e) for e, s in content_encoding.SUFFIXES.items()]
 
-    def _lookup(self, key: str) -> tuple[_Entry, str | None] | None:
+    def _lookup(self, key: str) -> tuple[Entry, str | None] | None:
         archive = self._usable()
         name = self._name(key)
         if name is None or not archive.ready():
@@ -754,12 +237,12 @@ class ZipStore(Store):
         data = content_encoding.decode(data, encoding, key) if encoding else data
         return data, f"{entry.offset:x}"
 
-    def _checker(self, key: str, name: str, version: str | None) -> _Check | None:
+    def _checker(self, key: str, name: str, version: str | None) -> EntryCheck | None:
         if version == ANY_VERSION:
             return None
         variants = [n for n, _ in self._variants(name)]
 
-        def check(entries: dict[str, _Entry]) -> None:
+        def check(entries: dict[str, Entry]) -> None:
             entry = next((entries[n] for n in variants if n in entries), None)
             if (None if entry is None else f"{entry.offset:x}") != version:
                 raise VersionConflictError(key, self.url)
