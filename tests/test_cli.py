@@ -57,7 +57,7 @@ def volume(tmp_path: Path) -> tuple[Path, np.ndarray]:
 
 def test_help_on_every_command() -> None:
     top = run("--help")
-    for command in ("info", "create", "cutout", "demo"):
+    for command in ("info", "create", "cutout", "cp", "demo"):
         assert command in top.stdout
         proc = run(command, "--help")
         assert proc.stdout.startswith(f"usage: bigarrays {command}")
