@@ -249,3 +249,15 @@ def sniff(data: bytes) -> str | None:
     if data[:4] == ZSTD_MAGIC:
         return "zstd"
     return None
+
+
+def decode_stored(stored: tuple[bytes, str | None] | None, key: str) -> bytes | None:
+    """The plain bytes of a value found as ``(bytes, encoding)``, or None when not found.
+
+    For stores that keep the encoding beside the value (a ``KEY.gz`` name): their ``get`` is
+    their ``get_encoded`` followed by this.
+    """
+    if stored is None:
+        return None
+    data, encoding = stored
+    return decode(data, encoding, key) if encoding else data

@@ -160,11 +160,7 @@ class FsspecStore(Store):
         return None
 
     def _get(self, key: str) -> bytes | None:
-        found = self._get_encoded(key)
-        if found is None:
-            return None
-        data, encoding = found
-        return content_encoding.decode(data, encoding, key) if encoding else data
+        return content_encoding.decode_stored(self._get_encoded(key), key)
 
     def _get_range(self, key: str, start: int, length: int | None) -> bytes | None:
         end = None if length is None or start < 0 else start + length

@@ -355,11 +355,7 @@ class LmdbStore(Store):
         return self._usable().read(fn, None)
 
     def _get(self, key: str) -> bytes | None:
-        found = self._get_encoded(key)
-        if found is None:
-            return None
-        data, encoding = found
-        return content_encoding.decode(data, encoding, key) if encoding else data
+        return content_encoding.decode_stored(self._get_encoded(key), key)
 
     def _get_range(self, key: str, start: int, length: int | None) -> bytes | None:
         def fn(txn: Any) -> tuple[bytes, str | None] | None:

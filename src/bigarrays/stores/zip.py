@@ -171,12 +171,7 @@ class ZipStore(Store):
 
     # -- the contract ----------------------------------------------------------------------------
     def _get(self, key: str) -> bytes | None:
-        found = self._lookup(key)
-        if found is None:
-            return None
-        entry, encoding = found
-        data = self._archive.read(entry, key)
-        return content_encoding.decode(data, encoding, key) if encoding else data
+        return content_encoding.decode_stored(self._get_encoded(key), key)
 
     def _get_encoded(self, key: str) -> tuple[bytes, str | None] | None:
         found = self._lookup(key)
