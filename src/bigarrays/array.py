@@ -454,13 +454,7 @@ def create(
         )
 
     store = open_store(url, read_only=False, **store_options)
-    existing = store.get(INFO_KEY)
-    if existing is not None:
-        if not overwrite:
-            raise DatasetExistsError(
-                f"a dataset already exists at {store.url}; pass overwrite=True to replace it"
-            )
-        delete_dataset(store, existing)
+    clear_destination(store, overwrite)
 
     scale = Scale(
         key=scale_key_for(res),
@@ -478,6 +472,20 @@ def create(
     store.put(INFO_KEY, info.to_bytes())
     return BigArray(store, info, mode="r+", threads=threads, progress=progress,
                     owns_store=not isinstance(url, Store))  # fmt: skip
+
+
+def clear_destination(store: Store, overwrite: bool) -> None:
+    """Make ``store`` ready to receive a new dataset: refuse, or with ``overwrite`` delete, one
+    that is already there (``bigarrays cp`` and the resharding converter share this rule)."""
+    existing = store.get(INFO_KEY)
+    if existing is None:
+        return
+    if not overwrite:
+        raise DatasetExistsError(
+            f"a dataset already exists at {store.url}; pass overwrite=True (--overwrite on the "
+            "command line) to replace it"
+        )
+    delete_dataset(store, existing)
 
 
 def delete_dataset(store: Store, info_bytes: bytes) -> None:

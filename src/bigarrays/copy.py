@@ -20,8 +20,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from bigarrays.array import INFO_KEY, delete_dataset
-from bigarrays.errors import DatasetExistsError, DatasetNotFoundError, UnsupportedError
+from bigarrays.array import INFO_KEY, clear_destination
+from bigarrays.errors import DatasetNotFoundError, UnsupportedError
 from bigarrays.formats.precomputed import Info
 from bigarrays.pipeline import run_bounded
 from bigarrays.progress import progress_bar
@@ -100,14 +100,7 @@ def _copy(
             f"cannot copy {source.url} onto itself; copy it to another place (to compact a zip "
             "file, copy it to a new file and replace the old one)"
         )
-    existing = target.get(INFO_KEY)
-    if existing is not None:
-        if not overwrite:
-            raise DatasetExistsError(
-                f"a dataset already exists at {target.url}; pass overwrite=True (bigarrays cp "
-                "--overwrite) to replace it"
-            )
-        delete_dataset(target, existing)
+    clear_destination(target, overwrite)
 
     keys = _keys(source, info)
     workers = threads or min(source.default_concurrency, target.default_concurrency)

@@ -21,9 +21,8 @@ from dataclasses import replace
 
 import numpy as np
 
-from bigarrays.array import INFO_KEY, BigArray, delete_dataset, read_info
+from bigarrays.array import INFO_KEY, BigArray, clear_destination, read_info
 from bigarrays.box import Box, ChunkPiece
-from bigarrays.errors import DatasetExistsError
 from bigarrays.formats.precomputed.chunks import ChunkLayout, open_layout, scale_grid
 from bigarrays.formats.precomputed.info import Info, Scale
 from bigarrays.formats.precomputed.sharded_layout import is_fill
@@ -106,13 +105,7 @@ def convert_dataset(
     dst_store = open_store(dst, read_only=False)
     if dst_store.url.rstrip("/") == src_store.url.rstrip("/"):
         raise ValueError(f"source and destination are the same dataset ({src_store.url})")
-    existing = dst_store.get(INFO_KEY)
-    if existing is not None:
-        if not overwrite:
-            raise DatasetExistsError(
-                f"a dataset already exists at {dst_store.url}; pass overwrite=True to replace it"
-            )
-        delete_dataset(dst_store, existing)
+    clear_destination(dst_store, overwrite)
 
     itemsize = info.dtype.itemsize
     target = DEFAULT_SHARD_BYTES if shard_size_bytes is None else shard_size_bytes
