@@ -37,6 +37,7 @@ TOOLS = ("bigarrays", "tensorstore", "cloudvolume", "zarr")
 CASES = ("raw", "gzip")
 OPS = ("write", "read", "cutout")
 CUTOUT_OFFSET = (37, 53, 101)
+SECTIONS = ("random", "memory", "limits", "scaling", "s3")
 
 Box = tuple[tuple[int, int], tuple[int, int], tuple[int, int]]
 
@@ -560,7 +561,30 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--only", default=",".join(TOOLS), help=f"tools to run ({','.join(TOOLS)})")
     p.add_argument("--cases", default=",".join(CASES), help=f"cases to run ({','.join(CASES)})")
     p.add_argument("--dir", default=None, help="where to write (default: a new temp dir)")
+    p.add_argument(
+        "--sections",
+        default=",".join(SECTIONS),
+        help=f"sections after the main table ({','.join(SECTIONS)}); '' for none",
+    )
+    p.add_argument("--random-count", type=int, default=1000, help="random 32³ cutouts (1000)")
+    p.add_argument("--s3-size", type=int, default=256, help="edge of the S3 volume (256)")
+    p.add_argument(
+        "--max-scale-size", type=int, default=1024, help="largest volume of the size scaling"
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="a smoke run: 128³, 3 repeats, 100 random cutouts, S3 64³, scaling to 256³",
+    )
     args = p.parse_args(argv)
+    if args.quick:
+        args.size, args.repeat, args.random_count = 128, 3, 100
+        args.s3_size, args.max_scale_size = 64, 256
+    args.sections = [x.strip() for x in args.sections.split(",") if x.strip()]
+    for x in args.sections:
+        if x not in SECTIONS:
+            p.error(f"unknown section {x!r}; choose from {', '.join(SECTIONS)}")
+    args.s3_size = min(args.s3_size, args.size)
     args.only = [t.strip() for t in args.only.split(",") if t.strip()]
     args.cases = [c.strip() for c in args.cases.split(",") if c.strip()]
     for t in args.only:
@@ -608,6 +632,8 @@ def main(argv: list[str] | None = None) -> int:
     tools = [make_tool(name, args) for name in args.only]
     root = tempfile.mkdtemp(prefix="bigarrays-bench-", dir=args.dir)
     results: dict[tuple[str, str], Result] = {}
+    extra_text: list[str] = []
+    extra_failed = False
     try:
         for case in args.cases:
             for tool in tools:
@@ -618,6 +644,11 @@ def main(argv: list[str] | None = None) -> int:
                 for op, times in res.seconds.items():
                     log(f"  {op:6s} " + " ".join(f"{s:.3f}s" for s in times))
                 log(f"  ({time.perf_counter() - t0:.1f} s)")
+        if args.sections:
+            sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+            import extra
+
+            extra_text, extra_failed = extra.run_extras(args, tools, data, root, results)
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
@@ -662,8 +693,13 @@ def main(argv: list[str] | None = None) -> int:
     print("ba/· = bigarrays MiB/s divided by that tool's MiB/s (>1: bigarrays faster)")
     for note in dict.fromkeys(notes):
         print(textwrap.fill(note, width=100, initial_indent="note: ", subsequent_indent="      "))
+    if extra_text:
+        print()
+        print("\n".join(extra_text))
+    load1 = os.getloadavg()
+    print(f"load average at the end: {load1[0]:.2f} {load1[1]:.2f} {load1[2]:.2f}")
     print(f"wall time: {time.perf_counter() - wall0:.1f} s")
-    return 1 if any(r.failed for r in results.values()) else 0
+    return 1 if extra_failed or any(r.failed for r in results.values()) else 0
 
 
 if __name__ == "__main__":

@@ -260,7 +260,7 @@ def test_refused_rename_is_access_denied(store: FileStore, monkeypatch: pytest.M
 
 def test_refused_delete_is_access_denied(store: FileStore, monkeypatch: pytest.MonkeyPatch) -> None:
     store.put("k", b"kept")
-    monkeypatch.setattr(Path, "unlink", _deny)
+    monkeypatch.setattr(os, "unlink", _deny)
     with pytest.raises(AccessDeniedError):
         store.delete("k")
     monkeypatch.undo()

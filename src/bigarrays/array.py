@@ -12,6 +12,7 @@ from typing import Any, Literal
 import numpy as np
 
 from bigarrays.box import Box
+from bigarrays.cache import ChunkCache
 from bigarrays.codecs import blosc as blosc_codec
 from bigarrays.codecs import codec_class, make_codec
 from bigarrays.errors import (
@@ -34,7 +35,7 @@ from bigarrays.formats.precomputed.info import (
 from bigarrays.formats.precomputed.sharding import resolve_sharding
 from bigarrays.indexing import coerce_value, parse_key
 from bigarrays.pipeline import ChunkEngine
-from bigarrays.progress import progress_bar
+from bigarrays.progress import progress_bar, wants_bar
 from bigarrays.stores import Store, content_encoding, normalize_key, open_store
 
 INFO_KEY = "info"
@@ -58,6 +59,8 @@ class BigArray:
         threads: int | None = None,
         progress: bool | None = None,
         owns_store: bool = False,
+        cache_bytes: int = 0,
+        skip_empty: bool = False,
     ) -> None:
         if not 0 <= mip < len(info.scales):
             raise ScaleNotFoundError(
@@ -75,6 +78,15 @@ class BigArray:
         self._owns_store = owns_store
         self._layout = open_layout(store, info, mip)
         self._engine = ChunkEngine(store.default_concurrency if threads is None else threads)
+        #: Decoded chunks kept for repeated reads (``cache_bytes`` > 0), or None.
+        self.cache: ChunkCache | None = ChunkCache(cache_bytes) if cache_bytes > 0 else None
+        if skip_empty and self.scale.sharding is not None:
+            raise UnsupportedError(
+                "skip_empty applies to unsharded scales: a shard holds its chunks together"
+            )
+        #: When True, chunks whose voxels are all 0 (the fill value) are not written (and a
+        #: stored copy is deleted): they read back as 0, and the store holds fewer objects.
+        self.skip_empty = skip_empty
 
     # -- description -----------------------------------------------------------------------------
     @property
@@ -193,6 +205,10 @@ class BigArray:
         return BigArray(
             self._store, self._info, mip=mip, mode=self._mode, fill_missing=self.fill_missing,
             threads=self._engine.threads, progress=self.progress,
+            cache_bytes=self.cache.max_bytes if self.cache is not None else 0,
+            skip_empty=self.skip_empty
+            and 0 <= mip < self.mips
+            and self._info.scales[mip].sharding is None,
         )  # fmt: skip
 
     # -- reading and writing ---------------------------------------------------------------------
@@ -216,10 +232,15 @@ class BigArray:
 
     def _read_box(self, box: Box) -> np.ndarray:
         n = self._layout.grid.count(box)
+        if not wants_bar(self.progress, n):  # the common case, kept cheap for small cutouts
+            return self._engine.read(
+                self._layout, box, fill_missing=self.fill_missing, cache=self.cache
+            )
         with progress_bar(n, f"reading {box}", self.progress) as advance:
             return self._engine.read(
-                self._layout, box, fill_missing=self.fill_missing, on_chunk=advance
-            )
+                self._layout, box, fill_missing=self.fill_missing, on_chunk=advance,
+                cache=self.cache,
+            )  # fmt: skip
 
     def _write_box(self, box: Box, block: np.ndarray) -> None:
         bounds4 = Box((*self.bounds.start, 0), (*self.bounds.stop, self.num_channels))
@@ -235,7 +256,10 @@ class BigArray:
             return
         n = self._layout.grid.count(box)
         with progress_bar(n, f"writing {box}", self.progress) as advance:
-            self._engine.write(self._layout, box, block, on_chunk=advance)
+            self._engine.write(
+                self._layout, box, block, on_chunk=advance, skip_empty=self.skip_empty,
+                cache=self.cache,
+            )  # fmt: skip
 
     def _check_writable(self) -> None:
         if self._mode == "r":
@@ -265,6 +289,8 @@ class BigArray:
             "mode": self._mode, "fill_missing": self.fill_missing,
             "threads": self._engine.threads, "progress": self.progress,
             "owns_store": self._owns_store,
+            "cache_bytes": self.cache.max_bytes if self.cache is not None else 0,
+            "skip_empty": self.skip_empty,
         }  # fmt: skip
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -296,14 +322,23 @@ def open(
     fill_missing: bool = True,
     threads: int | None = None,
     progress: bool | None = None,
+    cache_bytes: int = 0,
+    skip_empty: bool = False,
     **store_options: Any,
 ) -> BigArray:
-    """Open an existing volume at ``url`` (a URL, a plain path or a Store) at scale ``mip``."""
+    """Open an existing volume at ``url`` (a URL, a plain path or a Store) at scale ``mip``.
+
+    ``cache_bytes`` > 0 keeps up to that many bytes of decoded chunks in an LRU cache, for
+    repeated small cutouts of the same region (off by default; writes through this array keep
+    it coherent, writes by others are not seen). ``skip_empty=True`` does not write chunks whose
+    voxels are all 0 (the fill value) and deletes stored ones (unsharded scales only).
+    """
     checked = _check_mode(mode)
     store = open_store(url, read_only=checked == "r", **store_options)
     return BigArray(
         store, read_info(store), mip=mip, mode=checked, fill_missing=fill_missing,
         threads=threads, progress=progress, owns_store=not isinstance(url, Store),
+        cache_bytes=cache_bytes, skip_empty=skip_empty,
     )  # fmt: skip
 
 
@@ -391,6 +426,8 @@ def create(
     progress: bool | None = None,
     sharding: bool | dict[str, Any] | None = None,
     shard_size_bytes: int | None = None,
+    cache_bytes: int = 0,
+    skip_empty: bool = False,
     **store_options: Any,
 ) -> BigArray:
     """Create a one-scale volume at ``url`` and open it for reading and writing.
@@ -411,6 +448,8 @@ def create(
     ``blosc_cname`` blosclz/lz4/lz4hc/zstd/zlib, default lz4; ``blosc_shuffle`` none/byte/bit,
     default byte for multi-byte images, none for bytes and segmentation), which only bigarrays
     reads: creating it warns.
+
+    ``cache_bytes`` and ``skip_empty`` are as in :func:`open`.
     """
     size = _vec3(shape, "shape")
     if any(s < 0 for s in size):
@@ -443,6 +482,10 @@ def create(
         target_bytes=shard_size_bytes,
         compression=compression,
     )
+    if sharding_spec is not None and skip_empty:
+        raise UnsupportedError(
+            "skip_empty applies to unsharded scales: a shard holds its chunks together"
+        )
     if sharding_spec is not None and compression_level is not None:
         raise ValueError("compression_level does not apply to a sharded scale (gzip's default)")
     if data_type in EXTENSION_DATA_TYPES:
@@ -471,7 +514,8 @@ def create(
     info = Info(data_type=data_type, num_channels=num_channels, scales=(scale,), type=layer_type)
     store.put(INFO_KEY, info.to_bytes())
     return BigArray(store, info, mode="r+", threads=threads, progress=progress,
-                    owns_store=not isinstance(url, Store))  # fmt: skip
+                    owns_store=not isinstance(url, Store), cache_bytes=cache_bytes,
+                    skip_empty=skip_empty)  # fmt: skip
 
 
 def clear_destination(store: Store, overwrite: bool) -> None:

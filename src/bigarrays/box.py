@@ -7,6 +7,7 @@ part of the chunk and which part of the output array correspond.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import operator
 from collections.abc import Iterator, Sequence
@@ -72,9 +73,12 @@ class Box:
 
     def intersect(self, other: Box) -> Box:
         """The common part of two boxes; empty (``.empty``) when they do not overlap."""
+        if len(self.start) != len(other.start):
+            raise ValueError(f"cannot intersect {self} and {other}: they differ in axes")
         start = tuple(max(a, b) for a, b in zip(self.start, other.start, strict=True))
         stop = tuple(min(a, b) for a, b in zip(self.stop, other.stop, strict=True))
-        return Box(start, tuple(max(a, b) for a, b in zip(start, stop, strict=True)))
+        # Both boxes hold checked ints already: no need to check them again (a hot path).
+        return Box._trusted(start, tuple(max(a, b) for a, b in zip(start, stop, strict=True)))
 
     def contains(self, other: Box) -> bool:
         """True when ``other`` lies wholly inside this box (an empty box lies inside any box)."""
@@ -137,8 +141,8 @@ class ChunkGrid:
         if any(s < 0 for s in self.size):
             raise ValueError(f"sizes must not be negative, got {self.size}")
 
-    @property
-    def bounds(self) -> Box:
+    @functools.cached_property
+    def bounds(self) -> Box:  # cached: the grid is frozen, and every request asks for it
         return Box.from_shape(self.size, self.origin)
 
     @property

@@ -20,6 +20,7 @@ from typing import Protocol, TypeVar
 import numpy as np
 
 from bigarrays.box import Box, ChunkGrid, ChunkPiece, Vec
+from bigarrays.cache import ChunkCache
 from bigarrays.errors import ChunkNotFoundError
 
 T = TypeVar("T")
@@ -178,6 +179,7 @@ class ChunkEngine:
         *,
         fill_missing: bool = True,
         on_chunk: Callable[[], None] | None = None,
+        cache: ChunkCache | None = None,
     ) -> np.ndarray:
         """A new Fortran-ordered array of ``box`` (4-D); voxels outside the bounds are 0."""
         # np.zeros maps zero pages lazily: voxels never pasted over cost nothing until read.
@@ -198,15 +200,39 @@ class ChunkEngine:
             read_pieces(list(source.grid.pieces(box)), self.run, paste)
             return out
 
+        load_view = getattr(source, "load_view", None)
+        nbytes = int(getattr(source, "chunk_nbytes", 0)) + 1
+        local = threading.local()
+
         def fetch_and_paste(piece: ChunkPiece) -> None:
-            chunk = source.load(piece.chunk_index)
+            part = piece.in_chunk
+            chunk = None if cache is None else cache.get(piece.chunk_index)
+            if chunk is None:
+                if load_view is None:
+                    chunk = source.load(piece.chunk_index)
+                else:
+                    # One scratch buffer per thread, reused chunk after chunk: no allocation
+                    # and no page faults per chunk (pasted before this thread reads the next).
+                    scratch = getattr(local, "scratch", None)
+                    if scratch is None:
+                        scratch = local.scratch = bytearray(nbytes)
+                    if cache is not None:  # the cache keeps whole chunks: read all of it
+                        part = tuple(slice(0, n) for n in piece.chunk_box.shape)
+                    chunk, part = load_view(piece.chunk_index, piece.chunk_box, scratch, part)
+                if chunk is not None and cache is not None:
+                    cache.put(piece.chunk_index, chunk)  # a private copy
+                    part = piece.in_chunk
             if chunk is None:
                 if not fill_missing:
                     raise ChunkNotFoundError(source.key(piece.chunk_index), source.url)
                 return
-            out[piece.in_box] = chunk[piece.in_chunk]
+            np.copyto(out[piece.in_box], chunk[part], casting="unsafe")
 
-        self._run(fetch_and_paste, source.grid.pieces(box), on_chunk)
+        pieces = source.grid.pieces(box)
+        if source.grid.count(box) <= int(getattr(source, "inline_chunks", 1)):
+            run_bounded(fetch_and_paste, pieces, None, 1, on_chunk)  # few chunks: no pool
+        else:
+            self._run(fetch_and_paste, pieces, on_chunk)
         return out
 
     def write(
@@ -216,8 +242,15 @@ class ChunkEngine:
         data: np.ndarray,
         *,
         on_chunk: Callable[[], None] | None = None,
+        skip_empty: bool = False,
+        cache: ChunkCache | None = None,
     ) -> None:
-        """Write ``data`` (4-D, shape of ``box``, already checked to lie inside the bounds)."""
+        """Write ``data`` (4-D, shape of ``box``, already checked to lie inside the bounds).
+
+        ``skip_empty``: a chunk whose voxels (after merging) are all 0, the fill value, is not
+        written, and a stored copy of it is deleted, so it reads back as 0 all the same.
+        ``cache`` is kept coherent: every chunk written is dropped from it.
+        """
         write_pieces = getattr(source, "write_pieces", None)
         if write_pieces is not None:
 
@@ -225,13 +258,26 @@ class ChunkEngine:
                 cut = data[piece.in_box]
                 return cut if cut.dtype == source.dtype else cut.astype(source.dtype)
 
-            write_pieces(list(source.grid.pieces(box)), part, self.run, self._counter(on_chunk))
+            try:
+                write_pieces(list(source.grid.pieces(box)), part, self.run, self._counter(on_chunk))
+            finally:
+                if cache is not None:
+                    for index in source.grid.indices(box):
+                        cache.discard(index)
             return
+
+        save_view = getattr(source, "save_view", None)
+        delete = getattr(source, "delete", None)
+        if skip_empty and delete is None:
+            raise TypeError(f"{type(source).__name__} cannot delete chunks: no skip_empty")
+        nbytes = int(getattr(source, "chunk_nbytes", 0)) + 1
+        local = threading.local()
 
         def cut_and_put(piece: ChunkPiece) -> None:
             part = data[piece.in_box]
             if piece.covers_chunk:
-                chunk = part if part.dtype == source.dtype else part.astype(source.dtype)
+                # The whole chunk is new: no read half of read-modify-write.
+                chunk = part
             else:
                 # Read-modify-write: a chunk is one object, so the voxels the box does not
                 # cover must be carried over from what is stored.
@@ -242,6 +288,19 @@ class ChunkEngine:
                 else:
                     chunk = np.array(old, dtype=source.dtype, order="F", copy=True)
                 chunk[piece.in_chunk] = part
-            source.save(piece.chunk_index, chunk)
+            if cache is not None:
+                cache.discard(piece.chunk_index)
+            if skip_empty and not chunk.any():
+                delete(piece.chunk_index)  # type: ignore[misc]
+                return
+            if save_view is not None:
+                scratch = getattr(local, "scratch", None)
+                if scratch is None:
+                    scratch = local.scratch = bytearray(nbytes)
+                save_view(piece.chunk_index, piece.chunk_box, chunk, scratch)
+            else:
+                if chunk.dtype != source.dtype:
+                    chunk = chunk.astype(source.dtype)
+                source.save(piece.chunk_index, chunk)
 
         self._run(cut_and_put, source.grid.pieces(box), on_chunk)

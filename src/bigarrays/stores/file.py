@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import itertools
 import os
 import socket
 import stat
@@ -52,6 +53,12 @@ class FileStore(Store):
     def __init__(self, root: str | os.PathLike[str], *, read_only: bool = False) -> None:
         super().__init__(read_only=read_only)
         self.root = path_from_url(os.fspath(root))
+        self._root_str = str(self.root)
+        #: Folders known to exist, so that a put does not ask the file system again.
+        self._made_dirs: set[str] = set()
+        # Temp names: a tag unique to this store object and a counter (no urandom per put).
+        self._tmp_tag = uuid.uuid4().hex[:16] + "-"
+        self._tmp_counter = itertools.count()
 
     @property
     def url(self) -> str:
@@ -89,6 +96,42 @@ class FileStore(Store):
             raise AccessDeniedError(f"cannot read {path}: permission denied") from exc
         except OSError as exc:
             raise StoreError(f"cannot read {path}: {exc}") from exc
+
+    def read_into(
+        self, key: str, buffer: memoryview, offset: int = 0, size: int | None = None
+    ) -> int | None:
+        """Read the plain (not transfer-encoded) file of ``key`` into ``buffer``; bytes read.
+
+        The zero-allocation path of the pipeline: no bytes object is made, so a reused buffer
+        costs no page faults. Reads at most ``len(buffer)`` bytes from ``offset``. With ``size``,
+        a file of any other size is not read and gives -1. None when there is no plain file (the
+        key is missing or stored encoded, ``KEY.gz``): the caller falls back to :meth:`get`.
+        ``key`` must already be normalized (the layout builds keys that are).
+        """
+        try:
+            fd = os.open(os.path.join(self._root_str, key), os.O_RDONLY)
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            return None
+        except PermissionError as exc:
+            raise AccessDeniedError(f"cannot read {self._path(key)}: permission denied") from exc
+        except OSError as exc:
+            raise StoreError(f"cannot read {self._path(key)}: {exc}") from exc
+        try:
+            if size is not None and os.fstat(fd).st_size != size:
+                return -1
+            total = os.preadv(fd, [buffer], offset)
+            while 0 < total < len(buffer):  # short reads: network file systems, huge files
+                n = os.preadv(fd, [buffer[total:]], offset + total)
+                if n == 0:
+                    break
+                total += n
+            return total
+        except IsADirectoryError:
+            return None
+        except OSError as exc:
+            raise StoreError(f"cannot read {self._path(key)}: {exc}") from exc
+        finally:
+            os.close(fd)
 
     def _get(self, key: str) -> bytes | None:
         path = self._path(key)
@@ -129,44 +172,50 @@ class FileStore(Store):
 
     def _put(self, key: str, value: Buffer, encoding: str | None) -> None:
         content_encoding.check(encoding)
-        path = self._path(key)
-        if encoding is not None:
-            path = path.with_name(path.name + content_encoding.SUFFIXES[encoding])
-        tmp = path.with_name(f"{path.name}{_TMP_MARK}{uuid.uuid4().hex}")
+        # Plain strings and os calls: this runs once per chunk written, and pathlib's objects
+        # cost more than the system calls.
+        base = os.path.join(self._root_str, key)
+        path = base if encoding is None else base + content_encoding.SUFFIXES[encoding]
+        parent = os.path.dirname(path)
+        tmp = f"{path}{_TMP_MARK}{self._tmp_tag}{next(self._tmp_counter)}"
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with open(tmp, "wb", buffering=0) as f:
+            if parent not in self._made_dirs:
+                os.makedirs(parent, exist_ok=True)
+                self._made_dirs.add(parent)
+            try:
+                f = open(tmp, "wb", buffering=0)  # noqa: SIM115 - closed by the with below
+            except FileNotFoundError:  # the folder was removed behind our back: make it again
+                os.makedirs(parent, exist_ok=True)
+                f = open(tmp, "wb", buffering=0)  # noqa: SIM115
+            with f:
                 view = memoryview(value).cast("B")
                 while view:
                     view = view[f.write(view) :]
             os.replace(tmp, path)
         except PermissionError as exc:
             with contextlib.suppress(OSError):
-                tmp.unlink()
+                os.unlink(tmp)
             raise AccessDeniedError(f"cannot write {path}: permission denied") from exc
         except OSError as exc:
             with contextlib.suppress(OSError):
-                tmp.unlink()
+                os.unlink(tmp)
             if exc.errno == errno.ENOSPC:
                 raise StoreError(f"cannot write {path}: no space left on device") from exc
             raise StoreError(f"cannot write {path}: {exc}") from exc
         except BaseException:
             # A value that is no buffer, or an interrupt mid-write, must leave no temp file behind.
             with contextlib.suppress(OSError):
-                tmp.unlink()
+                os.unlink(tmp)
             raise
         # The same key under another encoding would shadow or be shadowed by this one.
         self._remove_variants(key, keep=path)
 
-    def _remove_variants(self, key: str, keep: Path | None) -> None:
-        base = self._path(key)
-        for candidate in [
-            base,
-            *(base.with_name(base.name + s) for s in content_encoding.SUFFIXES.values()),
-        ]:
+    def _remove_variants(self, key: str, keep: str | None) -> None:
+        base = os.path.join(self._root_str, key)
+        for candidate in (base, *(base + s for s in content_encoding.SUFFIXES.values())):
             if candidate != keep:
                 try:
-                    candidate.unlink()
+                    os.unlink(candidate)
                 except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
                     pass
                 except PermissionError as exc:
