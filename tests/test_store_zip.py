@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -327,3 +328,28 @@ def test_a_forked_child_never_writes_with_its_parents_offsets(tmp_path: Path) ->
     with zipfile.ZipFile(tmp_path / "fork.zip") as z:
         assert z.testzip() is None
         assert z.read("k") == b"parent"
+
+
+def test_a_collected_handle_never_waits_for_the_registry_lock(tmp_path: Path) -> None:
+    # Garbage collection may run a handle's finalizer while this thread holds the registry
+    # lock (inside another release): the finalizer must queue its release, not wait on itself.
+    path = tmp_path / "gc.zip"
+    store = ZipStore(path)
+    store.put("k", b"value")
+    other = ZipStore(path)
+    finished = threading.Event()
+
+    def collect_inside_the_lock() -> None:
+        with zip_archive._ARCHIVES_LOCK:
+            other._finalizer()  # what the collector calls
+        finished.set()
+
+    worker = threading.Thread(target=collect_inside_the_lock, daemon=True)
+    worker.start()
+    worker.join(10)
+    assert finished.is_set(), "the finalizer waited for a lock its own thread holds"
+    store.close()  # the next release in the process settles the queued one too
+    assert zip_archive._PENDING == []
+    assert str(path) not in zip_archive._ARCHIVES
+    with zipfile.ZipFile(path) as zf:
+        assert zf.read("k") == b"value"

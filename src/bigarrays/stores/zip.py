@@ -13,8 +13,10 @@ what bigarrays writes: chunks are compressed already) are read in place; deflate
 Writing appends. A ``put`` writes a local header and the value at the end of the file, and the new
 entry supersedes an older one of the same name; the central directory, which lists only live
 entries, is written by :meth:`ZipStore.checkpoint`, :meth:`ZipStore.close` (so by
-``BigArray.close()`` and ``with ba.open(...)``) and when the last handle goes away, at interpreter
-exit at the latest. The trade-offs:
+``BigArray.close()`` and ``with ba.open(...)``); a handle dropped without ``close`` is settled at
+the next open or close of a zip handle in the process, at interpreter exit at the latest (never
+from inside the garbage collector, which may run while a write holds the archive). The
+trade-offs:
 
 - Rewrites and deletes leave the old bytes behind as dead space (the directory stops naming them),
   so a volume rewritten in place grows; ``bigarrays cp old.zip new.zip`` copies only live entries.
@@ -55,7 +57,14 @@ from bigarrays.errors import (
 from bigarrays.stores import content_encoding
 from bigarrays.stores.base import ANY_VERSION, Buffer, Store, normalize_key
 from bigarrays.stores.file import path_from_url
-from bigarrays.stores.zip_archive import Archive, Entry, EntryCheck, acquire, release
+from bigarrays.stores.zip_archive import (
+    Archive,
+    Entry,
+    EntryCheck,
+    acquire,
+    release,
+    release_later,
+)
 
 
 def split_zip_path(url: str) -> tuple[Path, str]:
@@ -100,7 +109,7 @@ class ZipStore(Store):
         self.path, self.inner = split_zip_path(os.fspath(url))
         self._archive = acquire(self.path)
         self._closed = False
-        self._finalizer = weakref.finalize(self, release, self._archive, not read_only)
+        self._finalizer = weakref.finalize(self, release_later, self._archive, not read_only)
 
     @property
     def url(self) -> str:
@@ -135,7 +144,8 @@ class ZipStore(Store):
         """Write the central directory (for a writable handle) and let go of the file."""
         if not self._closed:
             self._closed = True
-            self._finalizer()
+            self._finalizer.detach()
+            release(self._archive, not self.read_only)
 
     def _usable(self) -> Archive:
         if self._closed:
@@ -145,7 +155,9 @@ class ZipStore(Store):
             # the file, so this process opens the file afresh (and writes only if it may).
             self._finalizer.detach()
             self._archive = acquire(self.path)
-            self._finalizer = weakref.finalize(self, release, self._archive, not self.read_only)
+            self._finalizer = weakref.finalize(
+                self, release_later, self._archive, not self.read_only
+            )
         return self._archive
 
     # -- names -----------------------------------------------------------------------------------

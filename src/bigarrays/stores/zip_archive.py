@@ -9,6 +9,7 @@ made by other tools are inflated whole. Zip64 records are written when sizes or 
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import struct
@@ -503,10 +504,14 @@ def _write_error(path: Path, exc: OSError) -> StoreError:
 # One archive object per file in this process; handles count themselves in and out.
 _ARCHIVES: dict[str, Archive] = {}
 _ARCHIVES_LOCK = threading.Lock()
+# Releases of handles that garbage collection dropped, done at the next safe point (see
+# release_later). list.append and list.pop are atomic, so no lock guards this list.
+_PENDING: list[tuple[Archive, bool]] = []
 
 
 def acquire(path: Path) -> Archive:
     with _ARCHIVES_LOCK:
+        _drain_pending()
         archive = _ARCHIVES.get(str(path))
         if archive is None:
             archive = _ARCHIVES[str(path)] = Archive(path)
@@ -515,24 +520,60 @@ def acquire(path: Path) -> Archive:
 
 
 def release(archive: Archive, writable: bool) -> None:
+    """Count a handle out (an explicit close): the last one closes the archive, a writable one
+    writes the directory."""
     if archive.pid != os.getpid():
         return  # inherited through fork: the parent process writes and closes it
     with _ARCHIVES_LOCK:
-        archive.handles -= 1
-        last = archive.handles == 0
-        if last:
-            del _ARCHIVES[str(archive.path)]
-        # Under the registry lock, so that a new handle cannot open the file while it is closing.
-        if last:
-            archive.close()
-        elif writable:
-            archive.checkpoint()
+        _release_locked(archive, writable)
+        _drain_pending()
+
+
+def release_later(archive: Archive, writable: bool) -> None:
+    """Count out a handle that garbage collection dropped, without waiting or writing now.
+
+    A finalizer runs wherever the collector happens to run, which may be inside this module with
+    ``_ARCHIVES_LOCK`` or an archive's lock held by the same thread (a put in progress): taking
+    the lock there deadlocks, and writing a directory there would interleave with the put. So the
+    release waits for the next acquire or release in this process, or for interpreter exit.
+    """
+    if archive.pid == os.getpid():
+        _PENDING.append((archive, writable))
+
+
+def _drain_pending() -> None:
+    while _PENDING:
+        archive, writable = _PENDING.pop()
+        _release_locked(archive, writable)
+
+
+def _drain_at_exit() -> None:
+    # Registered at import, before any handle's finalizer exists: atexit runs last-registered
+    # first, so this runs after weakref's exit hook has queued the handles still alive.
+    with _ARCHIVES_LOCK:
+        _drain_pending()
+
+
+atexit.register(_drain_at_exit)
+
+
+def _release_locked(archive: Archive, writable: bool) -> None:
+    # Called with _ARCHIVES_LOCK held, so that a new handle cannot open the file while it closes.
+    if archive.pid != os.getpid():
+        return
+    archive.handles -= 1
+    if archive.handles == 0:
+        del _ARCHIVES[str(archive.path)]
+        archive.close()
+    elif writable:
+        archive.checkpoint()
 
 
 def _forget_archives() -> None:
     """In a forked child: the parent's archives (their fds, locks, write offsets) are not ours."""
     global _ARCHIVES, _ARCHIVES_LOCK
     _ARCHIVES, _ARCHIVES_LOCK = {}, threading.Lock()
+    _PENDING.clear()
 
 
 if hasattr(os, "register_at_fork"):
