@@ -7,6 +7,9 @@ is read with :meth:`~bigarrays.stores.Store.get_encoded` and put back with its e
 decoded and compressed again. The copies run on a bounded pool of threads (the smaller of the two
 stores' ``default_concurrency`` unless ``threads`` says otherwise) with a progress bar.
 
+A source that cannot list its keys (HTTP) is copied by the keys its info implies: every chunk
+or shard of every scale, the missing ones skipped; other objects are not found that way.
+
 The info is written last, so a copy that fails half-way leaves no dataset at the destination,
 only objects that the next attempt overwrites. Copying into a zip closes it (writing its central
 directory); copying out of one takes only its live entries, which compacts it.
@@ -22,7 +25,8 @@ from dataclasses import dataclass
 
 from bigarrays.array import INFO_KEY, clear_destination
 from bigarrays.errors import DatasetNotFoundError, UnsupportedError
-from bigarrays.formats.precomputed import Info
+from bigarrays.formats.precomputed import Info, chunk_name, scale_grid
+from bigarrays.formats.precomputed.sharding import shard_key_name
 from bigarrays.pipeline import run_bounded
 from bigarrays.progress import progress_bar
 from bigarrays.stores import Store, normalize_key, open_store
@@ -78,12 +82,30 @@ def copy_dataset(
 
 
 def _keys(source: Store, info: Info) -> list[str]:
-    """Every key to copy but the info: all under the root, and scales that live beside it."""
-    keys = [k for k in source.list("") if k != INFO_KEY]
+    """Every key to copy but the info: all under the root, and scales that live beside it.
+
+    A store that cannot list (a plain web server) gets every key the info implies instead: each
+    scale's chunk names, or its shard file names; the ones never written are skipped as missing.
+    Objects the info does not name (meshes, skeletons) cannot be found that way.
+    """
+    try:
+        keys = [k for k in source.list("") if k != INFO_KEY]
+    except UnsupportedError:
+        return [key for mip in range(len(info.scales)) for key in _implied_keys(info, mip)]
     outside = {normalize_key(s.key) + "/" for s in info.scales}
     for prefix in sorted(p for p in outside if p.startswith("../")):
         keys.extend(source.list(prefix))
     return keys
+
+
+def _implied_keys(info: Info, mip: int) -> list[str]:
+    scale = info.scales[mip]
+    prefix = normalize_key(scale.key)
+    if scale.sharding is not None:
+        bits = scale.sharding.shard_bits
+        return [f"{prefix}/{shard_key_name(shard, bits)}" for shard in range(1 << bits)]
+    grid = scale_grid(scale, info.num_channels)
+    return [f"{prefix}/{chunk_name(grid.chunk_box(index))}" for index in grid.indices()]
 
 
 def _copy(
