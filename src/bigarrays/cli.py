@@ -34,27 +34,23 @@ class UsageError(BigArraysError, ValueError):
 # -- argument parsing helpers --------------------------------------------------------------------
 
 
-def parse_ints(text: str, n: int, name: str) -> tuple[int, ...]:
-    """``"1,2,3"`` (or ``"1x2x3"``) -> ``(1, 2, 3)``."""
-    parts = text.replace("x", ",").split(",")
+def _parse_vector(text: str, n: int, name: str, kind: type, noun: str) -> tuple[Any, ...]:
+    """``"1,2,3"`` (or ``"1x2x3"``) -> ``(1, 2, 3)`` of ``kind``; else a UsageError for ``name``."""
     try:
-        values = tuple(int(p) for p in parts)
+        values = tuple(kind(p) for p in text.replace("x", ",").split(","))
     except ValueError:
-        raise UsageError(f"{name} must be {n} integers separated by commas, got {text!r}") from None
+        values = ()
     if len(values) != n:
-        raise UsageError(f"{name} must be {n} integers separated by commas, got {text!r}")
+        raise UsageError(f"{name} must be {n} {noun} separated by commas, got {text!r}")
     return values
+
+
+def parse_ints(text: str, n: int, name: str) -> tuple[int, ...]:
+    return _parse_vector(text, n, name, int, "integers")
 
 
 def parse_floats(text: str, n: int, name: str) -> tuple[float, ...]:
-    parts = text.replace("x", ",").split(",")
-    try:
-        values = tuple(float(p) for p in parts)
-    except ValueError:
-        raise UsageError(f"{name} must be {n} numbers separated by commas, got {text!r}") from None
-    if len(values) != n:
-        raise UsageError(f"{name} must be {n} numbers separated by commas, got {text!r}")
-    return values
+    return _parse_vector(text, n, name, float, "numbers")
 
 
 def parse_box(text: str, bounds: Box) -> Box:
