@@ -8,6 +8,7 @@ CloudVolume indexes in absolute coordinates and returns ``(x, y, z, c)`` cutouts
 from __future__ import annotations
 
 import gzip
+import json
 from pathlib import Path
 from typing import Any
 
@@ -327,3 +328,25 @@ def test_cloudvolume_reads_and_writes_bigarrays_extension_dtypes(
     cv_create(tmp_path / "cv", dtype, 1, compress=False)[:, :, :] = model
     assert chunk_files(tmp_path / "cv") == chunk_files(tmp_path / "ba")
     assert_identical(as4d(ba.open(str(tmp_path / "cv"))[:, :, :]), model)
+
+
+def test_write_compression_keeps_a_cloudvolume_gzip_volume_gzip(tmp_path: Path) -> None:
+    """CloudVolume gzips by default and its info does not say so: bigarrays opened with
+    ``write_compression="gzip"`` writes ``.gz`` chunks too, so no plain twin appears and
+    CloudVolume's later gzip writes replace ours instead of landing beside them."""
+    model = random_volume(SHAPE, "uint8", 1, seed=21)
+    cv_create(tmp_path, "uint8", 1, compress="gzip")[:, :, :] = model[..., 0]
+    vol = ba.open(tmp_path, mode="r+", write_compression="gzip")
+    assert vol.compression == "gzip"
+    patch = np.full((23, 17, 11), 9, dtype="uint8")
+    vol[-13:10, 9:26, -2:9] = patch
+    model[7:30, 4:21, 5:16, 0] = 9
+    files = [p.name for p in (tmp_path / SCALE_KEY).iterdir()]
+    assert len(files) == 5 * 4 * 3  # every chunk of the 70 x 50 x 33 volume in 16^3 chunks
+    assert all(name.endswith(".gz") for name in files)
+    assert_identical(as4d(cv_read(cv_open(tmp_path), ((-20, 5, -7), (50, 55, 26)))), model)
+    # The info on the store is CloudVolume's, untouched: it never records a compression.
+    info = json.loads((tmp_path / "info").read_text())
+    assert "bigarrays" not in info["scales"][0]
+    with pytest.raises(ValueError, match="write_compression"):
+        ba.open(tmp_path, mode="r+", write_compression="rot13")

@@ -7,6 +7,7 @@ import math
 import os
 import warnings
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any, Literal
 
 import numpy as np
@@ -324,6 +325,7 @@ def open(
     progress: bool | None = None,
     cache_bytes: int = 0,
     skip_empty: bool = False,
+    write_compression: str | None = None,
     **store_options: Any,
 ) -> BigArray:
     """Open an existing volume at ``url`` (a URL, a plain path or a Store) at scale ``mip``.
@@ -332,14 +334,36 @@ def open(
     repeated small cutouts of the same region (off by default; writes through this array keep
     it coherent, writes by others are not seen). ``skip_empty=True`` does not write chunks whose
     voxels are all 0 (the fill value) and deletes stored ones (unsharded scales only).
+
+    ``write_compression`` ("gzip", "br" or "zstd") is the transfer compression of the chunks
+    this array writes to unsharded scales whose info records none: CloudVolume gzips by default
+    without saying so in the info, and writing plain chunks among its ``.gz`` ones would leave
+    two copies of a chunk once CloudVolume writes it again. It is not saved in the info.
     """
     checked = _check_mode(mode)
     store = open_store(url, read_only=checked == "r", **store_options)
+    info = read_info(store)
+    if write_compression is not None:
+        info = _with_write_compression(info, write_compression)
     return BigArray(
-        store, read_info(store), mip=mip, mode=checked, fill_missing=fill_missing,
+        store, info, mip=mip, mode=checked, fill_missing=fill_missing,
         threads=threads, progress=progress, owns_store=not isinstance(url, Store),
         cache_bytes=cache_bytes, skip_empty=skip_empty,
     )  # fmt: skip
+
+
+def _with_write_compression(info: Info, compression: str) -> Info:
+    if compression not in content_encoding.SUFFIXES:
+        raise ValueError(
+            f"write_compression must be one of {', '.join(content_encoding.known())}, "
+            f"got {compression!r}"
+        )
+    scales = []
+    for scale in info.scales:
+        if scale.sharding is None and scale.compression is None:
+            scale = replace(scale, compression=compression)
+        scales.append(scale)
+    return info.with_scales(scales)
 
 
 def _vec3(value: Sequence[Any], name: str, cast: type = int) -> tuple[Any, Any, Any]:
