@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import struct
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -23,6 +23,7 @@ import numpy as np
 from bigarrays.codecs.base import ChunkCodec
 from bigarrays.codecs.image2d import from_image, image_size, to_image
 from bigarrays.errors import CorruptChunkError, MissingDependencyError, UnsupportedError
+from bigarrays.stores import content_encoding
 
 DEFAULT_LEVEL = 6
 SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -40,25 +41,6 @@ def _pyspng() -> Any:
     except ImportError:
         raise MissingDependencyError("pyspng-seunglab", "png", "the png encoding") from None
     return pyspng
-
-
-def _deflater(level: int) -> Callable[[bytes | memoryview], bytes]:
-    """A zlib-stream compressor at ``level``: ISA-L for 1-3, zlib-ng (or zlib) otherwise."""
-    if 1 <= level <= 3:
-        try:
-            from isal import isal_zlib
-
-            return lambda data: isal_zlib.compress(data, level, wbits=15)
-        except ImportError:  # pragma: no cover - isal is a core dependency
-            pass
-    zmod: Any = zlib
-    try:
-        from zlib_ng import zlib_ng
-
-        zmod = zlib_ng
-    except ImportError:  # pragma: no cover - zlib-ng is a core dependency
-        pass
-    return lambda data: zmod.compress(data, level)
 
 
 def _png_chunk(kind: bytes, payload: bytes) -> bytes:
@@ -105,7 +87,7 @@ def encode_png(image: np.ndarray, level: int = DEFAULT_LEVEL) -> bytes:
     rows = np.ascontiguousarray(samples).view(np.uint8).reshape(height, width * channels * itemsize)
     filtered = filter_rows(rows, channels * itemsize) if level > 0 else _no_filter(rows)
     ihdr = struct.pack(">IIBBBBB", width, height, 8 * itemsize, COLOR_TYPES[channels], 0, 0, 0)
-    idat = _deflater(level)(filtered.data)
+    idat = content_encoding.deflater(level, 15)(filtered.data)
     return (
         SIGNATURE + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", idat) + _png_chunk(b"IEND", b"")
     )

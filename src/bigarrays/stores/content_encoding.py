@@ -81,16 +81,21 @@ def default_level(encoding: str) -> int:
 # -- gzip ----------------------------------------------------------------------------------------
 
 
-def _gzip_encoder(level: int) -> Callable[[Buffer], bytes]:
-    if level <= 3:
+def deflater(level: int, wbits: int) -> Callable[[Buffer], bytes]:
+    """A deflate compressor at ``level`` (1-9): ISA-L for 1-3, zlib-ng (or zlib) above.
+
+    ``wbits`` picks the framing: 31 a gzip member (what HTTP clients expect), 15 a zlib stream
+    (what a png's IDAT holds). ISA-L has levels 0-3, and its 0 expands noisy image data, so only
+    1-3 go to it; zlib-ng keeps zlib's meaning of every level and is several times faster.
+    """
+    if 1 <= level <= 3:
         try:
             from isal import isal_zlib
 
-            # ISA-L has levels 0-3; its 0 expands noisy image data, so 1-3 map to 1, 2, 3.
-            def isal_gzip(data: Buffer) -> bytes:
-                return isal_zlib.compress(data, level, wbits=31)
+            def isal_deflate(data: Buffer) -> bytes:
+                return isal_zlib.compress(data, level, wbits=wbits)
 
-            return isal_gzip
+            return isal_deflate
         except ImportError:  # pragma: no cover - isal is a core dependency
             pass
     zmod: Any = zlib
@@ -101,13 +106,12 @@ def _gzip_encoder(level: int) -> Callable[[Buffer], bytes]:
     except ImportError:  # pragma: no cover - zlib-ng is a core dependency
         pass
 
-    def deflate_gzip(data: Buffer) -> bytes:
-        # wbits=31 writes a gzip member (header + deflate + crc32), the format HTTP clients expect.
-        compressor = zmod.compressobj(level, zmod.DEFLATED, 31)
+    def zlib_deflate(data: Buffer) -> bytes:
+        compressor = zmod.compressobj(level, zmod.DEFLATED, wbits)
         out: bytes = compressor.compress(data) + compressor.flush()
         return out
 
-    return deflate_gzip
+    return zlib_deflate
 
 
 def _inflate_module() -> Any:
@@ -201,7 +205,7 @@ def encode(data: Buffer, encoding: str | None, level: int | None = None) -> Buff
     check_level(encoding, level)
     lvl = default_level(encoding) if level is None else level
     if encoding == "gzip":
-        return _gzip_encoder(lvl)(data)
+        return deflater(lvl, 31)(data)
     if encoding == "zstd":
         return _zstd_compress(data, lvl)
     out: bytes = _brotli().compress(bytes(data), quality=lvl)
