@@ -40,6 +40,12 @@ def _object_key(key: str) -> str:
     return norm
 
 
+def local_disk_concurrency() -> int:
+    """Reads in flight that suit a local disk: a few per core keep an SSD's queue busy, and more
+    than 16 only add threads (single-file stores serialise much of their work anyway)."""
+    return min(16, max(4, 2 * (os.cpu_count() or 1)))
+
+
 def normalize_key(key: str) -> str:
     """Collapse ``.``, ``..`` and repeated slashes; a key never starts with ``/``."""
     if not isinstance(key, str):
@@ -74,6 +80,10 @@ class Store(abc.ABC):
 
     def _config(self) -> tuple[Any, ...]:
         return (type(self), self.url, self.read_only)
+
+    def _reopen_state(self) -> dict[str, Any]:
+        """Pickle state of a store that its URL reopens: the settings, never handles."""
+        return {"url": self.url, "read_only": self.read_only}
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Store) and self._config() == other._config()

@@ -30,7 +30,7 @@ from typing import Any
 
 from bigarrays.errors import AccessDeniedError, MissingDependencyError, StoreError
 from bigarrays.stores import content_encoding
-from bigarrays.stores.base import Buffer, Store, _object_key
+from bigarrays.stores.base import Buffer, Store, _object_key, local_disk_concurrency
 
 _PREFIX = "fsspec+"
 _TMP_MARK = ".bigarrays-tmp-"
@@ -115,7 +115,7 @@ class FsspecStore(Store):
     @property
     def default_concurrency(self) -> int:
         if self._protocols & _LOCAL:
-            return min(16, max(4, 2 * (os.cpu_count() or 1)))  # a local disk
+            return local_disk_concurrency()
         if "memory" in self._protocols:
             return 4
         return 16  # a network file system: requests in flight hide the latency

@@ -43,7 +43,7 @@ from bigarrays.errors import (
     VersionConflictError,
 )
 from bigarrays.stores import content_encoding
-from bigarrays.stores.base import ANY_VERSION, Buffer, Store
+from bigarrays.stores.base import ANY_VERSION, Buffer, Store, local_disk_concurrency
 
 T = TypeVar("T")
 
@@ -310,11 +310,10 @@ class LmdbStore(Store):
 
     @property
     def default_concurrency(self) -> int:
-        # A local disk, as for the file store; more writers only make the commit batches bigger.
-        return min(16, max(4, 2 * (os.cpu_count() or 1)))
+        return local_disk_concurrency()
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"url": self.url, "read_only": self.read_only}
+        return self._reopen_state()
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(state["url"], read_only=state["read_only"])  # type: ignore[misc]

@@ -55,7 +55,7 @@ from bigarrays.errors import (
     VersionConflictError,
 )
 from bigarrays.stores import content_encoding
-from bigarrays.stores.base import ANY_VERSION, Buffer, Store, normalize_key
+from bigarrays.stores.base import ANY_VERSION, Buffer, Store, local_disk_concurrency, normalize_key
 from bigarrays.stores.file import path_from_url
 from bigarrays.stores.zip_archive import (
     Archive,
@@ -118,12 +118,10 @@ class ZipStore(Store):
 
     @property
     def default_concurrency(self) -> int:
-        # A local disk, as for the file store: a few reads in flight per core keep an SSD's queue
-        # busy; far fewer than a network store needs (capped at 16).
-        return min(16, max(4, 2 * (os.cpu_count() or 1)))
+        return local_disk_concurrency()
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"url": self.url, "read_only": self.read_only}
+        return self._reopen_state()
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(state["url"], read_only=state["read_only"])  # type: ignore[misc]
