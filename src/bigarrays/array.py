@@ -70,6 +70,7 @@ class BigArray:
             )
         self._store = store
         self._info = info
+        self._bounds = Box.from_shape(info.scales[mip].size, info.scales[mip].voxel_offset)
         self._mip = mip
         self._mode = mode
         self.fill_missing = fill_missing
@@ -171,7 +172,7 @@ class BigArray:
     @property
     def bounds(self) -> Box:
         """The voxels of the volume, in absolute coordinates (3-D, channels not included)."""
-        return Box.from_shape(self.scale.size, self.scale.voxel_offset)
+        return self._bounds
 
     @property
     def grid_shape(self) -> tuple[int, int, int]:
@@ -235,12 +236,12 @@ class BigArray:
         n = self._layout.grid.count(box)
         if not wants_bar(self.progress, n):  # the common case, kept cheap for small cutouts
             return self._engine.read(
-                self._layout, box, fill_missing=self.fill_missing, cache=self.cache
+                self._layout, box, fill_missing=self.fill_missing, cache=self.cache, count=n
             )
         with progress_bar(n, f"reading {box}", self.progress) as advance:
             return self._engine.read(
                 self._layout, box, fill_missing=self.fill_missing, on_chunk=advance,
-                cache=self.cache,
+                cache=self.cache, count=n,
             )  # fmt: skip
 
     def _write_box(self, box: Box, block: np.ndarray) -> None:

@@ -58,7 +58,8 @@ class Box:
 
     @property
     def shape(self) -> Vec:
-        return tuple(max(0, b - a) for a, b in zip(self.start, self.stop, strict=True))
+        # map() rather than generator expressions: these run several times per chunk.
+        return tuple(map(max, map(operator.sub, self.stop, self.start), itertools.repeat(0)))
 
     @property
     def size(self) -> int:
@@ -69,16 +70,16 @@ class Box:
 
     @property
     def empty(self) -> bool:
-        return any(b <= a for a, b in zip(self.start, self.stop, strict=True))
+        return any(map(operator.le, self.stop, self.start))
 
     def intersect(self, other: Box) -> Box:
         """The common part of two boxes; empty (``.empty``) when they do not overlap."""
         if len(self.start) != len(other.start):
             raise ValueError(f"cannot intersect {self} and {other}: they differ in axes")
-        start = tuple(max(a, b) for a, b in zip(self.start, other.start, strict=True))
-        stop = tuple(min(a, b) for a, b in zip(self.stop, other.stop, strict=True))
+        start = tuple(map(max, self.start, other.start))
+        stop = tuple(map(min, self.stop, other.stop))
         # Both boxes hold checked ints already: no need to check them again (a hot path).
-        return Box._trusted(start, tuple(max(a, b) for a, b in zip(start, stop, strict=True)))
+        return Box._trusted(start, tuple(map(max, start, stop)))
 
     def contains(self, other: Box) -> bool:
         """True when ``other`` lies wholly inside this box (an empty box lies inside any box)."""
@@ -167,13 +168,17 @@ class ChunkGrid:
 
     def index_range(self, box: Box) -> tuple[range, ...]:
         """Per axis, the grid indices of the chunks that ``box`` touches inside the bounds."""
-        clipped = box.intersect(self.bounds)
-        if clipped.empty:
-            return tuple(range(0) for _ in self.chunk)
-        return tuple(
-            range((a - o) // c, (b - o - 1) // c + 1)
-            for a, b, o, c in zip(clipped.start, clipped.stop, self.origin, self.chunk, strict=True)
-        )
+        bounds = self.bounds
+        if len(box.start) != len(bounds.start):
+            raise ValueError(f"cannot intersect {box} and {bounds}: they differ in axes")
+        ranges = []
+        axes = zip(box.start, box.stop, bounds.start, bounds.stop, self.chunk, strict=True)
+        for a, b, lo, hi, c in axes:
+            a, b = max(a, lo), min(b, hi)
+            if b <= a:
+                return tuple(range(0) for _ in self.chunk)
+            ranges.append(range((a - lo) // c, (b - lo - 1) // c + 1))
+        return tuple(ranges)
 
     def count(self, box: Box) -> int:
         """How many chunks ``box`` touches inside the bounds."""
@@ -210,10 +215,6 @@ class ChunkGrid:
             per_axis.append(entries)
         trusted = Box._trusted
         for combo in itertools.product(*reversed(per_axis)):
-            axes = combo[::-1]
-            yield ChunkPiece(
-                tuple(e[0] for e in axes),
-                trusted(tuple(e[1] for e in axes), tuple(e[2] for e in axes)),
-                tuple(e[3] for e in axes),
-                tuple(e[4] for e in axes),
-            )
+            # Transposed: per field, a tuple over the axes (x first).
+            index, starts, stops, in_chunk, in_box = zip(*reversed(combo), strict=True)
+            yield ChunkPiece(index, trusted(starts, stops), in_chunk, in_box)

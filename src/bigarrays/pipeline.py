@@ -180,8 +180,12 @@ class ChunkEngine:
         fill_missing: bool = True,
         on_chunk: Callable[[], None] | None = None,
         cache: ChunkCache | None = None,
+        count: int | None = None,
     ) -> np.ndarray:
-        """A new Fortran-ordered array of ``box`` (4-D); voxels outside the bounds are 0."""
+        """A new Fortran-ordered array of ``box`` (4-D); voxels outside the bounds are 0.
+
+        ``count`` is ``source.grid.count(box)`` when the caller has it already.
+        """
         # np.zeros maps zero pages lazily: voxels never pasted over cost nothing until read.
         out = np.zeros(box.shape, dtype=source.dtype, order="F")
 
@@ -229,7 +233,9 @@ class ChunkEngine:
             np.copyto(out[piece.in_box], chunk[part], casting="unsafe")
 
         pieces = source.grid.pieces(box)
-        if source.grid.count(box) <= int(getattr(source, "inline_chunks", 1)):
+        if count is None:
+            count = source.grid.count(box)
+        if count <= int(getattr(source, "inline_chunks", 1)):
             run_bounded(fetch_and_paste, pieces, None, 1, on_chunk)  # few chunks: no pool
         else:
             self._run(fetch_and_paste, pieces, on_chunk)

@@ -109,7 +109,7 @@ class FileStore(Store):
         ``key`` must already be normalized (the layout builds keys that are).
         """
         try:
-            fd = os.open(os.path.join(self._root_str, key), os.O_RDONLY)
+            fd = os.open(f"{self._root_str}/{key}", os.O_RDONLY)
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             return None
         except PermissionError as exc:
