@@ -170,6 +170,50 @@ def make_bucket(endpoint: str, name: str) -> None:
     boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket=name)
 
 
+def moto_ceiling(endpoint: str, bucket: str, nbytes: int, count: int) -> dict[str, float]:
+    """MiB/s of ``count`` PUTs, then GETs, of ``nbytes`` objects from a bare HTTP client.
+
+    urllib3 with a fixed, unverified SigV4 header (moto checks that one is there, not that it
+    is right), no checksums and no response parsing: what moto itself can serve on this machine,
+    so the most any client can reach here. Best of 1, 2 and 4 threads, 2 runs each.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    import urllib3
+
+    payload = os.urandom(nbytes)
+    headers = {
+        "Authorization": "AWS4-HMAC-SHA256 Credential=bench/20260101/us-east-1/s3/aws4_request, "
+        "SignedHeaders=host, Signature=00",
+        "x-amz-content-sha256": "UNSIGNED-PAYLOAD",
+        "x-amz-date": "20260101T000000Z",
+    }
+    pool = urllib3.PoolManager(maxsize=8)
+
+    def put(i: int) -> None:
+        r = pool.request("PUT", f"{endpoint}/{bucket}/ceiling/{i}", body=payload, headers=headers)
+        if r.status != 200:
+            raise RuntimeError(f"moto answered PUT with {r.status}")
+
+    def get(i: int) -> None:
+        r = pool.request("GET", f"{endpoint}/{bucket}/ceiling/{i}", headers=headers)
+        if r.status != 200 or len(r.data) != nbytes:
+            raise RuntimeError(f"moto answered GET with {r.status}, {len(r.data)} bytes")
+
+    best: dict[str, float] = {}
+    for op, fn in (("write", put), ("read", get)):
+        seconds = float("inf")
+        for threads in (1, 2, 4):
+            for _ in range(2):
+                with ThreadPoolExecutor(threads) as pool_threads:
+                    t0 = time.perf_counter()
+                    list(pool_threads.map(fn, range(count)))
+                    seconds = min(seconds, time.perf_counter() - t0)
+        best[op] = count * nbytes / MiB / seconds
+    pool.clear()
+    return best
+
+
 class S3Tools:
     """Create / write / open / read one volume on the moto bucket, per tool."""
 
@@ -547,6 +591,8 @@ def run_extras(
                     if row[0] == case and row[1] in rates and row[1] != "bigarrays" and ours:
                         row[4] = _median_ratio(ours["write"], rates[row[1]]["write"])
                         row[5] = _median_ratio(ours["read"], rates[row[1]]["read"])
+            _log("moto's ceiling (bare HTTP client) ...")
+            ceiling = moto_ceiling(endpoint, bucket, c**3, (s3n // c) ** 3)
         out.append(
             f"S3 on moto (loopback), full {s3n}³ volume, MiB/s of uncompressed voxels, "
             f"median of {args.repeat}; target >= 1.5x CloudVolume and TensorStore"
@@ -557,6 +603,18 @@ def run_extras(
                 rows, ["case", "tool", "write", "read", "ba/· write", "ba/· read"], {2, 3, 4, 5}
             )
         )
+        out.append(
+            f"moto's ceiling: {(s3n // c) ** 3} objects of {c}³ bytes from a bare HTTP client "
+            f"(urllib3, no signing, no checksums, best of 1/2/4 threads): "
+            f"PUT {ceiling['write']:,.0f} MiB/s, GET {ceiling['read']:,.0f} MiB/s"
+        )
+        for row in rows:
+            if row[0] == "raw" and row[1] == "bigarrays" and row[2] not in ("n/a", "FAIL"):
+                out.append(
+                    f"  bigarrays raw = {float(row[2].replace(',', '')) / ceiling['write']:.0%} "
+                    f"of it writing, {float(row[3].replace(',', '')) / ceiling['read']:.0%} "
+                    "reading; no client can pass 1.5x a peer that reaches 2/3 of it"
+                )
         out += [f"note: {x}" for x in dict.fromkeys(notes)]
         out.append("")
     return out, failed
