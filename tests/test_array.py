@@ -239,6 +239,20 @@ def test_create_bad_arguments_leave_nothing(
         ba.open(url)
 
 
+def test_misspelt_keyword_is_named_with_a_suggestion(url: str) -> None:
+    # Unknown keywords travel on as store options: the error must still name the caller's.
+    with pytest.raises(TypeError, match=r"create\(\) .* chunk_size=.*did you mean chunks=\?"):
+        ba.create(url, shape=(8, 8, 8), chunk_size=(4, 4, 4))
+    with pytest.raises(ba.DatasetNotFoundError):
+        ba.open(url)
+    make(url)
+    with pytest.raises(TypeError, match=r"open\(\) .* thread=.*did you mean threads=\?"):
+        ba.open(url, thread=2)
+    with pytest.raises(TypeError, match=r"zzz=") as caught:
+        ba.open(url, zzz=1)
+    assert "did you mean" not in str(caught.value)
+
+
 @pytest.mark.parametrize("dtype", EXTENSION_DTYPES)
 def test_extension_dtypes_warn(url: str, dtype: str) -> None:
     with pytest.warns(ViewerCompatibilityWarning, match="Neuroglancer") as record:

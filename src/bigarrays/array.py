@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import copy
+import difflib
+import inspect
 import math
 import os
+import re
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any, Literal
 
@@ -316,6 +319,32 @@ def read_info(store: Store) -> Info:
     return Info.from_bytes(data, url=f"{store.url.rstrip('/')}/{INFO_KEY}")
 
 
+def _open_store(
+    caller: Callable[..., Any],
+    url: str | os.PathLike[str] | Store,
+    read_only: bool,
+    options: dict[str, Any],
+) -> Store:
+    """``open_store``, with a clear error for a keyword neither ``caller`` nor the store takes.
+
+    ``caller``'s unknown keywords are passed on as store options, so a misspelt one (such as
+    ``chunk_size=`` for ``chunks=``) would otherwise surface as the store class's TypeError.
+    """
+    try:
+        return open_store(url, read_only=read_only, **options)
+    except TypeError as exc:
+        found = re.search(r"unexpected keyword argument '(\w+)'", str(exc))
+        if found is None or found.group(1) not in options:
+            raise
+        name = found.group(1)
+        close = difflib.get_close_matches(name, inspect.signature(caller).parameters, n=1)
+        hint = f"; did you mean {close[0]}=?" if close else ""
+        raise TypeError(
+            f"{caller.__name__}() got an unknown keyword {name}=: it is neither one of its own "
+            f"options nor one of the store's for {os.fspath(url)!r}{hint}"
+        ) from None
+
+
 def open(
     url: str | os.PathLike[str] | Store,
     mode: str = "r",
@@ -342,7 +371,7 @@ def open(
     two copies of a chunk once CloudVolume writes it again. It is not saved in the info.
     """
     checked = _check_mode(mode)
-    store = open_store(url, read_only=checked == "r", **store_options)
+    store = _open_store(open, url, checked == "r", store_options)
     info = read_info(store)
     if write_compression is not None:
         info = _with_write_compression(info, write_compression)
@@ -521,7 +550,7 @@ def create(
             stacklevel=2,
         )
 
-    store = open_store(url, read_only=False, **store_options)
+    store = _open_store(create, url, False, store_options)
     clear_destination(store, overwrite)
 
     scale = Scale(
