@@ -319,6 +319,10 @@ def read_info(store: Store) -> Info:
     return Info.from_bytes(data, url=f"{store.url.rstrip('/')}/{INFO_KEY}")
 
 
+def _describe(url: str | os.PathLike[str] | Store) -> str:
+    return url.url if isinstance(url, Store) else os.fspath(url)
+
+
 def _open_store(
     caller: Callable[..., Any],
     url: str | os.PathLike[str] | Store,
@@ -341,7 +345,7 @@ def _open_store(
         hint = f"; did you mean {close[0]}=?" if close else ""
         raise TypeError(
             f"{caller.__name__}() got an unknown keyword {name}=: it is neither one of its own "
-            f"options nor one of the store's for {os.fspath(url)!r}{hint}"
+            f"options nor one of the store's for {_describe(url)!r}{hint}"
         ) from None
 
 
