@@ -251,6 +251,9 @@ def test_misspelt_keyword_is_named_with_a_suggestion(url: str) -> None:
     with pytest.raises(TypeError, match=r"zzz=") as caught:
         ba.open(url, zzz=1)
     assert "did you mean" not in str(caught.value)
+    # A Store object takes no options: a misspelt keyword is not silently dropped either.
+    with pytest.raises(TypeError, match=r"did you mean threads=\?"):
+        ba.open(open_store(url), thread=2)
 
 
 @pytest.mark.parametrize("dtype", EXTENSION_DTYPES)

@@ -334,19 +334,22 @@ def _open_store(
     ``caller``'s unknown keywords are passed on as store options, so a misspelt one (such as
     ``chunk_size=`` for ``chunks=``) would otherwise surface as the store class's TypeError.
     """
-    try:
-        return open_store(url, read_only=read_only, **options)
-    except TypeError as exc:
-        found = re.search(r"unexpected keyword argument '(\w+)'", str(exc))
-        if found is None or found.group(1) not in options:
-            raise
-        name = found.group(1)
-        close = difflib.get_close_matches(name, inspect.signature(caller).parameters, n=1)
-        hint = f"; did you mean {close[0]}=?" if close else ""
-        raise TypeError(
-            f"{caller.__name__}() got an unknown keyword {name}=: it is neither one of its own "
-            f"options nor one of the store's for {_describe(url)!r}{hint}"
-        ) from None
+    if isinstance(url, Store) and options:
+        name = next(iter(options))  # an open Store takes no options at all
+    else:
+        try:
+            return open_store(url, read_only=read_only, **options)
+        except TypeError as exc:
+            found = re.search(r"unexpected keyword argument '(\w+)'", str(exc))
+            if found is None or found.group(1) not in options:
+                raise
+            name = found.group(1)
+    close = difflib.get_close_matches(name, inspect.signature(caller).parameters, n=1)
+    hint = f"; did you mean {close[0]}=?" if close else ""
+    raise TypeError(
+        f"{caller.__name__}() got an unknown keyword {name}=: it is neither one of its own "
+        f"options nor one of the store's for {_describe(url)!r}{hint}"
+    ) from None
 
 
 def open(

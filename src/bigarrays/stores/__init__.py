@@ -80,8 +80,14 @@ def split_scheme(url: str) -> tuple[str, str]:
 def open_store(
     url: str | os.PathLike[str] | Store, *, read_only: bool = False, **options: Any
 ) -> Store:
-    """The store for ``url``; a Store passes through unchanged."""
+    """The store for ``url``; a Store passes through unchanged (and takes no options)."""
     if isinstance(url, Store):
+        if options:
+            names = ", ".join(f"{k}=" for k in options)
+            raise TypeError(
+                f"{names}: store options apply when a store is opened from a URL, not to the "
+                f"open store {url.url!r}"
+            )
         return url
     url = os.fspath(url)  # accepts pathlib.Path too
     scheme, rest = split_scheme(url)
