@@ -15,6 +15,7 @@ from bigarrays.formats.precomputed.chunks import INLINE_CHUNKS
 from bigarrays.pipeline import ChunkEngine
 from bigarrays.stores import content_encoding
 from bigarrays.stores.file import FileStore
+from bigarrays.stores.memory import MemoryStore
 
 
 def volume(path: Path, **kw: object) -> ba.BigArray:
@@ -54,6 +55,17 @@ def test_read_into_file_store(tmp_path: Path) -> None:
     assert store.read_into("a", memoryview(buf)) is None  # a folder is no key
     small = bytearray(3)
     assert store.read_into("a/b", memoryview(small)) == 3  # at most len(buffer)
+    assert store.read_into("a/b", memoryview(buf), 1, size=5) == 4  # from an offset
+    assert store.read_into("a/b", memoryview(buf), size=6) == -1  # not the size asked for
+    assert store.reads_into_buffers
+
+
+def test_read_into_defaults_to_get() -> None:
+    """A backend without a buffer path says so, and read_into sends the caller to get()."""
+    store = MemoryStore()
+    store.put("a/b", b"hello")
+    assert not store.reads_into_buffers
+    assert store.read_into("a/b", memoryview(bytearray(16))) is None
 
 
 def test_fast_path_falls_back_to_encoded_chunk(tmp_path: Path) -> None:

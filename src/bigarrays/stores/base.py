@@ -148,6 +148,23 @@ class Store(abc.ABC):
         """
         return self._get_encoded(_object_key(key))
 
+    # -- reading into a caller's buffer (optional; ``reads_into_buffers`` says who has it) -------
+    #: True when :meth:`read_into` reads stored bytes straight into memory (a local file).
+    reads_into_buffers: bool = False
+
+    def read_into(
+        self, key: str, buffer: memoryview, offset: int = 0, size: int | None = None
+    ) -> int | None:
+        """Read the plain stored bytes of ``key`` from ``offset`` into ``buffer``; bytes read.
+
+        The zero-allocation path of the chunk pipeline: no bytes object is made, so a reused
+        buffer costs no page faults. At most ``len(buffer)`` bytes are read. With ``size``, an
+        object of any other stored size is not read and gives -1. None means "use :meth:`get`":
+        the key is missing, stored with a transfer encoding, or the backend cannot read into a
+        buffer (the default). ``key`` must already be normalized.
+        """
+        return None
+
     # -- conditional writes (optional; ``conditional_writes`` says whether a backend has them) ----
     #: True when the backend implements versions and the ``*_if_version`` methods below.
     conditional_writes: bool = False

@@ -97,17 +97,12 @@ class FileStore(Store):
         except OSError as exc:
             raise StoreError(f"cannot read {path}: {exc}") from exc
 
+    reads_into_buffers = True
+
     def read_into(
         self, key: str, buffer: memoryview, offset: int = 0, size: int | None = None
     ) -> int | None:
-        """Read the plain (not transfer-encoded) file of ``key`` into ``buffer``; bytes read.
-
-        The zero-allocation path of the pipeline: no bytes object is made, so a reused buffer
-        costs no page faults. Reads at most ``len(buffer)`` bytes from ``offset``. With ``size``,
-        a file of any other size is not read and gives -1. None when there is no plain file (the
-        key is missing or stored encoded, ``KEY.gz``): the caller falls back to :meth:`get`.
-        ``key`` must already be normalized (the layout builds keys that are).
-        """
+        """See :meth:`Store.read_into`: ``os.preadv`` of the plain file (not ``KEY.gz``)."""
         try:
             fd = os.open(f"{self._root_str}/{key}", os.O_RDONLY)
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):

@@ -124,7 +124,7 @@ class ChunkLayout:
             and self.compression is None
             and info.dtype != np.bool_
             and info.dtype.newbyteorder("<") == info.dtype  # the file's byte order
-            and callable(getattr(store, "read_into", None))
+            and store.reads_into_buffers
         )
         #: Bytes of one whole chunk, the size of a pipeline thread's scratch buffer.
         self.chunk_nbytes = math.prod(self.grid.chunk) * info.dtype.itemsize
@@ -167,14 +167,14 @@ class ChunkLayout:
                 plane = shape[0] * shape[1] * itemsize
                 start, nbytes = zs.start * plane, (zs.stop - zs.start) * plane
                 view = memoryview(scratch)[:nbytes]
-                n = self.store.read_into(self.key_of(box), view, start, full)  # type: ignore[attr-defined]
+                n = self.store.read_into(self.key_of(box), view, start, full)
                 if n == nbytes:
                     slab = (shape[0], shape[1], zs.stop - zs.start, 1)
                     arr: np.ndarray = np.frombuffer(scratch, self.dtype, nbytes // itemsize)
                     part = (in_chunk[0], in_chunk[1], slice(0, slab[2]), in_chunk[3])
                     return arr.reshape(slab, order="F"), part
             else:
-                n = self.store.read_into(self.key_of(box), memoryview(scratch))  # type: ignore[attr-defined]
+                n = self.store.read_into(self.key_of(box), memoryview(scratch))
                 if n == full:
                     arr = np.frombuffer(scratch, self.dtype, full // itemsize)
                     return arr.reshape(shape, order="F"), in_chunk
