@@ -148,6 +148,40 @@ def readv_mib_s(folder: str, repeat: int) -> tuple[float, int]:
     return total / MiB / statistics.median(times), total
 
 
+def write_files_mib_s(folder: str, repeat: int, threads: int) -> float:
+    """Plain ``os.write`` of copies of every file in ``folder`` to new files, ``threads`` at once.
+
+    Each copy goes to a temp name and is renamed, as every atomic writer does; a fresh folder per
+    repetition, ``os.sync()`` before each, so no run flushes an earlier one's pages.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    names = sorted(os.listdir(folder))
+    blobs = [Path(folder, n).read_bytes() for n in names]
+    total = sum(map(len, blobs))
+    times = []
+    for rep in range(max(3, repeat)):
+        out = f"{folder}.plain-write-{rep}"
+        os.mkdir(out)
+
+        def write(i: int, out: str = out) -> None:
+            tmp = f"{out}/.{i}.tmp"
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            try:
+                os.write(fd, blobs[i])
+            finally:
+                os.close(fd)
+            os.rename(tmp, f"{out}/{names[i]}")
+
+        os.sync()
+        with ThreadPoolExecutor(threads) as pool:
+            t0 = time.perf_counter()
+            list(pool.map(write, range(len(names))))
+            times.append(time.perf_counter() - t0)
+        shutil.rmtree(out, ignore_errors=True)
+    return total / MiB / statistics.median(times)
+
+
 # -- S3 on moto -----------------------------------------------------------------------------------
 
 
@@ -488,6 +522,12 @@ def run_extras(
                 f"os.readv of the same {len(os.listdir(folder))} chunk files "
                 f"({total / MiB:.0f} MiB) into one preallocated buffer: {rv:,.0f} MiB/s"
             )
+            cpus = os.cpu_count() or 1
+            wf = write_files_mib_s(folder, args.repeat, cpus)
+            lines.append(
+                f"os.write of copies of the same files (temp file + rename, {cpus} threads): "
+                f"{wf:,.0f} MiB/s"
+            )
             ours = results.get(("bigarrays", "raw"))
             if ours is not None and not ours.failed and not ours.skipped:
                 read = ours.mib_s("read", nbytes)
@@ -499,7 +539,8 @@ def run_extras(
                     )
                 if write:
                     lines.append(
-                        f"bigarrays full raw write {write:,.0f} MiB/s = {write / mem:.0%} of memcpy"
+                        f"bigarrays full raw write {write:,.0f} MiB/s = {write / wf:.0%} of plain "
+                        f"os.write, {write / mem:.0%} of memcpy"
                     )
         out.append("physical limits on this machine (page cache warm)")
         out += ["  " + x for x in lines]
