@@ -152,7 +152,9 @@ def write_files_mib_s(folder: str, repeat: int, threads: int) -> float:
     """Plain ``os.write`` of copies of every file in ``folder`` to new files, ``threads`` at once.
 
     Each copy goes to a temp name and is renamed, as every atomic writer does; a fresh folder per
-    repetition, ``os.sync()`` before each, so no run flushes an earlier one's pages.
+    repetition, ``os.sync()`` before each, so no run flushes an earlier one's pages. The folders
+    are removed only at the end: writing just after freeing as many page-cache pages runs up to
+    5x faster on this machine (measured 3,900 against 700 MiB/s), which no real write enjoys.
     """
     from concurrent.futures import ThreadPoolExecutor
 
@@ -160,9 +162,11 @@ def write_files_mib_s(folder: str, repeat: int, threads: int) -> float:
     blobs = [Path(folder, n).read_bytes() for n in names]
     total = sum(map(len, blobs))
     times = []
+    outs = []
     for rep in range(max(3, repeat)):
         out = f"{folder}.plain-write-{rep}"
         os.mkdir(out)
+        outs.append(out)
 
         def write(i: int, out: str = out) -> None:
             tmp = f"{out}/.{i}.tmp"
@@ -178,6 +182,7 @@ def write_files_mib_s(folder: str, repeat: int, threads: int) -> float:
             t0 = time.perf_counter()
             list(pool.map(write, range(len(names))))
             times.append(time.perf_counter() - t0)
+    for out in outs:
         shutil.rmtree(out, ignore_errors=True)
     return total / MiB / statistics.median(times)
 
@@ -522,10 +527,12 @@ def run_extras(
                 f"os.readv of the same {len(os.listdir(folder))} chunk files "
                 f"({total / MiB:.0f} MiB) into one preallocated buffer: {rv:,.0f} MiB/s"
             )
-            cpus = os.cpu_count() or 1
-            wf = write_files_mib_s(folder, args.repeat, cpus)
+            from bigarrays.stores.base import local_disk_concurrency
+
+            writers = local_disk_concurrency()  # as many as bigarrays' default
+            wf = write_files_mib_s(folder, args.repeat, writers)
             lines.append(
-                f"os.write of copies of the same files (temp file + rename, {cpus} threads): "
+                f"os.write of copies of the same files (temp file + rename, {writers} threads): "
                 f"{wf:,.0f} MiB/s"
             )
             ours = results.get(("bigarrays", "raw"))
