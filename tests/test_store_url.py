@@ -129,3 +129,10 @@ def test_known_schemes_hold_builtins_and_no_test_leftovers() -> None:
 def test_a_store_passes_through_unchanged(tmp_path: Path, memory_name: str) -> None:
     for store in (FileStore(tmp_path), MemoryStore(memory_name)):
         assert open_store(store) is store
+
+
+def test_a_store_object_refuses_options(tmp_path: Path) -> None:
+    # Options apply when a URL is opened; given with an open store they would be dropped.
+    store = FileStore(tmp_path)
+    with pytest.raises(TypeError, match=r"concurrency=: store options apply .* not to the open"):
+        open_store(store, concurrency=4)
