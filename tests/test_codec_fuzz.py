@@ -259,3 +259,38 @@ def test_mutated_golden_chunks(case_dir: str) -> None:
                 check,
                 name,
             )
+
+
+_MANY_CORRUPT_PNGS = """
+import numpy as np
+from bigarrays.codecs import make_codec
+from bigarrays.errors import CorruptChunkError
+codec = make_codec("png", np.dtype("{dtype}"), {channels})
+chunk = np.arange(8 * 8 * 4 * {channels}, dtype="{dtype}").reshape((8, 8, 4, {channels}), order="F")
+good = bytearray(codec.encode(chunk))
+good[-20] ^= 0xFF  # inside the IDAT chunk: its CRC no longer matches
+for _ in range(30_000):
+    try:
+        codec.decode(bytes(good), chunk.shape, "k")
+    except CorruptChunkError:
+        pass
+    else:
+        raise SystemExit("a corrupt png decoded")
+print("ok")
+"""
+
+
+@pytest.mark.parametrize(("dtype", "channels"), [("uint8", 1), ("uint16", 1)])
+def test_many_corrupt_png_chunks_leave_the_interpreter_alive(dtype: str, channels: int) -> None:
+    """Each png decoder's error path is safe to take again and again.
+
+    imagecodecs' libpng decoder drops a reference to None per failed decode, which aborts
+    Python 3.11 after ~10,000 failures: neither decoder used here may do that.
+    """
+    import subprocess
+    import sys
+
+    script = _MANY_CORRUPT_PNGS.format(dtype=dtype, channels=channels)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "ok"

@@ -6,18 +6,23 @@ are grey, grey+alpha, RGB and RGBA. ``png_level`` (0-9, default 6) is the deflat
 Writing is done here, in NumPy: every row gets the PNG filter (none, sub, up, average or Paeth)
 that leaves the smallest sum of absolute differences, the heuristic of libpng, computed for the
 whole image at once; then the rows are deflated by ISA-L (levels 1-3) or zlib-ng (4-9), which
-release the GIL. Reading goes through libpng (``imagecodecs.png_decode``), which also releases the
-GIL, so decoding scales with the thread pool; the header is checked against the chunk's shape
-first, so no image of a foreign size is ever allocated. (libspng through pyspng-seunglab, the
-reader CloudVolume uses, is 20% faster on one thread but holds the GIL: two threads decode no
-faster than one.)
+release the GIL. Reading goes through libspng, after the header has been checked against the
+chunk's shape, so no image of a foreign size is ever allocated: 8-bit grey, RGB and RGBA and 16-bit
+RGBA through ``imagecodecs.spng_decode``, which releases the GIL, so those decode on all the
+pipeline's threads at once (its build is ~30% slower on one thread than pyspng-seunglab's; two
+threads pass it); 8-bit grey+alpha and 16-bit grey, grey+alpha and RGB through
+``pyspng-seunglab`` (the reader CloudVolume uses), which holds it, because imagecodecs' libspng
+wrapper has no output format for them. (imagecodecs' libpng decoder would take every format and
+release the GIL too, but each failed decode drops a reference to ``None``: on Python 3.11 a
+process that meets ~10,000 corrupt png chunks aborts. pyspng-seunglab's own encoder cannot write
+16-bit grey or RGB, hence our encoder.)
 """
 
 from __future__ import annotations
 
 import struct
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -37,12 +42,24 @@ COLOR_TYPES = {1: 0, 2: 4, 3: 2, 4: 6}
 MAX_SIDE = 2**31 - 1
 
 
-def _png_decode() -> Any:
+def _spng_decode() -> Any:
     try:
-        from imagecodecs import png_decode
+        from imagecodecs import spng_decode
     except ImportError:
         raise MissingDependencyError("imagecodecs", "png", "the png encoding") from None
-    return png_decode
+    return spng_decode
+
+
+def _pyspng() -> Any:
+    try:
+        import pyspng
+    except ImportError:
+        raise MissingDependencyError("pyspng-seunglab", "png", "the png encoding") from None
+    return pyspng
+
+
+#: (bytes per sample, channels) that imagecodecs.spng_decode reads (without the GIL).
+GIL_FREE_FORMATS = frozenset({(1, 1), (1, 3), (1, 4), (2, 4)})
 
 
 def _png_chunk(kind: bytes, payload: bytes) -> bytes:
@@ -129,8 +146,38 @@ class PngCodec(ChunkCodec):
         if isinstance(level, bool) or not isinstance(level, int) or not 0 <= level <= 9:
             raise UnsupportedError(f"png_level must be an integer 0-9, got {level!r}")
         self.level = level
-        self._png_decode = _png_decode()
         self._wire = self.dtype.newbyteorder("=")
+        self._decode_image = self._decoder(self.dtype.itemsize, num_channels)
+
+    @staticmethod
+    def _decoder(itemsize: int, channels: int) -> Callable[[bytes], np.ndarray]:
+        """A function from a checked png to its ``(height, width, channels)`` image."""
+        if (itemsize, channels) in GIL_FREE_FORMATS:
+            spng_decode = _spng_decode()
+
+            def imagecodecs_decode(data: bytes) -> np.ndarray:
+                image: np.ndarray = spng_decode(data)  # (height, width) for grey
+                return image.reshape(image.shape[0], image.shape[1], -1)
+
+            return imagecodecs_decode
+        # Always name the output format: pyspng's automatic choice misreads 16-bit grey (it
+        # returns twice the pixels, reading past its buffer). libspng converts only to some
+        # formats: 16-bit grey is read as grey+alpha, grey+alpha and 16-bit RGB as RGBA, and the
+        # real channels are picked out.
+        c = _pyspng().c
+        fmt, pick = {
+            (1, 2): (c.SPNG_FMT_RGBA8, [0, 3]),
+            (2, 1): (c.SPNG_FMT_GA16, [0]),
+            (2, 2): (c.SPNG_FMT_RGBA16, [0, 3]),
+            (2, 3): (c.SPNG_FMT_RGBA16, [0, 1, 2]),
+        }[itemsize, channels]
+
+        def pyspng_decode(data: bytes) -> np.ndarray:
+            width, height = struct.unpack(">II", data[16:24])
+            image: np.ndarray = c.spng_decode_image_bytes(data, fmt)
+            return np.ascontiguousarray(image.reshape(height, width, -1)[:, :, pick])
+
+        return pyspng_decode
 
     @classmethod
     def check(cls, dtype: np.dtype, num_channels: int) -> None:
@@ -176,9 +223,9 @@ class PngCodec(ChunkCodec):
                 f"colour type {COLOR_TYPES[self.num_channels]} ({self.num_channels} channel(s))",
             )
         try:
-            image = self._png_decode(data)
-        except Exception as exc:  # libpng reports damage as imagecodecs.PngError (RuntimeError)
+            image = self._decode_image(data)
+        except Exception as exc:  # libspng reports damage as RuntimeError/ValueError
             raise CorruptChunkError(key, f"cannot decode png image: {exc}") from None
-        if image.dtype != self._wire or image.size != width * height * self.num_channels:
+        if image.dtype != self._wire or image.shape != (height, width, self.num_channels):
             raise CorruptChunkError(key, f"png decoded to {image.shape} {image.dtype}")
-        return from_image(image.reshape(height, width, self.num_channels), shape)
+        return from_image(image, shape)
