@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 import bigarrays as ba
+from bigarrays import stores
 from bigarrays.box import Box
 from bigarrays.errors import (
     ChunkNotFoundError,
@@ -27,6 +28,7 @@ from bigarrays.errors import (
 )
 from bigarrays.progress import MIN_CHUNKS_FOR_BAR, progress_bar, wants_bar
 from bigarrays.stores import open_store
+from bigarrays.stores.file import FileStore
 from bigarrays.stores.memory import drop_namespace
 from bigarrays.testing.strategies import EXTENSION_DTYPES, FORMAT_DTYPES, random_array
 
@@ -254,6 +256,29 @@ def test_misspelt_keyword_is_named_with_a_suggestion(url: str) -> None:
     # A Store object takes no options: a misspelt keyword is not silently dropped either.
     with pytest.raises(TypeError, match=r"did you mean threads=\?"):
         ba.open(open_store(url), thread=2)
+    with pytest.raises(TypeError, match=r"concurrency=; store options apply only when open\(\)"):
+        ba.open(open_store(url), concurrency=4)
+    # **store_options itself is no keyword to suggest.
+    with pytest.raises(TypeError, match=r"store_option=") as caught:
+        ba.open(url, store_option=1)
+    assert "did you mean" not in str(caught.value)
+
+
+def test_a_store_bug_is_not_blamed_on_the_caller(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A TypeError from inside a store's constructor reaches the caller as it is."""
+
+    def connect(url: str) -> None:
+        pass
+
+    class BuggyStore(FileStore):
+        def __init__(self, url: str, *, read_only: bool = False, timeout: float = 1) -> None:
+            connect(url, timeout=timeout)  # type: ignore[call-arg]  # the bug under test
+
+    monkeypatch.setitem(stores._TABLE, "buggy", BuggyStore)
+    with pytest.raises(TypeError, match=r"\.connect\(\) got an unexpected keyword argument"):
+        ba.open(f"buggy://{tmp_path}", timeout=2)
 
 
 @pytest.mark.parametrize("dtype", EXTENSION_DTYPES)

@@ -399,3 +399,9 @@ def test_chunk_name_round_trip(start: tuple[int, int, int], shape: tuple[int, in
     name = chunk_name(b)
     assert parse_chunk_name(name) == b
     assert parse_chunk_name(f"some/scale/{name}") == b
+
+
+def test_a_grid_of_no_axes_is_one_chunk() -> None:
+    grid = ChunkGrid((), (), ())
+    assert grid.count(Box((), ())) == 1
+    assert list(grid.pieces(Box((), ()))) == [ChunkPiece((), Box((), ()), (), ())]

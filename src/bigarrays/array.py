@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from bigarrays import stores as stores_package
 from bigarrays.box import Box
 from bigarrays.cache import ChunkCache
 from bigarrays.codecs import blosc as blosc_codec
@@ -319,10 +320,6 @@ def read_info(store: Store) -> Info:
     return Info.from_bytes(data, url=f"{store.url.rstrip('/')}/{INFO_KEY}")
 
 
-def _describe(url: str | os.PathLike[str] | Store) -> str:
-    return url.url if isinstance(url, Store) else os.fspath(url)
-
-
 def _open_store(
     caller: Callable[..., Any],
     url: str | os.PathLike[str] | Store,
@@ -335,21 +332,38 @@ def _open_store(
     ``chunk_size=`` for ``chunks=``) would otherwise surface as the store class's TypeError.
     """
     if isinstance(url, Store) and options:
-        name = next(iter(options))  # an open Store takes no options at all
+        name = next(iter(options))
+        why = (
+            f"; store options apply only when {caller.__name__}() opens a store from a URL, not "
+            f"to the open store {url.url!r}"
+        )
     else:
         try:
             return open_store(url, read_only=read_only, **options)
         except TypeError as exc:
             found = re.search(r"unexpected keyword argument '(\w+)'", str(exc))
-            if found is None or found.group(1) not in options:
+            if found is None or found.group(1) not in options or not _raised_by_the_call(exc):
                 raise
             name = found.group(1)
-    close = difflib.get_close_matches(name, inspect.signature(caller).parameters, n=1)
+            where = url.url if isinstance(url, Store) else os.fspath(url)
+            why = f": it is neither one of its own options nor one of the store's for {where!r}"
+    own = [
+        p.name
+        for p in inspect.signature(caller).parameters.values()
+        if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
+    ]
+    close = difflib.get_close_matches(name, own, n=1)
     hint = f"; did you mean {close[0]}=?" if close else ""
-    raise TypeError(
-        f"{caller.__name__}() got an unknown keyword {name}=: it is neither one of its own "
-        f"options nor one of the store's for {_describe(url)!r}{hint}"
-    ) from None
+    raise TypeError(f"{caller.__name__}() got an unknown keyword {name}={why}{hint}") from None
+
+
+def _raised_by_the_call(exc: TypeError) -> bool:
+    """True when ``exc`` came from calling the store class, not from deeper inside it."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    # The store classes are called from bigarrays.stores' open_store (or its lazy factories).
+    return tb is not None and tb.tb_frame.f_code.co_filename == stores_package.__file__
 
 
 def open(

@@ -214,6 +214,9 @@ class ChunkGrid:
                 entries.append((i, c0, c1, slice(a - c0, b - c0), slice(a - lo, b - lo)))
             per_axis.append(entries)
         trusted = Box._trusted
+        if not per_axis:  # a grid of no axes is one chunk (zip below would yield no fields)
+            yield ChunkPiece((), trusted((), ()), (), ())
+            return
         for combo in itertools.product(*reversed(per_axis)):
             # Transposed: per field, a tuple over the axes (x first).
             index, starts, stops, in_chunk, in_box = zip(*reversed(combo), strict=True)
