@@ -257,6 +257,25 @@ class StoreConformance:
             store.get_range(key, -5, 2)
 
     # -- size --------------------------------------------------------------------------------------
+    def test_read_into(self, store: Store) -> None:
+        # Optional: a backend without a buffer path returns None ("use get") for every key.
+        value = payload(1000, seed=12)
+        store.put("a/k", value)
+        store.put("a/z", gzip.compress(value), content_encoding="gzip")
+        buf = bytearray(1024)
+        if not store.reads_into_buffers:
+            assert store.read_into("a/k", memoryview(buf)) is None
+            return
+        assert store.read_into("a/k", memoryview(buf)) == 1000
+        assert bytes(buf[:1000]) == value
+        assert store.read_into("a/k", memoryview(buf)[:10], 990) == 10
+        assert bytes(buf[:10]) == value[990:]
+        assert store.read_into("a/k", memoryview(buf), size=1000) == 1000
+        assert store.read_into("a/k", memoryview(buf), size=999) == -1  # not the size asked
+        assert store.read_into("a/missing", memoryview(buf)) is None
+        # A value stored with a transfer encoding is not plain bytes: the caller must get() it.
+        assert store.read_into("a/z", memoryview(buf)) is None
+
     def test_size(self, store: Store) -> None:
         store.put("k", payload(1234, seed=7))
         assert store.size("k") == 1234
