@@ -500,6 +500,58 @@ def test_gzip_reads_concatenated_members_and_zlib_streams() -> None:
     assert content_encoding.decode(zlib.compress(b"xyz"), "gzip", "k") == b"xyz"
 
 
+def test_gunzip_into_fills_the_buffer_or_declines() -> None:
+    data = np.asfortranarray(synthetic_em(Box((0, 0, 0), (64, 64, 8)))).tobytes(order="F")
+    member = bytes(content_encoding.encode(data, "gzip", 6))
+    out = bytearray(len(data) + 1)
+    view = memoryview(out)[: len(data)]
+    assert content_encoding.gunzip_into(member, view) == len(data)
+    assert bytes(view) == data
+    # Everything else declines (None), so that the caller decodes the usual way and reports.
+    flipped_crc = bytearray(member)
+    flipped_crc[-6] ^= 1
+    flipped_data = bytearray(member)
+    flipped_data[len(member) // 2] ^= 0x10
+    declined = {
+        "other size": (member, memoryview(out)[: len(data) - 1]),
+        "bigger buffer": (member, memoryview(out)),
+        "crc": (bytes(flipped_crc), view),
+        "damaged stream": (bytes(flipped_data), view),
+        "truncated": (member[:-100], view),
+        "two members": (member + gzip.compress(b""), view),
+        "file name in the header": (gzip.compress(data, mtime=0), view),
+        "zlib stream": (zlib.compress(data), view),
+        "empty": (b"", view),
+    }
+    # gzip.compress writes no name; a header that carries one (FNAME) takes the general path.
+    named = bytearray(declined["file name in the header"][0])
+    named[3] |= 0x08
+    named[10:10] = b"chunk\x00"
+    declined["file name in the header"] = (bytes(named), view)
+    assert content_encoding.decode(bytes(named), "gzip", "k") == data
+    for why, (stored, buffer) in declined.items():
+        assert content_encoding.gunzip_into(stored, buffer) is None, why
+
+
+def test_gzip_raw_volume_reads_members_the_fast_path_declines(tmp_path: Path) -> None:
+    """gzip'd raw chunks with a file name in the header still read (through ISA-L)."""
+    vol = ba.create(tmp_path / "v", shape=(16, 16, 16), chunks=(8, 8, 8), compression="gzip")
+    data = np.arange(16**3, dtype=np.uint8).reshape((16, 16, 16), order="F")
+    vol[...] = data
+    assert vol._layout.gunzip_raw
+    key = vol.chunk_key((1, 0, 1))
+    path = tmp_path / "v" / f"{key}.gz"
+    plain = gzip.decompress(path.read_bytes())
+    named = bytearray(gzip.compress(plain, mtime=0))
+    named[3] |= 0x08
+    named[10:10] = b"chunk\x00"
+    path.write_bytes(bytes(named))
+    np.testing.assert_array_equal(ba.open(tmp_path / "v")[...], data)
+    path.write_bytes(bytes(named[:-9]))  # damaged: the usual error
+    with pytest.raises(CorruptChunkError, match=key):
+        ba.open(tmp_path / "v")[...]
+
+
 def test_zstd_reads_several_frames_and_frames_without_a_size() -> None:
     cctx = zstandard.ZstdCompressor(write_content_size=False)
     frames = cctx.compress(b"abc" * 100) + zstandard.ZstdCompressor().compress(b"x" * 50)

@@ -137,6 +137,35 @@ def _gunzip(data: bytes) -> bytes:
     return b"".join(out) if len(out) != 1 else out[0]
 
 
+def gunzip_into(data: bytes, out: memoryview) -> int | None:
+    """Inflate the gzip member ``data`` into ``out`` if it holds exactly ``len(out)`` bytes.
+
+    The zero-allocation path of gzip'd raw chunks: libdeflate (through imagecodecs) inflates
+    straight into the caller's buffer, ~30% faster than ISA-L's ``decompress`` into a new bytes
+    object, and without the GIL. Returns the number of bytes (``len(out)``), after checking the
+    member's CRC-32 and size; None whenever this fast path does not apply (a header with optional
+    fields, several members, another size, damage), and the caller then decodes with
+    :func:`decode`, which names what is wrong.
+    """
+    n = len(out)
+    if len(data) < 18 or data[:4] != b"\x1f\x8b\x08\x00":  # magic, deflate, no optional fields
+        return None
+    if int.from_bytes(data[-4:], "little") != n & 0xFFFFFFFF:
+        return None
+    try:
+        from imagecodecs import deflate_decode
+    except ImportError:  # pragma: no cover - imagecodecs is a core dependency
+        return None
+    try:
+        # A view, not a slice: no copy of the stream (the stub asks for bytes; any buffer works).
+        got = deflate_decode(memoryview(data)[10:-8], out=out, raw=True)  # type: ignore[arg-type]
+    except Exception:  # DeflateError: damaged, or more bytes than ``out`` holds
+        return None
+    if len(got) != n or _inflate_module().crc32(out) != int.from_bytes(data[-8:-4], "little"):
+        return None
+    return n
+
+
 # -- zstd ----------------------------------------------------------------------------------------
 
 _local = threading.local()

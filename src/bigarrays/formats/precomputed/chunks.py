@@ -117,15 +117,17 @@ class ChunkLayout:
         self._raw_itemsize = info.dtype.itemsize if scale.encoding == "raw" else None
         self._prefix = normalize_key(scale.key)
         self._key_head = f"{self._prefix}/" if self._prefix else ""
-        # The zero-copy path: raw chunks, no compression, a store that reads into a buffer.
-        self.fast_raw = (
+        # Raw chunks whose bytes are the array's memory, so they can be read into a buffer.
+        raw_in_place = (
             scale.encoding == "raw"
             and not self.handles_sharding
-            and self.compression is None
             and info.dtype != np.bool_
             and info.dtype.newbyteorder("<") == info.dtype  # the file's byte order
-            and store.reads_into_buffers
         )
+        # The zero-copy path: no compression, a store that reads into a buffer.
+        self.fast_raw = raw_in_place and self.compression is None and store.reads_into_buffers
+        # gzip'd raw chunks (CloudVolume's default): inflated straight into the buffer.
+        self.gunzip_raw = raw_in_place and self.transfer_encoding == "gzip"
         #: Bytes of one whole chunk, the size of a pipeline thread's scratch buffer.
         self.chunk_nbytes = math.prod(self.grid.chunk) * info.dtype.itemsize
         #: Requests of up to this many chunks run on the calling thread (no pool). Local raw
@@ -155,9 +157,12 @@ class ChunkLayout:
         Returns an array and the slices of it that hold ``in_chunk``. With :attr:`fast_raw`,
         only the z-slab of the file that ``in_chunk`` needs is read, straight into ``scratch``
         (at least ``chunk_nbytes + 1`` bytes, reused by the caller's thread), and the array is a
-        view of it, valid until the next call with the same buffer. Otherwise, or when the chunk
-        is missing, encoded (``KEY.gz``) or of the wrong size, the array is :meth:`load`'s.
+        view of it, valid until the next call with the same buffer; with :attr:`gunzip_raw`,
+        the gzip'd chunk is inflated into ``scratch`` in the same way. Otherwise, or when the
+        chunk is missing, encoded otherwise or of the wrong size, the array is :meth:`load`'s.
         """
+        if self.gunzip_raw:
+            return self._load_gunzipped(box, scratch), in_chunk
         if self.fast_raw:
             shape = box.shape
             itemsize = self.dtype.itemsize
@@ -179,6 +184,21 @@ class ChunkLayout:
                     arr = np.frombuffer(scratch, self.dtype, full // itemsize)
                     return arr.reshape(shape, order="F"), in_chunk
         return self.load(index), in_chunk
+
+    def _load_gunzipped(self, box: Box, scratch: bytearray) -> np.ndarray | None:
+        key = self.key_of(box)
+        stored = self.store.get_encoded(key)
+        if stored is None:
+            return None
+        full = math.prod(box.shape) * self.dtype.itemsize
+        if stored[1] == "gzip" and content_encoding.gunzip_into(
+            stored[0], memoryview(scratch)[:full]
+        ):
+            arr: np.ndarray = np.frombuffer(scratch, self.dtype, full // self.dtype.itemsize)
+            return arr.reshape(box.shape, order="F")
+        data = content_encoding.decode_stored(stored, key)
+        assert data is not None  # stored was not None
+        return self.decode(data, box.shape, key)
 
     def save_view(self, index: Vec, box: Box, part: np.ndarray, scratch: bytearray) -> None:
         """Store ``part`` (the whole chunk ``box``, any layout) through ``scratch`` when it can.
