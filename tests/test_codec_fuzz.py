@@ -159,6 +159,29 @@ def test_transfer_decoders(encoding: str, data: bytes, cut: int, flip: int) -> N
     assert_safe(lambda: content_encoding.decode(damaged, encoding, KEY), lambda out: None)
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    edits=st.lists(st.tuples(st.integers(0, 2**16), st.integers(0, 255)), max_size=4),
+    cut=st.integers(0, 40),
+    size_delta=st.sampled_from([0, 0, 0, -1, 1]),
+)
+def test_gunzip_into_fills_right_or_declines(
+    edits: list[tuple[int, int]], cut: int, size_delta: int
+) -> None:
+    """The zero-copy gzip path never hands back bytes that the member does not hold."""
+    plain = np.asfortranarray(synthetic_em(Box((0, 0, 0), (32, 32, 4)))).tobytes(order="F")
+    member = bytearray(content_encoding.encode(plain, "gzip", 6))
+    for pos, value in edits:
+        member[pos % len(member)] = value
+    stored = bytes(member[: len(member) - cut % 3 * cut])
+    out = bytearray(len(plain) + 8)
+    view = memoryview(out)[: len(plain) + size_delta]
+    n = content_encoding.gunzip_into(stored, view)
+    if n is not None:
+        assert n == len(view)
+        assert bytes(view) == content_encoding.decode(stored, "gzip", KEY) == plain
+
+
 @settings(max_examples=150, deadline=None)
 @given(data=st.binary(max_size=300), header=st.binary(min_size=16, max_size=16))
 def test_blosc_decoder(data: bytes, header: bytes) -> None:
