@@ -299,6 +299,20 @@ def test_explicit_keys_and_anonymous_requests_are_signed_or_not(
     assert "authorization" not in get_headers
 
 
+def test_anonymous_403_on_a_read_says_the_object_may_be_missing(
+    s3_bucket: str, moto_endpoint: str
+) -> None:
+    """A public bucket without ListBucket answers 403 for missing chunks: the error says so."""
+    with FaultProxy(moto_endpoint) as proxy:
+        anon = S3Store(f"s3://{s3_bucket}/v", endpoint=proxy.endpoint, anonymous=True)
+        proxy.faults.always = "403"
+        with pytest.raises(AccessDeniedError, match="403 rather than 404"):
+            anon.get("1_1_1/0-64_0-64_0-64")
+        with pytest.raises(AccessDeniedError) as info:
+            anon.put("k", b"x")
+        assert "404" not in str(info.value)  # a refused write is just that
+
+
 @pytest.mark.parametrize(
     ("answer", "error", "words"),
     [

@@ -327,6 +327,13 @@ class S3Store(RemoteStore):
                     "use credentials that may access it" if self.anonymous
                     else "grant them access, or pass anonymous=True (--anon) if it is public"
                 )  # fmt: skip
+                if self.anonymous and what.split(" ", 1)[0] in ("GET", "HEAD"):
+                    # S3 answers 403, not 404, for a missing object to whoever may not list the
+                    # bucket: in a public dataset that is how a never-written chunk looks.
+                    hint += (
+                        "; or the object does not exist: S3 answers 403 rather than 404 when "
+                        "the bucket does not let anonymous requests list it"
+                    )
                 return AccessDeniedError(f"{what}: access denied to {who}; {hint}")
             if code in _THROTTLE_CODES or is_transient_status(status):
                 after = parse_retry_after(headers.get("retry-after"))
