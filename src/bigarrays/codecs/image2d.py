@@ -12,10 +12,22 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from bigarrays.errors import UnsupportedError
+
 
 def image_size(shape: Sequence[int]) -> tuple[int, int]:
     """``(width, height)`` of the image of a chunk of ``shape`` (x, y, z[, c])."""
     return int(shape[0]), int(shape[1]) * int(shape[2])
+
+
+def check_image_size(chunk_size: Sequence[int], encoding: str, max_side: int) -> None:
+    """Refuse a chunk size whose image would have a side longer than the format allows."""
+    width, height = image_size(chunk_size)
+    if width > max_side or height > max_side:
+        raise UnsupportedError(
+            f"a {encoding} chunk is one image {width} wide and {height} (y*z) high; "
+            f"{encoding.upper()} allows {max_side} at most: choose smaller chunks"
+        )
 
 
 def to_image(chunk: np.ndarray) -> np.ndarray:

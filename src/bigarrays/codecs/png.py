@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from bigarrays.codecs.base import ChunkCodec
-from bigarrays.codecs.image2d import from_image, image_size, to_image
+from bigarrays.codecs.image2d import check_image_size, from_image, image_size, to_image
 from bigarrays.errors import CorruptChunkError, MissingDependencyError, UnsupportedError
 from bigarrays.stores import content_encoding
 
@@ -191,12 +191,7 @@ class PngCodec(ChunkCodec):
         return {"png_level": self.level}
 
     def check_chunk_size(self, chunk_size: Sequence[int]) -> None:
-        width, height = image_size(chunk_size)
-        if width > MAX_SIDE or height > MAX_SIDE:
-            raise UnsupportedError(
-                f"a png chunk is one image {width} wide and {height} (y*z) high; PNG allows "
-                f"{MAX_SIDE} at most: choose smaller chunks"
-            )
+        check_image_size(chunk_size, "png", MAX_SIDE)
 
     def encode(self, chunk: np.ndarray) -> bytes:
         if chunk.dtype != self._wire:
