@@ -62,9 +62,11 @@ def wait_for_http(url: str, proc: subprocess.Popen[bytes] | None, timeout: float
 
 
 class _Subprocess:
-    """A server subprocess on a free port; ``endpoint`` is its base URL."""
+    """A server subprocess on a free port; ``endpoint`` is its base URL; ``env`` is added to its
+    environment."""
 
-    def __init__(self) -> None:
+    def __init__(self, env: dict[str, str] | None = None) -> None:
+        self.extra_env = dict(env or {})
         self.port = free_port()
         self.endpoint = f"http://{LOCALHOST}:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -78,6 +80,7 @@ class _Subprocess:
 
     def start(self) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "GOOGLE_"))}
+        env.update(self.extra_env)
         for attempt in range(3):
             self.proc = subprocess.Popen(
                 self.command(), stdout=self._log, stderr=subprocess.STDOUT, env=env

@@ -72,10 +72,20 @@ class Response:
 class Pool:
     """A urllib3 pool manager that turns network failures into :class:`Transient`.
 
-    Redirects are followed; urllib3's own retries are off (the store's policy retries).
+    Redirects are followed unless ``follow_redirects=False`` (then a 3xx is an answer like any
+    other); urllib3's own retries are off (the store's policy retries). ``ca_certs`` is a CA
+    bundle to verify TLS with instead of the system's.
     """
 
-    def __init__(self, size: int, *, connect_timeout: float = 10, read_timeout: float = 60) -> None:
+    def __init__(
+        self,
+        size: int,
+        *,
+        connect_timeout: float = 10,
+        read_timeout: float = 60,
+        ca_certs: str | None = None,
+        follow_redirects: bool = True,
+    ) -> None:
         import urllib3
 
         self._urllib3 = urllib3
@@ -88,11 +98,12 @@ class Pool:
                 read=0,
                 status=0,
                 other=0,
-                redirect=5,
-                raise_on_redirect=True,
+                redirect=5 if follow_redirects else 0,
+                raise_on_redirect=follow_redirects,
                 raise_on_status=False,
             ),
             timeout=urllib3.Timeout(connect=connect_timeout, read=read_timeout),
+            ca_certs=ca_certs,
         )
 
     def request(

@@ -14,6 +14,9 @@ shared files, SSO, container and instance roles).
 - Transfer encodings are the object's ``Content-Encoding``, as the precomputed spec has it, and
   reads decode whatever header an object carries, so datasets written by CloudVolume, TensorStore
   or ``aws s3 cp --content-encoding`` read the same.
+- Single-object GETs, PUTs, HEADs and DELETEs (every chunk) are sent by
+  :mod:`bigarrays.stores.s3_objects`, signed by botocore but without boto3's per-request
+  machinery, at half its CPU; boto3 does the rest.
 - botocore's own retries are off: :mod:`bigarrays.stores.retry` does them, the same for every
   backend. Checksums are computed only where S3 requires them, which S3-compatible servers that
   lack the newer checksum headers need.
@@ -55,6 +58,7 @@ from bigarrays.stores.retry import (
     is_transient_status,
     parse_retry_after,
 )
+from bigarrays.stores.s3_objects import ObjectRequests
 
 T = TypeVar("T")
 
@@ -119,7 +123,8 @@ _LOADER: Any = None
 
 
 class _Client:
-    """One process's boto3 client, and whether this store's bucket was seen to exist."""
+    """One process's client (boto3's, with the short path of :mod:`bigarrays.stores.s3_objects`
+    for single objects), and whether this store's bucket was seen to exist."""
 
     def __init__(self, client: Any) -> None:
         self.s3 = client
@@ -223,9 +228,10 @@ class S3Store(RemoteStore):
 
     def _make_client(self, sessions: Any, botocore: Any) -> Any:
         key, secret, token = self._keys
+        core = _botocore_session()
         session = sessions.Session(
             profile_name=self.profile, aws_access_key_id=key, aws_secret_access_key=secret,
-            aws_session_token=token, botocore_session=_botocore_session(),
+            aws_session_token=token, botocore_session=core,
         )  # fmt: skip
         extra: dict[str, Any] = {}
         if self.anonymous:
@@ -242,8 +248,12 @@ class S3Store(RemoteStore):
             response_checksum_validation="when_required",
             **extra,
         )
-        return session.client("s3", endpoint_url=self.endpoint, region_name=self.region,
-                              config=config)  # fmt: skip
+        client = session.client("s3", endpoint_url=self.endpoint, region_name=self.region,
+                                config=config)  # fmt: skip
+        return ObjectRequests(client, core.get_credentials, anonymous=self.anonymous,
+                              ca_bundle=core.get_config_variable("ca_bundle"),
+                              pool_size=self.concurrency, connect_timeout=config.connect_timeout,
+                              read_timeout=config.read_timeout)  # fmt: skip
 
     def _name(self, key: str) -> str:
         return self.join_root(self.prefix, key, self.url)
@@ -353,8 +363,8 @@ class S3Store(RemoteStore):
             exc
         ):
             return Transient(f"{type(exc).__name__}: {exc}")
-        if isinstance(exc, StoreError | TypeError | ValueError):
-            return exc  # ours, or a caller's mistake: as it is
+        if isinstance(exc, Transient | StoreError | TypeError | ValueError):
+            return exc  # ours (the short path's network failures), or a caller's mistake
         return StoreError(f"{what}: {type(exc).__name__}: {exc}")
 
     # -- the contract ------------------------------------------------------------------------------

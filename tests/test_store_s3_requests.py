@@ -1,0 +1,212 @@
+"""The S3 store's own object requests (:mod:`bigarrays.stores.s3_objects`).
+
+Signatures are checked by a moto server that verifies them as S3 does (its IAM mode), with a
+key of a user it knows; URLs are compared with boto3's own; the hand-over to boto3 is driven by
+a proxy that answers with a redirect.
+"""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import json
+import uuid
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import urlsplit
+
+import boto3
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bigarrays.errors import CredentialsError, VersionConflictError
+from bigarrays.stores.s3 import S3Store
+from bigarrays.stores.s3_objects import ObjectRequests
+from network_servers import FaultProxy, MotoServer
+
+#: Requests that the signature-checking server serves before it checks: the IAM set-up below.
+SETUP_REQUESTS = 6
+
+#: Keys whose quoting goes wrong in the usual ways: spaces, '+', '=', '~', '%', unicode, ':'.
+AWKWARD_KEYS = [
+    "info",
+    "8_8_8/0-64_0-64_0-64",
+    "a b/c+d=e~f",
+    "per%cent/é/ü/日本",
+    "colon:semi;comma,amp&q?hash#",
+    "(paren)[bracket]{brace}!*'@$",
+]
+
+
+@pytest.fixture(scope="module")
+def signing_moto() -> Iterator[dict[str, str]]:
+    """A moto that checks signatures, and the keys of a user allowed everything on S3."""
+    with MotoServer(env={"INITIAL_NO_AUTH_ACTION_COUNT": str(SETUP_REQUESTS)}) as server:
+        boot = {"endpoint_url": server.endpoint, "region_name": "us-east-1",
+                "aws_access_key_id": "setup", "aws_secret_access_key": "setup"}  # fmt: skip
+        iam = boto3.client("iam", **boot)
+        iam.create_user(UserName="writer")
+        allow_s3 = {"Effect": "Allow", "Action": "s3:*", "Resource": "*"}
+        policy = {"Version": "2012-10-17", "Statement": [allow_s3]}
+        iam.put_user_policy(UserName="writer", PolicyName="s3", PolicyDocument=json.dumps(policy))
+        key = iam.create_access_key(UserName="writer")["AccessKey"]
+        anyone = {"AWS": "arn:aws:iam::123456789012:root"}  # moto's account
+        assume = {"Effect": "Allow", "Action": "sts:AssumeRole", "Principal": anyone}
+        trust = {"Version": "2012-10-17", "Statement": [assume]}
+        role = iam.create_role(RoleName="worker", AssumeRolePolicyDocument=json.dumps(trust))
+        iam.put_role_policy(RoleName="worker", PolicyName="s3", PolicyDocument=json.dumps(policy))
+        temporary = boto3.client("sts", **boot).assume_role(
+            RoleArn=role["Role"]["Arn"], RoleSessionName="worker-1"
+        )["Credentials"]
+        keys = {"access_key_id": key["AccessKeyId"], "secret_access_key": key["SecretAccessKey"]}
+        bucket = f"signed-{uuid.uuid4().hex[:12]}"
+        boto3.client("s3", **{**boot, "aws_access_key_id": keys["access_key_id"],
+                              "aws_secret_access_key": keys["secret_access_key"]}).create_bucket(
+            Bucket=bucket
+        )  # fmt: skip
+        yield {"endpoint": server.endpoint, "bucket": bucket, **keys,
+               "temporary_key_id": temporary["AccessKeyId"],
+               "temporary_secret": temporary["SecretAccessKey"],
+               "session_token": temporary["SessionToken"]}  # fmt: skip
+
+
+def signed_store(moto: dict[str, str], **options: Any) -> S3Store:
+    keys = {"access_key_id": moto["access_key_id"], "secret_access_key": moto["secret_access_key"]}
+    keys.update(options)
+    return S3Store(f"s3://{moto['bucket']}/v-{uuid.uuid4().hex[:8]}", endpoint=moto["endpoint"],
+                   region="us-east-1", **keys)  # fmt: skip
+
+
+def short_path(store: S3Store) -> ObjectRequests:
+    client = store.client().s3
+    assert isinstance(client, ObjectRequests)
+    return client
+
+
+@pytest.mark.usefixtures("aws_env")
+def test_every_object_request_carries_a_signature_s3_accepts(signing_moto: dict[str, str]) -> None:
+    store = signed_store(signing_moto)
+    for i, key in enumerate(AWKWARD_KEYS):
+        store.put(key, f"value {i}".encode())
+    assert short_path(store).route(store.bucket) is not None  # not handed to boto3
+    for i, key in enumerate(AWKWARD_KEYS):
+        assert store.get(key) == f"value {i}".encode()
+        assert store.get_range(key, 2, 3) == f"value {i}".encode()[2:5]
+        assert store.exists(key)
+        assert store.size(key) == len(f"value {i}")
+    assert sorted(store.list("")) == sorted(AWKWARD_KEYS)
+    assert store.get("never written") is None
+    assert not store.exists("never written")
+
+    # Conditional writes and deletes send If-Match / If-None-Match, which are signed too.
+    data, version = store.get_with_version("info")
+    assert data == b"value 0"
+    assert version is not None
+    store.put_if_version("info", b"new", version)
+    with pytest.raises(VersionConflictError):
+        store.put_if_version("info", b"newer", version)
+    with pytest.raises(VersionConflictError):
+        store.put_if_version("a b/c+d=e~f", b"x", None)
+    squeezed = gzip.compress(b"squeezed " * 50)
+    store.put("gz", squeezed, content_encoding="gzip")
+    assert store.get("gz") == b"squeezed " * 50
+    assert store.get_encoded("gz") == (squeezed, "gzip")
+    for key in AWKWARD_KEYS:
+        store.delete(key)
+    assert not any(store.exists(k) for k in AWKWARD_KEYS)
+    assert short_path(store).route(store.bucket) is not None
+
+
+@pytest.mark.usefixtures("aws_env")
+def test_temporary_credentials_send_their_session_token(signing_moto: dict[str, str]) -> None:
+    store = signed_store(signing_moto, access_key_id=signing_moto["temporary_key_id"],
+                         secret_access_key=signing_moto["temporary_secret"],
+                         session_token=signing_moto["session_token"])  # fmt: skip
+    store.put("k", b"temporary")
+    assert store.get("k") == b"temporary"
+    assert short_path(store).route(store.bucket) is not None
+
+
+@pytest.mark.usefixtures("aws_env")
+def test_a_wrong_secret_is_a_credentials_error(signing_moto: dict[str, str]) -> None:
+    store = signed_store(signing_moto, secret_access_key="not the secret")
+    with pytest.raises(CredentialsError, match="SignatureDoesNotMatch"):
+        store.put("k", b"x")
+    with pytest.raises(CredentialsError, match="SignatureDoesNotMatch"):
+        store.get("k")
+
+
+@functools.cache
+def offline_client(endpoint: str | None) -> tuple[Any, ObjectRequests]:
+    """A boto3 client and its short path; presigning is local, so nothing is ever sent."""
+    client = boto3.client("s3", endpoint_url=endpoint, region_name="eu-west-1",
+                          aws_access_key_id="k", aws_secret_access_key="s")  # fmt: skip
+    requests = ObjectRequests(client, lambda: None, anonymous=False, ca_bundle=None,
+                              pool_size=1, connect_timeout=1, read_timeout=1)  # fmt: skip
+    return client, requests
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "bucket"),
+    [("http://127.0.0.1:9", "bucket"), (None, "bucket"), (None, "dotted.bucket.name")],
+    ids=["custom endpoint", "AWS", "AWS, dots in the bucket name"],
+)
+@settings(max_examples=150, deadline=None)
+@given(key=st.text(st.characters(exclude_categories=("Cs",)), min_size=1, max_size=40))
+def test_object_urls_are_the_ones_boto3_builds(endpoint: str | None, bucket: str, key: str) -> None:
+    client, requests = offline_client(endpoint)
+    route = requests.route(bucket)
+    assert route is not None
+    assert route.region == "eu-west-1"
+    theirs = urlsplit(client.generate_presigned_url(
+        "get_object", Params={"Bucket": bucket, "Key": key}))  # fmt: skip
+    assert route.object_url(key) == f"{theirs.scheme}://{theirs.netloc}{theirs.path}"
+
+
+def test_buckets_it_cannot_route_stay_with_boto3() -> None:
+    _, requests = offline_client(None)
+    assert requests.route("data--usw2-az1--x-s3") is None  # S3 Express: its own session auth
+
+
+@pytest.mark.usefixtures("aws_env")
+@pytest.mark.parametrize("bypassed", [False, True])
+def test_a_proxy_leaves_requests_to_boto3(monkeypatch: pytest.MonkeyPatch, bypassed: bool) -> None:
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1" if bypassed else "")
+    store = S3Store("s3://bucket/v", endpoint="http://127.0.0.1:10",
+                    access_key_id=uuid.uuid4().hex, secret_access_key="s")  # fmt: skip
+    assert (short_path(store).route("bucket") is not None) == bypassed
+
+
+@pytest.mark.parametrize("operation", ["get", "put", "exists", "delete"])
+def test_a_redirect_hands_the_bucket_to_boto3(
+    s3_bucket: str, moto_endpoint: str, operation: str
+) -> None:
+    with FaultProxy(moto_endpoint) as proxy:
+        store = S3Store(f"s3://{s3_bucket}/v", endpoint=proxy.endpoint)
+        store.put("k", b"before")
+        assert short_path(store).route(s3_bucket) is not None
+        proxy.faults.add("301:PermanentRedirect")
+        result = {
+            "get": lambda: store.get("k"),
+            "put": lambda: store.put("k", b"after"),
+            "exists": lambda: store.exists("k"),
+            "delete": lambda: store.delete("k"),
+        }[operation]()
+        assert proxy.faults.injected == 1
+        assert short_path(store).route(s3_bucket) is None
+        assert result == {"get": b"before", "put": None, "exists": True, "delete": None}[operation]
+        assert store.get("k") == {"put": b"after", "delete": None}.get(operation, b"before")
+
+
+def test_a_request_signed_for_the_wrong_region_hands_the_bucket_to_boto3(
+    s3_bucket: str, moto_endpoint: str
+) -> None:
+    with FaultProxy(moto_endpoint) as proxy:
+        store = S3Store(f"s3://{s3_bucket}/v", endpoint=proxy.endpoint)
+        store.put("k", b"value")
+        proxy.faults.add("400:AuthorizationHeaderMalformed")
+        assert store.get("k") == b"value"
+        assert proxy.faults.injected == 1
+        assert short_path(store).route(s3_bucket) is None
