@@ -16,6 +16,8 @@ import brotli
 import numpy as np
 import pytest
 import zstandard
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import bigarrays as ba
 from bigarrays.box import Box
@@ -26,6 +28,7 @@ from bigarrays.codecs import (
     make_codec,
 )
 from bigarrays.codecs import blosc as blosc_codec
+from bigarrays.codecs import compressed_segmentation as cseg_codec
 from bigarrays.codecs.image2d import from_image, to_image
 from bigarrays.codecs.png import encode_png, filter_rows
 from bigarrays.errors import CorruptChunkError, UnsupportedError, ViewerCompatibilityWarning
@@ -694,3 +697,56 @@ def test_png_of_the_wrong_kind_is_corrupt() -> None:
         codec.decode(rgb, (4, 4, 2, 1), "k")
     with pytest.raises(CorruptChunkError, match="signature"):
         codec.decode(b"GIF89a" + bytes(40), (4, 4, 2, 1), "k")
+
+
+# -- compressed_segmentation decoded without the GIL -----------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", ["uint32", "uint64"])
+def test_compressed_segmentation_decoder_without_the_gil_is_found(dtype: str) -> None:
+    """The installed package exports its C++ decoder, so reads scale with threads."""
+    assert cseg_codec.nogil_decoder(dtype) is not None
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    dtype=st.sampled_from(["uint32", "uint64"]),
+    shape=st.tuples(*[st.integers(1, 20)] * 3, st.integers(1, 3)),
+    block=st.tuples(st.integers(1, 8), st.integers(1, 8), st.integers(1, 8)),
+    labels=st.integers(1, 300),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_compressed_segmentation_decoders_agree(
+    dtype: str,
+    shape: tuple[int, int, int, int],
+    block: tuple[int, int, int],
+    labels: int,
+    seed: int,
+) -> None:
+    """The ctypes call of the C++ decoder gives what the package's own decompress gives."""
+    import compressed_segmentation
+
+    rng = np.random.default_rng(seed)
+    values = rng.integers(0, 2**32 if dtype == "uint32" else 2**64, labels, dtype=dtype)
+    chunk = np.asfortranarray(values[rng.integers(0, labels, shape)])
+    codec = cseg_codec.CompressedSegmentationCodec(
+        np.dtype(dtype), shape[3], compressed_segmentation_block_size=block
+    )
+    data = codec.encode(chunk)
+    ours = codec.decode(data, shape, "k")
+    theirs = compressed_segmentation.decompress(data, shape, dtype, block, order="F")
+    np.testing.assert_array_equal(ours, chunk)
+    np.testing.assert_array_equal(theirs, chunk)
+    # From an unaligned view into a larger buffer, as a zero-copy read may hand it over.
+    unaligned = memoryview(b"\0" + data)[1:]
+    np.testing.assert_array_equal(codec.decode(unaligned, shape, "k"), chunk)  # type: ignore[arg-type]
+
+
+def test_compressed_segmentation_decodes_without_the_exported_decoder(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Another build of the package (no such symbol): decoding goes through its decompress."""
+    monkeypatch.setattr(cseg_codec, "nogil_decoder", lambda dtype: None)
+    chunk = np.asfortranarray(np.arange(2 * 9 * 4 * 3, dtype=np.uint64).reshape(2, 9, 4, 3) % 7)
+    codec = cseg_codec.CompressedSegmentationCodec(np.dtype("uint64"), 3)
+    np.testing.assert_array_equal(codec.decode(codec.encode(chunk), chunk.shape, "k"), chunk)

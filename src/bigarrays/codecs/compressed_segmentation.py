@@ -9,12 +9,24 @@ That package's decoder trusts its input: it follows the offsets in the block hea
 bounds checks. Every header is therefore checked here first, in NumPy, against the size of the
 data (including the largest lookup-table index each block can use), so that damaged or hostile
 bytes raise :class:`~bigarrays.errors.CorruptChunkError` instead of reading outside the buffer.
+
+The package's Python functions hold the GIL while its C++ runs, so a thread pool decoding label
+chunks runs one at a time. Its binary also exports the C++ decoder itself,
+``compress_segmentation::DecompressChannels<T>(const uint32_t* input, const ptrdiff_t
+volume_size[4], const ptrdiff_t block_size[3], const ptrdiff_t strides[4], T* output)``, which
+takes only pointers: :func:`nogil_decoder` calls it through :mod:`ctypes`, which releases the GIL
+for the call, and decodes straight into the output array (no vector, no copy). Where the symbol
+is not there (another build or version of the package, or a platform with another C++ name
+mangling), decoding goes through the package's ``decompress`` as before. Encoding always does:
+its C++ function fills a ``std::vector``, which ctypes cannot hand over.
 """
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import math
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -39,6 +51,29 @@ def _cseg() -> Any:
             "compressed-segmentation", "cseg", "the compressed_segmentation encoding"
         ) from None
     return compressed_segmentation
+
+
+#: The Itanium C++ ABI names (Linux, macOS) of DecompressChannels<uint32_t> / <uint64_t>.
+_DECODER_SYMBOLS = {
+    "uint32": "_ZN21compress_segmentation18DecompressChannelsIjEEvPKjPKlS4_S4_PT_",
+    "uint64": "_ZN21compress_segmentation18DecompressChannelsImEEvPKjPKlS4_S4_PT_",
+}
+
+
+@functools.cache
+def nogil_decoder(dtype_name: str) -> Any:
+    """The package's C++ ``DecompressChannels`` for ``dtype_name`` as a ctypes function (it runs
+    without the GIL), or None where the package's binary does not export it."""
+    if sys.byteorder != "little":  # the words are little-endian; the C++ reads them as native
+        return None
+    try:
+        library = ctypes.CDLL(_cseg().__file__)
+        function = library[_DECODER_SYMBOLS[dtype_name]]
+    except (OSError, AttributeError, KeyError, MissingDependencyError):
+        return None
+    function.restype = None
+    function.argtypes = [ctypes.c_void_p] * 5
+    return function
 
 
 def check_block_size(block: Any) -> tuple[int, int, int]:
@@ -207,10 +242,29 @@ class CompressedSegmentationCodec(ChunkCodec):
         reason = validate(words, shape, self.block_size, self._entry_words)
         if reason is not None:
             raise CorruptChunkError(key, f"compressed_segmentation: {reason}")
+        decoder = nogil_decoder(self.dtype.name)
+        if decoder is not None:
+            return self._decode_nogil(decoder, words, shape)
         try:
             out: np.ndarray = self._cseg.decompress(
                 bytes(data), tuple(int(s) for s in shape), self._wire, self.block_size, order="F"
             )
         except Exception as exc:
             raise CorruptChunkError(key, f"cannot decode compressed_segmentation: {exc}") from None
+        return out
+
+    def _decode_nogil(self, decoder: Any, words: np.ndarray, shape: Sequence[int]) -> np.ndarray:
+        """Decode checked ``words`` with the package's C++ decoder, straight into the output."""
+        sx, sy, sz, channels = (int(n) for n in shape)
+        if words.ctypes.data % 4:  # a view into a larger buffer: give the C++ aligned words
+            words = words.copy()
+        out = np.empty((sx, sy, sz, channels), dtype=self._wire, order="F")
+        Sizes4 = ctypes.c_int64 * 4
+        decoder(
+            words.ctypes.data,
+            Sizes4(sx, sy, sz, channels),
+            (ctypes.c_int64 * 3)(*self.block_size),
+            Sizes4(1, sx, sx * sy, sx * sy * sz),  # x fastest, then y, z and the channel
+            out.ctypes.data,
+        )
         return out
