@@ -7,6 +7,7 @@ from __future__ import annotations
 import gzip
 import itertools
 import math
+import struct
 import warnings
 import zlib
 from pathlib import Path
@@ -29,6 +30,7 @@ from bigarrays.codecs import (
 )
 from bigarrays.codecs import blosc as blosc_codec
 from bigarrays.codecs import compressed_segmentation as cseg_codec
+from bigarrays.codecs import png as png_codec
 from bigarrays.codecs.image2d import from_image, to_image
 from bigarrays.codecs.png import encode_png, filter_rows
 from bigarrays.errors import CorruptChunkError, UnsupportedError, ViewerCompatibilityWarning
@@ -750,3 +752,51 @@ def test_compressed_segmentation_decodes_without_the_exported_decoder(
     chunk = np.asfortranarray(np.arange(2 * 9 * 4 * 3, dtype=np.uint64).reshape(2, 9, 4, 3) % 7)
     codec = cseg_codec.CompressedSegmentationCodec(np.dtype("uint64"), 3)
     np.testing.assert_array_equal(codec.decode(codec.encode(chunk), chunk.shape, "k"), chunk)
+
+
+# -- png decoded through libspng's C API without the GIL -------------------------------------------
+
+PNG_FORMATS = [(d, c) for d in ("uint8", "uint16") for c in (1, 2, 3, 4)]
+
+
+def test_libspng_is_found_in_imagecodecs() -> None:
+    """The installed imagecodecs exports libspng's API, so png reads scale with threads."""
+    assert png_codec.libspng() is not None
+
+
+def _png_round_trip(dtype: str, channels: int) -> None:
+    shape = (13, 7, 5, channels)
+    chunk = np.random.default_rng(channels).integers(0, np.iinfo(dtype).max, shape, dtype=dtype)
+    codec = png_codec.PngCodec(np.dtype(dtype), channels)
+    data = codec.encode(np.asfortranarray(chunk))
+    np.testing.assert_array_equal(codec.decode(data, shape, "k"), chunk)
+
+
+@pytest.mark.parametrize(("dtype", "channels"), PNG_FORMATS)
+def test_png_formats_through_libspng(dtype: str, channels: int) -> None:
+    _png_round_trip(dtype, channels)
+
+
+@pytest.mark.parametrize(("dtype", "channels"), PNG_FORMATS)
+def test_png_formats_without_libspng_symbols(
+    monkeypatch: pytest.MonkeyPatch, dtype: str, channels: int
+) -> None:
+    """Another build of imagecodecs: imagecodecs.spng_decode and pyspng-seunglab read them."""
+    monkeypatch.setattr(png_codec, "libspng", lambda: None)
+    _png_round_trip(dtype, channels)
+
+
+def test_png_with_a_wrong_adler32_is_corrupt() -> None:
+    """A damaged zlib stream inside an IDAT whose CRC was made to match is still refused."""
+    shape = (16, 8, 4, 1)
+    codec = png_codec.PngCodec(np.dtype("uint8"), 1)
+    data = codec.encode(np.asfortranarray(np.arange(512, dtype=np.uint8).reshape(shape)))
+    at = data.index(b"IDAT") - 4
+    (length,) = struct.unpack(">I", data[at : at + 4])
+    payload = bytearray(data[at + 8 : at + 8 + length])
+    payload[-1] ^= 0xFF  # the last byte of the Adler-32
+    idat = b"IDAT" + payload
+    bad = data[:at] + struct.pack(">I", length) + idat + struct.pack(">I", zlib.crc32(idat))
+    bad += data[at + 12 + length :]
+    with pytest.raises(CorruptChunkError, match="png"):
+        codec.decode(bad, shape, "k")

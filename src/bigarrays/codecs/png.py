@@ -6,20 +6,25 @@ are grey, grey+alpha, RGB and RGBA. ``png_level`` (0-9, default 6) is the deflat
 Writing is done here, in NumPy: every row gets the PNG filter (none, sub, up, average or Paeth)
 that leaves the smallest sum of absolute differences, the heuristic of libpng, computed for the
 whole image at once; then the rows are deflated by ISA-L (levels 1-3) or zlib-ng (4-9), which
-release the GIL. Reading goes through libspng, after the header has been checked against the
-chunk's shape, so no image of a foreign size is ever allocated: 8-bit grey, RGB and RGBA and 16-bit
-RGBA through ``imagecodecs.spng_decode``, which releases the GIL, so those decode on all the
-pipeline's threads at once (its build is ~30% slower on one thread than pyspng-seunglab's; two
-threads pass it); 8-bit grey+alpha and 16-bit grey, grey+alpha and RGB through
-``pyspng-seunglab`` (the reader CloudVolume uses), which holds it, because imagecodecs' libspng
-wrapper has no output format for them. (imagecodecs' libpng decoder would take every format and
-release the GIL too, but each failed decode drops a reference to ``None``: on Python 3.11 a
-process that meets ~10,000 corrupt png chunks aborts. pyspng-seunglab's own encoder cannot write
-16-bit grey or RGB, hence our encoder.)
+release the GIL. (pyspng-seunglab's own encoder cannot write 16-bit grey or RGB, hence ours.)
+
+Reading goes through libspng, after the header has been checked against the chunk's shape, so no
+image of a foreign size is ever allocated. imagecodecs' libspng extension exports libspng's
+public C API; :class:`LibSpng` calls it through :mod:`ctypes`, which releases the GIL for each
+call, so png chunks of every format (8- and 16-bit grey, grey+alpha, RGB, RGBA) decode on all
+the pipeline's threads at once, in the PNG's own layout (``SPNG_FMT_PNG``) straight into the
+output image, with libspng's checks of the chunk CRCs and the zlib Adler-32 on. Where those
+symbols are not exported (another build, another platform), 8-bit grey, RGB and RGBA and 16-bit
+RGBA go through ``imagecodecs.spng_decode`` (GIL released too), and the other formats through
+``pyspng-seunglab`` (the reader CloudVolume uses), which holds the GIL. (imagecodecs' libpng
+decoder would take every format and release the GIL too, but each failed decode drops a
+reference to ``None``: on Python 3.11 a process that meets ~10,000 corrupt png chunks aborts.)
 """
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import struct
 import zlib
 from collections.abc import Callable, Sequence
@@ -60,6 +65,66 @@ def _pyspng() -> Any:
 
 #: (bytes per sample, channels) that imagecodecs.spng_decode reads (without the GIL).
 GIL_FREE_FORMATS = frozenset({(1, 1), (1, 3), (1, 4), (2, 4)})
+
+
+class LibSpng:
+    """libspng's C API, as exported by imagecodecs' libspng extension, called through ctypes.
+
+    Every call releases the GIL (ctypes does so for foreign functions); the one that matters is
+    :meth:`decode_into`, which inflates and unfilters the image.
+    """
+
+    #: ``SPNG_FMT_PNG``: the PNG's own channels and bit depth, 16-bit samples host-endian.
+    FMT_PNG = 256
+
+    def __init__(self, library: ctypes.CDLL) -> None:
+        p, size, i32 = ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int
+        self._new = self._bind(library.spng_ctx_new, p, [i32])
+        self._free = self._bind(library.spng_ctx_free, None, [p])
+        self._set_buffer = self._bind(library.spng_set_png_buffer, i32, [p, p, size])
+        self._size = self._bind(library.spng_decoded_image_size, i32, [p, i32, ctypes.c_void_p])
+        self._decode = self._bind(library.spng_decode_image, i32, [p, p, size, i32, i32])
+        self._strerror = self._bind(library.spng_strerror, ctypes.c_char_p, [i32])
+
+    @staticmethod
+    def _bind(function: Any, restype: Any, argtypes: list[Any]) -> Any:
+        function.restype = restype
+        function.argtypes = argtypes
+        return function
+
+    def decode_into(self, data: np.ndarray, out: np.ndarray) -> None:
+        """Decode the PNG in ``data`` (uint8) into ``out``, which holds exactly its pixels.
+
+        ValueError with libspng's reason when the PNG is damaged.
+        """
+        ctx = self._new(0)  # flags 0: CRCs and the Adler-32 are checked
+        if not ctx:
+            raise MemoryError("libspng could not make a decoding context")
+        try:
+            self._check(self._set_buffer(ctx, data.ctypes.data, data.nbytes))
+            size = ctypes.c_size_t()
+            self._check(self._size(ctx, self.FMT_PNG, ctypes.byref(size)))
+            if size.value != out.nbytes:
+                raise ValueError(f"decodes to {size.value} bytes, not {out.nbytes}")
+            self._check(self._decode(ctx, out.ctypes.data, out.nbytes, self.FMT_PNG, 0))
+        finally:
+            self._free(ctx)
+
+    def _check(self, code: int) -> None:
+        if code:
+            reason = self._strerror(code)
+            raise ValueError(reason.decode() if reason else f"libspng error {code}")
+
+
+@functools.cache
+def libspng() -> LibSpng | None:
+    """libspng from imagecodecs' binary, or None where it does not export libspng's API."""
+    try:
+        from imagecodecs import _spng
+
+        return LibSpng(ctypes.CDLL(_spng.__file__))
+    except (ImportError, OSError, AttributeError):
+        return None
 
 
 def _png_chunk(kind: bytes, payload: bytes) -> bytes:
@@ -149,9 +214,19 @@ class PngCodec(ChunkCodec):
         self._wire = self.dtype.newbyteorder("=")
         self._decode_image = self._decoder(self.dtype.itemsize, num_channels)
 
-    @staticmethod
-    def _decoder(itemsize: int, channels: int) -> Callable[[bytes], np.ndarray]:
+    def _decoder(self, itemsize: int, channels: int) -> Callable[[bytes], np.ndarray]:
         """A function from a checked png to its ``(height, width, channels)`` image."""
+        spng = libspng()
+        if spng is not None:
+            wire = self._wire
+
+            def libspng_decode(data: bytes) -> np.ndarray:
+                width, height = struct.unpack(">II", data[16:24])
+                image = np.empty((height, width, channels), dtype=wire)
+                spng.decode_into(np.frombuffer(data, dtype=np.uint8), image)
+                return image
+
+            return libspng_decode
         if (itemsize, channels) in GIL_FREE_FORMATS:
             spng_decode = _spng_decode()
 
