@@ -31,11 +31,16 @@ def gcs_endpoint() -> Iterator[str]:
         yield server.endpoint
 
 
+_PROXY_VARIABLES = frozenset({"http_proxy", "https_proxy", "all_proxy", "no_proxy"})
+
+
 @pytest.fixture
 def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """Fake AWS credentials; no real config files, profiles, endpoints or metadata service."""
+    """Fake AWS credentials; no real config files, profiles, endpoints, proxies or metadata
+    service."""
     for name in list(os.environ):
-        if name.startswith("AWS_"):
+        # Proxies too: the clients would send loopback requests through them.
+        if name.startswith("AWS_") or name.lower() in _PROXY_VARIABLES:
             monkeypatch.delenv(name)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")

@@ -154,7 +154,8 @@ class Faults:
 
     ``add("503", 3)`` answers the next three requests with 503; other actions are ``"drop"``
     (close without an answer), ``"reset"`` (TCP reset), ``"truncate"`` (send half the body and
-    close) and any status, optionally with an S3 error code (``"403:InvalidAccessKeyId"``).
+    close) and any status, optionally with an S3 error code (``"403:InvalidAccessKeyId"``) and a
+    bucket region (``"400:InvalidRequest@eu-west-1"``); a 3xx points back at the same URL.
     ``methods`` limits an action to some request methods; ``always`` applies to every request
     until :meth:`clear`.
     """
@@ -227,8 +228,9 @@ class _FaultyHandler(BaseHTTPRequestHandler):
             self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
                                        struct.pack("ii", 1, 0))  # fmt: skip
             return True
-        # "STATUS" or "STATUS:S3ErrorCode"
+        # "STATUS", "STATUS:S3ErrorCode" or "STATUS:S3ErrorCode@region" (x-amz-bucket-region)
         text, _, code = action.partition(":")
+        code, _, region = code.partition("@")
         status = int(text)
         code = code or ("AccessDenied" if status == 403 else f"Injected{status}")
         body = f"<Error><Code>{code}</Code><Message>injected {status}</Message></Error>".encode()
@@ -237,6 +239,10 @@ class _FaultyHandler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         if status in (429, 503):
             self.send_header("Retry-After", "0")
+        if 300 <= status < 400:  # back to the same URL, as S3's redirects carry one
+            self.send_header("Location", f"http://{self.headers.get('Host')}{self.path}")
+        if region:
+            self.send_header("x-amz-bucket-region", region)
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)

@@ -13,7 +13,6 @@ import json
 import uuid
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import urlsplit
 
 import boto3
 import pytest
@@ -138,35 +137,62 @@ def test_a_wrong_secret_is_a_credentials_error(signing_moto: dict[str, str]) -> 
 
 
 @functools.cache
-def offline_client(endpoint: str | None) -> tuple[Any, ObjectRequests]:
-    """A boto3 client and its short path; presigning is local, so nothing is ever sent."""
-    client = boto3.client("s3", endpoint_url=endpoint, region_name="eu-west-1",
+def offline_client(endpoint: str | None, region: str) -> tuple[Any, ObjectRequests]:
+    """A boto3 client and its short path; the probes are stopped before they are sent."""
+    client = boto3.client("s3", endpoint_url=endpoint, region_name=region,
                           aws_access_key_id="k", aws_secret_access_key="s")  # fmt: skip
     requests = ObjectRequests(client, lambda: None, anonymous=False, ca_bundle=None,
                               pool_size=1, connect_timeout=1, read_timeout=1)  # fmt: skip
     return client, requests
 
 
+class _Stop(Exception):
+    pass
+
+
+def boto3_request(client: Any, bucket: str, key: str) -> Any:
+    """The GET that boto3 would send for ``key``, built and signed, stopped before it leaves."""
+
+    def stop(request: Any, **_: Any) -> None:
+        raise _Stop(request)
+
+    client.meta.events.register_first("before-send.s3.GetObject", stop, unique_id="test-stop")
+    try:
+        client.get_object(Bucket=bucket, Key=key)
+    except _Stop as stopped:
+        return stopped.args[0]
+    finally:
+        client.meta.events.unregister("before-send.s3.GetObject", unique_id="test-stop")
+    raise AssertionError("the request was not stopped")
+
+
 @pytest.mark.parametrize(
-    ("endpoint", "bucket"),
-    [("http://127.0.0.1:9", "bucket"), (None, "bucket"), (None, "dotted.bucket.name")],
-    ids=["custom endpoint", "AWS", "AWS, dots in the bucket name"],
+    ("endpoint", "region", "bucket"),
+    [
+        ("http://127.0.0.1:9", "eu-west-1", "bucket"),
+        (None, "eu-west-1", "bucket"),
+        (None, "us-west-2", "dotted.bucket.name"),
+        (None, "us-east-1", "bucket"),
+        (None, "aws-global", "bucket"),
+    ],
 )
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(key=st.text(st.characters(exclude_categories=("Cs",)), min_size=1, max_size=40))
-def test_object_urls_are_the_ones_boto3_builds(endpoint: str | None, bucket: str, key: str) -> None:
-    client, requests = offline_client(endpoint)
+def test_object_urls_and_regions_are_boto3s(
+    endpoint: str | None, region: str, bucket: str, key: str
+) -> None:
+    client, requests = offline_client(endpoint, region)
     route = requests.route(bucket)
     assert route is not None
-    assert route.region == "eu-west-1"
-    theirs = urlsplit(client.generate_presigned_url(
-        "get_object", Params={"Bucket": bucket, "Key": key}))  # fmt: skip
-    assert route.object_url(key) == f"{theirs.scheme}://{theirs.netloc}{theirs.path}"
+    theirs = boto3_request(client, bucket, key)
+    assert route.object_url(key) == theirs.url
+    assert f"/{route.region}/s3/aws4_request" in theirs.headers["Authorization"].decode()
 
 
 def test_buckets_it_cannot_route_stay_with_boto3() -> None:
-    _, requests = offline_client(None)
+    _, requests = offline_client(None, "us-west-2")
     assert requests.route("data--usw2-az1--x-s3") is None  # S3 Express: its own session auth
+    assert requests.route("ap--usw2-az1--xa-s3") is None
 
 
 @pytest.mark.usefixtures("aws_env")
@@ -179,15 +205,16 @@ def test_a_proxy_leaves_requests_to_boto3(monkeypatch: pytest.MonkeyPatch, bypas
     assert (short_path(store).route("bucket") is not None) == bypassed
 
 
+@pytest.mark.parametrize("redirect", ["301:PermanentRedirect@us-east-1", "307:TemporaryRedirect"])
 @pytest.mark.parametrize("operation", ["get", "put", "exists", "delete"])
 def test_a_redirect_hands_the_bucket_to_boto3(
-    s3_bucket: str, moto_endpoint: str, operation: str
+    s3_bucket: str, moto_endpoint: str, operation: str, redirect: str
 ) -> None:
     with FaultProxy(moto_endpoint) as proxy:
         store = S3Store(f"s3://{s3_bucket}/v", endpoint=proxy.endpoint)
         store.put("k", b"before")
         assert short_path(store).route(s3_bucket) is not None
-        proxy.faults.add("301:PermanentRedirect")
+        proxy.faults.add(redirect)
         result = {
             "get": lambda: store.get("k"),
             "put": lambda: store.put("k", b"after"),
@@ -200,13 +227,42 @@ def test_a_redirect_hands_the_bucket_to_boto3(
         assert store.get("k") == {"put": b"after", "delete": None}.get(operation, b"before")
 
 
+@pytest.mark.parametrize("answer", ["400:AuthorizationHeaderMalformed", "400:Other@eu-west-1"])
 def test_a_request_signed_for_the_wrong_region_hands_the_bucket_to_boto3(
-    s3_bucket: str, moto_endpoint: str
+    s3_bucket: str, moto_endpoint: str, answer: str
 ) -> None:
     with FaultProxy(moto_endpoint) as proxy:
         store = S3Store(f"s3://{s3_bucket}/v", endpoint=proxy.endpoint)
         store.put("k", b"value")
-        proxy.faults.add("400:AuthorizationHeaderMalformed")
+        proxy.faults.add(answer)
         assert store.get("k") == b"value"
         assert proxy.faults.injected == 1
         assert short_path(store).route(s3_bucket) is None
+
+
+@pytest.mark.usefixtures("aws_env")
+@pytest.mark.parametrize(
+    ("configured", "requests_bundle", "expected"),
+    [("/etc/aws.pem", "/etc/requests.pem", "/etc/aws.pem"),
+     (None, "/etc/requests.pem", "/etc/requests.pem"),
+     (None, None, "certifi")],
+)  # fmt: skip
+def test_tls_is_verified_with_the_bundle_boto3_would_use(
+    monkeypatch: pytest.MonkeyPatch,
+    configured: str | None,
+    requests_bundle: str | None,
+    expected: str,
+) -> None:
+    """AWS_CA_BUNDLE (or the config's ca_bundle), else REQUESTS_CA_BUNDLE, else certifi's."""
+    from botocore.httpsession import get_cert_path
+
+    if requests_bundle is not None:
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", requests_bundle)
+    else:
+        monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+    client, _ = offline_client(None, "us-west-2")
+    requests = ObjectRequests(client, lambda: None, anonymous=False, ca_bundle=configured,
+                              pool_size=1, connect_timeout=1, read_timeout=1)  # fmt: skip
+    assert requests._pool is not None
+    used = requests._pool.manager.connection_pool_kw["ca_certs"]
+    assert used == (get_cert_path(True) if expected == "certifi" else expected)

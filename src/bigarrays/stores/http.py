@@ -124,6 +124,12 @@ class Pool:
                 r.release_conn()
         except exceptions.MaxRetryError as exc:
             reason = exc.reason if exc.reason is not None else exc
+            if isinstance(reason, exceptions.SSLError) and "CERTIFICATE_VERIFY_FAILED" in str(
+                reason
+            ):
+                raise StoreError(
+                    f"{method} {url}: TLS certificate does not verify: {reason}"
+                ) from exc
             raise Transient(f"{type(reason).__name__}: {reason}") from exc
         except exceptions.SSLError as exc:
             if "CERTIFICATE_VERIFY_FAILED" in str(exc):

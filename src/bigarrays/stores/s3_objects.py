@@ -11,9 +11,11 @@ PUT 1.25 -> 0.66 ms).
 Everything else (listing, multipart uploads, ``head_bucket``) goes to the boto3 client, and so
 does every request of a bucket whose requests this module does not route the way boto3 would:
 
-- The URL of a bucket is the one boto3 itself builds (it is read once from a presigned URL), so
-  the endpoint rules (custom endpoints, virtual or path addressing, FIPS, dual-stack, accelerate)
-  are boto3's; so is the signing region.
+- The URL of a bucket is the one boto3 itself sends to (read once from a request that boto3
+  builds and signs and that is stopped before it leaves), so the endpoint rules (custom
+  endpoints, regional endpoints, virtual or path addressing, FIPS, dual-stack, accelerate) are
+  boto3's; so is the signing region. A bucket that boto3 would sign otherwise than with SigV4
+  stays with boto3.
 - Buckets that are ARNs (access points) or S3 Express directory buckets, and configurations with
   a proxy or a client certificate, stay with boto3 from the start.
 - A redirect, or an answer naming another region for the bucket, hands the bucket to boto3 for
@@ -26,17 +28,19 @@ treats both paths alike.
 
 from __future__ import annotations
 
+import os
+import re
 import threading
 import urllib.request
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qs, quote, urlsplit
+from urllib.parse import quote, urlsplit
 
 from bigarrays.stores.http import Pool, Response
 
-#: The key of the presigned URL that the bucket's base URL is read from (nothing is sent).
+#: The key of the request that a bucket's route is read from (it is never sent).
 _PROBE_KEY = "bigarrays-probe"
 
 
@@ -49,6 +53,18 @@ class _Route:
 
     def object_url(self, key: str) -> str:
         return self.base + quote(key, safe="/~")  # as botocore quotes an object key
+
+
+class _Probed(Exception):
+    """Stops boto3's probe request before it is sent, carrying it."""
+
+    def __init__(self, request: Any) -> None:
+        super().__init__("probe")
+        self.request = request
+
+
+#: The region of a SigV4 credential scope: ``Credential=KEY/DATE/REGION/s3/aws4_request``.
+_SIGV4_SCOPE = re.compile(r"Credential=[^/,]+/\d{8}/([^/,]+)/s3/aws4_request")
 
 
 class _Body:
@@ -84,11 +100,14 @@ class ObjectRequests:
         self._anonymous = anonymous
         self._routes: dict[str, _Route | None] = {}
         self._lock = threading.Lock()
+        self._probing = threading.Lock()
         self._pool: Pool | None = None
         if self._usable():
-            # boto3's default CA bundle is certifi's (or its own copy), not the system's.
+            # The CA bundle botocore verifies with: the configured one, else REQUESTS_CA_BUNDLE,
+            # else certifi's (or botocore's own copy), never the system's.
+            ca_certs = ca_bundle or os.environ.get("REQUESTS_CA_BUNDLE") or get_cert_path(True)
             self._pool = Pool(pool_size, connect_timeout=connect_timeout,
-                              read_timeout=read_timeout, ca_certs=ca_bundle or get_cert_path(True),
+                              read_timeout=read_timeout, ca_certs=ca_certs,
                               follow_redirects=False)  # fmt: skip
 
     def __getattr__(self, name: str) -> Any:
@@ -109,28 +128,55 @@ class ObjectRequests:
             return self._routes[bucket]
         except KeyError:
             pass
-        route = None
-        if (
-            self._pool is not None
-            and not bucket.startswith("arn:")
-            and not bucket.endswith("--x-s3")
-        ):
-            route = self._find_route(bucket)
-        with self._lock:
-            return self._routes.setdefault(bucket, route)
+        with self._probing:  # one probe at a time: its hook is the client's, shared
+            if bucket in self._routes:
+                return self._routes[bucket]
+            route = None
+            if (
+                self._pool is not None
+                and not bucket.startswith("arn:")
+                and not bucket.endswith(("--x-s3", "--xa-s3"))  # S3 Express: its own sessions
+            ):
+                route = self._find_route(bucket)
+            with self._lock:
+                return self._routes.setdefault(bucket, route)
 
     def _find_route(self, bucket: str) -> _Route | None:
-        # Presigning sends nothing; it raises boto3's own error when there are no credentials.
-        url = self.boto.generate_presigned_url(
-            "get_object", Params={"Bucket": bucket, "Key": _PROBE_KEY}, ExpiresIn=60
-        )
-        parts = urlsplit(url)
+        """Where boto3 itself sends a HEAD of a probe key, and the region it signs for.
+
+        The request is built and signed by boto3 (endpoint rules, addressing, region) and
+        stopped before it is sent. A presigned URL would not do: botocore presigns against the
+        global endpoint on purpose.
+        """
+        event = "before-send.s3.HeadObject"
+        handler_id = f"bigarrays-route-{id(self)}-{bucket}"
+
+        def stop(request: Any, **_: Any) -> None:
+            if urlsplit(request.url).path.endswith("/" + _PROBE_KEY):  # not another thread's
+                raise _Probed(request)
+
+        self.boto.meta.events.register_first(event, stop, unique_id=handler_id)
+        try:
+            self.boto.head_object(Bucket=bucket, Key=_PROBE_KEY)
+        except _Probed as probed:
+            request = probed.request
+        else:  # pragma: no cover - a request that was not sent cannot answer
+            return None
+        finally:
+            self.boto.meta.events.unregister(event, unique_id=handler_id)
+        parts = urlsplit(request.url)
         if not parts.path.endswith("/" + _PROBE_KEY):  # pragma: no cover - a URL we cannot read
             return None
         base = f"{parts.scheme}://{parts.netloc}{parts.path[: -len(_PROBE_KEY)]}"
-        credential = parse_qs(parts.query).get("X-Amz-Credential", [""])[0].split("/")
-        region = credential[2] if len(credential) >= 4 else (self.boto.meta.region_name or "")
-        return _Route(base, region)
+        if self._anonymous:
+            return _Route(base, "")
+        authorization = request.headers.get("Authorization", b"")
+        if isinstance(authorization, bytes):  # botocore's signers put bytes there
+            authorization = authorization.decode("latin-1")
+        scope = _SIGV4_SCOPE.search(authorization)
+        if not authorization.startswith("AWS4-HMAC-SHA256 ") or scope is None:
+            return None  # another signature (SigV4a, S3 Express sessions): boto3's to send
+        return _Route(base, scope.group(1))
 
     def _give_to_boto(self, bucket: str) -> None:
         with self._lock:
