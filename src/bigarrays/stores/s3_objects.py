@@ -168,8 +168,9 @@ class ObjectRequests:
         if not parts.path.endswith("/" + _PROBE_KEY):  # pragma: no cover - a URL we cannot read
             return None
         base = f"{parts.scheme}://{parts.netloc}{parts.path[: -len(_PROBE_KEY)]}"
-        if self._anonymous:
-            return _Route(base, "")
+        if self._anonymous:  # unsigned: the region only tells a redirect from a failure
+            region = self.boto.meta.region_name
+            return _Route(base, "us-east-1" if region in (None, "aws-global") else region)
         authorization = request.headers.get("Authorization", b"")
         if isinstance(authorization, bytes):  # botocore's signers put bytes there
             authorization = authorization.decode("latin-1")
