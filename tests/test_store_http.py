@@ -36,7 +36,7 @@ from bigarrays.stores.base import Buffer
 from bigarrays.stores.http import HTTPStore, parse_byteranges
 from bigarrays.stores.retry import RetryPolicy
 from bigarrays.testing import ArrayConformance, StoreConformance
-from network_servers import FaultProxy, StaticServer, served_folder
+from network_servers import FaultProxy, StaticServer, TLSServer, served_folder
 
 FAST_RETRY = RetryPolicy(attempts=40, base_delay=0.001, max_delay=0.01, deadline=30)
 
@@ -302,3 +302,11 @@ def test_connection_refused_is_retried_then_unavailable() -> None:
                       retry=RetryPolicy(attempts=3, base_delay=0, max_delay=0))  # fmt: skip
     with pytest.raises(StoreUnavailableError, match="3 attempts"):
         store.get("k")
+
+
+def test_a_certificate_that_does_not_verify_is_not_retried(tmp_path: Path) -> None:
+    with TLSServer(tmp_path) as server:
+        store = HTTPStore(server.endpoint + "/vol", retry=RetryPolicy(attempts=4, base_delay=0))
+        with pytest.raises(StoreError, match="does not verify"):
+            store.get("info")
+    assert server.requests == 0  # the handshake failed, once: nothing to retry

@@ -12,6 +12,7 @@ import gzip
 import json
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -19,10 +20,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bigarrays.errors import CredentialsError, VersionConflictError
+from bigarrays.errors import CredentialsError, StoreError, VersionConflictError
 from bigarrays.stores.s3 import S3Store
 from bigarrays.stores.s3_objects import ObjectRequests
-from network_servers import FaultProxy, MotoServer
+from network_servers import FaultProxy, MotoServer, TLSServer
 
 #: Requests that the signature-checking server serves before it checks: the IAM set-up below.
 SETUP_REQUESTS = 6
@@ -266,3 +267,19 @@ def test_tls_is_verified_with_the_bundle_boto3_would_use(
     assert requests._pool is not None
     used = requests._pool.manager.connection_pool_kw["ca_certs"]
     assert used == (get_cert_path(True) if expected == "certifi" else expected)
+
+
+@pytest.mark.usefixtures("aws_env")
+def test_chunk_requests_trust_requests_ca_bundle_as_boto3_does(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    with TLSServer(tmp_path, body=b"over tls") as server:
+        store = S3Store("s3://bucket/v", endpoint=server.endpoint, access_key_id=uuid.uuid4().hex,
+                        secret_access_key="s")  # fmt: skip
+        with pytest.raises(StoreError, match="does not verify"):
+            store.get("k")  # certifi's bundle does not hold this certificate
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(server.ca_file))
+        trusting = S3Store("s3://bucket/v", endpoint=server.endpoint,
+                           access_key_id=uuid.uuid4().hex, secret_access_key="s")  # fmt: skip
+        assert trusting.get("k") == b"over tls"
+        assert short_path(trusting).route("bucket") is not None
