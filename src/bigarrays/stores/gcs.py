@@ -47,6 +47,7 @@ from bigarrays.stores.remote import (
     decode_body,
     encodings,
     iter_pages,
+    range_header,
     require,
     to_bytes,
 )
@@ -337,10 +338,7 @@ class GCSStore(RemoteStore):
     def _get_range(self, key: str, start: int, length: int | None) -> bytes | None:
         if length == 0:
             return b"" if self._exists(key) else None
-        if start < 0:
-            spec = f"bytes={start}"
-        else:
-            spec = f"bytes={start}-" if length is None else f"bytes={start}-{start + length - 1}"
+        spec = range_header(start, length)
         url = self._object_url(self._name(key), alt="media")
         r = self._request("GET", url, f"GET {self.url}/{key}",
                           headers={"Range": spec, "Accept-Encoding": "gzip"})  # fmt: skip

@@ -44,6 +44,7 @@ from bigarrays.stores.remote import (
     as_stored,
     coalesce,
     decode_body,
+    range_header,
     require,
 )
 from bigarrays.stores.retry import (
@@ -122,19 +123,14 @@ class Pool:
                 data = r.read(decode_content=False) if method != "HEAD" else b""
             finally:
                 r.release_conn()
-        except exceptions.MaxRetryError as exc:
-            reason = exc.reason if exc.reason is not None else exc
-            if isinstance(reason, exceptions.SSLError) and "CERTIFICATE_VERIFY_FAILED" in str(
-                reason
-            ):
+        except (exceptions.MaxRetryError, exceptions.SSLError) as exc:
+            # urllib3 wraps the failure of a connection (a TLS one too) in MaxRetryError.
+            reason = getattr(exc, "reason", None) or exc
+            if "CERTIFICATE_VERIFY_FAILED" in str(reason):  # it will not verify next time either
                 raise StoreError(
                     f"{method} {url}: TLS certificate does not verify: {reason}"
                 ) from exc
             raise Transient(f"{type(reason).__name__}: {reason}") from exc
-        except exceptions.SSLError as exc:
-            if "CERTIFICATE_VERIFY_FAILED" in str(exc):
-                raise StoreError(f"{method} {url}: TLS certificate does not verify: {exc}") from exc
-            raise Transient(f"{type(exc).__name__}: {exc}") from exc
         except (exceptions.ProtocolError, exceptions.TimeoutError, exceptions.NewConnectionError,
                 exceptions.IncompleteRead, exceptions.DecodeError) as exc:  # fmt: skip
             raise Transient(f"{type(exc).__name__}: {exc}") from exc
@@ -299,10 +295,7 @@ class HTTPStore(RemoteStore):
     def _get_range(self, key: str, start: int, length: int | None) -> bytes | None:
         if length == 0:
             return b"" if self._exists(key) else None
-        if start < 0:
-            spec = f"bytes={start}"
-        else:
-            spec = f"bytes={start}-" if length is None else f"bytes={start}-{start + length - 1}"
+        spec = range_header(start, length)
         r = self._send("GET", key, {"Range": spec, "Accept-Encoding": "identity"})
         if r is None:
             return None

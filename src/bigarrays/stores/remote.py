@@ -173,6 +173,14 @@ def coalesce(ranges: Sequence[tuple[int, int]], gap: int) -> list[tuple[int, int
     return [(s, e - s) for s, e in spans]
 
 
+def range_header(start: int, length: int | None) -> str:
+    """The ``Range`` header of ``length`` bytes from ``start`` (to the end when None; a negative
+    ``start`` is a suffix: the last ``-start`` bytes)."""
+    if start < 0:
+        return f"bytes={start}"
+    return f"bytes={start}-" if length is None else f"bytes={start}-{start + length - 1}"
+
+
 def iter_pages(fetch: Callable[[str | None], tuple[list[str], str | None]]) -> Iterator[str]:
     """Keys from a paginated listing: ``fetch(token) -> (keys, next_token)``."""
     token: str | None = None

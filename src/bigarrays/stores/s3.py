@@ -48,6 +48,7 @@ from bigarrays.stores.remote import (
     decode_body,
     encodings,
     iter_pages,
+    range_header,
     require,
     to_bytes,
 )
@@ -393,12 +394,7 @@ class S3Store(RemoteStore):
     def _get_range(self, key: str, start: int, length: int | None) -> bytes | None:
         if length == 0:
             return b"" if self._exists(key) else None
-        if start < 0:
-            spec = f"bytes={start}"
-        elif length is None:
-            spec = f"bytes={start}-"
-        else:
-            spec = f"bytes={start}-{start + length - 1}"
+        spec = range_header(start, length)
         name = self._name(key)
 
         def fn(s3: Any) -> tuple[bytes | None, str | None]:
