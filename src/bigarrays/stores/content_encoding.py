@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import threading
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from bigarrays.errors import CorruptChunkError, MissingDependencyError, UnsupportedError
@@ -30,6 +30,22 @@ from bigarrays.errors import CorruptChunkError, MissingDependencyError, Unsuppor
 #: Encoding name -> file suffix used where there are no headers (local disk, zip). The names are
 #: the HTTP ``Content-Encoding`` values and CloudVolume's ``compress=`` values.
 SUFFIXES: dict[str, str] = {"gzip": ".gz", "br": ".br", "zstd": ".zstd"}
+
+
+def keys_of(names: Iterable[str], prefix: str) -> Iterator[str]:
+    """The keys of stored ``names`` (``KEY`` or ``KEY.gz``, ``.br``, ``.zstd``) that start with
+    ``prefix``, each once, in the order of ``names``."""
+    suffixes = tuple(SUFFIXES.values())
+    seen: set[str] = set()
+    for name in names:
+        for suffix in suffixes:
+            if name.endswith(suffix):
+                name = name[: -len(suffix)]
+                break
+        if name.startswith(prefix) and name not in seen:
+            seen.add(name)
+            yield name
+
 
 #: Encoding name -> (lowest level, highest level, default level).
 LEVELS: dict[str, tuple[int, int, int]] = {

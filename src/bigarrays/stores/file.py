@@ -359,20 +359,12 @@ class FileStore(Store):
         # Walk only the folder the prefix lies in, not the whole tree.
         folder, _, _ = prefix.rpartition("/")
         start = self._path(folder)
-        suffixes = tuple(content_encoding.SUFFIXES.values())
-        seen: set[str] = set()
-        for dirpath, dirnames, filenames in os.walk(start):
-            dirnames.sort()
-            rel_dir = os.path.relpath(dirpath, self.root).replace(os.sep, "/")
-            rel_dir = "" if rel_dir == "." else rel_dir + "/"
-            for name in sorted(filenames):
-                if _TMP_MARK in name:
-                    continue
-                for suffix in suffixes:
-                    if name.endswith(suffix):
-                        name = name[: -len(suffix)]
-                        break
-                key = rel_dir + name
-                if key.startswith(prefix) and key not in seen:
-                    seen.add(key)
-                    yield key
+
+        def stored() -> Iterator[str]:
+            for dirpath, dirnames, filenames in os.walk(start):
+                dirnames.sort()
+                rel_dir = os.path.relpath(dirpath, self.root).replace(os.sep, "/")
+                rel_dir = "" if rel_dir == "." else rel_dir + "/"
+                yield from (rel_dir + name for name in sorted(filenames) if _TMP_MARK not in name)
+
+        yield from content_encoding.keys_of(stored(), prefix)

@@ -285,19 +285,14 @@ class FsspecStore(Store):
             raise self._error("list", base, exc) from exc
         root = self.fs._strip_protocol(self.root).rstrip("/") if self.root else ""
         cut = len(root) + 1 if root else 0
-        suffixes = tuple(content_encoding.SUFFIXES.values())
-        seen: set[str] = set()
-        for path in sorted(found):
-            path = path.lstrip("/") if not root else path
-            if root and not path.startswith(root + "/"):
-                continue
-            key = path[cut:]
-            if _TMP_MARK in key.rpartition("/")[2]:
-                continue
-            for suffix in suffixes:
-                if key.endswith(suffix):
-                    key = key[: -len(suffix)]
-                    break
-            if key.startswith(prefix) and key not in seen:
-                seen.add(key)
-                yield key
+
+        def stored() -> Iterator[str]:
+            for path in sorted(found):
+                path = path.lstrip("/") if not root else path
+                if root and not path.startswith(root + "/"):
+                    continue
+                name = path[cut:]
+                if _TMP_MARK not in name.rpartition("/")[2]:
+                    yield name
+
+        yield from content_encoding.keys_of(stored(), prefix)

@@ -269,16 +269,5 @@ class ZipStore(Store):
         base = self.inner + "/" if self.inner else ""
         with archive.lock:
             names = list(archive.entries)
-        suffixes = tuple(content_encoding.SUFFIXES.values())
-        seen: set[str] = set()
-        for name in sorted(names):
-            if not name.startswith(base):
-                continue
-            key = name[len(base) :]
-            for suffix in suffixes:
-                if key.endswith(suffix):
-                    key = key[: -len(suffix)]
-                    break
-            if key.startswith(prefix) and key not in seen:
-                seen.add(key)
-                yield key
+        inside = (name[len(base) :] for name in sorted(names) if name.startswith(base))
+        yield from content_encoding.keys_of(inside, prefix)
