@@ -259,12 +259,12 @@ class CompressedSegmentationCodec(ChunkCodec):
         if words.ctypes.data % 4:  # a view into a larger buffer: give the C++ aligned words
             words = words.copy()
         out = np.empty((sx, sy, sz, channels), dtype=self._wire, order="F")
-        Sizes4 = ctypes.c_int64 * 4
+        four = ctypes.c_int64 * 4
         decoder(
             words.ctypes.data,
-            Sizes4(sx, sy, sz, channels),
+            four(sx, sy, sz, channels),
             (ctypes.c_int64 * 3)(*self.block_size),
-            Sizes4(1, sx, sx * sy, sx * sy * sz),  # x fastest, then y, z and the channel
+            four(1, sx, sx * sy, sx * sy * sz),  # x fastest, then y, z and the channel
             out.ctypes.data,
         )
         return out
