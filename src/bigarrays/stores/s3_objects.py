@@ -256,12 +256,8 @@ class ObjectRequests:
         Body: bytes,
         **extra: str,
     ) -> dict[str, Any]:
-        headers = {}
-        for name, value in extra.items():
-            header = _PUT_HEADERS.get(name)
-            if header is None:  # an argument this path does not send
-                return dict(self.boto.put_object(Bucket=Bucket, Key=Key, Body=Body, **extra))
-            headers[header] = value
+        """``extra``: the arguments of :data:`_PUT_HEADERS`, the only ones the store passes."""
+        headers = {_PUT_HEADERS[name]: value for name, value in extra.items()}
         r = self._object("PutObject", "PUT", Bucket, Key, headers, Body)
         if r is None:
             return dict(self.boto.put_object(Bucket=Bucket, Key=Key, Body=Body, **extra))
@@ -281,7 +277,7 @@ _WRONG_REGION_CODES = frozenset(
     {"AuthorizationHeaderMalformed", "IllegalLocationConstraintException"}
 )
 
-#: put_object's arguments that this path sends, and their headers.
+#: put_object's arguments that the store passes, and their headers.
 _PUT_HEADERS = {
     "ContentType": "Content-Type",
     "ContentEncoding": "Content-Encoding",
