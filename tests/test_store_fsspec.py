@@ -131,10 +131,10 @@ def test_get_ranges(memory_url: str) -> None:
 def test_a_volume_on_an_fsspec_scheme_without_prefix() -> None:
     url = f"bigarrays-scratch://vol-{uuid.uuid4().hex}"
     with ba.create(url, shape=(20, 20, 20), chunks=(8, 8, 8), compression="gzip") as vol:
-        vol[2:15, 3:9, 0:20] = 7
+        vol[0:16, 8:20, 0:20] = 7  # whole chunks: this store has no conditional writes
     back = ba.open(url)
     assert isinstance(back.store, FsspecStore)
-    assert int(back[...].sum()) == 7 * 13 * 6 * 20
+    assert int(back[...].sum()) == 7 * 16 * 12 * 20
     assert any(k.endswith(".gz") for k in ScratchFileSystem.store)
 
 

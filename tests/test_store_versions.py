@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
+import subprocess
+import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -11,8 +15,7 @@ import pytest
 
 from bigarrays.errors import UnsupportedError
 from bigarrays.stores import FileStore, MemoryStore
-from bigarrays.stores.base import ANY_VERSION, Store
-from bigarrays.stores.file import LOCK_STALE_SECONDS
+from bigarrays.stores.base import Store
 from bigarrays.stores.memory import drop_namespace
 from bigarrays.testing.conditional import ConditionalWriteConformance
 
@@ -35,37 +38,75 @@ def _lock_path(root: Path, key: str) -> Path:
     return root / (key + ".bigarrays-tmp-lock")
 
 
-def test_file_store_breaks_the_lock_of_a_dead_process(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "leftover",
+    [b"", b"half of a value a writer was killed while writing", b"some-host 999999999 x"],
+    ids=["empty", "partial-value", "old-style-token"],
+)
+def test_file_store_takes_over_a_leftover_lock_at_once(tmp_path: Path, leftover: bytes) -> None:
+    # What a writer killed between creating its lock file and renaming it leaves behind: no
+    # process holds the flock, so the next writer must not wait for anything.
     store = FileStore(tmp_path)
     store.put("k", b"one")
-    # A pid that no process has: the lock's owner is gone.
-    _lock_path(tmp_path, "k").write_bytes(f"{os.uname().nodename} 999999999 x".encode())
-    store.put_if_version("k", b"two", ANY_VERSION)
-    assert store.get("k") == b"two"
-    assert not _lock_path(tmp_path, "k").exists()
-
-
-def test_file_store_breaks_an_old_lock(tmp_path: Path) -> None:
-    store = FileStore(tmp_path)
-    lock = _lock_path(tmp_path, "k")
-    lock.write_bytes(b"some-other-host 1 x")
-    old = time.time() - LOCK_STALE_SECONDS - 10
-    os.utime(lock, (old, old))
-    store.put_if_version("k", b"one", None)
-    assert store.get("k") == b"one"
-
-
-def test_file_store_waits_for_a_live_lock(tmp_path: Path) -> None:
-    store = FileStore(tmp_path)
-    lock = _lock_path(tmp_path, "k")
-    lock.write_bytes(f"{os.uname().nodename} {os.getpid()} x".encode())  # held by us: alive
-    import threading
-
-    threading.Timer(0.2, lock.unlink).start()
+    _lock_path(tmp_path, "k").write_bytes(leftover)
     t0 = time.monotonic()
-    store.put_if_version("k", b"one", None)
-    assert time.monotonic() - t0 >= 0.15
+    store.put_if_version("k", b"two", store.get_with_version("k")[1])
+    store.put("k", b"three")
+    assert time.monotonic() - t0 < 5, "a leftover lock file must not stall a write"
+    assert store.get("k") == b"three"
+    assert not _lock_path(tmp_path, "k").exists()
+    assert set(store.list()) == {"k"}
+
+
+def test_file_store_recovers_from_a_writer_killed_holding_the_lock(tmp_path: Path) -> None:
+    store = FileStore(tmp_path)
+    store.put("k", b"one")
+    code = (
+        "import fcntl, os, sys\n"
+        f"fd = os.open({str(_lock_path(tmp_path, 'k'))!r}, os.O_RDWR | os.O_CREAT)\n"
+        "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+        "os.write(fd, b'partial')\n"
+        "os.kill(os.getpid(), 9)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], check=False)
+    assert proc.returncode == -9
+    store.put_if_version("k", b"two", store.get_with_version("k")[1])
+    assert store.get("k") == b"two"
+
+
+def test_file_store_waits_for_a_held_lock(tmp_path: Path) -> None:
+    store = FileStore(tmp_path)
+    store.put("k", b"one")
+    _, version = store.get_with_version("k")
+    fd = os.open(_lock_path(tmp_path, "k"), os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # another writer is between its check and its rename
+    done = threading.Event()
+
+    def write() -> None:
+        store.put("k", b"two")
+        done.set()
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    assert not done.wait(0.3), "a plain put must wait for the key's lock"
     assert store.get("k") == b"one"
+    os.unlink(_lock_path(tmp_path, "k"))  # what the holder's rename or cleanup does
+    os.close(fd)
+    writer.join(10)
+    assert done.is_set()
+    assert store.get("k") == b"two"
+    assert store.get_with_version("k")[1] != version
+
+
+def test_file_store_versions_differ_for_equal_sized_rewrites(tmp_path: Path) -> None:
+    # Inodes are reused and the kernel's mtime may be coarse: many rewrites of equal size in a
+    # burst must still give a new version each time.
+    store = FileStore(tmp_path)
+    seen = set()
+    for i in range(200):
+        store.put("k", bytes([i % 256]) * 64)
+        seen.add(store.get_with_version("k")[1])
+    assert len(seen) == 200
 
 
 def test_file_store_version_names_the_bytes_read(tmp_path: Path) -> None:

@@ -180,6 +180,19 @@ class ChunkGrid:
             ranges.append(range((a - lo) // c, (b - lo - 1) // c + 1))
         return tuple(ranges)
 
+    def cover(self, box: Box) -> Box:
+        """The chunks that ``box`` touches inside the bounds, as one box (clipped to the bounds).
+
+        A write of this box covers each of its chunks whole: the aligned box to suggest when a
+        write of ``box`` must not touch chunks in part.
+        """
+        ranges = self.index_range(box)
+        if any(len(r) == 0 for r in ranges):
+            return Box(box.start, box.start)
+        first = self.chunk_box([r[0] for r in ranges])
+        last = self.chunk_box([r[-1] for r in ranges])
+        return Box(first.start, last.stop)
+
     def count(self, box: Box) -> int:
         """How many chunks ``box`` touches inside the bounds."""
         n = 1

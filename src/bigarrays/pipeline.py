@@ -21,7 +21,8 @@ import numpy as np
 
 from bigarrays.box import Box, ChunkGrid, ChunkPiece, Vec
 from bigarrays.cache import ChunkCache
-from bigarrays.errors import ChunkNotFoundError
+from bigarrays.errors import ChunkNotFoundError, UnsupportedError
+from bigarrays.fill import is_fill
 
 T = TypeVar("T")
 
@@ -38,6 +39,14 @@ class ChunkSource(Protocol):
     def key(self, index: Vec) -> str: ...
     def load(self, index: Vec) -> np.ndarray | None: ...
     def save(self, index: Vec, chunk: np.ndarray) -> None: ...
+
+    @property
+    def merges_safely(self) -> bool:
+        """Whether :meth:`merge` is safe against concurrent writers of the same chunk."""
+
+    def merge(self, piece: ChunkPiece, part: np.ndarray, *, skip_empty: bool = False) -> None:
+        """Write ``part`` over the chunk's stored voxels ``piece.in_chunk`` (read-merge-write
+        with a conditional put, retried)."""
 
 
 class Runner(Protocol):
@@ -276,27 +285,31 @@ class ChunkEngine:
         delete = getattr(source, "delete", None)
         if skip_empty and delete is None:
             raise TypeError(f"{type(source).__name__} cannot delete chunks: no skip_empty")
+        if not source.merges_safely:
+            cover = source.grid.cover(box)
+            if cover != box.intersect(source.grid.bounds):
+                raise UnsupportedError(
+                    f"the box {Box(box.start[:3], box.stop[:3])} covers chunks in part, which "
+                    f"needs a read-merge-write; the store {source.url} has no conditional writes "
+                    "to make that safe against concurrent writers, so nothing was written: write "
+                    f"whole chunks, such as the box {Box(cover.start[:3], cover.stop[:3])}"
+                )
         nbytes = int(getattr(source, "chunk_nbytes", 0)) + 1
         local = threading.local()
 
         def cut_and_put(piece: ChunkPiece) -> None:
             part = data[piece.in_box]
-            if piece.covers_chunk:
-                # The whole chunk is new: no read half of read-modify-write.
-                chunk = part
-            else:
-                # Read-modify-write: a chunk is one object, so the voxels the box does not
-                # cover must be carried over from what is stored.
-                old = source.load(piece.chunk_index)
-                shape = piece.chunk_box.shape
-                if old is None:
-                    chunk = np.zeros(shape, dtype=source.dtype, order="F")
-                else:
-                    chunk = np.array(old, dtype=source.dtype, order="F", copy=True)
-                chunk[piece.in_chunk] = part
             if cache is not None:
                 cache.discard(piece.chunk_index)
-            if skip_empty and not chunk.any():
+            if not piece.covers_chunk:
+                # A chunk is one object: the voxels the box does not cover are carried over
+                # from what is stored, by a merge that no concurrent writer can undo.
+                if part.dtype != source.dtype:
+                    part = part.astype(source.dtype)
+                source.merge(piece, part, skip_empty=skip_empty)
+                return
+            chunk = part  # the whole chunk is new: nothing to read
+            if skip_empty and is_fill(chunk):
                 delete(piece.chunk_index)  # type: ignore[misc]
                 return
             if save_view is not None:

@@ -23,9 +23,9 @@ import numpy as np
 
 from bigarrays.array import INFO_KEY, BigArray, clear_destination, read_info
 from bigarrays.box import Box, ChunkPiece
+from bigarrays.fill import is_fill
 from bigarrays.formats.precomputed.chunks import ChunkLayout, open_layout, scale_grid
 from bigarrays.formats.precomputed.info import Info, Scale
-from bigarrays.formats.precomputed.sharded_layout import is_fill
 from bigarrays.formats.precomputed.sharding import (
     DEFAULT_SHARD_BYTES,
     ShardGeometry,

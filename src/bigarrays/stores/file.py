@@ -1,27 +1,30 @@
 """Local file system store: one file per key under a root folder.
 
-Writes go to a temporary file in the destination folder and are renamed into place, so a reader
-never sees a partial file and a crash leaves at worst a stray ``.tmp`` file that no key lists.
-Transfer encodings live in the file name (``KEY.gz``), the convention CloudVolume uses.
+Every write of a key (plain, conditional or a delete) holds the key's lock: the file ``KEY`` +
+``.bigarrays-tmp-lock`` beside it, opened and locked with ``flock``. The new value is written into
+the lock file itself and the lock file is renamed into place, so a reader never sees a partial file,
+the rename both publishes the value and hands the lock on, and a write costs no more system calls
+than a temp file and a rename would. A waiter that finds the lock file renamed or removed under it
+takes a fresh one. Because every write is ordered by the lock, a conditional write
+(``put_if_version``: compare the file's identity, inode, modification time in ns and size, with the
+expected version) can never be overtaken by a plain ``put`` between its check and its rename.
 
-Conditional writes (``put_if_version``) take a lock file beside the key (``KEY`` +
-``.bigarrays-tmp-lock``, created with ``O_CREAT | O_EXCL``), compare the file's identity (inode,
-modification time in ns, size) with the expected version, write a temp file and rename it into
-place, then remove the lock. A lock left by a crashed process is broken when its process is gone
-(same host) or when it is older than ``LOCK_STALE_SECONDS``. This holds between processes on one
-machine and on file systems whose ``O_EXCL`` and ``rename`` are atomic (local disks, NFSv3+).
+The kernel releases a ``flock`` when its process dies, so a writer killed at any moment leaves at
+worst a lock file that no key lists and that the next writer takes over at once: nothing waits for
+a timeout. This holds between threads and processes on one machine, and on network file systems
+whose ``flock`` is a real lock (NFSv4, or NFSv3 with lockd).
+
+Transfer encodings live in the file name (``KEY.gz``), the convention CloudVolume uses.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
-import itertools
+import fcntl
 import os
-import socket
 import stat
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -33,8 +36,6 @@ from bigarrays.stores.base import ANY_VERSION, Buffer, Store
 _TMP_MARK = ".bigarrays-tmp-"
 #: Suffix of a key's lock file (it carries the temp mark, so listings never show it).
 _LOCK_SUFFIX = _TMP_MARK + "lock"
-#: A lock file older than this is taken for the leftover of a crashed writer and broken.
-LOCK_STALE_SECONDS = 120.0
 
 
 def path_from_url(url: str) -> Path:
@@ -47,6 +48,11 @@ def path_from_url(url: str) -> Path:
     return Path(url).expanduser().resolve()
 
 
+def _write_all(fd: int, view: memoryview) -> None:
+    while view:
+        view = view[os.write(fd, view) :]
+
+
 class FileStore(Store):
     schemes = ("file",)
 
@@ -56,9 +62,6 @@ class FileStore(Store):
         self._root_str = str(self.root)
         #: Folders known to exist, so that a put does not ask the file system again.
         self._made_dirs: set[str] = set()
-        # Temp names: a tag unique to this store object and a counter (no urandom per put).
-        self._tmp_tag = uuid.uuid4().hex[:16] + "-"
-        self._tmp_counter = itertools.count()
 
     @property
     def url(self) -> str:
@@ -166,47 +169,45 @@ class FileStore(Store):
         return None
 
     def _put(self, key: str, value: Buffer, encoding: str | None) -> None:
+        self._write(key, value, encoding, ANY_VERSION)
+
+    def _write(self, key: str, value: Buffer, encoding: str | None, version: str | None) -> None:
+        """Put ``value`` under the key's lock, if the key is at ``version`` (any: ANY_VERSION)."""
         content_encoding.check(encoding)
         # Plain strings and os calls: this runs once per chunk written, and pathlib's objects
         # cost more than the system calls.
         base = os.path.join(self._root_str, key)
         path = base if encoding is None else base + content_encoding.SUFFIXES[encoding]
-        parent = os.path.dirname(path)
-        tmp = f"{path}{_TMP_MARK}{self._tmp_tag}{next(self._tmp_counter)}"
-        try:
-            if parent not in self._made_dirs:
-                os.makedirs(parent, exist_ok=True)
-                self._made_dirs.add(parent)
+        view = memoryview(value).cast("B")  # before the lock: a value that is no buffer
+        with self._locked(base) as (fd, lock):
+            if version != ANY_VERSION:
+                self._check_version(key, version)
             try:
-                f = open(tmp, "wb", buffering=0)  # noqa: SIM115 - closed by the with below
-            except FileNotFoundError:  # the folder was removed behind our back: make it again
-                os.makedirs(parent, exist_ok=True)
-                f = open(tmp, "wb", buffering=0)  # noqa: SIM115
-            with f:
-                view = memoryview(value).cast("B")
-                while view:
-                    view = view[f.write(view) :]
-            os.replace(tmp, path)
-        except PermissionError as exc:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise AccessDeniedError(f"cannot write {path}: permission denied") from exc
-        except OSError as exc:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            if exc.errno == errno.ENOSPC:
-                raise StoreError(f"cannot write {path}: no space left on device") from exc
-            raise StoreError(f"cannot write {path}: {exc}") from exc
-        except BaseException:
-            # A value that is no buffer, or an interrupt mid-write, must leave no temp file behind.
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-        # The same key under another encoding would shadow or be shadowed by this one.
-        self._remove_variants(key, keep=path)
+                _write_all(fd, view)
+            except OSError as exc:
+                raise self._write_error(path, exc) from exc
+            # The same key under another encoding would shadow or be shadowed by this one;
+            # removed before the rename, while the lock still orders writes of this key.
+            self._remove_variants(base, keep=path)
+            try:
+                # A version is (inode, mtime, size). Inodes are reused at once and the kernel's
+                # own mtime may be a coarse tick, so two values of one key written within a tick
+                # could share a version; a clock read in ns keeps them apart.
+                stamp = time.time_ns()
+                os.utime(fd, ns=(stamp, stamp))
+                os.replace(lock, path)
+            except OSError as exc:
+                raise self._write_error(path, exc) from exc
 
-    def _remove_variants(self, key: str, keep: str | None) -> None:
-        base = os.path.join(self._root_str, key)
+    @staticmethod
+    def _write_error(path: str, exc: OSError) -> StoreError:
+        if isinstance(exc, PermissionError):
+            return AccessDeniedError(f"cannot write {path}: permission denied")
+        if exc.errno == errno.ENOSPC:
+            return StoreError(f"cannot write {path}: no space left on device")
+        return StoreError(f"cannot write {path}: {exc}")
+
+    def _remove_variants(self, base: str, keep: str | None) -> None:
         for candidate in (base, *(base + s for s in content_encoding.SUFFIXES.values())):
             if candidate != keep:
                 try:
@@ -219,7 +220,7 @@ class FileStore(Store):
                     ) from exc
 
     def _delete(self, key: str) -> None:
-        self._remove_variants(key, keep=None)
+        self._delete_if_version(key, ANY_VERSION)
 
     def _exists(self, key: str) -> bool:
         return self._path(key).is_file() or self._encoded_path(key) is not None
@@ -279,65 +280,59 @@ class FileStore(Store):
             return data, version
         raise StoreError(f"cannot read {self._path(key)}: it keeps changing")
 
-    @contextlib.contextmanager
-    def _locked(self, key: str) -> Iterator[None]:
-        lock = self._path(key).with_name(self._path(key).name + _LOCK_SUFFIX)
-        lock.parent.mkdir(parents=True, exist_ok=True)
-        token = f"{socket.gethostname()} {os.getpid()} {uuid.uuid4().hex}".encode()
-        delay = 0.001
-        while True:
+    def _open_lock(self, lock: str) -> int:
+        parent = os.path.dirname(lock)
+        if parent not in self._made_dirs:
             try:
-                fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                if self._lock_is_stale(lock):
-                    # Rename before unlinking, so that two processes breaking the same stale lock
-                    # cannot remove the fresh lock that a third one has just taken.
-                    with contextlib.suppress(OSError):
-                        broken = lock.with_name(f"{lock.name}-broken-{uuid.uuid4().hex}")
-                        os.rename(lock, broken)
-                        os.unlink(broken)
-                    continue
-                time.sleep(delay)
-                delay = min(delay * 2, 0.05)
-                continue
-            except PermissionError as exc:
-                raise AccessDeniedError(f"cannot lock {lock}: permission denied") from exc
+                os.makedirs(parent, exist_ok=True)
             except OSError as exc:
-                raise StoreError(f"cannot lock {lock}: {exc}") from exc
-            try:
-                os.write(fd, token)
-            finally:
-                os.close(fd)
-            break
+                raise self._write_error(lock, exc) from exc
+            self._made_dirs.add(parent)
         try:
-            yield
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(lock)
+            return os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except FileNotFoundError:  # the folder was removed behind our back: make it again
+            self._made_dirs.discard(parent)
+            return self._open_lock(lock)
+        except OSError as exc:
+            raise self._write_error(lock, exc) from exc
 
-    @staticmethod
-    def _lock_is_stale(lock: Path) -> bool:
+    @contextlib.contextmanager
+    def _locked(self, base: str) -> Iterator[tuple[int, str]]:
+        """Hold the lock of the key stored at ``base``; yields the lock file's fd and path.
+
+        The caller may write the new value into the fd and rename the lock file into place,
+        which releases the lock to the next writer; otherwise the lock file is removed.
+        """
+        lock = base + _LOCK_SUFFIX
+        while True:
+            fd = self._open_lock(lock)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                held = os.fstat(fd)
+                try:
+                    now = os.stat(lock)
+                except FileNotFoundError:
+                    now = None
+            except BaseException:
+                os.close(fd)
+                raise
+            if now is not None and (now.st_ino, now.st_dev) == (held.st_ino, held.st_dev):
+                break
+            # The previous holder renamed or removed this file: it is no longer the lock.
+            os.close(fd)
         try:
-            st = lock.stat()
-            owner = lock.read_bytes().split()
-        except (FileNotFoundError, NotADirectoryError):
-            return False
-        except OSError:
-            return False
-        if time.time() - st.st_mtime > LOCK_STALE_SECONDS:
-            return True
-        if len(owner) >= 2 and owner[0].decode(errors="replace") == socket.gethostname():
+            if held.st_size:  # what a writer killed before its rename left in the file
+                os.ftruncate(fd, 0)
+            yield fd, lock
+        finally:
             try:
-                pid = int(owner[1])
-            except ValueError:
-                return False
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                return True
+                # Removed before it is released, so that a waiter sees it is no longer the lock.
+                now = os.stat(lock)
+                if (now.st_ino, now.st_dev) == (held.st_ino, held.st_dev):
+                    os.unlink(lock)
             except OSError:
-                return False
-        return False
+                pass
+            os.close(fd)
 
     def _check_version(self, key: str, version: str | None) -> None:
         if version != ANY_VERSION and self._current_version(key) != version:
@@ -346,14 +341,16 @@ class FileStore(Store):
     def _put_if_version(
         self, key: str, value: Buffer, version: str | None, encoding: str | None
     ) -> None:
-        with self._locked(key):
-            self._check_version(key, version)
-            self._put(key, value, encoding)
+        self._write(key, value, encoding, version)
 
     def _delete_if_version(self, key: str, version: str | None) -> None:
-        with self._locked(key):
-            self._check_version(key, version)
-            self._delete(key)
+        base = os.path.join(self._root_str, key)
+        if version == ANY_VERSION and not self._exists(key):
+            return  # nothing to delete: take no lock (and make no folder) for it
+        with self._locked(base):
+            if version != ANY_VERSION:
+                self._check_version(key, version)
+            self._remove_variants(base, keep=None)
 
     def _list(self, prefix: str) -> Iterator[str]:
         # Walk only the folder the prefix lies in, not the whole tree.

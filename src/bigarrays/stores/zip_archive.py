@@ -423,9 +423,11 @@ class Archive:
                             crc, field, field, len(raw_name), len(extra))  # fmt: skip
         header = fixed + raw_name + extra
         with self.lock:
+            # Becoming the writer reads the directory again under the file's lock, so the check
+            # compares with what other processes wrote, never with what this one read earlier.
+            fd = self.start_writing()
             if check is not None:
                 check(self.entries)
-            fd = self.start_writing()
             offset = self.end
             self.end += len(header) + n
             self.pending += 1
@@ -454,11 +456,12 @@ class Archive:
 
     def delete(self, names: Sequence[str], check: EntryCheck | None = None) -> None:
         with self.lock:
+            if check is not None or any(name in self.entries for name in names):
+                self.start_writing()  # the directory as of now (see put)
             if check is not None:
                 check(self.entries)
             if not any(name in self.entries for name in names):
                 return
-            self.start_writing()
             for name in names:
                 self.entries.pop(name, None)
             self.dirty = True

@@ -7,15 +7,18 @@ Unsharded scales keep one object per chunk, named by its voxel box in absolute c
 from __future__ import annotations
 
 import math
+import random
 import re
+import time
 from collections.abc import Sequence
 
 import numpy as np
 
-from bigarrays.box import Box, ChunkGrid, Vec
+from bigarrays.box import Box, ChunkGrid, ChunkPiece, Vec
 from bigarrays.codecs import ChunkCodec, make_codec
 from bigarrays.codecs.blosc import BloscCompressor
-from bigarrays.errors import CorruptChunkError, UnsupportedError
+from bigarrays.errors import CorruptChunkError, UnsupportedError, VersionConflictError
+from bigarrays.fill import is_fill
 from bigarrays.formats.precomputed.info import Info, Scale
 from bigarrays.stores import Store, content_encoding, normalize_key
 
@@ -24,6 +27,8 @@ _CHUNK_NAME = re.compile(r"^(-?\d+)-(-?\d+)_(-?\d+)-(-?\d+)_(-?\d+)-(-?\d+)$")
 
 #: See ``ChunkLayout.inline_chunks``.
 INLINE_CHUNKS = 128
+#: Attempts of a partial-chunk write that keeps losing the race to other writers of the chunk.
+MAX_CONFLICT_RETRIES = 64
 
 
 def chunk_name(box: Box) -> str:
@@ -253,3 +258,51 @@ class ChunkLayout:
 
     def delete(self, index: Vec) -> None:
         self.store.delete(self.key(index))
+
+    @property
+    def merges_safely(self) -> bool:
+        """True when :meth:`merge` is safe against other writers (the store has conditional
+        writes); otherwise a write must cover whole chunks."""
+        return self.store.conditional_writes
+
+    def merge(self, piece: ChunkPiece, part: np.ndarray, *, skip_empty: bool = False) -> None:
+        """Write ``part`` (the voxels ``piece.in_chunk``) over what the chunk holds.
+
+        A read-merge-write made safe against every other writer of the chunk, threads and
+        processes alike, the way TensorStore writes with generations: the chunk is read with
+        its version and the merge is put only if the chunk is still at that version; when
+        another writer got there first, it is read and merged again. With ``skip_empty``, a
+        merged chunk of the fill value is deleted (on the same condition) instead of written.
+        """
+        if not self.merges_safely:
+            raise UnsupportedError(
+                f"the store {self.store.url} has no conditional writes, so writing part of chunk "
+                f"{self.key(piece.chunk_index)!r} could lose another writer's voxels; write "
+                "whole chunks"
+            )
+        box = piece.chunk_box
+        key = self.key_of(box)
+        for attempt in range(MAX_CONFLICT_RETRIES):
+            stored, version = self.store.get_with_version(key)
+            if stored is None:
+                chunk = np.zeros(box.shape, dtype=self.dtype, order="F")
+            else:
+                decoded = self.decode(stored, box.shape, key)
+                chunk = np.array(decoded, dtype=self.dtype, order="F", copy=True)
+            chunk[piece.in_chunk] = part
+            try:
+                if skip_empty and is_fill(chunk):
+                    if version is not None:
+                        self.store.delete_if_version(key, version)
+                else:
+                    data = content_encoding.encode(
+                        self.encode(chunk), self.transfer_encoding, self.scale.compression_level
+                    )
+                    self.store.put_if_version(
+                        key, data, version, content_encoding=self.transfer_encoding
+                    )
+                return
+            except VersionConflictError:
+                # Spread the retries of writers that collided, so that they stop colliding.
+                time.sleep(random.uniform(0, 0.002 * (attempt + 1)))
+        raise VersionConflictError(key, self.store.url)

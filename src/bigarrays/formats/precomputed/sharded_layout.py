@@ -33,6 +33,7 @@ from bigarrays.errors import (
     UnsupportedError,
     VersionConflictError,
 )
+from bigarrays.fill import is_fill
 from bigarrays.formats.precomputed.chunks import ChunkLayout
 from bigarrays.formats.precomputed.info import Info, Scale, ShardingSpec
 from bigarrays.formats.precomputed.sharding import (
@@ -71,13 +72,6 @@ MAX_CONFLICT_RETRIES = 64
 def _inline_run(fn: Callable[[T], None], items: Iterable[T]) -> None:
     for item in items:
         fn(item)
-
-
-def is_fill(chunk: np.ndarray) -> bool:
-    """True when every bit of ``chunk`` is 0 (the fill value; -0.0 is not)."""
-    if chunk.dtype.itemsize in (1, 2, 4, 8) and chunk.dtype.kind in "fciub":
-        return not chunk.view(f"u{chunk.dtype.itemsize}").any()
-    return not np.asarray(chunk).any()
 
 
 class MinishardCache:
