@@ -199,3 +199,13 @@ def test_engine_skip_empty_needs_delete() -> None:
             np.zeros((4, 4, 4, 1), np.uint8),
             skip_empty=True,
         )
+
+
+@pytest.mark.parametrize("box", [np.s_[0:40, 0:30, 0:20], np.s_[0:5, 0:30, 0:20]],
+                         ids=["whole-chunk", "part-of-chunk"])  # fmt: skip
+def test_skip_empty_keeps_negative_zero(tmp_path: Path, box: tuple[slice, ...]) -> None:
+    # -0.0 == 0.0, but its bits are not the fill value's: the chunk must be stored.
+    with volume(tmp_path / "v", dtype="float32", skip_empty=True) as vol:
+        vol[box] = np.float32(-0.0)
+        back = ba.open(str(tmp_path / "v"))[box]
+        assert np.signbit(back).all()
