@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from bigarrays.errors import CorruptChunkError, UnsupportedError
+from bigarrays.errors import CorruptChunkError, InvalidInfoError, UnsupportedError
 from bigarrays.formats.precomputed.info import SHARDING_TYPE, ShardingSpec
 from bigarrays.stores import content_encoding
 
@@ -503,9 +503,10 @@ def check_spec_for_grid(spec: ShardingSpec, grid_shape: Sequence[int]) -> None:
     """Refuse a grid whose chunk ids need more than 64 bits (the ids are uint64)."""
     total = sum(morton_bits(grid_shape))
     if total > 64:
-        raise ValueError(
+        raise InvalidInfoError(
             f"a grid of {tuple(grid_shape)} chunks needs {total}-bit chunk ids; the sharded "
-            "format allows 64: use bigger chunks"
+            "format allows 64: use bigger chunks",
+            field="sharding",
         )
 
 
