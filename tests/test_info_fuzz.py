@@ -2,7 +2,7 @@
 small box either works or raises a BigArraysError; never a MemoryError, RecursionError,
 OverflowError or any other untyped exception.
 
-The cases run in a subprocess limited to 1 GiB of address space (``info_fuzz_worker.py``), many per
+The cases run in a subprocess limited to 3 GiB of address space (``info_fuzz_worker.py``), many per
 subprocess: a document that makes bigarrays allocate terabytes fails there, as a MemoryError that
 the worker reports, instead of swapping the machine. The documents are real ones edited by
 hypothesis (huge and fractional numbers, NaN, wrong types, control characters in keys, sharding
@@ -24,9 +24,13 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bigarrays.formats.precomputed.info import MAX_CHUNK_BYTES
+
 WORKER = Path(__file__).with_name("info_fuzz_worker.py")
 SRC = Path(__file__).parents[1] / "src"
-MEMORY_LIMIT = 1 << 30
+#: A valid info may still ask a read for one chunk-sized buffer (the reader's scratch buffer, on
+#: one thread here): the largest chunk the bounds allow, plus 1 GiB for the interpreter.
+MEMORY_LIMIT = MAX_CHUNK_BYTES + (1 << 30)
 SHARDING = {
     "@type": "neuroglancer_uint64_sharded_v1",
     "preshift_bits": 1,
@@ -205,9 +209,20 @@ def _untyped(cases: list[bytes], results: list[str]) -> list[tuple[bytes, str]]:
     return [(c[:300], r) for c, r in zip(cases, results, strict=True) if r not in ("ok", "typed")]
 
 
-def test_the_real_documents_open() -> None:
-    cases = [json.dumps(doc).encode() for doc in BASES]
-    assert run_worker(cases) == ["ok"] * len(BASES)
+def test_the_real_documents_open_and_the_reported_ones_fail_typed() -> None:
+    text = json.dumps(BASES[0])
+    reported = [
+        text.replace("[4, 4, 4]", "[4294967296, 1, 1]", 1),  # OverflowError at the first read
+        text.replace("[4, 4, 4]", "[4096, 4096, 4096]", 1),  # MemoryError at the first read
+        text.replace('"num_channels": 1', '"num_channels": 1099511627776'),
+        text.replace('"4_4_40"', '"4_4\\u000040"'),  # a NUL in the key
+        json.dumps(BASES[1]).replace('"minishard_bits": 2', '"minishard_bits": 48'),
+        json.dumps(BASES[1]).replace("[20, 9, 7]", "[4194304, 4194304, 4194304]"),
+        "[" * 100_000 + "]" * 100_000,
+        text.replace('"num_channels": 1', '"num_channels": ' + "1" * 5000),
+    ]
+    cases = [json.dumps(doc).encode() for doc in BASES] + [t.encode() for t in reported]
+    assert run_worker(cases) == ["ok"] * len(BASES) + ["typed"] * len(reported)
 
 
 @settings(
