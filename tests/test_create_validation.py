@@ -88,6 +88,14 @@ def test_a_sharding_spec_object_is_validated(url: str, spec: ShardingSpec) -> No
     assert_nothing_at(url)
 
 
+def test_a_huge_shard_target_gets_the_biggest_valid_shard(url: str) -> None:
+    vol = ba.create(url, shape=(2**14,) * 3, chunks=(1, 1, 1), sharding=True,
+                    shard_size_bytes=2**45)  # fmt: skip
+    spec = vol.info["scales"][0]["sharding"]
+    assert (spec["preshift_bits"], spec["minishard_bits"], spec["shard_bits"]) == (9, 27, 6)
+    assert ba.open(url).info == vol.info
+
+
 def test_integral_numbers_of_any_kind_are_taken_exactly(url: str) -> None:
     vol = ba.create(url, shape=(np.int64(10), 12.0, np.uint16(5)), chunks=(np.int32(4), 4.0, 4),
                     voxel_offset=(-3.0, np.int8(-2), 0), resolution=(np.float32(0.5), 4, 40),
