@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import posixpath
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -168,43 +169,70 @@ class _LongInteger:
         self.digits = len(text.lstrip("-"))
 
 
-def _parse_int(text: str) -> int | _LongInteger:
-    return int(text) if len(text) <= MAX_INT_DIGITS else _LongInteger(text)
+#: A JSON string, escapes included: what the nesting scan skips.
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+#: +1 for the bytes that open an array or object, -1 for those that close one.
+_STEP = np.zeros(256, dtype=np.int8)
+_STEP[list(b"[{")] = 1
+_STEP[list(b"]}")] = -1
+
+
+def _nesting(data: bytes) -> int:
+    """How deep the arrays and objects of a JSON text nest, found without parsing it."""
+    steps = _STEP[np.frombuffer(_STRING.sub(b"", data), dtype=np.uint8)]
+    return int(np.cumsum(steps, dtype=np.int32).max(initial=0))
 
 
 def parse_json(data: bytes) -> Any:
-    """The JSON document in ``data``, bounded in size, depth and digits; InvalidInfoError if not."""
+    """The JSON document in ``data``, bounded in size, depth and digits; InvalidInfoError if not.
+
+    The bounds hold before Python builds the document: the size first, then the nesting, by a
+    scan of the bytes; over-long integers are kept as markers, and only looked for if one was
+    met.
+    """
     if len(data) > MAX_INFO_BYTES:
         raise InvalidInfoError(f"{len(data)} bytes; an info file has at most 16 MiB")
+    encoding = json.detect_encoding(data)
+    if encoding != "utf-8":  # JSON may be UTF-16 or UTF-32, whose bytes the scan misreads
+        try:
+            data = data.decode(encoding).encode()
+        except UnicodeError as exc:
+            raise InvalidInfoError(f"not valid JSON ({exc})") from None
+    depth = _nesting(data)
+    if depth > MAX_JSON_DEPTH:
+        raise InvalidInfoError(f"arrays and objects nested {depth} deep; at most {MAX_JSON_DEPTH}")
+    long_integers = []
+
+    def parse_int(text: str) -> int | _LongInteger:
+        if len(text) <= MAX_INT_DIGITS:
+            return int(text)
+        long_integers.append(text)
+        return _LongInteger(text)
+
     try:
-        obj = json.loads(data, parse_int=_parse_int)
-    except RecursionError:
+        obj = json.loads(data, parse_int=parse_int)
+    except RecursionError:  # only when called with less stack than 32 levels need
         raise InvalidInfoError(f"nested deeper than {MAX_JSON_DEPTH} levels") from None
     except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise InvalidInfoError(f"not valid JSON ({exc})") from None
-    _check_tree(obj)
+    if long_integers:
+        _refuse_long_integer(obj)
     return obj
 
 
-def _check_tree(root: Any) -> None:
-    """Refuse a document nested deeper than :data:`MAX_JSON_DEPTH` or with over-long integers."""
-    # Iterative, so that the check itself cannot overflow the stack; a place is a linked list of
-    # (parent, member) pairs, spelt out only for the error.
-    stack: list[tuple[Any, int, tuple[Any, str | int] | None]] = [(root, 0, None)]
+def _refuse_long_integer(root: Any) -> None:
+    """Raise InvalidInfoError naming the place of the first over-long integer in ``root``."""
+    # A place is a linked list of (parent, member) pairs, spelt out only for the error.
+    stack: list[tuple[Any, tuple[Any, str | int] | None]] = [(root, None)]
     while stack:
-        value, depth, place = stack.pop()
+        value, place = stack.pop()
         if isinstance(value, _LongInteger):
             raise _fail(_spell(place), f"an integer of {value.digits} digits; at most "
                         f"{MAX_INT_DIGITS}")  # fmt: skip
-        if isinstance(value, dict):
-            members: Any = value.items()
-        elif isinstance(value, list):
-            members = enumerate(value)
-        else:
-            continue
-        if depth >= MAX_JSON_DEPTH:
-            raise _fail(_spell(place), f"nested deeper than {MAX_JSON_DEPTH} levels")
-        stack.extend((v, depth + 1, (place, k)) for k, v in members)
+        members = value.items() if isinstance(value, dict) else enumerate(value)
+        stack.extend(
+            (v, (place, k)) for k, v in members if isinstance(v, dict | list | _LongInteger)
+        )
 
 
 def _spell(place: tuple[Any, str | int] | None) -> str:
