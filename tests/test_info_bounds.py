@@ -17,13 +17,9 @@ import pytest
 
 import bigarrays as ba
 from bigarrays.errors import InvalidInfoError
+from bigarrays.formats.bounded_json import MAX_JSON_BYTES, MAX_JSON_DEPTH
 from bigarrays.formats.precomputed import Info
-from bigarrays.formats.precomputed.info import (
-    MAX_INDEX,
-    MAX_INFO_BYTES,
-    MAX_JSON_DEPTH,
-    MAX_MINISHARD_BITS,
-)
+from bigarrays.formats.precomputed.info import MAX_INDEX, MAX_MINISHARD_BITS
 from bigarrays.stores.memory import MemoryStore, drop_namespace
 
 
@@ -210,7 +206,7 @@ def test_nesting_within_the_bound_is_kept() -> None:
 
 def test_oversized_info_file_is_refused_before_parsing() -> None:
     doc = base()
-    doc["padding"] = " " * MAX_INFO_BYTES
+    doc["padding"] = " " * MAX_JSON_BYTES
     with pytest.raises(InvalidInfoError, match="16 MiB"):
         Info.from_bytes(json.dumps(doc).encode())
 
