@@ -16,13 +16,13 @@ from typing import Any, Literal
 import numpy as np
 
 from bigarrays import stores as stores_package
+from bigarrays.arguments import check_codec_choices, real3, whole, whole3
 from bigarrays.box import Box
 from bigarrays.cache import ChunkCache
-from bigarrays.codecs import blosc as blosc_codec
-from bigarrays.codecs import codec_class, make_codec
 from bigarrays.errors import (
     DatasetExistsError,
     DatasetNotFoundError,
+    InvalidInfoError,
     OutOfBoundsError,
     ReadOnlyError,
     ScaleNotFoundError,
@@ -30,10 +30,12 @@ from bigarrays.errors import (
     ViewerCompatibilityWarning,
 )
 from bigarrays.formats.precomputed import Info, Scale, open_layout
-from bigarrays.formats.precomputed.chunks import blosc_typesize
 from bigarrays.formats.precomputed.info import (
     EXTENSION_DATA_TYPES,
     LAYER_TYPES,
+    check_chunk_bytes,
+    check_extent,
+    check_volume_bytes,
     dtype_to_data_type,
     scale_key_for,
 )
@@ -417,67 +419,6 @@ def _with_write_compression(info: Info, compression: str) -> Info:
     return info.with_scales(scales)
 
 
-def _vec3(value: Sequence[Any], name: str, cast: type = int) -> tuple[Any, Any, Any]:
-    try:
-        items = tuple(cast(v) for v in value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be three numbers (x, y, z), got {value!r}") from None
-    if len(items) != 3:
-        raise ValueError(f"{name} must be three numbers (x, y, z), got {value!r}")
-    return items[0], items[1], items[2]
-
-
-def _codec_members(
-    encoding: str,
-    data_type: str,
-    num_channels: int,
-    chunk_size: Sequence[int],
-    compression: str | None,
-    compression_level: int | None,
-    *,
-    sharded: bool,
-    layer_type: str,
-    blosc_cname: str | None,
-    blosc_shuffle: str | None,
-    **codec_options: Any,
-) -> dict[str, Any]:
-    """Check create()'s encoding and compression choices; the Scale members they give."""
-    cls = codec_class(encoding)
-    for name, value in codec_options.items():
-        if value is not None and name not in cls.option_names:
-            raise ValueError(f"{name} does not apply to encoding {encoding!r}")
-    codec = make_codec(encoding, np.dtype(data_type), num_channels, **codec_options)
-    codec.check_chunk_size(chunk_size)
-    members: dict[str, Any] = dict(codec.options())
-    known = (None, "blosc", *content_encoding.SUFFIXES)
-    if not sharded and compression not in known:
-        raise UnsupportedError(
-            f"unknown compression {compression!r}: neither a content encoding viewers read "
-            f"({', '.join(content_encoding.known())}) nor blosc (bigarrays' own)"
-        )
-    if compression == "blosc":
-        if sharded:
-            raise ValueError("blosc compresses unsharded volumes; a sharded one takes gzip or None")
-        blosc_codec.check(compression_level, blosc_cname, blosc_shuffle)
-        typesize = blosc_typesize(encoding, np.dtype(data_type))
-        members["blosc_cname"] = blosc_cname or blosc_codec.DEFAULT_CNAME
-        # Shuffling groups the bytes of smooth values, but scatters the runs of equal 8-byte ids
-        # that labels are made of (measured: 3-4x worse ratio): none for segmentation.
-        default = "none" if layer_type == "segmentation" else blosc_codec.default_shuffle(typesize)
-        members["blosc_shuffle"] = blosc_shuffle or default
-        warnings.warn(
-            "blosc is bigarrays' own compression: Neuroglancer, TensorStore and CloudVolume "
-            "cannot read this volume (gzip, zstd and br are the ones viewers read)",
-            ViewerCompatibilityWarning,
-            stacklevel=3,
-        )
-    elif blosc_cname is not None or blosc_shuffle is not None:
-        raise ValueError("blosc_cname and blosc_shuffle apply to compression='blosc' only")
-    elif not sharded:
-        content_encoding.check_level(compression, compression_level)
-    return members
-
-
 def create(
     url: str | os.PathLike[str] | Store,
     shape: Sequence[int],
@@ -526,34 +467,41 @@ def create(
 
     ``cache_bytes`` and ``skip_empty`` are as in :func:`open`.
     """
-    size = _vec3(shape, "shape")
+    size = whole3(shape, "shape")
     if any(s < 0 for s in size):
-        raise ValueError(f"shape must not be negative, got {size}")
-    chunk_size = _vec3(chunks, "chunks")
+        raise InvalidInfoError(f"shape must not be negative, got {size}")
+    chunk_size = whole3(chunks, "chunks")
     if any(c < 1 for c in chunk_size):
-        raise ValueError(f"chunks must be positive, got {chunk_size}")
-    offset = _vec3(voxel_offset, "voxel_offset")
-    res = _vec3(resolution, "resolution", float)
+        raise InvalidInfoError(f"chunks must be positive, got {chunk_size}")
+    offset = whole3(voxel_offset, "voxel_offset")
+    res = real3(resolution, "resolution")
     if any(not r > 0 for r in res):
-        raise ValueError(f"resolution must be positive (nm per voxel), got {res}")
+        raise InvalidInfoError(f"resolution must be positive (nm per voxel), got {res}")
     data_type = dtype_to_data_type(dtype)
-    if not isinstance(num_channels, int) or num_channels < 1:
-        raise ValueError(f"num_channels must be an integer >= 1, got {num_channels!r}")
+    if whole(num_channels, "num_channels") < 1:
+        raise InvalidInfoError(f"num_channels must be an integer >= 1, got {num_channels!r}")
+    num_channels = int(num_channels)
     if layer_type not in LAYER_TYPES:
-        raise ValueError(f"layer_type must be one of {', '.join(LAYER_TYPES)}, got {layer_type!r}")
+        raise InvalidInfoError(
+            f"layer_type must be one of {', '.join(LAYER_TYPES)}, got {layer_type!r}"
+        )
     if layer_type == "segmentation" and num_channels != 1:
-        raise ValueError("a segmentation volume has one channel")
-    codec_members = _codec_members(
+        raise InvalidInfoError("a segmentation volume has one channel")
+    codec_members = check_codec_choices(
         encoding, data_type, num_channels, chunk_size, compression, compression_level,
         sharded=bool(sharding), layer_type=layer_type, jpeg_quality=jpeg_quality,
         png_level=png_level,
         compressed_segmentation_block_size=compressed_segmentation_block_size,
         blosc_cname=blosc_cname, blosc_shuffle=blosc_shuffle,
     )  # fmt: skip
+    itemsize = np.dtype(data_type).itemsize
+    check_extent(size, offset, ("shape", "voxel_offset"))
+    check_chunk_bytes(chunk_size, num_channels, itemsize, "chunks")
+    check_volume_bytes(size, num_channels, itemsize, "shape")
     sharding_spec = resolve_sharding(
         sharding,
         grid_shape=tuple(-(-s // c) for s, c in zip(size, chunk_size, strict=True)),
-        chunk_bytes=math.prod(chunk_size) * num_channels * np.dtype(data_type).itemsize,
+        chunk_bytes=math.prod(chunk_size) * num_channels * itemsize,
         target_bytes=shard_size_bytes,
         compression=compression,
     )
@@ -562,7 +510,9 @@ def create(
             "skip_empty applies to unsharded scales: a shard holds its chunks together"
         )
     if sharding_spec is not None and compression_level is not None:
-        raise ValueError("compression_level does not apply to a sharded scale (gzip's default)")
+        raise InvalidInfoError(
+            "compression_level does not apply to a sharded scale (gzip's default)"
+        )
     if data_type in EXTENSION_DATA_TYPES:
         warnings.warn(
             f"data type {data_type!r} is a bigarrays extension: Neuroglancer and TensorStore "
@@ -570,9 +520,6 @@ def create(
             ViewerCompatibilityWarning,
             stacklevel=2,
         )
-
-    store = _open_store(create, url, False, store_options)
-    clear_destination(store, overwrite)
 
     scale = Scale(
         key=scale_key_for(res),
@@ -587,10 +534,27 @@ def create(
         **codec_members,
     )
     info = Info(data_type=data_type, num_channels=num_channels, scales=(scale,), type=layer_type)
-    store.put(INFO_KEY, info.to_bytes())
-    return BigArray(store, info, mode="r+", threads=threads, progress=progress,
-                    owns_store=not isinstance(url, Store), cache_bytes=cache_bytes,
-                    skip_empty=skip_empty)  # fmt: skip
+    # What open() would make of it: a create never writes an info its own reader refuses.
+    info_bytes = info.to_bytes()
+    info = Info.from_bytes(info_bytes)
+
+    store = _open_store(create, url, False, store_options)
+    vol = None
+    try:
+        # The array first: its own arguments (threads, cache_bytes) are refused before any
+        # write, and before an old dataset is deleted.
+        vol = BigArray(store, info, mode="r+", threads=threads, progress=progress,
+                       owns_store=not isinstance(url, Store), cache_bytes=cache_bytes,
+                       skip_empty=skip_empty)  # fmt: skip
+        clear_destination(store, overwrite)
+        store.put(INFO_KEY, info_bytes)
+    except BaseException:
+        if vol is not None:
+            vol.close()
+        elif not isinstance(url, Store):
+            store.close()
+        raise
+    return vol
 
 
 def clear_destination(store: Store, overwrite: bool) -> None:

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from bigarrays.errors import InvalidInfoError
+from bigarrays.formats.bounded_json import parse_json
 
 #: Data types of the format (Neuroglancer and TensorStore read these).
 FORMAT_DATA_TYPES = ("uint8", "int8", "uint16", "int16", "uint32", "int32", "uint64", "float32")
@@ -35,6 +36,26 @@ SHARDING_ENCODINGS = ("raw", "gzip")
 EXTENSION_KEY = "bigarrays"
 
 Vec3 = tuple[int, int, int]
+
+# -- bounds ----------------------------------------------------------------------------------------
+# An info file comes from anywhere (a bucket, an HTTP server): these bounds make every hostile one
+# fail here, as InvalidInfoError, instead of as an OverflowError, MemoryError or RecursionError
+# deep inside a read. create() applies the same ones, so it never writes what open() refuses.
+
+#: TensorStore's finite index range (``kInfIndex``): a voxel offset, and offset + size, stay
+#: within +-(2**62 - 2), so coordinates and extents are int64s with room for arithmetic.
+MAX_INDEX = 2**62 - 2
+#: Bytes of one decoded chunk (all channels). A read decodes whole chunks and the pipeline keeps
+#: a chunk-sized buffer per thread, so reading one voxel costs a chunk of memory: 2 GiB is what a
+#: workstation can spare per thread. Real chunks are kilobytes to a few megabytes.
+MAX_CHUNK_BYTES = 2**31
+#: Bytes of the whole volume (all channels): ``nbytes`` must be an int64.
+MAX_VOLUME_BYTES = 2**63 - 1
+#: A sharded chunk id is a uint64 Morton code of the grid index.
+MAX_CHUNK_ID_BITS = 64
+#: A writer builds a shard's whole index, ``16 * 2**minishard_bits`` bytes: the chunk bound
+#: (2 GiB) again. TensorStore accepts up to 60: an index of 16 * 2**60 bytes nobody can write.
+MAX_MINISHARD_BITS = 27
 
 
 def _fail(field_name: str, message: str) -> InvalidInfoError:
@@ -72,6 +93,64 @@ def _resolution(value: Any, name: str) -> tuple[float, float, float]:
             raise _fail(f"{name}[{i}]", f"expected a positive number, got {v!r}")
         out.append(float(v))
     return (out[0], out[1], out[2])
+
+
+def check_key(key: Any, name: str) -> str:
+    """A scale key: a folder below the info file, in characters every store can name."""
+    if not isinstance(key, str) or posixpath.normpath(key.strip("/") or ".") == ".":
+        # "" or "." would put the chunks in the dataset's root, beside (and mixed up with)
+        # the info file and other scales.
+        raise _fail(name, f"expected a folder name such as '8_8_40', got {key!r}")
+    # A NUL ends a file name; other control characters break HTTP request lines and terminals;
+    # a lone surrogate has no UTF-8 bytes; a backslash is a folder separator on Windows.
+    bad = next((c for c in key if not c.isprintable() or c == "\\"), None)
+    if bad is not None:
+        raise _fail(
+            name, f"{bad!r} in {key!r}: a key is printable characters other than a backslash"
+        )
+    return key
+
+
+def check_extent(size: Sequence[int], offset: Sequence[int], names: tuple[str, str]) -> None:
+    """Refuse voxel coordinates outside TensorStore's finite range (see :data:`MAX_INDEX`)."""
+    size_name, offset_name = names
+    for i, (s, o) in enumerate(zip(size, offset, strict=True)):
+        if not -MAX_INDEX <= o <= MAX_INDEX:
+            raise _fail(f"{offset_name}[{i}]", f"{o} lies outside +-(2**62 - 2), the coordinates "
+                        "TensorStore and bigarrays address")  # fmt: skip
+        if o + s > MAX_INDEX:
+            raise _fail(f"{size_name}[{i}]", f"voxel_offset + size = {o + s} passes 2**62 - 2, "
+                        "the largest coordinate TensorStore and bigarrays address")  # fmt: skip
+
+
+def check_chunk_bytes(chunk: Sequence[int], num_channels: int, itemsize: int, name: str) -> None:
+    """Refuse a chunk of more than :data:`MAX_CHUNK_BYTES` bytes when decoded."""
+    nbytes = math.prod(chunk) * num_channels * itemsize
+    if nbytes > MAX_CHUNK_BYTES:
+        raise _fail(name, f"a chunk of {' x '.join(map(str, chunk))} voxels x {num_channels} "
+                    f"channel(s) x {itemsize} byte(s) is {nbytes} bytes; at most 2 GiB (2**31) "
+                    "are decoded at once")  # fmt: skip
+
+
+def check_volume_bytes(size: Sequence[int], num_channels: int, itemsize: int, name: str) -> None:
+    """Refuse a volume whose byte count (``nbytes``) does not fit in an int64."""
+    nbytes = math.prod(size) * num_channels * itemsize
+    if nbytes > MAX_VOLUME_BYTES:
+        raise _fail(name, f"{' x '.join(map(str, size))} voxels x {num_channels} channel(s) x "
+                    f"{itemsize} byte(s) is {nbytes} bytes; at most 2**63 - 1")  # fmt: skip
+
+
+def chunk_id_bits(size: Sequence[int], chunk: Sequence[int]) -> int:
+    """Bits of the compressed Morton code (the sharded chunk id) of a grid of chunks."""
+    return sum(max(0, -(-s // c) - 1).bit_length() for s, c in zip(size, chunk, strict=True))
+
+
+def check_chunk_id_bits(size: Sequence[int], chunk: Sequence[int], name: str) -> None:
+    bits = chunk_id_bits(size, chunk)
+    if bits > MAX_CHUNK_ID_BITS:
+        grid = tuple(-(-s // c) for s, c in zip(size, chunk, strict=True))
+        raise _fail(name, f"a sharded grid of {grid} chunks needs {bits}-bit chunk ids; the "
+                    "sharded format has 64: use bigger chunks")  # fmt: skip
 
 
 def _plain_number(v: float) -> int | float:
@@ -131,6 +210,9 @@ class ShardingSpec:
         total = bits["preshift_bits"] + bits["minishard_bits"] + bits["shard_bits"]
         if total > 64:
             raise _fail(name, f"preshift_bits + minishard_bits + shard_bits = {total} > 64")
+        if bits["minishard_bits"] > MAX_MINISHARD_BITS:
+            raise _fail(f"{name}.minishard_bits", f"must be <= {MAX_MINISHARD_BITS} (a shard "
+                        f"index of 16 * 2**bits bytes), got {bits['minishard_bits']}")  # fmt: skip
         known = {"@type", "preshift_bits", "minishard_bits", "shard_bits", "hash",
                  "minishard_index_encoding", "data_encoding"}  # fmt: skip
         return cls(
@@ -204,14 +286,11 @@ class Scale:
         for member in ("key", "size", "resolution", "chunk_sizes", "encoding"):
             if member not in obj:
                 raise _fail(f"{name}.{member}", "missing")
-        key = obj["key"]
-        if not isinstance(key, str) or posixpath.normpath(key.strip("/") or ".") == ".":
-            # "" or "." would put the chunks in the dataset's root, beside (and mixed up with)
-            # the info file and other scales.
-            raise _fail(f"{name}.key", f"expected a folder name such as '8_8_40', got {key!r}")
+        key = check_key(obj["key"], f"{name}.key")
         size = _vec3(obj["size"], f"{name}.size", minimum=0)
         resolution = _resolution(obj["resolution"], f"{name}.resolution")
         voxel_offset = _vec3(obj.get("voxel_offset", [0, 0, 0]), f"{name}.voxel_offset")
+        check_extent(size, voxel_offset, (f"{name}.size", f"{name}.voxel_offset"))
 
         chunk_sizes_json = obj["chunk_sizes"]
         if not isinstance(chunk_sizes_json, list) or not chunk_sizes_json:
@@ -244,6 +323,7 @@ class Scale:
                     f"{name}.chunk_sizes",
                     f"a sharded scale has exactly one chunk size, got {len(chunk_sizes)}",
                 )
+            check_chunk_id_bits(size, chunk_sizes[0], f"{name}.chunk_sizes[0]")
 
         jpeg_quality = obj.get("jpeg_quality")
         if jpeg_quality is not None:
@@ -367,10 +447,18 @@ class Info:
             raise _fail("data_type", f"expected one of {', '.join(DATA_TYPES)}, got "
                         f"{obj['data_type']!r}")  # fmt: skip
         num_channels = _int(obj["num_channels"], "num_channels", minimum=1)
+        if num_channels > MAX_CHUNK_BYTES:
+            raise _fail("num_channels", f"must be <= 2**31 (a chunk holds every channel, in at "
+                        f"most 2 GiB), got {num_channels}")  # fmt: skip
         scales_json = obj["scales"]
         if not isinstance(scales_json, list) or not scales_json:
             raise _fail("scales", f"expected a non-empty list, got {scales_json!r}")
         scales = tuple(Scale.from_json(s, f"scales[{i}]") for i, s in enumerate(scales_json))
+        itemsize = data_type_to_dtype(obj["data_type"]).itemsize
+        for i, scale in enumerate(scales):
+            for j, chunk in enumerate(scale.chunk_sizes):
+                check_chunk_bytes(chunk, num_channels, itemsize, f"scales[{i}].chunk_sizes[{j}]")
+            check_volume_bytes(scale.size, num_channels, itemsize, f"scales[{i}].size")
         keys = [s.key for s in scales]
         if len(set(keys)) != len(keys):
             raise _fail("scales", f"two scales share a key: {keys}")
@@ -385,11 +473,7 @@ class Info:
     @classmethod
     def from_bytes(cls, data: bytes, url: str | None = None) -> Info:
         try:
-            obj = json.loads(data)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise InvalidInfoError(f"not valid JSON ({exc})", url=url) from None
-        try:
-            return cls.from_json(obj)
+            return cls.from_json(parse_json(data))
         except InvalidInfoError as exc:
             if url is None:
                 raise

@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from bigarrays.errors import CorruptChunkError, UnsupportedError
-from bigarrays.formats.precomputed.info import SHARDING_TYPE, ShardingSpec
+from bigarrays.errors import CorruptChunkError, InvalidInfoError, UnsupportedError
+from bigarrays.formats.precomputed.info import MAX_MINISHARD_BITS, SHARDING_TYPE, ShardingSpec
 from bigarrays.stores import content_encoding
 
 _U64 = np.dtype("<u8")
@@ -483,8 +483,11 @@ def choose_sharding(
         raise ValueError(f"the target shard size must be positive, got {target_bytes}")
     total = sum(morton_bits(grid_shape))
     target_chunks = (target_bytes + chunk_bytes // 2) // chunk_bytes
+    # No more within-shard bits than the preshift and minishard bounds hold together: a bigger
+    # target gets the biggest shard that the info validation accepts.
+    most = min(total, MAX_PRESHIFT_BITS + MAX_MINISHARD_BITS)
     within = 0
-    while within < total and (1 << within) < target_chunks:
+    while within < most and (1 << within) < target_chunks:
         within += 1
     if within > 0 and (1 << within) - target_chunks > target_chunks - (1 << (within - 1)):
         within -= 1
@@ -503,9 +506,10 @@ def check_spec_for_grid(spec: ShardingSpec, grid_shape: Sequence[int]) -> None:
     """Refuse a grid whose chunk ids need more than 64 bits (the ids are uint64)."""
     total = sum(morton_bits(grid_shape))
     if total > 64:
-        raise ValueError(
+        raise InvalidInfoError(
             f"a grid of {tuple(grid_shape)} chunks needs {total}-bit chunk ids; the sharded "
-            "format allows 64: use bigger chunks"
+            "format allows 64: use bigger chunks",
+            field="sharding",
         )
 
 
