@@ -43,7 +43,7 @@ from bigarrays.errors import (
     VersionConflictError,
 )
 from bigarrays.stores import content_encoding
-from bigarrays.stores.base import ANY_VERSION, Buffer, Store, local_disk_concurrency
+from bigarrays.stores.base import ANY_VERSION, Buffer, Store, cut_range, local_disk_concurrency
 
 T = TypeVar("T")
 
@@ -484,6 +484,34 @@ class LmdbStore(Store):
             return None, None
         data, encoding, version = got
         return (content_encoding.decode(data, encoding, key) if encoding else data), version
+
+    def _get_range_with_version(
+        self, key: str, start: int, length: int | None
+    ) -> tuple[bytes | None, str | None]:
+        # One read transaction for the range and the version, so both name one value. The
+        # version is a digest of the whole value, as for get_with_version: a ranged read hashes
+        # the value (in place, in the memory map; nothing is copied but the range).
+        def fn(txn: Any) -> tuple[bytes, str | None, str] | None:
+            found = self._find(txn, key)
+            if found is None:
+                return None
+            value, encoding = found
+            version = _version_of(value, encoding)
+            if encoding is not None:
+                return bytes(value), encoding, version
+            if start < 0:
+                return bytes(value[start:]), None, version
+            stop = len(value) if length is None else start + length
+            return bytes(value[start:stop]), None, version
+
+        got = self._usable().read(fn, None)
+        if got is None:
+            return None, None
+        data, encoding, version = got
+        if encoding is not None:  # stored encoded: decode the whole value, then cut
+            data = content_encoding.decode(data, encoding, key)
+            return cut_range(data, start, length), version
+        return data, version
 
     def _check_version(self, txn: Any, key: str, version: str | None) -> None:
         if version == ANY_VERSION:
