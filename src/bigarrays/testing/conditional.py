@@ -88,7 +88,8 @@ class ConditionalWriteConformance:
         store.put("s/0.shard", value[::-1])
         data, v2 = store.get_range_with_version("s/0.shard", 0, 16)
         assert data == value[::-1][:16]
-        assert v2 is not None and v2 != version
+        assert v2 is not None
+        assert v2 != version
         assert store.get_with_version("s/0.shard")[1] == v2
 
     def test_range_if_version(self, store: Store) -> None:
