@@ -13,7 +13,10 @@ import numpy as np
 import pytest
 
 import bigarrays as ba
+from bigarrays.errors import StaleReadError
+from bigarrays.stores import open_store
 from bigarrays.stores.memory import drop_namespace
+from bigarrays.testing.counting import CountingStore
 
 SHAPE = (32, 16, 16)  # a grid of 4 x 2 x 2 chunks: two shards of 2 x 2 x 2 chunks
 CHUNKS = (8, 8, 8)
@@ -123,3 +126,57 @@ def test_another_process_rewrites(shared_url: str, encoding: str) -> None:
         np.testing.assert_array_equal(reader[...], new)
     reader.close()
     np.testing.assert_array_equal(ba.open(url)[...], new)
+
+
+def test_a_chunk_written_after_its_index_was_cached_is_seen(url: str) -> None:
+    model = create(url, "raw")
+    with ba.open(url, mode="r+") as vol:
+        vol[A] = 0  # chunk A leaves shard 0
+    model[A] = 0
+    reader = ba.open(url)
+    np.testing.assert_array_equal(reader[...], model)  # caches an index without A
+    with ba.open(url, mode="r+") as vol:
+        vol[A] = 9
+    model[A] = 9
+    np.testing.assert_array_equal(reader[A], model[A])
+    np.testing.assert_array_equal(reader[...], model)
+
+
+def test_what_a_stale_index_costs(tmp_path: Path) -> None:
+    url = str(tmp_path / "vol")
+    model = create(url, "gzip")
+    store = CountingStore(open_store(url))
+    reader = ba.open(store)
+    np.testing.assert_array_equal(reader[...], model)
+    store.reset()
+    np.testing.assert_array_equal(reader[B], model[B])
+    assert store.counts == {"get_range": 1}  # a warm index: one ranged read, held to a version
+    store.reset()
+    np.testing.assert_array_equal(reader[16:24, 8:16, 8:16], model[16:24, 8:16, 8:16])
+    assert store.counts == {"get_range": 1}
+    rewrite(url, "gzip")
+    store.reset()
+    np.testing.assert_array_equal(reader[B], rewritten(model, "gzip")[B])
+    # The refused read, the shard-index entry and the minishard index again, the chunk.
+    assert store.counts == {"get_range": 4}
+    store.reset()
+    np.testing.assert_array_equal(reader[B], rewritten(model, "gzip")[B])
+    assert store.counts == {"get_range": 1}
+
+
+def test_a_shard_that_keeps_changing_gives_up_with_a_typed_error(tmp_path: Path) -> None:
+    url = str(tmp_path / "vol")
+    create(url, "gzip")
+    store = AlwaysStale(open_store(url))
+    reader = ba.open(store)
+    with pytest.raises(StaleReadError, match="kept changing"):
+        reader[B]
+
+
+class AlwaysStale(CountingStore):
+    """Every conditional read finds the shard rewritten, as under a writer that never stops."""
+
+    def _get_range_if_version(
+        self, key: str, start: int, length: int | None, version: str | None
+    ) -> bytes | None:
+        raise StaleReadError(key, self.url)
