@@ -126,7 +126,7 @@ BOMB_SCRIPT = textwrap.dedent(
     vol = ba.open(sys.argv[1])
     tracemalloc.start()
     try:
-        vol[...]
+        vol[0:16, 0:16, 0:16]
         outcome = "read"
     except CorruptChunkError as exc:
         outcome = "CorruptChunkError: " + str(exc)
@@ -171,3 +171,19 @@ def test_gzip_bomb_chunk_is_refused_at_a_bound(tmp_path: Path) -> None:
     result = _peak(root)
     assert str(result["outcome"]).startswith("CorruptChunkError"), result
     assert int(str(result["peak_kib"])) < 16 << 10, result  # far below the 32 MiB it claims
+
+
+def test_gzip_bomb_that_passes_for_an_index_of_a_big_shard(tmp_path: Path) -> None:
+    """Shards of 32768 chunks may have minishard indexes of ~800 KB: the ~260 KB bomb is short
+    enough to be one, and only the bound on what it inflates to (24 bytes a chunk) stops it."""
+    sharding = spec(index_encoding="gzip") | {"preshift_bits": 9, "minishard_bits": 6}
+    head = bytearray(16 << 6)
+    head[0:16] = struct.pack("<QQ", 0, len(BOMB))
+    root = write_dataset(tmp_path / "vol", sharding, bytes(head) + BOMB)
+    doc = json.loads((root / "info").read_text())
+    doc["scales"][0]["size"] = [256, 256, 256]  # a grid of 32 x 32 x 32 chunks, one shard
+    (root / "info").write_text(json.dumps(doc))
+    result = _peak(root)
+    assert str(result["outcome"]).startswith("CorruptChunkError"), result
+    assert "inflates past" in str(result["outcome"]), result
+    assert int(str(result["peak_kib"])) < 32 << 10, result  # not the 256 MiB it would be
