@@ -301,6 +301,8 @@ class LmdbStore(Store):
         _lmdb()
         self.path = path_from_url(os.fspath(url))
         self._db = _acquire(self.path)
+        #: key -> ((transaction id, size, encoding) of the snapshot hashed, version).
+        self._digests: dict[str, tuple[tuple[int, int, str | None], str]] = {}
         self._closed = False
         self._finalizer = weakref.finalize(self, _release, self._db)
 
@@ -489,14 +491,20 @@ class LmdbStore(Store):
         self, key: str, start: int, length: int | None
     ) -> tuple[bytes | None, str | None]:
         # One read transaction for the range and the version, so both name one value. The
-        # version is a digest of the whole value, as for get_with_version: a ranged read hashes
-        # the value (in place, in the memory map; nothing is copied but the range).
+        # version is a digest of the whole value, as for get_with_version; it is hashed again
+        # only when a write was committed since it last was (the snapshot's transaction id).
         def fn(txn: Any) -> tuple[bytes, str | None, str] | None:
             found = self._find(txn, key)
             if found is None:
                 return None
             value, encoding = found
-            version = _version_of(value, encoding)
+            snapshot = (txn.id(), len(value), encoding)
+            known = self._digests.get(key)
+            if known is not None and known[0] == snapshot:
+                version = known[1]
+            else:
+                version = _version_of(value, encoding)
+                self._digests[key] = (snapshot, version)
             if encoding is not None:
                 return bytes(value), encoding, version
             if start < 0:

@@ -257,14 +257,17 @@ class ShardReader:
         indexes: dict[tuple[int, int], VersionedIndex] = {}
         fresh: set[tuple[int, int]] = set()
 
-        def fetch_index(key: tuple[int, int]) -> None:
+        for key in wanted:
             cached = self.cache.get(key)
-            if cached is None:
-                fresh.add(key)  # set.add is atomic: threads may share the set
-                cached = self.minishard_index(*key)
-            indexes[key] = cached
+            if cached is not None:
+                indexes[key] = cached
+            else:
+                fresh.add(key)
 
-        run(fetch_index, wanted)
+        def fetch_index(key: tuple[int, int]) -> None:
+            indexes[key] = self.minishard_index(*key)
+
+        _run(run, fetch_index, sorted(fresh))
 
         by_shard: dict[tuple[int, str | None], list[tuple[int, int, int]]] = {}
         absent: dict[tuple[int, int], list[int]] = {}
@@ -289,7 +292,7 @@ class ShardReader:
             with lock:
                 retry.extend(absent[mkey])
 
-        run(check_absent, list(absent))
+        _run(run, check_absent, list(absent))
 
         units: list[_Unit] = []
         for (shard, version), members in by_shard.items():
@@ -318,5 +321,13 @@ class ShardReader:
             for pos, a, b in members:
                 emit(pos, bytes(view[a - start : b - start]))
 
-        run(fetch_range, units)
+        _run(run, fetch_range, units)
         return retry
+
+
+def _run(run: Run, fn: Callable[[Any], None], items: list[Any]) -> None:
+    """``run(fn, items)``, but one item in this thread: a hand-over costs more than the call."""
+    if len(items) == 1:
+        fn(items[0])
+    elif items:
+        run(fn, items)
