@@ -5,6 +5,7 @@ read right, through ETags when the server sends them and without cached indexes 
 from __future__ import annotations
 
 import hashlib
+import struct
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -14,10 +15,11 @@ import numpy as np
 import pytest
 
 import bigarrays as ba
-from bigarrays.errors import StaleReadError
+from bigarrays.errors import CorruptChunkError, StaleReadError
 from bigarrays.formats.precomputed.sharded_layout import ShardedLayout
 from bigarrays.stores.http import HTTPStore
 from bigarrays.testing.counting import CountingStore
+from shard_crafting import build, chunk_bytes, model, spec, write_dataset
 
 
 class EtagServer:
@@ -42,7 +44,7 @@ class EtagServer:
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
 
     def answer(self, h: BaseHTTPRequestHandler) -> None:
         path = self.root / h.path.lstrip("/")
@@ -142,3 +144,18 @@ def test_sharded_volume_rewritten_under_an_http_reader(served: tuple[Path, EtagS
     model[0:8, 0:8, 0:8] = 0
     np.testing.assert_array_equal(reader[8:16, 0:8, 0:8], model[8:16, 0:8, 0:8])
     np.testing.assert_array_equal(reader[...], model)
+
+
+@pytest.mark.parametrize("etags", [True, False], ids=["etag", "no-etag"])
+def test_a_shard_shorter_than_its_index_is_corrupt_over_http(tmp_path: Path, etags: bool) -> None:
+    vol = model()
+    chunks = {cid: chunk_bytes(vol, cid) for cid in range(8)}
+    shard = build(chunks)
+    # The last chunk's size says it runs 1000 bytes past the end of the file.
+    shard = shard[:-8] + struct.pack("<Q", 512 + 1000)
+    write_dataset(tmp_path / "vol", spec(), shard)
+    with EtagServer(tmp_path, etags=etags) as server:
+        store = CountingStore(HTTPStore(f"{server.url}/vol"))
+        with pytest.raises(CorruptChunkError, match="shorter than its index"):
+            ba.open(store)[...]
+        assert store.counts["get_range"] <= 6  # one more look without versions, no more

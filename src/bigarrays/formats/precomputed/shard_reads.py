@@ -201,8 +201,8 @@ class ShardReader:
             return VersionedIndex(MinishardIndex.empty(), version, True)
         base = self.shard_map.index_bytes
         data = self._read(key, base + start, end - start, version)
-        if data is None:
-            raise StaleReadError(key, self.store.url)  # deleted between the two reads
+        if data is None:  # deleted between the two reads
+            raise StaleReadError(key, self.store.url)
         if len(data) != end - start:
             raise CorruptChunkError(key, f"minishard {minishard}'s index lies past the end")
         index = decode_minishard_index(data, self.spec, key, limits=self.limits)
@@ -210,10 +210,7 @@ class ShardReader:
 
     def _read(self, key: str, start: int, length: int, version: str | None) -> bytes | None:
         if version is None:  # a store without versions: nothing to hold the read to
-            data = self.store.get_range(key, start, length)
-            if data is None or len(data) != length:
-                raise StaleReadError(key, self.store.url, "changed (or is damaged)")
-            return data
+            return self.store.get_range(key, start, length)
         return self.store.get_range_if_version(key, start, length, version)
 
     def _confirm_absent(self, shard: int, minishard: int, cached: VersionedIndex) -> bool:
@@ -236,8 +233,8 @@ class ShardReader:
     ) -> None:
         """Call ``emit(position, stored bytes or None)`` once for every chunk id asked for."""
         pending = list(range(len(ids)))
-        for _ in range(MAX_STALE_RETRIES):
-            pending = self._read_round(ids, shards, minishards, pending, run, emit)
+        for attempt in range(MAX_STALE_RETRIES):
+            pending = self._read_round(ids, shards, minishards, pending, run, emit, attempt)
             if not pending:
                 return
         key = self.shard_key(shards[pending[0]])
@@ -251,6 +248,7 @@ class ShardReader:
         pending: list[int],
         run: Run,
         emit: Callable[[int, bytes | None], None],
+        attempt: int,
     ) -> list[int]:
         """One attempt at the chunks at ``pending``; the positions to try again."""
         wanted = sorted({(shards[p], minishards[p]) for p in pending})
@@ -310,12 +308,15 @@ class ShardReader:
                 data = self._read(key, start, end - start, version)
             except StaleReadError:
                 data = None
-            if data is None:  # rewritten since its index was read: drop it, read again
-                self.cache.invalidate(shard)
+            # Without a version, a short read may be a rewrite (worth one more look) as well
+            # as damage; with one, the shard is at the index's version and short: damage.
+            short = data is not None and len(data) != end - start
+            if data is None or (short and version is None and attempt == 0):
+                self.cache.invalidate(shard)  # rewritten since its index was read: again
                 with lock:
                     retry.extend(pos for pos, _, _ in members)
                 return
-            if len(data) != end - start:  # the shard is at the index's version, and short
+            if short:
                 raise CorruptChunkError(key, "the shard is shorter than its index says")
             view = memoryview(data)
             for pos, a, b in members:
