@@ -33,6 +33,9 @@ LAYOUTS = {
     "memory-raw": ("memory", {}),
     "zip-raw": ("zip", {}),
     "lmdb-gzip": ("lmdb", {"compression": "gzip"}),
+    "file-sharded": ("file", {"sharding": SHARDED}),
+    "zip-sharded": ("zip", {"sharding": SHARDED}),
+    "memory-sharded": ("memory", {"sharding": SHARDED}),
 }
 
 

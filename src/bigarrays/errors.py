@@ -155,3 +155,17 @@ class MissingDependencyError(BigArraysError, ImportError):
         super().__init__(
             f"{feature} needs the package {package!r}: pip install 'bigarrays[{extra}]'"
         )
+
+
+class StaleReadError(VersionConflictError):
+    """A conditional read found the value no longer at the version it was asked at.
+
+    Raised by ``Store.get_range_if_version``; the sharded reader catches it, drops what it had
+    derived from the old version (cached indexes) and reads again.
+    """
+
+    def __init__(self, key: str, url: str | None = None, reason: str | None = None) -> None:
+        where = f" of {url}" if url else ""
+        detail = reason or "changed since its version was read; nothing was read"
+        StoreError.__init__(self, f"{key!r}{where} {detail}")
+        self.key = key

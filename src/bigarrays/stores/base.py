@@ -13,6 +13,13 @@ version (``get_with_version``) and writes or deletes only if the version is unch
 stores map this to generations or ETags (``If-Match`` / ``If-None-Match: *``); the file store to a
 lock file per key; the memory store to its lock. The sharded writer needs it to merge part of a
 shard safely while other processes write the same shard; without it such writes are refused.
+
+Versioned ranged reads name the object state a range came from, with the token of
+``get_with_version``: ``get_range_with_version`` returns a range and the version it was read at,
+and ``get_range_if_version`` reads a range only while the object is still at a given version
+(``If-Match`` / ``ifGenerationMatch`` on a ranged GET; an ``fstat`` of the opened file). The
+sharded reader keeps each cached minishard index with the version of the shard it was read from
+and reads chunk bytes conditionally on it, so a rewritten shard is noticed on the read itself.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ import posixpath
 from collections.abc import Iterator
 from typing import Any
 
-from bigarrays.errors import ReadOnlyError, UnsupportedError
+from bigarrays.errors import ReadOnlyError, StaleReadError, UnsupportedError
 
 Buffer = bytes | bytearray | memoryview
 
@@ -52,6 +59,22 @@ def normalize_key(key: str) -> str:
         raise TypeError(f"store keys are strings, got {type(key).__name__}")
     norm = posixpath.normpath(key.strip("/")) if key.strip("/") else ""
     return "" if norm == "." else norm
+
+
+def _check_range(start: int, length: int | None) -> None:
+    if length is not None and length < 0:
+        raise ValueError(f"length must not be negative, got {length}")
+    if start < 0 and length is not None:
+        raise ValueError("a suffix range (negative start) takes no length")
+
+
+def cut_range(value: bytes | None, start: int, length: int | None) -> bytes | None:
+    """The range ``(start, length)`` of a whole value, as :meth:`Store.get_range` defines it."""
+    if value is None:
+        return None
+    if start < 0:
+        return value[start:]
+    return value[start:] if length is None else value[start : start + length]
 
 
 class Store(abc.ABC):
@@ -106,11 +129,36 @@ class Store(abc.ABC):
         A range that reaches past the end is cut short, as HTTP range requests are. A negative
         ``start`` counts from the end of the value (a suffix range) and takes no ``length``.
         """
-        if length is not None and length < 0:
-            raise ValueError(f"length must not be negative, got {length}")
-        if start < 0 and length is not None:
-            raise ValueError("a suffix range (negative start) takes no length")
+        _check_range(start, length)
         return self._get_range(_object_key(key), start, length)
+
+    def get_range_with_version(
+        self, key: str, start: int, length: int | None = None
+    ) -> tuple[bytes | None, str | None]:
+        """A range as :meth:`get_range` reads it, and the version of the value it was read from.
+
+        The version is the token :meth:`get_with_version` gives for the same stored value, so
+        that one token names one state of the object. ``(None, None)`` when there is no such key.
+        A store without versions returns None as the version: its ranges cannot be checked
+        against each other, and a reader must not trust what it derived from one range (an
+        index) when it reads another later.
+        """
+        _check_range(start, length)
+        return self._get_range_with_version(_object_key(key), start, length)
+
+    def get_range_if_version(
+        self, key: str, start: int, length: int | None, version: str | None
+    ) -> bytes | None:
+        """A range of ``key`` only if the value is still at ``version`` (see :meth:`get_range`).
+
+        ``version`` comes from :meth:`get_range_with_version` or :meth:`get_with_version`; None
+        means "only if there is no value" (and returns None). When the stored value is at another
+        version, nothing is returned and :class:`~bigarrays.errors.StaleReadError` (a
+        :class:`~bigarrays.errors.VersionConflictError`) is raised. Backends without versions
+        raise :class:`~bigarrays.errors.UnsupportedError`.
+        """
+        _check_range(start, length)
+        return self._get_range_if_version(_object_key(key), start, length, version)
 
     def put(self, key: str, value: Buffer, *, content_encoding: str | None = None) -> None:
         """Store ``value`` at ``key`` atomically: a reader sees the old value or the new one.
@@ -213,12 +261,7 @@ class Store(abc.ABC):
     def _get(self, key: str) -> bytes | None: ...
 
     def _get_range(self, key: str, start: int, length: int | None) -> bytes | None:
-        value = self._get(key)
-        if value is None:
-            return None
-        if start < 0:
-            return value[start:]
-        return value[start:] if length is None else value[start : start + length]
+        return cut_range(self._get(key), start, length)
 
     @abc.abstractmethod
     def _put(self, key: str, value: Buffer, content_encoding: str | None) -> None: ...
@@ -248,6 +291,26 @@ class Store(abc.ABC):
 
     def _get_with_version(self, key: str) -> tuple[bytes | None, str | None]:
         raise self._no_versions()
+
+    def _get_range_with_version(
+        self, key: str, start: int, length: int | None
+    ) -> tuple[bytes | None, str | None]:
+        # Correct for every versioned backend (the whole value and its version are read
+        # together), if costly: backends that can read a range at a version override it.
+        if not self.conditional_writes:
+            return self._get_range(key, start, length), None
+        value, version = self._get_with_version(key)
+        return cut_range(value, start, length), version
+
+    def _get_range_if_version(
+        self, key: str, start: int, length: int | None, version: str | None
+    ) -> bytes | None:
+        if not self.conditional_writes:
+            raise self._no_versions()
+        data, current = self._get_range_with_version(key, start, length)
+        if version != ANY_VERSION and current != version:
+            raise StaleReadError(key, self.url)
+        return data
 
     def _put_if_version(
         self, key: str, value: Buffer, version: str | None, content_encoding: str | None

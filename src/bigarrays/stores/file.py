@@ -29,7 +29,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from bigarrays.errors import AccessDeniedError, StoreError, VersionConflictError
+from bigarrays.errors import AccessDeniedError, StaleReadError, StoreError, VersionConflictError
 from bigarrays.stores import content_encoding
 from bigarrays.stores.base import ANY_VERSION, Buffer, Store
 
@@ -279,6 +279,60 @@ class FileStore(Store):
                 data = content_encoding.decode(data, encoding, key)
             return data, version
         raise StoreError(f"cannot read {self._path(key)}: it keeps changing")
+
+    def _get_range_with_version(
+        self, key: str, start: int, length: int | None
+    ) -> tuple[bytes | None, str | None]:
+        got = self._read_at_version(key, start, length)
+        if got is not None:
+            return got
+        # An encoded file (KEY.gz) cannot be read by ranges: the whole value, then cut.
+        return super()._get_range_with_version(key, start, length)
+
+    def _get_range_if_version(
+        self, key: str, start: int, length: int | None, version: str | None
+    ) -> bytes | None:
+        got = self._read_at_version(key, start, length)
+        if got is None:
+            return super()._get_range_if_version(key, start, length, version)
+        if version != ANY_VERSION and got[1] != version:
+            raise StaleReadError(key, self.url)
+        return got[0]
+
+    def _read_at_version(
+        self, key: str, start: int, length: int | None
+    ) -> tuple[bytes, str] | None:
+        """A range of the plain file and its version, fstat'ed on the same open file (so the
+        version names exactly these bytes); None when there is no plain file."""
+        path = self._path(key)
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            return None
+        except PermissionError as exc:
+            raise AccessDeniedError(f"cannot read {path}: permission denied") from exc
+        except OSError as exc:
+            raise StoreError(f"cannot read {path}: {exc}") from exc
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                return None
+            version = self._version_of(st)
+            if start < 0:
+                start = max(0, st.st_size + start)
+            stop = st.st_size if length is None else min(st.st_size, start + length)
+            parts, pos = [], start
+            while pos < stop:  # pread may return less than asked (huge ranges, network disks)
+                part = os.pread(fd, stop - pos, pos)
+                if not part:
+                    break
+                parts.append(part)
+                pos += len(part)
+            return b"".join(parts), version
+        except OSError as exc:
+            raise StoreError(f"cannot read {path}: {exc}") from exc
+        finally:
+            os.close(fd)
 
     def _open_lock(self, lock: str) -> int:
         parent = os.path.dirname(lock)

@@ -35,6 +35,7 @@ from bigarrays.errors import (
     BucketNotFoundError,
     CredentialsError,
     MissingDependencyError,
+    StaleReadError,
     StoreError,
     VersionConflictError,
 )
@@ -406,6 +407,53 @@ class GCSStore(RemoteStore):
         if generation is None:  # pragma: no cover - GCS always sends it
             generation = self._generation(key)
         return value, generation
+
+    def _get_range_with_version(
+        self, key: str, start: int, length: int | None
+    ) -> tuple[bytes | None, str | None]:
+        got = self._ranged_get(key, start, length, None)
+        return super()._get_range_with_version(key, start, length) if got is None else got
+
+    def _get_range_if_version(
+        self, key: str, start: int, length: int | None, version: str | None
+    ) -> bytes | None:
+        if version is None or version == ANY_VERSION:
+            return super()._get_range_if_version(key, start, length, version)
+        got = self._ranged_get(key, start, length, version)
+        if got is None:
+            return super()._get_range_if_version(key, start, length, version)
+        if got[1] != version:  # a server that ignores ifGenerationMatch on reads
+            raise StaleReadError(key, self.url)
+        return got[0]
+
+    def _ranged_get(
+        self, key: str, start: int, length: int | None, version: str | None
+    ) -> tuple[bytes | None, str | None] | None:
+        """One ranged GET (``ifGenerationMatch`` when ``version`` is given) and the object's
+        generation; None when only the whole value will do (encoded, empty or past the end)."""
+        if length == 0:
+            return None
+        params = (
+            {"alt": "media"} if version is None else {"alt": "media", "ifGenerationMatch": version}
+        )
+        url = self._object_url(self._name(key), **params)
+        headers = {"Range": range_header(start, length), "Accept-Encoding": "gzip"}
+        try:
+            r = self._request("GET", url, f"GET {self.url}/{key}", headers=headers,
+                              conflict_key=None if version is None else key)  # fmt: skip
+        except VersionConflictError:
+            raise StaleReadError(key, self.url) from None
+        if r is None:
+            if version is not None:
+                raise StaleReadError(key, self.url)
+            return None, None
+        generation = r.header("x-goog-generation")
+        if r.status != 206 or encodings(r.header("Content-Encoding")) or generation is None:
+            return None
+        span = parse_content_range(r.header("Content-Range"))
+        if span is None or (start >= 0 and span[0] != start):
+            return None
+        return r.data, generation
 
     def _generation(self, key: str) -> str | None:
         url = self._object_url(self._name(key), fields="generation")

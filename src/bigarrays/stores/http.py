@@ -34,10 +34,11 @@ from bigarrays.errors import (
     AccessDeniedError,
     CredentialsError,
     ReadOnlyError,
+    StaleReadError,
     StoreError,
     UnsupportedError,
 )
-from bigarrays.stores.base import Buffer
+from bigarrays.stores.base import ANY_VERSION, Buffer, cut_range
 from bigarrays.stores.remote import (
     COALESCE_GAP,
     RemoteStore,
@@ -278,6 +279,8 @@ class HTTPStore(RemoteStore):
             r = pool.request(method, url, headers=all_headers)
             if r.status in (404, 410):
                 return None
+            if r.status == 412 and "If-Match" in all_headers:
+                raise StaleReadError(key, self.url)
             check_status(r, what)
             return r
 
@@ -293,29 +296,55 @@ class HTTPStore(RemoteStore):
         return None if r is None else as_stored(r.data, r.header("Content-Encoding"), key)
 
     def _get_range(self, key: str, start: int, length: int | None) -> bytes | None:
+        return self._fetch_range(key, start, length, None)[0]
+
+    # -- versions: a strong ETag names a state of the object, If-Match reads only at it ----------
+    def _get_range_with_version(
+        self, key: str, start: int, length: int | None
+    ) -> tuple[bytes | None, str | None]:
+        return self._fetch_range(key, start, length, None)
+
+    def _get_range_if_version(
+        self, key: str, start: int, length: int | None, version: str | None
+    ) -> bytes | None:
+        if version is None or version == ANY_VERSION:
+            data, _ = self._fetch_range(key, start, length, None)
+            if version is None and data is not None:
+                raise StaleReadError(key, self.url)
+            return data
+        data, etag = self._fetch_range(key, start, length, version)
+        if data is None or etag != version:  # gone, or a server that ignores If-Match
+            raise StaleReadError(key, self.url)
+        return data
+
+    def _fetch_range(
+        self, key: str, start: int, length: int | None, if_match: str | None
+    ) -> tuple[bytes | None, str | None]:
+        """A range and the object's strong ETag (None when the server gives none, or when the
+        range had to be cut from a whole value read by another request)."""
         if length == 0:
-            return b"" if self._exists(key) else None
-        spec = range_header(start, length)
-        r = self._send("GET", key, {"Range": spec, "Accept-Encoding": "identity"})
+            return (b"" if self._exists(key) else None), None
+        headers = {"Range": range_header(start, length), "Accept-Encoding": "identity"}
+        if if_match is not None:
+            headers["If-Match"] = if_match
+        r = self._send("GET", key, headers)
         if r is None:
-            return None
+            return None, None
+        etag = r.header("ETag")
+        etag = None if etag is None or etag.startswith("W/") else etag
         if r.status == 416:
             # Past the end of the stored bytes, which may be shorter than the value (encoded).
-            return super()._get_range(key, start, length)
+            return super()._get_range(key, start, length), None
         if r.status == 206 and not r.header("Content-Encoding"):
             span = parse_content_range(r.header("Content-Range"))
             if span is not None and (start < 0 or span[0] == start):
-                return r.data
+                return r.data, etag
         # The whole body (the range was ignored), or an encoded one: decode, then cut.
-        data = decode_body(r.data, r.header("Content-Encoding"), key)
         if r.status == 206:  # an encoded range, which cannot be decoded alone
-            whole = self._get(key)
-            if whole is None:
-                return None
-            data = whole
-        if start < 0:
-            return data[start:]
-        return data[start:] if length is None else data[start : start + length]
+            return cut_range(self._get(key), start, length), None
+        return cut_range(
+            decode_body(r.data, r.header("Content-Encoding"), key), start, length
+        ), etag
 
     def get_ranges(self, key: str, ranges: Sequence[tuple[int, int]]) -> list[bytes] | None:
         """Several ``(start, length)`` ranges in as few requests as the server allows."""

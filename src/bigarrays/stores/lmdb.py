@@ -43,7 +43,7 @@ from bigarrays.errors import (
     VersionConflictError,
 )
 from bigarrays.stores import content_encoding
-from bigarrays.stores.base import ANY_VERSION, Buffer, Store, local_disk_concurrency
+from bigarrays.stores.base import ANY_VERSION, Buffer, Store, cut_range, local_disk_concurrency
 
 T = TypeVar("T")
 
@@ -301,6 +301,8 @@ class LmdbStore(Store):
         _lmdb()
         self.path = path_from_url(os.fspath(url))
         self._db = _acquire(self.path)
+        #: key -> ((transaction id, size, encoding) of the snapshot hashed, version).
+        self._digests: dict[str, tuple[tuple[int, int, str | None], str]] = {}
         self._closed = False
         self._finalizer = weakref.finalize(self, _release, self._db)
 
@@ -484,6 +486,40 @@ class LmdbStore(Store):
             return None, None
         data, encoding, version = got
         return (content_encoding.decode(data, encoding, key) if encoding else data), version
+
+    def _get_range_with_version(
+        self, key: str, start: int, length: int | None
+    ) -> tuple[bytes | None, str | None]:
+        # One read transaction for the range and the version, so both name one value. The
+        # version is a digest of the whole value, as for get_with_version; it is hashed again
+        # only when a write was committed since it last was (the snapshot's transaction id).
+        def fn(txn: Any) -> tuple[bytes, str | None, str] | None:
+            found = self._find(txn, key)
+            if found is None:
+                return None
+            value, encoding = found
+            snapshot = (txn.id(), len(value), encoding)
+            known = self._digests.get(key)
+            if known is not None and known[0] == snapshot:
+                version = known[1]
+            else:
+                version = _version_of(value, encoding)
+                self._digests[key] = (snapshot, version)
+            if encoding is not None:
+                return bytes(value), encoding, version
+            if start < 0:
+                return bytes(value[start:]), None, version
+            stop = len(value) if length is None else start + length
+            return bytes(value[start:stop]), None, version
+
+        got = self._usable().read(fn, None)
+        if got is None:
+            return None, None
+        data, encoding, version = got
+        if encoding is not None:  # stored encoded: decode the whole value, then cut
+            data = content_encoding.decode(data, encoding, key)
+            return cut_range(data, start, length), version
+        return data, version
 
     def _check_version(self, txn: Any, key: str, version: str | None) -> None:
         if version == ANY_VERSION:

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 from bigarrays.errors import VersionConflictError
 from bigarrays.stores import content_encoding
-from bigarrays.stores.base import ANY_VERSION, Buffer, Store
+from bigarrays.stores.base import ANY_VERSION, Buffer, Store, cut_range
 
 # name -> {key: bytes}; one lock guards every namespace (operations are dictionary-sized).
 _NAMESPACES: dict[str, dict[str, bytes]] = {}
@@ -19,6 +19,9 @@ _NAMESPACES: dict[str, dict[str, bytes]] = {}
 # so that get_encoded hands them back as they came (a copy to another store keeps gzip as gzip).
 _ENCODED: dict[str, dict[str, tuple[bytes, bytes, str]]] = {}
 _LOCK = threading.Lock()
+# name -> {key: (value, its version)}: ranged reads at a version would otherwise hash the whole
+# value each time. An entry holds its value, so an ``is`` test proves it is still the stored one.
+_DIGESTS: dict[str, dict[str, tuple[bytes, str]]] = {}
 
 
 class MemoryStore(Store):
@@ -30,6 +33,7 @@ class MemoryStore(Store):
         with _LOCK:
             self._data = _NAMESPACES.setdefault(self.name, {})
             self._encoded = _ENCODED.setdefault(self.name, {})
+            self._digests = _DIGESTS.setdefault(self.name, {})
 
     @property
     def url(self) -> str:
@@ -95,6 +99,25 @@ class MemoryStore(Store):
         value = self._data.get(key)
         return (None, None) if value is None else (value, self._version_of(value))
 
+    def _get_range_with_version(
+        self, key: str, start: int, length: int | None
+    ) -> tuple[bytes | None, str | None]:
+        value = self._data.get(key)
+        if value is None:
+            self._digests.pop(key, None)
+            return None, None
+        known = self._digests.get(key)
+        if known is not None and known[0] is value:
+            version = known[1]
+        else:
+            version = self._version_of(value)
+            with _LOCK:
+                if self._data.get(key) is value:
+                    self._digests[key] = (value, version)
+                else:  # replaced meanwhile: keep no entry that names an old value
+                    self._digests.pop(key, None)
+        return cut_range(value, start, length), version
+
     def _check_version(self, key: str, version: str | None) -> None:
         # Called with _LOCK held. Equal bytes are equal versions: a merge based on them is right.
         if version == ANY_VERSION:
@@ -122,6 +145,7 @@ class MemoryStore(Store):
         with _LOCK:
             self._data.clear()
             self._encoded.clear()
+            self._digests.clear()
 
 
 def drop_namespace(name: str) -> None:
@@ -133,3 +157,6 @@ def drop_namespace(name: str) -> None:
         encoded = _ENCODED.pop(name.removeprefix("memory://").strip("/"), None)
         if encoded is not None:
             encoded.clear()
+        digests = _DIGESTS.pop(name.removeprefix("memory://").strip("/"), None)
+        if digests is not None:
+            digests.clear()

@@ -37,6 +37,7 @@ from bigarrays.errors import (
     BucketNotFoundError,
     CredentialsError,
     MissingDependencyError,
+    StaleReadError,
     StoreError,
     VersionConflictError,
 )
@@ -520,6 +521,58 @@ class S3Store(RemoteStore):
         if isinstance(got, _Missing):
             return None, None
         return decode_body(got[0], got[1], key), got[2]
+
+    def _get_range_with_version(
+        self, key: str, start: int, length: int | None
+    ) -> tuple[bytes | None, str | None]:
+        got = self._ranged_get(key, start, length, None)
+        return super()._get_range_with_version(key, start, length) if got is None else got
+
+    def _get_range_if_version(
+        self, key: str, start: int, length: int | None, version: str | None
+    ) -> bytes | None:
+        if version is None or version == ANY_VERSION:
+            return super()._get_range_if_version(key, start, length, version)
+        got = self._ranged_get(key, start, length, version)
+        if got is None:
+            return super()._get_range_if_version(key, start, length, version)
+        if got[1] != version:  # a server that ignores If-Match on GET
+            raise StaleReadError(key, self.url)
+        return got[0]
+
+    def _ranged_get(
+        self, key: str, start: int, length: int | None, version: str | None
+    ) -> tuple[bytes | None, str | None] | None:
+        """One ranged GET (``If-Match: version`` when given) and the object's ETag; None when
+        only the whole value will do (an encoded object, an empty or out-of-bounds range)."""
+        if length == 0:
+            return None
+        name = self._name(key)
+        spec = range_header(start, length)
+
+        def fn(s3: Any) -> tuple[bytes, str | None, str] | None:
+            try:
+                if version is None:
+                    r = s3.get_object(Bucket=self.bucket, Key=name, Range=spec)
+                else:
+                    r = s3.get_object(Bucket=self.bucket, Key=name, Range=spec, IfMatch=version)
+            except Exception as exc:
+                err = self._error(exc)
+                if err is not None and (err[0] == "InvalidRange" or err[1] == 416):
+                    return None
+                if version is not None and self._is_conflict(exc):
+                    raise StaleReadError(key, self.url) from None
+                raise
+            return r["Body"].read(), r.get("ContentEncoding"), str(r["ETag"])
+
+        got = self._request("GET", key, fn)
+        if isinstance(got, _Missing):
+            if version is not None:
+                raise StaleReadError(key, self.url)
+            return None, None
+        if got is None or encodings(got[1]):
+            return None
+        return got[0], got[2]
 
     def _put_if_version(
         self, key: str, value: Buffer, version: str | None, encoding: str | None

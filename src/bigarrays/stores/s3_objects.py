@@ -234,11 +234,15 @@ class ObjectRequests:
             return None
         raise error
 
-    def get_object(self, *, Bucket: str, Key: str, Range: str | None = None) -> dict[str, Any]:
-        headers = {} if Range is None else {"Range": Range}
+    def get_object(
+        self, *, Bucket: str, Key: str, Range: str | None = None, IfMatch: str | None = None
+    ) -> dict[str, Any]:
+        """``IfMatch``: only if the object's ETag is still this one (else a 412 error)."""
+        kwargs = {name: value for name, value in (("Range", Range), ("IfMatch", IfMatch))
+                  if value is not None}  # fmt: skip
+        headers = {_GET_HEADERS[name]: value for name, value in kwargs.items()}
         r = self._object("GetObject", "GET", Bucket, Key, headers)
         if r is None:
-            kwargs = {} if Range is None else {"Range": Range}
             return dict(self.boto.get_object(Bucket=Bucket, Key=Key, **kwargs))
         return {"Body": _Body(r.data), **_metadata(r)}
 
@@ -276,6 +280,9 @@ class ObjectRequests:
 _WRONG_REGION_CODES = frozenset(
     {"AuthorizationHeaderMalformed", "IllegalLocationConstraintException"}
 )
+
+#: get_object's arguments that the store passes, and their headers.
+_GET_HEADERS = {"Range": "Range", "IfMatch": "If-Match"}
 
 #: put_object's arguments that the store passes, and their headers.
 _PUT_HEADERS = {

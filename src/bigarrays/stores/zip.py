@@ -242,6 +242,17 @@ class ZipStore(Store):
         data = content_encoding.decode(data, encoding, key) if encoding else data
         return data, f"{entry.offset:x}"
 
+    def _get_range_with_version(
+        self, key: str, start: int, length: int | None
+    ) -> tuple[bytes | None, str | None]:
+        found = self._lookup(key)
+        if found is None:
+            return None, None
+        entry, encoding = found
+        if encoding is not None:  # an encoded entry cannot be read by ranges
+            return super()._get_range_with_version(key, start, length)
+        return self._archive.read(entry, key, start, length), f"{entry.offset:x}"
+
     def _checker(self, key: str, name: str, version: str | None) -> EntryCheck | None:
         if version == ANY_VERSION:
             return None

@@ -1,5 +1,6 @@
 """The conditional-write contract (``get_with_version`` / ``put_if_version`` /
-``delete_if_version``), as tests a backend with ``conditional_writes = True`` must pass.
+``delete_if_version``, and the versioned ranged reads ``get_range_with_version`` /
+``get_range_if_version``), as tests a backend with ``conditional_writes = True`` must pass.
 
 Subclass :class:`ConditionalWriteConformance` and provide a ``store`` fixture (a fresh, empty,
 writable store), as for :class:`~bigarrays.testing.StoreConformance`.
@@ -11,7 +12,7 @@ import threading
 
 import pytest
 
-from bigarrays.errors import ReadOnlyError, VersionConflictError
+from bigarrays.errors import ReadOnlyError, StaleReadError, VersionConflictError
 from bigarrays.stores.base import ANY_VERSION, Store
 
 __all__ = ["ConditionalWriteConformance"]
@@ -72,6 +73,50 @@ class ConditionalWriteConformance:
         store.delete_if_version("k", v2)
         assert store.get("k") is None
         assert list(store.list("")) == []  # no lock or temp file is left listed
+
+    def test_range_with_version_names_the_value(self, store: Store) -> None:
+        value = bytes(range(256)) * 64
+        store.put("s/0.shard", value)
+        _, version = store.get_with_version("s/0.shard")
+        assert store.get_range_with_version("s/0.shard", 100, 50) == (value[100:150], version)
+        assert store.get_range_with_version("s/0.shard", -10) == (value[-10:], version)
+        assert store.get_range_with_version("s/0.shard", len(value) - 5, 50) == (
+            value[-5:],
+            version,
+        )
+        assert store.get_range_with_version("s/missing", 0, 16) == (None, None)
+        store.put("s/0.shard", value[::-1])
+        data, v2 = store.get_range_with_version("s/0.shard", 0, 16)
+        assert data == value[::-1][:16]
+        assert v2 is not None
+        assert v2 != version
+        assert store.get_with_version("s/0.shard")[1] == v2
+
+    def test_range_if_version(self, store: Store) -> None:
+        value = bytes(range(256)) * 64
+        store.put("s/0.shard", value)
+        _, version = store.get_range_with_version("s/0.shard", 0, 16)
+        assert store.get_range_if_version("s/0.shard", 1000, 24, version) == value[1000:1024]
+        assert store.get_range_if_version("s/missing", 0, 16, None) is None
+        with pytest.raises(StaleReadError):
+            store.get_range_if_version("s/0.shard", 0, 16, None)  # "only if there is none"
+        store.put("s/0.shard", value[::-1])  # same size, other bytes
+        with pytest.raises(VersionConflictError):  # a StaleReadError is a VersionConflictError
+            store.get_range_if_version("s/0.shard", 1000, 24, version)
+        _, v2 = store.get_with_version("s/0.shard")
+        assert store.get_range_if_version("s/0.shard", 0, 4, v2) == value[::-1][:4]
+        store.delete("s/0.shard")
+        with pytest.raises(StaleReadError):
+            store.get_range_if_version("s/0.shard", 0, 4, v2)
+
+    def test_range_versions_of_an_encoded_value(self, store: Store) -> None:
+        import gzip
+
+        value = b"0123456789" * 100
+        store.put("g", gzip.compress(value), content_encoding="gzip")
+        data, version = store.get_range_with_version("g", 10, 5)
+        assert (data, version) == (value[10:15], store.get_with_version("g")[1])
+        assert store.get_range_if_version("g", 990, 100, version) == value[990:]
 
     def test_read_only_refuses(self, store: Store) -> None:
         store.put("k", b"one")

@@ -78,6 +78,25 @@ class CountingStore(Store):
         self._count("get_range", len(value or b""))
         return value
 
+    # Versioned ranged reads are ranged reads too: one request each, counted as ``get_range``.
+    def _get_range_with_version(
+        self, key: str, start: int, length: int | None
+    ) -> tuple[bytes | None, str | None]:
+        value, version = self.inner.get_range_with_version(key, start, length)
+        self._count("get_range", len(value or b""))
+        return value, version
+
+    def _get_range_if_version(
+        self, key: str, start: int, length: int | None, version: str | None
+    ) -> bytes | None:
+        try:
+            value = self.inner.get_range_if_version(key, start, length, version)
+        finally:
+            self._count("get_range")
+        with self._lock:
+            self.bytes_read += len(value or b"")
+        return value
+
     def _put(self, key: str, value: Buffer, content_encoding: str | None) -> None:
         self.inner.put(key, value, content_encoding=content_encoding)
         self._count("put", written=memoryview(value).nbytes)

@@ -256,6 +256,20 @@ class StoreConformance:
         with pytest.raises(ValueError, match="suffix"):
             store.get_range(key, -5, 2)
 
+    def test_get_range_with_version(self, store: Store) -> None:
+        """The same bytes as get_range; the version is the one get_with_version gives (stores
+        without versions give None, and a reader then trusts nothing across reads)."""
+        value = payload(4096, seed=8)
+        store.put("k", value)
+        for start, length in [(0, 16), (100, 1000), (4000, 500), (5000, 10), (-7, None)]:
+            data, version = store.get_range_with_version("k", start, length)
+            assert data == store.get_range("k", start, length)
+            if version is not None and store.conditional_writes:
+                assert version == store.get_with_version("k")[1]
+        assert store.get_range_with_version("missing", 0, 10) == (None, None)
+        with pytest.raises(ValueError, match="negative"):
+            store.get_range_with_version("k", 0, -1)
+
     # -- size --------------------------------------------------------------------------------------
     def test_read_into(self, store: Store) -> None:
         # Optional: a backend without a buffer path returns None ("use get") for every key.

@@ -2,24 +2,26 @@
 
 Reading (``read_pieces``): the chunk ids of a box are grouped by ``(shard, minishard)``; each
 minishard index is fetched once (two ranged reads: the 16-byte shard-index entry, then the index)
-and kept in a bounded LRU cache; the chunks' byte ranges are then merged where they lie close
-together in a shard and fetched with one ranged read per merged range.
+and kept, with the version of the shard it came from, in a bounded LRU cache; the chunks' byte
+ranges are then merged where they lie close together in a shard and fetched with one ranged read
+per merged range, held to that version (:mod:`~bigarrays.formats.precomputed.shard_reads`).
+Every index is checked against the bounds of the scale before anything is read or inflated
+(:mod:`~bigarrays.formats.precomputed.shard_limits`).
 
 Writing (``write_pieces``): the pieces of a box are grouped by shard. A shard whose every chunk the
 box covers is built in memory and put once. A shard the box covers in part is read, merged and
 rewritten with the store's conditional write (``put_if_version``), retried when another writer got
 there first; stores without conditional writes refuse such writes, naming the shard box to align
 writes to. Chunks equal to the fill value (every bit 0) are left out of a shard; a shard left with
-no chunk is deleted. A write drops this process's cached indexes of the shards it rewrites.
+no chunk is deleted. A write drops this process's cached indexes of the shards it rewrites. A
+shard that cannot be decoded is never rewritten: the write is refused with CorruptChunkError.
 """
 
 from __future__ import annotations
 
 import math
 import random
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -28,7 +30,6 @@ import numpy as np
 
 from bigarrays.box import Box, ChunkPiece, Vec
 from bigarrays.errors import (
-    CorruptChunkError,
     ReadOnlyError,
     UnsupportedError,
     VersionConflictError,
@@ -36,14 +37,14 @@ from bigarrays.errors import (
 from bigarrays.fill import is_fill
 from bigarrays.formats.precomputed.chunks import ChunkLayout
 from bigarrays.formats.precomputed.info import Info, Scale, ShardingSpec
+from bigarrays.formats.precomputed.shard_limits import IndexLimits
+from bigarrays.formats.precomputed.shard_reads import DEFAULT_CACHE_BYTES, ShardReader
 from bigarrays.formats.precomputed.sharding import (
     MinishardIndex,
     ShardGeometry,
     ShardMap,
     check_spec_for_grid,
-    coalesce,
     decode_data,
-    decode_minishard_index,
     decode_shard,
     encode_data,
     encode_shard,
@@ -56,8 +57,6 @@ from bigarrays.stores.base import ANY_VERSION
 T = TypeVar("T")
 Run = Callable[[Callable[[Any], None], Iterable[Any]], None]
 
-#: Default bound of the decoded minishard indexes kept per layout.
-DEFAULT_CACHE_BYTES = 32 << 20
 #: Byte ranges of one shard closer than this are fetched as one range: on an object store, reading
 #: half a MiB more costs less than another round trip.
 DEFAULT_COALESCE_GAP = 512 << 10
@@ -74,68 +73,6 @@ def _inline_run(fn: Callable[[T], None], items: Iterable[T]) -> None:
         fn(item)
 
 
-class MinishardCache:
-    """A thread-safe LRU of decoded minishard indexes, bounded in bytes.
-
-    Each shard has a generation, bumped when this process writes it: an index fetched before a
-    write is not stored after it.
-    """
-
-    def __init__(self, max_bytes: int = DEFAULT_CACHE_BYTES) -> None:
-        self.max_bytes = max_bytes
-        self._entries: OrderedDict[tuple[int, int], MinishardIndex] = OrderedDict()
-        self._bytes = 0
-        self._generations: dict[int, int] = {}
-        self._lock = threading.Lock()
-        self.hits = 0
-        self.misses = 0
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    @property
-    def nbytes(self) -> int:
-        return self._bytes
-
-    def generation(self, shard: int) -> int:
-        with self._lock:
-            return self._generations.get(shard, 0)
-
-    def get(self, key: tuple[int, int]) -> MinishardIndex | None:
-        with self._lock:
-            index = self._entries.get(key)
-            if index is None:
-                self.misses += 1
-                return None
-            self._entries.move_to_end(key)
-            self.hits += 1
-            return index
-
-    def put(self, key: tuple[int, int], index: MinishardIndex, generation: int) -> None:
-        with self._lock:
-            if self._generations.get(key[0], 0) != generation or index.nbytes > self.max_bytes:
-                return
-            old = self._entries.pop(key, None)
-            if old is not None:
-                self._bytes -= old.nbytes
-            self._entries[key] = index
-            self._bytes += index.nbytes
-            while self._bytes > self.max_bytes:
-                _, evicted = self._entries.popitem(last=False)
-                self._bytes -= evicted.nbytes
-
-    def invalidate(self, shard: int) -> None:
-        with self._lock:
-            self._generations[shard] = self._generations.get(shard, 0) + 1
-            for key in [k for k in self._entries if k[0] == shard]:
-                self._bytes -= self._entries.pop(key).nbytes
-
-    def clear(self) -> None:
-        with self._lock:
-            for shard in {k[0] for k in self._entries}:
-                self._generations[shard] = self._generations.get(shard, 0) + 1
-            self._entries.clear()
-            self._bytes = 0
 
 
 @dataclass
@@ -176,14 +113,21 @@ class ShardedLayout(ChunkLayout):
         check_spec_for_grid(spec, grid3)
         self.shard_map = ShardMap(spec)
         self.geometry = ShardGeometry.of(grid3, spec)
-        self.cache = MinishardCache(cache_bytes)
-        self.coalesce_gap = coalesce_gap
-        self.max_range = max_range
         self.write_batch_bytes = write_batch_bytes
         self._chunk_bytes = math.prod(self.grid.chunk) * self.dtype.itemsize
         self._shard_sizes: dict[int, int] | None = None
-        self._loading: dict[tuple[int, int], threading.Lock] = {}
-        self._loading_lock = threading.Lock()
+        per_shard = self.geometry.shard_chunks
+        self.limits = IndexLimits.of(
+            math.prod(grid3 if per_shard is None else per_shard),
+            self._chunk_bytes,
+            exact_size=self.scale.encoding == "raw",
+        )
+        self.reader = ShardReader(
+            store, spec, self.shard_key, self.limits, cache_bytes=cache_bytes,
+            coalesce_gap=coalesce_gap, max_range=max_range,
+        )  # fmt: skip
+        #: The decoded minishard indexes of this layout, with their shards' versions.
+        self.cache = self.reader.cache
 
     # -- naming ----------------------------------------------------------------------------------
     def chunk_id(self, index: Sequence[int]) -> int:
@@ -200,62 +144,26 @@ class ShardedLayout(ChunkLayout):
     # -- reading ---------------------------------------------------------------------------------
     def minishard_index(self, shard: int, minishard: int) -> MinishardIndex:
         """The decoded index of one minishard (empty when the shard or minishard is empty)."""
-        cache_key = (shard, minishard)
-        index = self.cache.get(cache_key)
-        if index is not None:
-            return index
-        with self._loading_lock:
-            lock = self._loading.setdefault(cache_key, threading.Lock())
-        with lock:  # one fetch per minishard, however many threads want it
-            index = self.cache.get(cache_key)
-            if index is None:
-                generation = self.cache.generation(shard)
-                index = self._fetch_minishard_index(shard, minishard)
-                self.cache.put(cache_key, index, generation)
-        with self._loading_lock:
-            self._loading.pop(cache_key, None)
-        return index
-
-    def _fetch_minishard_index(self, shard: int, minishard: int) -> MinishardIndex:
-        key = self.shard_key(shard)
-        entry = self.store.get_range(key, 16 * minishard, 16)
-        if entry is None:
-            return MinishardIndex.empty()
-        if len(entry) != 16:
-            raise CorruptChunkError(key, f"the shard index ends before minishard {minishard}")
-        start, end = np.frombuffer(entry, dtype="<u8").tolist()
-        if end <= start:
-            return MinishardIndex.empty()
-        base = self.shard_map.index_bytes
-        data = self.store.get_range(key, base + start, end - start)
-        if data is None:  # the shard was deleted between the two reads
-            return MinishardIndex.empty()
-        if len(data) != end - start:
-            raise CorruptChunkError(key, f"minishard {minishard}'s index lies past the end")
-        return decode_minishard_index(data, self.spec, key)
+        return self.reader.minishard_index(shard, minishard).index
 
     def _decode_chunk(self, data: bytes, index: Vec, key: str) -> np.ndarray:
-        raw = decode_data(data, self.spec.data_encoding, key)
-        return self.decode(raw, self.grid.chunk_box(index).shape, key)
+        raw = decode_data(data, self.spec.data_encoding, key, self.limits.max_decoded_chunk_bytes)
+        shape = self.grid.chunk_box(index).shape
+        if self.blosc is not None:
+            return self.decode(raw, shape, key)
+        # The format's data_encoding says how chunks are stored: no sniffing for gzip in them
+        # (which would inflate without a bound).
+        return self.codec.decode(raw, shape, key)
 
     def load(self, index: Vec) -> np.ndarray | None:
         """The decoded chunk at grid ``index``, or None when its shard does not hold it."""
-        cid = self.chunk_id(index)
-        shard, minishard = self.shard_map.locate(cid)
-        for attempt in range(2):
-            where = self.minishard_index(shard, minishard).find(cid)
-            if where is None:
-                return None
-            start, end = where
-            key = self.shard_key(shard)
-            data = self.store.get_range(key, start, end - start)
-            if data is not None and len(data) == end - start:
-                return self._decode_chunk(data, index, f"{key}#{cid}")
-            if attempt == 0:
-                self.cache.invalidate(shard)  # rewritten by someone else: look again
-        raise CorruptChunkError(
-            f"{self.shard_key(shard)}#{cid}", "the shard is shorter than its index says"
-        )
+        out: list[np.ndarray | None] = [None]
+
+        def keep(_: ChunkPiece, chunk: np.ndarray | None) -> None:
+            out[0] = chunk
+
+        self.read_pieces([self._whole_piece(index)], _inline_run, keep)
+        return out[0]
 
     def _locate_pieces(
         self, pieces: Sequence[ChunkPiece]
@@ -274,55 +182,17 @@ class ShardedLayout(ChunkLayout):
         if not pieces:
             return
         ids, shards, minishards = self._locate_pieces(pieces)
-        wanted = sorted(set(zip(shards.tolist(), minishards.tolist(), strict=True)))
-        indexes: dict[tuple[int, int], MinishardIndex] = {}
+        id_list, shard_list = ids.tolist(), shards.tolist()
 
-        def fetch_index(key: tuple[int, int]) -> None:
-            indexes[key] = self.minishard_index(*key)
-
-        run(fetch_index, wanted)
-
-        by_shard: dict[int, list[tuple[int, int, int]]] = {}  # shard -> (position, start, end)
-        missing = []
-        for pos, (cid, shard, mini) in enumerate(
-            zip(ids.tolist(), shards.tolist(), minishards.tolist(), strict=True)
-        ):
-            where = indexes[(shard, mini)].find(cid)
-            if where is None:
-                missing.append(pos)
-            else:
-                by_shard.setdefault(shard, []).append((pos, *where))
-        for pos in missing:
-            emit(pieces[pos], None)
-
-        units: list[tuple[int, int, int, list[tuple[int, int, int]]]] = []
-        for shard, members in by_shard.items():
-            for start, end, which in coalesce(
-                [(a, b) for _, a, b in members], self.coalesce_gap, self.max_range
-            ):
-                units.append((shard, start, end, [members[i] for i in which]))
-        # Big ranges first, so that the last tasks to start are the short ones.
-        units.sort(key=lambda u: u[1] - u[2])
-
-        def fetch_range(unit: tuple[int, int, int, list[tuple[int, int, int]]]) -> None:
-            shard, start, end, members = unit
-            key = self.shard_key(shard)
-            data = self.store.get_range(key, start, end - start)
-            if data is None or len(data) != end - start:
-                # Rewritten by another process since its index was read: chunk by chunk afresh.
-                self.cache.invalidate(shard)
-                for pos, _, _ in members:
-                    emit(pieces[pos], self.load(pieces[pos].chunk_index))
+        def decode(pos: int, data: bytes | None) -> None:
+            piece = pieces[pos]
+            if data is None:
+                emit(piece, None)
                 return
-            view = memoryview(data)
-            for pos, a, b in members:
-                piece = pieces[pos]
-                chunk = self._decode_chunk(
-                    bytes(view[a - start : b - start]), piece.chunk_index, f"{key}#{ids[pos]}"
-                )
-                emit(piece, chunk)
+            key = f"{self.shard_key(shard_list[pos])}#{id_list[pos]}"
+            emit(piece, self._decode_chunk(data, piece.chunk_index, key))
 
-        run(fetch_range, units)
+        self.reader.read(id_list, shard_list, minishards.tolist(), run, decode)
 
     # -- writing ---------------------------------------------------------------------------------
     def shard_size(self, shard: int) -> int | None:
@@ -361,7 +231,8 @@ class ShardedLayout(ChunkLayout):
         if old is None:
             chunk = np.zeros(piece.chunk_box.shape, dtype=self.dtype, order="F")
         else:
-            decoded = self._decode_chunk(old, piece.chunk_index, f"#{cid}")
+            key = f"{self.shard_key(self.shard_map.locate(cid)[0])}#{cid}"
+            decoded = self._decode_chunk(old, piece.chunk_index, key)
             chunk = np.array(decoded, dtype=self.dtype, order="F", copy=True)
         chunk[piece.in_chunk] = part
         return chunk
@@ -422,7 +293,9 @@ class ShardedLayout(ChunkLayout):
     def _read_old(self, g: _ShardWrite) -> None:
         data, version = self.store.get_with_version(g.key)
         g.version, g.existed = version, data is not None
-        g.old = {} if data is None else decode_shard(data, self.spec, g.key)
+        # A shard that cannot be decoded is refused (CorruptChunkError naming it): rewriting it
+        # with only the chunks of this write would drop every other chunk it holds.
+        g.old = {} if data is None else decode_shard(data, self.spec, g.key, limits=self.limits)
 
     def _write_batch(
         self,

@@ -25,6 +25,12 @@ import numpy as np
 
 from bigarrays.errors import CorruptChunkError, InvalidInfoError, UnsupportedError
 from bigarrays.formats.precomputed.info import MAX_MINISHARD_BITS, SHARDING_TYPE, ShardingSpec
+from bigarrays.formats.precomputed.shard_limits import (
+    IndexLimits,
+    bounded_gunzip,
+    check_index_range,
+    checked_minishard_ranges,
+)
 from bigarrays.stores import content_encoding
 
 _U64 = np.dtype("<u8")
@@ -297,10 +303,12 @@ def encode_data(data: bytes | bytearray | memoryview, encoding: str) -> bytes:
     return out if isinstance(out, bytes) else bytes(out)
 
 
-def decode_data(data: bytes, encoding: str, what: str) -> bytes:
+def decode_data(data: bytes, encoding: str, what: str, max_size: int) -> bytes:
+    """Undo a shard ``data_encoding`` / ``minishard_index_encoding``, refusing (with
+    :class:`CorruptChunkError`) a gzip stream that inflates past ``max_size`` bytes."""
     if encoding == "raw":
         return data
-    return content_encoding.decode(data, "gzip", what)
+    return bounded_gunzip(data, max_size, what)
 
 
 def encode_minishard_index(ids: np.ndarray, starts: np.ndarray, sizes: np.ndarray) -> bytes:
@@ -383,24 +391,34 @@ class MinishardIndex:
 
 
 def decode_minishard_index(
-    data: bytes, spec: ShardingSpec, what: str = "minishard index"
+    data: bytes,
+    spec: ShardingSpec,
+    what: str = "minishard index",
+    *,
+    limits: IndexLimits | None = None,
 ) -> MinishardIndex:
-    """Decode a stored minishard index (after ``minishard_index_encoding``)."""
-    raw = decode_data(data, spec.minishard_index_encoding, what)
+    """Decode and check a stored minishard index (after ``minishard_index_encoding``).
+
+    As TensorStore checks it: a whole number of entries, no more than the shard can hold, chunk
+    ids strictly increasing (no duplicates, no wrap-around in the delta decode), chunk lengths
+    no longer than a chunk can be, and byte ranges that neither overflow nor leave the 63-bit
+    offsets a file can have. Anything else is a :class:`CorruptChunkError`. ``limits`` are the
+    scale's (:meth:`IndexLimits.generous` when not given).
+    """
+    limits = IndexLimits.generous() if limits is None else limits
+    raw = decode_data(data, spec.minishard_index_encoding, what, 24 * limits.max_chunks)
     if len(raw) % 24:
         raise CorruptChunkError(what, f"a minishard index of {len(raw)} bytes is no multiple of 24")
+    n = len(raw) // 24
+    if n > limits.max_chunks:
+        raise CorruptChunkError(
+            what, f"a minishard index of {n} chunks, more than the {limits.max_chunks} it can hold"
+        )
+    if n == 0:
+        return MinishardIndex.empty()
     table = np.frombuffer(raw, dtype=_U64).reshape(3, -1)
-    with np.errstate(over="ignore"):
-        ids = np.cumsum(table[0], dtype=np.uint64)
-        sizes = table[2].astype(np.uint64)
-        # start_i = end_{i-1} + delta_i, end_i = start_i + size_i: a cumulative sum of both.
-        ends = np.cumsum(table[1] + sizes, dtype=np.uint64)
-        starts = ends - sizes
-    base = np.uint64(ShardMap(spec).index_bytes)
-    if ids.size > 1 and not bool(np.all(ids[1:] > ids[:-1])):
-        order = np.argsort(ids, kind="stable")
-        ids, starts, ends = ids[order], starts[order], ends[order]
-    return MinishardIndex(ids, starts + base, ends + base)
+    ids, starts, ends = checked_minishard_ranges(table, ShardMap(spec).index_bytes, limits, what)
+    return MinishardIndex(ids, starts, ends)
 
 
 def decode_shard_index(data: bytes, spec: ShardingSpec, what: str = "shard") -> np.ndarray:
@@ -411,22 +429,36 @@ def decode_shard_index(data: bytes, spec: ShardingSpec, what: str = "shard") -> 
     return np.frombuffer(data[: 16 * n], dtype=_U64).reshape(n, 2)
 
 
-def decode_shard(data: bytes, spec: ShardingSpec, what: str = "shard") -> dict[int, bytes]:
-    """Every chunk of a whole shard file: id -> stored bytes (still in ``data_encoding``)."""
+def decode_shard(
+    data: bytes, spec: ShardingSpec, what: str = "shard", *, limits: IndexLimits | None = None
+) -> dict[int, bytes]:
+    """Every chunk of a whole shard file: id -> stored bytes (still in ``data_encoding``).
+
+    Every index and byte range is checked (see :func:`decode_minishard_index`), and must lie
+    inside the file: a shard that cannot be decoded whole is a :class:`CorruptChunkError`.
+    """
+    limits = IndexLimits.generous() if limits is None else limits
     base = ShardMap(spec).index_bytes
     table = decode_shard_index(data, spec, what)
     out: dict[int, bytes] = {}
     view = memoryview(data)
-    for start, end in table.tolist():
-        if end <= start:
+    for minishard, (start, end) in enumerate(table.tolist()):
+        span = check_index_range(start, end, minishard, limits, what)
+        if span is None:
             continue
         if base + end > len(data):
-            raise CorruptChunkError(what, f"minishard index {start}-{end} lies past the end")
-        index = decode_minishard_index(bytes(view[base + start : base + end]), spec, what)
+            raise CorruptChunkError(
+                what, f"minishard {minishard}'s index ({start}-{end}) lies past the end"
+            )
+        index = decode_minishard_index(
+            bytes(view[base + start : base + end]), spec, what, limits=limits
+        )
         for cid, a, b in zip(index.ids.tolist(), index.starts.tolist(), index.ends.tolist(),
                              strict=True):  # fmt: skip
             if b > len(data):
                 raise CorruptChunkError(what, f"chunk {cid} lies past the end of the shard")
+            if cid in out:
+                raise CorruptChunkError(what, f"chunk {cid} is listed by two minishards")
             out[cid] = bytes(view[a:b])
     return out
 
