@@ -124,10 +124,11 @@ class _Subprocess:
 
 
 class MotoServer(_Subprocess):
+    """moto's S3 server, with conditional writes made atomic as S3's are (moto_atomic_server)."""
+
     def command(self) -> list[str]:
-        moto = Path(sys.executable).with_name("moto_server")
-        exe = [str(moto)] if moto.exists() else [sys.executable, "-m", "moto.server"]
-        return [*exe, "-H", LOCALHOST, "-p", str(self.port)]
+        script = Path(__file__).with_name("moto_atomic_server.py")
+        return [sys.executable, str(script), "-H", LOCALHOST, "-p", str(self.port)]
 
     def ready_url(self) -> str:
         return self.endpoint + "/moto-api/"
