@@ -155,3 +155,23 @@ class MissingDependencyError(BigArraysError, ImportError):
         super().__init__(
             f"{feature} needs the package {package!r}: pip install 'bigarrays[{extra}]'"
         )
+
+
+class InvalidKeyError(BigArraysError, ValueError):
+    """A store key that cannot name an object: empty, absolute, or holding a NUL byte."""
+
+
+class KeyOutsideRootError(InvalidKeyError):
+    """A store key resolves outside the store's root (``../x``) and the store does not allow it.
+
+    The precomputed format lets a scale's key point beside the dataset (``../other/8_8_40``);
+    open the dataset with ``allow_parent_keys=True`` when it really shares data that way.
+    """
+
+    def __init__(self, key: str, url: str | None = None) -> None:
+        self.key = key
+        where = f" of {url}" if url else ""
+        super().__init__(
+            f"key {key!r} resolves outside the root{where}; keys name objects below the root. "
+            "A dataset whose scales really live beside it opens with allow_parent_keys=True"
+        )

@@ -1,11 +1,18 @@
 """The store contract: a flat map from string keys to bytes.
 
 Stores know nothing of arrays or formats. A key is a ``/``-separated path relative to the store's
-root; ``..`` segments are resolved against the root (the precomputed format allows a scale's key to
-point beside the dataset). Transfer encodings (gzip, ...) are the store's business, as they are in
-HTTP: ``put`` receives bytes already encoded together with the encoding's name and stores them the
-store's way; ``get`` returns the decoded bytes, and ``get_encoded`` the stored bytes with the name
-of their encoding, so that a copy between stores keeps gzip as gzip.
+root; ``.`` and ``..`` segments are resolved, and a key that then lies outside the root is refused
+with :class:`~bigarrays.errors.KeyOutsideRootError`, on every backend and for every method, so that
+a hostile ``info`` (a scale key ``../../home/.ssh``) cannot make a read, a write, a delete or a copy
+reach past the dataset. The precomputed format does allow a scale's key to point beside the dataset
+(``../other/8_8_40``) for datasets that share data; a store opened with ``allow_parent_keys=True``
+(``open_store(url, allow_parent_keys=True)``, ``bigarrays.open(url, allow_parent_keys=True)``)
+serves such keys. Absolute keys (``/a``) and keys with NUL bytes are never valid.
+
+Transfer encodings (gzip, ...) are the store's business, as they are in HTTP: ``put`` receives bytes
+already encoded together with the encoding's name and stores them the store's way; ``get`` returns
+the decoded bytes, and ``get_encoded`` the stored bytes with the name of their encoding, so that a
+copy between stores keeps gzip as gzip.
 
 Conditional writes are optional: a backend with ``conditional_writes = True`` gives every value a
 version (``get_with_version``) and writes or deletes only if the version is unchanged
@@ -23,7 +30,12 @@ import posixpath
 from collections.abc import Iterator
 from typing import Any
 
-from bigarrays.errors import ReadOnlyError, UnsupportedError
+from bigarrays.errors import (
+    InvalidKeyError,
+    KeyOutsideRootError,
+    ReadOnlyError,
+    UnsupportedError,
+)
 
 Buffer = bytes | bytearray | memoryview
 
@@ -32,12 +44,36 @@ Buffer = bytes | bytearray | memoryview
 ANY_VERSION = "*"
 
 
-def _object_key(key: str) -> str:
-    """A normalized key that names an object: never empty (that is the store's root)."""
-    norm = normalize_key(key)
+def _object_key(key: str, allow_parent: bool = False, url: str | None = None) -> str:
+    """A checked, normalized key that names an object: never empty (that is the store's root)."""
+    norm = check_key(key, allow_parent, url)
     if not norm:
-        raise ValueError(f"{key!r} is not a key: keys name objects below the store's root")
+        raise InvalidKeyError(f"{key!r} is not a key: keys name objects below the store's root")
     return norm
+
+
+def check_key(key: str, allow_parent: bool = False, url: str | None = None) -> str:
+    """The normalized ``key`` (see :func:`normalize_key`), refused when it is no safe key.
+
+    Refused: NUL bytes (C APIs would cut the name short), absolute keys (``/a``: a key is
+    relative to the root, and a file store would otherwise join it onto ``/``), and unless
+    ``allow_parent`` a key that resolves outside the root (``..``, ``a/../../b``).
+    """
+    if not isinstance(key, str):
+        raise TypeError(f"store keys are strings, got {type(key).__name__}")
+    if "\x00" in key:
+        raise InvalidKeyError(f"{key!r} is not a key: it holds a NUL byte")
+    if key.startswith("/"):
+        raise InvalidKeyError(f"{key!r} is not a key: keys are relative to the store's root")
+    norm = normalize_key(key)
+    if not allow_parent and (norm == ".." or norm.startswith("../")):
+        raise KeyOutsideRootError(key, url)
+    return norm
+
+
+def is_outside(key: str) -> bool:
+    """True when the normalized ``key`` lies outside the root it is relative to."""
+    return key == ".." or key.startswith("../")
 
 
 def local_disk_concurrency() -> int:
@@ -64,8 +100,16 @@ class Store(abc.ABC):
     #: URL schemes this backend serves, for the URL table and error messages.
     schemes: tuple[str, ...] = ()
 
+    #: True serves keys that resolve beside the root (``../other/x``); see the module notes.
+    #: ``open_store(..., allow_parent_keys=True)`` sets it.
+    allow_parent_keys: bool = False
+
     def __init__(self, *, read_only: bool = False) -> None:
         self.read_only = read_only
+
+    def _key(self, key: str) -> str:
+        """``key`` checked against this store's rules and normalized (it names an object)."""
+        return _object_key(key, self.allow_parent_keys, self.url)
 
     # -- identity --------------------------------------------------------------------------------
     @property
@@ -79,11 +123,14 @@ class Store(abc.ABC):
         return max(4, 2 * (os.cpu_count() or 1))
 
     def _config(self) -> tuple[Any, ...]:
-        return (type(self), self.url, self.read_only)
+        return (type(self), self.url, self.read_only, self.allow_parent_keys)
 
     def _reopen_state(self) -> dict[str, Any]:
         """Pickle state of a store that its URL reopens: the settings, never handles."""
-        return {"url": self.url, "read_only": self.read_only}
+        return {
+            "url": self.url, "read_only": self.read_only,
+            "allow_parent_keys": self.allow_parent_keys,
+        }  # fmt: skip
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Store) and self._config() == other._config()
@@ -98,7 +145,7 @@ class Store(abc.ABC):
     # -- the contract ----------------------------------------------------------------------------
     def get(self, key: str) -> bytes | None:
         """The value at ``key`` (transfer encoding removed), or None when there is none."""
-        return self._get(_object_key(key))
+        return self._get(self._key(key))
 
     def get_range(self, key: str, start: int, length: int | None = None) -> bytes | None:
         """``length`` bytes from offset ``start`` (to the end when None); None if no such key.
@@ -110,7 +157,7 @@ class Store(abc.ABC):
             raise ValueError(f"length must not be negative, got {length}")
         if start < 0 and length is not None:
             raise ValueError("a suffix range (negative start) takes no length")
-        return self._get_range(_object_key(key), start, length)
+        return self._get_range(self._key(key), start, length)
 
     def put(self, key: str, value: Buffer, *, content_encoding: str | None = None) -> None:
         """Store ``value`` at ``key`` atomically: a reader sees the old value or the new one.
@@ -118,24 +165,24 @@ class Store(abc.ABC):
         ``content_encoding`` names the transfer encoding ``value`` is already in (e.g. "gzip").
         """
         self._check_writable()
-        self._put(_object_key(key), value, content_encoding)
+        self._put(self._key(key), value, content_encoding)
 
     def delete(self, key: str) -> None:
         """Remove ``key``; removing a key that does not exist is not an error."""
         self._check_writable()
-        self._delete(_object_key(key))
+        self._delete(self._key(key))
 
     def exists(self, key: str) -> bool:
-        return self._exists(_object_key(key))
+        return self._exists(self._key(key))
 
     def list(self, prefix: str = "") -> Iterator[str]:
         """Every key that starts with ``prefix`` (a plain string prefix, not a folder)."""
-        p = normalize_key(prefix) + ("/" if prefix.endswith("/") and prefix.strip("/") else "")
-        return self._list(p)
+        norm = check_key(prefix, self.allow_parent_keys, self.url) if prefix else ""
+        return self._list(norm + ("/" if prefix.endswith("/") and norm else ""))
 
     def size(self, key: str) -> int | None:
         """The stored (possibly compressed) size of ``key`` in bytes, or None when missing."""
-        return self._size(_object_key(key))
+        return self._size(self._key(key))
 
     def get_encoded(self, key: str) -> tuple[bytes, str | None] | None:
         """The bytes of ``key`` as stored and their transfer encoding, or None when missing.
@@ -146,7 +193,7 @@ class Store(abc.ABC):
         bytes. Backends that keep the encoding (a file suffix, a header) override
         ``_get_encoded``; the default returns the decoded value as plain bytes.
         """
-        return self._get_encoded(_object_key(key))
+        return self._get_encoded(self._key(key))
 
     # -- reading into a caller's buffer (optional; ``reads_into_buffers`` says who has it) -------
     #: True when :meth:`read_into` reads stored bytes straight into memory (a local file).
@@ -175,7 +222,7 @@ class Store(abc.ABC):
         The token changes whenever the value is replaced (a generation, an ETag, a file's
         identity). Backends without versions raise :class:`~bigarrays.errors.UnsupportedError`.
         """
-        return self._get_with_version(_object_key(key))
+        return self._get_with_version(self._key(key))
 
     def put_if_version(
         self, key: str, value: Buffer, version: str | None, *, content_encoding: str | None = None
@@ -188,12 +235,12 @@ class Store(abc.ABC):
         :class:`~bigarrays.errors.VersionConflictError` is raised: read again and retry.
         """
         self._check_writable()
-        self._put_if_version(_object_key(key), value, version, content_encoding)
+        self._put_if_version(self._key(key), value, version, content_encoding)
 
     def delete_if_version(self, key: str, version: str | None) -> None:
         """Remove ``key`` only if it is still at ``version`` (see :meth:`put_if_version`)."""
         self._check_writable()
-        self._delete_if_version(_object_key(key), version)
+        self._delete_if_version(self._key(key), version)
 
     def close(self) -> None:  # noqa: B027 - optional hook, a no-op for most backends
         """Release connections or file handles; the store may not be used afterwards."""

@@ -26,7 +26,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from bigarrays.errors import AccessDeniedError, StoreError, VersionConflictError
+from bigarrays.errors import (
+    AccessDeniedError,
+    InvalidKeyError,
+    StoreError,
+    VersionConflictError,
+)
 from bigarrays.stores import content_encoding
 from bigarrays.stores.base import ANY_VERSION, Buffer, Store
 
@@ -64,8 +69,15 @@ class FileStore(Store):
     def url(self) -> str:
         return self.root.as_uri()
 
+    def _key(self, key: str) -> str:
+        norm = super()._key(key)
+        if "\\" in norm:
+            # A path separator on Windows: "..\\x" would climb out there whatever the checks say.
+            raise InvalidKeyError(f"{key!r} is not a key of a file store: it holds a backslash")
+        return norm
+
     def _path(self, key: str) -> Path:
-        # Keys may climb above the root with ".." (the format allows it); the path stays literal.
+        # ``key`` is checked (Store._key): ".." appears only when allow_parent_keys says so.
         return self.root / key
 
     def _read(self, path: Path, start: int = 0, length: int | None = None) -> bytes | None:
@@ -103,6 +115,9 @@ class FileStore(Store):
         self, key: str, buffer: memoryview, offset: int = 0, size: int | None = None
     ) -> int | None:
         """See :meth:`Store.read_into`: ``os.preadv`` of the plain file (not ``KEY.gz``)."""
+        if ".." in key or "\\" in key or "\x00" in key or key[:1] == "/":
+            # The hot path takes keys as given; only those that might climb out pay the check.
+            key = self._key(key)
         try:
             fd = os.open(f"{self._root_str}/{key}", os.O_RDONLY)
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):

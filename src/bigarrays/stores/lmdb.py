@@ -317,6 +317,7 @@ class LmdbStore(Store):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(state["url"], read_only=state["read_only"])  # type: ignore[misc]
+        self.allow_parent_keys = state.get("allow_parent_keys", False)
 
     def close(self) -> None:
         """Let go of the database (the environment closes with its last handle)."""

@@ -41,10 +41,12 @@ class MemoryStore(Store):
 
     def __getstate__(self) -> dict[str, object]:
         # A pickled memory store names its namespace; unpickled in the same process it shares it.
-        return {"name": self.name, "read_only": self.read_only}
+        return {"name": self.name, "read_only": self.read_only,
+                "allow_parent_keys": self.allow_parent_keys}  # fmt: skip
 
     def __setstate__(self, state: dict[str, object]) -> None:
         self.__init__(str(state["name"]), read_only=bool(state["read_only"]))  # type: ignore[misc]
+        self.allow_parent_keys = bool(state.get("allow_parent_keys", False))
 
     def _get(self, key: str) -> bytes | None:
         return self._data.get(key)

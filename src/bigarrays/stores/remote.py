@@ -138,6 +138,7 @@ class RemoteStore(Store):
         Ranges that lie closer than :data:`COALESCE_GAP` are fetched as one request; the
         requests run in parallel. A range past the end is cut short, as in :meth:`get_range`.
         """
+        key = self._key(key)
         for start, length in ranges:
             if start < 0 or length < 0:
                 raise ValueError(f"ranges are (start >= 0, length >= 0), got {(start, length)}")

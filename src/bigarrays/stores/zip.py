@@ -125,6 +125,7 @@ class ZipStore(Store):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(state["url"], read_only=state["read_only"])  # type: ignore[misc]
+        self.allow_parent_keys = state.get("allow_parent_keys", False)
 
     # -- life cycle ------------------------------------------------------------------------------
     def checkpoint(self) -> None:
