@@ -36,6 +36,7 @@ from bigarrays.errors import (
     ReadOnlyError,
     UnsupportedError,
 )
+from bigarrays.stores import content_encoding
 
 Buffer = bytes | bytearray | memoryview
 
@@ -143,9 +144,16 @@ class Store(abc.ABC):
         return f"{type(self).__name__}({self.url!r}{mode})"
 
     # -- the contract ----------------------------------------------------------------------------
-    def get(self, key: str) -> bytes | None:
-        """The value at ``key`` (transfer encoding removed), or None when there is none."""
-        return self._get(self._key(key))
+    def get(self, key: str, *, max_size: int | None = None) -> bytes | None:
+        """The value at ``key`` (transfer encoding removed), or None when there is none.
+
+        ``max_size`` bounds the decoding of a transfer encoding: once the output passes it,
+        decoding stops with :class:`~bigarrays.errors.CorruptChunkError`, so a small hostile
+        object cannot inflate to gigabytes. Readers that know a value's size (a chunk) pass it.
+        """
+        if max_size is None:
+            return self._get(self._key(key))
+        return self._get_bounded(self._key(key), max_size)
 
     def get_range(self, key: str, start: int, length: int | None = None) -> bytes | None:
         """``length`` bytes from offset ``start`` (to the end when None); None if no such key.
@@ -216,13 +224,16 @@ class Store(abc.ABC):
     #: True when the backend implements versions and the ``*_if_version`` methods below.
     conditional_writes: bool = False
 
-    def get_with_version(self, key: str) -> tuple[bytes | None, str | None]:
+    def get_with_version(
+        self, key: str, *, max_size: int | None = None
+    ) -> tuple[bytes | None, str | None]:
         """The value at ``key`` and an opaque version token; ``(None, None)`` when there is none.
 
         The token changes whenever the value is replaced (a generation, an ETag, a file's
         identity). Backends without versions raise :class:`~bigarrays.errors.UnsupportedError`.
+        ``max_size`` bounds the decoding as in :meth:`get`.
         """
-        return self._get_with_version(self._key(key))
+        return self._get_with_version(self._key(key), max_size)
 
     def put_if_version(
         self, key: str, value: Buffer, version: str | None, *, content_encoding: str | None = None
@@ -287,13 +298,20 @@ class Store(abc.ABC):
         value = self._get(key)
         return None if value is None else (value, None)
 
+    def _get_bounded(self, key: str, max_size: int) -> bytes | None:
+        # The stored bytes and their encoding, decoded here under the bound: one place for
+        # every backend that keeps the encoding (a suffix, a header).
+        return content_encoding.decode_stored(self._get_encoded(key), key, max_size)
+
     def _no_versions(self) -> UnsupportedError:
         return UnsupportedError(
             f"the {type(self).__name__} store ({self.url}) has no conditional writes "
             "(versions, compare-and-swap)"
         )
 
-    def _get_with_version(self, key: str) -> tuple[bytes | None, str | None]:
+    def _get_with_version(
+        self, key: str, max_size: int | None = None
+    ) -> tuple[bytes | None, str | None]:
         raise self._no_versions()
 
     def _put_if_version(

@@ -271,7 +271,9 @@ class FileStore(Store):
         except (FileNotFoundError, NotADirectoryError):
             return None
 
-    def _get_with_version(self, key: str) -> tuple[bytes | None, str | None]:
+    def _get_with_version(
+        self, key: str, max_size: int | None = None
+    ) -> tuple[bytes | None, str | None]:
         for _ in range(100):
             path = self._stored_path(key)
             if path is None:
@@ -290,7 +292,7 @@ class FileStore(Store):
             if path.name != self._path(key).name:
                 encoding = next(e for e, sfx in content_encoding.SUFFIXES.items()
                                 if path.name.endswith(sfx))  # fmt: skip
-                data = content_encoding.decode(data, encoding, key)
+                data = content_encoding.decode(data, encoding, key, max_size)
             return data, version
         raise StoreError(f"cannot read {self._path(key)}: it keeps changing")
 

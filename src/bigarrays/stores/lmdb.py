@@ -472,7 +472,9 @@ class LmdbStore(Store):
         return True
 
     # -- conditional writes: the version is a digest of the stored bytes and their encoding ------
-    def _get_with_version(self, key: str) -> tuple[bytes | None, str | None]:
+    def _get_with_version(
+        self, key: str, max_size: int | None = None
+    ) -> tuple[bytes | None, str | None]:
         def fn(txn: Any) -> tuple[bytes, str | None, str] | None:
             found = self._find(txn, key)
             if found is None:
@@ -484,7 +486,8 @@ class LmdbStore(Store):
         if got is None:
             return None, None
         data, encoding, version = got
-        return (content_encoding.decode(data, encoding, key) if encoding else data), version
+        plain = content_encoding.decode(data, encoding, key, max_size) if encoding else data
+        return plain, version
 
     def _check_version(self, txn: Any, key: str, version: str | None) -> None:
         if version == ANY_VERSION:

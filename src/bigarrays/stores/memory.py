@@ -63,6 +63,9 @@ class MemoryStore(Store):
             else:
                 self._encoded.pop(key, None)
 
+    def _get_bounded(self, key: str, max_size: int) -> bytes | None:
+        return self._data.get(key)  # decoded (and so bounded by memory) when it was put
+
     def _get_encoded(self, key: str) -> tuple[bytes, str | None] | None:
         value = self._data.get(key)
         if value is None:
@@ -93,7 +96,9 @@ class MemoryStore(Store):
     def _version_of(value: bytes) -> str:
         return hashlib.blake2b(value, digest_size=16).hexdigest()
 
-    def _get_with_version(self, key: str) -> tuple[bytes | None, str | None]:
+    def _get_with_version(
+        self, key: str, max_size: int | None = None
+    ) -> tuple[bytes | None, str | None]:
         value = self._data.get(key)
         return (None, None) if value is None else (value, self._version_of(value))
 
