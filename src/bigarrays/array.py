@@ -21,8 +21,10 @@ from bigarrays.cache import ChunkCache
 from bigarrays.codecs import blosc as blosc_codec
 from bigarrays.codecs import codec_class, make_codec
 from bigarrays.errors import (
+    ArrayClosedError,
     DatasetExistsError,
     DatasetNotFoundError,
+    KeyOutsideRootError,
     OutOfBoundsError,
     ReadOnlyError,
     ScaleNotFoundError,
@@ -82,6 +84,7 @@ class BigArray:
         # open() and create() own the store they opened from a URL, and close it with the array;
         # a Store passed in belongs to the caller, and at_mip() views share their parent's.
         self._owns_store = owns_store
+        self._closed = False
         self._layout = open_layout(store, info, mip)
         self._engine = ChunkEngine(store.default_concurrency if threads is None else threads)
         #: Decoded chunks kept for repeated reads (``cache_bytes`` > 0), or None.
@@ -208,6 +211,7 @@ class BigArray:
 
     def at_mip(self, mip: int) -> BigArray:
         """The same volume at scale ``mip``, sharing the store and settings."""
+        self._check_open()
         return BigArray(
             self._store, self._info, mip=mip, mode=self._mode, fill_missing=self.fill_missing,
             threads=self._engine.threads, progress=self.progress,
@@ -219,10 +223,12 @@ class BigArray:
 
     # -- reading and writing ---------------------------------------------------------------------
     def __getitem__(self, key: Any) -> np.ndarray:
+        self._check_open()
         selection = parse_key(key, self.bounds, self.num_channels)
         return selection.squeeze(self._read_box(selection.box))
 
     def __setitem__(self, key: Any, value: Any) -> None:
+        self._check_open()
         self._check_writable()
         selection = parse_key(key, self.bounds, self.num_channels)
         block = coerce_value(value, self.dtype, selection)
@@ -267,6 +273,12 @@ class BigArray:
                 cache=self.cache,
             )  # fmt: skip
 
+    def _check_open(self) -> None:
+        if self._closed:
+            # The store may be closed with it (a zip's directory written): a write now would be
+            # lost or land after the finished file, a read could see a released handle.
+            raise ArrayClosedError(f"{self.url} is closed; open it again to read or write it")
+
     def _check_writable(self) -> None:
         if self._mode == "r":
             raise ReadOnlyError(f"{self.url} is open read-only; open it with mode='r+' to write")
@@ -276,8 +288,10 @@ class BigArray:
         """Stop the worker threads and close the store if this array opened it from a URL.
 
         Closing is what writes a zip file's central directory; a Store object passed to
-        ``open`` / ``create`` is left open for its owner to close.
+        ``open`` / ``create`` is left open for its owner to close. Reading or writing a closed
+        array raises :class:`~bigarrays.errors.ArrayClosedError`.
         """
+        self._closed = True
         self._engine.close()
         if self._owns_store:
             self._owns_store = False
@@ -389,12 +403,20 @@ def open(
     ``write_compression`` ("gzip", "br" or "zstd") is the transfer compression of the chunks
     this array writes to unsharded scales whose info records none: CloudVolume gzips by default
     without saying so in the info, and writing plain chunks among its ``.gz`` ones would leave
-    two copies of a chunk once CloudVolume writes it again. It is not saved in the info.
+    two copies of a chunk once CloudVolume writes it again. It is not saved in the info. Left
+    None with ``mode="r+"``, each such scale writes the compression its stored chunks have (one
+    chunk is looked at); ``"none"`` writes plain chunks whatever is stored.
+
+    ``allow_parent_keys=True`` (a store option) reads and writes scales whose key points beside
+    the dataset (``"../other/8_8_40"``); without it such keys are refused with
+    :class:`~bigarrays.errors.KeyOutsideRootError`.
     """
     checked = _check_mode(mode)
     store = _open_store(open, url, checked == "r", store_options)
     info = read_info(store)
-    if write_compression is not None:
+    if write_compression is None and checked == "r+":
+        info = _with_stored_compression(store, info)
+    elif write_compression is not None and write_compression != "none":
         info = _with_write_compression(info, write_compression)
     return BigArray(
         store, info, mip=mip, mode=checked, fill_missing=fill_missing,
@@ -403,11 +425,35 @@ def open(
     )  # fmt: skip
 
 
+def _with_stored_compression(store: Store, info: Info) -> Info:
+    """``info`` with each unsharded scale that records no compression set to the transfer
+    encoding of one of its stored chunks (CloudVolume's unrecorded gzip), if it has one."""
+    scales = []
+    for scale in info.scales:
+        if scale.sharding is None and scale.compression is None:
+            found = _stored_encoding(store, normalize_key(scale.key) + "/")
+            if found is not None:
+                scale = replace(scale, compression=found)
+        scales.append(scale)
+    return info.with_scales(scales) if scales != list(info.scales) else info
+
+
+def _stored_encoding(store: Store, prefix: str) -> str | None:
+    """The transfer encoding of the first chunk listed under ``prefix``; None if there is none,
+    it has none, or the store cannot list (or may not reach the prefix)."""
+    try:
+        key = next(iter(store.list(prefix)), None)
+    except (UnsupportedError, KeyOutsideRootError):
+        return None
+    stored = None if key is None else store.get_encoded(key)
+    return None if stored is None else stored[1]
+
+
 def _with_write_compression(info: Info, compression: str) -> Info:
     if compression not in content_encoding.SUFFIXES:
         raise ValueError(
-            f"write_compression must be one of {', '.join(content_encoding.known())}, "
-            f"got {compression!r}"
+            f"write_compression must be one of {', '.join(content_encoding.known())} or "
+            f"'none', got {compression!r}"
         )
     scales = []
     for scale in info.scales:
@@ -586,11 +632,40 @@ def create(
         sharding=sharding_spec,
         **codec_members,
     )
+    warn_if_suffixes_hide_chunks(store, scale)
     info = Info(data_type=data_type, num_channels=num_channels, scales=(scale,), type=layer_type)
     store.put(INFO_KEY, info.to_bytes())
     return BigArray(store, info, mode="r+", threads=threads, progress=progress,
                     owns_store=not isinstance(url, Store), cache_bytes=cache_bytes,
                     skip_empty=skip_empty)  # fmt: skip
+
+
+#: URL schemes of stores that keep a transfer encoding in the object's name (``KEY.gz``).
+_SUFFIXED_SCHEMES = ("file://", "zip://")
+
+
+def warn_if_suffixes_hide_chunks(store: Store, scale: Scale) -> None:
+    """Warn when TensorStore would read the chunks ``scale`` writes to ``store`` as zeros.
+
+    On a local disk (or in a zip) a transfer-compressed chunk is the file ``KEY.gz`` (``.br``,
+    ``.zstd``), CloudVolume's convention. TensorStore's file driver asks for ``KEY`` alone,
+    finds nothing, and shows the fill value everywhere, without an error. Shards keep their
+    compression inside the shard file, so sharded scales are not concerned.
+    """
+    compression = scale.compression
+    if scale.sharding is not None or compression not in content_encoding.SUFFIXES:
+        return
+    if not store.url.startswith(_SUFFIXED_SCHEMES):
+        return
+    suffix = content_encoding.SUFFIXES[compression]
+    warnings.warn(
+        f"{compression} chunks on {store.url} are stored as KEY{suffix} files, which "
+        "TensorStore's file driver does not look for: it reads this volume as zeros "
+        "(CloudVolume and bigarrays read it). Use compression=None for a local volume that "
+        "TensorStore should open, or serve it over HTTP with a Content-Encoding",
+        ViewerCompatibilityWarning,
+        stacklevel=3,
+    )
 
 
 def clear_destination(store: Store, overwrite: bool) -> None:

@@ -175,3 +175,7 @@ class KeyOutsideRootError(InvalidKeyError):
             f"key {key!r} resolves outside the root{where}; keys name objects below the root. "
             "A dataset whose scales really live beside it opens with allow_parent_keys=True"
         )
+
+
+class ArrayClosedError(BigArraysError, ValueError):
+    """A read or write on an array after its ``close()`` (as on a closed file)."""
