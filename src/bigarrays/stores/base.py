@@ -110,7 +110,12 @@ class Store(abc.ABC):
 
     def _key(self, key: str) -> str:
         """``key`` checked against this store's rules and normalized (it names an object)."""
-        return _object_key(key, self.allow_parent_keys, self.url)
+        try:
+            return _object_key(key, self.allow_parent_keys)
+        except KeyOutsideRootError:
+            # The URL only now: some backends build it on every call (a file URI), and this runs
+            # once per chunk.
+            raise KeyOutsideRootError(key, self.url) from None
 
     # -- identity --------------------------------------------------------------------------------
     @property
@@ -185,7 +190,10 @@ class Store(abc.ABC):
 
     def list(self, prefix: str = "") -> Iterator[str]:
         """Every key that starts with ``prefix`` (a plain string prefix, not a folder)."""
-        norm = check_key(prefix, self.allow_parent_keys, self.url) if prefix else ""
+        try:
+            norm = check_key(prefix, self.allow_parent_keys) if prefix else ""
+        except KeyOutsideRootError:
+            raise KeyOutsideRootError(prefix, self.url) from None
         return self._list(norm + ("/" if prefix.endswith("/") and norm else ""))
 
     def size(self, key: str) -> int | None:
