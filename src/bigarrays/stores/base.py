@@ -67,7 +67,7 @@ def check_key(key: str, allow_parent: bool = False, url: str | None = None) -> s
     if key.startswith("/"):
         raise InvalidKeyError(f"{key!r} is not a key: keys are relative to the store's root")
     norm = normalize_key(key)
-    if not allow_parent and (norm == ".." or norm.startswith("../")):
+    if not allow_parent and is_outside(norm):
         raise KeyOutsideRootError(key, url)
     return norm
 
