@@ -8,8 +8,9 @@ import json
 import subprocess
 import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -17,6 +18,7 @@ import pytest
 import bigarrays as ba
 from bigarrays.errors import CorruptChunkError, ViewerCompatibilityWarning
 from bigarrays.stores import content_encoding, open_store
+from network_servers import served_folder
 
 BOMB = 256 << 20  # bytes a bomb inflates to
 PIECE = bytes(16 << 20)
@@ -141,3 +143,38 @@ def test_store_get_takes_a_bound(tmp_path: Path) -> None:
     assert version
     with pytest.raises(CorruptChunkError, match="expected at most"):
         files.get_with_version("k", max_size=100)
+
+
+STORES = ["file", "zip", "lmdb", "fsspec", "s3", "gcs", "http"]
+
+
+@pytest.mark.parametrize("kind", STORES)
+def test_every_backend_bounds_what_it_decodes(kind: str, tmp_path: Path, request: Any) -> None:
+    bomb = gzip_bomb()
+    if kind == "s3":
+        store = open_store(f"s3://{request.getfixturevalue('s3_bucket')}/vol")
+    elif kind == "gcs":
+        store = open_store(f"gs://{request.getfixturevalue('gcs_bucket')}/vol")
+    elif kind == "http":
+        root, server = request.getfixturevalue("http_site")
+        open_store(root / "vol").put("k", bomb, content_encoding="gzip")
+        store = open_store(f"{server.url}/vol")
+    else:
+        url = {"file": tmp_path / "vol", "zip": tmp_path / "vol.zip",
+               "lmdb": f"lmdb://{tmp_path / 'vol.lmdb'}",
+               "fsspec": f"fsspec+file://{tmp_path / 'fs'}"}[kind]  # fmt: skip
+        store = open_store(url)
+    if kind != "http":
+        store.put("k", bomb, content_encoding="gzip")
+    with pytest.raises(CorruptChunkError, match="expected at most"):
+        store.get("k", max_size=1 << 20)
+    if store.conditional_writes:
+        with pytest.raises(CorruptChunkError, match="expected at most"):
+            store.get_with_version("k", max_size=1 << 20)
+    store.close()
+
+
+@pytest.fixture
+def http_site() -> Iterator[tuple[Path, Any]]:
+    with served_folder() as site:
+        yield site
