@@ -72,6 +72,16 @@ def test_write_compression_none_writes_plain_chunks(tmp_path: Path) -> None:
     assert ba.open(tmp_path / "v")[...].min() == 3
 
 
+def test_a_scale_without_its_first_chunk_is_listed(tmp_path: Path) -> None:
+    vol = ba.create(tmp_path / "v", shape=SHAPE, chunks=(32, 32, 32))
+    start = vol.voxel_offset
+    ba.open(tmp_path / "v", mode="r+", write_compression="zstd")[
+        start[0] + 32 :, start[1] + 32 :, start[2] :
+    ] = 5
+    assert not any(n.startswith("0-32_0-32_") for n in scale_files(tmp_path / "v"))
+    assert ba.open(tmp_path / "v", mode="r+").compression == "zstd"
+
+
 def test_an_empty_scale_stays_as_its_info_says(tmp_path: Path) -> None:
     ba.create(tmp_path / "v", shape=SHAPE, chunks=(32, 32, 32))
     assert ba.open(tmp_path / "v", mode="r+").compression is None

@@ -429,23 +429,28 @@ def _with_stored_compression(store: Store, info: Info) -> Info:
     """``info`` with each unsharded scale that records no compression set to the transfer
     encoding of one of its stored chunks (CloudVolume's unrecorded gzip), if it has one."""
     scales = []
-    for scale in info.scales:
+    for mip, scale in enumerate(info.scales):
         if scale.sharding is None and scale.compression is None:
-            found = _stored_encoding(store, normalize_key(scale.key) + "/")
+            first = open_layout(store, info, mip).key((0, 0, 0, 0))
+            found = _stored_encoding(store, first, normalize_key(scale.key) + "/")
             if found is not None:
                 scale = replace(scale, compression=found)
         scales.append(scale)
     return info.with_scales(scales) if scales != list(info.scales) else info
 
 
-def _stored_encoding(store: Store, prefix: str) -> str | None:
-    """The transfer encoding of the first chunk listed under ``prefix``; None if there is none,
-    it has none, or the store cannot list (or may not reach the prefix)."""
+def _stored_encoding(store: Store, first: str, prefix: str) -> str | None:
+    """The transfer encoding of the chunk ``first``, or if it was never written of the first
+    chunk listed under ``prefix``; None if there is none, it has none, or the store cannot list
+    (or may not reach the prefix). The first chunk comes first because a listing of a local
+    folder reads all of its (perhaps millions of) names."""
     try:
-        key = next(iter(store.list(prefix)), None)
+        stored = store.get_encoded(first)
+        if stored is None:
+            key = next(iter(store.list(prefix)), None)
+            stored = None if key is None else store.get_encoded(key)
     except (UnsupportedError, KeyOutsideRootError):
         return None
-    stored = None if key is None else store.get_encoded(key)
     return None if stored is None else stored[1]
 
 
