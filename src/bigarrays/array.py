@@ -24,7 +24,6 @@ from bigarrays.errors import (
     ArrayClosedError,
     DatasetExistsError,
     DatasetNotFoundError,
-    KeyOutsideRootError,
     OutOfBoundsError,
     ReadOnlyError,
     ScaleNotFoundError,
@@ -43,6 +42,7 @@ from bigarrays.formats.precomputed.sharding import resolve_sharding
 from bigarrays.indexing import coerce_value, parse_key
 from bigarrays.pipeline import ChunkEngine
 from bigarrays.progress import progress_bar, wants_bar
+from bigarrays.stored_compression import warn_if_suffixes_hide_chunks, with_stored_compression
 from bigarrays.stores import Store, content_encoding, normalize_key, open_store
 
 INFO_KEY = "info"
@@ -415,7 +415,7 @@ def open(
     store = _open_store(open, url, checked == "r", store_options)
     info = read_info(store)
     if write_compression is None and checked == "r+":
-        info = _with_stored_compression(store, info)
+        info = with_stored_compression(store, info)
     elif write_compression is not None and write_compression != "none":
         info = _with_write_compression(info, write_compression)
     return BigArray(
@@ -423,35 +423,6 @@ def open(
         threads=threads, progress=progress, owns_store=not isinstance(url, Store),
         cache_bytes=cache_bytes, skip_empty=skip_empty,
     )  # fmt: skip
-
-
-def _with_stored_compression(store: Store, info: Info) -> Info:
-    """``info`` with each unsharded scale that records no compression set to the transfer
-    encoding of one of its stored chunks (CloudVolume's unrecorded gzip), if it has one."""
-    scales = []
-    for mip, scale in enumerate(info.scales):
-        if scale.sharding is None and scale.compression is None:
-            first = open_layout(store, info, mip).key((0, 0, 0, 0))
-            found = _stored_encoding(store, first, normalize_key(scale.key) + "/")
-            if found is not None:
-                scale = replace(scale, compression=found)
-        scales.append(scale)
-    return info.with_scales(scales) if scales != list(info.scales) else info
-
-
-def _stored_encoding(store: Store, first: str, prefix: str) -> str | None:
-    """The transfer encoding of the chunk ``first``, or if it was never written of the first
-    chunk listed under ``prefix``; None if there is none, it has none, or the store cannot list
-    (or may not reach the prefix). The first chunk comes first because a listing of a local
-    folder reads all of its (perhaps millions of) names."""
-    try:
-        stored = store.get_encoded(first)
-        if stored is None:
-            key = next(iter(store.list(prefix)), None)
-            stored = None if key is None else store.get_encoded(key)
-    except (UnsupportedError, KeyOutsideRootError):
-        return None
-    return None if stored is None else stored[1]
 
 
 def _with_write_compression(info: Info, compression: str) -> Info:
@@ -643,34 +614,6 @@ def create(
     return BigArray(store, info, mode="r+", threads=threads, progress=progress,
                     owns_store=not isinstance(url, Store), cache_bytes=cache_bytes,
                     skip_empty=skip_empty)  # fmt: skip
-
-
-#: URL schemes of stores that keep a transfer encoding in the object's name (``KEY.gz``).
-_SUFFIXED_SCHEMES = ("file://", "zip://")
-
-
-def warn_if_suffixes_hide_chunks(store: Store, scale: Scale) -> None:
-    """Warn when TensorStore would read the chunks ``scale`` writes to ``store`` as zeros.
-
-    On a local disk (or in a zip) a transfer-compressed chunk is the file ``KEY.gz`` (``.br``,
-    ``.zstd``), CloudVolume's convention. TensorStore's file driver asks for ``KEY`` alone,
-    finds nothing, and shows the fill value everywhere, without an error. Shards keep their
-    compression inside the shard file, so sharded scales are not concerned.
-    """
-    compression = scale.compression
-    if scale.sharding is not None or compression not in content_encoding.SUFFIXES:
-        return
-    if not store.url.startswith(_SUFFIXED_SCHEMES):
-        return
-    suffix = content_encoding.SUFFIXES[compression]
-    warnings.warn(
-        f"{compression} chunks on {store.url} are stored as KEY{suffix} files, which "
-        "TensorStore's file driver does not look for: it reads this volume as zeros "
-        "(CloudVolume and bigarrays read it). Use compression=None for a local volume that "
-        "TensorStore should open, or serve it over HTTP with a Content-Encoding",
-        ViewerCompatibilityWarning,
-        stacklevel=3,
-    )
 
 
 def clear_destination(store: Store, overwrite: bool) -> None:
