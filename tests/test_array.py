@@ -18,6 +18,7 @@ import bigarrays as ba
 from bigarrays import stores
 from bigarrays.box import Box
 from bigarrays.errors import (
+    ArrayClosedError,
     ChunkNotFoundError,
     DtypeMismatchError,
     OutOfBoundsError,
@@ -909,14 +910,25 @@ def test_worker_exception_propagates_and_pool_is_reusable(url: str) -> None:
         np.testing.assert_array_equal(vol[...], expected)
 
 
-def test_close_and_reuse(url: str) -> None:
+def test_closed_array_refuses_reads_and_writes(url: str) -> None:
     vol = make(url, threads=4)
     vol[...] = 1
     vol.close()
     vol.close()  # closing twice is harmless
-    # A closed volume starts a fresh pool when used again.
-    assert vol[...].min() == 1
-    vol.close()
+    with pytest.raises(ArrayClosedError, match="is closed") as info:
+        vol[0:4, 0:4, 0:4] = 2
+    assert isinstance(info.value, ValueError)
+    with pytest.raises(ArrayClosedError):
+        vol[...]
+    with pytest.raises(ArrayClosedError):
+        vol.write(vol.bounds, 2)
+    with pytest.raises(ArrayClosedError):
+        vol.at_mip(0)
+    assert vol.shape == vol.bounds.shape  # the description stays readable
+    again = ba.open(url)
+    assert again[...].min() == 1
+    assert again[...].max() == 1
+    again.close()
 
 
 def test_overwrite_removes_gzip_chunks_on_disk(tmp_path: Path) -> None:

@@ -19,7 +19,12 @@ import pytest
 
 import bigarrays as ba
 from bigarrays.copy import copy_dataset
-from bigarrays.errors import DatasetExistsError, DatasetNotFoundError, UnsupportedError
+from bigarrays.errors import (
+    BigArraysWarning,
+    DatasetExistsError,
+    DatasetNotFoundError,
+    UnsupportedError,
+)
 from bigarrays.stores import Store, open_store
 from bigarrays.stores.memory import drop_namespace
 
@@ -131,7 +136,7 @@ def test_bad_requests(tmp_path: Path) -> None:
         copy_dataset(tmp_path / "src", tmp_path / "dst", threads=0)
 
 
-def test_scales_beside_the_dataset_come_along(tmp_path: Path) -> None:
+def test_scales_beside_the_dataset_are_left_out(tmp_path: Path) -> None:
     src = tmp_path / "a" / "vol"
     data = make_dataset(str(src))
     info = json.loads((src / "info").read_text())
@@ -139,9 +144,36 @@ def test_scales_beside_the_dataset_come_along(tmp_path: Path) -> None:
     shutil.move(src / key, tmp_path / "a" / "shared")
     info["scales"][0]["key"] = "../shared"
     (src / "info").write_text(json.dumps(info))
-    copy_dataset(src, tmp_path / "b" / "vol", progress=False)
-    assert (tmp_path / "b" / "shared").is_dir()
-    np.testing.assert_array_equal(ba.open(tmp_path / "b" / "vol")[...], data)
+    np.testing.assert_array_equal(ba.open(src, allow_parent_keys=True)[...], data)
+    with pytest.warns(BigArraysWarning, match="'../shared'.* not copied"):
+        copy_dataset(src, tmp_path / "b" / "vol", progress=False)
+    assert not (tmp_path / "b" / "shared").exists()
+    assert all(p.startswith("vol/") for p in files_under(tmp_path / "b"))
+
+
+def test_hostile_scale_key_copies_nothing_from_outside(tmp_path: Path) -> None:
+    # An extra scale "../../home/.ssh" must not carry files from beside the source to beside
+    # the destination.
+    home = tmp_path / "home" / ".ssh"
+    home.mkdir(parents=True)
+    (home / "id_rsa").write_bytes(b"PRIVATE KEY")
+    src = tmp_path / "datasets" / "src"
+    make_dataset(str(src))
+    info = json.loads((src / "info").read_text())
+    info["scales"].append({**info["scales"][0], "key": "../../home/.ssh"})
+    (src / "info").write_text(json.dumps(info))
+    dst = tmp_path / "out" / "datasets" / "dst"
+    with pytest.warns(BigArraysWarning, match="home/.ssh"):
+        copy_dataset(src, dst, progress=False)
+    assert not (tmp_path / "out" / "home").exists()
+    assert all(not p.startswith("home") for p in files_under(tmp_path / "out"))
+    assert "PRIVATE" not in "".join(
+        p.read_text(errors="replace") for p in (tmp_path / "out").rglob("*") if p.is_file()
+    )
+
+
+def files_under(root: Path) -> set[str]:
+    return {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
 
 
 def test_progress_bar_can_be_forced(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import gzip
 import os
+import pickle
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -14,7 +15,13 @@ from typing import Any
 import pytest
 
 import bigarrays.stores.file as file_module
-from bigarrays.errors import AccessDeniedError, CorruptChunkError, StoreError
+from bigarrays.errors import (
+    AccessDeniedError,
+    CorruptChunkError,
+    InvalidKeyError,
+    KeyOutsideRootError,
+    StoreError,
+)
 from bigarrays.stores import FileStore, open_store
 
 
@@ -363,9 +370,35 @@ def test_corrupt_gzip_file_is_corrupt_chunk(store: FileStore, damage: Any) -> No
 # -- keys that climb out of the root ---------------------------------------------------------------
 
 
-def test_dot_dot_keys_resolve_beside_the_root(tmp_path: Path) -> None:
-    # The precomputed format lets a scale's key point beside the dataset ("../other/8_8_40").
+def test_dot_dot_keys_are_refused_by_default(tmp_path: Path) -> None:
+    (tmp_path / "secret").write_bytes(b"private")
     vol = FileStore(tmp_path / "vol")
+    with pytest.raises(KeyOutsideRootError, match="allow_parent_keys"):
+        vol.get("../secret")
+    with pytest.raises(KeyOutsideRootError):
+        vol.put("../secret", b"overwritten")
+    with pytest.raises(KeyOutsideRootError):
+        vol.delete("8_8_40/../../secret")
+    with pytest.raises(KeyOutsideRootError):
+        vol.read_into("../secret", memoryview(bytearray(16)))
+    assert (tmp_path / "secret").read_bytes() == b"private"
+
+
+@pytest.mark.parametrize("key", ["a\\b", "..\\..\\secret", "8_8_40\\0-64_0-64_0-64"])
+def test_backslash_keys_are_refused(tmp_path: Path, key: str) -> None:
+    # On Windows a backslash separates folders: "..\\x" would climb out of the root there.
+    vol = FileStore(tmp_path / "vol")
+    for call in (lambda: vol.get(key), lambda: vol.put(key, b"x"), lambda: vol.exists(key)):
+        with pytest.raises(InvalidKeyError, match="backslash"):
+            call()
+    assert not (tmp_path / "vol").exists()
+
+
+def test_dot_dot_keys_resolve_beside_the_root_when_allowed(tmp_path: Path) -> None:
+    # The precomputed format lets a scale's key point beside the dataset ("../other/8_8_40").
+    vol = open_store(tmp_path / "vol", allow_parent_keys=True)
+    assert isinstance(vol, FileStore)
+    assert pickle.loads(pickle.dumps(vol)).allow_parent_keys
     vol.put("../shared/8_8_40/0-64_0-64_0-64", b"chunk")
     assert (tmp_path / "shared" / "8_8_40" / "0-64_0-64_0-64").read_bytes() == b"chunk"
     assert vol.get("../shared/8_8_40/0-64_0-64_0-64") == b"chunk"

@@ -16,7 +16,7 @@ import pytest
 
 import bigarrays as ba
 from bigarrays.copy import copy_dataset
-from bigarrays.errors import CorruptChunkError, StoreError, UnsupportedError
+from bigarrays.errors import CorruptChunkError, KeyOutsideRootError, StoreError, UnsupportedError
 from bigarrays.stores import FileStore, open_store, zip_archive
 from bigarrays.stores.zip import ZipStore
 from bigarrays.testing import ArrayConformance, StoreConformance
@@ -104,7 +104,10 @@ def test_reads_archives_made_by_zipfile_in_place(tmp_path: Path) -> None:
     assert store.get_range("deflated", 3, 4) == b"abca"
     assert store.get("sub/k") == b"decoded"
     assert store.get_encoded("sub/k")[1] == "gzip"  # type: ignore[index]
-    assert store.get("../other") == b"outside the folder"
+    with pytest.raises(KeyOutsideRootError):
+        store.get("../other")
+    beside = open_store(f"zip://{path}/vol", read_only=True, allow_parent_keys=True)
+    assert beside.get("../other") == b"outside the folder"
     assert store.get("missing") is None
     whole = open_store(path, read_only=True)
     assert sorted(whole.list()) == ["other", "vol/deflated", "vol/stored", "vol/sub/k"]
@@ -204,8 +207,10 @@ def test_damage_is_reported(tmp_path: Path) -> None:
     (tmp_path / "not.zip").write_bytes(b"this is no zip file at all" * 100)
     with pytest.raises(StoreError, match="not a zip file"):
         ZipStore(tmp_path / "not.zip", read_only=True).get("k")
-    with pytest.raises(UnsupportedError, match="above"):
+    with pytest.raises(KeyOutsideRootError):
         ZipStore(tmp_path / "e.zip").put("../up", b"x")
+    with pytest.raises(UnsupportedError, match="above"):
+        open_store(tmp_path / "e.zip", allow_parent_keys=True).put("../up", b"x")
 
 
 def test_read_only_handle_on_a_missing_file_creates_nothing(tmp_path: Path) -> None:

@@ -12,12 +12,15 @@ from bigarrays import errors
 from bigarrays.array import BigArray, create, open
 from bigarrays.box import Box
 from bigarrays.errors import (
+    ArrayClosedError,
     BigArraysError,
     ChunkNotFoundError,
     CorruptChunkError,
     DatasetExistsError,
     DatasetNotFoundError,
     InvalidInfoError,
+    InvalidKeyError,
+    KeyOutsideRootError,
     OutOfBoundsError,
     ReadOnlyError,
 )
@@ -25,6 +28,7 @@ from bigarrays.errors import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "ArrayClosedError",
     "BigArray",
     "BigArraysError",
     "Box",
@@ -33,6 +37,8 @@ __all__ = [
     "DatasetExistsError",
     "DatasetNotFoundError",
     "InvalidInfoError",
+    "InvalidKeyError",
+    "KeyOutsideRootError",
     "OutOfBoundsError",
     "ReadOnlyError",
     "__version__",

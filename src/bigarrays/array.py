@@ -20,6 +20,7 @@ from bigarrays.arguments import check_codec_choices, real3, whole, whole3
 from bigarrays.box import Box
 from bigarrays.cache import ChunkCache
 from bigarrays.errors import (
+    ArrayClosedError,
     DatasetExistsError,
     DatasetNotFoundError,
     InvalidInfoError,
@@ -43,6 +44,7 @@ from bigarrays.formats.precomputed.sharding import resolve_sharding
 from bigarrays.indexing import coerce_value, parse_key
 from bigarrays.pipeline import ChunkEngine
 from bigarrays.progress import progress_bar, wants_bar
+from bigarrays.stored_compression import warn_if_suffixes_hide_chunks, with_stored_compression
 from bigarrays.stores import Store, content_encoding, normalize_key, open_store
 
 INFO_KEY = "info"
@@ -84,6 +86,7 @@ class BigArray:
         # open() and create() own the store they opened from a URL, and close it with the array;
         # a Store passed in belongs to the caller, and at_mip() views share their parent's.
         self._owns_store = owns_store
+        self._closed = False
         self._layout = open_layout(store, info, mip)
         self._engine = ChunkEngine(store.default_concurrency if threads is None else threads)
         #: Decoded chunks kept for repeated reads (``cache_bytes`` > 0), or None.
@@ -210,6 +213,7 @@ class BigArray:
 
     def at_mip(self, mip: int) -> BigArray:
         """The same volume at scale ``mip``, sharing the store and settings."""
+        self._check_open()
         return BigArray(
             self._store, self._info, mip=mip, mode=self._mode, fill_missing=self.fill_missing,
             threads=self._engine.threads, progress=self.progress,
@@ -221,10 +225,12 @@ class BigArray:
 
     # -- reading and writing ---------------------------------------------------------------------
     def __getitem__(self, key: Any) -> np.ndarray:
+        self._check_open()
         selection = parse_key(key, self.bounds, self.num_channels)
         return selection.squeeze(self._read_box(selection.box))
 
     def __setitem__(self, key: Any, value: Any) -> None:
+        self._check_open()
         self._check_writable()
         selection = parse_key(key, self.bounds, self.num_channels)
         block = coerce_value(value, self.dtype, selection)
@@ -269,6 +275,12 @@ class BigArray:
                 cache=self.cache,
             )  # fmt: skip
 
+    def _check_open(self) -> None:
+        if self._closed:
+            # The store may be closed with it (a zip's directory written): a write now would be
+            # lost or land after the finished file, a read could see a released handle.
+            raise ArrayClosedError(f"{self.url} is closed; open it again to read or write it")
+
     def _check_writable(self) -> None:
         if self._mode == "r":
             raise ReadOnlyError(f"{self.url} is open read-only; open it with mode='r+' to write")
@@ -278,8 +290,10 @@ class BigArray:
         """Stop the worker threads and close the store if this array opened it from a URL.
 
         Closing is what writes a zip file's central directory; a Store object passed to
-        ``open`` / ``create`` is left open for its owner to close.
+        ``open`` / ``create`` is left open for its owner to close. Reading or writing a closed
+        array raises :class:`~bigarrays.errors.ArrayClosedError`.
         """
+        self._closed = True
         self._engine.close()
         if self._owns_store:
             self._owns_store = False
@@ -391,12 +405,20 @@ def open(
     ``write_compression`` ("gzip", "br" or "zstd") is the transfer compression of the chunks
     this array writes to unsharded scales whose info records none: CloudVolume gzips by default
     without saying so in the info, and writing plain chunks among its ``.gz`` ones would leave
-    two copies of a chunk once CloudVolume writes it again. It is not saved in the info.
+    two copies of a chunk once CloudVolume writes it again. It is not saved in the info. Left
+    None with ``mode="r+"``, each such scale writes the compression its stored chunks have (one
+    chunk is looked at); ``"none"`` writes plain chunks whatever is stored.
+
+    ``allow_parent_keys=True`` (a store option) reads and writes scales whose key points beside
+    the dataset (``"../other/8_8_40"``); without it such keys are refused with
+    :class:`~bigarrays.errors.KeyOutsideRootError`.
     """
     checked = _check_mode(mode)
     store = _open_store(open, url, checked == "r", store_options)
     info = read_info(store)
-    if write_compression is not None:
+    if write_compression is None and checked == "r+":
+        info = with_stored_compression(store, info)
+    elif write_compression is not None and write_compression != "none":
         info = _with_write_compression(info, write_compression)
     return BigArray(
         store, info, mip=mip, mode=checked, fill_missing=fill_missing,
@@ -408,8 +430,8 @@ def open(
 def _with_write_compression(info: Info, compression: str) -> Info:
     if compression not in content_encoding.SUFFIXES:
         raise ValueError(
-            f"write_compression must be one of {', '.join(content_encoding.known())}, "
-            f"got {compression!r}"
+            f"write_compression must be one of {', '.join(content_encoding.known())} or "
+            f"'none', got {compression!r}"
         )
     scales = []
     for scale in info.scales:
@@ -541,6 +563,7 @@ def create(
     store = _open_store(create, url, False, store_options)
     vol = None
     try:
+        warn_if_suffixes_hide_chunks(store, scale)
         # The array first: its own arguments (threads, cache_bytes) are refused before any
         # write, and before an old dataset is deleted.
         vol = BigArray(store, info, mode="r+", threads=threads, progress=progress,

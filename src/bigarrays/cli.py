@@ -25,6 +25,7 @@ from bigarrays.errors import (
     ViewerCompatibilityWarning,
 )
 from bigarrays.stores import normalize_key
+from bigarrays.stores.base import is_outside
 
 
 class UsageError(BigArraysError, ValueError):
@@ -103,16 +104,19 @@ _CLOUD_SCHEMES = ("s3", "gs")
 
 
 def _store_options(args: argparse.Namespace, url: str, *, write: bool = False) -> dict[str, Any]:
-    """Store options from --anon and --endpoint for ``url`` (only s3:// and gs:// take them).
+    """Store options from --anon and --endpoint for ``url`` (only s3:// and gs:// take them),
+    and --allow-parent-keys.
 
     ``write``: the URL is a copy's destination, which --anon leaves alone (anonymous writes are
     for the rare public-write bucket; a public source is the common case).
     """
     from bigarrays.stores import split_scheme
 
-    if split_scheme(url)[0] not in _CLOUD_SCHEMES:
-        return {}
     options: dict[str, Any] = {}
+    if getattr(args, "allow_parent_keys", False) and not write:
+        options["allow_parent_keys"] = True
+    if split_scheme(url)[0] not in _CLOUD_SCHEMES:
+        return options
     if getattr(args, "anon", False) and not write:
         options["anonymous"] = True
     if getattr(args, "endpoint", None):
@@ -158,6 +162,9 @@ def cmd_info(args: argparse.Namespace) -> int:
             out += _sharding_lines(s, vol.num_channels, vol.dtype.itemsize)
         if not args.no_scan:
             count, nbytes = 0, 0
+            if is_outside(normalize_key(s.key)):
+                out.append("    stored       not counted: the scale lies outside the dataset")
+                continue
             try:
                 keys = list(v.store.list(normalize_key(s.key) + "/"))
             except UnsupportedError:  # HTTP servers have no listing
@@ -305,7 +312,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _add_store_arguments(parser: argparse.ArgumentParser, default: Any) -> None:
-    """--anon and --endpoint, for s3:// and gs:// URLs (other URLs ignore them)."""
+    """--anon and --endpoint, for s3:// and gs:// URLs (other URLs ignore them), and
+    --allow-parent-keys."""
     parser.add_argument("--anon", action="store_true", default=default,
                         help="anonymous access to s3:// and gs:// URLs (public buckets): no "
                         "credentials are read or sent")  # fmt: skip
@@ -313,6 +321,9 @@ def _add_store_arguments(parser: argparse.ArgumentParser, default: Any) -> None:
                         help="the server of s3:// or gs:// URLs (MinIO, Ceph, an emulator); "
                         "default: AWS_ENDPOINT_URL / STORAGE_EMULATOR_HOST, else the cloud's "
                         "own")  # fmt: skip
+    parser.add_argument("--allow-parent-keys", action="store_true", default=default,
+                        help="read scales whose key points beside the dataset ('../other/8_8_40'); "
+                        "refused by default, and cp never copies them")  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,11 +1,14 @@
 """Copy a dataset between any two stores, object by object (``bigarrays cp SRC DST``).
 
 Every object under the source's root is copied: the info, the chunks of every scale, and whatever
-else lives there (meshes, skeletons, segment properties, shard files), plus the chunks of scales
-whose key points beside the dataset (``../other/8_8_40``). Objects travel as stored: a gzip chunk
-is read with :meth:`~bigarrays.stores.Store.get_encoded` and put back with its encoding, never
-decoded and compressed again. The copies run on a bounded pool of threads (the smaller of the two
-stores' ``default_concurrency`` unless ``threads`` says otherwise) with a progress bar.
+else lives there (meshes, skeletons, segment properties, shard files). Nothing outside the root is
+read or written: a scale whose key points beside the dataset (``../other/8_8_40``) is left out with
+a :class:`~bigarrays.errors.BigArraysWarning` that names it, since following such keys would let an
+info copy any file beside the source to any place beside the destination. Objects travel as stored:
+a gzip chunk is read with :meth:`~bigarrays.stores.Store.get_encoded` and put back with its
+encoding, never decoded and compressed again. The copies run on a bounded pool of threads (the
+smaller of the two stores' ``default_concurrency`` unless ``threads`` says otherwise) with a
+progress bar.
 
 A source that cannot list its keys (HTTP) is copied by the keys its info implies: every chunk
 or shard of every scale, the missing ones skipped; other objects are not found that way.
@@ -20,16 +23,18 @@ from __future__ import annotations
 import os
 import threading
 import time
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from bigarrays.array import INFO_KEY, clear_destination
-from bigarrays.errors import DatasetNotFoundError, UnsupportedError
+from bigarrays.errors import BigArraysWarning, DatasetNotFoundError, UnsupportedError
 from bigarrays.formats.precomputed import Info, chunk_name, scale_grid
 from bigarrays.formats.precomputed.sharding import shard_key_name
 from bigarrays.pipeline import run_bounded
 from bigarrays.progress import progress_bar
 from bigarrays.stores import Store, normalize_key, open_store
+from bigarrays.stores.base import is_outside
 
 __all__ = ["CopyResult", "copy_dataset"]
 
@@ -82,19 +87,26 @@ def copy_dataset(
 
 
 def _keys(source: Store, info: Info) -> list[str]:
-    """Every key to copy but the info: all under the root, and scales that live beside it.
+    """Every key to copy but the info: all under the root (scales beside it are left out).
 
     A store that cannot list (a plain web server) gets every key the info implies instead: each
     scale's chunk names, or its shard file names; the ones never written are skipped as missing.
     Objects the info does not name (meshes, skeletons) cannot be found that way.
     """
+    inside = [mip for mip, s in enumerate(info.scales) if not is_outside(normalize_key(s.key))]
+    if len(inside) < len(info.scales):
+        beside = [s.key for s in info.scales if is_outside(normalize_key(s.key))]
+        warnings.warn(
+            f"{source.url}: scale key(s) {', '.join(map(repr, beside))} lie outside the "
+            "dataset's folder and are not copied; copy the folder they share with the dataset "
+            "to keep them",
+            BigArraysWarning,
+            stacklevel=3,
+        )
     try:
         keys = [k for k in source.list("") if k != INFO_KEY]
     except UnsupportedError:
-        return [key for mip in range(len(info.scales)) for key in _implied_keys(info, mip)]
-    outside = {normalize_key(s.key) + "/" for s in info.scales}
-    for prefix in sorted(p for p in outside if p.startswith("../")):
-        keys.extend(source.list(prefix))
+        return [key for mip in inside for key in _implied_keys(info, mip)]
     return keys
 
 

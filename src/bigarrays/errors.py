@@ -169,3 +169,27 @@ class StaleReadError(VersionConflictError):
         detail = reason or "changed since its version was read; nothing was read"
         StoreError.__init__(self, f"{key!r}{where} {detail}")
         self.key = key
+
+
+class InvalidKeyError(BigArraysError, ValueError):
+    """A store key that cannot name an object: empty, absolute, or holding a NUL byte."""
+
+
+class KeyOutsideRootError(InvalidKeyError):
+    """A store key resolves outside the store's root (``../x``) and the store does not allow it.
+
+    The precomputed format lets a scale's key point beside the dataset (``../other/8_8_40``);
+    open the dataset with ``allow_parent_keys=True`` when it really shares data that way.
+    """
+
+    def __init__(self, key: str, url: str | None = None) -> None:
+        self.key = key
+        where = f" of {url}" if url else ""
+        super().__init__(
+            f"key {key!r} resolves outside the root{where}; keys name objects below the root. "
+            "A dataset whose scales really live beside it opens with allow_parent_keys=True"
+        )
+
+
+class ArrayClosedError(BigArraysError, ValueError):
+    """A read or write on an array after its ``close()`` (as on a closed file)."""

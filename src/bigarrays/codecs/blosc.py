@@ -29,6 +29,9 @@ DEFAULT_LEVEL = 5
 LEVELS = (1, 9)
 #: The blosc 1 frame header: version, codec version, flags, typesize, nbytes, blocksize, cbytes.
 HEADER = struct.Struct("<BBBBIII")
+#: Bytes a blosc 1 frame adds at most to the data it holds (c-blosc's BLOSC_MAX_OVERHEAD): an
+#: incompressible buffer is stored as a copy behind the 16-byte header.
+MAX_OVERHEAD = 16
 #: The inner codec's code, kept in the top three bits of the flags byte.
 _CODES = {0: "blosclz", 1: "lz4", 2: "snappy", 3: "zlib", 4: "zstd"}
 
@@ -102,10 +105,18 @@ class BloscCompressor:
         )  # fmt: skip
         return out
 
-    def decode(self, data: bytes, key: str, expected_size: int | None = None) -> bytes:
+    def decode(
+        self,
+        data: bytes,
+        key: str,
+        expected_size: int | None = None,
+        max_size: int | None = None,
+    ) -> bytes:
         """The bytes ``data`` holds; :class:`CorruptChunkError` naming ``key`` if it cannot be.
 
-        ``expected_size``, when known (a raw chunk's), is checked before anything is decoded.
+        ``expected_size``, when known (a raw chunk's), and ``max_size`` (the most the chunk's
+        encoding can take) are checked against the frame's header before anything is decoded:
+        c-blosc allocates what the header announces, so a 40-byte frame could ask for 4 GiB.
         """
         if len(data) < HEADER.size:
             raise CorruptChunkError(key, f"{len(data)} bytes is too short for a blosc frame")
@@ -122,6 +133,10 @@ class BloscCompressor:
         if expected_size is not None and nbytes != expected_size:
             raise CorruptChunkError(
                 key, f"blosc frame holds {nbytes} bytes, expected {expected_size}"
+            )
+        if max_size is not None and nbytes > max_size:
+            raise CorruptChunkError(
+                key, f"blosc frame holds {nbytes} bytes, more than the {max_size} expected at most"
             )
         if _CODES[code] not in self._blosc.cnames:
             raise CorruptChunkError(

@@ -78,10 +78,21 @@ def split_scheme(url: str) -> tuple[str, str]:
 
 
 def open_store(
-    url: str | os.PathLike[str] | Store, *, read_only: bool = False, **options: Any
+    url: str | os.PathLike[str] | Store,
+    *,
+    read_only: bool = False,
+    allow_parent_keys: bool = False,
+    **options: Any,
 ) -> Store:
-    """The store for ``url``; a Store passes through unchanged (and takes no options)."""
+    """The store for ``url``; a Store passes through unchanged (and takes no options).
+
+    ``allow_parent_keys=True`` serves keys that resolve beside the root (``../other/8_8_40``, a
+    precomputed scale stored beside its dataset); by default they are refused with
+    :class:`~bigarrays.errors.KeyOutsideRootError` (see :mod:`bigarrays.stores.base`).
+    """
     if isinstance(url, Store):
+        if allow_parent_keys and not url.allow_parent_keys:
+            options = {"allow_parent_keys": True, **options}
         if options:
             names = ", ".join(f"{k}=" for k in options)
             raise TypeError(
@@ -92,7 +103,10 @@ def open_store(
     url = os.fspath(url)  # accepts pathlib.Path too
     scheme, rest = split_scheme(url)
     factory, rest = _factory_for(url, scheme, rest)
-    return factory(rest, read_only=read_only, **options)
+    store = factory(rest, read_only=read_only, **options)
+    if allow_parent_keys:
+        store.allow_parent_keys = True
+    return store
 
 
 def _factory_for(url: str, scheme: str, rest: str) -> tuple[StoreFactory, str]:

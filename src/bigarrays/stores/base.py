@@ -1,11 +1,18 @@
 """The store contract: a flat map from string keys to bytes.
 
 Stores know nothing of arrays or formats. A key is a ``/``-separated path relative to the store's
-root; ``..`` segments are resolved against the root (the precomputed format allows a scale's key to
-point beside the dataset). Transfer encodings (gzip, ...) are the store's business, as they are in
-HTTP: ``put`` receives bytes already encoded together with the encoding's name and stores them the
-store's way; ``get`` returns the decoded bytes, and ``get_encoded`` the stored bytes with the name
-of their encoding, so that a copy between stores keeps gzip as gzip.
+root; ``.`` and ``..`` segments are resolved, and a key that then lies outside the root is refused
+with :class:`~bigarrays.errors.KeyOutsideRootError`, on every backend and for every method, so that
+a hostile ``info`` (a scale key ``../../home/.ssh``) cannot make a read, a write, a delete or a copy
+reach past the dataset. The precomputed format does allow a scale's key to point beside the dataset
+(``../other/8_8_40``) for datasets that share data; a store opened with ``allow_parent_keys=True``
+(``open_store(url, allow_parent_keys=True)``, ``bigarrays.open(url, allow_parent_keys=True)``)
+serves such keys. Absolute keys (``/a``) and keys with NUL bytes are never valid.
+
+Transfer encodings (gzip, ...) are the store's business, as they are in HTTP: ``put`` receives bytes
+already encoded together with the encoding's name and stores them the store's way; ``get`` returns
+the decoded bytes, and ``get_encoded`` the stored bytes with the name of their encoding, so that a
+copy between stores keeps gzip as gzip.
 
 Conditional writes are optional: a backend with ``conditional_writes = True`` gives every value a
 version (``get_with_version``) and writes or deletes only if the version is unchanged
@@ -30,7 +37,14 @@ import posixpath
 from collections.abc import Iterator
 from typing import Any
 
-from bigarrays.errors import ReadOnlyError, StaleReadError, UnsupportedError
+from bigarrays.errors import (
+    InvalidKeyError,
+    KeyOutsideRootError,
+    ReadOnlyError,
+    StaleReadError,
+    UnsupportedError,
+)
+from bigarrays.stores import content_encoding
 
 Buffer = bytes | bytearray | memoryview
 
@@ -39,12 +53,36 @@ Buffer = bytes | bytearray | memoryview
 ANY_VERSION = "*"
 
 
-def _object_key(key: str) -> str:
-    """A normalized key that names an object: never empty (that is the store's root)."""
-    norm = normalize_key(key)
+def _object_key(key: str, allow_parent: bool = False, url: str | None = None) -> str:
+    """A checked, normalized key that names an object: never empty (that is the store's root)."""
+    norm = check_key(key, allow_parent, url)
     if not norm:
-        raise ValueError(f"{key!r} is not a key: keys name objects below the store's root")
+        raise InvalidKeyError(f"{key!r} is not a key: keys name objects below the store's root")
     return norm
+
+
+def check_key(key: str, allow_parent: bool = False, url: str | None = None) -> str:
+    """The normalized ``key`` (see :func:`normalize_key`), refused when it is no safe key.
+
+    Refused: NUL bytes (C APIs would cut the name short), absolute keys (``/a``: a key is
+    relative to the root, and a file store would otherwise join it onto ``/``), and unless
+    ``allow_parent`` a key that resolves outside the root (``..``, ``a/../../b``).
+    """
+    if not isinstance(key, str):
+        raise TypeError(f"store keys are strings, got {type(key).__name__}")
+    if "\x00" in key:
+        raise InvalidKeyError(f"{key!r} is not a key: it holds a NUL byte")
+    if key.startswith("/"):
+        raise InvalidKeyError(f"{key!r} is not a key: keys are relative to the store's root")
+    norm = normalize_key(key)
+    if not allow_parent and is_outside(norm):
+        raise KeyOutsideRootError(key, url)
+    return norm
+
+
+def is_outside(key: str) -> bool:
+    """True when the normalized ``key`` lies outside the root it is relative to."""
+    return key == ".." or key.startswith("../")
 
 
 def local_disk_concurrency() -> int:
@@ -87,8 +125,21 @@ class Store(abc.ABC):
     #: URL schemes this backend serves, for the URL table and error messages.
     schemes: tuple[str, ...] = ()
 
+    #: True serves keys that resolve beside the root (``../other/x``); see the module notes.
+    #: ``open_store(..., allow_parent_keys=True)`` sets it.
+    allow_parent_keys: bool = False
+
     def __init__(self, *, read_only: bool = False) -> None:
         self.read_only = read_only
+
+    def _key(self, key: str) -> str:
+        """``key`` checked against this store's rules and normalized (it names an object)."""
+        try:
+            return _object_key(key, self.allow_parent_keys)
+        except KeyOutsideRootError:
+            # The URL only now: some backends build it on every call (a file URI), and this runs
+            # once per chunk.
+            raise KeyOutsideRootError(key, self.url) from None
 
     # -- identity --------------------------------------------------------------------------------
     @property
@@ -102,11 +153,14 @@ class Store(abc.ABC):
         return max(4, 2 * (os.cpu_count() or 1))
 
     def _config(self) -> tuple[Any, ...]:
-        return (type(self), self.url, self.read_only)
+        return (type(self), self.url, self.read_only, self.allow_parent_keys)
 
     def _reopen_state(self) -> dict[str, Any]:
         """Pickle state of a store that its URL reopens: the settings, never handles."""
-        return {"url": self.url, "read_only": self.read_only}
+        return {
+            "url": self.url, "read_only": self.read_only,
+            "allow_parent_keys": self.allow_parent_keys,
+        }  # fmt: skip
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Store) and self._config() == other._config()
@@ -119,9 +173,16 @@ class Store(abc.ABC):
         return f"{type(self).__name__}({self.url!r}{mode})"
 
     # -- the contract ----------------------------------------------------------------------------
-    def get(self, key: str) -> bytes | None:
-        """The value at ``key`` (transfer encoding removed), or None when there is none."""
-        return self._get(_object_key(key))
+    def get(self, key: str, *, max_size: int | None = None) -> bytes | None:
+        """The value at ``key`` (transfer encoding removed), or None when there is none.
+
+        ``max_size`` bounds the decoding of a transfer encoding: once the output passes it,
+        decoding stops with :class:`~bigarrays.errors.CorruptChunkError`, so a small hostile
+        object cannot inflate to gigabytes. Readers that know a value's size (a chunk) pass it.
+        """
+        if max_size is None:
+            return self._get(self._key(key))
+        return self._get_bounded(self._key(key), max_size)
 
     def get_range(self, key: str, start: int, length: int | None = None) -> bytes | None:
         """``length`` bytes from offset ``start`` (to the end when None); None if no such key.
@@ -130,7 +191,7 @@ class Store(abc.ABC):
         ``start`` counts from the end of the value (a suffix range) and takes no ``length``.
         """
         _check_range(start, length)
-        return self._get_range(_object_key(key), start, length)
+        return self._get_range(self._key(key), start, length)
 
     def get_range_with_version(
         self, key: str, start: int, length: int | None = None
@@ -144,7 +205,7 @@ class Store(abc.ABC):
         index) when it reads another later.
         """
         _check_range(start, length)
-        return self._get_range_with_version(_object_key(key), start, length)
+        return self._get_range_with_version(self._key(key), start, length)
 
     def get_range_if_version(
         self, key: str, start: int, length: int | None, version: str | None
@@ -158,7 +219,7 @@ class Store(abc.ABC):
         raise :class:`~bigarrays.errors.UnsupportedError`.
         """
         _check_range(start, length)
-        return self._get_range_if_version(_object_key(key), start, length, version)
+        return self._get_range_if_version(self._key(key), start, length, version)
 
     def put(self, key: str, value: Buffer, *, content_encoding: str | None = None) -> None:
         """Store ``value`` at ``key`` atomically: a reader sees the old value or the new one.
@@ -166,24 +227,27 @@ class Store(abc.ABC):
         ``content_encoding`` names the transfer encoding ``value`` is already in (e.g. "gzip").
         """
         self._check_writable()
-        self._put(_object_key(key), value, content_encoding)
+        self._put(self._key(key), value, content_encoding)
 
     def delete(self, key: str) -> None:
         """Remove ``key``; removing a key that does not exist is not an error."""
         self._check_writable()
-        self._delete(_object_key(key))
+        self._delete(self._key(key))
 
     def exists(self, key: str) -> bool:
-        return self._exists(_object_key(key))
+        return self._exists(self._key(key))
 
     def list(self, prefix: str = "") -> Iterator[str]:
         """Every key that starts with ``prefix`` (a plain string prefix, not a folder)."""
-        p = normalize_key(prefix) + ("/" if prefix.endswith("/") and prefix.strip("/") else "")
-        return self._list(p)
+        try:
+            norm = check_key(prefix, self.allow_parent_keys) if prefix else ""
+        except KeyOutsideRootError:
+            raise KeyOutsideRootError(prefix, self.url) from None
+        return self._list(norm + ("/" if prefix.endswith("/") and norm else ""))
 
     def size(self, key: str) -> int | None:
         """The stored (possibly compressed) size of ``key`` in bytes, or None when missing."""
-        return self._size(_object_key(key))
+        return self._size(self._key(key))
 
     def get_encoded(self, key: str) -> tuple[bytes, str | None] | None:
         """The bytes of ``key`` as stored and their transfer encoding, or None when missing.
@@ -194,7 +258,7 @@ class Store(abc.ABC):
         bytes. Backends that keep the encoding (a file suffix, a header) override
         ``_get_encoded``; the default returns the decoded value as plain bytes.
         """
-        return self._get_encoded(_object_key(key))
+        return self._get_encoded(self._key(key))
 
     # -- reading into a caller's buffer (optional; ``reads_into_buffers`` says who has it) -------
     #: True when :meth:`read_into` reads stored bytes straight into memory (a local file).
@@ -217,13 +281,16 @@ class Store(abc.ABC):
     #: True when the backend implements versions and the ``*_if_version`` methods below.
     conditional_writes: bool = False
 
-    def get_with_version(self, key: str) -> tuple[bytes | None, str | None]:
+    def get_with_version(
+        self, key: str, *, max_size: int | None = None
+    ) -> tuple[bytes | None, str | None]:
         """The value at ``key`` and an opaque version token; ``(None, None)`` when there is none.
 
         The token changes whenever the value is replaced (a generation, an ETag, a file's
         identity). Backends without versions raise :class:`~bigarrays.errors.UnsupportedError`.
+        ``max_size`` bounds the decoding as in :meth:`get`.
         """
-        return self._get_with_version(_object_key(key))
+        return self._get_with_version(self._key(key), max_size)
 
     def put_if_version(
         self, key: str, value: Buffer, version: str | None, *, content_encoding: str | None = None
@@ -236,12 +303,12 @@ class Store(abc.ABC):
         :class:`~bigarrays.errors.VersionConflictError` is raised: read again and retry.
         """
         self._check_writable()
-        self._put_if_version(_object_key(key), value, version, content_encoding)
+        self._put_if_version(self._key(key), value, version, content_encoding)
 
     def delete_if_version(self, key: str, version: str | None) -> None:
         """Remove ``key`` only if it is still at ``version`` (see :meth:`put_if_version`)."""
         self._check_writable()
-        self._delete_if_version(_object_key(key), version)
+        self._delete_if_version(self._key(key), version)
 
     def close(self) -> None:  # noqa: B027 - optional hook, a no-op for most backends
         """Release connections or file handles; the store may not be used afterwards."""
@@ -283,13 +350,20 @@ class Store(abc.ABC):
         value = self._get(key)
         return None if value is None else (value, None)
 
+    def _get_bounded(self, key: str, max_size: int) -> bytes | None:
+        # The stored bytes and their encoding, decoded here under the bound: one place for
+        # every backend that keeps the encoding (a suffix, a header).
+        return content_encoding.decode_stored(self._get_encoded(key), key, max_size)
+
     def _no_versions(self) -> UnsupportedError:
         return UnsupportedError(
             f"the {type(self).__name__} store ({self.url}) has no conditional writes "
             "(versions, compare-and-swap)"
         )
 
-    def _get_with_version(self, key: str) -> tuple[bytes | None, str | None]:
+    def _get_with_version(
+        self, key: str, max_size: int | None = None
+    ) -> tuple[bytes | None, str | None]:
         raise self._no_versions()
 
     def _get_range_with_version(

@@ -16,6 +16,12 @@ EM-like and label chunks (see ``bench/codecs.py``):
 - zstd: the ``zstandard`` package (extra ``zstd``); br: Google's ``brotli`` (extra ``brotli``).
 
 Every one of them releases the GIL while it works, so the chunk pipeline's threads scale.
+
+Decoding takes a ``max_size``: a reader that knows how big a value can be (a chunk's decoded size)
+passes it, and decoding stops with :class:`~bigarrays.errors.CorruptChunkError` as soon as the
+output passes it, through each library's bounded API (zlib's ``max_length``, brotli's
+``output_buffer_limit``, a bounded zstd read). A "decompression bomb" (405 bytes of brotli that
+inflate to 300 MiB) then costs no more memory than one honest chunk.
 """
 
 from __future__ import annotations
@@ -138,15 +144,29 @@ def _inflate_module() -> Any:
     return isal_zlib
 
 
-def _gunzip(data: bytes) -> bytes:
+class _TooLarge(Exception):
+    """Decoded output passed the caller's ``max_size``."""
+
+
+def _gunzip(data: bytes, max_size: int | None = None) -> bytes:
     inflate = _inflate_module()
     # wbits=47 accepts gzip or zlib headers; several concatenated gzip members are legal
     # (``gzip`` on the command line makes them), so keep decoding while input remains.
     out = []
     rest = data
+    budget = max_size
     while rest:
         d = inflate.decompressobj(47)
-        out.append(d.decompress(rest))
+        if budget is None:
+            out.append(d.decompress(rest))
+        else:
+            # One byte more than allowed: getting it is how a bomb shows, and nothing past it
+            # is ever inflated.
+            part = d.decompress(rest, budget + 1)
+            if len(part) > budget:
+                raise _TooLarge
+            budget -= len(part)
+            out.append(part)
         if not d.eof:
             raise ValueError("the stream ends before the end of the gzip member")
         rest = d.unused_data
@@ -206,18 +226,27 @@ def _zstd_compress(data: Buffer, level: int) -> bytes:
     return out
 
 
-def _zstd_decompress(data: bytes) -> bytes:
+def _zstd_decompress(data: bytes, max_size: int | None = None) -> bytes:
     zstandard = _zstandard()
     size = zstandard.frame_content_size(data)
     if size > _MAX_DECODED:
         raise ValueError(f"the zstd frame announces {size} bytes")
+    if max_size is not None and size > max_size:
+        raise _TooLarge
     dctx = zstandard.ZstdDecompressor()
     if size >= 0:
         try:
+            # The output buffer is the announced size: a frame that holds more fails here.
             out: bytes = dctx.decompress(data, allow_extra_data=False)
             return out
         except zstandard.ZstdError:
             pass  # several frames, or damage: the frame-by-frame path below tells which
+    if max_size is not None:
+        # No size announced, or several frames: measure with a bounded read first (it cannot
+        # tell a cut stream from a whole one, which the frame-by-frame pass below does).
+        with dctx.stream_reader(data, read_across_frames=True) as reader:
+            if len(reader.read(max_size + 1)) > max_size:
+                raise _TooLarge
     parts = []
     rest = data
     while rest:
@@ -257,11 +286,29 @@ def encode(data: Buffer, encoding: str | None, level: int | None = None) -> Buff
     return out
 
 
-def decode(data: bytes, encoding: str | None, key: str = "") -> bytes:
+def _unbrotli(data: bytes, max_size: int | None) -> bytes:
+    brotli = _brotli()
+    try:
+        if max_size is None:
+            out: bytes = brotli.decompress(data)
+            return out
+        d = brotli.Decompressor()
+        out = d.process(data, output_buffer_limit=max_size + 1)
+        if len(out) > max_size:
+            raise _TooLarge
+        if not d.is_finished():
+            raise ValueError("the stream ends before the end of the brotli stream")
+        return out
+    except brotli.error as exc:
+        raise ValueError(str(exc)) from None
+
+
+def decode(data: bytes, encoding: str | None, key: str = "", max_size: int | None = None) -> bytes:
     """Undo ``encoding``; damaged data or an unknown encoding raise :class:`CorruptChunkError`.
 
     An unknown encoding (a ``Content-Encoding`` header this version cannot undo) is reported
-    against ``key``: the bytes are there but cannot be read as what they claim to be.
+    against ``key``: the bytes are there but cannot be read as what they claim to be. With
+    ``max_size``, decoding stops (:class:`CorruptChunkError`) once the output passes it.
     """
     if encoding is None:
         return data
@@ -273,17 +320,18 @@ def decode(data: bytes, encoding: str | None, key: str = "") -> bytes:
         raise CorruptChunkError(key, f"empty {encoding} content")
     try:
         if encoding == "gzip":
-            return _gunzip(data)
+            return _gunzip(data, max_size)
         if encoding == "zstd":
-            return _zstd_decompress(data)
-        brotli = _brotli()
-        try:
-            out: bytes = brotli.decompress(data)
-        except brotli.error as exc:
-            raise ValueError(str(exc)) from None
-        return out
+            return _zstd_decompress(data, max_size)
+        return _unbrotli(data, max_size)
     except MissingDependencyError:
         raise
+    except _TooLarge:
+        raise CorruptChunkError(
+            key,
+            f"{len(data)} bytes of {encoding} content decode to more than the "
+            f"{max_size} bytes expected at most (a damaged or hostile object)",
+        ) from None
     except MemoryError:
         raise CorruptChunkError(key, f"{encoding} content decodes to more than fits") from None
     except Exception as exc:
@@ -300,13 +348,15 @@ def sniff(data: bytes) -> str | None:
     return None
 
 
-def decode_stored(stored: tuple[bytes, str | None] | None, key: str) -> bytes | None:
+def decode_stored(
+    stored: tuple[bytes, str | None] | None, key: str, max_size: int | None = None
+) -> bytes | None:
     """The plain bytes of a value found as ``(bytes, encoding)``, or None when not found.
 
     For stores that keep the encoding beside the value (a ``KEY.gz`` name): their ``get`` is
-    their ``get_encoded`` followed by this.
+    their ``get_encoded`` followed by this. ``max_size`` bounds the decoding (see :func:`decode`).
     """
     if stored is None:
         return None
     data, encoding = stored
-    return decode(data, encoding, key) if encoding else data
+    return decode(data, encoding, key, max_size) if encoding else data

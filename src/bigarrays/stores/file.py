@@ -29,7 +29,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from bigarrays.errors import AccessDeniedError, StaleReadError, StoreError, VersionConflictError
+from bigarrays.errors import (
+    AccessDeniedError,
+    InvalidKeyError,
+    StaleReadError,
+    StoreError,
+    VersionConflictError,
+)
 from bigarrays.stores import content_encoding
 from bigarrays.stores.base import ANY_VERSION, Buffer, Store
 
@@ -67,8 +73,15 @@ class FileStore(Store):
     def url(self) -> str:
         return self.root.as_uri()
 
+    def _key(self, key: str) -> str:
+        norm = super()._key(key)
+        if "\\" in norm:
+            # A path separator on Windows: "..\\x" would climb out there whatever the checks say.
+            raise InvalidKeyError(f"{key!r} is not a key of a file store: it holds a backslash")
+        return norm
+
     def _path(self, key: str) -> Path:
-        # Keys may climb above the root with ".." (the format allows it); the path stays literal.
+        # ``key`` is checked (Store._key): ".." appears only when allow_parent_keys says so.
         return self.root / key
 
     def _read(self, path: Path, start: int = 0, length: int | None = None) -> bytes | None:
@@ -106,6 +119,9 @@ class FileStore(Store):
         self, key: str, buffer: memoryview, offset: int = 0, size: int | None = None
     ) -> int | None:
         """See :meth:`Store.read_into`: ``os.preadv`` of the plain file (not ``KEY.gz``)."""
+        if ".." in key or "\\" in key or "\x00" in key or key[:1] == "/":
+            # The hot path takes keys as given; only those that might climb out pay the check.
+            key = self._key(key)
         try:
             fd = os.open(f"{self._root_str}/{key}", os.O_RDONLY)
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
@@ -257,7 +273,9 @@ class FileStore(Store):
         except (FileNotFoundError, NotADirectoryError):
             return None
 
-    def _get_with_version(self, key: str) -> tuple[bytes | None, str | None]:
+    def _get_with_version(
+        self, key: str, max_size: int | None = None
+    ) -> tuple[bytes | None, str | None]:
         for _ in range(100):
             path = self._stored_path(key)
             if path is None:
@@ -276,7 +294,7 @@ class FileStore(Store):
             if path.name != self._path(key).name:
                 encoding = next(e for e, sfx in content_encoding.SUFFIXES.items()
                                 if path.name.endswith(sfx))  # fmt: skip
-                data = content_encoding.decode(data, encoding, key)
+                data = content_encoding.decode(data, encoding, key, max_size)
             return data, version
         raise StoreError(f"cannot read {self._path(key)}: it keeps changing")
 

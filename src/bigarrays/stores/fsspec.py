@@ -30,7 +30,7 @@ from typing import Any
 
 from bigarrays.errors import AccessDeniedError, MissingDependencyError, StoreError
 from bigarrays.stores import content_encoding
-from bigarrays.stores.base import Buffer, Store, _object_key, local_disk_concurrency
+from bigarrays.stores.base import Buffer, Store, local_disk_concurrency
 
 _PREFIX = "fsspec+"
 _TMP_MARK = ".bigarrays-tmp-"
@@ -124,10 +124,12 @@ class FsspecStore(Store):
         return (*super()._config(), _freeze(self.storage_options))
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"url": self._url, "read_only": self.read_only, "options": self.storage_options}
+        return {"url": self._url, "read_only": self.read_only, "options": self.storage_options,
+                "allow_parent_keys": self.allow_parent_keys}  # fmt: skip
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(state["url"], read_only=state["read_only"], **state["options"])  # type: ignore[misc]
+        self.allow_parent_keys = state.get("allow_parent_keys", False)
 
     # -- paths -----------------------------------------------------------------------------------
     def _path(self, key: str) -> str:
@@ -179,7 +181,8 @@ class FsspecStore(Store):
         for start, length in ranges:
             if start < 0 or length < 0:
                 raise ValueError(f"ranges are (start >= 0, length >= 0), got {(start, length)}")
-        path = self._path(_object_key(key))
+        key = self._key(key)
+        path = self._path(key)
         if not ranges:
             return [] if self.exists(key) else None
         try:

@@ -396,13 +396,15 @@ class GCSStore(RemoteStore):
     # -- conditional writes: generations and ifGenerationMatch -------------------------------------
     conditional_writes = True
 
-    def _get_with_version(self, key: str) -> tuple[bytes | None, str | None]:
+    def _get_with_version(
+        self, key: str, max_size: int | None = None
+    ) -> tuple[bytes | None, str | None]:
         url = self._object_url(self._name(key), alt="media")
         r = self._request("GET", url, f"GET {self.url}/{key}",
                           headers={"Accept-Encoding": "gzip"})  # fmt: skip
         if r is None:
             return None, None
-        value = decode_body(r.data, r.header("Content-Encoding"), key)
+        value = decode_body(r.data, r.header("Content-Encoding"), key, max_size)
         generation = r.header("x-goog-generation")
         if generation is None:  # pragma: no cover - GCS always sends it
             generation = self._generation(key)

@@ -348,6 +348,7 @@ class HTTPStore(RemoteStore):
 
     def get_ranges(self, key: str, ranges: Sequence[tuple[int, int]]) -> list[bytes] | None:
         """Several ``(start, length)`` ranges in as few requests as the server allows."""
+        key = self._key(key)
         for start, length in ranges:
             if start < 0 or length < 0:
                 raise ValueError(f"ranges are (start >= 0, length >= 0), got {(start, length)}")

@@ -319,6 +319,7 @@ class LmdbStore(Store):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(state["url"], read_only=state["read_only"])  # type: ignore[misc]
+        self.allow_parent_keys = state.get("allow_parent_keys", False)
 
     def close(self) -> None:
         """Let go of the database (the environment closes with its last handle)."""
@@ -473,7 +474,9 @@ class LmdbStore(Store):
         return True
 
     # -- conditional writes: the version is a digest of the stored bytes and their encoding ------
-    def _get_with_version(self, key: str) -> tuple[bytes | None, str | None]:
+    def _get_with_version(
+        self, key: str, max_size: int | None = None
+    ) -> tuple[bytes | None, str | None]:
         def fn(txn: Any) -> tuple[bytes, str | None, str] | None:
             found = self._find(txn, key)
             if found is None:
@@ -485,7 +488,8 @@ class LmdbStore(Store):
         if got is None:
             return None, None
         data, encoding, version = got
-        return (content_encoding.decode(data, encoding, key) if encoding else data), version
+        plain = content_encoding.decode(data, encoding, key, max_size) if encoding else data
+        return plain, version
 
     def _get_range_with_version(
         self, key: str, start: int, length: int | None

@@ -45,10 +45,12 @@ class MemoryStore(Store):
 
     def __getstate__(self) -> dict[str, object]:
         # A pickled memory store names its namespace; unpickled in the same process it shares it.
-        return {"name": self.name, "read_only": self.read_only}
+        return {"name": self.name, "read_only": self.read_only,
+                "allow_parent_keys": self.allow_parent_keys}  # fmt: skip
 
     def __setstate__(self, state: dict[str, object]) -> None:
         self.__init__(str(state["name"]), read_only=bool(state["read_only"]))  # type: ignore[misc]
+        self.allow_parent_keys = bool(state.get("allow_parent_keys", False))
 
     def _get(self, key: str) -> bytes | None:
         return self._data.get(key)
@@ -64,6 +66,9 @@ class MemoryStore(Store):
                 self._encoded[key] = (data, raw, encoding)
             else:
                 self._encoded.pop(key, None)
+
+    def _get_bounded(self, key: str, max_size: int) -> bytes | None:
+        return self._data.get(key)  # decoded (and so bounded by memory) when it was put
 
     def _get_encoded(self, key: str) -> tuple[bytes, str | None] | None:
         value = self._data.get(key)
@@ -95,7 +100,9 @@ class MemoryStore(Store):
     def _version_of(value: bytes) -> str:
         return hashlib.blake2b(value, digest_size=16).hexdigest()
 
-    def _get_with_version(self, key: str) -> tuple[bytes | None, str | None]:
+    def _get_with_version(
+        self, key: str, max_size: int | None = None
+    ) -> tuple[bytes | None, str | None]:
         value = self._data.get(key)
         return (None, None) if value is None else (value, self._version_of(value))
 

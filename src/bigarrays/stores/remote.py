@@ -138,6 +138,7 @@ class RemoteStore(Store):
         Ranges that lie closer than :data:`COALESCE_GAP` are fetched as one request; the
         requests run in parallel. A range past the end is cut short, as in :meth:`get_range`.
         """
+        key = self._key(key)
         for start, length in ranges:
             if start < 0 or length < 0:
                 raise ValueError(f"ranges are (start >= 0, length >= 0), got {(start, length)}")
@@ -227,11 +228,12 @@ def as_stored(data: bytes, header: str | None, key: str) -> tuple[bytes, str | N
     return decode_body(data, header, key), None
 
 
-def decode_body(data: bytes, header: str | None, key: str) -> bytes:
+def decode_body(data: bytes, header: str | None, key: str, max_size: int | None = None) -> bytes:
     """``data`` with every encoding of a ``Content-Encoding`` header undone (last one first).
 
-    An encoding this version cannot undo is a :class:`~bigarrays.errors.CorruptChunkError`.
+    An encoding this version cannot undo is a :class:`~bigarrays.errors.CorruptChunkError`;
+    ``max_size`` bounds every step (see :func:`bigarrays.stores.content_encoding.decode`).
     """
     for name in reversed(encodings(header)):
-        data = content_encoding.decode(data, "gzip" if name == "x-gzip" else name, key)
+        data = content_encoding.decode(data, "gzip" if name == "x-gzip" else name, key, max_size)
     return data

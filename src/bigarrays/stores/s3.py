@@ -510,7 +510,9 @@ class S3Store(RemoteStore):
     # -- conditional writes: ETags with If-Match / If-None-Match ----------------------------------
     conditional_writes = True
 
-    def _get_with_version(self, key: str) -> tuple[bytes | None, str | None]:
+    def _get_with_version(
+        self, key: str, max_size: int | None = None
+    ) -> tuple[bytes | None, str | None]:
         name = self._name(key)
 
         def fn(s3: Any) -> tuple[bytes, str | None, str]:
@@ -520,7 +522,7 @@ class S3Store(RemoteStore):
         got = self._request("GET", key, fn)
         if isinstance(got, _Missing):
             return None, None
-        return decode_body(got[0], got[1], key), got[2]
+        return decode_body(got[0], got[1], key, max_size), got[2]
 
     def _get_range_with_version(
         self, key: str, start: int, length: int | None

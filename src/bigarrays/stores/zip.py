@@ -125,6 +125,7 @@ class ZipStore(Store):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(state["url"], read_only=state["read_only"])  # type: ignore[misc]
+        self.allow_parent_keys = state.get("allow_parent_keys", False)
 
     # -- life cycle ------------------------------------------------------------------------------
     def checkpoint(self) -> None:
@@ -233,13 +234,15 @@ class ZipStore(Store):
     # -- conditional writes: an entry's version is its offset, unique within the file ----------
     conditional_writes = True
 
-    def _get_with_version(self, key: str) -> tuple[bytes | None, str | None]:
+    def _get_with_version(
+        self, key: str, max_size: int | None = None
+    ) -> tuple[bytes | None, str | None]:
         found = self._lookup(key)
         if found is None:
             return None, None
         entry, encoding = found
         data = self._archive.read(entry, key)
-        data = content_encoding.decode(data, encoding, key) if encoding else data
+        data = content_encoding.decode(data, encoding, key, max_size) if encoding else data
         return data, f"{entry.offset:x}"
 
     def _get_range_with_version(

@@ -33,6 +33,7 @@ class CountingStore(Store):
         self.bytes_written = 0
         self._lock = threading.Lock()
         self.conditional_writes = inner.conditional_writes
+        self.allow_parent_keys = inner.allow_parent_keys
 
     def _count(self, name: str, read: int = 0, written: int = 0) -> None:
         with self._lock:
@@ -70,6 +71,11 @@ class CountingStore(Store):
 
     def _get(self, key: str) -> bytes | None:
         value = self.inner.get(key)
+        self._count("get", len(value or b""))
+        return value
+
+    def _get_bounded(self, key: str, max_size: int) -> bytes | None:
+        value = self.inner.get(key, max_size=max_size)
         self._count("get", len(value or b""))
         return value
 
@@ -117,8 +123,10 @@ class CountingStore(Store):
         self._count("list")
         return self.inner.list(prefix)
 
-    def _get_with_version(self, key: str) -> tuple[bytes | None, str | None]:
-        value, version = self.inner.get_with_version(key)
+    def _get_with_version(
+        self, key: str, max_size: int | None = None
+    ) -> tuple[bytes | None, str | None]:
+        value, version = self.inner.get_with_version(key, max_size=max_size)
         self._count("get_with_version", len(value or b""))
         return value, version
 

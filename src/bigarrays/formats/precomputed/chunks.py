@@ -16,6 +16,7 @@ import numpy as np
 
 from bigarrays.box import Box, ChunkGrid, ChunkPiece, Vec
 from bigarrays.codecs import ChunkCodec, make_codec
+from bigarrays.codecs.blosc import MAX_OVERHEAD as BLOSC_MAX_OVERHEAD
 from bigarrays.codecs.blosc import BloscCompressor
 from bigarrays.errors import CorruptChunkError, UnsupportedError, VersionConflictError
 from bigarrays.fill import is_fill
@@ -29,6 +30,15 @@ _CHUNK_NAME = re.compile(r"^(-?\d+)-(-?\d+)_(-?\d+)-(-?\d+)_(-?\d+)-(-?\d+)$")
 INLINE_CHUNKS = 128
 #: Attempts of a partial-chunk write that keeps losing the race to other writers of the chunk.
 MAX_CONFLICT_RETRIES = 64
+
+#: How much bigger than its voxels an image or label encoding's bytes can be, and room for headers
+#: and metadata segments: the bound on what reading one chunk may decode (see ``max_encoded``).
+#: The worst honest cases stay well inside: png stores a filter byte per row (2x for rows one byte
+#: wide) plus stored-block and chunk headers; jpeg of noise at quality 100 stays under 2x;
+#: compressed_segmentation with 1x1x1 blocks spends an 8-byte block header and a table entry on
+#: each uint32 voxel (3x).
+ENCODED_FACTOR = 4
+ENCODED_SLACK = 1 << 20
 
 
 def chunk_name(box: Box) -> str:
@@ -201,7 +211,7 @@ class ChunkLayout:
         ):
             arr: np.ndarray = np.frombuffer(scratch, self.dtype, full // self.dtype.itemsize)
             return arr.reshape(box.shape, order="F")
-        data = content_encoding.decode_stored(stored, key)
+        data = content_encoding.decode_stored(stored, key, self.max_stored(box.shape))
         assert data is not None  # stored was not None
         return self.decode(data, box.shape, key)
 
@@ -224,16 +234,33 @@ class ChunkLayout:
         """The decoded chunk at grid ``index`` (4-D, clipped shape), or None if never written."""
         box = self.grid.chunk_box(index)
         key = self.key_of(box)
-        data = self.store.get(key)
+        data = self.store.get(key, max_size=self.max_stored(box.shape))
         if data is None:
             return None
         return self.decode(data, box.shape, key)
+
+    def max_encoded(self, shape: Sequence[int]) -> int:
+        """The most bytes the codec's input for a chunk of ``shape`` can honestly take.
+
+        Exactly the voxels' bytes for raw; for the other encodings a safe multiple of them plus
+        room for headers (see :data:`ENCODED_FACTOR`). Decoding stops past it, so a small
+        hostile chunk cannot inflate to gigabytes before its size is checked.
+        """
+        nbytes = math.prod(shape) * self.dtype.itemsize
+        if self._raw_itemsize is not None:
+            return nbytes
+        return ENCODED_FACTOR * nbytes + ENCODED_SLACK
+
+    def max_stored(self, shape: Sequence[int]) -> int:
+        """The most bytes a chunk of ``shape`` can take once its transfer encoding is undone."""
+        extra = BLOSC_MAX_OVERHEAD if self.blosc is not None else 0
+        return self.max_encoded(shape) + extra
 
     def decode(self, data: bytes, shape: Sequence[int], key: str) -> np.ndarray:
         """The chunk of ``shape`` that the stored ``data`` (transfer encoding removed) holds."""
         if self.blosc is not None:
             expected = None if self._raw_itemsize is None else math.prod(shape) * self._raw_itemsize
-            data = self.blosc.decode(data, key, expected)
+            data = self.blosc.decode(data, key, expected, self.max_encoded(shape))
         try:
             return self.codec.decode(data, shape, key)
         except CorruptChunkError:
@@ -242,7 +269,8 @@ class ChunkLayout:
             encoding = content_encoding.sniff(data)
             if encoding is None:
                 raise
-            return self.codec.decode(content_encoding.decode(data, encoding, key), shape, key)
+            plain = content_encoding.decode(data, encoding, key, self.max_encoded(shape))
+            return self.codec.decode(plain, shape, key)
 
     def encode(self, chunk: np.ndarray) -> bytes | bytearray | memoryview:
         """The bytes of one chunk before any transfer encoding: codec, then blosc if chosen."""

@@ -73,8 +73,6 @@ def _inline_run(fn: Callable[[T], None], items: Iterable[T]) -> None:
         fn(item)
 
 
-
-
 @dataclass
 class _ShardWrite:
     """The pieces of one write that fall in one shard, and what the write makes of them."""
