@@ -63,14 +63,17 @@ import json, resource, sys
 import bigarrays as ba
 from bigarrays.errors import CorruptChunkError
 
-vol = ba.open(sys.argv[1])
+vol = ba.open(sys.argv[1], mode="r+" if sys.argv[2] == "merge" else "r")
 assert int(vol[0:64, 0:64, 0:64].sum()) == 64**3
 with open("/proc/self/status") as f:
     vm = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmSize:"))
 resource.setrlimit(resource.RLIMIT_AS, (vm + (192 << 20), resource.RLIM_INFINITY))
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 try:
-    vol[64:128, 0:64, 0:64]
+    if sys.argv[2] == "merge":  # a write of part of the chunk reads it to merge
+        vol[64:70, 0:64, 0:64] = 2
+    else:
+        vol[64:128, 0:64, 0:64]
     result = {"error": None}
 except CorruptChunkError as exc:
     result = {"error": "CorruptChunkError", "message": str(exc)}
@@ -93,8 +96,9 @@ CASES = {
 }
 
 
+@pytest.mark.parametrize("action", ["read", "merge"])
 @pytest.mark.parametrize("case", list(CASES))
-def test_bomb_chunk_is_refused_with_bounded_memory(tmp_path: Path, case: str) -> None:
+def test_bomb_chunk_is_refused_with_bounded_memory(tmp_path: Path, case: str, action: str) -> None:
     encoding, compression, dtype, make_bomb, suffix = CASES[case]
     layer = "segmentation" if encoding == "compressed_segmentation" else "image"
     with warnings.catch_warnings():
@@ -107,7 +111,7 @@ def test_bomb_chunk_is_refused_with_bounded_memory(tmp_path: Path, case: str) ->
     assert len(bomb) < 300_000
     (tmp_path / "vol" / (key + suffix)).write_bytes(bomb)
     done = subprocess.run(
-        [sys.executable, "-c", CHILD, str(tmp_path / "vol")],
+        [sys.executable, "-c", CHILD, str(tmp_path / "vol"), action],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
@@ -115,6 +119,7 @@ def test_bomb_chunk_is_refused_with_bounded_memory(tmp_path: Path, case: str) ->
     assert result["error"] == "CorruptChunkError", result
     assert "expected at most" in result["message"], result
     assert result["grew"] < 64 << 20, f"peak memory grew by {result['grew'] >> 20} MiB"
+    assert (tmp_path / "vol" / (key + suffix)).read_bytes() == bomb, "the chunk was replaced"
 
 
 @pytest.mark.parametrize("encoding", ["gzip", "zstd", "br"])

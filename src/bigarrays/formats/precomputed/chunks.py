@@ -311,7 +311,7 @@ class ChunkLayout:
         box = piece.chunk_box
         key = self.key_of(box)
         for attempt in range(MAX_CONFLICT_RETRIES):
-            stored, version = self.store.get_with_version(key)
+            stored, version = self.store.get_with_version(key, max_size=self.max_stored(box.shape))
             if stored is None:
                 chunk = np.zeros(box.shape, dtype=self.dtype, order="F")
             else:
