@@ -19,7 +19,6 @@ Transfer encodings live in the file name (``KEY.gz``), the convention CloudVolum
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import fcntl
 import os
@@ -195,7 +194,9 @@ class FileStore(Store):
         base = os.path.join(self._root_str, key)
         path = base if encoding is None else base + content_encoding.SUFFIXES[encoding]
         view = memoryview(value).cast("B")  # before the lock: a value that is no buffer
-        with self._locked(base) as (fd, lock):
+        fd, lock, held = self._lock(base)
+        published = False
+        try:
             if version != ANY_VERSION:
                 self._check_version(key, version)
             try:
@@ -214,6 +215,9 @@ class FileStore(Store):
                 os.replace(lock, path)
             except OSError as exc:
                 raise self._write_error(path, exc) from exc
+            published = True
+        finally:
+            self._unlock(fd, lock, held, published)
 
     @staticmethod
     def _write_error(path: str, exc: OSError) -> StoreError:
@@ -368,12 +372,11 @@ class FileStore(Store):
         except OSError as exc:
             raise self._write_error(lock, exc) from exc
 
-    @contextlib.contextmanager
-    def _locked(self, base: str) -> Iterator[tuple[int, str]]:
-        """Hold the lock of the key stored at ``base``; yields the lock file's fd and path.
+    def _lock(self, base: str) -> tuple[int, str, os.stat_result]:
+        """Take the lock of the key stored at ``base``: the lock file's fd, path and identity.
 
         The caller may write the new value into the fd and rename the lock file into place,
-        which releases the lock to the next writer; otherwise the lock file is removed.
+        which hands the lock to the next writer; :meth:`_unlock` ends it either way.
         """
         lock = base + _LOCK_SUFFIX
         while True:
@@ -392,11 +395,18 @@ class FileStore(Store):
                 break
             # The previous holder renamed or removed this file: it is no longer the lock.
             os.close(fd)
-        try:
-            if held.st_size:  # what a writer killed before its rename left in the file
+        if held.st_size:  # what a writer killed before its rename left in the file
+            try:
                 os.ftruncate(fd, 0)
-            yield fd, lock
-        finally:
+            except BaseException:
+                self._unlock(fd, lock, held, published=False)
+                raise
+        return fd, lock, held
+
+    @staticmethod
+    def _unlock(fd: int, lock: str, held: os.stat_result, published: bool) -> None:
+        """Release a lock from :meth:`_lock`; ``published``: the lock file was renamed away."""
+        if not published:
             try:
                 # Removed before it is released, so that a waiter sees it is no longer the lock.
                 now = os.stat(lock)
@@ -404,7 +414,7 @@ class FileStore(Store):
                     os.unlink(lock)
             except OSError:
                 pass
-            os.close(fd)
+        os.close(fd)
 
     def _check_version(self, key: str, version: str | None) -> None:
         if version != ANY_VERSION and self._current_version(key) != version:
@@ -419,10 +429,13 @@ class FileStore(Store):
         base = os.path.join(self._root_str, key)
         if version == ANY_VERSION and not self._exists(key):
             return  # nothing to delete: take no lock (and make no folder) for it
-        with self._locked(base):
+        fd, lock, held = self._lock(base)
+        try:
             if version != ANY_VERSION:
                 self._check_version(key, version)
             self._remove_variants(base, keep=None)
+        finally:
+            self._unlock(fd, lock, held, published=False)
 
     def _list(self, prefix: str) -> Iterator[str]:
         # Walk only the folder the prefix lies in, not the whole tree.
