@@ -524,24 +524,6 @@ class S3Store(RemoteStore):
             return None, None
         return decode_body(got[0], got[1], key, max_size), got[2]
 
-    def _get_range_with_version(
-        self, key: str, start: int, length: int | None
-    ) -> tuple[bytes | None, str | None]:
-        got = self._ranged_get(key, start, length, None)
-        return super()._get_range_with_version(key, start, length) if got is None else got
-
-    def _get_range_if_version(
-        self, key: str, start: int, length: int | None, version: str | None
-    ) -> bytes | None:
-        if version is None or version == ANY_VERSION:
-            return super()._get_range_if_version(key, start, length, version)
-        got = self._ranged_get(key, start, length, version)
-        if got is None:
-            return super()._get_range_if_version(key, start, length, version)
-        if got[1] != version:  # a server that ignores If-Match on GET
-            raise StaleReadError(key, self.url)
-        return got[0]
-
     def _ranged_get(
         self, key: str, start: int, length: int | None, version: str | None
     ) -> tuple[bytes | None, str | None] | None:
