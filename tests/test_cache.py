@@ -97,3 +97,18 @@ def test_sharded_cache_coherent(tmp_path: Path) -> None:
         vol[0:16, 0:16, 0:16] = 3
         d[0:16, 0:16, 0:16] = 3
         np.testing.assert_array_equal(vol[...], d)
+
+
+def test_repeated_cutouts_of_a_sharded_scale_hit_the_cache(tmp_path: Path) -> None:
+    d = np.asfortranarray(np.random.default_rng(1).integers(0, 255, (64, 64, 32), np.uint8))
+    with ba.create(str(tmp_path / "s"), shape=d.shape, chunks=(16, 16, 16), progress=False,
+                   sharding=True) as v:  # fmt: skip
+        v[...] = d
+    store = counting(str(tmp_path / "s"))
+    with ba.open(store, cache_bytes=1 << 20, progress=False) as vol:
+        assert vol.cache is not None
+        np.testing.assert_array_equal(vol[5:20, 5:20, 5:20], d[5:20, 5:20, 5:20])
+        store.reset()
+        np.testing.assert_array_equal(vol[6:21, 4:19, 3:18], d[6:21, 4:19, 3:18])
+        assert store.reads == 0, "every chunk should have come from the cache"
+        assert vol.cache.hits >= 8

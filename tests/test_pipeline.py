@@ -185,14 +185,15 @@ def test_skip_empty_refused_for_sharded(tmp_path: Path) -> None:
 
 
 def test_engine_skip_empty_needs_delete() -> None:
-    class NoDelete:
-        def __init__(self) -> None:
-            from bigarrays.box import ChunkGrid
+    from bigarrays.box import ChunkGrid
+    from bigarrays.chunk_source import ChunkSourceBase
 
-            self.grid = ChunkGrid((0, 0, 0, 0), (4, 4, 4, 1), (4, 4, 4, 1))
-            self.dtype = np.dtype("uint8")
+    class NoDelete(ChunkSourceBase):
+        url = "nowhere://"
+        grid = ChunkGrid((0, 0, 0, 0), (4, 4, 4, 1), (4, 4, 4, 1))
+        dtype = np.dtype("uint8")
 
-    with pytest.raises(TypeError, match="skip_empty"):
+    with pytest.raises(NotImplementedError, match="cannot delete"):
         ChunkEngine(1).write(
             NoDelete(),  # type: ignore[arg-type]
             Box((0, 0, 0, 0), (4, 4, 4, 1)),

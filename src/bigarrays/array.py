@@ -18,7 +18,8 @@ import numpy as np
 from bigarrays import stores as stores_package
 from bigarrays.arguments import check_codec_choices, real3, whole, whole3
 from bigarrays.box import Box
-from bigarrays.cache import ChunkCache
+from bigarrays.cache import CachedSource, ChunkCache
+from bigarrays.chunk_source import ChunkSource
 from bigarrays.errors import (
     ArrayClosedError,
     DatasetExistsError,
@@ -91,6 +92,9 @@ class BigArray:
         self._engine = ChunkEngine(store.default_concurrency if threads is None else threads)
         #: Decoded chunks kept for repeated reads (``cache_bytes`` > 0), or None.
         self.cache: ChunkCache | None = ChunkCache(cache_bytes) if cache_bytes > 0 else None
+        self._source: ChunkSource = (
+            self._layout if self.cache is None else CachedSource(self._layout, self.cache)
+        )
         if skip_empty and self.scale.sharding is not None:
             raise UnsupportedError(
                 "skip_empty applies to unsharded scales: a shard holds its chunks together"
@@ -247,14 +251,11 @@ class BigArray:
     def _read_box(self, box: Box) -> np.ndarray:
         n = self._layout.grid.count(box)
         if not wants_bar(self.progress, n):  # the common case, kept cheap for small cutouts
-            return self._engine.read(
-                self._layout, box, fill_missing=self.fill_missing, cache=self.cache, count=n
-            )
+            return self._engine.read(self._source, box, fill_missing=self.fill_missing, count=n)
         with progress_bar(n, f"reading {box}", self.progress) as advance:
             return self._engine.read(
-                self._layout, box, fill_missing=self.fill_missing, on_chunk=advance,
-                cache=self.cache, count=n,
-            )  # fmt: skip
+                self._source, box, fill_missing=self.fill_missing, on_chunk=advance, count=n
+            )
 
     def _write_box(self, box: Box, block: np.ndarray) -> None:
         bounds4 = Box((*self.bounds.start, 0), (*self.bounds.stop, self.num_channels))
@@ -271,9 +272,8 @@ class BigArray:
         n = self._layout.grid.count(box)
         with progress_bar(n, f"writing {box}", self.progress) as advance:
             self._engine.write(
-                self._layout, box, block, on_chunk=advance, skip_empty=self.skip_empty,
-                cache=self.cache,
-            )  # fmt: skip
+                self._source, box, block, on_chunk=advance, skip_empty=self.skip_empty
+            )
 
     def _check_open(self) -> None:
         if self._closed:

@@ -4,81 +4,28 @@ Work runs on a bounded thread pool: file and socket reads and the compression li
 the GIL, so threads overlap I/O and decoding. At most ``threads`` chunks are in flight, so a read
 of a million chunks does not queue a million futures, and the first error stops the rest.
 
-A source reads and writes one chunk at a time (``load`` / ``save``) unless it also offers
-``read_pieces`` / ``write_pieces`` (:class:`BatchedChunkSource`): then the engine hands it every
-piece of the box at once together with ``run``, the engine's bounded pool, and the source plans
-its own tasks (a sharded layout groups chunks by shard, merges byte ranges, puts each shard once).
+The engine talks to a level's chunks through :class:`~bigarrays.chunk_source.ChunkSource` alone.
+A source reads and writes one chunk at a time (``load`` / ``save`` / ``merge``) unless it is
+``batched``: then the engine hands it every piece of the box at once together with ``run``, the
+engine's bounded pool, and the source plans its own tasks (a sharded layout groups chunks by shard,
+merges byte ranges, puts each shard once).
 """
 
 from __future__ import annotations
 
 import concurrent.futures as cf
 import threading
-from collections.abc import Callable, Iterable, Sequence
-from typing import Protocol, TypeVar
+from collections.abc import Callable, Iterable
+from typing import TypeVar
 
 import numpy as np
 
-from bigarrays.box import Box, ChunkGrid, ChunkPiece, Vec
-from bigarrays.cache import ChunkCache
+from bigarrays.box import Box, ChunkPiece
+from bigarrays.chunk_source import ChunkSource
 from bigarrays.errors import ChunkNotFoundError, UnsupportedError
-from bigarrays.fill import is_fill
+from bigarrays.fill import filled, is_fill
 
 T = TypeVar("T")
-
-
-class ChunkSource(Protocol):
-    """What the engine needs of a layout (see ``formats.precomputed.chunks.ChunkLayout``)."""
-
-    grid: ChunkGrid
-    dtype: np.dtype
-
-    @property
-    def url(self) -> str: ...
-
-    def key(self, index: Vec) -> str: ...
-    def load(self, index: Vec) -> np.ndarray | None: ...
-    def save(self, index: Vec, chunk: np.ndarray) -> None: ...
-
-    @property
-    def merges_safely(self) -> bool:
-        """Whether :meth:`merge` is safe against concurrent writers of the same chunk."""
-
-    def merge(self, piece: ChunkPiece, part: np.ndarray, *, skip_empty: bool = False) -> None:
-        """Write ``part`` over the chunk's stored voxels ``piece.in_chunk`` (read-merge-write
-        with a conditional put, retried)."""
-
-
-class Runner(Protocol):
-    """The engine's pool as a source sees it: ``run(fn, items)`` calls ``fn`` on every item.
-
-    Call it from the thread that called ``read_pieces`` / ``write_pieces`` only, never from inside
-    a task: the pool is bounded, and a task that waits on the pool could wait forever.
-    """
-
-    def __call__(self, fn: Callable[[T], None], items: Iterable[T], /) -> None: ...
-
-
-class BatchedChunkSource(ChunkSource, Protocol):
-    """A source that plans reads and writes of many chunks together (see the module notes)."""
-
-    def read_pieces(
-        self,
-        pieces: Sequence[ChunkPiece],
-        run: Runner,
-        emit: Callable[[ChunkPiece, np.ndarray | None], None],
-    ) -> None:
-        """Load every piece's chunk and ``emit(piece, chunk or None)`` it, from any thread."""
-
-    def write_pieces(
-        self,
-        pieces: Sequence[ChunkPiece],
-        part: Callable[[ChunkPiece], np.ndarray],
-        run: Runner,
-        done: Callable[[int], None],
-    ) -> None:
-        """Store ``part(piece)`` (the new voxels of ``piece.in_chunk``) for every piece, and
-        call ``done(n)`` as chunks are stored."""
 
 
 def run_bounded(
@@ -188,18 +135,17 @@ class ChunkEngine:
         *,
         fill_missing: bool = True,
         on_chunk: Callable[[], None] | None = None,
-        cache: ChunkCache | None = None,
         count: int | None = None,
     ) -> np.ndarray:
-        """A new Fortran-ordered array of ``box`` (4-D); voxels outside the bounds are 0.
+        """A new array of ``box`` in the source's order; voxels outside the bounds, and chunks
+        never written, hold the fill value.
 
         ``count`` is ``source.grid.count(box)`` when the caller has it already.
         """
         # np.zeros maps zero pages lazily: voxels never pasted over cost nothing until read.
-        out = np.zeros(box.shape, dtype=source.dtype, order="F")
+        out = filled(box.shape, source.dtype, source.fill_value, source.order)
 
-        read_pieces = getattr(source, "read_pieces", None)
-        if read_pieces is not None:
+        if source.batched:
             done = self._counter(on_chunk)
 
             def paste(piece: ChunkPiece, chunk: np.ndarray | None) -> None:
@@ -210,31 +156,20 @@ class ChunkEngine:
                     out[piece.in_box] = chunk[piece.in_chunk]
                 done(1)
 
-            read_pieces(list(source.grid.pieces(box)), self.run, paste)
+            source.read_pieces(list(source.grid.pieces(box)), self.run, paste)
             return out
 
-        load_view = getattr(source, "load_view", None)
-        nbytes = int(getattr(source, "chunk_nbytes", 0)) + 1
+        nbytes = source.chunk_nbytes + 1
         local = threading.local()
 
         def fetch_and_paste(piece: ChunkPiece) -> None:
-            part = piece.in_chunk
-            chunk = None if cache is None else cache.get(piece.chunk_index)
-            if chunk is None:
-                if load_view is None:
-                    chunk = source.load(piece.chunk_index)
-                else:
-                    # One scratch buffer per thread, reused chunk after chunk: no allocation
-                    # and no page faults per chunk (pasted before this thread reads the next).
-                    scratch = getattr(local, "scratch", None)
-                    if scratch is None:
-                        scratch = local.scratch = bytearray(nbytes)
-                    if cache is not None:  # the cache keeps whole chunks: read all of it
-                        part = tuple(slice(0, n) for n in piece.chunk_box.shape)
-                    chunk, part = load_view(piece.chunk_index, piece.chunk_box, scratch, part)
-                if chunk is not None and cache is not None:
-                    cache.put(piece.chunk_index, chunk)  # a private copy
-                    part = piece.in_chunk
+            # One scratch buffer per thread, reused chunk after chunk: no allocation and no page
+            # faults per chunk (pasted before this thread reads the next).
+            scratch = getattr(local, "scratch", None)
+            if scratch is None:
+                scratch = local.scratch = bytearray(nbytes)
+            chunk, part = source.load_view(piece.chunk_index, piece.chunk_box, scratch,
+                                           piece.in_chunk)  # fmt: skip
             if chunk is None:
                 if not fill_missing:
                     raise ChunkNotFoundError(source.key(piece.chunk_index), source.url)
@@ -244,7 +179,7 @@ class ChunkEngine:
         pieces = source.grid.pieces(box)
         if count is None:
             count = source.grid.count(box)
-        if count <= int(getattr(source, "inline_chunks", 1)):
+        if count <= source.inline_chunks:
             run_bounded(fetch_and_paste, pieces, None, 1, on_chunk)  # few chunks: no pool
         else:
             self._run(fetch_and_paste, pieces, on_chunk)
@@ -258,33 +193,22 @@ class ChunkEngine:
         *,
         on_chunk: Callable[[], None] | None = None,
         skip_empty: bool = False,
-        cache: ChunkCache | None = None,
     ) -> None:
-        """Write ``data`` (4-D, shape of ``box``, already checked to lie inside the bounds).
+        """Write ``data`` (the shape of ``box``, already checked to lie inside the bounds).
 
-        ``skip_empty``: a chunk whose voxels (after merging) are all 0, the fill value, is not
-        written, and a stored copy of it is deleted, so it reads back as 0 all the same.
-        ``cache`` is kept coherent: every chunk written is dropped from it.
+        ``skip_empty``: a chunk whose voxels (after merging) all hold the fill value is not
+        written, and a stored copy of it is deleted, so it reads back the same.
         """
-        write_pieces = getattr(source, "write_pieces", None)
-        if write_pieces is not None:
+        if source.batched:
 
             def part(piece: ChunkPiece) -> np.ndarray:
                 cut = data[piece.in_box]
                 return cut if cut.dtype == source.dtype else cut.astype(source.dtype)
 
-            try:
-                write_pieces(list(source.grid.pieces(box)), part, self.run, self._counter(on_chunk))
-            finally:
-                if cache is not None:
-                    for index in source.grid.indices(box):
-                        cache.discard(index)
+            source.write_pieces(list(source.grid.pieces(box)), part, self.run,
+                                self._counter(on_chunk))  # fmt: skip
             return
 
-        save_view = getattr(source, "save_view", None)
-        delete = getattr(source, "delete", None)
-        if skip_empty and delete is None:
-            raise TypeError(f"{type(source).__name__} cannot delete chunks: no skip_empty")
         if not source.merges_safely:
             cover = source.grid.cover(box)
             if cover != box.intersect(source.grid.bounds):
@@ -294,32 +218,24 @@ class ChunkEngine:
                     "to make that safe against concurrent writers, so nothing was written: write "
                     f"whole chunks, such as the box {Box(cover.start[:3], cover.stop[:3])}"
                 )
-        nbytes = int(getattr(source, "chunk_nbytes", 0)) + 1
+        nbytes = source.chunk_nbytes + 1
         local = threading.local()
 
         def cut_and_put(piece: ChunkPiece) -> None:
             part = data[piece.in_box]
-            if cache is not None:
-                cache.discard(piece.chunk_index)
+            if part.dtype != source.dtype:
+                part = part.astype(source.dtype)
             if not piece.covers_chunk:
                 # A chunk is one object: the voxels the box does not cover are carried over
                 # from what is stored, by a merge that no concurrent writer can undo.
-                if part.dtype != source.dtype:
-                    part = part.astype(source.dtype)
                 source.merge(piece, part, skip_empty=skip_empty)
                 return
-            chunk = part  # the whole chunk is new: nothing to read
-            if skip_empty and is_fill(chunk):
-                delete(piece.chunk_index)  # type: ignore[misc]
+            if skip_empty and is_fill(part, source.fill_value):
+                source.delete(piece.chunk_index)
                 return
-            if save_view is not None:
-                scratch = getattr(local, "scratch", None)
-                if scratch is None:
-                    scratch = local.scratch = bytearray(nbytes)
-                save_view(piece.chunk_index, piece.chunk_box, chunk, scratch)
-            else:
-                if chunk.dtype != source.dtype:
-                    chunk = chunk.astype(source.dtype)
-                source.save(piece.chunk_index, chunk)
+            scratch = getattr(local, "scratch", None)
+            if scratch is None:
+                scratch = local.scratch = bytearray(nbytes)
+            source.save_view(piece.chunk_index, piece.chunk_box, part, scratch)
 
         self._run(cut_and_put, source.grid.pieces(box), on_chunk)

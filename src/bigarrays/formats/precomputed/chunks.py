@@ -15,11 +15,12 @@ from collections.abc import Sequence
 import numpy as np
 
 from bigarrays.box import Box, ChunkGrid, ChunkPiece, Vec
+from bigarrays.chunk_source import ChunkSourceBase
 from bigarrays.codecs import ChunkCodec, make_codec
 from bigarrays.codecs.blosc import MAX_OVERHEAD as BLOSC_MAX_OVERHEAD
 from bigarrays.codecs.blosc import BloscCompressor
 from bigarrays.errors import CorruptChunkError, UnsupportedError, VersionConflictError
-from bigarrays.fill import is_fill
+from bigarrays.fill import filled, is_fill
 from bigarrays.formats.precomputed.info import Info, Scale
 from bigarrays.stores import Store, content_encoding, normalize_key
 
@@ -101,7 +102,7 @@ def open_layout(store: Store, info: Info, mip: int) -> ChunkLayout:
     return ChunkLayout(store, info, mip)
 
 
-class ChunkLayout:
+class ChunkLayout(ChunkSourceBase):
     """Loads and saves the decoded chunks of one unsharded scale."""
 
     #: Subclasses that store chunks inside shards set this (see ``sharded_layout``).
@@ -116,6 +117,9 @@ class ChunkLayout:
             )
         self.store = store
         self.scale = scale
+        #: A write of part of a chunk is safe against other writers where the store has
+        #: conditional writes (see :meth:`merge`); elsewhere such writes are refused.
+        self.merges_safely = store.conditional_writes
         self.grid = scale_grid(scale, info.num_channels)
         self.dtype = info.dtype
         self.codec: ChunkCodec = scale_codec(info, mip)
@@ -287,12 +291,6 @@ class ChunkLayout:
     def delete(self, index: Vec) -> None:
         self.store.delete(self.key(index))
 
-    @property
-    def merges_safely(self) -> bool:
-        """True when :meth:`merge` is safe against other writers (the store has conditional
-        writes); otherwise a write must cover whole chunks."""
-        return self.store.conditional_writes
-
     def merge(self, piece: ChunkPiece, part: np.ndarray, *, skip_empty: bool = False) -> None:
         """Write ``part`` (the voxels ``piece.in_chunk``) over what the chunk holds.
 
@@ -313,13 +311,13 @@ class ChunkLayout:
         for attempt in range(MAX_CONFLICT_RETRIES):
             stored, version = self.store.get_with_version(key, max_size=self.max_stored(box.shape))
             if stored is None:
-                chunk = np.zeros(box.shape, dtype=self.dtype, order="F")
+                chunk = filled(box.shape, self.dtype, self.fill_value, self.order)
             else:
                 decoded = self.decode(stored, box.shape, key)
-                chunk = np.array(decoded, dtype=self.dtype, order="F", copy=True)
+                chunk = np.array(decoded, dtype=self.dtype, order=self.order, copy=True)
             chunk[piece.in_chunk] = part
             try:
-                if skip_empty and is_fill(chunk):
+                if skip_empty and is_fill(chunk, self.fill_value):
                     if version is not None:
                         self.store.delete_if_version(key, version)
                 else:

@@ -91,6 +91,7 @@ class ShardedLayout(ChunkLayout):
     """Loads and saves the decoded chunks of one sharded scale."""
 
     handles_sharding = True
+    batched = True
 
     def __init__(
         self,
