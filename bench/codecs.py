@@ -153,7 +153,7 @@ def run_bigarrays(codec: Codec, chunks: list[np.ndarray], repeat: int) -> Result
                         dtype=dtype, encoding=codec.encoding, compression=codec.compression,
                         layer_type="segmentation" if dtype == np.uint64 else "image",
                         overwrite=True, **codec.options)  # fmt: skip
-    layout = vol._layout
+    layout = vol.level.source
     transfer, level = layout.transfer_encoding, vol.scale.compression_level
 
     def encode() -> list[bytes]:

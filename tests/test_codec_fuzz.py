@@ -234,7 +234,7 @@ def test_mutated_compressed_chunks_through_a_dataset(compression: str) -> None:
         vol = ba.create(f"memory://fuzz-{compression}", shape=(20, 12, 6), dtype="uint16",
                         chunks=(16, 8, 4), compression=compression, overwrite=True)  # fmt: skip
     key = vol.chunk_key((0, 0, 0))
-    layout = vol._layout
+    layout = vol.level.source
     chunk = np.asfortranarray(sample("png-u16-1")).repeat(2, axis=0)[:16, :, :4].repeat(2, axis=1)
     stored = layout.encode(chunk[:, :8])
     stored = bytes(content_encoding.encode(stored, layout.transfer_encoding))
@@ -262,7 +262,7 @@ GOLDEN_FILES = sorted(p for p in GOLDEN.glob("*/*/*") if p.is_file())
 def test_mutated_golden_chunks(case_dir: str) -> None:
     """The oracles' own chunks, damaged: the same promise for bytes bigarrays did not write."""
     vol = ba.open(GOLDEN / case_dir)
-    layout = vol._layout
+    layout = vol.level.source
     rng = random.Random(case_dir)
     for path in sorted((GOLDEN / case_dir / vol.scale.key).iterdir()):
         name, _, suffix = path.name.partition(".")

@@ -544,7 +544,7 @@ def test_gzip_raw_volume_reads_members_the_fast_path_declines(tmp_path: Path) ->
     vol = ba.create(tmp_path / "v", shape=(16, 16, 16), chunks=(8, 8, 8), compression="gzip")
     data = np.arange(16**3, dtype=np.uint8).reshape((16, 16, 16), order="F")
     vol[...] = data
-    assert vol._layout.gunzip_raw
+    assert vol.level.source.gunzip_raw
     key = vol.chunk_key((1, 0, 1))
     path = tmp_path / "v" / f"{key}.gz"
     plain = gzip.decompress(path.read_bytes())

@@ -145,7 +145,7 @@ def golden_chunks(case: str) -> Iterator[tuple[str, str | None, bytes]]:
 def test_golden_chunks_decode_bit_exact(case: str) -> None:
     expected = np.load(GOLDEN / case / "expected.npz")["expected"]
     vol = ba.open(GOLDEN / case, fill_missing=False)
-    layout = vol._layout
+    layout = vol.level.source
     origin = np.array(vol.voxel_offset)
     count = 0
     for name, encoding, raw in golden_chunks(case):
@@ -165,7 +165,7 @@ def test_golden_chunks_decode_bit_exact(case: str) -> None:
 def test_compressed_segmentation_bytes_match_the_oracles(case: str) -> None:
     """compressed_segmentation fixes its bytes: ours are TensorStore's and CloudVolume's."""
     vol = ba.open(GOLDEN / case)
-    codec = vol._layout.codec
+    codec = vol.level.source.codec
     for name, encoding, raw in golden_chunks(case):
         plain = content_encoding.decode(raw, encoding, name)
         shape = (*parse_chunk_name(name).shape, vol.num_channels)

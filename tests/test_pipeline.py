@@ -32,7 +32,7 @@ def data(shape: tuple[int, ...] = (40, 30, 20), dtype: str = "uint8") -> np.ndar
 def test_fast_raw_read_matches(tmp_path: Path, threads: int, dtype: str) -> None:
     d = data(dtype=dtype)
     with volume(tmp_path / "v", dtype=dtype, threads=threads) as vol:
-        assert vol._layout.fast_raw
+        assert vol.level.source.fast_raw
         vol[...] = d
         np.testing.assert_array_equal(vol[...], d)
         np.testing.assert_array_equal(vol[3:37, -5:29, 1:19], np.pad(d[3:37, 0:29, 1:19],
@@ -108,14 +108,14 @@ def test_small_requests_run_inline(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     """A request of a few local raw chunks never touches the pool."""
     with volume(tmp_path / "v", threads=4) as vol:
         vol[...] = data()
-        assert vol._layout.inline_chunks == INLINE_CHUNKS
-        vol._layout.inline_chunks = 8  # this volume has 18 chunks
+        assert vol.level.source.inline_chunks == INLINE_CHUNKS
+        vol.level.source.inline_chunks = 8  # this volume has 18 chunks
         monkeypatch.setattr(ChunkEngine, "executor", property(lambda self: 1 / 0))
         np.testing.assert_array_equal(vol[0:20, 0:20, 0:10], data()[0:20, 0:20, 0:10])  # 8
         with pytest.raises(ZeroDivisionError):
             vol[...]  # 18 chunks: the pool
     with volume(tmp_path / "g", threads=4, compression="gzip") as vol:
-        assert vol._layout.inline_chunks == 1  # decoding gzip is worth threads
+        assert vol.level.source.inline_chunks == 1  # decoding gzip is worth threads
 
 
 def test_fast_write_round_trip_and_partial(tmp_path: Path) -> None:

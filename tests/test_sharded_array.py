@@ -109,7 +109,7 @@ def test_unaligned_writes_and_reads_match_a_model(url: str, spec_name: str) -> N
 def test_whole_shards_are_put_once_without_reads(url: str) -> None:
     store = CountingStore(open_store(url))
     vol = make(store)
-    layout = vol._layout
+    layout = vol.level.source
     assert isinstance(layout, ShardedLayout)
     assert layout.geometry.shard_chunks == (2, 2, 2)
     box = ((-20, 5, -7), (12, 37, 25))  # 4 x 4 x 4 chunks = 8 whole shards
@@ -135,7 +135,7 @@ def test_partial_shards_are_read_merged_and_rewritten(url: str) -> None:
 
 def test_chunks_of_fill_value_are_left_out_and_empty_shards_deleted(tmp_path: Path) -> None:
     vol = make(str(tmp_path / "vol"), dtype="float32", shard_size_bytes=8 * 4 * 8**3)
-    layout = vol._layout
+    layout = vol.level.source
     assert isinstance(layout, ShardedLayout)
     assert layout.geometry.shard_chunks == (2, 2, 2)
     block = np.ones((16, 16, 16), np.float32)
@@ -175,7 +175,7 @@ def test_reads_fetch_byte_ranges_and_cache_minishard_indexes(url: str) -> None:
     assert store.counts["get_range"] == 3
     store.reset()
     vol[...]  # every chunk: 2 reads per uncached minishard, one per merged range
-    layout = vol._layout
+    layout = vol.level.source
     assert isinstance(layout, ShardedLayout)
     n_shards = layout.geometry.num_shards()[0]
     assert store.counts["get_range"] <= 3 * n_shards
@@ -198,7 +198,7 @@ def test_minishard_cache_is_bounded_and_invalidated_by_writes(tmp_path: Path) ->
     # Invalidation: a write by this process drops the indexes of the shards it rewrites.
     rw = ba.open(tmp_path / "vol", mode="r+")
     rw[-20:-4, 5:21, -7:9]  # caches shard 0's index
-    lay = rw._layout
+    lay = rw.level.source
     assert isinstance(lay, ShardedLayout)
     assert lay.cache.get((0, 0)) is not None
     rw[-20:-19, 5:6, -7:-6] = 0  # rewrites shard 0 (and changes its chunk offsets)
@@ -270,7 +270,7 @@ def test_read_only_volumes_refuse_writes(url: str) -> None:
 def test_chunk_key_names_the_shard_and_the_chunk(url: str) -> None:
     vol = make(url, SPECS["minishards"])
     assert vol.chunk_key((0, 0, 0)) == "1_1_1/00.shard#0"
-    layout = vol._layout
+    layout = vol.level.source
     assert isinstance(layout, ShardedLayout)
     # Morton bits (4, 3, 3): (1, 2, 4) -> 273; shard = 273 >> (1 + 2) = 0x22 (7 bits: 2 hex digits)
     assert layout.key((1, 2, 4, 0)) == "1_1_1/22.shard#273"

@@ -58,7 +58,7 @@ def test_sharded_volume_matches_a_numpy_model(data: st.DataObject) -> None:
         model = np.zeros((*geom.size, geom.num_channels), dtype=geom.dtype)
         multi = geom.num_channels > 1
         bounds = geom.bounds
-        layout = vol._layout
+        layout = vol.level.source
         assert isinstance(layout, ShardedLayout)
         for _ in range(data.draw(st.integers(1, 4))):
             if data.draw(st.booleans()) and layout.geometry.shard_chunks is not None:

@@ -131,7 +131,7 @@ def test_sharded_volume_rewritten_under_an_http_reader(served: tuple[Path, EtagS
     store = CountingStore(HTTPStore(f"{server.url}/vol"))
     reader = ba.open(store)
     np.testing.assert_array_equal(reader[...], model)
-    layout = reader._layout
+    layout = reader.level.source
     assert isinstance(layout, ShardedLayout)
     if server.etags:
         assert len(layout.cache) > 0

@@ -9,7 +9,8 @@ cut = ba.open("file:///data/vol")[100:356, -50:50, 0:64]
 from __future__ import annotations
 
 from bigarrays import errors
-from bigarrays.array import BigArray, create, open
+from bigarrays.api import create, open
+from bigarrays.array import BigArray
 from bigarrays.box import Box
 from bigarrays.errors import (
     ArrayClosedError,

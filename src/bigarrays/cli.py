@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 
 from bigarrays import __version__
-from bigarrays.array import BigArray, create, open
+from bigarrays.api import create, open
+from bigarrays.array import BigArray
 from bigarrays.box import Box
 from bigarrays.errors import (
     BigArraysError,

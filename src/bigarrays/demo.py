@@ -17,7 +17,8 @@ from typing import TypeVar
 
 import numpy as np
 
-from bigarrays.array import BigArray, create
+from bigarrays.api import create
+from bigarrays.array import BigArray
 from bigarrays.box import Box
 from bigarrays.synthetic import synthetic_em
 

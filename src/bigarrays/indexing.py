@@ -1,38 +1,45 @@
 """Turning ``vol[...]`` keys into boxes, and arrays given to ``vol[...] = value`` into blocks.
 
-Spatial axes take absolute voxel coordinates: ``-50`` is the voxel at -50, ``:`` is the bounds.
-The channel axis (present when a volume has several channels) takes ordinary Python indices.
+A level's axes (:class:`~bigarrays.formats.base.Axis`) say how each is indexed. Most take absolute
+voxel coordinates: ``-50`` is the voxel at -50, ``:`` is the bounds. A positional axis (a
+precomputed volume's channels, when it has several) takes ordinary Python indices; a hidden axis
+(a single channel) is never named, and its one entry is always selected.
 """
 
 from __future__ import annotations
 
 import operator
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from bigarrays.box import Box
 from bigarrays.errors import DtypeMismatchError, ShapeMismatchError, UnsupportedError
 
+if TYPE_CHECKING:
+    from bigarrays.formats.base import Axis
+
 
 @dataclass(frozen=True)
 class Selection:
-    """A 4-D box ``(x, y, z, channel)`` plus which axes the caller's result leaves out."""
+    """A box over every axis of a level's grid, plus which axes the caller's result leaves out."""
 
     box: Box
-    dropped: tuple[bool, bool, bool, bool]
+    dropped: tuple[bool, ...]
 
     @property
     def result_shape(self) -> tuple[int, ...]:
         return tuple(n for n, d in zip(self.box.shape, self.dropped, strict=True) if not d)
 
     def squeeze(self, block: np.ndarray) -> np.ndarray:
-        """The caller's view of a 4-D block: dropped axes removed (a view, no copy)."""
+        """The caller's view of a block of the box: dropped axes removed (a view, no copy)."""
         return block[tuple(0 if d else slice(None) for d in self.dropped)]
 
     def expand(self, value: np.ndarray) -> np.ndarray:
-        """The 4-D view of an array shaped like the caller's result (unit axes put back)."""
+        """The view of an array shaped like the caller's result over the box (unit axes put
+        back)."""
         return np.expand_dims(value, tuple(i for i, d in enumerate(self.dropped) if d))
 
 
@@ -45,17 +52,19 @@ def _index_int(value: Any, axis: str) -> int:
         ) from None
 
 
-def parse_key(key: Any, bounds: Box, num_channels: int) -> Selection:
-    """The selection that ``key`` names in a volume with ``bounds`` (3-D) and channels."""
+def parse_key(key: Any, axes: Sequence[Axis], bounds: Box) -> Selection:
+    """The selection that ``key`` names in a level with ``axes`` and ``bounds`` (every axis)."""
+    visible = [i for i, a in enumerate(axes) if not a.hidden]
+    spatial = [i for i in visible if not axes[i].positional]
     if isinstance(key, Box):
-        if key.ndim == 3:
-            key = tuple(slice(a, b) for a, b in zip(key.start, key.stop, strict=True))
-        elif key.ndim == 4:
-            return Selection(key, (False, False, False, num_channels == 1))
-        else:
-            raise ValueError(f"a Box index has 3 or 4 axes, got {key.ndim}")
+        if key.ndim == len(axes):
+            return Selection(key, tuple(a.hidden for a in axes))
+        if key.ndim != len(spatial):
+            raise ValueError(f"a Box index has {len(spatial)} or {len(axes)} axes, got {key.ndim}")
+        by_axis = dict(zip(spatial, zip(key.start, key.stop, strict=True), strict=True))
+        key = tuple(slice(*by_axis[i]) if i in by_axis else slice(None) for i in visible)
     items = key if isinstance(key, tuple) else (key,)
-    ndim = 3 if num_channels == 1 else 4
+    ndim = len(visible)
     if sum(1 for it in items if it is Ellipsis) > 1:
         raise IndexError("an index can only have a single ellipsis ('...')")
     # Compare by identity: ``in`` and ``index`` use ==, which an ndarray item turns into an array
@@ -67,56 +76,61 @@ def parse_key(key: Any, bounds: Box, num_channels: int) -> Selection:
     if len(items) > ndim:
         raise IndexError(f"too many indices: the volume has {ndim} axes, got {len(items)}")
     items = items + (slice(None),) * (ndim - len(items))
+    given = dict(zip(visible, items, strict=True))
 
     starts, stops, dropped = [], [], []
-    for axis, item in enumerate(items[:3]):
-        name = "xyz"[axis]
-        if isinstance(item, slice):
-            if item.step not in (None, 1):
-                raise UnsupportedError(
-                    f"step {item.step} on axis {name}: only contiguous boxes can be read or "
-                    "written; cut the box, then stride the NumPy result"
-                )
-            a = bounds.start[axis] if item.start is None else _index_int(item.start, name)
-            b = bounds.stop[axis] if item.stop is None else _index_int(item.stop, name)
-            starts.append(a)
-            stops.append(max(a, b))
-            dropped.append(False)
-        elif item is None:
-            raise UnsupportedError("np.newaxis is not supported in volume indices")
+    for i, axis in enumerate(axes):
+        lo, hi = bounds.start[i], bounds.stop[i]
+        if axis.hidden:
+            a, b, drop = lo, lo + 1, True
+        elif axis.positional:
+            a, b, drop = _positional(given[i], axis.name, lo, hi)
         else:
-            v = _index_int(item, name)
-            starts.append(v)
-            stops.append(v + 1)
-            dropped.append(True)
+            a, b, drop = _absolute(given[i], axis.name, lo, hi)
+        starts.append(a)
+        stops.append(b)
+        dropped.append(drop)
+    return Selection(Box(starts, stops), tuple(dropped))
 
-    if num_channels == 1:
-        starts.append(0)
-        stops.append(1)
-        dropped.append(True)
-    else:
-        item = items[3]
-        if isinstance(item, slice):
-            c0, c1, step = item.indices(num_channels)
-            if step != 1:
-                raise UnsupportedError(f"step {step} on the channel axis is not supported")
-            starts.append(c0)
-            stops.append(max(c0, c1))
-            dropped.append(False)
-        else:
-            c = _index_int(item, "channel")
-            if not -num_channels <= c < num_channels:
-                raise IndexError(f"channel {c} is out of range for {num_channels} channels")
-            c %= num_channels
-            starts.append(c)
-            stops.append(c + 1)
-            dropped.append(True)
-    d = (dropped[0], dropped[1], dropped[2], dropped[3])
-    return Selection(Box(starts, stops), d)
+
+def _absolute(item: Any, name: str, lo: int, hi: int) -> tuple[int, int, bool]:
+    """``(start, stop, dropped)`` of an index in absolute coordinates (``:`` is ``lo:hi``)."""
+    if isinstance(item, slice):
+        if item.step not in (None, 1):
+            raise UnsupportedError(
+                f"step {item.step} on axis {name}: only contiguous boxes can be read or "
+                "written; cut the box, then stride the NumPy result"
+            )
+        a = lo if item.start is None else _index_int(item.start, name)
+        b = hi if item.stop is None else _index_int(item.stop, name)
+        return a, max(a, b), False
+    if item is None:
+        raise UnsupportedError("np.newaxis is not supported in volume indices")
+    v = _index_int(item, name)
+    return v, v + 1, True
+
+
+def _positional(item: Any, name: str, lo: int, hi: int) -> tuple[int, int, bool]:
+    """``(start, stop, dropped)`` of a Python sequence index into the ``hi - lo`` entries."""
+    n = hi - lo
+    channel = name == "c"
+    if isinstance(item, slice):
+        a, b, step = item.indices(n)
+        if step != 1:
+            where = "the channel axis" if channel else f"axis {name}"
+            raise UnsupportedError(f"step {step} on {where} is not supported")
+        return lo + a, lo + max(a, b), False
+    if item is None:
+        raise UnsupportedError("np.newaxis is not supported in volume indices")
+    c = _index_int(item, "channel" if channel else name)
+    if not -n <= c < n:
+        what = f"channel {c} is out of range for {n} channels"
+        raise IndexError(what if channel else f"index {c} on axis {name} is out of range ({n})")
+    return lo + c % n, lo + c % n + 1, True
 
 
 def coerce_value(value: Any, dtype: np.dtype, selection: Selection) -> np.ndarray:
-    """A 4-D array (or a broadcast view of a scalar) of ``selection``'s box, safe to write.
+    """An array (or a broadcast view of a scalar) of ``selection``'s box, safe to write.
 
     An array must have the selection's shape and a dtype that casts safely to ``dtype``; a scalar
     must be representable in ``dtype`` exactly. Anything else is refused before a byte is written.

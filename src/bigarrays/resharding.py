@@ -21,10 +21,16 @@ from dataclasses import replace
 
 import numpy as np
 
-from bigarrays.array import INFO_KEY, BigArray, clear_destination, read_info
+from bigarrays.array import BigArray
 from bigarrays.box import Box, ChunkPiece
 from bigarrays.fill import is_fill
 from bigarrays.formats.precomputed.chunks import ChunkLayout, open_layout, scale_grid
+from bigarrays.formats.precomputed.format import (
+    INFO_KEY,
+    PrecomputedDataset,
+    clear_destination,
+    read_info,
+)
 from bigarrays.formats.precomputed.info import Info, Scale
 from bigarrays.formats.precomputed.sharding import (
     DEFAULT_SHARD_BYTES,
@@ -126,9 +132,10 @@ def convert_dataset(
             chunk_bytes = math.prod(old.chunk_size) * info.num_channels * itemsize
             per_tile = _slab_chunks(old, chunk_bytes)
         boxes = list(tiles(tiled, per_tile))
-        reader = BigArray(src_store, info, mip=mip, threads=threads, progress=False)
-        writer = BigArray(dst_store, dst_info, mip=mip, mode="r+", threads=threads,
+        reader = BigArray(PrecomputedDataset(src_store, info), mip=mip, threads=threads,
                           progress=False)  # fmt: skip
+        writer = BigArray(PrecomputedDataset(dst_store, dst_info), mip=mip, mode="r+",
+                          threads=threads, progress=False)  # fmt: skip
         layout = open_layout(dst_store, dst_info, mip)
         engine = ChunkEngine(writer.threads)
         try:

@@ -1,0 +1,211 @@
+"""``bigarrays.open`` and ``bigarrays.create``: find or make the dataset, hand back a BigArray.
+
+The format of an existing dataset is found from what its store holds (``formats.detect``); each
+format module opens its datasets and makes new ones, and the BigArray it is handed knows no format.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+import os
+import re
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from bigarrays import stores as stores_package
+from bigarrays.array import BigArray, Mode
+from bigarrays.errors import UnsupportedError
+from bigarrays.formats.detect import detect
+from bigarrays.formats.precomputed.format import (
+    INFO_KEY,
+    PrecomputedDataset,
+    clear_destination,
+    create_info,
+    open_dataset,
+)
+from bigarrays.formats.precomputed.stored_compression import warn_if_suffixes_hide_chunks
+from bigarrays.stores import Store, open_store
+
+
+def _check_mode(mode: str) -> Mode:
+    if mode not in ("r", "r+"):
+        raise ValueError(f"mode must be 'r' (read) or 'r+' (read and write), got {mode!r}")
+    return mode  # type: ignore[return-value]
+
+
+def _open_store(
+    caller: Callable[..., Any],
+    url: str | os.PathLike[str] | Store,
+    read_only: bool,
+    options: dict[str, Any],
+) -> Store:
+    """``open_store``, with a clear error for a keyword neither ``caller`` nor the store takes.
+
+    ``caller``'s unknown keywords are passed on as store options, so a misspelt one (such as
+    ``chunk_size=`` for ``chunks=``) would otherwise surface as the store class's TypeError.
+    """
+    if isinstance(url, Store) and options:
+        name = next(iter(options))
+        why = (
+            f"; store options apply only when {caller.__name__}() opens a store from a URL, not "
+            f"to the open store {url.url!r}"
+        )
+    else:
+        try:
+            return open_store(url, read_only=read_only, **options)
+        except TypeError as exc:
+            found = re.search(r"unexpected keyword argument '(\w+)'", str(exc))
+            if found is None or found.group(1) not in options or not _raised_by_the_call(exc):
+                raise
+            name = found.group(1)
+            where = url.url if isinstance(url, Store) else os.fspath(url)
+            why = f": it is neither one of its own options nor one of the store's for {where!r}"
+    own = [
+        p.name
+        for p in inspect.signature(caller).parameters.values()
+        if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
+    ]
+    close = difflib.get_close_matches(name, own, n=1)
+    hint = f"; did you mean {close[0]}=?" if close else ""
+    raise TypeError(f"{caller.__name__}() got an unknown keyword {name}={why}{hint}") from None
+
+
+def _raised_by_the_call(exc: TypeError) -> bool:
+    """True when ``exc`` came from calling the store class, not from deeper inside it."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    # The store classes are called from bigarrays.stores' open_store (or its lazy factories).
+    return tb is not None and tb.tb_frame.f_code.co_filename == stores_package.__file__
+
+
+def open(
+    url: str | os.PathLike[str] | Store,
+    mode: str = "r",
+    mip: int = 0,
+    *,
+    fill_missing: bool = True,
+    threads: int | None = None,
+    progress: bool | None = None,
+    cache_bytes: int = 0,
+    skip_empty: bool = False,
+    write_compression: str | None = None,
+    **store_options: Any,
+) -> BigArray:
+    """Open an existing volume at ``url`` (a URL, a plain path or a Store) at scale ``mip``.
+
+    ``cache_bytes`` > 0 keeps up to that many bytes of decoded chunks in an LRU cache, for
+    repeated small cutouts of the same region (off by default; writes through this array keep
+    it coherent, writes by others are not seen). ``skip_empty=True`` does not write chunks whose
+    voxels are all 0 (the fill value) and deletes stored ones (unsharded scales only).
+
+    ``write_compression`` ("gzip", "br" or "zstd") is the transfer compression of the chunks
+    this array writes to unsharded scales whose info records none: CloudVolume gzips by default
+    without saying so in the info, and writing plain chunks among its ``.gz`` ones would leave
+    two copies of a chunk once CloudVolume writes it again. It is not saved in the info. Left
+    None with ``mode="r+"``, each such scale writes the compression its stored chunks have (one
+    chunk is looked at); ``"none"`` writes plain chunks whatever is stored.
+
+    ``allow_parent_keys=True`` (a store option) reads and writes scales whose key points beside
+    the dataset (``"../other/8_8_40"``); without it such keys are refused with
+    :class:`~bigarrays.errors.KeyOutsideRootError`.
+    """
+    checked = _check_mode(mode)
+    store = _open_store(open, url, checked == "r", store_options)
+    owns = not isinstance(url, Store)
+    try:
+        found, document = detect(store)
+        if found != "precomputed":
+            raise UnsupportedError(
+                f"{store.url} holds a {found} dataset; bigarrays reads Neuroglancer precomputed "
+                "volumes so far"
+            )
+        dataset = open_dataset(
+            store, writable=checked == "r+", write_compression=write_compression,
+            info_bytes=document,
+        )  # fmt: skip
+        return BigArray(
+            dataset, mip=mip, mode=checked, fill_missing=fill_missing, threads=threads,
+            progress=progress, owns_store=owns, cache_bytes=cache_bytes, skip_empty=skip_empty,
+        )  # fmt: skip
+    except BaseException:
+        if owns:
+            store.close()
+        raise
+
+
+def create(
+    url: str | os.PathLike[str] | Store,
+    shape: Sequence[int],
+    dtype: Any = "uint8",
+    chunks: Sequence[int] = (64, 64, 64),
+    voxel_offset: Sequence[int] = (0, 0, 0),
+    resolution: Sequence[float] = (1, 1, 1),
+    num_channels: int = 1,
+    layer_type: str = "image",
+    encoding: str = "raw",
+    compression: str | None = None,
+    overwrite: bool = False,
+    *,
+    compression_level: int | None = None,
+    jpeg_quality: int | None = None,
+    png_level: int | None = None,
+    compressed_segmentation_block_size: Sequence[int] | None = None,
+    blosc_cname: str | None = None,
+    blosc_shuffle: str | None = None,
+    threads: int | None = None,
+    progress: bool | None = None,
+    sharding: bool | dict[str, Any] | None = None,
+    shard_size_bytes: int | None = None,
+    cache_bytes: int = 0,
+    skip_empty: bool = False,
+    **store_options: Any,
+) -> BigArray:
+    """Create a one-scale volume at ``url`` and open it for reading and writing.
+
+    ``shape`` is ``(x, y, z)``; pass channels as ``num_channels``. An existing dataset is refused
+    unless ``overwrite`` is True, which deletes its info and the chunks of its scales first.
+
+    ``sharding=True`` stores the chunks in shard files, each an aligned box of chunks of about
+    ``shard_size_bytes`` uncompressed (default 1 GiB); ``sharding={...}`` takes a
+    ``neuroglancer_uint64_sharded_v1`` spec as given. A sharded scale's ``compression`` is the
+    spec's ``data_encoding`` (None or "gzip").
+
+    Encodings: ``"raw"``; ``"jpeg"`` (uint8, 1 or 3 channels; ``jpeg_quality`` 0-100, default
+    85); ``"png"`` (uint8/uint16, 1-4 channels; ``png_level`` 0-9, default 6);
+    ``"compressed_segmentation"`` (uint32/uint64; ``compressed_segmentation_block_size``, default
+    (8, 8, 8)). Compressions: ``"gzip"`` (levels 1-9, default 6), ``"zstd"`` (-7-22, default 3),
+    ``"br"`` (brotli, 0-11, default 5), which viewers read, and ``"blosc"`` (1-9, default 5;
+    ``blosc_cname`` blosclz/lz4/lz4hc/zstd/zlib, default lz4; ``blosc_shuffle`` none/byte/bit,
+    default byte for multi-byte images, none for bytes and segmentation), which only bigarrays
+    reads: creating it warns.
+
+    ``cache_bytes`` and ``skip_empty`` are as in :func:`open`.
+    """
+    info = create_info(
+        shape, dtype, chunks, voxel_offset, resolution, num_channels, layer_type, encoding,
+        compression, compression_level=compression_level, jpeg_quality=jpeg_quality,
+        png_level=png_level,
+        compressed_segmentation_block_size=compressed_segmentation_block_size,
+        blosc_cname=blosc_cname, blosc_shuffle=blosc_shuffle, sharding=sharding,
+        shard_size_bytes=shard_size_bytes, skip_empty=skip_empty,
+    )  # fmt: skip
+    store = _open_store(create, url, False, store_options)
+    vol = None
+    try:
+        warn_if_suffixes_hide_chunks(store, info.scales[0])
+        # The array first: its own arguments (threads, cache_bytes) are refused before any
+        # write, and before an old dataset is deleted.
+        vol = BigArray(PrecomputedDataset(store, info), mode="r+", threads=threads,
+                       progress=progress, owns_store=not isinstance(url, Store),
+                       cache_bytes=cache_bytes, skip_empty=skip_empty)  # fmt: skip
+        clear_destination(store, overwrite)
+        store.put(INFO_KEY, info.to_bytes())
+    except BaseException:
+        if vol is not None:
+            vol.close()
+        elif not isinstance(url, Store):
+            store.close()
+        raise
+    return vol

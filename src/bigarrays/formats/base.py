@@ -1,0 +1,109 @@
+"""What a format gives the core: a :class:`Dataset` of :class:`Level` s.
+
+A format module (precomputed; Zarr next) reads a dataset's metadata from a store and builds, for
+each resolution, a :class:`Level`: the chunk source the engine reads and writes through, the axes
+and bounds that indexing needs, and the few descriptive facts (resolution, encoding) that a
+``BigArray`` reports. ``BigArray`` knows nothing else of the format, so every feature built on it
+(pyramids, streams, the viewer, Dask) works for every format that builds levels.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from bigarrays.box import Box
+from bigarrays.chunk_source import ChunkSource
+from bigarrays.stores import Store
+
+
+@dataclass(frozen=True)
+class Axis:
+    """One axis of a level's chunk grid, as callers index it.
+
+    Axes take absolute coordinates (``-50`` is the voxel at -50) unless ``positional``: then they
+    take Python sequence indices (``-1`` is the last), as precomputed's channel axis does. A
+    ``hidden`` axis has extent 1 and is never named by callers (a volume's single channel).
+    """
+
+    name: str
+    positional: bool = False
+    hidden: bool = False
+
+
+@dataclass(frozen=True)
+class Level:
+    """One resolution of a dataset: its chunks and what indexing them needs."""
+
+    #: The chunk source the engine reads and writes; its grid has one axis per entry of ``axes``.
+    source: ChunkSource
+    axes: tuple[Axis, ...]
+    #: Physical size of a voxel along each non-positional, visible axis (nm for precomputed).
+    resolution: tuple[float, ...]
+    #: The codec that turns a chunk into bytes ("raw", "jpeg", ..., or the Zarr chain's name).
+    encoding: str
+    #: The compression of the chunks' bytes (None for none).
+    compression: str | None
+    #: Whether chunks can be deleted one by one (for ``skip_empty``; shards hold several).
+    deletes_chunks: bool
+    #: The format's own description of the level (a precomputed ``Scale``), for format-aware
+    #: callers such as ``bigarrays info``; the core never looks inside it.
+    native: Any = None
+
+    @property
+    def bounds(self) -> Box:
+        """The level's voxels over every grid axis, hidden and positional ones included."""
+        return self.source.grid.bounds
+
+    @property
+    def spatial(self) -> tuple[int, ...]:
+        """Positions of the axes that take absolute coordinates (the ``bounds`` of callers)."""
+        return tuple(i for i, a in enumerate(self.axes) if not a.positional and not a.hidden)
+
+    @property
+    def visible(self) -> tuple[int, ...]:
+        """Positions of the axes callers index (every axis but the hidden ones)."""
+        return tuple(i for i, a in enumerate(self.axes) if not a.hidden)
+
+
+class Dataset(abc.ABC):
+    """A dataset on a store: its levels (finest first) and its metadata document.
+
+    It pickles as its store's settings and its metadata, so a BigArray sent to another process
+    (Dask, multiprocessing) reopens the same dataset there without reading the metadata again.
+    """
+
+    #: The format's name, as ``ba.open(..., format=...)`` takes it.
+    format_name: str = ""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    @property
+    @abc.abstractmethod
+    def num_levels(self) -> int:
+        """How many resolutions the dataset has (precomputed scales)."""
+
+    @abc.abstractmethod
+    def level(self, mip: int) -> Level:
+        """Level ``mip`` (0 is the finest); ``ScaleNotFoundError`` for one that does not exist."""
+
+    @property
+    @abc.abstractmethod
+    def dtype(self) -> np.dtype: ...
+
+    @property
+    @abc.abstractmethod
+    def num_channels(self) -> int: ...
+
+    @property
+    @abc.abstractmethod
+    def layer_type(self) -> str:
+        """``"image"`` or ``"segmentation"``: how viewers show it and how pyramids pool it."""
+
+    @abc.abstractmethod
+    def document(self) -> dict[str, Any]:
+        """The dataset's metadata document as JSON (a fresh copy: changing it changes nothing)."""

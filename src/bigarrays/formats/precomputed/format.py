@@ -1,0 +1,255 @@
+"""The Neuroglancer precomputed format as a :class:`~bigarrays.formats.base.Dataset`.
+
+A dataset is an ``info`` document and one folder of chunks (or shards) per scale; each scale is a
+level, finest first. ``open_dataset`` reads the info, ``create_info`` checks ``create()``'s
+arguments and makes the info of a one-scale volume, ``clear_destination`` and ``delete_dataset``
+remove what a new dataset replaces.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import warnings
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+from bigarrays.arguments import check_codec_choices, real3, whole, whole3
+from bigarrays.errors import (
+    DatasetExistsError,
+    DatasetNotFoundError,
+    InvalidInfoError,
+    ScaleNotFoundError,
+    UnsupportedError,
+    ViewerCompatibilityWarning,
+)
+from bigarrays.formats.base import Axis, Dataset, Level
+from bigarrays.formats.precomputed.chunks import open_layout
+from bigarrays.formats.precomputed.info import (
+    EXTENSION_DATA_TYPES,
+    LAYER_TYPES,
+    Info,
+    Scale,
+    check_chunk_bytes,
+    check_extent,
+    check_volume_bytes,
+    dtype_to_data_type,
+    scale_key_for,
+)
+from bigarrays.formats.precomputed.sharding import resolve_sharding
+from bigarrays.formats.precomputed.stored_compression import with_stored_compression
+from bigarrays.stores import Store, content_encoding, normalize_key
+
+INFO_KEY = "info"
+
+
+class PrecomputedDataset(Dataset):
+    """A precomputed volume: its info, and a level per scale."""
+
+    format_name = "precomputed"
+
+    def __init__(self, store: Store, info: Info) -> None:
+        super().__init__(store)
+        self.info = info
+
+    @property
+    def num_levels(self) -> int:
+        return len(self.info.scales)
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.info.dtype
+
+    @property
+    def num_channels(self) -> int:
+        return self.info.num_channels
+
+    @property
+    def layer_type(self) -> str:
+        return self.info.type
+
+    def document(self) -> dict[str, Any]:
+        return copy.deepcopy(self.info.to_json())
+
+    def level(self, mip: int) -> Level:
+        scales = self.info.scales
+        if not 0 <= mip < len(scales):
+            raise ScaleNotFoundError(
+                f"{self.store.url} has {len(scales)} scale(s) (mip 0..{len(scales) - 1}), "
+                f"not mip {mip}"
+            )
+        scale = scales[mip]
+        return Level(
+            source=open_layout(self.store, self.info, mip),
+            axes=(Axis("x"), Axis("y"), Axis("z"),
+                  Axis("c", positional=True, hidden=self.info.num_channels == 1)),
+            resolution=scale.resolution,
+            encoding=scale.encoding,
+            compression=scale.compression,
+            deletes_chunks=scale.sharding is None,
+            native=scale,
+        )  # fmt: skip
+
+
+def read_info(store: Store, data: bytes | None = None) -> Info:
+    """The info at ``store`` (``data``: its bytes, when the caller has read them already)."""
+    if data is None:
+        data = store.get(INFO_KEY)
+    if data is None:
+        raise DatasetNotFoundError(f"no precomputed volume at {store.url}: it has no 'info' file")
+    return Info.from_bytes(data, url=f"{store.url.rstrip('/')}/{INFO_KEY}")
+
+
+def open_dataset(
+    store: Store,
+    *,
+    writable: bool,
+    write_compression: str | None = None,
+    info_bytes: bytes | None = None,
+) -> PrecomputedDataset:
+    """The dataset at ``store``; see ``bigarrays.open`` for ``write_compression``."""
+    info = read_info(store, info_bytes)
+    if write_compression is None and writable:
+        info = with_stored_compression(store, info)
+    elif write_compression is not None and write_compression != "none":
+        info = _with_write_compression(info, write_compression)
+    return PrecomputedDataset(store, info)
+
+
+def _with_write_compression(info: Info, compression: str) -> Info:
+    if compression not in content_encoding.SUFFIXES:
+        raise ValueError(
+            f"write_compression must be one of {', '.join(content_encoding.known())} or "
+            f"'none', got {compression!r}"
+        )
+    scales = []
+    for scale in info.scales:
+        if scale.sharding is None and scale.compression is None:
+            scale = replace(scale, compression=compression)
+        scales.append(scale)
+    return info.with_scales(scales)
+
+
+def create_info(
+    shape: Sequence[int],
+    dtype: Any,
+    chunks: Sequence[int],
+    voxel_offset: Sequence[int],
+    resolution: Sequence[float],
+    num_channels: int,
+    layer_type: str,
+    encoding: str,
+    compression: str | None,
+    *,
+    compression_level: int | None,
+    jpeg_quality: int | None,
+    png_level: int | None,
+    compressed_segmentation_block_size: Sequence[int] | None,
+    blosc_cname: str | None,
+    blosc_shuffle: str | None,
+    sharding: bool | dict[str, Any] | None,
+    shard_size_bytes: int | None,
+    skip_empty: bool,
+) -> Info:
+    """The info of a new one-scale volume, every argument checked (see ``bigarrays.create``);
+    what the reader would make of it, so that a create never writes an info it refuses."""
+    size = whole3(shape, "shape")
+    if any(s < 0 for s in size):
+        raise InvalidInfoError(f"shape must not be negative, got {size}")
+    chunk_size = whole3(chunks, "chunks")
+    if any(c < 1 for c in chunk_size):
+        raise InvalidInfoError(f"chunks must be positive, got {chunk_size}")
+    offset = whole3(voxel_offset, "voxel_offset")
+    res = real3(resolution, "resolution")
+    if any(not r > 0 for r in res):
+        raise InvalidInfoError(f"resolution must be positive (nm per voxel), got {res}")
+    data_type = dtype_to_data_type(dtype)
+    if whole(num_channels, "num_channels") < 1:
+        raise InvalidInfoError(f"num_channels must be an integer >= 1, got {num_channels!r}")
+    num_channels = int(num_channels)
+    if layer_type not in LAYER_TYPES:
+        raise InvalidInfoError(
+            f"layer_type must be one of {', '.join(LAYER_TYPES)}, got {layer_type!r}"
+        )
+    if layer_type == "segmentation" and num_channels != 1:
+        raise InvalidInfoError("a segmentation volume has one channel")
+    codec_members = check_codec_choices(
+        encoding, data_type, num_channels, chunk_size, compression, compression_level,
+        sharded=bool(sharding), layer_type=layer_type, jpeg_quality=jpeg_quality,
+        png_level=png_level,
+        compressed_segmentation_block_size=compressed_segmentation_block_size,
+        blosc_cname=blosc_cname, blosc_shuffle=blosc_shuffle,
+    )  # fmt: skip
+    itemsize = np.dtype(data_type).itemsize
+    check_extent(size, offset, ("shape", "voxel_offset"))
+    check_chunk_bytes(chunk_size, num_channels, itemsize, "chunks")
+    check_volume_bytes(size, num_channels, itemsize, "shape")
+    sharding_spec = resolve_sharding(
+        sharding,
+        grid_shape=tuple(-(-s // c) for s, c in zip(size, chunk_size, strict=True)),
+        chunk_bytes=math.prod(chunk_size) * num_channels * itemsize,
+        target_bytes=shard_size_bytes,
+        compression=compression,
+    )
+    if sharding_spec is not None and skip_empty:
+        raise UnsupportedError(
+            "skip_empty applies to unsharded scales: a shard holds its chunks together"
+        )
+    if sharding_spec is not None and compression_level is not None:
+        raise InvalidInfoError(
+            "compression_level does not apply to a sharded scale (gzip's default)"
+        )
+    if data_type in EXTENSION_DATA_TYPES:
+        warnings.warn(
+            f"data type {data_type!r} is a bigarrays extension: Neuroglancer and TensorStore "
+            "cannot read this volume (CloudVolume can)",
+            ViewerCompatibilityWarning,
+            stacklevel=4,
+        )
+
+    scale = Scale(
+        key=scale_key_for(res),
+        size=size,
+        resolution=res,
+        voxel_offset=offset,
+        chunk_sizes=(chunk_size,),
+        encoding=encoding,
+        compression=None if sharding_spec is not None else compression,
+        compression_level=compression_level,
+        sharding=sharding_spec,
+        **codec_members,
+    )
+    info = Info(data_type=data_type, num_channels=num_channels, scales=(scale,), type=layer_type)
+    return Info.from_bytes(info.to_bytes())
+
+
+def clear_destination(store: Store, overwrite: bool) -> None:
+    """Make ``store`` ready to receive a new dataset: refuse, or with ``overwrite`` delete, one
+    that is already there (``bigarrays cp`` and the resharding converter share this rule)."""
+    existing = store.get(INFO_KEY)
+    if existing is None:
+        return
+    if not overwrite:
+        raise DatasetExistsError(
+            f"a dataset already exists at {store.url}; pass overwrite=True (--overwrite on the "
+            "command line) to replace it"
+        )
+    delete_dataset(store, existing)
+
+
+def delete_dataset(store: Store, info_bytes: bytes) -> None:
+    """Remove the chunks of every scale the old info names, then the info itself."""
+    try:
+        old = Info.from_bytes(info_bytes)
+        prefixes = [normalize_key(s.key) + "/" for s in old.scales]
+    except ValueError:
+        prefixes = []  # an unreadable info names no scales; replace the file alone
+    for prefix in prefixes:
+        if prefix.startswith("../"):
+            continue  # never delete outside the dataset's own folder
+        for key in list(store.list(prefix)):
+            store.delete(key)
+    store.delete(INFO_KEY)

@@ -1,0 +1,67 @@
+"""The format-neutral seams: what is at a URL, and what a BigArray reports of its level."""
+
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import bigarrays as ba
+from bigarrays.errors import DatasetNotFoundError, UnsupportedError
+from bigarrays.formats.detect import detect
+from bigarrays.stores import open_store
+from bigarrays.testing.counting import CountingStore
+
+
+@pytest.mark.parametrize(
+    ("marker", "name"),
+    [("info", "precomputed"), ("zarr.json", "zarr"), (".zarray", "zarr2"), (".zgroup", "zarr2")],
+)
+def test_detect_names_the_format_by_its_marker(tmp_path: Path, marker: str, name: str) -> None:
+    store = open_store(tmp_path / "d")
+    store.put(marker, b"{}")
+    assert detect(store) == (name, b"{}")
+
+
+def test_detect_says_what_it_looked_for(tmp_path: Path) -> None:
+    store = open_store(tmp_path / "empty")
+    with pytest.raises(DatasetNotFoundError, match=r"no 'info' file.*zarr\.json, \.zarray"):
+        detect(store)
+
+
+def test_open_reads_the_info_once(tmp_path: Path) -> None:
+    ba.create(tmp_path / "v", shape=(8, 8, 8), chunks=(8, 8, 8)).close()
+    store = CountingStore(open_store(tmp_path / "v"))
+    with ba.open(store):
+        pass
+    assert store.counts["get"] == 1
+
+
+def test_a_zarr_dataset_is_named_not_misread(tmp_path: Path) -> None:
+    store = open_store(tmp_path / "z")
+    store.put("zarr.json", json.dumps({"zarr_format": 3, "node_type": "group"}).encode())
+    with pytest.raises(UnsupportedError, match="holds a zarr dataset"):
+        ba.open(tmp_path / "z")
+
+
+def test_an_array_describes_its_level(tmp_path: Path) -> None:
+    with ba.create(tmp_path / "v", shape=(20, 10, 6), chunks=(8, 8, 4), num_channels=3,
+                   voxel_offset=(-4, 0, 2), resolution=(4, 4, 40)) as vol:  # fmt: skip
+        assert vol.format == "precomputed"
+        assert vol.dims == ("x", "y", "z", "c")
+        assert vol.shape == (20, 10, 6, 3)
+        assert vol.bounds == ba.Box((-4, 0, 2), (16, 10, 8))
+        assert vol.chunks == (8, 8, 4)
+        assert vol.grid_shape == (3, 2, 2)
+        assert vol.resolution == (4, 4, 40)
+        assert vol.fill_value == 0
+        assert [a.name for a in vol.level.axes] == ["x", "y", "z", "c"]
+        vol[-4:16, 0:10, 2:8, 1] = 7
+        back = pickle.loads(pickle.dumps(vol))
+        np.testing.assert_array_equal(back[..., 1], np.full((20, 10, 6), 7, np.uint8))
+    with ba.create(tmp_path / "one", shape=(4, 4, 4), chunks=(4, 4, 4)) as vol:
+        assert vol.dims == ("x", "y", "z")  # a single channel is no axis of its own
+        assert vol.shape == (4, 4, 4)
