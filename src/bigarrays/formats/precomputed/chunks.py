@@ -7,9 +7,7 @@ Unsharded scales keep one object per chunk, named by its voxel box in absolute c
 from __future__ import annotations
 
 import math
-import random
 import re
-import time
 from collections.abc import Sequence
 
 import numpy as np
@@ -19,18 +17,18 @@ from bigarrays.chunk_source import ChunkSourceBase
 from bigarrays.codecs import ChunkCodec, make_codec
 from bigarrays.codecs.blosc import MAX_OVERHEAD as BLOSC_MAX_OVERHEAD
 from bigarrays.codecs.blosc import BloscCompressor
-from bigarrays.errors import CorruptChunkError, UnsupportedError, VersionConflictError
+from bigarrays.errors import CorruptChunkError, UnsupportedError
 from bigarrays.fill import filled, is_fill
+from bigarrays.formats.merge import merge_into_object
 from bigarrays.formats.precomputed.info import Info, Scale
 from bigarrays.stores import Store, content_encoding, normalize_key
+from bigarrays.stores.base import Buffer
 
 _CHUNK_NAME = re.compile(r"^(-?\d+)-(-?\d+)_(-?\d+)-(-?\d+)_(-?\d+)-(-?\d+)$")
 
 
 #: See ``ChunkLayout.inline_chunks``.
 INLINE_CHUNKS = 128
-#: Attempts of a partial-chunk write that keeps losing the race to other writers of the chunk.
-MAX_CONFLICT_RETRIES = 64
 
 #: How much bigger than its voxels an image or label encoding's bytes can be, and room for headers
 #: and metadata segments: the bound on what reading one chunk may decode (see ``max_encoded``).
@@ -308,27 +306,23 @@ class ChunkLayout(ChunkSourceBase):
             )
         box = piece.chunk_box
         key = self.key_of(box)
-        for attempt in range(MAX_CONFLICT_RETRIES):
-            stored, version = self.store.get_with_version(key, max_size=self.max_stored(box.shape))
-            if stored is None:
-                chunk = filled(box.shape, self.dtype, self.fill_value, self.order)
-            else:
-                decoded = self.decode(stored, box.shape, key)
-                chunk = np.array(decoded, dtype=self.dtype, order=self.order, copy=True)
+
+        def write_part(chunk: np.ndarray) -> None:
             chunk[piece.in_chunk] = part
-            try:
-                if skip_empty and is_fill(chunk, self.fill_value):
-                    if version is not None:
-                        self.store.delete_if_version(key, version)
-                else:
-                    data = content_encoding.encode(
-                        self.encode(chunk), self.transfer_encoding, self.scale.compression_level
-                    )
-                    self.store.put_if_version(
-                        key, data, version, content_encoding=self.transfer_encoding
-                    )
-                return
-            except VersionConflictError:
-                # Spread the retries of writers that collided, so that they stop colliding.
-                time.sleep(random.uniform(0, 0.002 * (attempt + 1)))
-        raise VersionConflictError(key, self.store.url)
+
+        def decode(stored: bytes) -> np.ndarray:
+            decoded = self.decode(stored, box.shape, key)
+            return np.array(decoded, dtype=self.dtype, order=self.order, copy=True)
+
+        def encode(chunk: np.ndarray) -> tuple[Buffer, str | None]:
+            data = content_encoding.encode(
+                self.encode(chunk), self.transfer_encoding, self.scale.compression_level
+            )
+            return data, self.transfer_encoding
+
+        merge_into_object(
+            self.store, key, write_part, decode=decode, encode=encode,
+            new=lambda: filled(box.shape, self.dtype, self.fill_value, self.order),
+            is_empty=(lambda chunk: is_fill(chunk, self.fill_value)) if skip_empty else None,
+            max_size=self.max_stored(box.shape),
+        )  # fmt: skip

@@ -35,6 +35,7 @@ from bigarrays.errors import (
     VersionConflictError,
 )
 from bigarrays.fill import is_fill
+from bigarrays.formats.merge import MAX_CONFLICT_RETRIES
 from bigarrays.formats.precomputed.chunks import ChunkLayout
 from bigarrays.formats.precomputed.info import Info, Scale, ShardingSpec
 from bigarrays.formats.precomputed.shard_limits import IndexLimits
@@ -64,8 +65,6 @@ DEFAULT_COALESCE_GAP = 512 << 10
 DEFAULT_MAX_RANGE = 8 << 20
 #: A write holds the new shards of at most this many uncompressed chunk bytes at once.
 DEFAULT_WRITE_BATCH_BYTES = 256 << 20
-#: Attempts of a partial-shard write that keeps losing the race to other writers.
-MAX_CONFLICT_RETRIES = 64
 
 
 def _inline_run(fn: Callable[[T], None], items: Iterable[T]) -> None:

@@ -1,0 +1,59 @@
+"""Writing part of one chunk object: read it with its version, merge, put only if unchanged.
+
+Every format whose chunks are objects of their own (precomputed unsharded scales, Zarr arrays
+without sharding) writes part of a chunk this way, the way TensorStore writes with generations:
+the merged chunk is put only if the object is still at the version it was read at; when another
+writer got there first, it is read and merged again. No concurrent writer's voxels are lost, on
+any store with conditional writes.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from bigarrays.errors import VersionConflictError
+from bigarrays.stores import Store
+from bigarrays.stores.base import Buffer
+
+#: Attempts of a partial write that keeps losing the race to other writers of its object.
+MAX_CONFLICT_RETRIES = 64
+
+
+def merge_into_object(
+    store: Store,
+    key: str,
+    write_part: Callable[[np.ndarray], None],
+    *,
+    decode: Callable[[bytes], np.ndarray],
+    new: Callable[[], np.ndarray],
+    encode: Callable[[np.ndarray], tuple[Buffer, str | None]],
+    is_empty: Callable[[np.ndarray], bool] | None = None,
+    max_size: int | None = None,
+) -> None:
+    """Apply ``write_part`` to the chunk stored at ``key`` and store the result conditionally.
+
+    ``decode`` turns the stored bytes (transfer encoding removed, at most ``max_size``) into a
+    private, writable chunk; ``new`` makes the chunk of a key never written; ``encode`` gives the
+    bytes to store and their transfer encoding. A merged chunk for which ``is_empty`` is true is
+    deleted instead (on the same condition).
+    """
+    for attempt in range(MAX_CONFLICT_RETRIES):
+        stored, version = store.get_with_version(key, max_size=max_size)
+        chunk = new() if stored is None else decode(stored)
+        write_part(chunk)
+        try:
+            if is_empty is not None and is_empty(chunk):
+                if version is not None:
+                    store.delete_if_version(key, version)
+            else:
+                data, encoding = encode(chunk)
+                store.put_if_version(key, data, version, content_encoding=encoding)
+            return
+        except VersionConflictError:
+            # Spread the retries of writers that collided, so that they stop colliding.
+            time.sleep(random.uniform(0, 0.002 * (attempt + 1)))
+    raise VersionConflictError(key, store.url)
