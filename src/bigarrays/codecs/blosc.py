@@ -109,6 +109,9 @@ class BloscCompressor:
     def encode(self, data: bytes | bytearray | memoryview) -> bytes:
         view = memoryview(data).cast("B")
         typesize = self.typesize if len(view) % self.typesize == 0 else 1
+        return self._compress(view, typesize)
+
+    def _compress(self, view: memoryview, typesize: int) -> bytes:
         if self.blocksize:
             return self._encode_blocked(view, typesize)
         out: bytes = self._blosc.compress(
@@ -235,7 +238,9 @@ class BloscCodec(BytesBytesCodec):
         return size + MAX_OVERHEAD
 
     def encode(self, data: Buffer) -> bytes:
-        return self._compressor.encode(data)
+        # The configured width even when it does not divide the data (c-blosc copies the
+        # remainder unshuffled), as zarr-python does.
+        return self._compressor._compress(memoryview(data).cast("B"), self._compressor.typesize)
 
     def decode(self, data: bytes, key: str = "", max_size: int | None = None) -> bytes:
         return self._compressor.decode(data, key, max_size=max_size)
