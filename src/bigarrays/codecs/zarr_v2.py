@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from bigarrays.codecs import gzip, zstd
+from bigarrays.codecs import blosc, gzip, zstd
 from bigarrays.errors import (
     CorruptChunkError,
     DtypeMismatchError,
@@ -147,17 +147,14 @@ class V2Chain:
     def _announced_size(data: bytes, codec_id: str, key: str) -> int | None:
         """The decoded size a blosc or lz4 frame announces (what its decoder allocates)."""
         if codec_id == "blosc":
-            if len(data) < 16:
+            if len(data) < blosc.HEADER.size:
                 raise CorruptChunkError(key, f"{len(data)} bytes is too short for a blosc frame")
-            nbytes, cbytes = (
-                int.from_bytes(data[4:8], "little"),
-                int.from_bytes(data[12:16], "little"),
-            )
+            *_, nbytes, _, cbytes = blosc.HEADER.unpack_from(data)
             if cbytes != len(data):
                 raise CorruptChunkError(
                     key, f"blosc frame says it is {cbytes} bytes long, but {len(data)} were stored"
                 )
-            return nbytes
+            return int(nbytes)
         if codec_id == "lz4":  # numcodecs' lz4 puts the decoded size first
             if len(data) < 4:
                 raise CorruptChunkError(key, f"{len(data)} bytes is too short for lz4 data")
