@@ -193,3 +193,12 @@ class KeyOutsideRootError(InvalidKeyError):
 
 class ArrayClosedError(BigArraysError, ValueError):
     """A read or write on an array after its ``close()`` (as on a closed file)."""
+
+
+class InvalidCodecError(BigArraysError, ValueError):
+    """A codec's JSON (a Zarr ``codecs`` entry, a Zarr v2 ``compressor`` or filter) is malformed."""
+
+    def __init__(self, codec: str, reason: str) -> None:
+        self.codec = codec
+        self.reason = reason
+        super().__init__(f"invalid codec {codec!r}: {reason}")

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import struct
 import threading
-from typing import Any
+from typing import Any, ClassVar
 
+from bigarrays.codecs.bytes_bytes import Buffer, BytesBytesCodec, is_int, read_config
 from bigarrays.errors import CorruptChunkError, MissingDependencyError, UnsupportedError
 
 #: Inner codecs, fastest first.
@@ -26,7 +27,9 @@ CNAMES = ("blosclz", "lz4", "lz4hc", "zstd", "zlib")
 SHUFFLES = ("none", "byte", "bit")
 DEFAULT_CNAME = "lz4"
 DEFAULT_LEVEL = 5
+#: The levels bigarrays offers for precomputed volumes; a frame may also have 0 (stored as is).
 LEVELS = (1, 9)
+FRAME_LEVELS = (0, 9)
 #: The blosc 1 frame header: version, codec version, flags, typesize, nbytes, blocksize, cbytes.
 HEADER = struct.Struct("<BBBBIII")
 #: Bytes a blosc 1 frame adds at most to the data it holds (c-blosc's BLOSC_MAX_OVERHEAD): an
@@ -37,6 +40,8 @@ _CODES = {0: "blosclz", 1: "lz4", 2: "snappy", 3: "zlib", 4: "zstd"}
 
 _setup_lock = threading.Lock()
 _module: Any = None
+#: Held while c-blosc's process-wide block size is not its automatic 0.
+_blocksize_lock = threading.Lock()
 
 
 def _blosc() -> Any:
@@ -58,12 +63,14 @@ def default_shuffle(typesize: int) -> str:
     return "byte" if typesize > 1 else "none"
 
 
-def check(level: int | None, cname: str | None, shuffle: str | None) -> None:
+def check(
+    level: int | None, cname: str | None, shuffle: str | None, levels: tuple[int, int] = LEVELS
+) -> None:
     """Refuse options blosc does not have, with the ones it has."""
     if level is not None and (
-        isinstance(level, bool) or not isinstance(level, int) or not LEVELS[0] <= level <= LEVELS[1]
+        isinstance(level, bool) or not isinstance(level, int) or not levels[0] <= level <= levels[1]
     ):
-        raise UnsupportedError(f"blosc levels run from {LEVELS[0]} to {LEVELS[1]}, got {level!r}")
+        raise UnsupportedError(f"blosc levels run from {levels[0]} to {levels[1]}, got {level!r}")
     if cname is not None and cname not in CNAMES:
         raise UnsupportedError(f"unknown blosc codec {cname!r}; choose one of {', '.join(CNAMES)}")
     if shuffle is not None and shuffle not in SHUFFLES:
@@ -81,12 +88,15 @@ class BloscCompressor:
         cname: str | None = None,
         shuffle: str | None = None,
         typesize: int = 1,
+        blocksize: int = 0,
     ) -> None:
-        check(level, cname, shuffle)
+        check(level, cname, shuffle, FRAME_LEVELS)
         self.level = DEFAULT_LEVEL if level is None else level
         self.cname = DEFAULT_CNAME if cname is None else cname
         self.shuffle = default_shuffle(typesize) if shuffle is None else shuffle
         self.typesize = max(1, min(typesize, 255))
+        #: Bytes per block; 0 lets c-blosc choose (what nearly every writer does).
+        self.blocksize = blocksize
         self._blosc = _blosc()
         self._shuffle_code = SHUFFLES.index(self.shuffle)
 
@@ -99,10 +109,30 @@ class BloscCompressor:
     def encode(self, data: bytes | bytearray | memoryview) -> bytes:
         view = memoryview(data).cast("B")
         typesize = self.typesize if len(view) % self.typesize == 0 else 1
+        return self._compress(view, typesize)
+
+    def _compress(self, view: memoryview, typesize: int) -> bytes:
+        if self.blocksize:
+            return self._encode_blocked(view, typesize)
         out: bytes = self._blosc.compress(
             view, typesize=typesize, clevel=self.level, shuffle=self._shuffle_code,
             cname=self.cname,
         )  # fmt: skip
+        return out
+
+    def _encode_blocked(self, view: memoryview, typesize: int) -> bytes:
+        # python-blosc takes the block size only as a process-wide setting. Another thread's
+        # compression that runs meanwhile may pick it up too: its frame records its block size,
+        # so it still decodes anywhere, only its bytes differ from a lone writer's.
+        with _blocksize_lock:
+            self._blosc.set_blocksize(self.blocksize)
+            try:
+                out: bytes = self._blosc.compress(
+                    view, typesize=typesize, clevel=self.level, shuffle=self._shuffle_code,
+                    cname=self.cname,
+                )  # fmt: skip
+            finally:
+                self._blosc.set_blocksize(0)
         return out
 
     def decode(
@@ -149,3 +179,68 @@ class BloscCompressor:
         if len(out) != nbytes:
             raise CorruptChunkError(key, f"blosc frame decoded to {len(out)} bytes, not {nbytes}")
         return out
+
+
+#: Zarr v3's shuffle names -> bigarrays'.
+_ZARR_SHUFFLES = {"noshuffle": "none", "shuffle": "byte", "bitshuffle": "bit"}
+
+
+class BloscCodec(BytesBytesCodec):
+    """Zarr v3's ``blosc`` codec over :class:`BloscCompressor`.
+
+    Its frames are byte for byte zarr-python's (python-blosc and numcodecs carry the same c-blosc).
+    """
+
+    name: ClassVar[str] = "blosc"
+
+    def __init__(
+        self, cname: str, clevel: int, shuffle: str, typesize: int, blocksize: int = 0
+    ) -> None:
+        self.cname = cname
+        self.clevel = clevel
+        self.shuffle = shuffle
+        self.typesize = typesize
+        self.blocksize = blocksize
+        self._compressor = BloscCompressor(
+            clevel, cname, _ZARR_SHUFFLES[shuffle], typesize=typesize, blocksize=blocksize
+        )
+
+    @classmethod
+    def from_config(cls, config: Any, itemsize: int = 1) -> BloscCodec:
+        """The codec of a JSON ``configuration``; what it leaves out takes zarr-python's
+        defaults for values of ``itemsize`` bytes."""
+        conf = read_config(cls.name, config, {
+            "cname": (lambda v: v in CNAMES, f"one of {', '.join(CNAMES)}"),
+            "clevel": (lambda v: is_int(v) and 0 <= v <= 9, "an integer 0-9"),
+            "shuffle": (lambda v: v in _ZARR_SHUFFLES, f"one of {', '.join(_ZARR_SHUFFLES)}"),
+            "typesize": (lambda v: is_int(v) and v >= 1, "a positive integer"),
+            "blocksize": (lambda v: is_int(v) and v >= 0, "a non-negative integer"),
+        })  # fmt: skip
+        shuffle = conf.get("shuffle", "shuffle" if itemsize > 1 else "bitshuffle")
+        return cls(
+            conf.get("cname", "zstd"),
+            conf.get("clevel", 5),
+            shuffle,
+            conf.get("typesize", itemsize),
+            conf.get("blocksize", 0),
+        )
+
+    def configuration(self) -> dict[str, Any]:
+        return {
+            "cname": self.cname,
+            "clevel": self.clevel,
+            "shuffle": self.shuffle,
+            "typesize": self.typesize,
+            "blocksize": self.blocksize,
+        }
+
+    def max_encoded_size(self, size: int) -> int:
+        return size + MAX_OVERHEAD
+
+    def encode(self, data: Buffer) -> bytes:
+        # The configured width even when it does not divide the data (c-blosc copies the
+        # remainder unshuffled), as zarr-python does.
+        return self._compressor._compress(memoryview(data).cast("B"), self._compressor.typesize)
+
+    def decode(self, data: bytes, key: str = "", max_size: int | None = None) -> bytes:
+        return self._compressor.decode(data, key, max_size=max_size)

@@ -33,9 +33,9 @@ from typing import Any
 import numpy as np
 
 from bigarrays.codecs.base import ChunkCodec
+from bigarrays.codecs.gzip import deflater
 from bigarrays.codecs.image2d import check_image_size, from_image, image_size, to_image
 from bigarrays.errors import CorruptChunkError, MissingDependencyError, UnsupportedError
-from bigarrays.stores import content_encoding
 
 DEFAULT_LEVEL = 6
 SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -171,7 +171,7 @@ def encode_png(image: np.ndarray, level: int = DEFAULT_LEVEL) -> bytes:
     rows = np.ascontiguousarray(samples).view(np.uint8).reshape(height, width * channels * itemsize)
     filtered = filter_rows(rows, channels * itemsize) if level > 0 else _no_filter(rows)
     ihdr = struct.pack(">IIBBBBB", width, height, 8 * itemsize, COLOR_TYPES[channels], 0, 0, 0)
-    idat = content_encoding.deflater(level, 15)(filtered.data)
+    idat = deflater(level, 15)(filtered.data)
     return (
         SIGNATURE + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", idat) + _png_chunk(b"IEND", b"")
     )

@@ -5,33 +5,27 @@ encoding is kept in the file name the way CloudVolume does (``KEY.gz``, ``KEY.br
 Stores decode on read, so the layers above always see plain bytes.
 
 Every encoding here is one a browser (and so Neuroglancer) decodes by itself: ``gzip``, ``br``
-(brotli) and ``zstd``. Each uses the fastest binding that writes the standard stream, measured on
-EM-like and label chunks (see ``bench/codecs.py``):
-
-- gzip: python-isal (ISA-L) for levels 1-3, several times faster than zlib at a ratio close
-  to zlib's level 6 on image data; zlib-ng for levels 4-9, the same levels as zlib, 2-3x faster;
-  ISA-L inflates every level. Both are small core dependencies; stdlib zlib stands in when one
-  cannot be imported. The output is a standard gzip member that browsers, CloudVolume and
-  ``gzip -d`` read.
-- zstd: the ``zstandard`` package (extra ``zstd``); br: Google's ``brotli`` (extra ``brotli``).
-
-Every one of them releases the GIL while it works, so the chunk pipeline's threads scale.
+(brotli) and ``zstd``. The bytes are the business of the codec modules
+(:mod:`bigarrays.codecs.gzip`, :mod:`~bigarrays.codecs.zstd`, :mod:`~bigarrays.codecs.brotli`);
+this module maps the names, levels, headers and file suffixes of transfer encodings onto them.
 
 Decoding takes a ``max_size``: a reader that knows how big a value can be (a chunk's decoded size)
 passes it, and decoding stops with :class:`~bigarrays.errors.CorruptChunkError` as soon as the
-output passes it, through each library's bounded API (zlib's ``max_length``, brotli's
-``output_buffer_limit``, a bounded zstd read). A "decompression bomb" (405 bytes of brotli that
-inflate to 300 MiB) then costs no more memory than one honest chunk.
+output passes it. A "decompression bomb" (405 bytes of brotli that inflate to 300 MiB) then costs
+no more memory than one honest chunk.
 """
 
 from __future__ import annotations
 
-import threading
-import zlib
-from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from collections.abc import Iterable, Iterator
 
-from bigarrays.errors import CorruptChunkError, MissingDependencyError, UnsupportedError
+from bigarrays.codecs import brotli, gzip, zstd
+from bigarrays.codecs.bytes_bytes import Buffer
+from bigarrays.errors import CorruptChunkError, UnsupportedError
+
+# The gzip helpers that callers of this module used before the codecs had modules of their own.
+deflater = gzip.deflater
+gunzip_into = gzip.gunzip_into
 
 #: Encoding name -> file suffix used where there are no headers (local disk, zip). The names are
 #: the HTTP ``Content-Encoding`` values and CloudVolume's ``compress=`` values.
@@ -61,13 +55,8 @@ LEVELS: dict[str, tuple[int, int, int]] = {
     "zstd": (-7, 22, 3),
 }
 
-GZIP_MAGIC = b"\x1f\x8b"
-ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
-
-#: A frame header that announces more than this many bytes is taken as damage, not data.
-_MAX_DECODED = 1 << 36
-
-Buffer = bytes | bytearray | memoryview
+GZIP_MAGIC = gzip.MAGIC
+ZSTD_MAGIC = zstd.MAGIC
 
 
 def known() -> list[str]:
@@ -100,178 +89,6 @@ def default_level(encoding: str) -> int:
     return LEVELS[encoding][2]
 
 
-# -- gzip ----------------------------------------------------------------------------------------
-
-
-def deflater(level: int, wbits: int) -> Callable[[Buffer], bytes]:
-    """A deflate compressor at ``level`` (1-9): ISA-L for 1-3, zlib-ng (or zlib) above.
-
-    ``wbits`` picks the framing: 31 a gzip member (what HTTP clients expect), 15 a zlib stream
-    (what a png's IDAT holds). ISA-L has levels 0-3, and its 0 expands noisy image data, so only
-    1-3 go to it; zlib-ng keeps zlib's meaning of every level and is several times faster.
-    """
-    if 1 <= level <= 3:
-        try:
-            from isal import isal_zlib
-
-            def isal_deflate(data: Buffer) -> bytes:
-                return isal_zlib.compress(data, level, wbits=wbits)
-
-            return isal_deflate
-        except ImportError:  # pragma: no cover - isal is a core dependency
-            pass
-    zmod: Any = zlib
-    try:
-        from zlib_ng import zlib_ng
-
-        zmod = zlib_ng
-    except ImportError:  # pragma: no cover - zlib-ng is a core dependency
-        pass
-
-    def zlib_deflate(data: Buffer) -> bytes:
-        compressor = zmod.compressobj(level, zmod.DEFLATED, wbits)
-        out: bytes = compressor.compress(data) + compressor.flush()
-        return out
-
-    return zlib_deflate
-
-
-def _inflate_module() -> Any:
-    try:
-        from isal import isal_zlib
-    except ImportError:  # pragma: no cover - isal is a core dependency
-        return zlib
-    return isal_zlib
-
-
-class _TooLarge(Exception):
-    """Decoded output passed the caller's ``max_size``."""
-
-
-def _gunzip(data: bytes, max_size: int | None = None) -> bytes:
-    inflate = _inflate_module()
-    # wbits=47 accepts gzip or zlib headers; several concatenated gzip members are legal
-    # (``gzip`` on the command line makes them), so keep decoding while input remains.
-    out = []
-    rest = data
-    budget = max_size
-    while rest:
-        d = inflate.decompressobj(47)
-        if budget is None:
-            out.append(d.decompress(rest))
-        else:
-            # One byte more than allowed: getting it is how a bomb shows, and nothing past it
-            # is ever inflated.
-            part = d.decompress(rest, budget + 1)
-            if len(part) > budget:
-                raise _TooLarge
-            budget -= len(part)
-            out.append(part)
-        if not d.eof:
-            raise ValueError("the stream ends before the end of the gzip member")
-        rest = d.unused_data
-    return b"".join(out) if len(out) != 1 else out[0]
-
-
-def gunzip_into(data: bytes, out: memoryview) -> int | None:
-    """Inflate the gzip member ``data`` into ``out`` if it holds exactly ``len(out)`` bytes.
-
-    The zero-allocation path of gzip'd raw chunks: libdeflate (through imagecodecs) inflates
-    straight into the caller's buffer, ~30% faster than ISA-L's ``decompress`` into a new bytes
-    object, and without the GIL. Returns the number of bytes (``len(out)``), after checking the
-    member's CRC-32 and size; None whenever this fast path does not apply (a header with optional
-    fields, several members, another size, damage), and the caller then decodes with
-    :func:`decode`, which names what is wrong.
-    """
-    n = len(out)
-    if len(data) < 18 or data[:4] != b"\x1f\x8b\x08\x00":  # magic, deflate, no optional fields
-        return None
-    if int.from_bytes(data[-4:], "little") != n & 0xFFFFFFFF:
-        return None
-    try:
-        from imagecodecs import deflate_decode
-    except ImportError:  # pragma: no cover - imagecodecs is a core dependency
-        return None
-    try:
-        # A view, not a slice: no copy of the stream (the stub asks for bytes; any buffer works).
-        got = deflate_decode(memoryview(data)[10:-8], out=out, raw=True)  # type: ignore[arg-type]
-    except Exception:  # DeflateError: damaged, or more bytes than ``out`` holds
-        return None
-    if len(got) != n or _inflate_module().crc32(out) != int.from_bytes(data[-8:-4], "little"):
-        return None
-    return n
-
-
-# -- zstd ----------------------------------------------------------------------------------------
-
-_local = threading.local()
-
-
-def _zstandard() -> Any:
-    try:
-        import zstandard
-    except ImportError:
-        raise MissingDependencyError("zstandard", "zstd", "zstd compression") from None
-    return zstandard
-
-
-def _zstd_compress(data: Buffer, level: int) -> bytes:
-    zstandard = _zstandard()
-    # A compressor holds a context worth reusing, but is not safe to share between threads.
-    cache: dict[int, Any] = _local.__dict__.setdefault("zstd", {})
-    cctx = cache.get(level)
-    if cctx is None:
-        cctx = cache[level] = zstandard.ZstdCompressor(level=level, write_checksum=True)
-    out: bytes = cctx.compress(data)
-    return out
-
-
-def _zstd_decompress(data: bytes, max_size: int | None = None) -> bytes:
-    zstandard = _zstandard()
-    size = zstandard.frame_content_size(data)
-    if size > _MAX_DECODED:
-        raise ValueError(f"the zstd frame announces {size} bytes")
-    if max_size is not None and size > max_size:
-        raise _TooLarge
-    dctx = zstandard.ZstdDecompressor()
-    if size >= 0:
-        try:
-            # The output buffer is the announced size: a frame that holds more fails here.
-            out: bytes = dctx.decompress(data, allow_extra_data=False)
-            return out
-        except zstandard.ZstdError:
-            pass  # several frames, or damage: the frame-by-frame path below tells which
-    if max_size is not None:
-        # No size announced, or several frames: measure with a bounded read first (it cannot
-        # tell a cut stream from a whole one, which the frame-by-frame pass below does).
-        with dctx.stream_reader(data, read_across_frames=True) as reader:
-            if len(reader.read(max_size + 1)) > max_size:
-                raise _TooLarge
-    parts = []
-    rest = data
-    while rest:
-        d = dctx.decompressobj()
-        parts.append(d.decompress(rest))
-        if not d.eof:
-            raise ValueError("the stream ends before the end of the zstd frame")
-        rest = d.unused_data
-    return b"".join(parts)
-
-
-# -- brotli --------------------------------------------------------------------------------------
-
-
-def _brotli() -> Any:
-    try:
-        import brotli
-    except ImportError:
-        raise MissingDependencyError("brotli", "brotli", "brotli (br) compression") from None
-    return brotli
-
-
-# -- the interface -------------------------------------------------------------------------------
-
-
 def encode(data: Buffer, encoding: str | None, level: int | None = None) -> Buffer:
     """Compress ``data`` with ``encoding`` at ``level`` (None: unchanged / the default level)."""
     if encoding is None:
@@ -279,28 +96,10 @@ def encode(data: Buffer, encoding: str | None, level: int | None = None) -> Buff
     check_level(encoding, level)
     lvl = default_level(encoding) if level is None else level
     if encoding == "gzip":
-        return deflater(lvl, 31)(data)
+        return gzip.compress(data, lvl)
     if encoding == "zstd":
-        return _zstd_compress(data, lvl)
-    out: bytes = _brotli().compress(bytes(data), quality=lvl)
-    return out
-
-
-def _unbrotli(data: bytes, max_size: int | None) -> bytes:
-    brotli = _brotli()
-    try:
-        if max_size is None:
-            out: bytes = brotli.decompress(data)
-            return out
-        d = brotli.Decompressor()
-        out = d.process(data, output_buffer_limit=max_size + 1)
-        if len(out) > max_size:
-            raise _TooLarge
-        if not d.is_finished():
-            raise ValueError("the stream ends before the end of the brotli stream")
-        return out
-    except brotli.error as exc:
-        raise ValueError(str(exc)) from None
+        return zstd.compress(data, lvl)
+    return brotli.compress(data, lvl)
 
 
 def decode(data: bytes, encoding: str | None, key: str = "", max_size: int | None = None) -> bytes:
@@ -316,27 +115,11 @@ def decode(data: bytes, encoding: str | None, key: str = "", max_size: int | Non
         raise CorruptChunkError(
             key, f"unknown content encoding {encoding!r} (known: {', '.join(known())})"
         )
-    if not data:
-        raise CorruptChunkError(key, f"empty {encoding} content")
-    try:
-        if encoding == "gzip":
-            return _gunzip(data, max_size)
-        if encoding == "zstd":
-            return _zstd_decompress(data, max_size)
-        return _unbrotli(data, max_size)
-    except MissingDependencyError:
-        raise
-    except _TooLarge:
-        raise CorruptChunkError(
-            key,
-            f"{len(data)} bytes of {encoding} content decode to more than the "
-            f"{max_size} bytes expected at most (a damaged or hostile object)",
-        ) from None
-    except MemoryError:
-        raise CorruptChunkError(key, f"{encoding} content decodes to more than fits") from None
-    except Exception as exc:
-        # zlib.error, isal_zlib.error, ZstdError, brotli.error: all mean damaged content.
-        raise CorruptChunkError(key, f"cannot decode {encoding} content: {exc}") from None
+    if encoding == "gzip":
+        return gzip.decompress(data, key, max_size)
+    if encoding == "zstd":
+        return zstd.decompress(data, key, max_size)
+    return brotli.decompress(data, key, max_size)
 
 
 def sniff(data: bytes) -> str | None:
