@@ -193,3 +193,17 @@ class KeyOutsideRootError(InvalidKeyError):
 
 class ArrayClosedError(BigArraysError, ValueError):
     """A read or write on an array after its ``close()`` (as on a closed file)."""
+
+
+class InvalidMetadataError(InvalidInfoError):
+    """Format metadata other than a precomputed ``info`` is malformed: a ``zarr.json``, a
+    ``.zarray`` / ``.zattrs``, or the OME-NGFF attributes of a group; ``field`` names the member.
+    """
+
+    def __init__(self, message: str, *, field: str | None = None, url: str | None = None) -> None:
+        super().__init__(message, field=field, url=url)
+        where = f" in {url}" if url else ""
+        prefix = (
+            f"invalid metadata field {field!r}{where}: " if field else f"invalid metadata{where}: "
+        )
+        self.args = (prefix + message,)
