@@ -446,11 +446,13 @@ HOSTILE: list[tuple[str, Any, str]] = [
     ("empty path", _entry(datasets=[{"path": "", "coordinateTransformations": [
         {"type": "scale", "scale": [1, 1, 1]}]}]), "relative array path"),
     ("NUL in path", _entry(datasets=[{"path": "a\x00", "coordinateTransformations": [
-        {"type": "scale", "scale": [1, 1, 1]}]}]), "unprintable"),
+        {"type": "scale", "scale": [1, 1, 1]}]}]), "printable names"),
     ("coarsest first", _entry(datasets=[
         {"path": "1", "coordinateTransformations": [{"type": "scale", "scale": [1, 8, 8]}]},
         {"path": "0", "coordinateTransformations": [{"type": "scale", "scale": [1, 4, 4]}]}]),
      "finest to the coarsest"),
+    ("a million transforms", _entry(datasets=[{"path": "0", "coordinateTransformations": [
+        {"type": "identity"}] * 1_000_000}]), "1000000 transforms; at most 16"),
     ("top-level transform of the wrong length", _entry(coordinateTransformations=[
         {"type": "scale", "scale": [1, 1]}]), "list of 3 numbers"),
 ]  # fmt: skip
@@ -472,12 +474,23 @@ def test_errors_name_the_member() -> None:
     assert str(info.value).startswith("invalid metadata field 'multiscales[0].datasets[0]")
 
 
-def test_a_long_list_of_levels_fails_at_the_bad_one() -> None:
+def test_levels_are_bounded_and_the_bad_one_is_named() -> None:
     good = {"path": "0", "coordinateTransformations": [{"type": "scale", "scale": [1, 1, 1]}]}
     bad = {"path": "x", "coordinateTransformations": [{"type": "scale", "scale": [1, -1, 1]}]}
-    doc = _entry(datasets=[good] * 100_000 + [bad])
-    with pytest.raises(InvalidMetadataError, match=r"datasets\[100000\]"):
-        OmeAttributes.from_json(doc)
+    with pytest.raises(InvalidMetadataError, match="1000000 levels; at most 64"):
+        OmeAttributes.from_json(_entry(datasets=[good] * 1_000_000))
+    with pytest.raises(InvalidMetadataError, match=r"datasets\[63\]"):
+        OmeAttributes.from_json(_entry(datasets=[good] * 63 + [bad]))
+    with pytest.raises(InvalidMetadataError, match="65 levels; expected 1 to 64"):
+        multiscale_for([((8, 8, 8), (0, 0, 0), f"{k}") for k in range(65)], XYZ_NM)
+
+
+def test_metadata_nested_beyond_the_stack_is_a_typed_error() -> None:
+    deep: Any = 0
+    for _ in range(100_000):
+        deep = [deep]
+    with pytest.raises(InvalidMetadataError, match="nested too deep"):
+        OmeAttributes.from_json(_entry(metadata=deep))
 
 
 @pytest.mark.parametrize(
@@ -495,7 +508,7 @@ def test_unsupported_versions_and_transforms(doc: Any, match: str) -> None:
 
 @pytest.mark.parametrize(
     ("levels", "match"),
-    [([], "no levels"),
+    [([], "0 levels"),
      ([((8, 8, 8), (0, 0, 0), "0"), ((16, 16, 16), (0, 0, 0), "0")], "not unique"),
      ([((16, 16, 16), (0, 0, 0), "0"), ((8, 8, 8), (0, 0, 0), "1")], "finest to the coarsest"),
      ([((8, 8), (0, 0, 0), "0")], "list of 3 numbers"),

@@ -1,9 +1,9 @@
 """OME-NGFF ``multiscales`` metadata: read 0.1-0.5, write 0.5, and map it to bigarrays' levels.
 
-A pure model, no I/O: :meth:`OmeAttributes.from_json` takes the attributes of a Zarr group (the
-``attributes`` of a v3 ``zarr.json``, or a v2 ``.zattrs``) and :meth:`OmeAttributes.to_json`
-gives them back in the NGFF 0.5 form (``{"ome": {"version": "0.5", "multiscales": [...]}}``),
-keeping what it does not model (``omero``, ``labels``, ``image-label``, a multiscale's
+A pure model, no I/O: :meth:`OmeAttributes.from_json` takes a Zarr group's attributes (of a v3
+``zarr.json`` or a v2 ``.zattrs``, as parsed by ``bounded_json.parse_json``) and
+:meth:`OmeAttributes.to_json` gives them back in NGFF 0.5 form (``{"ome": {"version": "0.5",
+"multiscales": [...]}}``), keeping what it does not model (``omero``, ``labels``, a multiscale's
 ``metadata``, other tools' attributes).
 
 Geometry: where a voxel lies in physical space
@@ -25,19 +25,19 @@ This is the reconciliation Neuroglancer itself makes: its OME loader
 (``src/datasource/zarr/ome.ts``, ``parseOmeMultiscale``) notes that the origin of an OME voxel is
 its center while Neuroglancer's is the lower corner, and moves each level's translation by half a
 voxel of that level. A precomputed volume converted to OME-Zarr with these formulas therefore
-shows at the same place in Neuroglancer, every level. For offsets below 2**52 and resolutions
-that are binary fractions (8, 40, 4.5, 0.25, ...) both directions are exact in floating point:
-``o + 1/2`` is a binary fraction, so the product, the quotient and the subtraction round nothing.
+shows at the same place in Neuroglancer, every level. Both directions are exact in floating point
+while ``(o + 1/2) * r`` needs at most 53 significant bits (offsets below 2**40 with resolutions
+such as 8, 40, 4.5 or 0.25): ``o + 1/2`` is then a binary fraction, and the product, the quotient
+and the subtraction round nothing.
 
 Time, channel and custom axes hold samples, not extents, and precomputed has no such axis, so they
 take no half-voxel shift: ``t = o * s`` and ``o = t / s``; every writer puts channel 0 and the
 first time point at translation 0, and that maps to offset 0.
 
-NGFF documents written without this convention in mind (ome-zarr-py writes no translation at
-level 0) give fractional offsets such as -0.5: :attr:`LevelGeometry.offset` keeps them exact and
-:attr:`LevelGeometry.voxel_offset` rounds them to the nearest voxel (halves up), the half-voxel
-shift that an integer voxel_offset cannot avoid. ome-zarr-py's pyramids put every level's first
-corner at -0.5 level-0 voxels, so all of its levels round to offset 0 together.
+Documents written without this convention in mind (ome-zarr-py puts level 0 at translation 0)
+give fractional offsets such as -0.5: :attr:`LevelGeometry.offset` keeps them exact and
+:attr:`LevelGeometry.voxel_offset` rounds to the nearest voxel (halves up), the half-voxel shift
+an integer voxel_offset cannot avoid; ome-zarr-py's levels all round to offset 0 together.
 
 Validation and units
 --------------------
@@ -71,6 +71,11 @@ AXIS_TYPES = ("time", "channel", "space")
 #: The OME keys that NGFF 0.4 keeps at the top of ``.zattrs`` and 0.5 moves under ``ome``.
 OME_KEYS = ("multiscales", "omero", "labels", "image-label", "plate", "well",
             "bioformats2raw.layout")  # fmt: skip
+#: Levels of one multiscale: a pyramid halving each level spans 2**64 voxels in 64 (NGFF files
+#: have a handful); the bound keeps a hostile list of a million levels from costing seconds.
+MAX_LEVELS = 64
+#: Transforms in one list: NGFF allows two; lenient reading composes a few more.
+MAX_TRANSFORMS = 16
 #: Versions 0.1 and 0.2 have no ``axes``: their arrays are always 5-D in this order.
 DEFAULT_AXES = ("t", "c", "z", "y", "x")
 _NAMED_AXIS_TYPES = {"t": "time", "c": "channel", "z": "space", "y": "space", "x": "space"}
@@ -102,6 +107,7 @@ SPACE_UNITS: dict[str, float] = {
 TIME_UNITS: dict[str, float] = {
     **_powers_of_ten("second", 0), "minute": 60.0, "hour": 3600.0, "day": 86400.0,
 }  # fmt: skip
+_UNITS_OF = {"space": SPACE_UNITS, "time": TIME_UNITS}
 #: Symbols, matched as written: "Mm" is a megametre, "mm" a millimetre.
 _SYMBOLS: dict[str, str] = {
     **{f"{short}m": f"{long}meter" for long, shorts, _ in _PREFIXES for short in shorts},
@@ -181,6 +187,14 @@ def _list(value: Any, name: str, *, minimum: int = 0) -> Sequence[Any]:
     return value
 
 
+def _copy(value: Any, name: str) -> Any:
+    """A copy of a JSON value the model keeps but does not read (``omero``, ``metadata``)."""
+    try:
+        return copy.deepcopy(value)
+    except RecursionError:  # bounded_json.parse_json refuses these before they get here
+        raise InvalidMetadataError("nested too deep to copy", field=name) from None
+
+
 def _check_path(path: Any, name: str) -> str:
     # A level's path becomes a store key: it must stay below the group, as Zarr node names do.
     if not isinstance(path, str) or not path.strip("/"):
@@ -188,14 +202,12 @@ def _check_path(path: Any, name: str) -> str:
             f"expected a relative array path such as '0', got {path!r:.80}", field=name
         )
     parts = path.split("/")
-    if path.startswith("/") or any(p in ("", ".", "..") for p in parts) or "\\" in path:
+    if any(p in ("", ".", "..") for p in parts) or "\\" in path or not path.isprintable():
         raise InvalidMetadataError(
-            f"{path!r:.80} is not a path below the group: expected names joined by '/', "
-            "without '.', '..', empty parts or backslashes",
+            f"{path!r:.80} is not a path below the group: expected printable names joined by "
+            "'/', without '.', '..', empty parts or backslashes",
             field=name,
         )
-    if any(not c.isprintable() for c in path):
-        raise InvalidMetadataError(f"{path!r:.80} holds unprintable characters", field=name)
     return path
 
 
@@ -213,7 +225,7 @@ class Axis:
     @classmethod
     def from_json(cls, obj: Any, name: str = "axes[0]") -> Axis:
         if isinstance(obj, str):  # NGFF 0.3: axes are their names
-            return cls(obj, _NAMED_AXIS_TYPES.get(obj))
+            obj = {"name": obj, "type": _NAMED_AXIS_TYPES.get(obj)}
         obj = _object(obj, name)
         axis_name, axis_type, unit = obj.get("name"), obj.get("type"), obj.get("unit")
         if not isinstance(axis_name, str) or not axis_name:
@@ -228,12 +240,8 @@ class Axis:
         return cls(axis_name, axis_type, unit)
 
     def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"name": self.name}
-        if self.type is not None:
-            out["type"] = self.type
-        if self.unit is not None:
-            out["unit"] = self.unit
-        return out
+        members = (("name", self.name), ("type", self.type), ("unit", self.unit))
+        return {key: value for key, value in members if value is not None}
 
 
 @dataclass(frozen=True)
@@ -257,10 +265,9 @@ class Dataset:
 
     @property
     def transforms(self) -> tuple[CoordinateTransform, ...]:
-        scale = CoordinateTransform("scale", self.scale)
-        if self.translation is None:
-            return (scale,)
-        return (scale, CoordinateTransform("translation", self.translation))
+        scale = (CoordinateTransform("scale", self.scale),)
+        return scale + (() if self.translation is None else
+                        (CoordinateTransform("translation", self.translation),))  # fmt: skip
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -293,6 +300,8 @@ def _transforms(
     what the list means and how Neuroglancer reads it.
     """
     items = _list(value, name, minimum=1)
+    if len(items) > MAX_TRANSFORMS:
+        raise InvalidMetadataError(f"{len(items)} transforms; at most {MAX_TRANSFORMS}", field=name)
     affine: Affine = ((1.0,) * n, (0.0,) * n)
     kinds = []
     for i, item in enumerate(items):
@@ -343,14 +352,13 @@ def _check_axes(axes: Sequence[Axis], name: str, *, strict: bool) -> None:
         )
     if "time" in types and types[0] != "time":
         raise InvalidMetadataError(f"axis types {types}; the time axis comes first", field=name)
-    for i, axis in enumerate(axes):
-        if strict and axis.unit is not None:
-            known = {"space": SPACE_UNITS, "time": TIME_UNITS}.get(axis.type or "")
-            if known is not None and axis.unit not in known:
-                raise InvalidMetadataError(
-                    f"unit {axis.unit!r} of a {axis.type} axis; expected one of {', '.join(known)}",
-                    field=f"{name}[{i}].unit",
-                )
+    for i, axis in enumerate(axes if strict else ()):
+        known = _UNITS_OF.get(axis.type or "")
+        if axis.unit is not None and known is not None and axis.unit not in known:
+            raise InvalidMetadataError(
+                f"unit {axis.unit!r} of a {axis.type} axis; expected one of {', '.join(known)}",
+                field=f"{name}[{i}].unit",
+            )
 
 
 def _check_order(datasets: Sequence[Dataset], name: str) -> None:
@@ -362,6 +370,16 @@ def _check_order(datasets: Sequence[Dataset], name: str) -> None:
                 f"{list(before)}; levels go from the finest to the coarsest",
                 field=f"{name}[{k}]",
             )
+
+
+def _dataset(raw: Any, n: int, version: str, name: str, *, strict: bool) -> Dataset:
+    raw = _object(raw, name)
+    path = _check_path(raw.get("path"), f"{name}.path")
+    transforms = raw.get("coordinateTransformations")
+    if transforms is None and version in ("0.1", "0.2", "0.3"):
+        return Dataset(path, (1.0,) * n)  # before 0.4 a level has no scale: its shape tells it
+    where = f"{name}.coordinateTransformations"
+    return Dataset(path, *_transforms(transforms, n, where, strict=strict))
 
 
 @dataclass(frozen=True)
@@ -399,42 +417,28 @@ class Multiscale:
             raise InvalidMetadataError("no axes", field=name)
         axes = tuple(Axis.from_json(a, f"{name}.axes[{i}]") for i, a in enumerate(raw_axes))
         _check_axes(axes, f"{name}.axes", strict=strict)
-        datasets = []
-        for i, raw in enumerate(_list(obj.get("datasets"), f"{name}.datasets", minimum=1)):
-            where = f"{name}.datasets[{i}]"
-            raw = _object(raw, where)
-            path = _check_path(raw.get("path"), f"{where}.path")
-            if "coordinateTransformations" in raw or version not in ("0.1", "0.2", "0.3"):
-                scale, translation = _transforms(
-                    raw.get("coordinateTransformations"),
-                    len(axes),
-                    f"{where}.coordinateTransformations",
-                    strict=strict,
-                )
-            else:  # before 0.4 levels carry no scale: their shapes alone tell it
-                scale, translation = (1.0,) * len(axes), None
-            datasets.append(Dataset(path, scale, translation))
+        raw_datasets = _list(obj.get("datasets"), f"{name}.datasets", minimum=1)
+        if len(raw_datasets) > MAX_LEVELS:
+            raise InvalidMetadataError(f"{len(raw_datasets)} levels; at most {MAX_LEVELS}",
+                                       field=f"{name}.datasets")  # fmt: skip
+        datasets = [_dataset(d, len(axes), version, f"{name}.datasets[{i}]", strict=strict)
+                    for i, d in enumerate(raw_datasets)]  # fmt: skip
         _check_order(datasets, f"{name}.datasets")
         top: tuple[CoordinateTransform, ...] = ()
-        if obj.get("coordinateTransformations") is not None:
-            scale, translation = _transforms(
-                obj["coordinateTransformations"],
-                len(axes),
-                f"{name}.coordinateTransformations",
-                strict=strict,
-            )
-            top = Dataset("", scale, translation).transforms
+        if (transforms := obj.get("coordinateTransformations")) is not None:
+            where = f"{name}.coordinateTransformations"
+            top = Dataset("", *_transforms(transforms, len(axes), where, strict=strict)).transforms
         known = {"axes", "datasets", "name", "coordinateTransformations", "version", "type",
                  "metadata"}  # fmt: skip
         return cls(
             axes=axes,
             datasets=tuple(datasets),
-            name=copy.deepcopy(obj.get("name")),
+            name=_copy(obj.get("name"), name),
             coordinate_transformations=top,
             version=version,
-            type=copy.deepcopy(obj.get("type")),
-            metadata=copy.deepcopy(obj.get("metadata")),
-            extra={k: copy.deepcopy(v) for k, v in obj.items() if k not in known},
+            type=_copy(obj.get("type"), name),
+            metadata=_copy(obj.get("metadata"), name),
+            extra=_copy({k: v for k, v in obj.items() if k not in known}, name),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -456,15 +460,14 @@ class Multiscale:
 
 def _entry_version(entry: Any, name: str, *, strict: bool) -> str:
     """The version of a 0.4-or-older ``multiscales`` entry, which carries its own."""
-    version = entry.get("version") if isinstance(entry, Mapping) else None
-    if version is not None:
-        return _known_version(version, f"{name}.version")
+    entry = entry if isinstance(entry, Mapping) else {}
+    if entry.get("version") is not None:
+        return _known_version(entry["version"], f"{name}.version")
     if strict:
         raise InvalidMetadataError(
             "no version; expected one of " + ", ".join(READ_VERSIONS), field=f"{name}.version"
         )
-    # Unversioned documents predate 0.4 or forgot it: the shape of the axes tells.
-    axes = entry.get("axes") if isinstance(entry, Mapping) else None
+    axes = entry.get("axes")  # unversioned documents predate 0.4 (or forgot): the axes tell
     if not axes:
         return "0.2"
     return "0.4" if isinstance(axes, list) and isinstance(axes[0], Mapping) else "0.3"
@@ -519,7 +522,7 @@ class OmeAttributes:
             )
         if not version:
             version = multiscales[0].version if multiscales else WRITE_VERSION
-        return cls(tuple(multiscales), version, copy.deepcopy(ome_extra), copy.deepcopy(other))
+        return cls(tuple(multiscales), version, _copy(ome_extra, "ome"), _copy(other, "attributes"))
 
     def to_json(self) -> dict[str, Any]:
         """The group's attributes in NGFF 0.5 form."""
@@ -577,18 +580,14 @@ def level_geometry(multiscale: Multiscale, level: int) -> LevelGeometry:
 def _normalised_axes(axes: Sequence[Axis]) -> tuple[Axis, ...]:
     out = []
     for i, axis in enumerate(axes):
-        if axis.unit is None:
-            out.append(axis)
-            continue
         try:
-            unit = ngff_unit(axis.unit)
+            unit = None if axis.unit is None else ngff_unit(axis.unit)
         except InvalidMetadataError as exc:
             raise InvalidMetadataError(exc.detail, field=f"axes[{i}].unit") from None
-        kinds = {"space": SPACE_UNITS, "time": TIME_UNITS}
-        if axis.type in kinds and unit not in kinds[axis.type]:
-            raise InvalidMetadataError(
-                f"{axis.unit!r} is no unit of {axis.type}", field=f"axes[{i}].unit"
-            )
+        known = _UNITS_OF.get(axis.type or "")
+        if unit is not None and known is not None and unit not in known:
+            raise InvalidMetadataError(f"{axis.unit!r} is no unit of {axis.type}",
+                                       field=f"axes[{i}].unit")  # fmt: skip
         out.append(replace(axis, unit=unit))
     return tuple(out)
 
@@ -617,8 +616,9 @@ def multiscale_for(
         start = _vector(list(offset), n, f"levels[{k}].voxel_offset")
         translation = tuple((o + h) * s for o, h, s in zip(start, shift, scale, strict=True))
         datasets.append(Dataset(_check_path(path, f"levels[{k}].path"), scale, translation))
-    if not datasets:
-        raise InvalidMetadataError("no levels; a multiscale has at least one", field="levels")
+    if not 1 <= len(datasets) <= MAX_LEVELS:
+        raise InvalidMetadataError(f"{len(datasets)} levels; expected 1 to {MAX_LEVELS}",
+                                   field="levels")  # fmt: skip
     paths = [d.path for d in datasets]
     if len(set(paths)) != len(paths):
         raise InvalidMetadataError(f"level paths {paths} are not unique", field="levels")
