@@ -202,3 +202,17 @@ class InvalidCodecError(BigArraysError, ValueError):
         self.codec = codec
         self.reason = reason
         super().__init__(f"invalid codec {codec!r}: {reason}")
+
+
+class InvalidMetadataError(InvalidInfoError):
+    """Format metadata other than a precomputed ``info`` is malformed: a ``zarr.json``, a
+    ``.zarray`` / ``.zattrs``, or the OME-NGFF attributes of a group; ``field`` names the member.
+    """
+
+    def __init__(self, message: str, *, field: str | None = None, url: str | None = None) -> None:
+        super().__init__(message, field=field, url=url)
+        where = f" in {url}" if url else ""
+        prefix = (
+            f"invalid metadata field {field!r}{where}: " if field else f"invalid metadata{where}: "
+        )
+        self.args = (prefix + message,)
