@@ -193,3 +193,7 @@ class KeyOutsideRootError(InvalidKeyError):
 
 class ArrayClosedError(BigArraysError, ValueError):
     """A read or write on an array after its ``close()`` (as on a closed file)."""
+
+
+class InvalidMetadataError(InvalidInfoError):
+    """Zarr or OME-Zarr metadata that cannot be read."""
