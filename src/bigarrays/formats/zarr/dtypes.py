@@ -217,9 +217,7 @@ def encode_fill(value: Any, dtype: np.dtype, *, version: int = 3) -> Any:
         part = np.dtype(f"f{dtype.itemsize // 2}")
         pair = np.array([value], dtype=native).view(part)
         return [_encode_float(v, part, hex_bits=version == 3) for v in pair]
-    if kind == "S":
-        return base64.b64encode(bytes(value)).decode()
-    if kind == "V":
+    if kind in "SV":  # every byte of the item: TensorStore reads no shorter form
         return base64.b64encode(np.array(value, dtype=dtype).tobytes()).decode()
     raise UnsupportedError(f"fill values of {dtype} are not supported")
 
