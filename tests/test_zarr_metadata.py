@@ -323,11 +323,14 @@ def _zarray(**members: Any) -> dict[str, Any]:
      (3, "uint8", "03"),
      (float("nan"), "float16", "007e"),
      (1 + 2j, "complex64", "0000803f00000040"),
+     (0, "bool", "00"),
+     (b"ab", "|V3", "616200"),
+     (b"ab", "|S3", "616200"),
      (np.uint16(7), ">u2", "0700")],
 )  # fmt: skip
 def test_user_fill_values_keep_their_bits(value: Any, dtype: str, bits: str) -> None:
     out = as_fill_value(value, dtype)
-    assert np.array(out).tobytes().hex() == bits
+    assert np.array(out, dtype=np.dtype(dtype).newbyteorder("<")).tobytes().hex() == bits
 
 
 @pytest.mark.parametrize(("value", "dtype"), [(256, "uint8"), (-1, "uint64"), (1e39, "float32"),

@@ -8,6 +8,7 @@ metadata is InvalidMetadataError, an InvalidInfoError and a ValueError.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 from collections.abc import Callable
 from typing import Any
@@ -22,6 +23,7 @@ from bigarrays.formats.zarr import (
     ArrayMetadataV3,
     GroupMetadataV2,
     GroupMetadataV3,
+    node_from_json,
 )
 
 
@@ -47,7 +49,7 @@ def edit(base: Callable[[], dict[str, Any]], **members: Any) -> dict[str, Any]:
     doc = base()
     for name, value in members.items():
         if value is DROP:
-            del doc[name]
+            doc.pop(name, None)
         else:
             doc[name] = value
     return doc
@@ -160,6 +162,7 @@ HOSTILE_V2: dict[str, tuple[dict[str, Any], str, str]] = {
     "bad base64": (edit(v2, dtype="|S4", fill_value="a!!"), "fill_value", "base64"),
     "base64 too long": (edit(v2, dtype="|S2", fill_value="YWJj"), "fill_value", "3 bytes"),
     "separator '-'": (edit(v2, dimension_separator="-"), "dimension_separator", "'/' or '.'"),
+    "separator a list": (edit(v2, dimension_separator=["/"]), "dimension_separator", "'/' or '.'"),
     "zarr_format 3": (edit(v2, zarr_format=3), "zarr_format", "2"),
 }  # fmt: skip
 
@@ -206,8 +209,9 @@ UNSUPPORTED_V3: dict[str, tuple[dict[str, Any], str]] = {
 
 @pytest.mark.parametrize(("doc", "word"), UNSUPPORTED_V3.values(), ids=list(UNSUPPORTED_V3))
 def test_unsupported_v3(doc: dict[str, Any], word: str) -> None:
-    with pytest.raises(UnsupportedError, match=word):
-        ArrayMetadataV3.from_json(doc)
+    with pytest.raises(UnsupportedError, match=word) as caught:
+        ArrayMetadataV3.from_json(doc, url="s3://b/a/zarr.json")
+    assert str(caught.value).startswith("s3://b/a/zarr.json: ")
 
 
 @pytest.mark.parametrize("dtype", ["<M8[s]", "<m8[ns]", "<U4", "|O", [["a", "<i4"], ["b", "<f4"]]])
@@ -274,3 +278,35 @@ def test_values_at_the_bounds_are_valid() -> None:
     big["chunk_grid"] = chunks([1] * MAX_RANK)
     big["codecs"] = [{"name": "bytes"}]
     assert ArrayMetadataV3.from_json(big).ndim == MAX_RANK
+
+
+def test_lenient_forms_that_mean_the_same() -> None:
+    long_form = ArrayMetadataV3.from_json(edit(v3, data_type={"name": "uint16"}))
+    assert long_form == ArrayMetadataV3.from_json(v3())
+    assert long_form.to_json()["data_type"] == "uint16"
+    for absent in (DROP, None):
+        meta = ArrayMetadataV2.from_json(edit(v2, dimension_separator=absent))
+        assert meta.dimension_separator == "."
+        assert meta.chunk_key((1, 2)) == "1.2"
+
+
+def test_checked_refuses_what_a_reader_would() -> None:
+    meta = ArrayMetadataV3.from_json(v3())
+    assert meta.checked() == meta
+    too_big = dataclasses.replace(meta, chunk_shape=(2**16, 2**16), shape=(2**16, 2**16))
+    with pytest.raises(InvalidMetadataError, match="2 GiB"):
+        too_big.checked()
+    with pytest.raises(UnsupportedError, match="'x'"):
+        dataclasses.replace(meta, extra={"x": 1}).checked()
+    old = ArrayMetadataV2.from_json(v2())
+    with pytest.raises(InvalidMetadataError, match="dimensions"):
+        dataclasses.replace(old, chunks=(1,)).checked()
+
+
+def test_node_from_json_dispatches_on_node_type() -> None:
+    assert isinstance(node_from_json(json.dumps(v3()).encode()), ArrayMetadataV3)
+    group = {"zarr_format": 3, "node_type": "group", "attributes": {"a": 1}}
+    assert node_from_json(group) == GroupMetadataV3(attributes={"a": 1})
+    with pytest.raises(InvalidMetadataError, match="'array' or 'group'") as caught:
+        node_from_json(edit(v3, node_type="other"), url="memory://x/zarr.json")
+    assert caught.value.url == "memory://x/zarr.json"

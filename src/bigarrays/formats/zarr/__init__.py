@@ -24,7 +24,12 @@ from bigarrays.formats.zarr.metadata_v2 import (
     attributes_to_bytes,
     parse_attributes,
 )
-from bigarrays.formats.zarr.metadata_v3 import METADATA_KEY, ArrayMetadataV3, GroupMetadataV3
+from bigarrays.formats.zarr.metadata_v3 import (
+    METADATA_KEY,
+    ArrayMetadataV3,
+    GroupMetadataV3,
+    node_from_json,
+)
 
 __all__ = [
     "ARRAY_KEY",
@@ -41,6 +46,7 @@ __all__ = [
     "attributes_to_bytes",
     "decode_fill",
     "encode_fill",
+    "node_from_json",
     "parse_attributes",
     "v2_dtype",
     "v2_typestr",

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from bigarrays.errors import InvalidInfoError, InvalidMetadataError
+from bigarrays.errors import InvalidInfoError, InvalidMetadataError, UnsupportedError
 from bigarrays.formats import limits
 from bigarrays.formats.bounded_json import parse_json
 
@@ -32,6 +32,8 @@ def reading(where: str) -> Iterator[None]:
         yield
     except InvalidInfoError as exc:  # the bounded parser's, and ours
         raise InvalidMetadataError(exc.detail, field=exc.field, url=where) from None
+    except UnsupportedError as exc:
+        raise UnsupportedError(f"{where}: {exc}") from None
 
 
 def load(data: bytes | Mapping[str, Any]) -> dict[str, Any]:

@@ -41,6 +41,8 @@ _FLOAT_NAMES = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 
 def v3_dtype(value: Any, field: str = "data_type") -> np.dtype:
     """The NumPy dtype of a v3 ``data_type``; extension types are UnsupportedError."""
+    if isinstance(value, dict) and not value.get("configuration"):
+        value = value.get("name", value)  # {"name": "uint8"}: the long form of a core type
     if isinstance(value, str) and value in V3_DATA_TYPES:
         return np.dtype(value)
     if isinstance(value, str | dict):
@@ -100,11 +102,6 @@ def scalar(values: Any, dtype: np.dtype) -> np.generic:
     return cast(np.generic, np.asarray(values, dtype=dtype).reshape(1)[0])
 
 
-def fill_bits(value: Any, dtype: np.dtype) -> bytes:
-    """The bytes of a fill value: what "the same fill value" compares."""
-    return np.array(value, dtype=dtype).tobytes()
-
-
 def _from_bits(bits: int, dtype: np.dtype) -> np.generic:
     unsigned = np.dtype(f"u{dtype.itemsize}")
     return scalar(np.array([bits], dtype=unsigned).view(dtype), dtype)
@@ -118,7 +115,7 @@ def _float(value: Any, dtype: np.dtype, field: str, *, hex_bits: bool) -> np.gen
         if hex_bits and re.fullmatch(f"0x[0-9a-fA-F]{{1,{digits}}}", value):
             return _from_bits(int(value, 16), dtype)
         forms = '"NaN", "Infinity", "-Infinity"' + (
-            f' or "0x" and {digits} hex digits' if hex_bits else ""
+            f' or "0x" and up to {digits} hex digits' if hex_bits else ""
         )
         raise fail(field, f"expected a number, {forms}; got {value!r}")
     if isinstance(value, bool) or not isinstance(value, int | float):
@@ -242,8 +239,8 @@ def as_fill_value(value: Any, dtype: Any) -> np.generic:
         and not isinstance(value, bool)
     ):
         value = [value.real, value.imag]
-    if dtype.kind in "fc" and isinstance(value, float) and math.isnan(value):
-        return scalar(value, dtype)
-    if dtype.kind == "S" and isinstance(value, bytes):
+    if dtype.kind == "b" and isinstance(value, int) and value in (0, 1):
+        value = bool(value)  # the default fill value 0, for a bool array
+    if dtype.kind in "SV" and isinstance(value, bytes):
         value = base64.b64encode(value).decode()
     return decode_fill(value, dtype, "fill_value", version=2 if dtype.kind in "SV" else 3)

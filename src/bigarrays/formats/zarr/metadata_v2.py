@@ -112,6 +112,8 @@ class ArrayMetadataV2:
         doc.check_bytes(shape, chunks, dtype.itemsize, ("shape", "chunks"))
         fill_json = doc.require(obj, "fill_value")
         compressor = doc.require(obj, "compressor")
+        # Absent or null: the separator of Zarr v2 from before the member existed.
+        sep = obj.get("dimension_separator")
         return cls(
             shape=shape,
             chunks=chunks,
@@ -120,9 +122,7 @@ class ArrayMetadataV2:
             order=_order(doc.require(obj, "order")),
             compressor=None if compressor is None else _codec(compressor, "compressor"),
             filters=_filters(doc.require(obj, "filters")),
-            dimension_separator=separator(
-                obj.get("dimension_separator", "."), "dimension_separator"
-            ),
+            dimension_separator=separator("." if sep is None else sep, "dimension_separator"),
             extra={k: v for k, v in obj.items() if k not in _ARRAY_MEMBERS},
         )
 
@@ -145,6 +145,10 @@ class ArrayMetadataV2:
 
     def to_bytes(self) -> bytes:
         return doc.dumps(self.to_json())
+
+    def checked(self) -> ArrayMetadataV2:
+        """This metadata, validated as a reader would (a writer calls it before writing)."""
+        return ArrayMetadataV2.from_json(self.to_json())
 
 
 @dataclass(frozen=True)

@@ -210,6 +210,10 @@ class ArrayMetadataV3:
     def to_bytes(self) -> bytes:
         return doc.dumps(self.to_json())
 
+    def checked(self) -> ArrayMetadataV3:
+        """This metadata, validated as a reader would (a writer calls it before writing)."""
+        return ArrayMetadataV3.from_json(self.to_json())
+
 
 @dataclass(frozen=True)
 class GroupMetadataV3:
@@ -240,3 +244,18 @@ class GroupMetadataV3:
 
     def to_bytes(self) -> bytes:
         return doc.dumps(self.to_json())
+
+
+def node_from_json(
+    data: bytes | Mapping[str, Any], *, url: str | None = None
+) -> ArrayMetadataV3 | GroupMetadataV3:
+    """The array or group a ``zarr.json`` describes, by its ``node_type``, parsed once."""
+    with doc.reading(url or METADATA_KEY):
+        obj = doc.load(data)
+    kind = obj.get("node_type")
+    if kind == "group":
+        return GroupMetadataV3.from_json(obj, url=url)
+    if kind == "array":
+        return ArrayMetadataV3.from_json(obj, url=url)
+    with doc.reading(url or METADATA_KEY):
+        raise doc.fail("node_type", f"expected 'array' or 'group', got {kind!r}")
