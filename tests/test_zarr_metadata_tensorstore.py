@@ -128,3 +128,19 @@ def test_tensorstore_zarr2_opens_what_we_write(tmp_path: Path, dtype: str, fill:
         assert np.asarray(array.fill_value).tobytes() == np.array(meta.fill_value).tobytes()
     array[4:5, 2:3].write(_other_value(array)[:1, :1]).result()
     assert files(tmp_path) == {".zarray", meta.chunk_key((2, 1))}
+
+
+def test_tensorstore_reads_our_bytes_fill_values(tmp_path: Path) -> None:
+    # zarr-python writes b"ab" in |S4 as "YWI=" (trailing NULs dropped); TensorStore refuses
+    # that form and wants every byte of the item, which zarr-python reads as well.
+    np_dtype = np.dtype("|S4")
+    meta = ArrayMetadataV2(shape=(3,), chunks=(2,), dtype=np_dtype,
+                           fill_value=decode_fill("YWI=", np_dtype, version=2))  # fmt: skip
+    assert meta.to_json()["fill_value"] == "YWIAAA=="
+    (tmp_path / ".zarray").write_bytes(meta.to_bytes())
+    array = _open({"driver": "zarr"}, tmp_path)  # its Python binding reads no |S data back
+    assert array.spec().to_json()["metadata"]["fill_value"] == "YWIAAA=="
+    short = dict(meta.to_json(), fill_value="YWI=")
+    (tmp_path / ".zarray").write_bytes(json.dumps(short).encode())
+    with pytest.raises(ValueError, match="4 base64-encoded bytes"):
+        _open({"driver": "zarr"}, tmp_path)
