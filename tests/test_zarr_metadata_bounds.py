@@ -119,6 +119,8 @@ HOSTILE_V3: dict[str, tuple[dict[str, Any], str, str]] = {
     "separator '-'": (edit(v3, chunk_key_encoding={"name": "default",
                                                    "configuration": {"separator": "-"}}),
                       "chunk_key_encoding.configuration.separator", "'/' or '.'"),
+    "key encoding name a list": (edit(v3, chunk_key_encoding={"name": []}),
+                                 "chunk_key_encoding.name", "'default' or 'v2'"),
     "attributes a list": (edit(v3, attributes=[1]), "attributes", "object"),
     "dimension names too few": (edit(v3, dimension_names=["x"]), "dimension_names", "2 names"),
     "dimension name a number": (edit(v3, dimension_names=["x", 3]), "dimension_names[1]",

@@ -41,9 +41,9 @@ class ChunkKeyEncoding:
         if not isinstance(value, Mapping):
             raise fail(field, f"expected {{'name': 'default', ...}}, got {value!r}")
         name = value.get("name")
+        if not isinstance(name, str):
+            raise fail(f"{field}.name", f"expected 'default' or 'v2', got {name!r}")
         if name not in DEFAULT_SEPARATORS:
-            if not isinstance(name, str):
-                raise fail(f"{field}.name", f"expected 'default' or 'v2', got {name!r}")
             raise UnsupportedError(f"chunk key encoding {name!r} is not supported; bigarrays "
                                    "reads 'default' and 'v2'")  # fmt: skip
         config = value.get("configuration", {})
