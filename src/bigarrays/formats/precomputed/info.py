@@ -18,7 +18,9 @@ from typing import Any
 import numpy as np
 
 from bigarrays.errors import InvalidInfoError
+from bigarrays.formats import limits
 from bigarrays.formats.bounded_json import parse_json
+from bigarrays.formats.limits import MAX_CHUNK_BYTES, MAX_INDEX
 
 #: Data types of the format (Neuroglancer and TensorStore read these).
 FORMAT_DATA_TYPES = ("uint8", "int8", "uint16", "int16", "uint32", "int32", "uint64", "float32")
@@ -38,19 +40,8 @@ EXTENSION_KEY = "bigarrays"
 Vec3 = tuple[int, int, int]
 
 # -- bounds ----------------------------------------------------------------------------------------
-# An info file comes from anywhere (a bucket, an HTTP server): these bounds make every hostile one
-# fail here, as InvalidInfoError, instead of as an OverflowError, MemoryError or RecursionError
-# deep inside a read. create() applies the same ones, so it never writes what open() refuses.
+# The bounds every format keeps live in formats/limits.py; these are the ones of precomputed alone.
 
-#: TensorStore's finite index range (``kInfIndex``): a voxel offset, and offset + size, stay
-#: within +-(2**62 - 2), so coordinates and extents are int64s with room for arithmetic.
-MAX_INDEX = 2**62 - 2
-#: Bytes of one decoded chunk (all channels). A read decodes whole chunks and the pipeline keeps
-#: a chunk-sized buffer per thread, so reading one voxel costs a chunk of memory: 2 GiB is what a
-#: workstation can spare per thread. Real chunks are kilobytes to a few megabytes.
-MAX_CHUNK_BYTES = 2**31
-#: Bytes of the whole volume (all channels): ``nbytes`` must be an int64.
-MAX_VOLUME_BYTES = 2**63 - 1
 #: A sharded chunk id is a uint64 Morton code of the grid index.
 MAX_CHUNK_ID_BITS = 64
 #: A writer builds a shard's whole index, ``16 * 2**minishard_bits`` bytes: the chunk bound
@@ -63,18 +54,7 @@ def _fail(field_name: str, message: str) -> InvalidInfoError:
 
 
 def _int(value: Any, name: str, *, minimum: int | None = None) -> int:
-    # Python's json reads NaN and Infinity: int() of them raises ValueError/OverflowError, not ours.
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or (isinstance(value, float) and not math.isfinite(value))
-        or value != int(value)
-    ):
-        raise _fail(name, f"expected an integer, got {value!r}")
-    out = int(value)
-    if minimum is not None and out < minimum:
-        raise _fail(name, f"must be >= {minimum}, got {out}")
-    return out
+    return limits.integer(value, name, _fail, minimum=minimum)
 
 
 def _vec3(value: Any, name: str, *, minimum: int | None = None) -> Vec3:
@@ -125,19 +105,12 @@ def check_extent(size: Sequence[int], offset: Sequence[int], names: tuple[str, s
 
 def check_chunk_bytes(chunk: Sequence[int], num_channels: int, itemsize: int, name: str) -> None:
     """Refuse a chunk of more than :data:`MAX_CHUNK_BYTES` bytes when decoded."""
-    nbytes = math.prod(chunk) * num_channels * itemsize
-    if nbytes > MAX_CHUNK_BYTES:
-        raise _fail(name, f"a chunk of {' x '.join(map(str, chunk))} voxels x {num_channels} "
-                    f"channel(s) x {itemsize} byte(s) is {nbytes} bytes; at most 2 GiB (2**31) "
-                    "are decoded at once")  # fmt: skip
+    limits.check_chunk_bytes(chunk, itemsize, name, _fail, channels=num_channels)
 
 
 def check_volume_bytes(size: Sequence[int], num_channels: int, itemsize: int, name: str) -> None:
     """Refuse a volume whose byte count (``nbytes``) does not fit in an int64."""
-    nbytes = math.prod(size) * num_channels * itemsize
-    if nbytes > MAX_VOLUME_BYTES:
-        raise _fail(name, f"{' x '.join(map(str, size))} voxels x {num_channels} channel(s) x "
-                    f"{itemsize} byte(s) is {nbytes} bytes; at most 2**63 - 1")  # fmt: skip
+    limits.check_volume_bytes(size, itemsize, name, _fail, channels=num_channels)
 
 
 def chunk_id_bits(size: Sequence[int], chunk: Sequence[int]) -> int:
