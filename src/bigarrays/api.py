@@ -15,16 +15,23 @@ from typing import Any
 
 from bigarrays import stores as stores_package
 from bigarrays.array import BigArray, Mode
-from bigarrays.errors import UnsupportedError
-from bigarrays.formats.detect import detect
+from bigarrays.errors import DatasetExistsError, DatasetNotFoundError
+from bigarrays.formats.base import Dataset
+from bigarrays.formats.detect import FORMATS, detect
 from bigarrays.formats.precomputed.format import (
     INFO_KEY,
     PrecomputedDataset,
-    clear_destination,
     create_info,
+    delete_dataset,
     open_dataset,
 )
 from bigarrays.formats.precomputed.stored_compression import warn_if_suffixes_hide_chunks
+from bigarrays.formats.zarr.format import (
+    create_ome_zarr,
+    create_zarr,
+    open_zarr,
+    write_image_metadata,
+)
 from bigarrays.stores import Store, open_store
 
 
@@ -91,9 +98,15 @@ def open(
     cache_bytes: int = 0,
     skip_empty: bool = False,
     write_compression: str | None = None,
+    format: str | None = None,
     **store_options: Any,
 ) -> BigArray:
-    """Open an existing volume at ``url`` (a URL, a plain path or a Store) at scale ``mip``.
+    """Open an existing dataset at ``url`` (a URL, a plain path or a Store) at level ``mip``.
+
+    The format is found from what is there: an ``info`` file is a Neuroglancer precomputed
+    volume, ``zarr.json`` a Zarr v3 array or OME-Zarr image, ``.zarray`` / ``.zgroup`` Zarr v2;
+    ``format=`` ("precomputed", "zarr", "zarr2") looks for that one alone. An OME-Zarr image's
+    levels are its multiscale's datasets, finest first, as a precomputed volume's are its scales.
 
     ``cache_bytes`` > 0 keeps up to that many bytes of decoded chunks in an LRU cache, for
     repeated small cutouts of the same region (off by default; writes through this array keep
@@ -115,16 +128,16 @@ def open(
     store = _open_store(open, url, checked == "r", store_options)
     owns = not isinstance(url, Store)
     try:
-        found, document = detect(store)
-        if found != "precomputed":
-            raise UnsupportedError(
-                f"{store.url} holds a {found} dataset; bigarrays reads Neuroglancer precomputed "
-                "volumes so far"
-            )
-        dataset = open_dataset(
-            store, writable=checked == "r+", write_compression=write_compression,
-            info_bytes=document,
-        )  # fmt: skip
+        found, document = detect(store, format)
+        if found == "precomputed":
+            dataset: Dataset = open_dataset(
+                store, writable=checked == "r+", write_compression=write_compression,
+                info_bytes=document,
+            )  # fmt: skip
+        else:
+            if write_compression is not None:
+                raise ValueError("write_compression applies to precomputed volumes, not Zarr")
+            dataset = open_zarr(store, found, document)
         return BigArray(
             dataset, mip=mip, mode=checked, fill_missing=fill_missing, threads=threads,
             progress=progress, owns_store=owns, cache_bytes=cache_bytes, skip_empty=skip_empty,
@@ -139,7 +152,7 @@ def create(
     url: str | os.PathLike[str] | Store,
     shape: Sequence[int],
     dtype: Any = "uint8",
-    chunks: Sequence[int] = (64, 64, 64),
+    chunks: Sequence[int] | None = None,
     voxel_offset: Sequence[int] = (0, 0, 0),
     resolution: Sequence[float] = (1, 1, 1),
     num_channels: int = 1,
@@ -160,12 +173,26 @@ def create(
     shard_size_bytes: int | None = None,
     cache_bytes: int = 0,
     skip_empty: bool = False,
+    format: str | None = None,
+    dims: Sequence[str] | None = None,
+    fill_value: Any = None,
+    attributes: dict[str, Any] | None = None,
     **store_options: Any,
 ) -> BigArray:
-    """Create a one-scale volume at ``url`` and open it for reading and writing.
+    """Create a one-level dataset at ``url`` and open it for reading and writing.
 
-    ``shape`` is ``(x, y, z)``; pass channels as ``num_channels``. An existing dataset is refused
-    unless ``overwrite`` is True, which deletes its info and the chunks of its scales first.
+    ``format`` is ``"precomputed"`` (the default), ``"zarr"`` (Zarr v3) or ``"zarr2"``; a URL
+    ending in ``.zarr`` means ``"zarr"``, and one ending in ``.ome.zarr`` an OME-Zarr (NGFF 0.5)
+    image: a group whose level ``0`` is the array, placed by ``resolution`` (nm per voxel along
+    its space axes). A Zarr array has any number of axes, named by ``dims`` (default ``dim_0``,
+    ...; name them ``t``, ``c``, ``z``, ``y``, ``x`` for an image), C-ordered, starting at 0, with
+    ``fill_value`` (default 0) for voxels never written, ``compression`` ``"zstd"``, ``"gzip"``,
+    ``"blosc"`` or None, and ``attributes``; ``chunks`` defaults to 64 along the last three axes
+    and 1 along the others.
+
+    For a precomputed volume (the rest of this text), ``shape`` is ``(x, y, z)``; pass channels
+    as ``num_channels``. An existing dataset (of any format) is refused unless ``overwrite`` is
+    True, which deletes it first.
 
     ``sharding=True`` stores the chunks in shard files, each an aligned box of chunks of about
     ``shard_size_bytes`` uncompressed (default 1 GiB); ``sharding={...}`` takes a
@@ -183,8 +210,21 @@ def create(
 
     ``cache_bytes`` and ``skip_empty`` are as in :func:`open`.
     """
+    kind = _format_of(url, format)
+    if kind != "precomputed":
+        return _create_zarr(
+            url, kind, shape, dtype, chunks, voxel_offset, resolution, num_channels,
+            layer_type, encoding, compression, overwrite, compression_level=compression_level,
+            sharding=sharding, threads=threads, progress=progress, cache_bytes=cache_bytes,
+            skip_empty=skip_empty, dims=dims, fill_value=fill_value, attributes=attributes,
+            store_options=store_options,
+        )  # fmt: skip
+    for name, value in (("dims", dims), ("fill_value", fill_value), ("attributes", attributes)):
+        if value is not None:
+            raise ValueError(f"{name} applies to Zarr arrays (format='zarr'), not precomputed")
     info = create_info(
-        shape, dtype, chunks, voxel_offset, resolution, num_channels, layer_type, encoding,
+        shape, dtype, (64, 64, 64) if chunks is None else chunks, voxel_offset, resolution,
+        num_channels, layer_type, encoding,
         compression, compression_level=compression_level, jpeg_quality=jpeg_quality,
         png_level=png_level,
         compressed_segmentation_block_size=compressed_segmentation_block_size,
@@ -200,7 +240,7 @@ def create(
         vol = BigArray(PrecomputedDataset(store, info), mode="r+", threads=threads,
                        progress=progress, owns_store=not isinstance(url, Store),
                        cache_bytes=cache_bytes, skip_empty=skip_empty)  # fmt: skip
-        clear_destination(store, overwrite)
+        clear_any_destination(store, overwrite)
         store.put(INFO_KEY, info.to_bytes())
     except BaseException:
         if vol is not None:
@@ -209,3 +249,101 @@ def create(
             store.close()
         raise
     return vol
+
+
+def _format_of(url: str | os.PathLike[str] | Store, format: str | None) -> str:
+    """The format ``create`` writes: the one named, else what the URL's suffix says."""
+    if format is not None:
+        if format not in FORMATS:
+            raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {format!r}")
+        return format
+    name = url.url if isinstance(url, Store) else os.fspath(url)
+    return "zarr" if name.rstrip("/").lower().endswith(".zarr") else "precomputed"
+
+
+def _is_ome(url: str | os.PathLike[str] | Store) -> bool:
+    name = url.url if isinstance(url, Store) else os.fspath(url)
+    return name.rstrip("/").lower().endswith(".ome.zarr")
+
+
+def _create_zarr(
+    url: str | os.PathLike[str] | Store,
+    kind: str,
+    shape: Sequence[int],
+    dtype: Any,
+    chunks: Sequence[int] | None,
+    voxel_offset: Sequence[int],
+    resolution: Sequence[float],
+    num_channels: int,
+    layer_type: str,
+    encoding: str,
+    compression: str | None,
+    overwrite: bool,
+    *,
+    compression_level: int | None,
+    sharding: Any,
+    threads: int | None,
+    progress: bool | None,
+    cache_bytes: int,
+    skip_empty: bool,
+    dims: Sequence[str] | None,
+    fill_value: Any,
+    attributes: dict[str, Any] | None,
+    store_options: dict[str, Any],
+) -> BigArray:
+    """``create`` of a Zarr array or OME-Zarr image (see ``create``)."""
+    ome = _is_ome(url)
+    refused = [
+        ("voxel_offset", any(int(o) != 0 for o in voxel_offset),
+         "a Zarr array starts at 0 on every axis"),
+        ("num_channels", num_channels != 1, "give the array a 'c' axis instead"),
+        ("layer_type", layer_type != "image", "Zarr arrays have no layer type"),
+        ("encoding", encoding != "raw", "Zarr chunks are encoded by their codecs"),
+        ("sharding", bool(sharding), "sharded Zarr arrays are not written yet"),
+        ("resolution", not ome and tuple(resolution) != (1, 1, 1),
+         "a plain Zarr array has no resolution; write an OME-Zarr image (URL ending .ome.zarr)"),
+    ]  # fmt: skip
+    for name, bad, why in refused:
+        if bad:
+            raise ValueError(f"{name} does not apply to a Zarr array: {why}")
+    store = _open_store(create, url, False, store_options)
+    vol = None
+    try:
+        dataset = create_zarr(
+            store, version=3 if kind == "zarr" else 2, shape=shape, dtype=dtype, chunks=chunks,
+            dims=dims, fill_value=fill_value, compression=compression,
+            compression_level=compression_level, attributes=attributes,
+        )  # fmt: skip
+        if ome:
+            dataset = create_ome_zarr(dataset, resolution)
+        vol = BigArray(dataset, mode="r+", threads=threads, progress=progress,
+                       owns_store=not isinstance(url, Store), cache_bytes=cache_bytes,
+                       skip_empty=skip_empty)  # fmt: skip
+        clear_any_destination(store, overwrite)
+        write_image_metadata(dataset)
+    except BaseException:
+        if vol is not None:
+            vol.close()
+        elif not isinstance(url, Store):
+            store.close()
+        raise
+    return vol
+
+
+def clear_any_destination(store: Store, overwrite: bool) -> None:
+    """Refuse, or with ``overwrite`` delete, whatever dataset of any format is at ``store``."""
+    try:
+        found, document = detect(store)
+    except DatasetNotFoundError:
+        return
+    if not overwrite:
+        raise DatasetExistsError(
+            f"a dataset already exists at {store.url}; pass overwrite=True (--overwrite on the "
+            "command line) to replace it"
+        )
+    if found == "precomputed":
+        delete_dataset(store, document)
+        return
+    # A Zarr node owns every key below it (its chunks, its levels).
+    for key in list(store.list("")):
+        store.delete(key)

@@ -11,13 +11,20 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from bigarrays.codecs.chain import CodecChain
 from bigarrays.codecs.zarr_v2 import V2Chain
-from bigarrays.errors import InvalidInfoError, ScaleNotFoundError, UnsupportedError
+from bigarrays.errors import (
+    DatasetNotFoundError,
+    InvalidInfoError,
+    InvalidMetadataError,
+    ScaleNotFoundError,
+    UnsupportedError,
+)
 from bigarrays.formats.base import Axis, Dataset, Level
 from bigarrays.formats.zarr.chunks import Chain, ZarrChunks
 from bigarrays.formats.zarr.dtypes import as_fill_value, v2_typestr, v3_name
@@ -31,7 +38,16 @@ from bigarrays.formats.zarr.metadata_v2 import (
 from bigarrays.formats.zarr.metadata_v3 import (
     METADATA_KEY,
     ArrayMetadataV3,
+    GroupMetadataV3,
     node_from_json,
+)
+from bigarrays.formats.zarr.ome import Axis as OmeAxis
+from bigarrays.formats.zarr.ome import (
+    Multiscale,
+    OmeAttributes,
+    has_multiscales,
+    level_geometry,
+    multiscale_for,
 )
 from bigarrays.stores import Store
 
@@ -42,18 +58,41 @@ COMPRESSIONS = ("zstd", "gzip", "blosc")
 DEFAULT_LEVELS = {"zstd": 3, "gzip": 5, "blosc": 5}
 
 
-class ZarrDataset(Dataset):
-    """One Zarr array (v3 or v2), a dataset of one level."""
+@dataclass(frozen=True)
+class ZarrArray:
+    """One array of a dataset: where it lies under the dataset's root, and its metadata."""
 
-    def __init__(self, store: Store, meta: ArrayMetadata, attributes: dict[str, Any]) -> None:
+    path: str
+    meta: ArrayMetadata
+    attributes: dict[str, Any]
+
+
+class ZarrDataset(Dataset):
+    """A Zarr array (one level), or an OME-Zarr image: a group whose NGFF ``multiscales`` names
+    its levels, finest first (each a Zarr array below the group)."""
+
+    def __init__(
+        self,
+        store: Store,
+        arrays: Sequence[ZarrArray],
+        group: dict[str, Any] | None = None,
+        multiscale: Multiscale | None = None,
+    ) -> None:
         super().__init__(store)
-        self.meta = meta
-        self.attributes = attributes
-        self.format_name = "zarr" if isinstance(meta, ArrayMetadataV3) else "zarr2"
+        self.arrays = tuple(arrays)
+        self.group = group
+        self.multiscale = multiscale
+        first = self.arrays[0].meta
+        self.format_name = "zarr" if isinstance(first, ArrayMetadataV3) else "zarr2"
+
+    @property
+    def meta(self) -> ArrayMetadata:
+        """The finest level's array metadata."""
+        return self.arrays[0].meta
 
     @property
     def num_levels(self) -> int:
-        return 1
+        return len(self.arrays)
 
     @property
     def dtype(self) -> np.dtype:
@@ -63,12 +102,14 @@ class ZarrDataset(Dataset):
 
     @property
     def dims(self) -> tuple[str, ...]:
+        if self.multiscale is not None:
+            return tuple(axis.name for axis in self.multiscale.axes)
         ndim = len(self.meta.shape)
         names: Sequence[Any] | None = None
         if isinstance(self.meta, ArrayMetadataV3):
             names = self.meta.dimension_names
         else:
-            names = self.attributes.get("_ARRAY_DIMENSIONS")  # xarray's convention
+            names = self.arrays[0].attributes.get("_ARRAY_DIMENSIONS")  # xarray's convention
             if not isinstance(names, list) or len(names) != ndim:
                 names = None
         if names is None:
@@ -85,14 +126,12 @@ class ZarrDataset(Dataset):
         return "image"
 
     def document(self) -> dict[str, Any]:
-        return copy.deepcopy(self.meta.to_json())
+        return copy.deepcopy(self.group if self.group is not None else self.meta.to_json())
 
-    def _chain(self) -> tuple[Chain, str, str | None]:
+    def _chain(self, meta: ArrayMetadata) -> tuple[Chain, str, str | None]:
         """The codec chain, the name of the chunk encoding and of the compression."""
-        meta = self.meta
         if isinstance(meta, ArrayMetadataV3):
-            names = [c.get("name") for c in meta.codecs]
-            if "sharding_indexed" in names:
+            if any(c.get("name") == "sharding_indexed" for c in meta.codecs):
                 raise UnsupportedError(
                     f"{self.store.url} is a sharded Zarr array (sharding_indexed), which "
                     "bigarrays does not read yet"
@@ -101,49 +140,87 @@ class ZarrDataset(Dataset):
             compressions = [c.name for c in chain.bytes_bytes if c.name != "crc32c"]
             return chain, chain.array_bytes.name, compressions[0] if compressions else None
         v2 = V2Chain.from_zarray(
-            meta.compressor, list(meta.filters) if meta.filters else None, meta.dtype,
-            meta.chunks, meta.order,
+            None if meta.compressor is None else dict(meta.compressor),
+            list(meta.filters) if meta.filters else None, meta.dtype, meta.chunks, meta.order,
         )  # fmt: skip
         compressor = meta.compressor.get("id") if meta.compressor else None
         return v2, "raw", compressor
 
     def level(self, mip: int) -> Level:
-        if mip != 0:
-            raise ScaleNotFoundError(f"{self.store.url} is one Zarr array (mip 0), not mip {mip}")
-        meta = self.meta
-        chain, encoding, compression = self._chain()
+        if not 0 <= mip < len(self.arrays):
+            raise ScaleNotFoundError(
+                f"{self.store.url} has {len(self.arrays)} level(s) (mip 0..{len(self.arrays) - 1}),"
+                f" not mip {mip}"
+            )
+        array = self.arrays[mip]
+        meta = array.meta
+        chain, encoding, compression = self._chain(meta)
         if isinstance(meta, ArrayMetadataV3):
             chunks, fill = meta.chunk_shape, meta.fill_value
         else:
-            chunks, fill = meta.chunks, meta.effective_fill_value()
+            chunks, fill = meta.chunks, meta.effective_fill_value
         source = ZarrChunks(
-            self.store, "", meta.shape, chunks, self.dtype, fill, chain, meta.chunk_key
+            self.store, array.path, meta.shape, chunks, self.dtype, fill, chain, meta.chunk_key
         )
+        resolution: tuple[float, ...] = (1.0,) * len(meta.shape)
+        if self.multiscale is not None:
+            resolution = level_geometry(self.multiscale, mip).resolution
         return Level(
-            source=source, axes=tuple(Axis(name) for name in self.dims),
-            resolution=(1.0,) * len(meta.shape), encoding=encoding, compression=compression,
-            deletes_chunks=True, native=meta,
+            source=source, axes=tuple(Axis(name) for name in self.dims), resolution=resolution,
+            encoding=encoding, compression=compression, deletes_chunks=True, native=meta,
         )  # fmt: skip
 
 
+def _read_array(store: Store, path: str, version: int) -> ZarrArray:
+    """The array at ``path`` below the root (``""``: the root itself)."""
+    head = f"{path.strip('/')}/" if path.strip("/") else ""
+    where = f"{store.url.rstrip('/')}/{head}"
+    if version == 3:
+        data = store.get(head + METADATA_KEY)
+        if data is None:
+            raise DatasetNotFoundError(f"no Zarr array at {where}: it has no {METADATA_KEY}")
+        node = node_from_json(data, url=where + METADATA_KEY)
+        if not isinstance(node, ArrayMetadataV3):
+            raise UnsupportedError(f"{where} is a Zarr group, not an array")
+        return ZarrArray(path, node, dict(node.attributes))
+    data = store.get(head + ARRAY_KEY)
+    if data is None:
+        raise DatasetNotFoundError(f"no Zarr v2 array at {where}: it has no {ARRAY_KEY}")
+    attrs = store.get(head + ATTRIBUTES_KEY)
+    attributes = {} if attrs is None else parse_attributes(attrs, url=where + ATTRIBUTES_KEY)
+    return ZarrArray(path, ArrayMetadataV2.from_json(data, url=where + ARRAY_KEY), attributes)
+
+
 def open_zarr(store: Store, found: str, document: bytes) -> ZarrDataset:
-    """The Zarr array at ``store``'s root; ``found`` and ``document`` as ``detect`` gives them."""
+    """The Zarr array or OME-Zarr image at ``store``'s root; ``found`` and ``document`` as
+    ``formats.detect`` gives them."""
     url = f"{store.url.rstrip('/')}/"
     if found == "zarr":
         node = node_from_json(document, url=url + METADATA_KEY)
-        if not isinstance(node, ArrayMetadataV3):
-            raise UnsupportedError(
-                f"{store.url} is a Zarr group; open one of its arrays (a URL below it)"
-            )
-        return ZarrDataset(store, node, dict(node.attributes))
-    attrs_bytes = store.get(ATTRIBUTES_KEY)
-    attributes = {} if attrs_bytes is None else parse_attributes(attrs_bytes, url=url)
-    array = store.get(ARRAY_KEY) if document is not None else None
-    if array is None:
+        if isinstance(node, ArrayMetadataV3):
+            return ZarrDataset(store, [ZarrArray("", node, dict(node.attributes))])
+        attributes, group, version = dict(node.attributes), node.to_json(), 3
+    else:
+        if store.get(ARRAY_KEY) is not None:
+            return ZarrDataset(store, [_read_array(store, "", 2)])
+        attrs = store.get(ATTRIBUTES_KEY)
+        attributes = {} if attrs is None else parse_attributes(attrs, url=url + ATTRIBUTES_KEY)
+        group, version = attributes, 2
+    if not has_multiscales(attributes):
         raise UnsupportedError(
-            f"{store.url} is a Zarr v2 group; open one of its arrays (a URL below it)"
+            f"{store.url} is a Zarr group without OME-NGFF multiscales; open one of its arrays "
+            "(a URL below it)"
         )
-    return ZarrDataset(store, ArrayMetadataV2.from_json(array, url=url + ARRAY_KEY), attributes)
+    multiscale = OmeAttributes.from_json(attributes).multiscales[0]
+    arrays = [_read_array(store, d.path, version) for d in multiscale.datasets]
+    ndim = len(multiscale.axes)
+    for array in arrays:
+        if len(array.meta.shape) != ndim:
+            raise InvalidMetadataError(
+                f"level {array.path!r} has {len(array.meta.shape)} axes; the multiscale names "
+                f"{ndim}", url=url,
+            )  # fmt: skip
+    return ZarrDataset(store, arrays, group, multiscale)
 
 
 def _v3_codecs(dtype: np.dtype, compression: str | None, level: int | None) -> list[dict]:
@@ -194,13 +271,17 @@ def create_zarr(
     if len(chunks) != len(shape):
         raise InvalidInfoError(f"chunks {chunks} and shape {shape} differ in their number of axes")
     if dims is not None and len(dims) != len(shape):
-        raise InvalidInfoError(f"dims {tuple(dims)} and shape {shape} differ in their number of axes")
+        raise InvalidInfoError(
+            f"dims {tuple(dims)} and shape {shape} differ in their number of axes"
+        )
     if compression is not None and compression not in COMPRESSIONS:
         raise UnsupportedError(
             f"compression {compression!r} for Zarr: one of {', '.join(COMPRESSIONS)} or None"
         )
     np_dtype = np.dtype(dtype)
-    level = DEFAULT_LEVELS.get(compression or "", 0) if compression_level is None else compression_level
+    level = compression_level
+    if level is None:
+        level = DEFAULT_LEVELS.get(compression or "", 0)
     fill = as_fill_value(0 if fill_value is None else fill_value, np_dtype)
     meta: ArrayMetadata
     if version == 3:
@@ -211,7 +292,7 @@ def create_zarr(
             attributes=dict(attributes or {}),
             dimension_names=None if dims is None else tuple(dims),
         ).checked()  # fmt: skip
-        return ZarrDataset(store, meta, dict(meta.attributes))
+        return ZarrDataset(store, [ZarrArray("", meta, dict(meta.attributes))])
     v2_typestr(np_dtype)
     attrs = dict(attributes or {})
     if dims is not None:
@@ -221,15 +302,54 @@ def create_zarr(
         else np_dtype, fill_value=fill, order="C",
         compressor=_v2_compressor(np_dtype, compression, level),
     ).checked()  # fmt: skip
-    return ZarrDataset(store, meta, attrs)
+    return ZarrDataset(store, [ZarrArray("", meta, attrs)])
 
 
-def write_metadata(dataset: ZarrDataset) -> None:
-    """Store a new array's metadata (and v2 attributes) on its store."""
-    meta, store = dataset.meta, dataset.store
-    if isinstance(meta, ArrayMetadataV3):
-        store.put(METADATA_KEY, meta.to_bytes())
-        return
-    if dataset.attributes:
-        store.put(ATTRIBUTES_KEY, attributes_to_bytes(dataset.attributes))
-    store.put(ARRAY_KEY, meta.to_bytes())
+#: NGFF axis types of the usual axis names; other names are custom axes.
+_AXIS_TYPES = {"t": "time", "c": "channel", "z": "space", "y": "space", "x": "space"}
+
+
+def create_ome_zarr(
+    array: ZarrDataset, resolution: Sequence[float] | None, unit: str = "nanometer"
+) -> ZarrDataset:
+    """An OME-Zarr (NGFF 0.5) image of one level around a new v3 array: the array moves to path
+    ``"0"`` below a group whose ``multiscales`` place it (``resolution`` per space axis, in
+    ``unit``; time and channel axes get 1)."""
+    only = array.arrays[0]
+    if not isinstance(only.meta, ArrayMetadataV3):
+        raise UnsupportedError("OME-Zarr images are written as Zarr v3 (NGFF 0.5)")
+    dims = array.dims
+    axes = [
+        OmeAxis(name, _AXIS_TYPES.get(name), unit if _AXIS_TYPES.get(name) == "space" else None)
+        for name in dims
+    ]
+    space = [i for i, name in enumerate(dims) if _AXIS_TYPES.get(name) == "space"]
+    scale = [1.0] * len(dims)
+    if resolution is not None:
+        if len(resolution) != len(space):
+            raise InvalidInfoError(
+                f"resolution {tuple(resolution)} names {len(resolution)} axes; the image has "
+                f"{len(space)} space axes ({', '.join(dims[i] for i in space)})"
+            )
+        for i, r in zip(space, resolution, strict=True):
+            scale[i] = float(r)
+    multiscale = multiscale_for([(scale, [0] * len(dims), "0")], axes)
+    attributes = OmeAttributes((multiscale,)).to_json()
+    group = GroupMetadataV3(attributes=attributes).to_json()
+    level = ZarrArray("0", only.meta, dict(only.attributes))
+    return ZarrDataset(array.store, [level], group, multiscale)
+
+
+def write_image_metadata(dataset: ZarrDataset) -> None:
+    """Store a new dataset's metadata: the arrays first, then the group that names them."""
+    store = dataset.store
+    for array in dataset.arrays:
+        head = f"{array.path}/" if array.path else ""
+        if isinstance(array.meta, ArrayMetadataV3):
+            store.put(head + METADATA_KEY, array.meta.to_bytes())
+            continue
+        if array.attributes:
+            store.put(head + ATTRIBUTES_KEY, attributes_to_bytes(array.attributes))
+        store.put(head + ARRAY_KEY, array.meta.to_bytes())
+    if dataset.group is not None:
+        store.put(METADATA_KEY, GroupMetadataV3.from_json(dataset.group).to_bytes())
