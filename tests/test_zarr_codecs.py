@@ -200,6 +200,13 @@ def test_json_round_trips() -> None:
 def test_unknown_codec_is_unsupported_and_named() -> None:
     with pytest.raises(UnsupportedError, match="'bitround'"):
         CodecChain.from_json([{"name": "bytes"}, {"name": "bitround"}], "uint8", SHAPE)
+    # A valid blosc configuration whose compressor c-blosc was built without.
+    with pytest.raises(UnsupportedError, match="snappy"):
+        CodecChain.from_json(
+            [{"name": "bytes"}, {"name": "blosc", "configuration": {"cname": "snappy"}}],
+            "uint8",
+            SHAPE,
+        )
 
 
 @pytest.mark.parametrize(
@@ -242,7 +249,7 @@ def test_unknown_codec_is_unsupported_and_named() -> None:
             "checksum must be true or false",
         ),
         (
-            [{"name": "bytes"}, {"name": "blosc", "configuration": {"cname": "snappy"}}],
+            [{"name": "bytes"}, {"name": "blosc", "configuration": {"cname": "brotli"}}],
             "uint8",
             "cname must be one of",
         ),

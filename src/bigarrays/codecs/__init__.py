@@ -3,6 +3,11 @@
 ``make_codec(encoding, dtype, num_channels, **options)`` builds the codec of a scale; the options
 are the scale's codec members (``jpeg_quality``, ``png_level``,
 ``compressed_segmentation_block_size``), each handed only to the codec it belongs to.
+
+The bytes -> bytes codecs have a module each (:mod:`~bigarrays.codecs.gzip`,
+:mod:`~bigarrays.codecs.zstd`, :mod:`~bigarrays.codecs.brotli`, :mod:`~bigarrays.codecs.blosc`,
+:mod:`~bigarrays.codecs.crc32c`); :mod:`bigarrays.codecs.chain` composes them into Zarr v3 codec
+chains and :mod:`bigarrays.codecs.zarr_v2` builds Zarr v2 chains through numcodecs.
 """
 
 from __future__ import annotations

@@ -109,9 +109,11 @@ class BloscCompressor:
     def encode(self, data: bytes | bytearray | memoryview) -> bytes:
         view = memoryview(data).cast("B")
         typesize = self.typesize if len(view) % self.typesize == 0 else 1
-        return self._compress(view, typesize)
+        return self.compress_as(view, typesize)
 
-    def _compress(self, view: memoryview, typesize: int) -> bytes:
+    def compress_as(self, data: bytes | bytearray | memoryview, typesize: int) -> bytes:
+        """``data`` compressed with values of ``typesize`` bytes for the shuffle."""
+        view = memoryview(data).cast("B")
         if self.blocksize:
             return self._encode_blocked(view, typesize)
         out: bytes = self._blosc.compress(
@@ -121,9 +123,10 @@ class BloscCompressor:
         return out
 
     def _encode_blocked(self, view: memoryview, typesize: int) -> bytes:
-        # python-blosc takes the block size only as a process-wide setting. Another thread's
-        # compression that runs meanwhile may pick it up too: its frame records its block size,
-        # so it still decodes anywhere, only its bytes differ from a lone writer's.
+        # python-blosc takes the block size only as a process-wide setting, so these encodes
+        # take turns (a chosen block size is rare). Another thread's automatic-size compression
+        # that runs meanwhile may pick the setting up: its frame records its block size, so it
+        # still decodes anywhere, only its bytes differ from a lone writer's.
         with _blocksize_lock:
             self._blosc.set_blocksize(self.blocksize)
             try:
@@ -210,12 +213,16 @@ class BloscCodec(BytesBytesCodec):
         """The codec of a JSON ``configuration``; what it leaves out takes zarr-python's
         defaults for values of ``itemsize`` bytes."""
         conf = read_config(cls.name, config, {
-            "cname": (lambda v: v in CNAMES, f"one of {', '.join(CNAMES)}"),
+            "cname": (lambda v: v in (*CNAMES, "snappy"), f"one of {', '.join(CNAMES)}"),
             "clevel": (lambda v: is_int(v) and 0 <= v <= 9, "an integer 0-9"),
             "shuffle": (lambda v: v in _ZARR_SHUFFLES, f"one of {', '.join(_ZARR_SHUFFLES)}"),
             "typesize": (lambda v: is_int(v) and v >= 1, "a positive integer"),
             "blocksize": (lambda v: is_int(v) and v >= 0, "a non-negative integer"),
         })  # fmt: skip
+        if conf.get("cname") == "snappy":
+            raise UnsupportedError(
+                f"blosc with snappy is not in this c-blosc build; it has {', '.join(CNAMES)}"
+            )
         shuffle = conf.get("shuffle", "shuffle" if itemsize > 1 else "bitshuffle")
         return cls(
             conf.get("cname", "zstd"),
@@ -240,7 +247,7 @@ class BloscCodec(BytesBytesCodec):
     def encode(self, data: Buffer) -> bytes:
         # The configured width even when it does not divide the data (c-blosc copies the
         # remainder unshuffled), as zarr-python does.
-        return self._compressor._compress(memoryview(data).cast("B"), self._compressor.typesize)
+        return self._compressor.compress_as(data, self._compressor.typesize)
 
     def decode(self, data: bytes, key: str = "", max_size: int | None = None) -> bytes:
         return self._compressor.decode(data, key, max_size=max_size)

@@ -18,6 +18,7 @@ import abc
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -279,6 +280,7 @@ class CodecChain:
     def __hash__(self) -> int:
         return hash((self.dtype, self.chunk_shape, repr(self.to_json())))
 
+    @cached_property
     def _bounds(self) -> list[int | None]:
         """The most bytes that the input of each bytes -> bytes codec can hold."""
         bounds: list[int | None] = []
@@ -313,7 +315,7 @@ class CodecChain:
         transposed view rather than a C-ordered copy. Damage, a wrong size, or output past what
         a chunk can take raise :class:`CorruptChunkError` naming ``key``.
         """
-        for bb, bound in zip(reversed(self.bytes_bytes), reversed(self._bounds()), strict=True):
+        for bb, bound in zip(reversed(self.bytes_bytes), reversed(self._bounds), strict=True):
             data = bb.decode(data, key, bound)
         chunk = self.array_bytes.decode(data, key)
         for aa in reversed(self.array_array):
