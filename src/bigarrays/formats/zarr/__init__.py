@@ -1,7 +1,20 @@
 """Zarr v3 and v2: metadata models, data types and fill values, chunk keys.
 
-The models are pure: bytes (or a dict) in, a frozen dataclass out, and back. Codec
-configurations stay JSON for the codec chain to build.
+The models are pure: bytes (or a dict) in, a frozen dataclass out, and back; a format module
+does the I/O::
+
+    meta = node_from_json(store.get("a/zarr.json"), url="s3://b/a/zarr.json")  # array or group
+    meta.shape, meta.data_type, meta.fill_value, meta.dimension_names, meta.codecs
+    key = "a/" + meta.chunk_key((0, 3, 1))                # "c/0/3/1", "0.3.1", ...
+    store.put("a/zarr.json", replace(meta, attributes=new).to_bytes())   # other members kept
+
+    old = ArrayMetadataV2.from_json(store.get("a/.zarray"))
+    attrs = parse_attributes(store.get("a/.zattrs"))
+
+Codec configurations stay JSON for the codec chain to build. Broken metadata raises
+:class:`~bigarrays.errors.InvalidMetadataError`; valid metadata bigarrays does not handle raises
+:class:`~bigarrays.errors.UnsupportedError`. A writer builds a model and calls ``checked()``
+before writing it, so that it never writes what a reader refuses.
 """
 
 from bigarrays.formats.zarr.chunk_keys import ChunkKeyEncoding
