@@ -40,10 +40,10 @@ def test_open_reads_the_info_once(tmp_path: Path) -> None:
     assert store.counts["get"] == 1
 
 
-def test_a_zarr_dataset_is_named_not_misread(tmp_path: Path) -> None:
+def test_a_plain_zarr_group_is_named_not_misread(tmp_path: Path) -> None:
     store = open_store(tmp_path / "z")
     store.put("zarr.json", json.dumps({"zarr_format": 3, "node_type": "group"}).encode())
-    with pytest.raises(UnsupportedError, match="holds a zarr dataset"):
+    with pytest.raises(UnsupportedError, match="Zarr group without OME-NGFF multiscales"):
         ba.open(tmp_path / "z")
 
 
