@@ -197,3 +197,14 @@ def test_create_with_encodings_and_compressions(tmp_path: Path) -> None:
                check=False)  # fmt: skip
     assert_one_line_error(proc, "--cseg-block-size", "3 integers")
     assert not (tmp_path / "bad").exists()
+
+
+def test_info_of_an_ome_zarr_image(tmp_path: Path) -> None:
+    ba.create(tmp_path / "img.ome.zarr", shape=(2, 8, 16, 16), dims=("c", "z", "y", "x"),
+              chunks=(1, 8, 8, 8), resolution=(40, 8, 8), compression="zstd").close()  # fmt: skip
+    out = run("info", str(tmp_path / "img.ome.zarr")).stdout
+    assert "format       zarr" in out
+    assert "axes         c, z, y, x" in out
+    assert "shape        2 x 8 x 16 x 16" in out
+    assert "resolution   1 x 40 x 8 x 8" in out
+    assert "encoding     bytes + zstd" in out

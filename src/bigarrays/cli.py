@@ -130,6 +130,9 @@ def _store_options(args: argparse.Namespace, url: str, *, write: bool = False) -
 
 def cmd_info(args: argparse.Namespace) -> int:
     vol = open(args.url, **_store_options(args, args.url))
+    if vol.format != "precomputed":
+        print("\n".join(_level_lines(vol)))
+        return 0
     info = vol.info
     out = [
         f"{vol.url}",
@@ -183,6 +186,31 @@ def cmd_info(args: argparse.Namespace) -> int:
         out.append(f"  total stored {human_bytes(total_bytes)}")
     print("\n".join(out))
     return 0
+
+
+def _level_lines(vol: BigArray) -> list[str]:
+    """What ``info`` prints of a dataset in any format: its levels' axes, sizes and chunks."""
+    out = [
+        f"{vol.url}",
+        f"  format       {vol.format}",
+        f"  data type    {vol.dtype.name}",
+        f"  axes         {', '.join(vol.dims)}",
+        f"  levels       {vol.mips}",
+    ]
+    for mip in range(vol.mips):
+        v = vol.at_mip(mip)
+        encoding = v.encoding + (f" + {v.compression}" if v.compression else "")
+        out += [
+            f"  mip {mip}:",
+            f"    shape        {' x '.join(map(str, v.shape))} ({human_bytes(v.nbytes)} "
+            "uncompressed)",
+            f"    resolution   {' x '.join(f'{r:g}' for r in v.resolution)}",
+            f"    chunks       {' x '.join(map(str, v.chunks))} "
+            f"({v.num_chunks} in a {' x '.join(map(str, v.grid_shape))} grid)",
+            f"    encoding     {encoding}",
+            f"    fill value   {v.fill_value}",
+        ]
+    return out
 
 
 def _sharding_lines(scale: Any, num_channels: int, itemsize: int) -> list[str]:
