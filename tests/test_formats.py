@@ -65,3 +65,19 @@ def test_an_array_describes_its_level(tmp_path: Path) -> None:
     with ba.create(tmp_path / "one", shape=(4, 4, 4), chunks=(4, 4, 4)) as vol:
         assert vol.dims == ("x", "y", "z")  # a single channel is no axis of its own
         assert vol.shape == (4, 4, 4)
+
+
+@pytest.mark.parametrize(("old", "new"), [("precomputed", "zarr"), ("zarr", "precomputed"),
+                                          ("zarr2", "zarr")])  # fmt: skip
+def test_overwrite_replaces_a_dataset_of_another_format(tmp_path: Path, old: str, new: str) -> None:
+    url = tmp_path / "d"
+    ba.create(url, shape=(8, 8, 8), chunks=(4, 4, 4), format=old)[...] = 5
+    with pytest.raises(ba.DatasetExistsError):
+        ba.create(url, shape=(8, 8, 8), chunks=(4, 4, 4), format=new)
+    with ba.create(url, shape=(8, 8, 8), chunks=(4, 4, 4), format=new, overwrite=True) as vol:
+        assert not vol[...].any()
+        assert vol.format == new
+    leftovers = {p.name for p in url.iterdir()}
+    assert not leftovers & {"info", "zarr.json", ".zarray"} - {
+        {"precomputed": "info", "zarr": "zarr.json", "zarr2": ".zarray"}[new]
+    }

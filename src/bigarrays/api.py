@@ -15,14 +15,13 @@ from typing import Any
 
 from bigarrays import stores as stores_package
 from bigarrays.array import BigArray, Mode
-from bigarrays.errors import DatasetExistsError, DatasetNotFoundError
 from bigarrays.formats.base import Dataset
 from bigarrays.formats.detect import FORMATS, detect
+from bigarrays.formats.existing import clear_destination
 from bigarrays.formats.precomputed.format import (
     INFO_KEY,
     PrecomputedDataset,
     create_info,
-    delete_dataset,
     open_dataset,
 )
 from bigarrays.formats.precomputed.stored_compression import warn_if_suffixes_hide_chunks
@@ -240,7 +239,7 @@ def create(
         vol = BigArray(PrecomputedDataset(store, info), mode="r+", threads=threads,
                        progress=progress, owns_store=not isinstance(url, Store),
                        cache_bytes=cache_bytes, skip_empty=skip_empty)  # fmt: skip
-        clear_any_destination(store, overwrite)
+        clear_destination(store, overwrite)
         store.put(INFO_KEY, info.to_bytes())
     except BaseException:
         if vol is not None:
@@ -319,7 +318,7 @@ def _create_zarr(
         vol = BigArray(dataset, mode="r+", threads=threads, progress=progress,
                        owns_store=not isinstance(url, Store), cache_bytes=cache_bytes,
                        skip_empty=skip_empty)  # fmt: skip
-        clear_any_destination(store, overwrite)
+        clear_destination(store, overwrite)
         write_image_metadata(dataset)
     except BaseException:
         if vol is not None:
@@ -328,22 +327,3 @@ def _create_zarr(
             store.close()
         raise
     return vol
-
-
-def clear_any_destination(store: Store, overwrite: bool) -> None:
-    """Refuse, or with ``overwrite`` delete, whatever dataset of any format is at ``store``."""
-    try:
-        found, document = detect(store)
-    except DatasetNotFoundError:
-        return
-    if not overwrite:
-        raise DatasetExistsError(
-            f"a dataset already exists at {store.url}; pass overwrite=True (--overwrite on the "
-            "command line) to replace it"
-        )
-    if found == "precomputed":
-        delete_dataset(store, document)
-        return
-    # A Zarr node owns every key below it (its chunks, its levels).
-    for key in list(store.list("")):
-        store.delete(key)

@@ -28,8 +28,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from bigarrays.errors import BigArraysWarning, DatasetNotFoundError, UnsupportedError
+from bigarrays.formats.existing import clear_destination
 from bigarrays.formats.precomputed import Info, chunk_name, scale_grid
-from bigarrays.formats.precomputed.format import INFO_KEY, clear_destination
+from bigarrays.formats.precomputed.format import INFO_KEY
 from bigarrays.formats.precomputed.sharding import shard_key_name
 from bigarrays.pipeline import run_bounded
 from bigarrays.progress import progress_bar

@@ -24,11 +24,11 @@ import numpy as np
 from bigarrays.array import BigArray
 from bigarrays.box import Box, ChunkPiece
 from bigarrays.fill import is_fill
+from bigarrays.formats.existing import clear_destination
 from bigarrays.formats.precomputed.chunks import ChunkLayout, open_layout, scale_grid
 from bigarrays.formats.precomputed.format import (
     INFO_KEY,
     PrecomputedDataset,
-    clear_destination,
     read_info,
 )
 from bigarrays.formats.precomputed.info import Info, Scale

@@ -2,8 +2,7 @@
 
 A dataset is an ``info`` document and one folder of chunks (or shards) per scale; each scale is a
 level, finest first. ``open_dataset`` reads the info, ``create_info`` checks ``create()``'s
-arguments and makes the info of a one-scale volume, ``clear_destination`` and ``delete_dataset``
-remove what a new dataset replaces.
+arguments and makes the info of a one-scale volume, ``delete_dataset`` removes one.
 """
 
 from __future__ import annotations
@@ -19,7 +18,6 @@ import numpy as np
 
 from bigarrays.arguments import check_codec_choices, real3, whole, whole3
 from bigarrays.errors import (
-    DatasetExistsError,
     DatasetNotFoundError,
     InvalidInfoError,
     ScaleNotFoundError,
@@ -224,20 +222,6 @@ def create_info(
     )
     info = Info(data_type=data_type, num_channels=num_channels, scales=(scale,), type=layer_type)
     return Info.from_bytes(info.to_bytes())
-
-
-def clear_destination(store: Store, overwrite: bool) -> None:
-    """Make ``store`` ready to receive a new dataset: refuse, or with ``overwrite`` delete, one
-    that is already there (``bigarrays cp`` and the resharding converter share this rule)."""
-    existing = store.get(INFO_KEY)
-    if existing is None:
-        return
-    if not overwrite:
-        raise DatasetExistsError(
-            f"a dataset already exists at {store.url}; pass overwrite=True (--overwrite on the "
-            "command line) to replace it"
-        )
-    delete_dataset(store, existing)
 
 
 def delete_dataset(store: Store, info_bytes: bytes) -> None:
