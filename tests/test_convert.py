@@ -123,6 +123,23 @@ def test_precomputed_to_zarr2_and_back(tmp_path: Path) -> None:
             np.testing.assert_array_equal(vol[...], truth[mip])
 
 
+@pytest.mark.parametrize("fmt", ["zarr", "zarr2"])
+def test_ome_zarr_py_reads_every_level_we_write(tmp_path: Path, fmt: str) -> None:
+    from ome_zarr.io import parse_url
+    from ome_zarr.reader import Reader
+
+    src, img = tmp_path / "src", tmp_path / "img.ome.zarr"
+    truth = make_precomputed(src, 3)
+    convert_format(src, img, fmt, progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # it notes that it read 0.4 where it asked for 0.5
+        node = next(iter(Reader(parse_url(str(img)))()))
+    assert [a["name"] for a in node.metadata["axes"]] == ["c", "z", "y", "x"]
+    assert len(node.data) == 3
+    for mip, level in enumerate(node.data):
+        np.testing.assert_array_equal(np.asarray(level), np.transpose(truth[mip], (3, 2, 1, 0)))
+
+
 def test_segmentation_becomes_a_plain_uint_array_and_rechunks(tmp_path: Path) -> None:
     src, img = tmp_path / "seg", tmp_path / "seg.ome.zarr"
     truth = make_precomputed(src, 1, dtype="uint32", layer_type="segmentation",
