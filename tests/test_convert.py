@@ -322,3 +322,21 @@ def test_cli_cp_format_errors_and_help(tmp_path: Path) -> None:
     chunks = _cli("cp", src, tmp_path / "c", "--chunks", "8,8,8")
     assert chunks.returncode == 1
     assert "--format" in chunks.stderr
+
+
+def test_space_axes_are_found_by_name_whatever_their_order(tmp_path: Path) -> None:
+    # NGFF fixes no order among space axes: an image stored (y, x, z) converts by its names.
+    img = tmp_path / "yxz.ome.zarr"
+    group = zarr.open_group(str(img), mode="w")
+    axes = [Axis(n, "space", "nanometer") for n in "yxz"]
+    multiscale = multiscale_for([((4.0, 2.0, 30.0), (5, -2, 7), "0")], axes)
+    data = _rng_block((6, 10, 3), "uint8", 11)  # (y, x, z)
+    group.create_array("0", shape=data.shape, dtype="uint8", chunks=(4, 4, 4))[...] = data
+    group.attrs["ome"] = {"version": "0.5", "multiscales": [multiscale.to_json()]}
+    out = tmp_path / "pre"
+    convert_format(img, out, "precomputed", progress=False)
+    with ba.open(out) as vol:
+        assert vol.shape == (10, 6, 3)
+        assert vol.resolution == (2.0, 4.0, 30.0)
+        assert vol.voxel_offset == (-2, 5, 7)
+        np.testing.assert_array_equal(vol[...], np.transpose(data, (1, 0, 2)))

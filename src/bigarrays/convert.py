@@ -102,7 +102,8 @@ class _Reader:
 
     def __init__(self, dataset: Dataset, threads: int | None) -> None:
         self.dataset = dataset
-        self.arrays = [BigArray(dataset, mip=k, threads=threads)
+        # No bar per tile: the conversion shows its own.
+        self.arrays = [BigArray(dataset, mip=k, threads=threads, progress=False)
                        for k in range(dataset.num_levels)]  # fmt: skip
         self.channels = dataset.num_channels
         self.roles = _roles(dataset) if isinstance(dataset, ZarrDataset) else ()
@@ -175,8 +176,10 @@ def _roles(dataset: ZarrDataset) -> tuple[str, ...]:
         space = [i for i, kind in enumerate(kinds) if kind == "space"]
         roles = ["c" if kind == "channel" else "-" for kind in kinds]
         if len(space) == 3:
+            # Space axes named x, y, z say which is which; others are z, y, x as NGFF orders them.
+            named = {dims[i] for i in space} == {"x", "y", "z"}
             for i, name in zip(space, "zyx", strict=True):
-                roles[i] = name
+                roles[i] = dims[i] if named else name
             return tuple(roles)
     elif set(dims) >= {"x", "y", "z"}:
         return tuple(d if d in ("x", "y", "z", "c") else "-" for d in dims)
