@@ -340,3 +340,22 @@ def test_space_axes_are_found_by_name_whatever_their_order(tmp_path: Path) -> No
         assert vol.resolution == (2.0, 4.0, 30.0)
         assert vol.voxel_offset == (-2, 5, 7)
         np.testing.assert_array_equal(vol[...], np.transpose(data, (1, 0, 2)))
+
+
+def test_convert_to_and_from_s3_and_into_a_zip(s3_bucket: str, tmp_path: Path) -> None:
+    from bigarrays.cli import main
+
+    src = tmp_path / "src"
+    truth = make_precomputed(src, 3)
+    url = f"s3://{s3_bucket}/img.ome.zarr"
+    assert main(["cp", str(src), url, "--format", "zarr", "--chunks", "16,16,8", "-q"]) == 0
+    with ba.open(url, mip=1) as vol:
+        assert vol.dims == ("c", "z", "y", "x")
+        assert vol.chunks == (1, 8, 16, 16)
+        np.testing.assert_array_equal(vol[...], np.transpose(truth[1], (3, 2, 1, 0)))
+    packed = tmp_path / "back.zip"
+    assert main(["cp", url, str(packed), "--format", "precomputed", "-q"]) == 0
+    for mip, (_, offset, res, _) in enumerate(SCALES):
+        with ba.open(packed, mip=mip) as vol:
+            assert (vol.voxel_offset, vol.resolution, vol.chunks) == (offset, res, (16, 16, 8))
+            np.testing.assert_array_equal(vol[...], truth[mip])
