@@ -149,6 +149,17 @@ def test_segmentation_becomes_a_plain_uint_array_and_rechunks(tmp_path: Path) ->
     assert array.dtype == np.uint32
     assert array.chunks == (8, 16, 32)  # x, y, z given; Zarr's z, y, x stored
     np.testing.assert_array_equal(array[...], truth[0].T)
+    back = tmp_path / "back"
+    convert_format(img, back, "precomputed", progress=False)
+    with ba.open(back) as vol:
+        assert (vol.layer_type, vol.encoding) == ("image", "raw")
+        np.testing.assert_array_equal(vol[...], truth[0])
+    # Between precomputed volumes (a re-chunking), a segmentation stays one, raw.
+    rechunked = tmp_path / "rechunked"
+    convert_format(src, rechunked, "precomputed", chunks=(20, 20, 20), progress=False)
+    with ba.open(rechunked, mip=2) as vol:
+        assert (vol.layer_type, vol.encoding, vol.chunks) == ("segmentation", "raw", (20, 20, 20))
+        np.testing.assert_array_equal(vol[...], truth[2])
 
 
 def test_ome_zarr_py_image_converts_to_precomputed_that_tensorstore_reads(

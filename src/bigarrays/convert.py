@@ -16,7 +16,8 @@ Every level is converted, finest first, and lands at the same physical place:
   nanometres); a time axis, or any other axis, must have one element.
 
 A precomputed segmentation becomes a plain unsigned-integer array (Zarr has no labels layer or
-compressed_segmentation codec); the way back is an image of raw chunks.
+compressed_segmentation codec); the way back is an image of raw chunks. Converting a precomputed
+volume to ``"precomputed"`` re-chunks it (and re-compresses it): a segmentation stays one, raw.
 
 Memory is bounded: a level is copied in tiles of whole destination chunks (so no chunk is read,
 merged and written again) of about :data:`TILE_BYTES`, :data:`TILES_IN_FLIGHT` at a time, each
@@ -233,13 +234,13 @@ class _Writer:
 
 def _precomputed_writer(
     store: Store, plans: Sequence[LevelPlan], dtype: np.dtype, channels: int,
-    compression: str | None, threads: int | None,
+    compression: str | None, threads: int | None, layer_type: str,
 ) -> _Writer:  # fmt: skip
     scales = []
     for plan in plans:
         info = create_info(
             plan.size, dtype, plan.chunks, plan.voxel_offset, plan.resolution, channels,
-            "image", "raw", compression, compression_level=None, jpeg_quality=None,
+            layer_type, "raw", compression, compression_level=None, jpeg_quality=None,
             png_level=None, compressed_segmentation_block_size=None, blosc_cname=None,
             blosc_shuffle=None, sharding=None, shard_size_bytes=None, skip_empty=True,
         )  # fmt: skip
@@ -371,7 +372,9 @@ def _convert(
     codec = None if compression == "none" else compression
     # Every argument is checked (by building the new metadata) before an old dataset goes.
     if format == "precomputed":
-        writer = _precomputed_writer(target, plans, dtype, channels, codec, threads)
+        # A precomputed segmentation stays one (raw); Zarr has no layer type, so it gives images.
+        layer_type = reader.dataset.layer_type
+        writer = _precomputed_writer(target, plans, dtype, channels, codec, threads, layer_type)
     else:
         version = 3 if format == "zarr" else 2
         writer = _zarr_writer(target, version, plans, dtype, channels, codec, threads)
