@@ -308,6 +308,8 @@ def cmd_cutout(args: argparse.Namespace) -> int:
 
 def cmd_cp(args: argparse.Namespace) -> int:
     """Copy a dataset between any two stores; --shard / --unshard also convert its layout."""
+    if args.format is None and (args.chunks is not None or args.compression is not None):
+        raise ValueError("--chunks and --compression apply to a conversion: give --format too")
     src_options = _store_options(args, args.src)
     dst_options = _store_options(args, args.dst, write=True)
     if src_options or dst_options:  # --anon / --endpoint: open the stores here
@@ -315,7 +317,14 @@ def cmd_cp(args: argparse.Namespace) -> int:
 
         args.src = open_store(args.src, read_only=True, **src_options)
         args.dst = open_store(args.dst, **dst_options)
-    if args.shard or args.unshard:
+    if args.format is not None:
+        from bigarrays.convert import convert_format
+
+        chunks = None if args.chunks is None else parse_ints(args.chunks, 3, "--chunks")
+        convert_format(args.src, args.dst, args.format, chunks=chunks,
+                       compression=args.compression, overwrite=args.overwrite,
+                       threads=args.threads, progress=_progress_setting(args))  # fmt: skip
+    elif args.shard or args.unshard:
         from bigarrays.resharding import convert_dataset
 
         convert_dataset(args.src, args.dst, shard=args.shard, threads=args.threads,
@@ -430,16 +439,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress, no summary")
     p.set_defaults(func=cmd_cutout)
 
-    p = sub.add_parser("cp", help="copy a dataset between stores (and shard or unshard it)",
+    p = sub.add_parser("cp", help="copy a dataset between stores (and shard, unshard or "
+                       "convert it)",
                        description="Copy the dataset at SRC to DST, chunk by chunk, between any "
                        "two stores. --shard converts an unsharded volume to a sharded one, "
-                       "--unshard the other way. --anon applies to SRC only.",
+                       "--unshard the other way. --format converts every level to another "
+                       "format: precomputed scales become an OME-Zarr image (levels '0', '1', "
+                       "...; axes (c,) z, y, x), and an OME-Zarr image or Zarr array becomes "
+                       "precomputed scales (raw encoding), each level at the same physical "
+                       "place. --anon applies to SRC only.",
                        parents=[store_args])  # fmt: skip
     p.add_argument("src", metavar="SRC", help="source dataset URL or path")
     p.add_argument("dst", metavar="DST", help="destination dataset URL or path")
     layout = p.add_mutually_exclusive_group()
     layout.add_argument("--shard", action="store_true", help="write DST sharded")
     layout.add_argument("--unshard", action="store_true", help="write DST unsharded")
+    layout.add_argument("--format", default=None, choices=("zarr", "zarr2", "precomputed"),
+                        help="convert to this format: zarr = OME-Zarr (NGFF 0.5, Zarr v3), "
+                        "zarr2 = OME-Zarr NGFF 0.4 over Zarr v2, precomputed")  # fmt: skip
+    p.add_argument("--chunks", default=None, metavar="X,Y,Z",
+                   help="with --format: chunk size of every level along x, y, z as precomputed "
+                   "counts them; a Zarr chunk is the reverse, z, y, x (and 1 along c). Default: "
+                   "each level keeps its source chunks")  # fmt: skip
+    p.add_argument("--compression", default=None, choices=("zstd", "gzip", "blosc", "br", "none"),
+                   help="with --format: chunk compression (default zstd for Zarr, none for "
+                   "precomputed, which every reader takes; br is precomputed only)")  # fmt: skip
     p.add_argument("--shard-size", type=_byte_size, default=None, metavar="BYTES",
                    help="target shard size, uncompressed, with --shard (default 1GiB)")  # fmt: skip
     p.add_argument("--overwrite", action="store_true", help="replace a dataset at DST")

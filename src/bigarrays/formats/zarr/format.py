@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -31,6 +31,7 @@ from bigarrays.formats.zarr.dtypes import as_fill_value, v2_typestr, v3_name
 from bigarrays.formats.zarr.metadata_v2 import (
     ARRAY_KEY,
     ATTRIBUTES_KEY,
+    GROUP_KEY,
     ArrayMetadataV2,
     attributes_to_bytes,
     parse_attributes,
@@ -315,14 +316,9 @@ def create_ome_zarr(
     """An OME-Zarr (NGFF 0.5) image of one level around a new v3 array: the array moves to path
     ``"0"`` below a group whose ``multiscales`` place it (``resolution`` per space axis, in
     ``unit``; time and channel axes get 1)."""
-    only = array.arrays[0]
-    if not isinstance(only.meta, ArrayMetadataV3):
+    if not isinstance(array.arrays[0].meta, ArrayMetadataV3):
         raise UnsupportedError("OME-Zarr images are written as Zarr v3 (NGFF 0.5)")
     dims = array.dims
-    axes = [
-        OmeAxis(name, _AXIS_TYPES.get(name), unit if _AXIS_TYPES.get(name) == "space" else None)
-        for name in dims
-    ]
     space = [i for i, name in enumerate(dims) if _AXIS_TYPES.get(name) == "space"]
     scale = [1.0] * len(dims)
     if resolution is not None:
@@ -333,11 +329,53 @@ def create_ome_zarr(
             )
         for i, r in zip(space, resolution, strict=True):
             scale[i] = float(r)
-    multiscale = multiscale_for([(scale, [0] * len(dims), "0")], axes)
-    attributes = OmeAttributes((multiscale,)).to_json()
-    group = GroupMetadataV3(attributes=attributes).to_json()
-    level = ZarrArray("0", only.meta, dict(only.attributes))
-    return ZarrDataset(array.store, [level], group, multiscale)
+    return create_ome_levels([array], [scale], [[0] * len(dims)], unit=unit)
+
+
+def create_ome_levels(
+    levels: Sequence[ZarrDataset],
+    resolutions: Sequence[Sequence[float]],
+    voxel_offsets: Sequence[Sequence[float]],
+    unit: str = "nanometer",
+) -> ZarrDataset:
+    """An OME-Zarr image of several new arrays, finest first: level ``k`` moves to path
+    ``str(k)`` below a group whose ``multiscales`` place it by ``resolutions[k]`` (in ``unit``
+    along space axes) and ``voxel_offsets[k]`` (the precomputed-style index of its first voxel,
+    in its own voxels), both per axis in the arrays' order, by :func:`multiscale_for`.
+
+    Zarr v3 arrays make an NGFF 0.5 image; Zarr v2 arrays an NGFF 0.4 one, the last version
+    that stores v2 (its ``multiscales`` in the group's ``.zattrs``, each entry versioned).
+    """
+    if not levels or not len(levels) == len(resolutions) == len(voxel_offsets):
+        raise InvalidInfoError(
+            f"{len(levels)} level(s), {len(resolutions)} resolution(s) and "
+            f"{len(voxel_offsets)} offset(s): expected one of each per level, at least one"
+        )
+    dims = levels[0].dims
+    metas = [level.arrays[0].meta for level in levels]
+    v3 = isinstance(metas[0], ArrayMetadataV3)
+    if any(isinstance(m, ArrayMetadataV3) != v3 or len(m.shape) != len(dims) for m in metas):
+        raise InvalidInfoError("the levels of an image must be arrays of one Zarr version and "
+                               f"of the same {len(dims)} axes {dims}")  # fmt: skip
+    axes = [
+        OmeAxis(name, _AXIS_TYPES.get(name), unit if _AXIS_TYPES.get(name) == "space" else None)
+        for name in dims
+    ]
+    paths = [str(k) for k in range(len(levels))]
+    multiscale = multiscale_for(list(zip(resolutions, voxel_offsets, paths, strict=True)), axes)
+    arrays = [
+        ZarrArray(path, level.arrays[0].meta, dict(level.arrays[0].attributes))
+        for path, level in zip(paths, levels, strict=True)
+    ]
+    group: dict[str, Any]
+    if v3:
+        attributes = OmeAttributes((multiscale,)).to_json()
+        group = GroupMetadataV3(attributes=attributes).to_json()
+    else:
+        # The model writes 0.5, whose entries are what 0.4's are minus the version they carry.
+        group = {"multiscales": [{**multiscale.to_json(), "version": "0.4"}]}
+        multiscale = replace(multiscale, version="0.4")
+    return ZarrDataset(levels[0].store, arrays, group, multiscale)
 
 
 def write_image_metadata(dataset: ZarrDataset) -> None:
@@ -351,5 +389,10 @@ def write_image_metadata(dataset: ZarrDataset) -> None:
         if array.attributes:
             store.put(head + ATTRIBUTES_KEY, attributes_to_bytes(array.attributes))
         store.put(head + ARRAY_KEY, array.meta.to_bytes())
-    if dataset.group is not None:
+    if dataset.group is None:
+        return
+    if isinstance(dataset.meta, ArrayMetadataV3):
         store.put(METADATA_KEY, GroupMetadataV3.from_json(dataset.group).to_bytes())
+        return
+    store.put(ATTRIBUTES_KEY, attributes_to_bytes(dataset.group))
+    store.put(GROUP_KEY, b'{\n  "zarr_format": 2\n}\n')
