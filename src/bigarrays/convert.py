@@ -38,12 +38,12 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from bigarrays.api import clear_any_destination
 from bigarrays.array import BigArray
 from bigarrays.box import Box
 from bigarrays.errors import InvalidInfoError, UnsupportedError
 from bigarrays.formats.base import Dataset
 from bigarrays.formats.detect import FORMATS, detect
+from bigarrays.formats.existing import clear_destination
 from bigarrays.formats.precomputed.format import (
     INFO_KEY,
     PrecomputedDataset,
@@ -379,7 +379,7 @@ def _convert(
         version = 3 if format == "zarr" else 2
         writer = _zarr_writer(target, version, plans, dtype, channels, codec, threads)
     try:
-        clear_any_destination(target, overwrite)
+        clear_destination(target, overwrite)
         work = [
             (mip, box)
             for mip, plan in enumerate(plans)
