@@ -29,17 +29,14 @@ from bigarrays.errors import (
     UnsupportedError,
 )
 from bigarrays.formats.zarr.ome import (
-    SPACE_UNITS,
-    TIME_UNITS,
     Axis,
     Multiscale,
     OmeAttributes,
     has_multiscales,
     level_geometry,
     multiscale_for,
-    nanometres_per,
-    ngff_unit,
 )
+from bigarrays.formats.zarr.units import SPACE_UNITS, TIME_UNITS, nanometres_per, ngff_unit
 
 with warnings.catch_warnings():  # its default argument is a deprecated class, built at import
     warnings.simplefilter("ignore", DeprecationWarning)

@@ -58,7 +58,8 @@ from bigarrays.formats.zarr.format import (
     open_zarr,
     write_image_metadata,
 )
-from bigarrays.formats.zarr.ome import level_geometry, nanometres_per
+from bigarrays.formats.zarr.ome import level_geometry
+from bigarrays.formats.zarr.units import nanometres_per
 from bigarrays.pipeline import run_bounded
 from bigarrays.progress import progress_bar
 from bigarrays.stores import Store, open_store
