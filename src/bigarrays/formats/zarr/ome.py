@@ -47,8 +47,8 @@ finite and finest first): a document that breaks it cannot be interpreted, and e
 :class:`~bigarrays.errors.InvalidMetadataError` naming the member. Units are checked only when
 reading with ``strict=True``: NGFF says a unit SHOULD come from its lists (UDUNITS-2 names), so
 the default reads ``"µm"`` or ``"micron"`` and keeps it verbatim for rewrite, and
-:func:`~bigarrays.formats.zarr.units.nanometres_per` still converts the common spellings. What :func:`multiscale_for` writes is
-strict: units are normalised to NGFF names, since Neuroglancer refuses any other.
+``units.nanometres_per`` still converts the common spellings. What :func:`multiscale_for` writes
+is strict: units are normalised to NGFF names, since Neuroglancer refuses any other.
 """
 
 from __future__ import annotations
