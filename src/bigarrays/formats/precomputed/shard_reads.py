@@ -19,7 +19,6 @@ rewritten while it is read.
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -35,12 +34,12 @@ from bigarrays.formats.precomputed.sharding import (
     coalesce,
     decode_minishard_index,
 )
+from bigarrays.formats.sharding import DEFAULT_CACHE_BYTES as DEFAULT_CACHE_BYTES
+from bigarrays.formats.sharding import VersionedCache, run_few
 from bigarrays.stores import Store
 
 Run = Callable[[Callable[[Any], None], Iterable[Any]], None]
 
-#: Default bound of the decoded minishard indexes kept per layout.
-DEFAULT_CACHE_BYTES = 32 << 20
 #: Rounds of a read whose shards keep changing under it before it gives up.
 MAX_STALE_RETRIES = 16
 
@@ -62,68 +61,8 @@ class VersionedIndex:
         return self.index.nbytes
 
 
-class MinishardCache:
-    """A thread-safe LRU of versioned minishard indexes, bounded in bytes.
-
-    Each shard has a generation, bumped when this process writes it: an index fetched before a
-    write is not stored after it.
-    """
-
-    def __init__(self, max_bytes: int = DEFAULT_CACHE_BYTES) -> None:
-        self.max_bytes = max_bytes
-        self._entries: OrderedDict[tuple[int, int], VersionedIndex] = OrderedDict()
-        self._bytes = 0
-        self._generations: dict[int, int] = {}
-        self._lock = threading.Lock()
-        self.hits = 0
-        self.misses = 0
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    @property
-    def nbytes(self) -> int:
-        return self._bytes
-
-    def generation(self, shard: int) -> int:
-        with self._lock:
-            return self._generations.get(shard, 0)
-
-    def get(self, key: tuple[int, int]) -> VersionedIndex | None:
-        with self._lock:
-            entry = self._entries.get(key)
-            if entry is None:
-                self.misses += 1
-                return None
-            self._entries.move_to_end(key)
-            self.hits += 1
-            return entry
-
-    def put(self, key: tuple[int, int], entry: VersionedIndex, generation: int) -> None:
-        with self._lock:
-            if self._generations.get(key[0], 0) != generation or entry.nbytes > self.max_bytes:
-                return
-            old = self._entries.pop(key, None)
-            if old is not None:
-                self._bytes -= old.nbytes
-            self._entries[key] = entry
-            self._bytes += entry.nbytes
-            while self._bytes > self.max_bytes:
-                _, evicted = self._entries.popitem(last=False)
-                self._bytes -= evicted.nbytes
-
-    def invalidate(self, shard: int) -> None:
-        with self._lock:
-            self._generations[shard] = self._generations.get(shard, 0) + 1
-            for key in [k for k in self._entries if k[0] == shard]:
-                self._bytes -= self._entries.pop(key).nbytes
-
-    def clear(self) -> None:
-        with self._lock:
-            for shard in {k[0] for k in self._entries}:
-                self._generations[shard] = self._generations.get(shard, 0) + 1
-            self._entries.clear()
-            self._bytes = 0
+class MinishardCache(VersionedCache[VersionedIndex]):
+    """The versioned minishard indexes of one sharded scale, keyed ``(shard, minishard)``."""
 
 
 #: One merged byte range of a shard: (shard, start, end, version, [(position, start, end)]).
@@ -265,7 +204,7 @@ class ShardReader:
         def fetch_index(key: tuple[int, int]) -> None:
             indexes[key] = self.minishard_index(*key)
 
-        _run(run, fetch_index, sorted(fresh))
+        run_few(run, fetch_index, sorted(fresh))
 
         by_shard: dict[tuple[int, str | None], list[tuple[int, int, int]]] = {}
         absent: dict[tuple[int, int], list[int]] = {}
@@ -290,7 +229,7 @@ class ShardReader:
             with lock:
                 retry.extend(absent[mkey])
 
-        _run(run, check_absent, list(absent))
+        run_few(run, check_absent, list(absent))
 
         units: list[_Unit] = []
         for (shard, version), members in by_shard.items():
@@ -322,13 +261,5 @@ class ShardReader:
             for pos, a, b in members:
                 emit(pos, bytes(view[a - start : b - start]))
 
-        _run(run, fetch_range, units)
+        run_few(run, fetch_range, units)
         return retry
-
-
-def _run(run: Run, fn: Callable[[Any], None], items: list[Any]) -> None:
-    """``run(fn, items)``, but one item in this thread: a hand-over costs more than the call."""
-    if len(items) == 1:
-        fn(items[0])
-    elif items:
-        run(fn, items)
