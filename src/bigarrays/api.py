@@ -200,7 +200,8 @@ def create(
     divide ``chunks``; ``"index_location"`` is ``"end"`` (default) or ``"start"``. The inner
     chunks take the ``compression``; the index is little-endian uint64 with a crc32c checksum.
     ``sharding=True`` picks the inner chunk: the largest divisor of ``chunks`` that is at most an
-    eighth of it along each of the last three axes (all of ``chunks`` along the others); without
+    eighth of it along each of the last three axes (all of ``chunks`` along the others and where
+    ``chunks`` is under 8); without
     ``chunks``, inner chunks are 64 along the last three axes (1 along the others) and shards
     hold up to 8 of them along each of those axes. A write of part of a shard needs a store with
     conditional writes.

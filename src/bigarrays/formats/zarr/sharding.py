@@ -255,8 +255,8 @@ def plan_sharding(
     ``chunks`` is the shard (the array's chunk grid, as ``zarr.json`` names it); the inner chunk is
     ``sharding["chunk_shape"]``. With ``sharding=True`` the inner chunk is the largest divisor of
     ``chunks`` that is at most an eighth of it along each of the last three axes (the shard itself
-    along the others); without ``chunks`` too, inner chunks are 64 along the last three axes (1
-    along the others) and shards hold up to 8 of them along each.
+    along the others, and along axes of fewer than 8); without ``chunks`` too, inner chunks are
+    64 along the last three axes (1 along the others) and shards hold up to 8 of them along each.
     """
     ndim = len(shape)
     spatial = range(max(0, ndim - 3), ndim)
@@ -289,7 +289,9 @@ def plan_sharding(
     shard = tuple(int(n) for n in chunks)
     if inner is None:
         inner = tuple(
-            _largest_divisor(c, c // DEFAULT_CHUNKS_PER_SHARD) if i in spatial else c
+            _largest_divisor(c, c // DEFAULT_CHUNKS_PER_SHARD)
+            if i in spatial and c >= DEFAULT_CHUNKS_PER_SHARD
+            else c
             for i, c in enumerate(shard)
         )
     if len(inner) != len(shard) or any(c < 1 or s % c for s, c in zip(shard, inner, strict=True)):
