@@ -198,15 +198,17 @@ class ShardedZarrChunks(ChunkSourceBase):
             return entry
         with self._loading_lock:
             lock = self._loading.setdefault(shard, threading.Lock())
-        with lock:
-            entry = self.cache.get((sid, 0))
-            if entry is None:
-                generation = self.cache.generation(sid)
-                entry = self.fetch_index(shard)
-                if entry.version is not None or not entry.exists:
-                    self.cache.put((sid, 0), entry, generation)
-        with self._loading_lock:
-            self._loading.pop(shard, None)
+        try:
+            with lock:
+                entry = self.cache.get((sid, 0))
+                if entry is None:
+                    generation = self.cache.generation(sid)
+                    entry = self.fetch_index(shard)
+                    if entry.version is not None or not entry.exists:
+                        self.cache.put((sid, 0), entry, generation)
+        finally:
+            with self._loading_lock:
+                self._loading.pop(shard, None)
         return entry
 
     # -- reading ---------------------------------------------------------------------------------
