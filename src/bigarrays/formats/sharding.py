@@ -1,17 +1,30 @@
-"""What every shard format shares: a versioned index cache and a way to run a few tasks.
+"""What every shard format shares: a versioned index cache, and the writing of shards.
 
 A shard's index (a precomputed minishard index, a Zarr ``sharding_indexed`` index) says where its
 chunks lie; once the shard is rewritten those byte ranges belong to other chunks. So an index is
 cached with the version of the shard it was read from, and a write of the shard by this process
 bumps the shard's generation, so that an index fetched before the write is not stored after it.
+
+Writes group their pieces by shard (:class:`ShardWrite`), in batches of bounded memory
+(:func:`in_batches`). A shard the write covers wholly is put once (:func:`put_whole`); one covered
+in part was read with its version, and is put only if still at it, read and merged again when
+another writer got there first (:func:`put_merged`).
 """
 
 from __future__ import annotations
 
+import random
 import threading
+import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
+
+from bigarrays.errors import VersionConflictError
+from bigarrays.formats.merge import MAX_CONFLICT_RETRIES
+from bigarrays.stores import Store
+from bigarrays.stores.base import ANY_VERSION
 
 Run = Callable[[Callable[[Any], None], Iterable[Any]], None]
 
@@ -97,3 +110,88 @@ def run_few(run: Run, fn: Callable[[Any], None], items: list[Any]) -> None:
         fn(items[0])
     elif items:
         run(fn, items)
+
+
+# -- writing shards ------------------------------------------------------------------------------
+
+
+@dataclass
+class ShardWrite:
+    """The pieces of one write that fall in one shard, and what the write makes of them.
+
+    Stored chunks are keyed by the format's id of a chunk in its shard (a precomputed chunk id,
+    a Zarr inner chunk's position); ``None`` in ``new`` leaves a chunk out (all fill).
+    """
+
+    shard: Any
+    key: str
+    positions: list[int]  #: indices into the write's pieces
+    full: bool  #: the write covers every chunk of the shard
+    old: dict[int, bytes] = field(default_factory=dict)
+    version: str | None = None
+    existed: bool = False
+    new: dict[int, bytes | None] = field(default_factory=dict)
+
+    def merged(self) -> dict[int, bytes]:
+        """The stored chunks after this write: the old ones, replaced or dropped by the new."""
+        chunks = dict(self.old)
+        for cid, data in self.new.items():
+            if data is None:
+                chunks.pop(cid, None)
+            else:
+                chunks[cid] = data
+        return chunks
+
+
+def in_batches(
+    groups: Iterable[ShardWrite], chunk_bytes: int, max_bytes: int
+) -> Iterable[list[ShardWrite]]:
+    """``groups`` in batches of at most about ``max_bytes`` of uncompressed chunks."""
+    batch: list[ShardWrite] = []
+    size = 0
+    for g in groups:
+        batch.append(g)
+        size += len(g.positions) * chunk_bytes
+        if size >= max_bytes:
+            yield batch
+            batch, size = [], 0
+    if batch:
+        yield batch
+
+
+def put_whole(store: Store, key: str, payload: bytes | None) -> None:
+    """Put a shard the write covers wholly (None: it holds no chunk, so delete it), ordered with
+    other writers' conditional writes where the store has them."""
+    conditional = store.conditional_writes
+    if payload is not None:
+        if conditional:
+            store.put_if_version(key, payload, ANY_VERSION)
+        else:
+            store.put(key, payload)
+    elif conditional:
+        store.delete_if_version(key, ANY_VERSION)
+    else:
+        store.delete(key)
+
+
+def put_merged(
+    store: Store,
+    g: ShardWrite,
+    encode: Callable[[Mapping[int, bytes]], bytes | None],
+    refresh: Callable[[ShardWrite], None],
+) -> None:
+    """Put a shard written in part, only if it is still at ``g.version``; when another writer
+    changed it, ``refresh(g)`` reads it again and re-merges ``g.new``, and the put is retried."""
+    for attempt in range(MAX_CONFLICT_RETRIES):
+        payload = encode(g.merged())
+        try:
+            if payload is not None:
+                store.put_if_version(g.key, payload, g.version)
+            elif g.existed:
+                store.delete_if_version(g.key, g.version)
+            return
+        except VersionConflictError:
+            # Spread the retries of writers that collided, so that they stop colliding.
+            time.sleep(random.uniform(0, 0.002 * (attempt + 1)))
+            refresh(g)
+    raise VersionConflictError(g.key, store.url)

@@ -20,11 +20,9 @@ held in memory at once.
 from __future__ import annotations
 
 import math
-import random
 import threading
-import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TypeVar
 
 import numpy as np
@@ -36,10 +34,8 @@ from bigarrays.errors import (
     ReadOnlyError,
     StaleReadError,
     UnsupportedError,
-    VersionConflictError,
 )
 from bigarrays.fill import filled, is_fill
-from bigarrays.formats.merge import MAX_CONFLICT_RETRIES
 from bigarrays.formats.precomputed.shard_reads import MAX_STALE_RETRIES
 from bigarrays.formats.precomputed.sharded_layout import (
     DEFAULT_COALESCE_GAP,
@@ -47,11 +43,19 @@ from bigarrays.formats.precomputed.sharded_layout import (
     DEFAULT_WRITE_BATCH_BYTES,
 )
 from bigarrays.formats.precomputed.sharding import coalesce
-from bigarrays.formats.sharding import DEFAULT_CACHE_BYTES, Run, VersionedCache, run_few
+from bigarrays.formats.sharding import (
+    DEFAULT_CACHE_BYTES,
+    Run,
+    ShardWrite,
+    VersionedCache,
+    in_batches,
+    put_merged,
+    put_whole,
+    run_few,
+)
 from bigarrays.formats.zarr.metadata_v3 import ArrayMetadataV3
 from bigarrays.formats.zarr.sharding import ABSENT, ShardingConfig
 from bigarrays.stores import Store
-from bigarrays.stores.base import ANY_VERSION
 
 T = TypeVar("T")
 Shard = tuple[int, ...]
@@ -76,20 +80,6 @@ class ShardIndex:
     @property
     def nbytes(self) -> int:
         return int(self.table.nbytes)
-
-
-@dataclass
-class _ShardWrite:
-    """The pieces of one write that fall in one shard, and what the write makes of them."""
-
-    shard: Shard
-    key: str
-    positions: list[int]  #: indices into the write's pieces
-    full: bool  #: the write covers every inner chunk of the shard inside the array
-    old: dict[int, bytes] = field(default_factory=dict)
-    version: str | None = None
-    existed: bool = False
-    new: dict[int, bytes | None] = field(default_factory=dict)
 
 
 class ShardedZarrChunks(ChunkSourceBase):
@@ -381,23 +371,15 @@ class ShardedZarrChunks(ChunkSourceBase):
             full = len(positions) == self._inner_in_array(shard) and all(
                 pieces[i].covers_chunk for i in positions
             )
-            groups.append(_ShardWrite(shard, self.shard_key(shard), positions, full))
+            groups.append(ShardWrite(shard, self.shard_key(shard), positions, full))
         if not self.store.conditional_writes:
             for g in groups:
                 if not g.full:
                     raise self._refuse_partial(g.shard)
-        batch: list[_ShardWrite] = []
-        batch_bytes = 0
-        for g in groups:
-            batch.append(g)
-            batch_bytes += len(g.positions) * self.chunk_nbytes
-            if batch_bytes >= self.write_batch_bytes:
-                self._write_batch(batch, pieces, located, part, run, done)
-                batch, batch_bytes = [], 0
-        if batch:
+        for batch in in_batches(groups, self.chunk_nbytes, self.write_batch_bytes):
             self._write_batch(batch, pieces, located, part, run, done)
 
-    def _read_old(self, g: _ShardWrite) -> None:
+    def _read_old(self, g: ShardWrite) -> None:
         data, version = self.store.get_with_version(g.key, max_size=self.config.max_shard_bytes)
         g.version, g.existed = version, data is not None
         # A shard that cannot be decoded is refused (CorruptChunkError naming it): rewriting it
@@ -405,7 +387,7 @@ class ShardedZarrChunks(ChunkSourceBase):
         g.old = {} if data is None else self.config.split_shard(data, g.key)
 
     def _encode_piece(
-        self, g: _ShardWrite, i: int, pieces: Sequence[ChunkPiece],
+        self, g: ShardWrite, i: int, pieces: Sequence[ChunkPiece],
         located: list[tuple[Shard, int]], part: Callable[[ChunkPiece], np.ndarray],
     ) -> None:  # fmt: skip
         piece, pos = pieces[i], located[i][1]
@@ -417,7 +399,7 @@ class ShardedZarrChunks(ChunkSourceBase):
 
     def _write_batch(
         self,
-        batch: list[_ShardWrite],
+        batch: list[ShardWrite],
         pieces: Sequence[ChunkPiece],
         located: list[tuple[Shard, int]],
         part: Callable[[ChunkPiece], np.ndarray],
@@ -430,10 +412,11 @@ class ShardedZarrChunks(ChunkSourceBase):
             [(g, i) for g in batch for i in g.positions],
         )  # fmt: skip
 
-        def commit(g: _ShardWrite) -> None:
+        def commit(g: ShardWrite) -> None:
             try:
                 if g.full:
-                    self._put_whole(g)
+                    payload = {p: d for p, d in g.new.items() if d is not None}
+                    put_whole(self.store, g.key, self.config.encode_shard(payload))
                 else:
                     self._put_merged(g, pieces, located, part)
             finally:
@@ -443,46 +426,19 @@ class ShardedZarrChunks(ChunkSourceBase):
 
         run_few(run, commit, batch)
 
-    def _put_whole(self, g: _ShardWrite) -> None:
-        payload = self.config.encode_shard({p: d for p, d in g.new.items() if d is not None})
-        conditional = self.store.conditional_writes
-        if payload is not None:
-            if conditional:
-                self.store.put_if_version(g.key, payload, ANY_VERSION)
-            else:
-                self.store.put(g.key, payload)
-        elif conditional:
-            self.store.delete_if_version(g.key, ANY_VERSION)
-        else:
-            self.store.delete(g.key)
-
     def _put_merged(
-        self, g: _ShardWrite, pieces: Sequence[ChunkPiece], located: list[tuple[Shard, int]],
+        self, g: ShardWrite, pieces: Sequence[ChunkPiece], located: list[tuple[Shard, int]],
         part: Callable[[ChunkPiece], np.ndarray],
     ) -> None:  # fmt: skip
-        for attempt in range(MAX_CONFLICT_RETRIES):
-            chunks = dict(g.old)
-            for pos, data in g.new.items():
-                if data is None:
-                    chunks.pop(pos, None)
-                else:
-                    chunks[pos] = data
-            payload = self.config.encode_shard(chunks)
-            try:
-                if payload is not None:
-                    self.store.put_if_version(g.key, payload, g.version)
-                elif g.existed:
-                    self.store.delete_if_version(g.key, g.version)
-                return
-            except VersionConflictError:
-                # Another writer changed the shard since we read it: read it again and re-merge
-                # the inner chunks this write covers only in part (whole ones do not depend on it).
-                time.sleep(random.uniform(0, 0.002 * (attempt + 1)))
-                self._read_old(g)
-                for i in g.positions:
-                    if not pieces[i].covers_chunk:
-                        self._encode_piece(g, i, pieces, located, part)
-        raise VersionConflictError(g.key, self.store.url)
+        def refresh(g: ShardWrite) -> None:
+            # The inner chunks this write covers in part are merged again with what the other
+            # writer stored; whole ones do not depend on it.
+            self._read_old(g)
+            for i in g.positions:
+                if not pieces[i].covers_chunk:
+                    self._encode_piece(g, i, pieces, located, part)
+
+        put_merged(self.store, g, self.config.encode_shard, refresh)
 
     # -- single chunks (the ChunkSource protocol) ------------------------------------------------
     def _whole_piece(self, index: Vec) -> ChunkPiece:
