@@ -1,9 +1,12 @@
-"""What every shard format shares: a versioned index cache, and the writing of shards.
+"""What every shard format shares: a versioned index cache, merged ranged reads, shard writes.
 
 A shard's index (a precomputed minishard index, a Zarr ``sharding_indexed`` index) says where its
 chunks lie; once the shard is rewritten those byte ranges belong to other chunks. So an index is
 cached with the version of the shard it was read from, and a write of the shard by this process
 bumps the shard's generation, so that an index fetched before the write is not stored after it.
+
+Chunk bytes are read through an index with ranged reads held to the index's version, ranges that
+lie close together in a shard merged into one (:func:`plan_ranges`, :func:`read_range`).
 
 Writes group their pieces by shard (:class:`ShardWrite`), in batches of bounded memory
 (:func:`in_batches`). A shard the write covers wholly is put once (:func:`put_whole`); one covered
@@ -17,11 +20,11 @@ import random
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
-from bigarrays.errors import VersionConflictError
+from bigarrays.errors import CorruptChunkError, StaleReadError, VersionConflictError
 from bigarrays.formats.merge import MAX_CONFLICT_RETRIES
 from bigarrays.stores import Store
 from bigarrays.stores.base import ANY_VERSION
@@ -110,6 +113,73 @@ def run_few(run: Run, fn: Callable[[Any], None], items: list[Any]) -> None:
         fn(items[0])
     elif items:
         run(fn, items)
+
+
+# -- reading through an index -------------------------------------------------------------------
+
+
+def coalesce(
+    ranges: Iterable[tuple[int, int]], max_gap: int, max_length: int
+) -> list[tuple[int, int, list[int]]]:
+    """Merge byte ranges ``(start, end)`` whose gaps are at most ``max_gap`` bytes.
+
+    Returns ``(start, end, members)`` with the positions of the input ranges each covers; a
+    merged range grows past ``max_length`` only by a single input range.
+    """
+    items = sorted(enumerate(ranges), key=lambda t: t[1])
+    out: list[tuple[int, int, list[int]]] = []
+    for i, (a, b) in items:
+        if out:
+            s, e, members = out[-1]
+            if a - e <= max_gap and max(b, e) - s <= max_length:
+                out[-1] = (s, max(b, e), [*members, i])
+                continue
+        out.append((a, b, [i]))
+    return out
+
+
+#: One merged byte range of a shard: (shard, start, end, version, [(position, start, end)]).
+RangeUnit = tuple[Any, int, int, str | None, list[tuple[int, int, int]]]
+
+
+def plan_ranges(
+    by_shard: Mapping[tuple[Any, str | None], Sequence[tuple[int, int, int]]],
+    max_gap: int,
+    max_length: int,
+) -> list[RangeUnit]:
+    """The merged ranges to read for ``(position, start, end)`` chunk ranges grouped by (shard,
+    version of its index), biggest first, so that the last tasks to start are the short ones."""
+    units: list[RangeUnit] = []
+    for (shard, version), members in by_shard.items():
+        for start, end, which in coalesce([(a, b) for _, a, b in members], max_gap, max_length):
+            units.append((shard, start, end, version, [members[i] for i in which]))
+    units.sort(key=lambda u: u[1] - u[2])
+    return units
+
+
+def read_range(store: Store, key: str, unit: RangeUnit, first_attempt: bool) -> bytes | None:
+    """The bytes of a merged range, held to the version of the index that placed it; None when
+    the shard changed since (its index is to be read again).
+
+    Without a version, a short read may be a rewrite (worth one more look) as well as damage;
+    with one, the shard is at the index's version and short: damage, CorruptChunkError.
+    """
+    _, start, end, version, _ = unit
+    try:
+        if version is None:  # a store without versions: nothing to hold the read to
+            data = store.get_range(key, start, end - start)
+        else:
+            data = store.get_range_if_version(key, start, end - start, version)
+    except StaleReadError:
+        return None
+    short = data is not None and len(data) != end - start
+    if data is None or (short and version is None and first_attempt):
+        return None
+    if short:
+        raise CorruptChunkError(
+            key, f"the shard is shorter than its index says (chunks at bytes {start}-{end})"
+        )
+    return data
 
 
 # -- writing shards ------------------------------------------------------------------------------

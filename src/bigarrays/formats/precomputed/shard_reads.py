@@ -31,11 +31,16 @@ from bigarrays.formats.precomputed.shard_limits import IndexLimits, check_index_
 from bigarrays.formats.precomputed.sharding import (
     MinishardIndex,
     ShardMap,
-    coalesce,
     decode_minishard_index,
 )
 from bigarrays.formats.sharding import DEFAULT_CACHE_BYTES as DEFAULT_CACHE_BYTES
-from bigarrays.formats.sharding import VersionedCache, run_few
+from bigarrays.formats.sharding import (
+    RangeUnit,
+    VersionedCache,
+    plan_ranges,
+    read_range,
+    run_few,
+)
 from bigarrays.stores import Store
 
 Run = Callable[[Callable[[Any], None], Iterable[Any]], None]
@@ -63,10 +68,6 @@ class VersionedIndex:
 
 class MinishardCache(VersionedCache[VersionedIndex]):
     """The versioned minishard indexes of one sharded scale, keyed ``(shard, minishard)``."""
-
-
-#: One merged byte range of a shard: (shard, start, end, version, [(position, start, end)]).
-_Unit = tuple[int, int, int, str | None, list[tuple[int, int, int]]]
 
 
 class ShardReader:
@@ -231,32 +232,16 @@ class ShardReader:
 
         run_few(run, check_absent, list(absent))
 
-        units: list[_Unit] = []
-        for (shard, version), members in by_shard.items():
-            for start, end, which in coalesce(
-                [(a, b) for _, a, b in members], self.coalesce_gap, self.max_range
-            ):
-                units.append((shard, start, end, version, [members[i] for i in which]))
-        # Big ranges first, so that the last tasks to start are the short ones.
-        units.sort(key=lambda u: u[1] - u[2])
+        units = plan_ranges(by_shard, self.coalesce_gap, self.max_range)
 
-        def fetch_range(unit: _Unit) -> None:
-            shard, start, end, version, members = unit
-            key = self.shard_key(shard)
-            try:
-                data = self._read(key, start, end - start, version)
-            except StaleReadError:
-                data = None
-            # Without a version, a short read may be a rewrite (worth one more look) as well
-            # as damage; with one, the shard is at the index's version and short: damage.
-            short = data is not None and len(data) != end - start
-            if data is None or (short and version is None and attempt == 0):
+        def fetch_range(unit: RangeUnit) -> None:
+            shard, start, _, _, members = unit
+            data = read_range(self.store, self.shard_key(shard), unit, attempt == 0)
+            if data is None:
                 self.cache.invalidate(shard)  # rewritten since its index was read: again
                 with lock:
                     retry.extend(pos for pos, _, _ in members)
                 return
-            if short:
-                raise CorruptChunkError(key, "the shard is shorter than its index says")
             view = memoryview(data)
             for pos, a, b in members:
                 emit(pos, bytes(view[a - start : b - start]))

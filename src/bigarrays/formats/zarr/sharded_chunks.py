@@ -42,15 +42,17 @@ from bigarrays.formats.precomputed.sharded_layout import (
     DEFAULT_MAX_RANGE,
     DEFAULT_WRITE_BATCH_BYTES,
 )
-from bigarrays.formats.precomputed.sharding import coalesce
 from bigarrays.formats.sharding import (
     DEFAULT_CACHE_BYTES,
+    RangeUnit,
     Run,
     ShardWrite,
     VersionedCache,
     in_batches,
+    plan_ranges,
     put_merged,
     put_whole,
+    read_range,
     run_few,
 )
 from bigarrays.formats.zarr.metadata_v3 import ArrayMetadataV3
@@ -59,8 +61,6 @@ from bigarrays.stores import Store
 
 T = TypeVar("T")
 Shard = tuple[int, ...]
-#: One merged byte range of a shard: (shard, start, end, version, [(piece, start, end)]).
-_Unit = tuple[Shard, int, int, str | None, list[tuple[int, int, int]]]
 
 
 def _inline_run(fn: Callable[[T], None], items: Iterable[T]) -> None:
@@ -280,34 +280,17 @@ class ShardedZarrChunks(ChunkSourceBase):
 
         run_few(run, check_absent, list(absent))
 
-        units: list[_Unit] = []
-        for (shard, version), members in ranges.items():
-            for start, end, which in coalesce(
-                [(a, b) for _, a, b in members], self.coalesce_gap, self.max_range
-            ):
-                units.append((shard, start, end, version, [members[i] for i in which]))
-        units.sort(key=lambda u: u[1] - u[2])  # big ranges first, short ones last
+        units = plan_ranges(ranges, self.coalesce_gap, self.max_range)
 
-        def fetch_range(unit: _Unit) -> None:
-            shard, start, end, version, members = unit
+        def fetch_range(unit: RangeUnit) -> None:
+            shard, start, _, _, members = unit
             key = self.shard_key(shard)
-            try:
-                if version is None:  # a store without versions: nothing to hold the read to
-                    data = self.store.get_range(key, start, end - start)
-                else:
-                    data = self.store.get_range_if_version(key, start, end - start, version)
-            except StaleReadError:
-                data = None
-            short = data is not None and len(data) != end - start
-            if data is None or (short and version is None and attempt == 0):
+            data = read_range(self.store, key, unit, attempt == 0)
+            if data is None:
                 self.cache.invalidate(self._shard_id(shard))  # rewritten: read it again
                 with lock:
                     retry.extend(p for p, _, _ in members)
                 return
-            if short:
-                raise CorruptChunkError(
-                    key, f"its index places an inner chunk at bytes {start}-{end}, past its end"
-                )
             view = memoryview(data)
             for p, a, b in members:
                 inner_key = f"{key}#{located[p][1]}"
