@@ -26,11 +26,15 @@ from bigarrays.formats.precomputed.format import (
 )
 from bigarrays.formats.precomputed.stored_compression import warn_if_suffixes_hide_chunks
 from bigarrays.formats.zarr.format import (
+    ZarrArray,
+    ZarrDataset,
     create_ome_zarr,
     create_zarr,
     open_zarr,
     write_image_metadata,
 )
+from bigarrays.formats.zarr.metadata_v3 import ArrayMetadataV3
+from bigarrays.formats.zarr.sharding import plan_sharding, sharded_metadata
 from bigarrays.stores import Store, open_store
 
 
@@ -189,6 +193,18 @@ def create(
     ``"blosc"`` or None, and ``attributes``; ``chunks`` defaults to 64 along the last three axes
     and 1 along the others.
 
+    A sharded Zarr v3 array (``sharding_indexed``) is written as ``zarr.json`` describes it:
+    ``chunks`` is the SHARD (one stored object, the array's chunk grid) and
+    ``sharding={"chunk_shape": [...]}`` the inner chunk (the unit a read decodes), which must
+    divide ``chunks``; ``"index_location"`` is ``"end"`` (default) or ``"start"``. The inner
+    chunks take the ``compression``; the index is little-endian uint64 with a crc32c checksum.
+    ``sharding=True`` picks the inner chunk: the largest divisor of ``chunks`` that is at most an
+    eighth of it along each of the last three axes (all of ``chunks`` along the others and where
+    ``chunks`` is under 8); without
+    ``chunks``, inner chunks are 64 along the last three axes (1 along the others) and shards
+    hold up to 8 of them along each of those axes. A write of part of a shard needs a store with
+    conditional writes.
+
     For a precomputed volume (the rest of this text), ``shape`` is ``(x, y, z)``; pass channels
     as ``num_channels``. An existing dataset (of any format) is refused unless ``overwrite`` is
     True, which deletes it first.
@@ -298,13 +314,17 @@ def _create_zarr(
         ("num_channels", num_channels != 1, "give the array a 'c' axis instead"),
         ("layer_type", layer_type != "image", "Zarr arrays have no layer type"),
         ("encoding", encoding != "raw", "Zarr chunks are encoded by their codecs"),
-        ("sharding", bool(sharding), "sharded Zarr arrays are not written yet"),
+        ("sharding", bool(sharding) and kind != "zarr", "Zarr v2 has no sharding"),
         ("resolution", not ome and tuple(resolution) != (1, 1, 1),
          "a plain Zarr array has no resolution; write an OME-Zarr image (URL ending .ome.zarr)"),
     ]  # fmt: skip
     for name, bad, why in refused:
         if bad:
             raise ValueError(f"{name} does not apply to a Zarr array: {why}")
+    inner: tuple[int, ...] | None = None
+    index_location = "end"
+    if sharding:  # ``chunks`` is the shard; the inner chunk comes from ``sharding``
+        chunks, inner, index_location = plan_sharding(shape, chunks, sharding)
     store = _open_store(create, url, False, store_options)
     vol = None
     try:
@@ -313,6 +333,10 @@ def _create_zarr(
             dims=dims, fill_value=fill_value, compression=compression,
             compression_level=compression_level, attributes=attributes,
         )  # fmt: skip
+        meta = dataset.meta
+        if inner is not None and isinstance(meta, ArrayMetadataV3):
+            meta = sharded_metadata(meta, inner, index_location)
+            dataset = ZarrDataset(store, [ZarrArray("", meta, dict(meta.attributes))])
         if ome:
             dataset = create_ome_zarr(dataset, resolution)
         vol = BigArray(dataset, mode="r+", threads=threads, progress=progress,

@@ -19,7 +19,6 @@ rewritten while it is read.
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -32,15 +31,20 @@ from bigarrays.formats.precomputed.shard_limits import IndexLimits, check_index_
 from bigarrays.formats.precomputed.sharding import (
     MinishardIndex,
     ShardMap,
-    coalesce,
     decode_minishard_index,
+)
+from bigarrays.formats.sharding import DEFAULT_CACHE_BYTES as DEFAULT_CACHE_BYTES
+from bigarrays.formats.sharding import (
+    RangeUnit,
+    VersionedCache,
+    plan_ranges,
+    read_range,
+    run_few,
 )
 from bigarrays.stores import Store
 
 Run = Callable[[Callable[[Any], None], Iterable[Any]], None]
 
-#: Default bound of the decoded minishard indexes kept per layout.
-DEFAULT_CACHE_BYTES = 32 << 20
 #: Rounds of a read whose shards keep changing under it before it gives up.
 MAX_STALE_RETRIES = 16
 
@@ -62,72 +66,8 @@ class VersionedIndex:
         return self.index.nbytes
 
 
-class MinishardCache:
-    """A thread-safe LRU of versioned minishard indexes, bounded in bytes.
-
-    Each shard has a generation, bumped when this process writes it: an index fetched before a
-    write is not stored after it.
-    """
-
-    def __init__(self, max_bytes: int = DEFAULT_CACHE_BYTES) -> None:
-        self.max_bytes = max_bytes
-        self._entries: OrderedDict[tuple[int, int], VersionedIndex] = OrderedDict()
-        self._bytes = 0
-        self._generations: dict[int, int] = {}
-        self._lock = threading.Lock()
-        self.hits = 0
-        self.misses = 0
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    @property
-    def nbytes(self) -> int:
-        return self._bytes
-
-    def generation(self, shard: int) -> int:
-        with self._lock:
-            return self._generations.get(shard, 0)
-
-    def get(self, key: tuple[int, int]) -> VersionedIndex | None:
-        with self._lock:
-            entry = self._entries.get(key)
-            if entry is None:
-                self.misses += 1
-                return None
-            self._entries.move_to_end(key)
-            self.hits += 1
-            return entry
-
-    def put(self, key: tuple[int, int], entry: VersionedIndex, generation: int) -> None:
-        with self._lock:
-            if self._generations.get(key[0], 0) != generation or entry.nbytes > self.max_bytes:
-                return
-            old = self._entries.pop(key, None)
-            if old is not None:
-                self._bytes -= old.nbytes
-            self._entries[key] = entry
-            self._bytes += entry.nbytes
-            while self._bytes > self.max_bytes:
-                _, evicted = self._entries.popitem(last=False)
-                self._bytes -= evicted.nbytes
-
-    def invalidate(self, shard: int) -> None:
-        with self._lock:
-            self._generations[shard] = self._generations.get(shard, 0) + 1
-            for key in [k for k in self._entries if k[0] == shard]:
-                self._bytes -= self._entries.pop(key).nbytes
-
-    def clear(self) -> None:
-        with self._lock:
-            for shard in {k[0] for k in self._entries}:
-                self._generations[shard] = self._generations.get(shard, 0) + 1
-            self._entries.clear()
-            self._bytes = 0
-
-
-#: One merged byte range of a shard: (shard, start, end, version, [(position, start, end)]).
-_Unit = tuple[int, int, int, str | None, list[tuple[int, int, int]]]
+class MinishardCache(VersionedCache[VersionedIndex]):
+    """The versioned minishard indexes of one sharded scale, keyed ``(shard, minishard)``."""
 
 
 class ShardReader:
@@ -265,7 +205,7 @@ class ShardReader:
         def fetch_index(key: tuple[int, int]) -> None:
             indexes[key] = self.minishard_index(*key)
 
-        _run(run, fetch_index, sorted(fresh))
+        run_few(run, fetch_index, sorted(fresh))
 
         by_shard: dict[tuple[int, str | None], list[tuple[int, int, int]]] = {}
         absent: dict[tuple[int, int], list[int]] = {}
@@ -290,45 +230,21 @@ class ShardReader:
             with lock:
                 retry.extend(absent[mkey])
 
-        _run(run, check_absent, list(absent))
+        run_few(run, check_absent, list(absent))
 
-        units: list[_Unit] = []
-        for (shard, version), members in by_shard.items():
-            for start, end, which in coalesce(
-                [(a, b) for _, a, b in members], self.coalesce_gap, self.max_range
-            ):
-                units.append((shard, start, end, version, [members[i] for i in which]))
-        # Big ranges first, so that the last tasks to start are the short ones.
-        units.sort(key=lambda u: u[1] - u[2])
+        units = plan_ranges(by_shard, self.coalesce_gap, self.max_range)
 
-        def fetch_range(unit: _Unit) -> None:
-            shard, start, end, version, members = unit
-            key = self.shard_key(shard)
-            try:
-                data = self._read(key, start, end - start, version)
-            except StaleReadError:
-                data = None
-            # Without a version, a short read may be a rewrite (worth one more look) as well
-            # as damage; with one, the shard is at the index's version and short: damage.
-            short = data is not None and len(data) != end - start
-            if data is None or (short and version is None and attempt == 0):
+        def fetch_range(unit: RangeUnit) -> None:
+            shard, start, _, _, members = unit
+            data = read_range(self.store, self.shard_key(shard), unit, attempt == 0)
+            if data is None:
                 self.cache.invalidate(shard)  # rewritten since its index was read: again
                 with lock:
                     retry.extend(pos for pos, _, _ in members)
                 return
-            if short:
-                raise CorruptChunkError(key, "the shard is shorter than its index says")
             view = memoryview(data)
             for pos, a, b in members:
                 emit(pos, bytes(view[a - start : b - start]))
 
-        _run(run, fetch_range, units)
+        run_few(run, fetch_range, units)
         return retry
-
-
-def _run(run: Run, fn: Callable[[Any], None], items: list[Any]) -> None:
-    """``run(fn, items)``, but one item in this thread: a hand-over costs more than the call."""
-    if len(items) == 1:
-        fn(items[0])
-    elif items:
-        run(fn, items)

@@ -20,10 +20,8 @@ shard that cannot be decoded is never rewritten: the write is refused with Corru
 from __future__ import annotations
 
 import math
-import random
-import time
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import numpy as np
@@ -32,10 +30,8 @@ from bigarrays.box import Box, ChunkPiece, Vec
 from bigarrays.errors import (
     ReadOnlyError,
     UnsupportedError,
-    VersionConflictError,
 )
 from bigarrays.fill import is_fill
-from bigarrays.formats.merge import MAX_CONFLICT_RETRIES
 from bigarrays.formats.precomputed.chunks import ChunkLayout
 from bigarrays.formats.precomputed.info import Info, Scale, ShardingSpec
 from bigarrays.formats.precomputed.shard_limits import IndexLimits
@@ -52,8 +48,8 @@ from bigarrays.formats.precomputed.sharding import (
     morton_code,
     morton_codes,
 )
+from bigarrays.formats.sharding import ShardWrite, in_batches, put_merged, put_whole
 from bigarrays.stores import Store
-from bigarrays.stores.base import ANY_VERSION
 
 T = TypeVar("T")
 Run = Callable[[Callable[[Any], None], Iterable[Any]], None]
@@ -70,20 +66,6 @@ DEFAULT_WRITE_BATCH_BYTES = 256 << 20
 def _inline_run(fn: Callable[[T], None], items: Iterable[T]) -> None:
     for item in items:
         fn(item)
-
-
-@dataclass
-class _ShardWrite:
-    """The pieces of one write that fall in one shard, and what the write makes of them."""
-
-    shard: int
-    key: str
-    positions: list[int]  #: indices into the write's pieces
-    full: bool  #: the write covers every chunk of the shard
-    old: dict[int, bytes] = field(default_factory=dict)
-    version: str | None = None
-    existed: bool = False
-    new: dict[int, bytes | None] = field(default_factory=dict)
 
 
 class ShardedLayout(ChunkLayout):
@@ -265,30 +247,22 @@ class ShardedLayout(ChunkLayout):
         order = np.argsort(shards, kind="stable")
         sorted_shards = shards[order]
         cuts = np.flatnonzero(np.diff(sorted_shards)) + 1
-        groups: list[_ShardWrite] = []
+        groups: list[ShardWrite] = []
         for chunk_positions in np.split(order, cuts):
             shard = int(shards[chunk_positions[0]])
             positions = chunk_positions.tolist()
             size = self.shard_size(shard)
             full = size == len(positions) and all(pieces[i].covers_chunk for i in positions)
-            groups.append(_ShardWrite(shard, self.shard_key(shard), positions, full))
+            groups.append(ShardWrite(shard, self.shard_key(shard), positions, full))
         if not self.store.conditional_writes:
             for g in groups:
                 if not g.full:
                     raise self._refuse_partial(g.shard)
 
-        batch: list[_ShardWrite] = []
-        batch_bytes = 0
-        for g in groups:
-            batch.append(g)
-            batch_bytes += len(g.positions) * self._chunk_bytes
-            if batch_bytes >= self.write_batch_bytes:
-                self._write_batch(batch, pieces, ids, part, run, done)
-                batch, batch_bytes = [], 0
-        if batch:
+        for batch in in_batches(groups, self._chunk_bytes, self.write_batch_bytes):
             self._write_batch(batch, pieces, ids, part, run, done)
 
-    def _read_old(self, g: _ShardWrite) -> None:
+    def _read_old(self, g: ShardWrite) -> None:
         data, version = self.store.get_with_version(g.key)
         g.version, g.existed = version, data is not None
         # A shard that cannot be decoded is refused (CorruptChunkError naming it): rewriting it
@@ -297,7 +271,7 @@ class ShardedLayout(ChunkLayout):
 
     def _write_batch(
         self,
-        batch: list[_ShardWrite],
+        batch: list[ShardWrite],
         pieces: Sequence[ChunkPiece],
         ids: np.ndarray,
         part: Callable[[ChunkPiece], np.ndarray],
@@ -306,7 +280,7 @@ class ShardedLayout(ChunkLayout):
     ) -> None:
         run(self._read_old, [g for g in batch if not g.full])
 
-        def encode(item: tuple[_ShardWrite, int]) -> None:
+        def encode(item: tuple[ShardWrite, int]) -> None:
             g, pos = item
             piece, cid = pieces[pos], int(ids[pos])
             new = part(piece)
@@ -316,10 +290,11 @@ class ShardedLayout(ChunkLayout):
 
         run(encode, [(g, pos) for g in batch for pos in g.positions])
 
-        def commit(g: _ShardWrite) -> None:
+        def commit(g: ShardWrite) -> None:
             try:
                 if g.full:
-                    self._put_whole(g)
+                    chunks = {cid: data for cid, data in g.new.items() if data is not None}
+                    put_whole(self.store, g.key, self._encode_shard(chunks))
                 else:
                     self._put_merged(g, pieces, ids, part)
             finally:
@@ -329,52 +304,28 @@ class ShardedLayout(ChunkLayout):
 
         run(commit, batch)
 
-    def _put_whole(self, g: _ShardWrite) -> None:
-        chunks = {cid: data for cid, data in g.new.items() if data is not None}
-        conditional = self.store.conditional_writes
-        if chunks:
-            payload = encode_shard(chunks, self.spec)
-            if conditional:
-                self.store.put_if_version(g.key, payload, ANY_VERSION)
-            else:
-                self.store.put(g.key, payload)
-        elif conditional:
-            self.store.delete_if_version(g.key, ANY_VERSION)
-        else:
-            self.store.delete(g.key)
-
     def _put_merged(
         self,
-        g: _ShardWrite,
+        g: ShardWrite,
         pieces: Sequence[ChunkPiece],
         ids: np.ndarray,
         part: Callable[[ChunkPiece], np.ndarray],
     ) -> None:
-        for attempt in range(MAX_CONFLICT_RETRIES):
-            chunks = dict(g.old)
-            for cid, data in g.new.items():
-                if data is None:
-                    chunks.pop(cid, None)
-                else:
-                    chunks[cid] = data
-            try:
-                if chunks:
-                    self.store.put_if_version(g.key, encode_shard(chunks, self.spec), g.version)
-                elif g.existed:
-                    self.store.delete_if_version(g.key, g.version)
-                return
-            except VersionConflictError:
-                # Another writer changed the shard since we read it: read it again and re-merge
-                # the chunks this write covers only in part (whole chunks do not depend on it).
-                time.sleep(random.uniform(0, 0.002 * (attempt + 1)))
-                self._read_old(g)
-                for pos in g.positions:
-                    piece = pieces[pos]
-                    if not piece.covers_chunk:
-                        cid = int(ids[pos])
-                        merged = self._merge(piece, part(piece), g.old.get(cid), cid)
-                        g.new[cid] = self._encode_chunk(merged)
-        raise VersionConflictError(g.key, self.store.url)
+        def refresh(g: ShardWrite) -> None:
+            # The chunks this write covers in part are merged again with what the other writer
+            # stored; whole chunks do not depend on it.
+            self._read_old(g)
+            for pos in g.positions:
+                piece = pieces[pos]
+                if not piece.covers_chunk:
+                    cid = int(ids[pos])
+                    merged = self._merge(piece, part(piece), g.old.get(cid), cid)
+                    g.new[cid] = self._encode_chunk(merged)
+
+        put_merged(self.store, g, self._encode_shard, refresh)
+
+    def _encode_shard(self, chunks: Mapping[int, bytes]) -> bytes | None:
+        return encode_shard(chunks, self.spec) if chunks else None
 
     # -- single chunks (the ChunkSource protocol) ------------------------------------------------
     def _whole_piece(self, index: Vec) -> ChunkPiece:

@@ -17,7 +17,7 @@ worked examples of the format notes.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +31,7 @@ from bigarrays.formats.precomputed.shard_limits import (
     check_index_range,
     checked_minishard_ranges,
 )
+from bigarrays.formats.sharding import coalesce as coalesce
 from bigarrays.stores import content_encoding
 
 _U64 = np.dtype("<u8")
@@ -460,26 +461,6 @@ def decode_shard(
             if cid in out:
                 raise CorruptChunkError(what, f"chunk {cid} is listed by two minishards")
             out[cid] = bytes(view[a:b])
-    return out
-
-
-def coalesce(
-    ranges: Iterable[tuple[int, int]], max_gap: int, max_length: int
-) -> list[tuple[int, int, list[int]]]:
-    """Merge byte ranges ``(start, end)`` whose gaps are at most ``max_gap`` bytes.
-
-    Returns ``(start, end, members)`` with the positions of the input ranges each covers; a
-    merged range grows past ``max_length`` only by a single input range.
-    """
-    items = sorted(enumerate(ranges), key=lambda t: t[1])
-    out: list[tuple[int, int, list[int]]] = []
-    for i, (a, b) in items:
-        if out:
-            s, e, members = out[-1]
-            if a - e <= max_gap and max(b, e) - s <= max_length:
-                out[-1] = (s, max(b, e), [*members, i])
-                continue
-        out.append((a, b, [i]))
     return out
 
 

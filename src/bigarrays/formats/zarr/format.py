@@ -38,6 +38,7 @@ from bigarrays.formats.zarr.metadata_v2 import (
 )
 from bigarrays.formats.zarr.metadata_v3 import (
     METADATA_KEY,
+    SHARDING_CODEC,
     ArrayMetadataV3,
     GroupMetadataV3,
     node_from_json,
@@ -50,6 +51,8 @@ from bigarrays.formats.zarr.ome import (
     level_geometry,
     multiscale_for,
 )
+from bigarrays.formats.zarr.sharded_chunks import ShardedZarrChunks
+from bigarrays.formats.zarr.sharding import ShardingConfig, is_sharded
 from bigarrays.stores import Store
 
 ArrayMetadata = ArrayMetadataV3 | ArrayMetadataV2
@@ -132,14 +135,14 @@ class ZarrDataset(Dataset):
     def _chain(self, meta: ArrayMetadata) -> tuple[Chain, str, str | None]:
         """The codec chain, the name of the chunk encoding and of the compression."""
         if isinstance(meta, ArrayMetadataV3):
-            if any(c.get("name") == "sharding_indexed" for c in meta.codecs):
-                raise UnsupportedError(
-                    f"{self.store.url} is a sharded Zarr array (sharding_indexed), which "
-                    "bigarrays does not read yet"
-                )
-            chain = CodecChain.from_json(list(meta.codecs), meta.data_type, meta.chunk_shape)
+            if is_sharded(meta):  # named by the shards' codec, compressed as the inner chunks
+                chain = ShardingConfig.of(meta).codecs
+                encoding = SHARDING_CODEC
+            else:
+                chain = CodecChain.from_json(list(meta.codecs), meta.data_type, meta.chunk_shape)
+                encoding = chain.array_bytes.name
             compressions = [c.name for c in chain.bytes_bytes if c.name != "crc32c"]
-            return chain, chain.array_bytes.name, compressions[0] if compressions else None
+            return chain, encoding, compressions[0] if compressions else None
         v2 = V2Chain.from_zarray(
             None if meta.compressor is None else dict(meta.compressor),
             list(meta.filters) if meta.filters else None, meta.dtype, meta.chunks, meta.order,
@@ -160,15 +163,20 @@ class ZarrDataset(Dataset):
             chunks, fill = meta.chunk_shape, meta.fill_value
         else:
             chunks, fill = meta.chunks, meta.effective_fill_value
-        source = ZarrChunks(
-            self.store, array.path, meta.shape, chunks, self.dtype, fill, chain, meta.chunk_key
-        )
+        source: ZarrChunks | ShardedZarrChunks
+        if isinstance(meta, ArrayMetadataV3) and is_sharded(meta):
+            source = ShardedZarrChunks(self.store, array.path, meta, self.dtype)
+        else:
+            source = ZarrChunks(
+                self.store, array.path, meta.shape, chunks, self.dtype, fill, chain, meta.chunk_key
+            )
         resolution: tuple[float, ...] = (1.0,) * len(meta.shape)
         if self.multiscale is not None:
             resolution = level_geometry(self.multiscale, mip).resolution
         return Level(
             source=source, axes=tuple(Axis(name) for name in self.dims), resolution=resolution,
-            encoding=encoding, compression=compression, deletes_chunks=True, native=meta,
+            encoding=encoding, compression=compression,
+            deletes_chunks=not isinstance(source, ShardedZarrChunks), native=meta,
         )  # fmt: skip
 
 
