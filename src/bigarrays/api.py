@@ -11,7 +11,7 @@ import inspect
 import os
 import re
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from bigarrays import stores as stores_package
 from bigarrays.array import BigArray, Mode
@@ -36,6 +36,8 @@ from bigarrays.formats.zarr.format import (
 from bigarrays.formats.zarr.metadata_v3 import ArrayMetadataV3
 from bigarrays.formats.zarr.sharding import plan_sharding, sharded_metadata
 from bigarrays.stores import Store, open_store
+
+D = TypeVar("D", bound=Dataset)
 
 
 def _check_mode(mode: str) -> Mode:
@@ -247,16 +249,42 @@ def create(
         shard_size_bytes=shard_size_bytes, skip_empty=skip_empty,
     )  # fmt: skip
     store = _open_store(create, url, False, store_options)
+
+    def dataset() -> PrecomputedDataset:
+        warn_if_suffixes_hide_chunks(store, info.scales[0])
+        return PrecomputedDataset(store, info)
+
+    return _new_array(
+        url, store, dataset, lambda _: store.put(INFO_KEY, info.to_bytes()),
+        overwrite=overwrite, threads=threads, progress=progress, cache_bytes=cache_bytes,
+        skip_empty=skip_empty,
+    )  # fmt: skip
+
+
+def _new_array(
+    url: str | os.PathLike[str] | Store,
+    store: Store,
+    make: Callable[[], D],
+    write: Callable[[D], None],
+    *,
+    overwrite: bool,
+    threads: int | None,
+    progress: bool | None,
+    cache_bytes: int,
+    skip_empty: bool,
+) -> BigArray:
+    """The array of a new dataset: ``make`` builds it, an old one is cleared, ``write`` stores
+    its metadata; on any failure the store ``create`` opened is closed."""
     vol = None
     try:
-        warn_if_suffixes_hide_chunks(store, info.scales[0])
+        dataset = make()
         # The array first: its own arguments (threads, cache_bytes) are refused before any
         # write, and before an old dataset is deleted.
-        vol = BigArray(PrecomputedDataset(store, info), mode="r+", threads=threads,
-                       progress=progress, owns_store=not isinstance(url, Store),
-                       cache_bytes=cache_bytes, skip_empty=skip_empty)  # fmt: skip
+        vol = BigArray(dataset, mode="r+", threads=threads, progress=progress,
+                       owns_store=not isinstance(url, Store), cache_bytes=cache_bytes,
+                       skip_empty=skip_empty)  # fmt: skip
         clear_destination(store, overwrite)
-        store.put(INFO_KEY, info.to_bytes())
+        write(dataset)
     except BaseException:
         if vol is not None:
             vol.close()
@@ -326,8 +354,8 @@ def _create_zarr(
     if sharding:  # ``chunks`` is the shard; the inner chunk comes from ``sharding``
         chunks, inner, index_location = plan_sharding(shape, chunks, sharding)
     store = _open_store(create, url, False, store_options)
-    vol = None
-    try:
+
+    def make() -> ZarrDataset:
         dataset = create_zarr(
             store, version=3 if kind == "zarr" else 2, shape=shape, dtype=dtype, chunks=chunks,
             dims=dims, fill_value=fill_value, compression=compression,
@@ -337,17 +365,9 @@ def _create_zarr(
         if inner is not None and isinstance(meta, ArrayMetadataV3):
             meta = sharded_metadata(meta, inner, index_location)
             dataset = ZarrDataset(store, [ZarrArray("", meta, dict(meta.attributes))])
-        if ome:
-            dataset = create_ome_zarr(dataset, resolution)
-        vol = BigArray(dataset, mode="r+", threads=threads, progress=progress,
-                       owns_store=not isinstance(url, Store), cache_bytes=cache_bytes,
-                       skip_empty=skip_empty)  # fmt: skip
-        clear_destination(store, overwrite)
-        write_image_metadata(dataset)
-    except BaseException:
-        if vol is not None:
-            vol.close()
-        elif not isinstance(url, Store):
-            store.close()
-        raise
-    return vol
+        return create_ome_zarr(dataset, resolution) if ome else dataset
+
+    return _new_array(
+        url, store, make, write_image_metadata, overwrite=overwrite, threads=threads,
+        progress=progress, cache_bytes=cache_bytes, skip_empty=skip_empty,
+    )  # fmt: skip
