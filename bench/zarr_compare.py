@@ -80,7 +80,12 @@ class Result:
     disk_bytes: int | None = None
     skipped: str | None = None
     failed: str | None = None
-    path: str = ""
+    #: Every repetition's dataset, the last one read back; removed when the row is done.
+    paths: list[str] = field(default_factory=list)
+
+    @property
+    def path(self) -> str:
+        return self.paths[-1] if self.paths else ""
 
     def mib_s(self, op: str, nbytes: int) -> float | None:
         times = self.seconds.get(op)
@@ -102,14 +107,16 @@ def read_all(tool: ZTool, handle: Any, boxes: list[Box]) -> list[np.ndarray]:
 def run_case(
     tool: ZTool, case: Case, data: np.ndarray, boxes: dict[str, list[Box]], repeat: int, root: str
 ) -> Result:
-    """Time ``tool`` on ``case``; the last dataset written is kept at ``Result.path``."""
+    """Time ``tool`` on ``case``; the datasets written are left in ``Result.paths``.
+
+    No repetition's folder is removed before the next write: writing just after freeing as
+    many page-cache pages is several times faster than any real write (see extra.py's limits).
+    """
     res = Result(skipped=tool.supports(case))
     if res.skipped:
         return res
     for i in range(repeat):
-        if res.path:
-            shutil.rmtree(res.path)
-        res.path = os.path.join(root, f"{tool.name}-{case.label().replace('/', '-')}-{i}")
+        res.paths.append(os.path.join(root, f"{tool.name}-{case.label().replace('/', '-')}-{i}"))
         handle = tool.create(res.path, data.shape, case)  # outside the timer
         seconds, _ = cmp.timed(functools.partial(tool.write, handle, data))
         tool.close(handle)
@@ -346,8 +353,8 @@ def run_row(
         notes.append(f"{case.label()}: stored {', '.join(stored) or '—'}; plain I/O on {where}")
     finally:
         for res in results.values():
-            if res.path:
-                shutil.rmtree(res.path, ignore_errors=True)
+            for path in res.paths:
+                shutil.rmtree(path, ignore_errors=True)
     failed = any(r.failed for r in results.values())
     return table_rows(case, results, limits, nbytes), notes, failed
 
