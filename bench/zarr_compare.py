@@ -194,30 +194,18 @@ HEADER = ["dtype", "layout", "codec", "op", *TOOLS, "ba/best peer", "plain I/O",
 
 
 def limits_of(
-    case: Case,
-    results: dict[str, Result],
-    boxes: dict[str, list[Box]],
-    nbytes: dict[str, int],
-    repeat: int,
-) -> tuple[dict[str, float], str]:
-    """Plain-I/O limits of the stored bytes of the first tool that wrote ``case`` (bigarrays if
-    it could), and which tool's files they were measured on."""
+    path: str, boxes: dict[str, list[Box]], nbytes: dict[str, int], repeat: int
+) -> dict[str, float]:
+    """Plain-I/O limits of the stored bytes of the array at ``path``, per operation."""
     from bigarrays.stores.base import local_disk_concurrency
 
-    for name in TOOLS:
-        res = results.get(name)
-        if res is None or res.skipped or res.failed or not res.path:
-            continue
-        limits = {
-            "write": zarr_limits.write_mib_s(
-                res.path, nbytes["write"], repeat, local_disk_concurrency()
-            ),
-            "read": zarr_limits.read_all_mib_s(res.path, nbytes["read"], repeat),
-            "cutout": zarr_limits.read_mib_s(res.path, boxes["cutout"], nbytes["cutout"], repeat),
-            "random": zarr_limits.read_mib_s(res.path, boxes["random"], nbytes["random"], repeat),
-        }
-        return limits, name
-    return {}, ""
+    threads = local_disk_concurrency()  # as many as bigarrays' default
+    return {
+        "write": zarr_limits.write_mib_s(path, nbytes["write"], repeat, threads),
+        "read": zarr_limits.read_all_mib_s(path, nbytes["read"], repeat),
+        "cutout": zarr_limits.read_mib_s(path, boxes["cutout"], nbytes["cutout"], repeat),
+        "random": zarr_limits.read_mib_s(path, boxes["random"], nbytes["random"], repeat),
+    }
 
 
 # -- main ----------------------------------------------------------------------------------------
@@ -290,7 +278,7 @@ def print_header(args: argparse.Namespace, tools: list[ZTool], root: str, load0:
          "write/read calls only (a fresh handle per run, opened outside it); every read is "
          "checked against the source array"),
         ("plain I/O", "the same stored bytes with bare os calls (of the first tool that wrote "
-         "the row, bigarrays if it could): write = os.write of copies of every file, temp file "
+         "the row, bigarrays if it could, right after its run): write = os.write of copies of every file, temp file "
          "+ rename, bigarrays' default thread count; read = os.readv of every file whole; "
          "cutout/random = os.preadv of exactly the chunk (or inner-chunk) byte ranges each box "
          "touches, one open per file per box; all into one reused buffer, median of "
@@ -331,10 +319,17 @@ def run_row(
     args: argparse.Namespace,
     root: str,
 ) -> tuple[list[list[str]], list[str], bool]:
-    """Every tool on ``case``, then its plain-I/O limits: table rows, notes, whether any failed."""
+    """Every tool on ``case`` and the plain-I/O limits: table rows, notes, whether any failed.
+
+    The limits are measured on the files of the first tool that wrote the row (bigarrays if it
+    could), right after its run: on a shared machine the state of the page cache and the load
+    drift, and the limit is meant to be compared with that tool's figures above all.
+    """
     nbytes = op_bytes(boxes, data.itemsize)
     results: dict[str, Result] = {}
     notes: list[str] = []
+    limits: dict[str, float] = {}
+    source = ""
     try:
         for tool in tools:
             cmp.log(f"{tool.name} / {case.label()} ...")
@@ -345,8 +340,9 @@ def run_row(
             cmp.log(f"  ({time.perf_counter() - t0:.1f} s)")
             if res.skipped or res.failed:
                 notes.append(res.skipped or f"FAILED: {res.failed}")
-        cmp.log(f"plain I/O / {case.label()} ...")
-        limits, source = limits_of(case, results, boxes, nbytes, args.repeat)
+            elif not source:
+                cmp.log(f"plain I/O / {case.label()} on the files {tool.name} wrote ...")
+                limits, source = limits_of(res.path, boxes, nbytes, args.repeat), tool.name
         stored = [f"{n} {r.disk_bytes / MiB:,.1f} MiB ({nbytes['write'] / r.disk_bytes:.2f}x)"
                   for n, r in results.items() if r.disk_bytes]  # fmt: skip
         where = f"the files {source} wrote" if source else "nothing (no tool wrote this row)"
