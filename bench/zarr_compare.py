@@ -278,11 +278,11 @@ def print_header(args: argparse.Namespace, tools: list[ZTool], root: str, load0:
          "write/read calls only (a fresh handle per run, opened outside it); every read is "
          "checked against the source array"),
         ("plain I/O", "the same stored bytes with bare os calls (of the first tool that wrote "
-         "the row, bigarrays if it could, right after its run): write = os.write of copies of every file, temp file "
-         "+ rename, bigarrays' default thread count; read = os.readv of every file whole; "
-         "cutout/random = os.preadv of exactly the chunk (or inner-chunk) byte ranges each box "
-         "touches, one open per file per box; all into one reused buffer, median of "
-         f"max(3, {args.repeat})"),
+         "the row, bigarrays if it could, right after its run): write = os.write of copies of "
+         "every file, temp file + rename, bigarrays' default thread count; read = os.readv of "
+         "every file whole; cutout/random = os.preadv of exactly the chunk (or inner-chunk) "
+         "byte ranges each box touches, one open per file per box; all into one reused buffer, "
+         f"median of max(3, {args.repeat})"),
         ("target", ">= 2x the fastest peer, or >= 90% of the plain-I/O limit where that is lower"),
         ("disk", f"{root} on {cmp.filesystem_of(os.path.dirname(root)) or '?'}; page cache warm; "
          "os.sync() before each timed call"),
