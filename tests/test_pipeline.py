@@ -10,8 +10,8 @@ import pytest
 
 import bigarrays as ba
 from bigarrays.box import Box
+from bigarrays.chunk_source import INLINE_CHUNKS
 from bigarrays.errors import ChunkNotFoundError, CorruptChunkError, UnsupportedError
-from bigarrays.formats.precomputed.chunks import INLINE_CHUNKS
 from bigarrays.pipeline import ChunkEngine
 from bigarrays.stores import content_encoding
 from bigarrays.stores.file import FileStore

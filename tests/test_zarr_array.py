@@ -195,3 +195,24 @@ def test_ome_zarr_pyramid_written_by_ome_zarr_py_opens_with_its_levels(tmp_path:
     coarse = vol.at_mip(1)
     assert coarse.shape[2] == 32
     assert coarse.resolution[2] == 2 * vol.resolution[2]
+
+
+def test_raw_chunks_of_a_local_array_are_read_into_the_buffer(tmp_path: Path) -> None:
+    data = _random((40, 30, 20), "uint16", 4)
+    with ba.create(tmp_path / "raw.zarr", shape=data.shape, chunks=(16, 16, 8),
+                   dtype="uint16") as vol:  # fmt: skip
+        vol[...] = data
+    raw = ba.open(tmp_path / "raw.zarr")
+    assert raw.level.source.fast_raw
+    assert raw.level.source.inline_chunks > 1
+    # Rows 3-9 of the first axis only, from chunks that are whole and from edge chunks.
+    np.testing.assert_array_equal(raw[3:9, 5:29, 1:19], data[3:9, 5:29, 1:19])
+    np.testing.assert_array_equal(raw[33:40, :, :], data[33:40])
+    big = str(tmp_path / "big.zarr")
+    z = zarr.create_array(big, shape=data.shape, chunks=(16, 16, 8), dtype="uint16",
+                          serializer={"name": "bytes", "configuration": {"endian": "big"}},
+                          compressors=None)  # fmt: skip
+    z[...] = data
+    other = ba.open(big)
+    assert not other.level.source.fast_raw  # stored bytes are not this machine's order
+    np.testing.assert_array_equal(other[3:9, 5:29, 1:19], data[3:9, 5:29, 1:19])

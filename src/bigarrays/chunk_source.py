@@ -29,6 +29,10 @@ from bigarrays.box import Box, ChunkGrid, ChunkPiece, Vec
 T = TypeVar("T")
 Order = Literal["C", "F"]
 
+#: ``inline_chunks`` of sources whose chunks are read straight into a buffer (raw chunks of a
+#: local file): see ``formats.precomputed.chunks.ChunkLayout.inline_chunks`` for the measurement.
+INLINE_CHUNKS = 128
+
 
 class Runner(Protocol):
     """The engine's pool as a source sees it: ``run(fn, items)`` calls ``fn`` on every item.

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from bigarrays.box import Box, ChunkGrid, ChunkPiece, Vec
-from bigarrays.chunk_source import ChunkSourceBase
+from bigarrays.chunk_source import INLINE_CHUNKS, ChunkSourceBase
 from bigarrays.codecs import ChunkCodec, make_codec
 from bigarrays.codecs.blosc import MAX_OVERHEAD as BLOSC_MAX_OVERHEAD
 from bigarrays.codecs.blosc import BloscCompressor
@@ -26,9 +26,6 @@ from bigarrays.stores.base import Buffer
 
 _CHUNK_NAME = re.compile(r"^(-?\d+)-(-?\d+)_(-?\d+)-(-?\d+)_(-?\d+)-(-?\d+)$")
 
-
-#: See ``ChunkLayout.inline_chunks``.
-INLINE_CHUNKS = 128
 
 #: How much bigger than its voxels an image or label encoding's bytes can be, and room for headers
 #: and metadata segments: the bound on what reading one chunk may decode (see ``max_encoded``).

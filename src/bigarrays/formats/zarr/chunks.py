@@ -15,8 +15,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from bigarrays.box import ChunkGrid, ChunkPiece, Vec
-from bigarrays.chunk_source import ChunkSourceBase, Order
+from bigarrays.box import Box, ChunkGrid, ChunkPiece, Vec
+from bigarrays.chunk_source import INLINE_CHUNKS, ChunkSourceBase, Order
+from bigarrays.codecs.chain import BytesCodec, CodecChain
 from bigarrays.errors import UnsupportedError
 from bigarrays.fill import filled, is_fill
 from bigarrays.formats.merge import merge_into_object
@@ -34,6 +35,16 @@ class Chain(Protocol):
 
     def encode(self, chunk: np.ndarray) -> bytes: ...
     def decode(self, data: bytes, key: str) -> np.ndarray: ...
+
+
+def _plain_bytes(chain: Chain, dtype: np.dtype) -> bool:
+    """Whether ``chain`` stores a chunk as its values in C order and this machine's byte order."""
+    if not isinstance(chain, CodecChain) or chain.array_array or chain.bytes_bytes:
+        return False
+    codec = chain.array_bytes
+    if not isinstance(codec, BytesCodec) or dtype == np.bool_:
+        return False
+    return dtype.itemsize == 1 or codec.stored == dtype.newbyteorder("=")
 
 
 class ZarrChunks(ChunkSourceBase):
@@ -62,6 +73,12 @@ class ZarrChunks(ChunkSourceBase):
         self.chunk_nbytes = math.prod(chunks) * self.dtype.itemsize
         self.merges_safely = store.conditional_writes
         self._max_stored = STORED_FACTOR * self.chunk_nbytes + STORED_SLACK
+        #: Chunks whose stored bytes are the array's memory (the ``bytes`` codec alone, in this
+        #: machine's byte order), on a store that reads into buffers: read straight into the
+        #: engine's scratch buffer, as precomputed's raw chunks are.
+        self.fast_raw = store.reads_into_buffers and _plain_bytes(chain, self.dtype)
+        #: A few raw chunks cost less than handing them to the pool (``INLINE_CHUNKS``).
+        self.inline_chunks = INLINE_CHUNKS if self.fast_raw else 1
 
     @property
     def url(self) -> str:
@@ -75,6 +92,28 @@ class ZarrChunks(ChunkSourceBase):
         key = self.key(index)
         data = self.store.get(key, max_size=self._max_stored)
         return None if data is None else self.chain.decode(data, key)
+
+    def load_view(
+        self, index: Vec, box: Box, scratch: bytearray, in_chunk: tuple[slice, ...]
+    ) -> tuple[np.ndarray | None, tuple[slice, ...]]:
+        """The part ``in_chunk`` of chunk ``index``; with :attr:`fast_raw`, only the rows along
+        the first axis that ``in_chunk`` needs, read straight into ``scratch``."""
+        if not self.fast_raw:
+            return self.load(index), in_chunk
+        shape = self.grid.chunk
+        row = math.prod(shape[1:]) * self.dtype.itemsize
+        rows = in_chunk[0] if shape else slice(0, 1)
+        start, stop = (rows.start, rows.stop) if shape else (0, 1)
+        nbytes = (stop - start) * row
+        n = self.store.read_into(self.key(index), memoryview(scratch)[:nbytes], start * row,
+                                 self.chunk_nbytes)  # fmt: skip
+        if n != nbytes:  # missing, stored encoded, or not of a chunk's size: the general path
+            return self.load(index), in_chunk
+        arr = np.frombuffer(scratch, self.dtype, nbytes // self.dtype.itemsize)
+        if not shape:
+            return arr.reshape(()), in_chunk
+        part = (slice(0, stop - start), *in_chunk[1:])
+        return arr.reshape((stop - start, *shape[1:])), part
 
     # -- writing ---------------------------------------------------------------------------------
     def _whole(self, part: np.ndarray) -> np.ndarray:
