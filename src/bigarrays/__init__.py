@@ -1,4 +1,5 @@
-"""bigarrays: index Neuroglancer precomputed volumes far larger than memory like NumPy arrays.
+"""bigarrays: index Neuroglancer precomputed volumes and Zarr arrays far larger than memory like
+NumPy arrays.
 
 import bigarrays as ba
 vol = ba.create("file:///data/vol", shape=(2048, 2048, 512), dtype="uint8")
