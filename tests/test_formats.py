@@ -81,3 +81,9 @@ def test_overwrite_replaces_a_dataset_of_another_format(tmp_path: Path, old: str
     assert not leftovers & {"info", "zarr.json", ".zarray"} - {
         {"precomputed": "info", "zarr": "zarr.json", "zarr2": ".zarray"}[new]
     }
+
+
+def test_create_warnings_point_at_the_caller(tmp_path: Path) -> None:
+    with pytest.warns(ba.errors.ViewerCompatibilityWarning) as caught:
+        ba.create(tmp_path / "v", shape=(4, 4, 4), dtype="float64").close()
+    assert {w.filename for w in caught} == {__file__}

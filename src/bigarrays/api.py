@@ -249,13 +249,15 @@ def create(
         shard_size_bytes=shard_size_bytes, skip_empty=skip_empty,
     )  # fmt: skip
     store = _open_store(create, url, False, store_options)
-
-    def dataset() -> PrecomputedDataset:
-        warn_if_suffixes_hide_chunks(store, info.scales[0])
-        return PrecomputedDataset(store, info)
-
+    try:
+        warn_if_suffixes_hide_chunks(store, info.scales[0])  # points at the caller's line
+    except BaseException:  # a warning made an error by the caller's filters
+        if not isinstance(url, Store):
+            store.close()
+        raise
     return _new_array(
-        url, store, dataset, lambda _: store.put(INFO_KEY, info.to_bytes()),
+        url, store, lambda: PrecomputedDataset(store, info),
+        lambda _: store.put(INFO_KEY, info.to_bytes()),
         overwrite=overwrite, threads=threads, progress=progress, cache_bytes=cache_bytes,
         skip_empty=skip_empty,
     )  # fmt: skip

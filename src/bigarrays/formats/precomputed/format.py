@@ -205,7 +205,7 @@ def create_info(
             f"data type {data_type!r} is a bigarrays extension: Neuroglancer and TensorStore "
             "cannot read this volume (CloudVolume can)",
             ViewerCompatibilityWarning,
-            stacklevel=4,
+            stacklevel=3,  # create_info, create, the caller
         )
 
     scale = Scale(
