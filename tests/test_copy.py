@@ -13,6 +13,7 @@ import uuid
 import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -27,6 +28,7 @@ from bigarrays.errors import (
 )
 from bigarrays.stores import Store, open_store
 from bigarrays.stores.memory import drop_namespace
+from bigarrays.testing.counting import CountingStore
 
 SHAPE = (40, 36, 20)
 EXTRA = {
@@ -277,3 +279,36 @@ def test_copy_a_sharded_volume_from_a_server_that_cannot_list(tmp_path: Path) ->
     assert sum(k.endswith(".shard") for k in copied.list()) > 1
     with ba.open(tmp_path / "copy") as vol:
         np.testing.assert_array_equal(vol[...], data)
+
+
+@pytest.mark.parametrize("target", ["folder", "zip", "lmdb"])
+def test_cp_copies_a_zarr_image_object_by_object(tmp_path: Path, target: str) -> None:
+    src = tmp_path / "img.ome.zarr"
+    with ba.create(src, shape=(2, 8, 20, 20), dims=("c", "z", "y", "x"), chunks=(1, 4, 8, 8),
+                   resolution=(40, 8, 8), compression="zstd") as vol:  # fmt: skip
+        vol[1, 2:7, 3:19, 0:11] = 5
+    dst = {"folder": str(tmp_path / "out.ome.zarr"), "zip": str(tmp_path / "out.zip"),
+           "lmdb": f"lmdb://{tmp_path / 'out.lmdb'}"}[target]  # fmt: skip
+    copy_dataset(str(src), dst, progress=False)
+    with ba.open(dst) as back, ba.open(src) as original:
+        assert back.format == "zarr"
+        assert back.dims == ("c", "z", "y", "x")
+        assert back.resolution == original.resolution
+        np.testing.assert_array_equal(back[...], original[...])
+    with pytest.raises(ba.DatasetExistsError):
+        copy_dataset(str(src), dst, progress=False)
+
+
+def test_cp_writes_zarr_metadata_after_the_chunks(tmp_path: Path) -> None:
+    src = tmp_path / "a.zarr"
+    ba.create(src, shape=(16, 16), chunks=(8, 8), dtype="uint8")[...] = 1
+    order: list[str] = []
+
+    class Recording(CountingStore):
+        def _put(self, key: str, value: Any, encoding: str | None) -> None:
+            order.append(key)
+            super()._put(key, value, encoding)
+
+    copy_dataset(str(src), Recording(open_store(tmp_path / "b.zarr")), progress=False)
+    assert order[-1] == "zarr.json"
+    assert len(order) == 5  # four chunks, then the metadata

@@ -13,7 +13,11 @@ progress bar.
 A source that cannot list its keys (HTTP) is copied by the keys its info implies: every chunk
 or shard of every scale, the missing ones skipped; other objects are not found that way.
 
-The info is written last, so a copy that fails half-way leaves no dataset at the destination,
+A Zarr array or OME-Zarr image is copied the same way, every object under its root, its metadata
+documents (``zarr.json``, ``.zarray``, ``.zgroup``, ``.zattrs``) after the chunks, the deepest
+first and the root's last; it needs a source that lists its keys.
+
+The info (or the root's metadata) is written last, so a copy that fails half-way leaves no dataset at the destination,
 only objects that the next attempt overwrites. Copying into a zip closes it (writing its central
 directory); copying out of one takes only its live entries, which compacts it.
 """
@@ -27,7 +31,8 @@ import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from bigarrays.errors import BigArraysWarning, DatasetNotFoundError, UnsupportedError
+from bigarrays.errors import BigArraysWarning, UnsupportedError
+from bigarrays.formats.detect import detect
 from bigarrays.formats.existing import clear_destination
 from bigarrays.formats.precomputed import Info, chunk_name, scale_grid
 from bigarrays.formats.precomputed.format import INFO_KEY
@@ -69,15 +74,15 @@ def copy_dataset(
     started = time.perf_counter()
     source = open_store(src, read_only=True)
     try:
-        info_object = source.get_encoded(INFO_KEY)
-        if info_object is None:
-            raise DatasetNotFoundError(
-                f"no precomputed volume at {source.url}: it has no 'info' file"
-            )
-        info = Info.from_bytes(source.get(INFO_KEY) or b"", url=f"{source.url}/{INFO_KEY}")
+        found, _ = detect(source)
+        if found == "precomputed":
+            info = Info.from_bytes(source.get(INFO_KEY) or b"", url=f"{source.url}/{INFO_KEY}")
+            keys, last = _keys(source, info), [INFO_KEY]
+        else:
+            keys, last = _zarr_keys(source)
         target = open_store(dst, read_only=False)
         try:
-            result = _copy(source, target, info, info_object, threads, progress, overwrite)
+            result = _copy(source, target, keys, last, threads, progress, overwrite)
         finally:
             if not isinstance(dst, Store):
                 target.close()  # a zip writes its central directory here
@@ -85,6 +90,25 @@ def copy_dataset(
         if not isinstance(src, Store):
             source.close()
     return CopyResult(result[0], result[1], time.perf_counter() - started)
+
+
+#: The names of Zarr's metadata documents, at the root and in every group and array below it.
+ZARR_METADATA = ("zarr.json", ".zarray", ".zgroup", ".zattrs")
+
+
+def _zarr_keys(source: Store) -> tuple[list[str], list[str]]:
+    """Every key of a Zarr dataset: chunks first, then the metadata, deepest first and the
+    root's last, so that an interrupted copy leaves no dataset that looks whole."""
+    try:
+        keys = list(source.list(""))
+    except UnsupportedError:
+        raise UnsupportedError(
+            f"{source.url} cannot list its keys, which copying a Zarr dataset object by object "
+            "needs; convert it instead (bigarrays cp SRC DST --format zarr)"
+        ) from None
+    metadata = [k for k in keys if k.rsplit("/", 1)[-1] in ZARR_METADATA]
+    metadata.sort(key=lambda k: (-k.count("/"), k))
+    return [k for k in keys if k.rsplit("/", 1)[-1] not in ZARR_METADATA], metadata
 
 
 def _keys(source: Store, info: Info) -> list[str]:
@@ -124,12 +148,13 @@ def _implied_keys(info: Info, mip: int) -> list[str]:
 def _copy(
     source: Store,
     target: Store,
-    info: Info,
-    info_object: tuple[bytes, str | None],
+    keys: list[str],
+    last: list[str],
     threads: int | None,
     progress: bool | None,
     overwrite: bool,
 ) -> tuple[int, int]:
+    """Copy ``keys`` on a pool of threads, then ``last`` one by one in their order."""
     if source.url.rstrip("/") == target.url.rstrip("/"):
         raise UnsupportedError(
             f"cannot copy {source.url} onto itself; copy it to another place (to compact a zip "
@@ -137,7 +162,6 @@ def _copy(
         )
     clear_destination(target, overwrite)
 
-    keys = _keys(source, info)
     workers = threads or min(source.default_concurrency, target.default_concurrency)
     lock = threading.Lock()
     moved = [0, 0]
@@ -153,14 +177,12 @@ def _copy(
             moved[1] += len(data)
 
     description = f"copying {source.url} to {target.url}"
-    with progress_bar(len(keys) + 1, description, progress) as advance:
+    with progress_bar(len(keys) + len(last), description, progress) as advance:
         if workers > 1 and len(keys) > 1:
             with ThreadPoolExecutor(workers, thread_name_prefix="bigarrays-cp") as pool:
                 run_bounded(copy_one, keys, pool, workers, advance)
         else:
             run_bounded(copy_one, keys, None, 1, advance)
-        data, encoding = info_object
-        target.put(INFO_KEY, data, content_encoding=encoding)
-        if advance is not None:
-            advance()
-    return moved[0] + 1, moved[1] + len(data)
+        # The metadata last, so that an interrupted copy leaves no dataset behind.
+        run_bounded(copy_one, last, None, 1, advance)
+    return moved[0], moved[1]
