@@ -17,9 +17,10 @@ A Zarr array or OME-Zarr image is copied the same way, every object under its ro
 documents (``zarr.json``, ``.zarray``, ``.zgroup``, ``.zattrs``) after the chunks, the deepest
 first and the root's last; it needs a source that lists its keys.
 
-The info (or the root's metadata) is written last, so a copy that fails half-way leaves no dataset at the destination,
-only objects that the next attempt overwrites. Copying into a zip closes it (writing its central
-directory); copying out of one takes only its live entries, which compacts it.
+The info (or the root's metadata) is written last, so a copy that fails half-way leaves no
+dataset at the destination, only objects that the next attempt overwrites. Copying into a zip
+closes it (writing its central directory); copying out of one takes only its live entries, which
+compacts it.
 """
 
 from __future__ import annotations
