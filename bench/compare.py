@@ -2,8 +2,8 @@
 
 Run by hand, never by the test suite::
 
-    /work/venv/bin/python bench/compare.py            # 512³ uint8, 64³ chunks, 3 repetitions
-    /work/venv/bin/python bench/compare.py --size 256 --repeat 5 --only bigarrays,tensorstore
+    python bench/compare.py            # 512³ uint8, 64³ chunks, 3 repetitions
+    python bench/compare.py --size 256 --repeat 5 --only bigarrays,tensorstore
 
 For every tool and every case (raw, gzip) it times a full write of the volume, a full read and
 an unaligned cutout (half the size of the volume on each axis, at an odd offset), checks every

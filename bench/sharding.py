@@ -2,8 +2,8 @@
 
 Run by hand, never by the test suite::
 
-    /work/venv/bin/python bench/sharding.py                    # 512³ uint8, 64³ chunks, file store
-    /work/venv/bin/python bench/sharding.py --size 256 --repeat 1   # a smoke test
+    python bench/sharding.py                    # 512³ uint8, 64³ chunks, file store
+    python bench/sharding.py --size 256 --repeat 1   # a smoke test
 
 For each layout (unsharded; sharded with the automatic 1 GiB target, which makes the whole 512³
 volume one shard; sharded with 16 MiB shards, 4 x 4 x 4 chunks each) it times, on local disk:
