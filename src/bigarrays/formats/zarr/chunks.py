@@ -37,6 +37,18 @@ class Chain(Protocol):
     def decode(self, data: bytes, key: str) -> np.ndarray: ...
 
 
+def whole_chunk(
+    part: np.ndarray, shape: tuple[int, ...], dtype: np.dtype, fill_value: Any
+) -> np.ndarray:
+    """The C-ordered chunk of ``shape`` whose corner is ``part`` (an edge chunk's voxels, clipped
+    to the array); the rest holds the fill value, as Zarr stores edge chunks at full shape."""
+    if part.shape == shape:
+        return np.ascontiguousarray(part, dtype=dtype)
+    chunk = filled(shape, dtype, fill_value, "C")
+    chunk[tuple(slice(0, n) for n in part.shape)] = part
+    return chunk
+
+
 def _plain_bytes(chain: Chain, dtype: np.dtype) -> bool:
     """Whether ``chain`` stores a chunk as its values in C order and this machine's byte order."""
     if not isinstance(chain, CodecChain) or chain.array_array or chain.bytes_bytes:
@@ -116,17 +128,11 @@ class ZarrChunks(ChunkSourceBase):
         return arr.reshape((stop - start, *shape[1:])), part
 
     # -- writing ---------------------------------------------------------------------------------
-    def _whole(self, part: np.ndarray) -> np.ndarray:
-        """The full-shape chunk of ``part`` (an edge chunk's voxels): the rest is fill."""
-        shape = self.grid.chunk
-        if part.shape == shape:
-            return np.ascontiguousarray(part, dtype=self.dtype)
-        chunk = filled(shape, self.dtype, self.fill_value, "C")
-        chunk[tuple(slice(0, n) for n in part.shape)] = part
-        return chunk
-
     def save(self, index: Vec, chunk: np.ndarray) -> None:
-        self.store.put(self.key(index), self.chain.encode(self._whole(chunk)))
+        self.store.put(
+            self.key(index),
+            self.chain.encode(whole_chunk(chunk, self.grid.chunk, self.dtype, self.fill_value)),
+        )
 
     def delete(self, index: Vec) -> None:
         self.store.delete(self.key(index))

@@ -55,6 +55,7 @@ from bigarrays.formats.sharding import (
     read_range,
     run_few,
 )
+from bigarrays.formats.zarr.chunks import whole_chunk
 from bigarrays.formats.zarr.metadata_v3 import ArrayMetadataV3
 from bigarrays.formats.zarr.sharding import ABSENT, ShardingConfig
 from bigarrays.stores import Store
@@ -300,20 +301,11 @@ class ShardedZarrChunks(ChunkSourceBase):
         return retry
 
     # -- writing ---------------------------------------------------------------------------------
-    def _whole(self, part: np.ndarray) -> np.ndarray:
-        """The full-shape inner chunk of ``part`` (an edge chunk's voxels): the rest is fill."""
-        shape = self.grid.chunk
-        if part.shape == shape:
-            return np.ascontiguousarray(part, dtype=self.dtype)
-        chunk = filled(shape, self.dtype, self.fill_value, "C")
-        chunk[tuple(slice(0, n) for n in part.shape)] = part
-        return chunk
-
     def _encode(self, part: np.ndarray) -> bytes | None:
         """The stored bytes of an inner chunk's voxels; None for one all fill (left out)."""
         if is_fill(part, self.fill_value):
             return None
-        return self.chain.encode(self._whole(part))
+        return self.chain.encode(whole_chunk(part, self.grid.chunk, self.dtype, self.fill_value))
 
     def _merged(
         self, piece: ChunkPiece, part: np.ndarray, old: bytes | None, key: str
