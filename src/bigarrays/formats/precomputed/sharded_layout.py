@@ -48,7 +48,13 @@ from bigarrays.formats.precomputed.sharding import (
     morton_code,
     morton_codes,
 )
-from bigarrays.formats.sharding import ShardWrite, in_batches, put_merged, put_whole
+from bigarrays.formats.sharding import (
+    ShardWrite,
+    in_batches,
+    partial_shard_refused,
+    put_merged,
+    put_whole,
+)
 from bigarrays.stores import Store
 
 T = TypeVar("T")
@@ -226,11 +232,7 @@ class ShardedLayout(ChunkLayout):
             hint += f" (this one is {box})"
         else:
             hint = "write whole shards (with this hash, only a write of the whole volume does)"
-        return UnsupportedError(
-            f"this write covers part of shard {self.shard_key(shard)!r}, which needs a "
-            f"read-merge-write; the store {self.store.url} has no conditional writes to make "
-            f"that safe against concurrent writers: {hint}"
-        )
+        return partial_shard_refused(self.shard_key(shard), self.store.url, hint)
 
     def write_pieces(
         self,

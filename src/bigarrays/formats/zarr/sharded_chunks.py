@@ -49,6 +49,7 @@ from bigarrays.formats.sharding import (
     ShardWrite,
     VersionedCache,
     in_batches,
+    partial_shard_refused,
     plan_ranges,
     put_merged,
     put_whole,
@@ -319,12 +320,11 @@ class ShardedZarrChunks(ChunkSourceBase):
         return self._encode(chunk[inside])
 
     def _refuse_partial(self, shard: Shard) -> UnsupportedError:
-        return UnsupportedError(
-            f"this write covers part of shard {self.shard_key(shard)!r}, which needs a "
-            f"read-merge-write; the store {self.store.url} has no conditional writes to make "
-            f"that safe against concurrent writers: align writes to shards of "
-            f"{self.config.shard_shape} voxels (this one is {self.shard_box(shard)})"
+        hint = (
+            f"align writes to shards of {self.config.shard_shape} voxels (this one is "
+            f"{self.shard_box(shard)})"
         )
+        return partial_shard_refused(self.shard_key(shard), self.store.url, hint)
 
     def write_pieces(
         self,
