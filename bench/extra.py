@@ -137,6 +137,11 @@ def readv_mib_s(folder: str, repeat: int) -> tuple[float, int]:
     size = max(os.path.getsize(n) for n in names)
     buf = memoryview(bytearray(size + 1))
     total = sum(os.path.getsize(n) for n in names)
+    return total / MiB / readv_seconds(names, buf, repeat), total
+
+
+def readv_seconds(names: list[str], buf: memoryview, repeat: int) -> float:
+    """Median seconds of ``os.readv`` of every file of ``names`` whole into ``buf``."""
     times = []
     for _ in range(max(3, repeat)):
         t0 = time.perf_counter()
@@ -145,7 +150,7 @@ def readv_mib_s(folder: str, repeat: int) -> tuple[float, int]:
             os.readv(fd, [buf])
             os.close(fd)
         times.append(time.perf_counter() - t0)
-    return total / MiB / statistics.median(times), total
+    return statistics.median(times)
 
 
 def write_files_mib_s(folder: str, repeat: int, threads: int) -> float:

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from extra import readv_seconds  # a sibling script: zarr_compare puts bench/ on the path
+
 MiB = 2**20
 NO_CHUNK = 2**64 - 1  # sharding_indexed's mark of an absent inner chunk
 
@@ -110,15 +112,7 @@ def read_all_mib_s(path: str, nbytes: int, repeat: int) -> float:
     """``os.readv`` of every stored file whole into one preallocated buffer."""
     names = _files(path)
     buf = memoryview(bytearray(max(map(os.path.getsize, names)) + 1))
-    times = []
-    for _ in range(max(3, repeat)):
-        t0 = time.perf_counter()
-        for name in names:
-            fd = os.open(name, os.O_RDONLY)
-            os.readv(fd, [buf])
-            os.close(fd)
-        times.append(time.perf_counter() - t0)
-    return nbytes / MiB / statistics.median(times)
+    return nbytes / MiB / readv_seconds(names, buf, repeat)
 
 
 def write_mib_s(path: str, nbytes: int, repeat: int, threads: int) -> float:
