@@ -87,3 +87,30 @@ def test_create_warnings_point_at_the_caller(tmp_path: Path) -> None:
     with pytest.warns(ba.errors.ViewerCompatibilityWarning) as caught:
         ba.create(tmp_path / "v", shape=(4, 4, 4), dtype="float64").close()
     assert {w.filename for w in caught} == {__file__}
+
+
+def test_open_with_a_format_looks_for_that_format_alone(tmp_path: Path) -> None:
+    ba.create(tmp_path / "v", shape=(4, 4, 4), chunks=(4, 4, 4)).close()
+    assert ba.open(tmp_path / "v", format="precomputed").format == "precomputed"
+    with pytest.raises(DatasetNotFoundError, match=r"no zarr dataset .*zarr\.json"):
+        ba.open(tmp_path / "v", format="zarr")
+    with pytest.raises(ValueError, match="format must be one of"):
+        ba.open(tmp_path / "v", format="n5")
+
+
+@pytest.mark.parametrize(
+    ("option", "match"),
+    [({"voxel_offset": (1, 0, 0)}, "starts at 0"), ({"num_channels": 2}, "'c' axis"),
+     ({"encoding": "jpeg"}, "codecs"), ({"resolution": (4, 4, 40)}, "OME-Zarr image"),
+     ({"dims": ("x", "y")}, "differ in their number of axes")],
+)  # fmt: skip
+def test_zarr_create_refuses_what_does_not_apply(tmp_path: Path, option: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        ba.create(tmp_path / "a.zarr", shape=(8, 8, 8), chunks=(4, 4, 4), **option)
+    assert not (tmp_path / "a.zarr" / "zarr.json").exists()
+
+
+def test_zarr_open_refuses_write_compression(tmp_path: Path) -> None:
+    ba.create(tmp_path / "a.zarr", shape=(8, 8), chunks=(4, 4)).close()
+    with pytest.raises(ValueError, match="write_compression applies to precomputed"):
+        ba.open(tmp_path / "a.zarr", mode="r+", write_compression="gzip")
