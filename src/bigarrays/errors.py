@@ -216,3 +216,22 @@ class InvalidMetadataError(InvalidInfoError):
             f"invalid metadata field {field!r}{where}: " if field else f"invalid metadata{where}: "
         )
         self.args = (prefix + message,)
+
+
+class DownsampleMethodError(BigArraysError, ValueError):
+    """A downsampling method that bigarrays does not know (``"average"`` for ``"mean"``)."""
+
+
+class MethodDtypeError(DownsampleMethodError, TypeError):
+    """A downsampling method that does not fit the data type (``mean`` of bool labels, ``min`` of
+    complex numbers); the message names the methods that do."""
+
+
+class FloatModeWarning(BigArraysWarning):
+    """``mode`` of a floating-point image: allowed, but almost every cell of a continuous image
+    has distinct values, so the result is the lowest value of each cell, not a typical one."""
+
+
+class DownsampleFactorError(BigArraysError, ValueError):
+    """A downsampling factor that is not a positive integer per axis, or a list of cumulative
+    factors in which one is not a multiple of the one before."""

@@ -1,0 +1,1 @@
+"""Whole-dataset operations: pyramids, ..."""
