@@ -235,3 +235,7 @@ class FloatModeWarning(BigArraysWarning):
 class DownsampleFactorError(BigArraysError, ValueError):
     """A downsampling factor that is not a positive integer per axis, or a list of cumulative
     factors in which one is not a multiple of the one before."""
+
+
+class LevelExistsError(BigArraysError, FileExistsError):
+    """A pyramid level would replace levels the dataset has already (pass ``overwrite=True``)."""

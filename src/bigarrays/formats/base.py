@@ -10,6 +10,7 @@ and bounds that indexing needs, and the few descriptive facts (resolution, encod
 from __future__ import annotations
 
 import abc
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +18,7 @@ import numpy as np
 
 from bigarrays.box import Box
 from bigarrays.chunk_source import ChunkSource
+from bigarrays.errors import UnsupportedError
 from bigarrays.stores import Store
 
 
@@ -32,6 +34,9 @@ class Axis:
     name: str
     positional: bool = False
     hidden: bool = False
+    #: What the axis measures: "space", "time", "channel" or "other" (OME-NGFF's axis types);
+    #: pyramids pool space axes only.
+    kind: str = "space"
 
 
 @dataclass(frozen=True)
@@ -52,6 +57,14 @@ class Level:
     #: The format's own description of the level (a precomputed ``Scale``), for format-aware
     #: callers such as ``bigarrays info``; the core never looks inside it.
     native: Any = None
+    #: Voxels per axis of the unit a writer should fill whole: the chunk, or a box-shaped shard
+    #: (None: the chunk shape). Units tile the grid from its origin, as chunks do.
+    write_unit: tuple[int, ...] | None = None
+
+    @property
+    def unit(self) -> tuple[int, ...]:
+        """:attr:`write_unit`, or the chunk shape where the level has none of its own."""
+        return self.write_unit if self.write_unit is not None else self.source.grid.chunk
 
     @property
     def bounds(self) -> Box:
@@ -67,6 +80,25 @@ class Level:
     def visible(self) -> tuple[int, ...]:
         """Positions of the axes callers index (every axis but the hidden ones)."""
         return tuple(i for i, a in enumerate(self.axes) if not a.hidden)
+
+
+@dataclass(frozen=True)
+class LevelSpec:
+    """A level to add to a dataset: pooled from level 0 by ``factor``, stored as described.
+
+    Every tuple has one entry per grid axis of level 0 (channels and time included, with factor
+    1). ``None`` members mean "as level 0 has it".
+    """
+
+    #: Voxels of level 0 per voxel of this level along each axis (cumulative, not per step).
+    factor: tuple[int, ...]
+    #: The level's voxels, in its own coordinates (``floor(lo / f)`` to ``ceil(hi / f)``).
+    bounds: Box
+    chunks: tuple[int, ...] | None = None
+    encoding: str | None = None
+    compression: str | None = None
+    #: True, False, a format-specific description, or None for "sharded if level 0 is".
+    sharding: Any = None
 
 
 class Dataset(abc.ABC):
@@ -107,3 +139,20 @@ class Dataset(abc.ABC):
     @abc.abstractmethod
     def document(self) -> dict[str, Any]:
         """The dataset's metadata document as JSON (a fresh copy: changing it changes nothing)."""
+
+    @property
+    def pooling_method(self) -> str | None:
+        """How the levels after the first were pooled, where the format records it."""
+        return None
+
+    def with_levels(
+        self, specs: Sequence[LevelSpec], *, method: str, replace_levels: bool
+    ) -> Dataset:
+        """Store metadata that adds ``specs`` after level 0 and return the dataset it describes.
+
+        Levels other than level 0 that exist already are an error (``LevelExistsError``) unless
+        ``replace_levels``: then they leave the metadata and their chunks are deleted first, so
+        that nothing of them reappears. ``method`` is how the levels are pooled, for formats
+        that record it. The new levels hold no chunks yet.
+        """
+        raise UnsupportedError(f"{self.format_name} datasets cannot hold more than one level")

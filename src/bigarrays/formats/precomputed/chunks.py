@@ -102,6 +102,8 @@ class ChunkLayout(ChunkSourceBase):
 
     #: Subclasses that store chunks inside shards set this (see ``sharded_layout``).
     handles_sharding = False
+    #: Voxels per axis of a box-shaped shard (see ``sharded_layout``); None: chunks stand alone.
+    shard_shape: tuple[int, ...] | None = None
 
     def __init__(self, store: Store, info: Info, mip: int) -> None:
         scale = info.scales[mip]

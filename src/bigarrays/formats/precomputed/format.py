@@ -24,7 +24,7 @@ from bigarrays.errors import (
     UnsupportedError,
     ViewerCompatibilityWarning,
 )
-from bigarrays.formats.base import Axis, Dataset, Level
+from bigarrays.formats.base import Axis, Dataset, Level, LevelSpec
 from bigarrays.formats.precomputed.chunks import open_layout
 from bigarrays.formats.precomputed.info import (
     EXTENSION_DATA_TYPES,
@@ -72,6 +72,24 @@ class PrecomputedDataset(Dataset):
     def document(self) -> dict[str, Any]:
         return copy.deepcopy(self.info.to_json())
 
+    @property
+    def pooling_method(self) -> str | None:
+        from bigarrays.formats.precomputed.levels import recorded_method
+
+        return recorded_method(self.info)
+
+    def with_levels(
+        self, specs: Sequence[LevelSpec], *, method: str, replace_levels: bool
+    ) -> PrecomputedDataset:
+        from bigarrays.formats.precomputed.levels import add_scales
+
+        stored = add_scales(
+            self.store, self.info, specs, method=method, replace_levels=replace_levels
+        )
+        # The first scale keeps what this session knows of it (the compression it writes with).
+        return PrecomputedDataset(self.store, stored.with_scales(
+            [self.info.scales[0], *stored.scales[1:]]))  # fmt: skip
+
     def level(self, mip: int) -> Level:
         scales = self.info.scales
         if not 0 <= mip < len(scales):
@@ -80,15 +98,18 @@ class PrecomputedDataset(Dataset):
                 f"not mip {mip}"
             )
         scale = scales[mip]
+        source = open_layout(self.store, self.info, mip)
         return Level(
-            source=open_layout(self.store, self.info, mip),
+            source=source,
             axes=(Axis("x"), Axis("y"), Axis("z"),
-                  Axis("c", positional=True, hidden=self.info.num_channels == 1)),
+                  Axis("c", positional=True, hidden=self.info.num_channels == 1,
+                       kind="channel")),
             resolution=scale.resolution,
             encoding=scale.encoding,
             compression=scale.compression,
             deletes_chunks=scale.sharding is None,
             native=scale,
+            write_unit=source.shard_shape,
         )  # fmt: skip
 
 

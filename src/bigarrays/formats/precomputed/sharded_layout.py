@@ -103,6 +103,11 @@ class ShardedLayout(ChunkLayout):
         self._chunk_bytes = math.prod(self.grid.chunk) * self.dtype.itemsize
         self._shard_sizes: dict[int, int] | None = None
         per_shard = self.geometry.shard_chunks
+        if per_shard is not None:
+            self.shard_shape = (
+                *(n * c for n, c in zip(per_shard, self.grid.chunk, strict=False)),
+                *self.grid.chunk[3:],
+            )
         self.limits = IndexLimits.of(
             math.prod(grid3 if per_shard is None else per_shard),
             self._chunk_bytes,

@@ -25,7 +25,7 @@ from bigarrays.errors import (
     ScaleNotFoundError,
     UnsupportedError,
 )
-from bigarrays.formats.base import Axis, Dataset, Level
+from bigarrays.formats.base import Axis, Dataset, Level, LevelSpec
 from bigarrays.formats.zarr.chunks import Chain, ZarrChunks
 from bigarrays.formats.zarr.dtypes import as_fill_value, v2_typestr, v3_name
 from bigarrays.formats.zarr.metadata_v2 import (
@@ -132,6 +132,26 @@ class ZarrDataset(Dataset):
     def document(self) -> dict[str, Any]:
         return copy.deepcopy(self.group if self.group is not None else self.meta.to_json())
 
+    @property
+    def pooling_method(self) -> str | None:
+        kind = self.multiscale.type if self.multiscale is not None else None
+        return kind if isinstance(kind, str) else None
+
+    def _axes(self) -> tuple[Axis, ...]:
+        if self.multiscale is not None:
+            kinds = [axis.type if axis.type in ("space", "time", "channel") else "other"
+                     for axis in self.multiscale.axes]  # fmt: skip
+        else:
+            kinds = [_AXIS_TYPES.get(name, "space") for name in self.dims]
+        return tuple(Axis(name, kind=kind) for name, kind in zip(self.dims, kinds, strict=True))
+
+    def with_levels(
+        self, specs: Sequence[LevelSpec], *, method: str, replace_levels: bool
+    ) -> ZarrDataset:
+        from bigarrays.formats.zarr.levels import add_levels
+
+        return add_levels(self, specs, method=method, replace_levels=replace_levels)
+
     def _chain(self, meta: ArrayMetadata) -> tuple[Chain, str, str | None]:
         """The codec chain, the name of the chunk encoding and of the compression."""
         if isinstance(meta, ArrayMetadataV3):
@@ -174,9 +194,10 @@ class ZarrDataset(Dataset):
         if self.multiscale is not None:
             resolution = level_geometry(self.multiscale, mip).resolution
         return Level(
-            source=source, axes=tuple(Axis(name) for name in self.dims), resolution=resolution,
+            source=source, axes=self._axes(), resolution=resolution,
             encoding=encoding, compression=compression,
             deletes_chunks=not isinstance(source, ShardedZarrChunks), native=meta,
+            write_unit=source.config.shard_shape if isinstance(source, ShardedZarrChunks) else None,
         )  # fmt: skip
 
 
