@@ -104,6 +104,7 @@ def open(
     skip_empty: bool = False,
     write_compression: str | None = None,
     format: str | None = None,
+    update_pyramid: bool = False,
     **store_options: Any,
 ) -> BigArray:
     """Open an existing dataset at ``url`` (a URL, a plain path or a Store) at level ``mip``.
@@ -117,6 +118,9 @@ def open(
     repeated small cutouts of the same region (off by default; writes through this array keep
     it coherent, writes by others are not seen). ``skip_empty=True`` does not write chunks whose
     voxels are all 0 (the fill value) and deletes stored ones (unsharded scales only).
+
+    ``update_pyramid=True`` (``mode="r+"``, mip 0) makes every write also recompute the part of
+    the other levels it changes, as ``vol.update_pyramid(box)`` does.
 
     ``write_compression`` ("gzip", "br" or "zstd") is the transfer compression of the chunks
     this array writes to unsharded scales whose info records none: CloudVolume gzips by default
@@ -146,6 +150,7 @@ def open(
         return BigArray(
             dataset, mip=mip, mode=checked, fill_missing=fill_missing, threads=threads,
             progress=progress, owns_store=owns, cache_bytes=cache_bytes, skip_empty=skip_empty,
+            update_pyramid=update_pyramid,
         )  # fmt: skip
     except BaseException:
         if owns:
@@ -367,7 +372,12 @@ def _create_zarr(
         if inner is not None and isinstance(meta, ArrayMetadataV3):
             meta = sharded_metadata(meta, inner, index_location)
             dataset = ZarrDataset(store, [ZarrArray("", meta, dict(meta.attributes))])
-        return create_ome_zarr(dataset, resolution) if ome else dataset
+        if not ome:
+            return dataset
+        # The default (1, 1, 1) is precomputed's three axes; an image of other space axes
+        # takes 1 along each of them.
+        default = tuple(resolution) == (1, 1, 1)
+        return create_ome_zarr(dataset, None if default else resolution)
 
     return _new_array(
         url, store, make, write_image_metadata, overwrite=overwrite, threads=threads,

@@ -19,6 +19,7 @@ from bigarrays.chunk_source import ChunkSource
 from bigarrays.errors import ArrayClosedError, OutOfBoundsError, ReadOnlyError, UnsupportedError
 from bigarrays.formats.base import Dataset, Level
 from bigarrays.indexing import coerce_value, parse_key
+from bigarrays.ops import pyramid
 from bigarrays.pipeline import ChunkEngine
 from bigarrays.progress import progress_bar, wants_bar
 from bigarrays.stores import Store
@@ -45,6 +46,7 @@ class BigArray:
         owns_store: bool = False,
         cache_bytes: int = 0,
         skip_empty: bool = False,
+        update_pyramid: bool = False,
     ) -> None:
         self._dataset = dataset
         self._store = dataset.store
@@ -71,6 +73,9 @@ class BigArray:
         #: When True, chunks whose voxels all hold the fill value are not written (and a stored
         #: copy is deleted): they read back the same, and the store holds fewer objects.
         self.skip_empty = skip_empty
+        #: When True (mip 0 only), every write also recomputes the part of the other levels
+        #: that it changes (see :meth:`update_pyramid`).
+        self.update_pyramid_on_write = update_pyramid
 
     # -- description -----------------------------------------------------------------------------
     @property
@@ -222,7 +227,7 @@ class BigArray:
             self._dataset, mip=mip, mode=self._mode, fill_missing=self.fill_missing,
             threads=self._engine.threads, progress=self.progress,
             cache_bytes=self.cache.max_bytes if self.cache is not None else 0,
-            skip_empty=skip_empty,
+            skip_empty=skip_empty, update_pyramid=self.update_pyramid_on_write and mip == 0,
         )  # fmt: skip
 
     # -- reading and writing ---------------------------------------------------------------------
@@ -237,6 +242,8 @@ class BigArray:
         selection = parse_key(key, self._level.axes, self._level.bounds)
         block = coerce_value(value, self.dtype, selection)
         self._write_box(selection.box, block)
+        if self.update_pyramid_on_write:
+            self._update_levels(selection.box)
 
     def read(self, box: Box) -> np.ndarray:
         """The voxels of ``box`` (like ``vol[box]``)."""
@@ -245,6 +252,96 @@ class BigArray:
     def write(self, box: Box, data: Any) -> None:
         """Write ``data`` to ``box`` (like ``vol[box] = data``)."""
         self[box] = data
+
+    # -- pyramids ----------------------------------------------------------------------------------
+    def downsample(
+        self,
+        factor: str | Sequence[int] = "auto",
+        num_mips: int | None = None,
+        method: str = "auto",
+        bounds: Box | None = None,
+        chunks: Sequence[int] | None = None,
+        encoding: str | None = None,
+        compression: str | None = None,
+        sharding: Any = None,
+        *,
+        memory_target: int = pyramid.DEFAULT_MEMORY_TARGET,
+        threads: int | None = None,
+        progress: bool | None = None,
+        overwrite: bool = False,
+    ) -> None:
+        """Add downsampled levels (mips 1, 2, ...) to the dataset and write them.
+
+        Level k is level 0 pooled by its cumulative factor, exactly as
+        ``tensorstore.downsample(level0, factor, method)`` computes it: blocks of the factor
+        anchored at coordinate 0, partial blocks at the bounds pooled over the voxels they hold,
+        integer means rounded half to even.
+
+        - ``factor``: ``"auto"`` (halve the finest space axes until the voxels are near
+          isotropic, then all of them) or one integer per axis of :attr:`bounds`, such as
+          ``(2, 2, 1)``, repeated for each level. Channel and time axes are never pooled.
+        - ``num_mips``: how many levels to add; None stops at the first that fits in one chunk.
+        - ``method``: ``"auto"`` (``mode`` for segmentation, ``mean`` for images), ``mean``,
+          ``median``, ``mode``, ``min``, ``max`` or ``stride``.
+        - ``bounds``: pool only this box of level 0 now (the levels cover the whole volume).
+        - ``chunks``, ``encoding``, ``compression``, ``sharding``: of the new levels
+          (precomputed), by default those of level 0.
+        - ``memory_target``: bytes of voxels in memory at once; ``threads`` blocks at a time.
+        - ``overwrite``: replace levels the dataset has already (else ``LevelExistsError``).
+        """
+        self._check_open()
+        self._check_writable()
+        self._check_base("downsample")
+        region = None if bounds is None else self._grid_box(bounds)
+        self._dataset = pyramid.build(
+            self._dataset, self._engine, factor=factor, num_mips=num_mips, method=method,
+            region=region, chunks=chunks, encoding=encoding, compression=compression,
+            sharding=sharding, memory_target=memory_target, threads=threads,
+            progress=self.progress if progress is None else progress, overwrite=overwrite,
+        )  # fmt: skip
+
+    def update_pyramid(
+        self,
+        box: Box | None = None,
+        *,
+        method: str = "auto",
+        memory_target: int = pyramid.DEFAULT_MEMORY_TARGET,
+        threads: int | None = None,
+        progress: bool | None = None,
+    ) -> None:
+        """Recompute the part of every level above 0 that level-0 ``box`` (None: all) affects,
+        widened to whole chunks (or shards) of each level. Call it after writing ``box``."""
+        self._check_open()
+        self._check_writable()
+        self._check_base("update_pyramid")
+        region = None if box is None else self._grid_box(box)
+        chosen = pyramid.resolve_method(method, self._dataset, self.dtype)
+        pyramid.run(self._dataset, self._engine, region, method=chosen,
+                    memory_target=memory_target, threads=threads,
+                    progress=self.progress if progress is None else progress)  # fmt: skip
+
+    def _update_levels(self, box: Box) -> None:
+        chosen = pyramid.resolve_method("auto", self._dataset, self.dtype)
+        pyramid.run(self._dataset, self._engine, box, method=chosen, progress=self.progress)
+
+    def _check_base(self, what: str) -> None:
+        if self._mip != 0:
+            raise UnsupportedError(
+                f"{what} pools level 0: call it on mip 0 (vol.at_mip(0)), not mip {self._mip}"
+            )
+
+    def _grid_box(self, box: Box) -> Box:
+        """``box`` (over :attr:`bounds`' axes) as a box over every grid axis of the level."""
+        spatial = self._level.spatial
+        if box.ndim != len(spatial):
+            raise OutOfBoundsError(
+                f"box {box} has {box.ndim} axes; the volume's bounds have {len(spatial)}"
+            )
+        full = self._level.bounds
+        start, stop = list(full.start), list(full.stop)
+        for axis, a, b in zip(spatial, box.start, box.stop, strict=True):
+            start[axis], stop[axis] = a, b
+        return Box(start, stop)
 
     def _read_box(self, box: Box) -> np.ndarray:
         n = self._source.grid.count(box)
@@ -320,6 +417,7 @@ class BigArray:
             "owns_store": self._owns_store,
             "cache_bytes": self.cache.max_bytes if self.cache is not None else 0,
             "skip_empty": self.skip_empty,
+            "update_pyramid": self.update_pyramid_on_write,
         }  # fmt: skip
 
     def __setstate__(self, state: dict[str, Any]) -> None:

@@ -1,0 +1,367 @@
+"""Pyramids: vol.downsample / update_pyramid against tensorstore.downsample, on every format."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import tensorstore as ts
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import bigarrays as ba
+from bigarrays.box import Box
+from bigarrays.cli import main
+from bigarrays.errors import (
+    InvalidInfoError,
+    LevelExistsError,
+    ReadOnlyError,
+    UnsupportedError,
+)
+from bigarrays.ops.pyramid_plan import LevelGrid, auto_steps, plan_blocks
+
+SETTINGS = settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+
+
+def expected(vol: ba.BigArray, data: np.ndarray, k: int, method: str) -> tuple[np.ndarray, Box]:
+    """Level ``k`` as TensorStore computes it from ``data`` (level 0's voxels)."""
+    level = vol.at_mip(k)
+    if data.ndim < len(vol.level.axes):  # precomputed's hidden channel axis
+        data = data[..., None]
+    # Float sums depend on their order, which follows the blocks' memory order (see ops.pooling).
+    data = np.asfortranarray(data) if vol.level.source.order == "F" else np.ascontiguousarray(data)
+    factor = [1] * data.ndim
+    for axis, r0, rk in zip(vol.level.spatial, vol.resolution, level.resolution, strict=True):
+        factor[axis] = round(rk / r0)
+    start = list(vol.level.bounds.start)
+    pooled = ts.downsample(ts.array(data).translate_to[start], factor, method)
+    domain = pooled.domain
+    box = Box(domain.inclusive_min, domain.exclusive_max)
+    return pooled.read().result(), box
+
+
+def assert_levels(vol: ba.BigArray, data: np.ndarray, method: str) -> None:
+    assert vol.mips > 1
+    for k in range(1, vol.mips):
+        want, box = expected(vol, data, k, method)
+        level = vol.at_mip(k)
+        assert level.level.bounds == box, k
+        got = level._read_box(box)
+        np.testing.assert_array_equal(got, want, err_msg=f"level {k}")
+
+
+def precomputed(tmp_path, shape, dtype, chunks, offset, **kw):
+    return ba.create(tmp_path / "vol", shape=shape, dtype=dtype, chunks=chunks,
+                     voxel_offset=offset, **kw)  # fmt: skip
+
+
+def random_data(rng, shape, dtype):
+    dtype = np.dtype(dtype)
+    if dtype.kind == "f":
+        return rng.normal(0, 100, shape).astype(dtype)
+    info = np.iinfo(dtype)
+    return rng.integers(info.min, int(info.max) + 1, shape, dtype=dtype)
+
+
+# -- the oracle: every level equals tensorstore.downsample of level 0 -----------------------------
+@SETTINGS
+@given(
+    shape=st.tuples(*[st.integers(1, 40)] * 3),
+    offset=st.tuples(*[st.integers(-20, 20)] * 3),
+    chunks=st.tuples(*[st.sampled_from([4, 8, 16])] * 3),
+    factor=st.tuples(st.integers(1, 3), st.integers(1, 3), st.sampled_from([1, 2])),
+    mips=st.integers(1, 3),
+    dtype=st.sampled_from(["uint8", "int16", "uint32", "float32", "uint64"]),
+    method=st.sampled_from(["mean", "mode", "min", "max", "median", "stride"]),
+    seed=st.integers(0, 2**16),
+)
+def test_precomputed_levels_equal_tensorstore(
+    tmp_path_factory, shape, offset, chunks, factor, mips, dtype, method, seed
+):
+    if factor == (1, 1, 1):
+        factor = (2, 1, 1)
+    tmp = tmp_path_factory.mktemp("p")
+    vol = ba.create(tmp / "v", shape=shape, dtype=dtype, chunks=chunks, voxel_offset=offset,
+                    layer_type="segmentation" if dtype == "uint64" else "image")  # fmt: skip
+    data = random_data(np.random.default_rng(seed), shape, dtype)
+    if method == "mode":
+        data = data % 3  # ties and real modes
+    vol[...] = np.asfortranarray(data)
+    vol.downsample(factor, num_mips=mips, method=method, memory_target=4096)
+    assert vol.mips == mips + 1
+    assert_levels(vol, data, method)
+    # Neuroglancer's rule: resolution = base x cumulative factor.
+    for k in range(1, vol.mips):
+        want = tuple(float(r * f**k) for r, f in zip(vol.resolution, factor, strict=True))
+        assert vol.at_mip(k).resolution == want
+
+
+@SETTINGS
+@given(
+    shape=st.tuples(st.integers(1, 3), st.integers(1, 30), st.integers(1, 30)),
+    chunks=st.tuples(st.integers(1, 2), st.sampled_from([4, 8]), st.sampled_from([4, 8])),
+    mips=st.integers(1, 3),
+    dtype=st.sampled_from(["uint8", "int32", "float64"]),
+    method=st.sampled_from(["mean", "max", "median"]),
+    seed=st.integers(0, 2**16),
+)
+def test_ome_zarr_levels_equal_tensorstore(
+    tmp_path_factory, shape, chunks, mips, dtype, method, seed
+):
+    tmp = tmp_path_factory.mktemp("z")
+    url = tmp / "img.ome.zarr"
+    vol = ba.create(url, shape=shape, dtype=dtype, chunks=chunks, dims=("c", "y", "x"))
+    data = random_data(np.random.default_rng(seed), shape, dtype)
+    vol[...] = data
+    vol.downsample((1, 2, 2), num_mips=mips, method=method, memory_target=2048)
+    assert_levels(vol, data, method)
+    reopened = ba.open(url)
+    assert reopened.mips == mips + 1
+    assert reopened.dims == ("c", "y", "x")
+
+
+def test_ome_zarr_v2_image_gets_ngff_04_levels(tmp_path):
+    src = precomputed(tmp_path, (40, 24, 12), "uint8", (8, 8, 4), (0, 0, 0))
+    data = random_data(np.random.default_rng(2), (40, 24, 12), "uint8")
+    src[...] = data
+    dst = tmp_path / "img.ome.zarr"
+    assert main(["cp", src.url, str(dst), "--format", "zarr2", "-q"]) == 0
+    vol = ba.open(dst, mode="r+")
+    assert vol.format == "zarr2"
+    assert vol.dims == ("z", "y", "x")
+    vol.downsample((1, 2, 2), num_mips=2)
+    assert_levels(vol, data.T, "mean")
+    attrs = json.loads((dst / ".zattrs").read_text())
+    assert attrs["multiscales"][0]["version"] == "0.4"
+    assert [d["path"] for d in attrs["multiscales"][0]["datasets"]] == ["0", "1", "2"]
+    assert ba.open(dst).mips == 3
+
+
+def test_sharded_precomputed_levels_are_whole_shards(tmp_path):
+    vol = precomputed(tmp_path, (96, 80, 40), "uint16", (16, 16, 8), (0, 0, 0), sharding=True)
+    data = random_data(np.random.default_rng(3), (96, 80, 40), "uint16")
+    vol[...] = data
+    vol.downsample((2, 2, 2), num_mips=2, memory_target=1 << 20)
+    assert_levels(vol, data, "mean")
+    for k in range(1, 3):
+        assert vol.at_mip(k).scale.sharding is not None
+    # TensorStore opens every level we wrote and reads the same voxels.
+    for k in range(vol.mips):
+        store = ts.open(
+            {
+                "driver": "neuroglancer_precomputed",
+                "kvstore": f"file://{tmp_path / 'vol'}",
+                "scale_index": k,
+            }
+        ).result()
+        want = vol.at_mip(k)[...]
+        np.testing.assert_array_equal(store.read().result()[..., 0], want)
+
+
+def test_sharded_ome_zarr(tmp_path):
+    url = tmp_path / "img.ome.zarr"
+    vol = ba.create(url, shape=(40, 64, 64), dtype="uint8", chunks=(16, 16, 16),
+                    dims=("z", "y", "x"), sharding={"chunk_shape": (8, 8, 8)})  # fmt: skip
+    data = random_data(np.random.default_rng(4), (40, 64, 64), "uint8")
+    vol[...] = data
+    vol.downsample(num_mips=2)
+    assert_levels(vol, data, "mean")
+    assert vol.at_mip(2).level.write_unit == (16, 16, 16)
+
+
+def test_segmentation_auto_method_is_mode(tmp_path):
+    vol = precomputed(tmp_path, (32, 32, 8), "uint64", (8, 8, 8), (0, 0, 0),
+                      layer_type="segmentation")  # fmt: skip
+    data = np.random.default_rng(5).integers(0, 4, (32, 32, 8), dtype=np.uint64) << 40
+    vol[...] = data
+    vol.downsample((2, 2, 1), num_mips=2)
+    assert_levels(vol, data, "mode")
+
+
+def test_cloudvolume_reads_our_levels(tmp_path):
+    cloudvolume = pytest.importorskip("cloudvolume")
+    vol = precomputed(tmp_path, (64, 64, 16), "uint8", (16, 16, 8), (8, -4, 2),
+                      resolution=(4, 4, 40))  # fmt: skip
+    data = random_data(np.random.default_rng(6), (64, 64, 16), "uint8")
+    vol[...] = data
+    vol.downsample(num_mips=2)
+    for k in range(vol.mips):
+        cv = cloudvolume.CloudVolume(f"file://{tmp_path / 'vol'}", mip=k, progress=False)
+        level = vol.at_mip(k)
+        assert tuple(cv.voxel_offset) == level.bounds.start
+        b = level.bounds
+        got = np.asarray(cv[b.start[0] : b.stop[0], b.start[1] : b.stop[1], b.start[2] : b.stop[2]])
+        np.testing.assert_array_equal(got[..., 0], level[...])
+
+
+def test_ome_zarr_levels_validate_and_open_in_zarr_python(tmp_path):
+    zarr = pytest.importorskip("zarr")
+    models = pytest.importorskip("ome_zarr_models.v05")
+    url = tmp_path / "img.ome.zarr"
+    vol = ba.create(url, shape=(2, 16, 48, 40), dtype="uint16", chunks=(1, 8, 16, 16),
+                    dims=("c", "z", "y", "x"), resolution=(400, 100, 100))  # fmt: skip
+    data = random_data(np.random.default_rng(7), (2, 16, 48, 40), "uint16")
+    vol[...] = data
+    vol.downsample(num_mips=2)  # auto: 100x100x400 -> y, x first
+    assert vol.at_mip(1).resolution[1:] == (400.0, 200.0, 200.0)
+    group = zarr.open_group(str(url), mode="r")
+    models.Image.from_zarr(group)  # validates the NGFF 0.5 metadata we wrote
+    for k in range(vol.mips):
+        np.testing.assert_array_equal(group[str(k)][...], vol.at_mip(k)[...])
+    # The levels overlay: the centre of a level's first voxel is that of its pooled block.
+    attrs = json.loads((url / "zarr.json").read_text())["attributes"]["ome"]["multiscales"][0]
+    t0 = attrs["datasets"][0]["coordinateTransformations"][1]["translation"]
+    t1 = attrs["datasets"][1]["coordinateTransformations"][1]["translation"]
+    assert t1[2] == t0[2] + 50
+    assert t1[3] == t0[3] + 50
+    assert attrs["type"] == "mean"
+
+
+# -- incremental updates ---------------------------------------------------------------------------
+boxes = st.tuples(st.integers(-12, 40), st.integers(1, 20), st.integers(-12, 30),
+                  st.integers(1, 20), st.integers(-6, 12), st.integers(1, 8))  # fmt: skip
+
+
+@SETTINGS
+@given(
+    offset=st.tuples(st.integers(-9, 9), st.integers(-9, 9), st.integers(-5, 5)),
+    writes=st.lists(boxes, min_size=1, max_size=4),
+    method=st.sampled_from(["mean", "mode", "max"]),
+    on_write=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_update_pyramid_equals_a_full_rebuild(
+    tmp_path_factory, offset, writes, method, on_write, seed
+):
+    tmp = tmp_path_factory.mktemp("u")
+    shape = (37, 29, 11)
+    vol = ba.create(tmp / "v", shape=shape, dtype="uint8", chunks=(8, 8, 4), voxel_offset=offset)
+    rng = np.random.default_rng(seed)
+    data = rng.integers(0, 8, shape, dtype=np.uint8)
+    vol[...] = data
+    vol.downsample((2, 2, 1), num_mips=3, method=method, memory_target=3000)
+    if on_write:
+        vol = ba.open(tmp / "v", mode="r+", update_pyramid=True)
+    for x, nx, y, ny, z, nz in writes:
+        box = Box((offset[0] + x, offset[1] + y, offset[2] + z),
+                  (offset[0] + x + nx, offset[1] + y + ny, offset[2] + z + nz))  # fmt: skip
+        box = box.intersect(vol.bounds)
+        if box.empty:
+            continue
+        value = rng.integers(0, 8, box.shape, dtype=np.uint8)
+        vol[box] = value
+        data[box.shift([-o for o in offset]).slices()] = value
+        if not on_write:
+            vol.update_pyramid(box, method=method)
+    assert_levels(vol, data, method)
+
+
+# -- planning ------------------------------------------------------------------------------------
+def test_auto_factors_reach_isotropy_then_halve_every_axis():
+    steps = auto_steps((4096, 4096, 1024), (64, 64, 64), (8, 8, 40), (True,) * 3, 4)
+    assert steps == [(2, 2, 1), (2, 2, 1), (2, 2, 2), (2, 2, 2)]
+    # Without num_mips it stops at the first level that fits in one chunk.
+    steps = auto_steps((256, 256, 64), (64, 64, 64), (1, 1, 1), (True,) * 3, None)
+    assert steps == [(2, 2, 2), (2, 2, 2)]
+    # Channel and time axes are never pooled; one-voxel-wide axes neither.
+    steps = auto_steps((3, 5, 1, 64, 64), (1, 1, 1, 16, 16), (1,) * 5,
+                       (False, False, True, True, True), None)  # fmt: skip
+    assert steps == [(1, 1, 1, 2, 2), (1, 1, 1, 2, 2)]
+
+
+def test_blocks_tile_the_region_on_every_level_unit():
+    levels = [LevelGrid((2, 2, 1), Box((0, 0, 0), (50, 50, 30)), (16, 16, 8)),
+              LevelGrid((4, 4, 2), Box((0, 0, 0), (25, 25, 15)), (16, 16, 8))]  # fmt: skip
+    region = Box((0, 0, 0), (100, 100, 30))
+    plan = plan_blocks(levels, (16, 16, 8), (0, 0, 0), 1, 1 << 20, region)
+    assert plan.aligned == (1, 2)
+    seen = np.zeros(region.shape, dtype=np.int8)
+    for block in plan.blocks(region):
+        seen[block.slices()] += 1
+        for level in levels:  # no block cuts a unit of any level, nor a pooling cell
+            for a, b, f, u, lo, hi in zip(block.start, block.stop, level.factor, level.unit,
+                                          region.start, region.stop, strict=True):  # fmt: skip
+                assert a == lo or a % (f * u) == 0
+                assert b == hi or b % (f * u) == 0
+    assert (seen == 1).all()
+
+
+def test_unaligned_offsets_leave_levels_to_merges():
+    # Level 1 starts at -1: its units of 4 begin at level-0 coordinates -2 + 8n, which a block
+    # edge on the cells of level 2 (multiples of 4) can never meet.
+    levels = [LevelGrid((2,), Box((-1,), (20,)), (4,)), LevelGrid((4,), Box((-1,), (10,)), (4,))]
+    plan = plan_blocks(levels, (8,), (-2,), 1, 1 << 20, Box((-2,), (40,)))
+    assert plan.aligned == (2,)
+    assert all(p % 4 == 0 for p in plan.period)
+
+
+# -- errors ----------------------------------------------------------------------------------------
+@pytest.fixture
+def small(tmp_path):
+    vol = precomputed(tmp_path, (32, 32, 8), "uint8", (8, 8, 8), (0, 0, 0))
+    vol[...] = 5
+    return vol
+
+
+@pytest.mark.parametrize("factor", [(0, 2, 1), (-2, 2, 1), (2, 2), (2.5, 2, 1), (1, 1, 1)])
+def test_bad_factors_are_refused_before_anything_is_written(small, factor):
+    with pytest.raises(InvalidInfoError):
+        small.downsample(factor, num_mips=1)
+    assert ba.open(small.url).mips == 1
+
+
+def test_existing_levels_are_refused_unless_overwrite(small):
+    small.downsample((2, 2, 1), num_mips=2)
+    with pytest.raises(LevelExistsError):
+        small.downsample((2, 2, 1), num_mips=1)
+    assert ba.open(small.url).mips == 3
+    # Replaced: the old levels' chunks are gone, so nothing of them reappears.
+    small[...] = 0
+    small.downsample((4, 4, 1), num_mips=1, overwrite=True)
+    reopened = ba.open(small.url)
+    assert reopened.mips == 2
+    assert reopened.at_mip(1).resolution[0] == 4 * small.resolution[0]
+    assert not reopened.at_mip(1)[...].any()
+    assert not any(k.startswith(("2_2_1/", "4_4_1/")) for k in small.store.list(""))
+
+
+def test_read_only_and_finer_levels_are_refused(small):
+    small.downsample((2, 2, 1), num_mips=1)
+    with pytest.raises(ReadOnlyError):
+        ba.open(small.url).downsample((2, 2, 1), num_mips=1, overwrite=True)
+    with pytest.raises(UnsupportedError, match="mip 0"):
+        ba.open(small.url, mode="r+", mip=1).update_pyramid()
+
+
+def test_a_plain_zarr_array_cannot_hold_levels(tmp_path):
+    vol = ba.create(tmp_path / "a.zarr", shape=(16, 16), dtype="uint8", chunks=(8, 8),
+                    format="zarr")  # fmt: skip
+    with pytest.raises(UnsupportedError, match="OME-Zarr"):
+        vol.downsample((2, 2), num_mips=1)
+
+
+def test_channel_axes_are_never_pooled(tmp_path):
+    vol = ba.create(tmp_path / "i.ome.zarr", shape=(4, 16, 16), dtype="uint8", chunks=(1, 8, 8),
+                    dims=("c", "y", "x"))  # fmt: skip
+    with pytest.raises(InvalidInfoError, match="channel"):
+        vol.downsample((2, 2, 2), num_mips=1)
+
+
+# -- command line ----------------------------------------------------------------------------------
+def test_cli_downsample_and_info(small, capsys):
+    url = small.url
+    assert main(["downsample", url, "--factor", "2,2,1", "--mips", "2", "--memory", "64K"]) == 0
+    out = capsys.readouterr().out
+    assert "2 level(s) written" in out
+    assert main(["info", url]) == 0
+    info = capsys.readouterr().out
+    assert "mip 2" in info
+    assert "4_4_1" in info
+    vol = ba.open(url)
+    assert vol.mips == 3
+    assert (vol.at_mip(2)[...] == 5).all()
+    assert main(["downsample", url, "--mips", "1"]) == 1
+    assert "overwrite" in capsys.readouterr().err
