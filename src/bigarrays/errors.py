@@ -216,3 +216,20 @@ class InvalidMetadataError(InvalidInfoError):
             f"invalid metadata field {field!r}{where}: " if field else f"invalid metadata{where}: "
         )
         self.args = (prefix + message,)
+
+
+class InvalidIndexError(BigArraysError, IndexError, TypeError):
+    """An index a volume cannot take: a list, a boolean mask or an index array, a float, too
+    many indices, or a channel index on a one-channel volume.
+
+    It is an ``IndexError`` as NumPy's is, and a ``TypeError`` as the wrong type of index was one
+    before.
+    """
+
+
+class ArrayTooLargeError(BigArraysError, MemoryError):
+    """``np.asarray(vol)`` would read more than the array's ``array_limit`` bytes into memory."""
+
+
+class InvalidArgumentError(BigArraysError, ValueError):
+    """An argument of ``open`` / ``create`` (or another call) has a value it cannot take."""
