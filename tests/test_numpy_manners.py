@@ -101,6 +101,10 @@ def test_T_is_a_lazy_view_with_reversed_axes(url: str) -> None:
     # Indices stay absolute coordinates, now in z, y, x order.
     np.testing.assert_array_equal(view[0, 3:5, -2:1], truth[0:3, 0:2, 1].T)
     assert view[-1, 3, -2] == truth[0, 0, 0]
+    box = ba.Box((0, 3, -2), (2, 5, 1))  # along the view's axes: z, y, x
+    np.testing.assert_array_equal(view[box], truth[0:3, 0:2, 1:3].T)
+    with pytest.raises(InvalidArgumentError, match="3 axes"):
+        view[ba.Box((0, 0), (1, 1))]
 
 
 def test_transpose_writes_go_through_the_permuted_axes(url: str) -> None:

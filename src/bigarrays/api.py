@@ -171,6 +171,7 @@ def open(
     owns = not isinstance(url, Store)
     if checked == "r+":
         _check_writable_store(store, url)
+    vol = None
     try:
         found, document = detect(store, format)
         if found == "precomputed":
@@ -192,7 +193,9 @@ def open(
             _require_codec_packages(vol)
         return vol
     except BaseException:
-        if owns:
+        if vol is not None:
+            vol.close()  # its threads, and the store if it owns it
+        elif owns:
             store.close()
         raise
 

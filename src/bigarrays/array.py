@@ -20,7 +20,6 @@ from bigarrays.errors import (
     ArrayClosedError,
     ArrayTooLargeError,
     InvalidArgumentError,
-    InvalidIndexError,
     OutOfBoundsError,
     ReadOnlyError,
     ShapeMismatchError,
@@ -188,7 +187,7 @@ class TransposedArray(ArrayManners):
         view's order."""
         if isinstance(key, Box):
             if key.ndim != self.ndim:
-                raise InvalidIndexError(
+                raise InvalidArgumentError(
                     f"a Box index of this view has its {self.ndim} axes {self.dims}, got {key.ndim}"
                 )
             key = tuple(slice(a, b) for a, b in zip(key.start, key.stop, strict=True))
