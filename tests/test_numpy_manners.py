@@ -22,6 +22,7 @@ from bigarrays.errors import (
     MissingDependencyError,
     ReadOnlyError,
     ShapeMismatchError,
+    UnsizedArrayError,
     UnsupportedError,
 )
 from bigarrays.stores.memory import drop_namespace
@@ -277,3 +278,15 @@ def test_http_opened_for_writing_is_refused_at_open() -> None:
     assert isinstance(caught.value, PermissionError)
     with pytest.raises(ReadOnlyError):
         ba.create("http://127.0.0.1:9/vol", shape=(4, 4, 4))
+
+
+def test_a_zero_dimensional_array_has_no_len_but_converts(url: str) -> None:
+    vol = ba.create(f"{url}.zarr", shape=(), dtype="uint8")
+    arr = np.asarray(vol)
+    assert isinstance(arr, np.ndarray)
+    assert arr.shape == ()
+    with pytest.raises(UnsizedArrayError, match="len"):
+        len(vol)
+    with pytest.raises(TypeError, match="iteration"):
+        iter(vol).__next__()
+    drop_namespace(url.removeprefix("memory://") + ".zarr")

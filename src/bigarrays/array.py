@@ -23,6 +23,7 @@ from bigarrays.errors import (
     OutOfBoundsError,
     ReadOnlyError,
     ShapeMismatchError,
+    UnsizedArrayError,
     UnsupportedError,
 )
 from bigarrays.formats.base import Dataset, Level
@@ -77,14 +78,14 @@ class ArrayManners:
 
     def __len__(self) -> int:
         if not self.shape:
-            raise TypeError("len() of a 0-d array")
+            raise UnsizedArrayError("len() of a 0-d array")
         return self.shape[0]
 
     def __iter__(self) -> Iterator[np.ndarray]:
         # Without this, Python would iterate by calling self[0], self[1], ... until an
         # IndexError, which absolute coordinates never raise: reads outside are zeros.
         if not self.shape:
-            raise TypeError("iteration over a 0-d array")
+            raise UnsizedArrayError("iteration over a 0-d array")
         for i in self._axis_indices()[0]:
             yield self[i]
 
@@ -106,7 +107,7 @@ class ArrayManners:
                 f"{_gib(self.nbytes)}, more than the limit of {_gib(limit)}: cut out a box "
                 "(vol[x0:x1, y0:y1, z0:z1]), or raise vol.array_limit (None for no limit)"
             )
-        out = self[...]
+        out = np.asarray(self[...])  # a 0-d array reads as a NumPy scalar
         return out if dtype is None else out.astype(dtype, copy=False)
 
     @property

@@ -328,7 +328,7 @@ def cmd_cutout(args: argparse.Namespace) -> int:
 def cmd_cp(args: argparse.Namespace) -> int:
     """Copy a dataset between any two stores; --shard / --unshard also convert its layout."""
     if args.format is None and (args.chunks is not None or args.compression is not None):
-        raise ValueError("--chunks and --compression apply to a conversion: give --format too")
+        raise UsageError("--chunks and --compression apply to a conversion: give --format too")
     src_options = _store_options(args, args.src)
     dst_options = _store_options(args, args.dst, write=True)
     if src_options or dst_options:  # --anon / --endpoint: open the stores here

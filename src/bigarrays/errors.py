@@ -233,3 +233,7 @@ class ArrayTooLargeError(BigArraysError, MemoryError):
 
 class InvalidArgumentError(BigArraysError, ValueError):
     """An argument of ``open`` / ``create`` (or another call) has a value it cannot take."""
+
+
+class UnsizedArrayError(BigArraysError, TypeError):
+    """``len()`` or iteration of a 0-d array, which has no first axis (as NumPy's TypeError)."""
