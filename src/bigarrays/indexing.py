@@ -4,6 +4,12 @@ A level's axes (:class:`~bigarrays.formats.base.Axis`) say how each is indexed. 
 voxel coordinates: ``-50`` is the voxel at -50, ``:`` is the bounds. A positional axis (a
 precomputed volume's channels, when it has several) takes ordinary Python indices; a hidden axis
 (a single channel) is never named, and its one entry is always selected.
+
+Indices that NumPy takes and a volume cannot are refused with an
+:class:`~bigarrays.errors.InvalidIndexError` that says why: list, mask and array indices, and an
+integer after ``...`` that falls outside the last axis (``vol[..., -1]`` on a one-channel volume
+means a channel, or "the last", and would otherwise read zeros outside the volume). Writes
+broadcast and cast as NumPy assignments do, under ``casting="same_kind"`` unless told otherwise.
 """
 
 from __future__ import annotations
