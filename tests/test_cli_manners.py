@@ -132,6 +132,11 @@ def test_the_demos_suggested_cutout_works(
 def test_fsspec_names_the_missing_backend_package(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "paramiko", None)  # as if it were not installed
     monkeypatch.delitem(sys.modules, "fsspec.implementations.sftp", raising=False)
+    import fsspec
+
+    registered = sys.modules["fsspec.registry"]._registry  # where fsspec keeps imported classes
+    monkeypatch.delitem(registered, "sftp", raising=False)
+    assert "sftp" in fsspec.available_protocols()
     with pytest.raises(FsspecDependencyError, match=r"needs the package 'paramiko'") as caught:
         ba.open("fsspec+sftp://127.0.0.1/vol")
     assert caught.value.package == "paramiko"
