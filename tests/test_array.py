@@ -21,6 +21,7 @@ from bigarrays.errors import (
     ArrayClosedError,
     ChunkNotFoundError,
     DtypeMismatchError,
+    InvalidIndexError,
     OutOfBoundsError,
     ScaleNotFoundError,
     ShapeMismatchError,
@@ -569,8 +570,9 @@ def test_too_many_and_bad_indices(url: str) -> None:
             vol[0, "a"]
         with pytest.raises(TypeError, match="axis z"):
             vol[0, 3, 0.0:4]
-        with pytest.raises(TypeError, match="must be an integer or a slice"):
+        with pytest.raises(InvalidIndexError, match="list or array index on axis x") as caught:
             vol[np.array([1, 2])]
+        assert isinstance(caught.value, IndexError)
         with pytest.raises(UnsupportedError, match="newaxis"):
             vol[None]
 
@@ -590,11 +592,9 @@ def test_safe_dtype_casts_are_accepted(url: str) -> None:
     ("vol_dtype", "arr_dtype"),
     [
         ("uint8", "int64"),
-        ("uint8", "uint16"),
         ("uint16", "int8"),
-        ("int32", "uint32"),
-        ("float32", "float64"),
         ("int64", "float32"),
+        ("float32", "complex64"),
         ("uint64", "int64"),
         ("bool", "uint8"),
     ],
@@ -652,7 +652,7 @@ def test_wrong_shape_is_refused(url: str) -> None:
             ((slice(0, 4), slice(3, 8), slice(0, 2)), (4, 5, 2)),  # channel axis missing
             ((slice(0, 4), slice(3, 8), slice(0, 2)), (2, 5, 4, 2)),  # transposed
             ((slice(0, 4), slice(3, 8), slice(0, 2), 0), (4, 5, 2, 1)),  # dropped axis kept
-            ((0, slice(3, 8), slice(0, 2)), (1, 5, 2, 2)),
+            ((0, slice(3, 8), slice(0, 2)), (2, 5, 2, 2)),
             ((slice(0, 4), slice(3, 8), slice(0, 2)), (4, 5, 2, 2, 1)),
         ]:
             with pytest.raises(ShapeMismatchError, match="does not match") as caught:

@@ -15,11 +15,14 @@ from bigarrays.array import BigArray
 from bigarrays.box import Box
 from bigarrays.errors import (
     ArrayClosedError,
+    ArrayTooLargeError,
     BigArraysError,
     ChunkNotFoundError,
     CorruptChunkError,
     DatasetExistsError,
     DatasetNotFoundError,
+    InvalidArgumentError,
+    InvalidIndexError,
     InvalidInfoError,
     InvalidKeyError,
     InvalidMetadataError,
@@ -32,6 +35,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ArrayClosedError",
+    "ArrayTooLargeError",
     "BigArray",
     "BigArraysError",
     "Box",
@@ -39,6 +43,8 @@ __all__ = [
     "CorruptChunkError",
     "DatasetExistsError",
     "DatasetNotFoundError",
+    "InvalidArgumentError",
+    "InvalidIndexError",
     "InvalidInfoError",
     "InvalidKeyError",
     "InvalidMetadataError",

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 from bigarrays import stores as stores_package
 from bigarrays.array import BigArray, Mode
+from bigarrays.errors import InvalidArgumentError, ReadOnlyError
 from bigarrays.formats.base import Dataset
 from bigarrays.formats.detect import FORMATS, detect
 from bigarrays.formats.existing import clear_destination
@@ -42,8 +43,44 @@ D = TypeVar("D", bound=Dataset)
 
 def _check_mode(mode: str) -> Mode:
     if mode not in ("r", "r+"):
-        raise ValueError(f"mode must be 'r' (read) or 'r+' (read and write), got {mode!r}")
+        hint = ""
+        if mode in ("w", "w-", "x", "a"):
+            hint = (
+                "; open() opens an existing dataset: a new one is made with "
+                "bigarrays.create(url, shape=..., dtype=...), and overwrite=True replaces one"
+            )
+        raise InvalidArgumentError(
+            f"mode must be 'r' (read) or 'r+' (read and write), got {mode!r}{hint}"
+        )
     return mode  # type: ignore[return-value]
+
+
+def _check_writable_store(store: Store, url: str | os.PathLike[str] | Store) -> None:
+    """Refuse a read-only store (HTTP, or one opened read_only) before anything is read, rather
+    than at the first write."""
+    if store.read_only:
+        if not isinstance(url, Store):
+            store.close()
+        raise ReadOnlyError(
+            f"{store.url} is read-only ({type(store).__name__}), so it cannot be opened for "
+            "writing; open it with mode='r' to read it"
+        )
+
+
+def _require_codec_packages(vol: BigArray) -> None:
+    """Refuse a compression whose package is missing when the array is opened for writing,
+    naming the extra to install, rather than at the first write."""
+    if vol.format == "zarr2" or vol.compression is None:
+        return  # numcodecs decodes Zarr v2 compressors itself
+    from bigarrays.codecs import blosc, brotli, zstd
+
+    loaders: dict[str, Callable[[], Any]] = {
+        "zstd": zstd._zstandard, "br": brotli._brotli, "brotli": brotli._brotli,
+        "blosc": blosc._blosc,
+    }  # fmt: skip
+    load = loaders.get(vol.compression)
+    if load is not None:
+        load()  # MissingDependencyError names the package and the extra
 
 
 def _open_store(
@@ -136,6 +173,9 @@ def open(
     checked = _check_mode(mode)
     store = _open_store(open, url, checked == "r", store_options)
     owns = not isinstance(url, Store)
+    if checked == "r+":
+        _check_writable_store(store, url)
+    vol = None
     try:
         found, document = detect(store, format)
         if found == "precomputed":
@@ -145,15 +185,22 @@ def open(
             )  # fmt: skip
         else:
             if write_compression is not None:
-                raise ValueError("write_compression applies to precomputed volumes, not Zarr")
+                raise InvalidArgumentError(
+                    "write_compression applies to precomputed volumes, not Zarr"
+                )
             dataset = open_zarr(store, found, document)
-        return BigArray(
+        vol = BigArray(
             dataset, mip=mip, mode=checked, fill_missing=fill_missing, threads=threads,
             progress=progress, owns_store=owns, cache_bytes=cache_bytes, skip_empty=skip_empty,
             update_pyramid=update_pyramid,
         )  # fmt: skip
+        if checked == "r+":
+            _require_codec_packages(vol)
+        return vol
     except BaseException:
-        if owns:
+        if vol is not None:
+            vol.close()  # its threads, and the store if it owns it
+        elif owns:
             store.close()
         raise
 
@@ -243,7 +290,10 @@ def create(
         )  # fmt: skip
     for name, value in (("dims", dims), ("fill_value", fill_value), ("attributes", attributes)):
         if value is not None:
-            raise ValueError(f"{name} applies to Zarr arrays (format='zarr'), not precomputed")
+            raise InvalidArgumentError(
+                f"{name} applies to Zarr arrays (format='zarr'), not precomputed"
+            )
+    _check_precomputed_shape(shape)
     info = create_info(
         shape, dtype, (64, 64, 64) if chunks is None else chunks, voxel_offset, resolution,
         num_channels, layer_type, encoding,
@@ -254,6 +304,7 @@ def create(
         shard_size_bytes=shard_size_bytes, skip_empty=skip_empty,
     )  # fmt: skip
     store = _open_store(create, url, False, store_options)
+    _check_writable_store(store, url)
     try:
         warn_if_suffixes_hide_chunks(store, info.scales[0])  # points at the caller's line
     except BaseException:  # a warning made an error by the caller's filters
@@ -266,6 +317,23 @@ def create(
         overwrite=overwrite, threads=threads, progress=progress, cache_bytes=cache_bytes,
         skip_empty=skip_empty,
     )  # fmt: skip
+
+
+def _check_precomputed_shape(shape: Any) -> None:
+    """Refuse a shape of other than three numbers, with what to do about a channel axis."""
+    if isinstance(shape, str | bytes) or not hasattr(shape, "__len__") or len(shape) == 3:
+        return  # create_info says what is wrong with anything else
+    given = tuple(shape)
+    hint = ""
+    if len(given) == 4:
+        hint = (
+            f": channels are not an axis of a precomputed volume's shape; pass "
+            f"shape={given[:3]}, num_channels={given[3]} (vol.shape is then {given})"
+        )
+    raise InvalidArgumentError(
+        f"shape must be three numbers (x, y, z) for a precomputed volume, got {given}{hint}; "
+        "other axes need a Zarr array (format='zarr')"
+    )
 
 
 def _new_array(
@@ -290,6 +358,7 @@ def _new_array(
         vol = BigArray(dataset, mode="r+", threads=threads, progress=progress,
                        owns_store=not isinstance(url, Store), cache_bytes=cache_bytes,
                        skip_empty=skip_empty)  # fmt: skip
+        _require_codec_packages(vol)
         clear_destination(store, overwrite)
         write(dataset)
     except BaseException:
@@ -305,7 +374,9 @@ def _format_of(url: str | os.PathLike[str] | Store, format: str | None) -> str:
     """The format ``create`` writes: the one named, else what the URL's suffix says."""
     if format is not None:
         if format not in FORMATS:
-            raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {format!r}")
+            raise InvalidArgumentError(
+                f"format must be one of {', '.join(FORMATS)}, got {format!r}"
+            )
         return format
     name = url.url if isinstance(url, Store) else os.fspath(url)
     return "zarr" if name.rstrip("/").lower().endswith(".zarr") else "precomputed"
@@ -355,12 +426,13 @@ def _create_zarr(
     ]  # fmt: skip
     for name, bad, why in refused:
         if bad:
-            raise ValueError(f"{name} does not apply to a Zarr array: {why}")
+            raise InvalidArgumentError(f"{name} does not apply to a Zarr array: {why}")
     inner: tuple[int, ...] | None = None
     index_location = "end"
     if sharding:  # ``chunks`` is the shard; the inner chunk comes from ``sharding``
         chunks, inner, index_location = plan_sharding(shape, chunks, sharding)
     store = _open_store(create, url, False, store_options)
+    _check_writable_store(store, url)
 
     def make() -> ZarrDataset:
         dataset = create_zarr(

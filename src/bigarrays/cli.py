@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -174,18 +175,36 @@ def cmd_info(args: argparse.Namespace) -> int:
             except UnsupportedError:  # HTTP servers have no listing
                 out.append("    stored       unknown: the store cannot list its keys")
                 continue
+            decoded, in_chunks = 0, 0
+            voxel_bytes = vol.num_channels * vol.dtype.itemsize
             for key in keys:
                 size = v.store.size(key)
                 if size is not None:
                     count += 1
                     nbytes += size
+                    voxels = _chunk_voxels(key) if s.sharding is None else None
+                    if voxels is not None:
+                        decoded, in_chunks = decoded + voxels * voxel_bytes, in_chunks + size
             total_bytes += nbytes
-            ratio = f", {v.nbytes / nbytes:.2f}x smaller" if nbytes and count else ""
+            # Against the chunks stored, not the whole volume: chunks never written are not
+            # "compressed", and shard files hold chunks whose count only their indexes know.
+            ratio = f", {decoded / in_chunks:.2f}x smaller" if in_chunks else ""
             out.append(f"    stored       {count} objects, {human_bytes(nbytes)}{ratio}")
     if not args.no_scan and vol.mips > 1:
         out.append(f"  total stored {human_bytes(total_bytes)}")
     print("\n".join(out))
     return 0
+
+
+def _chunk_voxels(key: str) -> int | None:
+    """The voxels of the chunk stored under ``key`` (its name is its box), or None for a key
+    that does not name a chunk."""
+    from bigarrays.formats.precomputed.chunks import parse_chunk_name
+
+    try:
+        return parse_chunk_name(key).size
+    except ValueError:
+        return None
 
 
 def _level_lines(vol: BigArray) -> list[str]:
@@ -309,7 +328,7 @@ def cmd_cutout(args: argparse.Namespace) -> int:
 def cmd_cp(args: argparse.Namespace) -> int:
     """Copy a dataset between any two stores; --shard / --unshard also convert its layout."""
     if args.format is None and (args.chunks is not None or args.compression is not None):
-        raise ValueError("--chunks and --compression apply to a conversion: give --format too")
+        raise UsageError("--chunks and --compression apply to a conversion: give --format too")
     src_options = _store_options(args, args.src)
     dst_options = _store_options(args, args.dst, write=True)
     if src_options or dst_options:  # --anon / --endpoint: open the stores here
@@ -321,20 +340,35 @@ def cmd_cp(args: argparse.Namespace) -> int:
         from bigarrays.convert import convert_format
 
         chunks = None if args.chunks is None else parse_ints(args.chunks, 3, "--chunks")
-        convert_format(args.src, args.dst, args.format, chunks=chunks,
-                       compression=args.compression, overwrite=args.overwrite,
-                       threads=args.threads, progress=_progress_setting(args))  # fmt: skip
+        done = convert_format(args.src, args.dst, args.format, chunks=chunks,
+                              compression=args.compression, overwrite=args.overwrite,
+                              threads=args.threads, progress=_progress_setting(args))  # fmt: skip
+        summary = f"converted {done.levels} level(s), {done.voxels} voxels in {done.seconds:.2f} s"
     elif args.shard or args.unshard:
         from bigarrays.resharding import convert_dataset
 
-        convert_dataset(args.src, args.dst, shard=args.shard, threads=args.threads,
-                        progress=_progress_setting(args), overwrite=args.overwrite,
-                        shard_size_bytes=args.shard_size)  # fmt: skip
+        started = time.perf_counter()
+        info = convert_dataset(args.src, args.dst, shard=args.shard, threads=args.threads,
+                               progress=_progress_setting(args), overwrite=args.overwrite,
+                               shard_size_bytes=args.shard_size)  # fmt: skip
+        summary = (
+            f"{'sharded' if args.shard else 'unsharded'} {len(info.scales)} scale(s) in "
+            f"{time.perf_counter() - started:.2f} s"
+        )
     else:
         from bigarrays.copy import copy_dataset
 
-        copy_dataset(args.src, args.dst, threads=args.threads, progress=_progress_setting(args),
-                     overwrite=args.overwrite)  # fmt: skip
+        copied = copy_dataset(
+            args.src, args.dst, threads=args.threads, progress=_progress_setting(args),
+            overwrite=args.overwrite,
+        )  # fmt: skip
+        rate = copied.bytes / (1 << 20) / max(copied.seconds, 1e-9)
+        summary = (
+            f"copied {copied.objects} objects, {human_bytes(copied.bytes)} in "
+            f"{copied.seconds:.2f} s ({rate:.1f} MiB/s)"
+        )
+    if not args.quiet:
+        print(summary)
     return 0
 
 
@@ -468,7 +502,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="target shard size, uncompressed, with --shard (default 1GiB)")  # fmt: skip
     p.add_argument("--overwrite", action="store_true", help="replace a dataset at DST")
     p.add_argument("--threads", type=int, default=None, help="I/O threads (default: auto)")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no summary")
     p.set_defaults(func=cmd_cp)
 
     p = sub.add_parser(

@@ -40,7 +40,7 @@ import numpy as np
 
 from bigarrays.array import BigArray
 from bigarrays.box import Box
-from bigarrays.errors import InvalidInfoError, UnsupportedError
+from bigarrays.errors import InvalidArgumentError, InvalidInfoError, UnsupportedError
 from bigarrays.formats.base import Dataset
 from bigarrays.formats.detect import FORMATS, detect
 from bigarrays.formats.existing import clear_destination
@@ -325,9 +325,9 @@ def convert_format(
     forces the bar on or off; None shows it on a terminal for long conversions.
     """
     if format not in FORMATS:
-        raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {format!r}")
+        raise InvalidArgumentError(f"format must be one of {', '.join(FORMATS)}, got {format!r}")
     if threads is not None and threads < 1:
-        raise ValueError(f"threads must be >= 1, got {threads}")
+        raise InvalidArgumentError(f"threads must be >= 1, got {threads}")
     if chunks is not None:
         chunks = _vec3(chunks) if len(chunks) == 3 else chunks
         if len(chunks) != 3 or any(c < 1 for c in chunks):

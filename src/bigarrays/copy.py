@@ -32,7 +32,7 @@ import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from bigarrays.errors import BigArraysWarning, UnsupportedError
+from bigarrays.errors import BigArraysWarning, InvalidArgumentError, UnsupportedError
 from bigarrays.formats.detect import detect
 from bigarrays.formats.existing import clear_destination
 from bigarrays.formats.precomputed import Info, chunk_name, scale_grid
@@ -71,7 +71,7 @@ def copy_dataset(
     are closed at the end; Store objects passed in are left open.
     """
     if threads is not None and threads < 1:
-        raise ValueError(f"threads must be >= 1, got {threads}")
+        raise InvalidArgumentError(f"threads must be >= 1, got {threads}")
     started = time.perf_counter()
     source = open_store(src, read_only=True)
     try:

@@ -149,12 +149,14 @@ def run_demo(
     vol[box] = data[box.slices()]
     vol.close()
 
+    # A middle z plane of at most 512 x 512 voxels, inside whatever shape was asked for.
+    x1, y1, z = min(512, shape[0]), min(512, shape[1]), shape[2] // 2
     print(
         "\nAll checks passed. Look at it:\n"
         f"  in Python:      import bigarrays as ba; vol = ba.open({str(url)!r}); "
-        "vol[0:512, 0:512, 100]\n"
+        f"vol[0:{x1}, 0:{y1}, {z}]\n"
         f"  from the shell: bigarrays info {url}\n"
-        f"                  bigarrays cutout {url} 0:512,0:512,100:101 -o slice.tif\n"
+        f"                  bigarrays cutout {url} 0:{x1},0:{y1},{z}:{z + 1} -o slice.tif\n"
         f"  in Neuroglancer: serve {folder} with CORS headers, e.g.\n"
         f"                  npx http-server {folder} -p 8000 --cors\n"
         "                  then add the layer source precomputed://http://127.0.0.1:8000/em\n"

@@ -239,3 +239,24 @@ class DownsampleFactorError(BigArraysError, ValueError):
 
 class LevelExistsError(BigArraysError, FileExistsError):
     """A pyramid level would replace levels the dataset has already (pass ``overwrite=True``)."""
+
+
+class InvalidIndexError(BigArraysError, IndexError, TypeError):
+    """An index a volume cannot take: a list, a boolean mask or an index array, a float, too
+    many indices, or a channel index on a one-channel volume.
+
+    It is an ``IndexError`` as NumPy's is, and a ``TypeError`` as the wrong type of index was one
+    before.
+    """
+
+
+class ArrayTooLargeError(BigArraysError, MemoryError):
+    """``np.asarray(vol)`` would read more than the array's ``array_limit`` bytes into memory."""
+
+
+class InvalidArgumentError(BigArraysError, ValueError):
+    """An argument of ``open`` / ``create`` (or another call) has a value it cannot take."""
+
+
+class UnsizedArrayError(BigArraysError, TypeError):
+    """``len()`` or iteration of a 0-d array, which has no first axis (as NumPy's TypeError)."""

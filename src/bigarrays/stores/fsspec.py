@@ -73,6 +73,20 @@ def fsspec_knows(scheme: str) -> bool:
     return scheme in known_implementations or scheme in registry
 
 
+def _missing_package(exc: ImportError, protocol: str) -> str:
+    """The package whose import failed under fsspec's ``exc``: the module that fsspec's own
+    implementation (sftp: paramiko) could not import, else the implementation's (adlfs)."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, ImportError) and cause.name:
+            return cause.name.split(".")[0]
+        cause = cause.__cause__ or cause.__context__
+    from fsspec.registry import known_implementations
+
+    impl = known_implementations.get(protocol, {})
+    return str(impl.get("class", protocol)).split(".")[0]
+
+
 def _freeze(options: dict[str, Any]) -> tuple[tuple[str, str], ...]:
     return tuple(sorted((k, repr(v)) for k, v in options.items()))
 
@@ -93,11 +107,9 @@ class FsspecStore(Store):
         try:
             fs, root = fsspec.core.url_to_fs(inner, **storage_options)
         except ImportError as exc:
-            from fsspec.registry import known_implementations
-
-            impl = known_implementations.get(protocol, {})
-            package = str(impl.get("class", protocol)).split(".")[0]
-            raise FsspecDependencyError(protocol, package, str(exc)) from None
+            raise FsspecDependencyError(
+                protocol, _missing_package(exc, protocol), str(exc)
+            ) from None
         except ValueError as exc:
             raise StoreError(f"fsspec cannot open {inner!r}: {exc}") from None
         self.fs = fs
