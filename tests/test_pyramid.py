@@ -211,6 +211,14 @@ def test_ome_zarr_levels_validate_and_open_in_zarr_python(tmp_path):
     models.Image.from_zarr(group)  # validates the NGFF 0.5 metadata we wrote
     for k in range(vol.mips):
         np.testing.assert_array_equal(group[str(k)][...], vol.at_mip(k)[...])
+    # ome-zarr-py finds the pyramid and reads every level.
+    from ome_zarr.io import parse_url
+    from ome_zarr.reader import Reader
+
+    node = next(iter(Reader(parse_url(str(url)))()))
+    assert len(node.data) == vol.mips
+    for k, level in enumerate(node.data):
+        np.testing.assert_array_equal(np.asarray(level), vol.at_mip(k)[...])
     # The levels overlay: the centre of a level's first voxel is that of its pooled block.
     attrs = json.loads((url / "zarr.json").read_text())["attributes"]["ome"]["multiscales"][0]
     t0 = attrs["datasets"][0]["coordinateTransformations"][1]["translation"]
