@@ -34,7 +34,7 @@ from __future__ import annotations
 import abc
 import os
 import posixpath
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from bigarrays.errors import (
@@ -45,8 +45,13 @@ from bigarrays.errors import (
     UnsupportedError,
 )
 from bigarrays.stores import content_encoding
+from bigarrays.stores.ranges import LOCAL, ByteRange, RangePolicy, Span, check_ranges, coalesce, cut
 
 Buffer = bytes | bytearray | memoryview
+
+#: ``run(fn, items)`` calls ``fn`` on every item, perhaps on several threads (the chunk engine's
+#: bounded pool); :meth:`Store.get_ranges` reads its spans through it when given one.
+Run = Callable[[Callable[[Any], None], Iterable[Any]], None]
 
 #: The ``version`` for :meth:`Store.put_if_version` that matches whatever is stored (or nothing),
 #: while still taking part in the backend's ordering of conditional writes.
@@ -220,6 +225,70 @@ class Store(abc.ABC):
         """
         _check_range(start, length)
         return self._get_range_if_version(self._key(key), start, length, version)
+
+    # -- several ranges of one value ---------------------------------------------------------------
+    #: How :meth:`get_ranges` merges close ranges into one read (:mod:`bigarrays.stores.ranges`).
+    range_policy: RangePolicy = LOCAL
+
+    def get_ranges(
+        self, key: str, ranges: Sequence[ByteRange], *, run: Run | None = None
+    ) -> list[bytes] | None:
+        """The bytes of each ``(start, length)`` of ``key``, or None when ``key`` is missing.
+
+        Ranges closer than the backend's :attr:`range_policy` allows are read as one span, one
+        backend read per span (through ``run`` when given, so that they overlap). A range past
+        the end is cut short, as in :meth:`get_range`.
+        """
+        return self._read_ranges(key, ranges, run, checked=False, version=None)
+
+    def get_ranges_if_version(
+        self, key: str, ranges: Sequence[ByteRange], version: str | None, *,
+        run: Run | None = None,
+    ) -> list[bytes] | None:  # fmt: skip
+        """:meth:`get_ranges`, every span held to ``version`` as :meth:`get_range_if_version`
+        holds one range: :class:`~bigarrays.errors.StaleReadError` when the value is at another."""
+        return self._read_ranges(key, ranges, run, checked=True, version=version)
+
+    def _read_ranges(
+        self, key: str, ranges: Sequence[ByteRange], run: Run | None, *, checked: bool,
+        version: str | None,
+    ) -> list[bytes] | None:  # fmt: skip
+        check_ranges(ranges)
+        norm = self._key(key)
+        if not ranges:
+            if checked:
+                found = self._get_range_if_version(norm, 0, 0, version)
+            else:
+                found = b"" if self._exists(norm) else None
+            return None if found is None else []
+        spans = coalesce(ranges, self.range_policy)
+        parts = self._get_spans(norm, spans, checked, version, run)
+        if any(p is None for p in parts):
+            return None
+        return cut(ranges, spans, parts)  # type: ignore[arg-type]
+
+    def _get_spans(
+        self, key: str, spans: Sequence[Span], checked: bool, version: str | None,
+        run: Run | None,
+    ) -> list[bytes | None]:  # fmt: skip
+        """The bytes of each merged span, one backend read each (None: no such key)."""
+        parts: list[bytes | None] = [None] * len(spans)
+
+        def read(j: int) -> None:
+            s = spans[j]
+            if checked:
+                parts[j] = self._get_range_if_version(key, s.start, s.length, version)
+            else:
+                parts[j] = self._get_range(key, s.start, s.length)
+
+        if run is None or len(spans) == 1:
+            for j in range(len(spans)):
+                read(j)
+                if parts[j] is None:
+                    break  # no such key: the other spans are not there either
+        else:
+            run(read, range(len(spans)))
+        return parts
 
     def put(self, key: str, value: Buffer, *, content_encoding: str | None = None) -> None:
         """Store ``value`` at ``key`` atomically: a reader sees the old value or the new one.

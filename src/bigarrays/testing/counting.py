@@ -34,6 +34,8 @@ class CountingStore(Store):
         self._lock = threading.Lock()
         self.conditional_writes = inner.conditional_writes
         self.allow_parent_keys = inner.allow_parent_keys
+        # get_ranges merges as the wrapped store would, and counts one get_range per span.
+        self.range_policy = inner.range_policy
 
     def _count(self, name: str, read: int = 0, written: int = 0) -> None:
         with self._lock:
