@@ -17,7 +17,7 @@ import numpy as np
 
 from bigarrays.errors import VersionConflictError
 from bigarrays.stores import Store
-from bigarrays.stores.base import Buffer
+from bigarrays.stores.base import Buffer, PutMode
 
 #: Attempts of a partial write that keeps losing the race to other writers of its object.
 MAX_CONFLICT_RETRIES = 64
@@ -51,7 +51,8 @@ def merge_into_object(
                     store.delete_if_version(key, version)
             else:
                 data, encoding = encode(chunk)
-                store.put_if_version(key, data, version, content_encoding=encoding)
+                mode: PutMode = "create" if version is None else "if_version"
+                store.put(key, data, mode=mode, version=version, content_encoding=encoding)
             return
         except VersionConflictError:
             # Spread the retries of writers that collided, so that they stop colliding.

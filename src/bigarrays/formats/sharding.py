@@ -33,7 +33,7 @@ from bigarrays.errors import (
 )
 from bigarrays.formats.merge import MAX_CONFLICT_RETRIES
 from bigarrays.stores import Store
-from bigarrays.stores.base import ANY_VERSION
+from bigarrays.stores.base import ANY_VERSION, PutMode
 
 Run = Callable[[Callable[[Any], None], Iterable[Any]], None]
 
@@ -236,13 +236,11 @@ def in_batches(
 
 def put_whole(store: Store, key: str, payload: bytes | None) -> None:
     """Put a shard the write covers wholly (None: it holds no chunk, so delete it), ordered with
-    other writers' conditional writes where the store has them."""
+    other writers' conditional writes where the store has them (every backend orders a plain
+    put with them)."""
     conditional = store.conditional_writes
     if payload is not None:
-        if conditional:
-            store.put_if_version(key, payload, ANY_VERSION)
-        else:
-            store.put(key, payload)
+        store.put(key, payload)
     elif conditional:
         store.delete_if_version(key, ANY_VERSION)
     else:
@@ -261,7 +259,8 @@ def put_merged(
         payload = encode(g.merged())
         try:
             if payload is not None:
-                store.put_if_version(g.key, payload, g.version)
+                mode: PutMode = "create" if g.version is None else "if_version"
+                store.put(g.key, payload, mode=mode, version=g.version)
             elif g.existed:
                 store.delete_if_version(g.key, g.version)
             return

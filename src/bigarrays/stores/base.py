@@ -14,9 +14,11 @@ already encoded together with the encoding's name and stores them the store's wa
 the decoded bytes, and ``get_encoded`` the stored bytes with the name of their encoding, so that a
 copy between stores keeps gzip as gzip.
 
-Conditional writes are optional: a backend with ``conditional_writes = True`` gives every value a
-version (``get_with_version``) and writes or deletes only if the version is unchanged
-(``put_if_version``, ``delete_if_version``), raising ``VersionConflictError`` otherwise. Object
+Every ``put`` returns the version of what it wrote. Conditional writes are optional: a backend with
+``conditional_writes = True`` gives every value a version (``get_with_version``), creates only
+where there is no value (``put(mode="create")``) and writes or deletes only if the version is
+unchanged (``put(mode="if_version", version=...)``, ``delete_if_version``), raising
+``VersionConflictError`` otherwise. Object
 stores map this to generations or ETags (``If-Match`` / ``If-None-Match: *``); the file store to a
 lock file per key; the memory store to its lock. The sharded writer needs it to merge part of a
 shard safely while other processes write the same shard; without it such writes are refused.
@@ -35,7 +37,7 @@ import abc
 import os
 import posixpath
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any
+from typing import Any, Literal
 
 from bigarrays.errors import (
     InvalidKeyError,
@@ -53,9 +55,12 @@ Buffer = bytes | bytearray | memoryview
 #: bounded pool); :meth:`Store.get_ranges` reads its spans through it when given one.
 Run = Callable[[Callable[[Any], None], Iterable[Any]], None]
 
-#: The ``version`` for :meth:`Store.put_if_version` that matches whatever is stored (or nothing),
-#: while still taking part in the backend's ordering of conditional writes.
+#: The ``version`` of ``put(mode="if_version")`` and ``delete_if_version`` that matches whatever is
+#: stored (or nothing), while still taking part in the backend's ordering of conditional writes.
 ANY_VERSION = "*"
+
+#: How :meth:`Store.put` writes: whatever is stored, only where nothing is, or only at a version.
+PutMode = Literal["overwrite", "create", "if_version"]
 
 
 def _object_key(key: str, allow_parent: bool = False, url: str | None = None) -> str:
@@ -290,13 +295,48 @@ class Store(abc.ABC):
             run(read, range(len(spans)))
         return parts
 
-    def put(self, key: str, value: Buffer, *, content_encoding: str | None = None) -> None:
-        """Store ``value`` at ``key`` atomically: a reader sees the old value or the new one.
+    def put(
+        self,
+        key: str,
+        value: Buffer,
+        *,
+        mode: PutMode = "overwrite",
+        version: str | None = None,
+        content_encoding: str | None = None,
+    ) -> str | None:
+        """Store ``value`` at ``key`` atomically (a reader sees the old value or the new one) and
+        return the new value's version: the token :meth:`get_with_version` gives for it, or None
+        on a store without versions.
 
-        ``content_encoding`` names the transfer encoding ``value`` is already in (e.g. "gzip").
+        ``mode``: ``"overwrite"`` replaces whatever is stored; ``"create"`` writes only where
+        there is no value; ``"if_version"`` only while the value is at ``version`` (a token from
+        :meth:`get_with_version`; :data:`ANY_VERSION` matches whatever is stored, ordered with
+        other conditional writes). A failed condition writes nothing and raises
+        :class:`~bigarrays.errors.VersionConflictError`: read again and retry. Stores without
+        conditional writes refuse the last two modes with
+        :class:`~bigarrays.errors.UnsupportedError`. ``content_encoding`` names the transfer
+        encoding ``value`` is already in (e.g. "gzip").
         """
         self._check_writable()
-        self._put(self._key(key), value, content_encoding)
+        norm = self._key(key)
+        if mode == "overwrite":
+            if version is not None:
+                raise ValueError(f"version={version!r} is for mode='if_version', not 'overwrite'")
+            return self._put(norm, value, content_encoding)
+        if mode == "create":
+            if version is not None:
+                raise ValueError(f"version={version!r} is for mode='if_version', not 'create'")
+        elif mode == "if_version":
+            if version is None:
+                raise ValueError(
+                    "mode='if_version' needs the version to write at (from get_with_version); "
+                    "mode='create' writes only where there is no value"
+                )
+        else:
+            raise ValueError(f"mode is 'overwrite', 'create' or 'if_version', got {mode!r}")
+        if not self.conditional_writes:
+            raise self._no_versions()
+        return self._put_if_version(norm, value, version, content_encoding)
 
     def delete(self, key: str) -> None:
         """Remove ``key``; removing a key that does not exist is not an error."""
@@ -361,21 +401,11 @@ class Store(abc.ABC):
         """
         return self._get_with_version(self._key(key), max_size)
 
-    def put_if_version(
-        self, key: str, value: Buffer, version: str | None, *, content_encoding: str | None = None
-    ) -> None:
-        """Store ``value`` only if ``key`` is still at ``version`` (compare-and-swap).
-
-        ``version`` is a token from :meth:`get_with_version`; None means "only if there is no
-        value"; :data:`ANY_VERSION` writes whatever is stored, ordered with other conditional
-        writes. When the stored version differs, nothing is written and
-        :class:`~bigarrays.errors.VersionConflictError` is raised: read again and retry.
-        """
-        self._check_writable()
-        self._put_if_version(self._key(key), value, version, content_encoding)
-
     def delete_if_version(self, key: str, version: str | None) -> None:
-        """Remove ``key`` only if it is still at ``version`` (see :meth:`put_if_version`)."""
+        """Remove ``key`` only if it is still at ``version`` (a token from
+        :meth:`get_with_version`; None: only if there is no value; :data:`ANY_VERSION`: whatever
+        is stored, ordered with conditional writes); else
+        :class:`~bigarrays.errors.VersionConflictError`."""
         self._check_writable()
         self._delete_if_version(self._key(key), version)
 
@@ -400,7 +430,8 @@ class Store(abc.ABC):
         return cut_range(self._get(key), start, length)
 
     @abc.abstractmethod
-    def _put(self, key: str, value: Buffer, content_encoding: str | None) -> None: ...
+    def _put(self, key: str, value: Buffer, content_encoding: str | None) -> str | None:
+        """Write unconditionally; the new version, or None on a store without versions."""
 
     @abc.abstractmethod
     def _delete(self, key: str) -> None: ...
@@ -457,7 +488,8 @@ class Store(abc.ABC):
 
     def _put_if_version(
         self, key: str, value: Buffer, version: str | None, content_encoding: str | None
-    ) -> None:
+    ) -> str:
+        """Write only at ``version`` (None: only where there is no value); the new version."""
         raise self._no_versions()
 
     def _delete_if_version(self, key: str, version: str | None) -> None:

@@ -6,8 +6,9 @@ the lock file itself and the lock file is renamed into place, so a reader never 
 the rename both publishes the value and hands the lock on, and a write costs no more system calls
 than a temp file and a rename would. A waiter that finds the lock file renamed or removed under it
 takes a fresh one. Because every write is ordered by the lock, a conditional write
-(``put_if_version``: compare the file's identity, inode, modification time in ns and size, with the
-expected version) can never be overtaken by a plain ``put`` between its check and its rename.
+(``put(mode="if_version")``: compare the file's identity, inode, modification time in ns and
+size, with the expected version) can never be overtaken by a plain ``put`` between its check and
+its rename.
 
 The kernel releases a ``flock`` when its process dies, so a writer killed at any moment leaves at
 worst a lock file that no key lists and that the next writer takes over at once: nothing waits for
@@ -183,11 +184,12 @@ class FileStore(Store):
                 return candidate
         return None
 
-    def _put(self, key: str, value: Buffer, encoding: str | None) -> None:
-        self._write(key, value, encoding, ANY_VERSION)
+    def _put(self, key: str, value: Buffer, encoding: str | None) -> str:
+        return self._write(key, value, encoding, ANY_VERSION)
 
-    def _write(self, key: str, value: Buffer, encoding: str | None, version: str | None) -> None:
-        """Put ``value`` under the key's lock, if the key is at ``version`` (any: ANY_VERSION)."""
+    def _write(self, key: str, value: Buffer, encoding: str | None, version: str | None) -> str:
+        """Put ``value`` under the key's lock, if the key is at ``version`` (any: ANY_VERSION);
+        the new version."""
         content_encoding.check(encoding)
         # Plain strings and os calls: this runs once per chunk written, and pathlib's objects
         # cost more than the system calls.
@@ -216,6 +218,8 @@ class FileStore(Store):
             except OSError as exc:
                 raise self._write_error(path, exc) from exc
             published = True
+            # The renamed file is the open one: its identity is the version of what was put.
+            return self._version_of(os.fstat(fd))
         finally:
             self._unlock(fd, lock, held, published)
 
@@ -422,8 +426,8 @@ class FileStore(Store):
 
     def _put_if_version(
         self, key: str, value: Buffer, version: str | None, encoding: str | None
-    ) -> None:
-        self._write(key, value, encoding, version)
+    ) -> str:
+        return self._write(key, value, encoding, version)
 
     def _delete_if_version(self, key: str, version: str | None) -> None:
         base = os.path.join(self._root_str, key)

@@ -206,6 +206,7 @@ class FsspecStore(Store):
         return [None if value is None else value[s.start : s.end] for s in spans]
 
     def _put(self, key: str, value: Buffer, encoding: str | None) -> None:
+        """No versions on fsspec's file systems: the new version is None."""
         content_encoding.check(encoding)
         blob = bytes(memoryview(value).cast("B"))  # a copy, taken now; str is refused here
         variants = self._variants(key)

@@ -387,21 +387,8 @@ class LmdbStore(Store):
                 f"LMDB keys are at most 511 bytes; {key[:60]!r}... needs {longest} with its suffix"
             )
 
-    def _put(self, key: str, value: Buffer, encoding: str | None) -> None:
-        content_encoding.check(encoding)
-        data = memoryview(value).cast("B")
-        self._check_key(key)
-        variants = self._variants(key)
-        target = next(raw for raw, e in variants if e == encoding)
-        blob = bytes(data)  # the caller may reuse its buffer before the batch commits
-
-        def apply(txn: Any) -> None:
-            for raw, _ in variants:
-                if raw != target:
-                    txn.delete(raw)
-            txn.put(target, blob)
-
-        self._usable().write(apply)
+    def _put(self, key: str, value: Buffer, encoding: str | None) -> str:
+        return self._put_if_version(key, value, ANY_VERSION, encoding)
 
     def _delete(self, key: str) -> None:
         db = self._usable()
@@ -535,9 +522,9 @@ class LmdbStore(Store):
 
     def _put_if_version(
         self, key: str, value: Buffer, version: str | None, encoding: str | None
-    ) -> None:
+    ) -> str:
         content_encoding.check(encoding)
-        blob = bytes(memoryview(value).cast("B"))
+        blob = bytes(memoryview(value).cast("B"))  # the caller may reuse its buffer before commit
         self._check_key(key)
         variants = self._variants(key)
         target = next(raw for raw, e in variants if e == encoding)
@@ -550,6 +537,7 @@ class LmdbStore(Store):
             txn.put(target, blob)
 
         self._usable().write(apply)
+        return _version_of(memoryview(blob), encoding)
 
     def _delete_if_version(self, key: str, version: str | None) -> None:
         variants = self._variants(key)

@@ -32,8 +32,8 @@ trade-offs:
 - Within a process every handle on one file shares one archive: a read-only handle sees the
   writes of a writable one at once. A forked child never writes through its parent's archive: its
   handles open the file afresh (and may write only once the parent has closed it).
-- Conditional writes (``put_if_version``) are checked under the archive's lock; an entry's version
-  is its offset in the file, which no other write shares.
+- Conditional writes (``put(mode="create" | "if_version")``) are checked under the archive's
+  lock; an entry's version is its offset in the file, which no other write shares.
 - Transfer encodings are kept in the entry's name (``KEY.gz``), as on disk.
 - Zip64 records are written when needed (more than 65,534 entries, or offsets or sizes of 4 GiB
   and more), so there is no limit but the disk's.
@@ -202,7 +202,7 @@ class ZipStore(Store):
 
     def _put(
         self, key: str, value: Buffer, encoding: str | None, version: str | None = ANY_VERSION
-    ) -> None:
+    ) -> str:
         content_encoding.check(encoding)
         archive = self._usable()
         name = self._name(key)
@@ -213,7 +213,7 @@ class ZipStore(Store):
             )
         target = name + content_encoding.SUFFIXES[encoding] if encoding else name
         drop = [n for n, _ in self._variants(name) if n != target]
-        archive.put(target, value, drop, self._checker(key, name, version))
+        return f"{archive.put(target, value, drop, self._checker(key, name, version)):x}"
 
     def _delete(self, key: str, version: str | None = ANY_VERSION) -> None:
         archive = self._usable()
@@ -270,8 +270,8 @@ class ZipStore(Store):
 
     def _put_if_version(
         self, key: str, value: Buffer, version: str | None, encoding: str | None
-    ) -> None:
-        self._put(key, value, encoding, version)
+    ) -> str:
+        return self._put(key, value, encoding, version)
 
     def _delete_if_version(self, key: str, version: str | None) -> None:
         self._delete(key, version)

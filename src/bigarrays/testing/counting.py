@@ -105,9 +105,10 @@ class CountingStore(Store):
             self.bytes_read += len(value or b"")
         return value
 
-    def _put(self, key: str, value: Buffer, content_encoding: str | None) -> None:
-        self.inner.put(key, value, content_encoding=content_encoding)
+    def _put(self, key: str, value: Buffer, content_encoding: str | None) -> str | None:
+        version = self.inner.put(key, value, content_encoding=content_encoding)
         self._count("put", written=memoryview(value).nbytes)
+        return version
 
     def _delete(self, key: str) -> None:
         self.inner.delete(key)
@@ -132,11 +133,19 @@ class CountingStore(Store):
         self._count("get_with_version", len(value or b""))
         return value, version
 
+    # Conditional puts (create-only or at a version) are counted as "put_if_version".
     def _put_if_version(
         self, key: str, value: Buffer, version: str | None, content_encoding: str | None
-    ) -> None:
-        self.inner.put_if_version(key, value, version, content_encoding=content_encoding)
+    ) -> str:
+        if version is None:
+            new = self.inner.put(key, value, mode="create", content_encoding=content_encoding)
+        else:
+            new = self.inner.put(
+                key, value, mode="if_version", version=version, content_encoding=content_encoding
+            )
         self._count("put_if_version", written=memoryview(value).nbytes)
+        assert new is not None  # a store with conditional writes has versions
+        return new
 
     def _delete_if_version(self, key: str, version: str | None) -> None:
         self.inner.delete_if_version(key, version)

@@ -10,8 +10,8 @@ Every index is checked against the bounds of the scale before anything is read o
 
 Writing (``write_pieces``): the pieces of a box are grouped by shard. A shard whose every chunk the
 box covers is built in memory and put once. A shard the box covers in part is read, merged and
-rewritten with the store's conditional write (``put_if_version``), retried when another writer got
-there first; stores without conditional writes refuse such writes, naming the shard box to align
+rewritten with a conditional put (``mode="if_version"``), retried when another writer got there
+first; stores without conditional writes refuse such writes, naming the shard box to align
 writes to. Chunks equal to the fill value (every bit 0) are left out of a shard; a shard left with
 no chunk is deleted. A write drops this process's cached indexes of the shards it rewrites. A
 shard that cannot be decoded is never rewritten: the write is refused with CorruptChunkError.

@@ -11,7 +11,7 @@ than an inner chunk can be stored in, overflowing) is CorruptChunkError.
 
 Writing (``write_pieces``): pieces are grouped by shard. A shard the write covers wholly is built
 in memory and put once; a shard covered in part is read with its version, merged and put only if
-unchanged (``put_if_version``), again when another writer got there first. Stores without
+unchanged (``put(mode="if_version")``), again when another writer got there first. Stores without
 conditional writes refuse a write of part of a shard, naming the shard's box. Inner chunks equal
 to the fill value are left out; a shard left with none is deleted. At most a batch of shards is
 held in memory at once.
