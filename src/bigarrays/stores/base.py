@@ -47,6 +47,7 @@ from bigarrays.errors import (
     UnsupportedError,
 )
 from bigarrays.stores import content_encoding
+from bigarrays.stores.content_encoding import ANY_ENCODING as ANY_ENCODING
 from bigarrays.stores.ranges import LOCAL, ByteRange, RangePolicy, Span, check_ranges, coalesce, cut
 
 Buffer = bytes | bytearray | memoryview
@@ -58,6 +59,9 @@ Run = Callable[[Callable[[Any], None], Iterable[Any]], None]
 #: The ``version`` of ``put(mode="if_version")`` and ``delete_if_version`` that matches whatever is
 #: stored (or nothing), while still taking part in the backend's ordering of conditional writes.
 ANY_VERSION = "*"
+
+#: What :meth:`Store.read_into` returns, asked for plain bytes, for a key that has no value.
+NOT_FOUND = -2
 
 #: How :meth:`Store.put` writes: whatever is stored, only where nothing is, or only at a version.
 PutMode = Literal["overwrite", "create", "if_version"]
@@ -183,13 +187,26 @@ class Store(abc.ABC):
         return f"{type(self).__name__}({self.url!r}{mode})"
 
     # -- the contract ----------------------------------------------------------------------------
-    def get(self, key: str, *, max_size: int | None = None) -> bytes | None:
+    def get(
+        self, key: str, *, max_size: int | None = None, encoding: str | None = ANY_ENCODING
+    ) -> bytes | None:
         """The value at ``key`` (transfer encoding removed), or None when there is none.
 
         ``max_size`` bounds the decoding of a transfer encoding: once the output passes it,
         decoding stops with :class:`~bigarrays.errors.CorruptChunkError`, so a small hostile
         object cannot inflate to gigabytes. Readers that know a value's size (a chunk) pass it.
+
+        ``encoding`` is the transfer encoding the value's writers use (None: plain bytes), for
+        readers that know it (a format): a store that keeps the encoding in the name
+        (:attr:`names_encodings`) then looks under that one name (``KEY`` or ``KEY.gz``), and a
+        missing key costs one lookup instead of one per suffix. Other stores learn the encoding
+        from the object and ignore it.
         """
+        if encoding != ANY_ENCODING and self.names_encodings:
+            norm = self._key(key)
+            return content_encoding.decode_stored(
+                self._get_encoded_as(norm, encoding), norm, max_size
+            )
         if max_size is None:
             return self._get(self._key(key))
         return self._get_bounded(self._key(key), max_size)
@@ -358,15 +375,20 @@ class Store(abc.ABC):
         """The stored (possibly compressed) size of ``key`` in bytes, or None when missing."""
         return self._size(self._key(key))
 
-    def get_encoded(self, key: str) -> tuple[bytes, str | None] | None:
+    def get_encoded(
+        self, key: str, *, encoding: str | None = ANY_ENCODING
+    ) -> tuple[bytes, str | None] | None:
         """The bytes of ``key`` as stored and their transfer encoding, or None when missing.
 
         Unlike :meth:`get`, nothing is decoded: ``put(key, data, content_encoding=encoding)`` of
         the result recreates the object as it was (gzip stays gzip), which is how ``bigarrays cp``
         copies between stores without decoding and re-encoding. ``encoding`` is None for plain
         bytes. Backends that keep the encoding (a file suffix, a header) override
-        ``_get_encoded``; the default returns the decoded value as plain bytes.
+        ``_get_encoded``; the default returns the decoded value as plain bytes. ``encoding``
+        narrows where to look, as in :meth:`get`.
         """
+        if encoding != ANY_ENCODING and self.names_encodings:
+            return self._get_encoded_as(self._key(key), encoding)
         return self._get_encoded(self._key(key))
 
     # -- reading into a caller's buffer (optional; ``reads_into_buffers`` says who has it) -------
@@ -374,7 +396,13 @@ class Store(abc.ABC):
     reads_into_buffers: bool = False
 
     def read_into(
-        self, key: str, buffer: memoryview, offset: int = 0, size: int | None = None
+        self,
+        key: str,
+        buffer: memoryview,
+        offset: int = 0,
+        size: int | None = None,
+        *,
+        encoding: str | None = ANY_ENCODING,
     ) -> int | None:
         """Read the plain stored bytes of ``key`` from ``offset`` into ``buffer``; bytes read.
 
@@ -382,7 +410,9 @@ class Store(abc.ABC):
         buffer costs no page faults. At most ``len(buffer)`` bytes are read. With ``size``, an
         object of any other stored size is not read and gives -1. None means "use :meth:`get`":
         the key is missing, stored with a transfer encoding, or the backend cannot read into a
-        buffer (the default). ``key`` must already be normalized.
+        buffer (the default). With ``encoding=None`` (the caller's writers store plain bytes, see
+        :meth:`get`), a key with no value gives :data:`NOT_FOUND` instead, so the caller need not
+        look again. ``key`` must already be normalized.
         """
         return None
 
@@ -391,14 +421,16 @@ class Store(abc.ABC):
     conditional_writes: bool = False
 
     def get_with_version(
-        self, key: str, *, max_size: int | None = None
+        self, key: str, *, max_size: int | None = None, encoding: str | None = ANY_ENCODING
     ) -> tuple[bytes | None, str | None]:
         """The value at ``key`` and an opaque version token; ``(None, None)`` when there is none.
 
         The token changes whenever the value is replaced (a generation, an ETag, a file's
         identity). Backends without versions raise :class:`~bigarrays.errors.UnsupportedError`.
-        ``max_size`` bounds the decoding as in :meth:`get`.
+        ``max_size`` bounds the decoding and ``encoding`` narrows where to look, as in :meth:`get`.
         """
+        if encoding != ANY_ENCODING and self.names_encodings:
+            return self._get_with_version_as(self._key(key), max_size, encoding)
         return self._get_with_version(self._key(key), max_size)
 
     def delete_if_version(self, key: str, version: str | None) -> None:
@@ -449,6 +481,20 @@ class Store(abc.ABC):
     def _get_encoded(self, key: str) -> tuple[bytes, str | None] | None:
         value = self._get(key)
         return None if value is None else (value, None)
+
+    #: True when the backend keeps a transfer encoding in the name (``KEY.gz``) and implements
+    #: the ``*_as`` primitives below, which look under the one name of a known encoding.
+    names_encodings: bool = False
+
+    def _get_encoded_as(self, key: str, encoding: str | None) -> tuple[bytes, str | None] | None:
+        """The stored bytes under the name of ``encoding`` (see
+        :func:`~bigarrays.stores.content_encoding.stored_names`), or None."""
+        return self._get_encoded(key)
+
+    def _get_with_version_as(
+        self, key: str, max_size: int | None, encoding: str | None
+    ) -> tuple[bytes | None, str | None]:
+        return self._get_with_version(key, max_size)
 
     def _get_bounded(self, key: str, max_size: int) -> bytes | None:
         # The stored bytes and their encoding, decoded here under the bound: one place for

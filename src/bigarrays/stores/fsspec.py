@@ -30,7 +30,7 @@ from typing import Any
 
 from bigarrays.errors import AccessDeniedError, MissingDependencyError, StoreError
 from bigarrays.stores import content_encoding
-from bigarrays.stores.base import Buffer, Run, Store, local_disk_concurrency
+from bigarrays.stores.base import ANY_ENCODING, Buffer, Run, Store, local_disk_concurrency
 from bigarrays.stores.ranges import LOCAL, REMOTE, Span
 
 _PREFIX = "fsspec+"
@@ -138,8 +138,7 @@ class FsspecStore(Store):
         return posixpath.normpath(f"{self.root}/{key}") if self.root else key
 
     def _variants(self, key: str) -> list[tuple[str, str | None]]:
-        path = self._path(key)
-        return [(path, None)] + [(path + s, e) for e, s in content_encoding.SUFFIXES.items()]
+        return content_encoding.stored_names(self._path(key))
 
     def _error(self, what: str, path: str, exc: OSError) -> StoreError:
         if isinstance(exc, PermissionError):
@@ -157,10 +156,15 @@ class FsspecStore(Store):
 
     # -- the contract ----------------------------------------------------------------------------
     def _get_encoded(self, key: str) -> tuple[bytes, str | None] | None:
-        for path, encoding in self._variants(key):
+        return self._get_encoded_as(key, ANY_ENCODING)
+
+    names_encodings = True
+
+    def _get_encoded_as(self, key: str, encoding: str | None) -> tuple[bytes, str | None] | None:
+        for path, stored in content_encoding.stored_names(self._path(key), encoding):
             data = self._cat(path)
             if data is not None:
-                return data, encoding
+                return data, stored
         return None
 
     def _get(self, key: str) -> bytes | None:

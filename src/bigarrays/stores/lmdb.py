@@ -43,7 +43,14 @@ from bigarrays.errors import (
     VersionConflictError,
 )
 from bigarrays.stores import content_encoding
-from bigarrays.stores.base import ANY_VERSION, Buffer, Store, cut_range, local_disk_concurrency
+from bigarrays.stores.base import (
+    ANY_ENCODING,
+    ANY_VERSION,
+    Buffer,
+    Store,
+    cut_range,
+    local_disk_concurrency,
+)
 
 T = TypeVar("T")
 
@@ -335,23 +342,30 @@ class LmdbStore(Store):
     # -- keys ------------------------------------------------------------------------------------
     @staticmethod
     def _variants(key: str) -> list[tuple[bytes, str | None]]:
-        raw = key.encode()
-        return [(raw, None)] + [(raw + s.encode(), e) for e, s in content_encoding.SUFFIXES.items()]
+        return [(name.encode(), e) for name, e in content_encoding.stored_names(key)]
 
     @staticmethod
-    def _find(txn: Any, key: str) -> tuple[memoryview, str | None] | None:
-        for raw, encoding in LmdbStore._variants(key):
+    def _find(
+        txn: Any, key: str, encoding: str | None = ANY_ENCODING
+    ) -> tuple[memoryview, str | None] | None:
+        for name, stored in content_encoding.stored_names(key, encoding):
+            raw = name.encode()
             if len(raw) > 511:
                 return None
             value = txn.get(raw)
             if value is not None:
-                return value, encoding
+                return value, stored
         return None
 
     # -- the contract ----------------------------------------------------------------------------
     def _get_encoded(self, key: str) -> tuple[bytes, str | None] | None:
+        return self._get_encoded_as(key, ANY_ENCODING)
+
+    names_encodings = True
+
+    def _get_encoded_as(self, key: str, encoding: str | None) -> tuple[bytes, str | None] | None:
         def fn(txn: Any) -> tuple[bytes, str | None] | None:
-            found = self._find(txn, key)
+            found = self._find(txn, key, encoding)
             return None if found is None else (bytes(found[0]), found[1])
 
         return self._usable().read(fn, None)
@@ -464,18 +478,23 @@ class LmdbStore(Store):
     def _get_with_version(
         self, key: str, max_size: int | None = None
     ) -> tuple[bytes | None, str | None]:
+        return self._get_with_version_as(key, max_size, ANY_ENCODING)
+
+    def _get_with_version_as(
+        self, key: str, max_size: int | None, encoding: str | None
+    ) -> tuple[bytes | None, str | None]:
         def fn(txn: Any) -> tuple[bytes, str | None, str] | None:
-            found = self._find(txn, key)
+            found = self._find(txn, key, encoding)
             if found is None:
                 return None
-            value, encoding = found
-            return bytes(value), encoding, _version_of(value, encoding)
+            value, stored = found
+            return bytes(value), stored, _version_of(value, stored)
 
         got = self._usable().read(fn, None)
         if got is None:
             return None, None
-        data, encoding, version = got
-        plain = content_encoding.decode(data, encoding, key, max_size) if encoding else data
+        data, stored, version = got
+        plain = content_encoding.decode(data, stored, key, max_size) if stored else data
         return plain, version
 
     def _get_range_with_version(

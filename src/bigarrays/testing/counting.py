@@ -36,6 +36,7 @@ class CountingStore(Store):
         self.allow_parent_keys = inner.allow_parent_keys
         # get_ranges merges as the wrapped store would, and counts one get_range per span.
         self.range_policy = inner.range_policy
+        self.names_encodings = inner.names_encodings
 
     def _count(self, name: str, read: int = 0, written: int = 0) -> None:
         with self._lock:
@@ -80,6 +81,18 @@ class CountingStore(Store):
         value = self.inner.get(key, max_size=max_size)
         self._count("get", len(value or b""))
         return value
+
+    def _get_encoded_as(self, key: str, encoding: str | None) -> tuple[bytes, str | None] | None:
+        stored = self.inner.get_encoded(key, encoding=encoding)
+        self._count("get", len(stored[0]) if stored else 0)
+        return stored
+
+    def _get_with_version_as(
+        self, key: str, max_size: int | None, encoding: str | None
+    ) -> tuple[bytes | None, str | None]:
+        value, version = self.inner.get_with_version(key, max_size=max_size, encoding=encoding)
+        self._count("get_with_version", len(value or b""))
+        return value, version
 
     def _get_range(self, key: str, start: int, length: int | None) -> bytes | None:
         value = self.inner.get_range(key, start, length)
