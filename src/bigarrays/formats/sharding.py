@@ -129,6 +129,25 @@ def run_few(run: Run, fn: Callable[[Any], None], items: list[Any]) -> None:
 ShardRanges = Mapping[tuple[Any, str | None], Sequence[tuple[int, int, int]]]
 
 
+Batch = tuple[tuple[Any, str | None], list[tuple[int, int, int]]]
+
+
+def _batches(by_shard: ShardRanges, max_span: int) -> list[Batch]:
+    """The ranges of each (shard, version) in order of their start, cut wherever a batch would
+    span more than ``max_span`` bytes; biggest batch first, so the last to start are short."""
+    out: list[Batch] = []
+    for group, members in by_shard.items():
+        batch: list[tuple[int, int, int]] = []
+        for member in sorted(members, key=lambda m: m[1]):
+            if batch and member[2] - batch[0][1] > max_span:
+                out.append((group, batch))
+                batch = []
+            batch.append(member)
+        out.append((group, batch))
+    out.sort(key=lambda b: b[1][0][1] - max(e for _, _, e in b[1]))
+    return out
+
+
 def read_shard_ranges(
     store: Store,
     shard_key: Callable[[Any], str],
@@ -143,16 +162,16 @@ def read_shard_ranges(
     bytes)`` each; ``changed(shard, positions)`` for the chunks of a shard that was rewritten or
     removed since its index was read (its index is to be read again).
 
-    One shard's spans run in parallel through ``run``; several shards run in parallel, each
-    reading its spans in turn and handing its chunks on before the next (memory stays bounded
-    by the shards in flight). Without a version, a short read may be a rewrite (worth one more
-    look) as well as damage; with one, the shard is at the index's version and short: damage,
-    CorruptChunkError.
+    The ranges are cut into batches that span at most the store's longest merged read
+    (``range_policy.max_span``), which run in parallel through ``run``, biggest first, each
+    reading its spans in turn and handing its chunks on (memory stays bounded by the batches in
+    flight); a single batch runs its spans through ``run`` instead. Without a version, a short
+    read may be a rewrite (worth one more look) as well as damage; with one, the shard is at the
+    index's version and short: damage, CorruptChunkError.
     """
-    groups = sorted(by_shard.items(), key=lambda g: -sum(b - a for _, a, b in g[1]))
+    groups = _batches(by_shard, store.range_policy.max_span)
 
-    def fetch(group: tuple[tuple[Any, str | None], Sequence[tuple[int, int, int]]],
-              spans_run: Run | None) -> list[tuple[int, bytes]]:  # fmt: skip
+    def fetch(group: Batch, spans_run: Run | None) -> list[tuple[int, bytes]]:
         (shard, version), members = group
         key = shard_key(shard)
         ranges = [(a, b - a) for _, a, b in members]
@@ -178,9 +197,7 @@ def read_shard_ranges(
         run_few(run, lambda item: emit(*item), fetch(groups[0], run))
         return
 
-    def fetch_and_emit(
-        group: tuple[tuple[Any, str | None], Sequence[tuple[int, int, int]]],
-    ) -> None:
+    def fetch_and_emit(group: Batch) -> None:
         for pos, data in fetch(group, None):
             emit(pos, data)
 
