@@ -26,7 +26,6 @@ the layout other tools make by default. The package is the extra ``lmdb``.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import threading
 import weakref
@@ -35,6 +34,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
+from isal import isal_zlib
+
+from bigarrays.codecs import crc32c
 from bigarrays.errors import (
     AccessDeniedError,
     MissingDependencyError,
@@ -291,10 +293,17 @@ def _release(db: _Database) -> None:
             db.close()
 
 
-def _version_of(value: memoryview, encoding: str | None) -> str:
-    digest = hashlib.blake2b(value, digest_size=16)
-    digest.update((encoding or "").encode())
-    return digest.hexdigest()
+def _version_of(value: memoryview | bytes, encoding: str | None) -> str:
+    """The version of a stored value: its length and two CRCs of different polynomials.
+
+    Every put returns its version, so this runs once per chunk written: the hardware CRCs of
+    ISA-L (CRC-32) and google-crc32c (CRC-32C) take 15 us for 256 KiB, where BLAKE2 takes 400.
+    Two values of one length share a version only if their difference is a multiple of both
+    polynomials, a chance of 2**-64 for a change that was not crafted to collide (versions
+    detect concurrent writers; they are no defence against an attacker who can write).
+    """
+    crcs = f"{crc32c.checksum(value):08x}{isal_zlib.crc32(value):08x}"
+    return f"{len(value):x}-{crcs}-{encoding or ''}"
 
 
 class LmdbStore(Store):
