@@ -284,6 +284,20 @@ class StoreConformance:
         with pytest.raises(ValueError, match="suffix"):
             store.get_range(key, -5, 2)
 
+    def test_get_ranges(self, store: Store) -> None:
+        value = payload(3 << 20, seed=11)
+        store.put("k", value)
+        # Close, overlapping, far apart, empty and past the end, in no order.
+        ranges = [(2 << 20, 100), (0, 10), (5, 10), (12, 3), (3 << 20, 0), (len(value) - 4, 50)]
+        assert store.get_ranges("k", ranges) == [value[a : a + n] for a, n in ranges]
+        assert store.get_ranges("k", []) == []
+        assert store.get_ranges("missing", [(0, 4), (2 << 20, 4)]) is None
+        assert store.get_ranges("missing", []) is None
+        store.put("g", gzip.compress(value[:5000]), content_encoding="gzip")
+        assert store.get_ranges("g", [(10, 5), (4000, 10)]) == [value[10:15], value[4000:4010]]
+        with pytest.raises(ValueError, match="start >= 0"):
+            store.get_ranges("k", [(-1, 4)])
+
     def test_get_range_with_version(self, store: Store) -> None:
         """The same bytes as get_range; the version is the one get_with_version gives (stores
         without versions give None, and a reader then trusts nothing across reads)."""
