@@ -171,7 +171,7 @@ def read_shard_ranges(
     """
     groups = _batches(by_shard, store.range_policy.max_span)
 
-    def fetch(group: Batch, spans_run: Run | None) -> list[tuple[int, bytes]]:
+    def fetch(group: Batch, spans_run: Run | None) -> list[tuple[int, memoryview]]:
         (shard, version), members = group
         key = shard_key(shard)
         ranges = [(a, b - a) for _, a, b in members]
@@ -193,13 +193,15 @@ def read_shard_ranges(
             return []
         return [(pos, p) for (pos, _, _), p in zip(members, parts, strict=True)]
 
+    # Each chunk is copied out of its span's bytes as it is handed on, one at a time: the span
+    # goes when its last chunk has, and a chunk kept by a cache holds no span.
     if len(groups) == 1:
-        run_few(run, lambda item: emit(*item), fetch(groups[0], run))
+        run_few(run, lambda item: emit(item[0], bytes(item[1])), fetch(groups[0], run))
         return
 
     def fetch_and_emit(group: Batch) -> None:
         for pos, data in fetch(group, None):
-            emit(pos, data)
+            emit(pos, bytes(data))
 
     run_few(run, fetch_and_emit, groups)
 

@@ -254,11 +254,12 @@ class Store(abc.ABC):
 
     def get_ranges(
         self, key: str, ranges: Sequence[ByteRange], *, run: Run | None = None
-    ) -> list[bytes] | None:
+    ) -> list[memoryview] | None:
         """The bytes of each ``(start, length)`` of ``key``, or None when ``key`` is missing.
 
         Ranges closer than the backend's :attr:`range_policy` allows are read as one span, one
-        backend read per span (through ``run`` when given, so that they overlap). A range past
+        backend read per span (through ``run`` when given, so that they overlap). Each range
+        comes as a view of its span's bytes (no copy; ``bytes(view)`` makes one). A range past
         the end is cut short, as in :meth:`get_range`.
         """
         return self._read_ranges(key, ranges, run, checked=False, version=None)
@@ -266,7 +267,7 @@ class Store(abc.ABC):
     def get_ranges_if_version(
         self, key: str, ranges: Sequence[ByteRange], version: str | None, *,
         run: Run | None = None,
-    ) -> list[bytes] | None:  # fmt: skip
+    ) -> list[memoryview] | None:  # fmt: skip
         """:meth:`get_ranges`, every span held to ``version`` as :meth:`get_range_if_version`
         holds one range: :class:`~bigarrays.errors.StaleReadError` when the value is at another."""
         return self._read_ranges(key, ranges, run, checked=True, version=version)
@@ -274,7 +275,7 @@ class Store(abc.ABC):
     def _read_ranges(
         self, key: str, ranges: Sequence[ByteRange], run: Run | None, *, checked: bool,
         version: str | None,
-    ) -> list[bytes] | None:  # fmt: skip
+    ) -> list[memoryview] | None:  # fmt: skip
         check_ranges(ranges)
         norm = self._key(key)
         if not ranges:

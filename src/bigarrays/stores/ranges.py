@@ -71,14 +71,18 @@ def coalesce(ranges: Sequence[ByteRange], policy: RangePolicy) -> list[Span]:
     return spans
 
 
-def cut(ranges: Sequence[ByteRange], spans: Sequence[Span], parts: Sequence[bytes]) -> list[bytes]:
-    """The bytes of each range, cut from the bytes read for its span (``parts[j]`` for
-    ``spans[j]``). A span read short (the value ends inside it) gives short ranges, as
-    :meth:`Store.get_range` does past the end."""
-    out: list[bytes] = [b""] * len(ranges)
+def cut(
+    ranges: Sequence[ByteRange], spans: Sequence[Span], parts: Sequence[bytes]
+) -> list[memoryview]:
+    """The bytes of each range, as a view of the bytes read for its span (``parts[j]`` for
+    ``spans[j]``): nothing is copied, so a reader copies (or decodes) one range at a time. A span
+    read short (the value ends inside it) gives short ranges, as :meth:`Store.get_range` does
+    past the end."""
+    empty = memoryview(b"")
+    out: list[memoryview] = [empty] * len(ranges)
     for span, data in zip(spans, parts, strict=True):
         view = memoryview(data)
         for i in span.members:
             a, n = ranges[i]
-            out[i] = bytes(view[a - span.start : a - span.start + n])
+            out[i] = view[a - span.start : a - span.start + n]
     return out

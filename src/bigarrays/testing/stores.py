@@ -289,12 +289,16 @@ class StoreConformance:
         store.put("k", value)
         # Close, overlapping, far apart, empty and past the end, in no order.
         ranges = [(2 << 20, 100), (0, 10), (5, 10), (12, 3), (3 << 20, 0), (len(value) - 4, 50)]
-        assert store.get_ranges("k", ranges) == [value[a : a + n] for a, n in ranges]
+        got = store.get_ranges("k", ranges)
+        assert got is not None
+        assert [bytes(g) for g in got] == [value[a : a + n] for a, n in ranges]
         assert store.get_ranges("k", []) == []
         assert store.get_ranges("missing", [(0, 4), (2 << 20, 4)]) is None
         assert store.get_ranges("missing", []) is None
         store.put("g", gzip.compress(value[:5000]), content_encoding="gzip")
-        assert store.get_ranges("g", [(10, 5), (4000, 10)]) == [value[10:15], value[4000:4010]]
+        got = store.get_ranges("g", [(10, 5), (4000, 10)])
+        assert got is not None
+        assert [bytes(g) for g in got] == [value[10:15], value[4000:4010]]
         with pytest.raises(ValueError, match="start >= 0"):
             store.get_ranges("k", [(-1, 4)])
 
