@@ -16,7 +16,6 @@ from bigarrays.formats.precomputed.sharding import (
     ShardGeometry,
     ShardMap,
     choose_sharding,
-    coalesce,
     decode_minishard_index,
     decode_shard,
     decode_shard_index,
@@ -262,13 +261,3 @@ def test_resolve_sharding() -> None:
         resolve_sharding(True, grid_shape=(2**22, 2**22, 2**22), chunk_bytes=1)
     with pytest.raises(ValueError, match="sharding=True"):
         resolve_sharding(None, grid_shape=grid, chunk_bytes=cb, target_bytes=10)
-
-
-def test_coalesce_merges_close_ranges_up_to_a_length() -> None:
-    ranges = [(100, 200), (0, 50), (60, 90), (1000, 1010), (205, 300)]
-    merged = coalesce(ranges, max_gap=5, max_length=10_000)
-    assert [(a, b, sorted(m)) for a, b, m in merged] == [
-        (0, 50, [1]), (60, 90, [2]), (100, 300, [0, 4]), (1000, 1010, [3]),
-    ]  # fmt: skip
-    assert len(coalesce(ranges, max_gap=10**6, max_length=10**6)) == 1
-    assert len(coalesce(ranges, max_gap=10**6, max_length=150)) == 4

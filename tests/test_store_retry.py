@@ -11,7 +11,6 @@ from collections.abc import Callable
 import pytest
 
 from bigarrays.errors import StoreUnavailableError
-from bigarrays.stores.remote import coalesce
 from bigarrays.stores.retry import (
     RetryPolicy,
     Transient,
@@ -115,9 +114,3 @@ def test_policy_is_validated_and_picklable() -> None:
         RetryPolicy(attempts=0)
     policy = RetryPolicy(attempts=3, deadline=5)
     assert pickle.loads(pickle.dumps(policy)) == policy
-
-
-def test_coalesce() -> None:
-    assert coalesce([(100, 10), (0, 10), (15, 5)], gap=5) == [(0, 20), (100, 10)]
-    assert coalesce([(0, 10), (5, 2)], gap=0) == [(0, 10)]
-    assert coalesce([], gap=10) == []

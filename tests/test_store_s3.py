@@ -194,7 +194,7 @@ def test_conditional_write_whose_answer_was_lost_is_not_a_conflict(
         store.put("k", b"one")
         _, version = store.get_with_version("k")
         proxy.faults.add("truncate", 1, methods=("PUT",))  # the PUT lands, its answer is cut
-        store.put_if_version("k", b"two", version)
+        store.put("k", b"two", mode="if_version", version=version)
         assert store.get("k") == b"two"
 
 

@@ -50,7 +50,7 @@ def test_file_store_takes_over_a_leftover_lock_at_once(tmp_path: Path, leftover:
     store.put("k", b"one")
     _lock_path(tmp_path, "k").write_bytes(leftover)
     t0 = time.monotonic()
-    store.put_if_version("k", b"two", store.get_with_version("k")[1])
+    store.put("k", b"two", mode="if_version", version=store.get_with_version("k")[1])
     store.put("k", b"three")
     assert time.monotonic() - t0 < 5, "a leftover lock file must not stall a write"
     assert store.get("k") == b"three"
@@ -70,7 +70,7 @@ def test_file_store_recovers_from_a_writer_killed_holding_the_lock(tmp_path: Pat
     )
     proc = subprocess.run([sys.executable, "-c", code], check=False)
     assert proc.returncode == -9
-    store.put_if_version("k", b"two", store.get_with_version("k")[1])
+    store.put("k", b"two", mode="if_version", version=store.get_with_version("k")[1])
     assert store.get("k") == b"two"
 
 
@@ -138,7 +138,8 @@ def test_default_store_has_no_conditional_writes() -> None:
     assert not plain.conditional_writes
     for call in (
         lambda: plain.get_with_version("k"),
-        lambda: plain.put_if_version("k", b"", None),
+        lambda: plain.put("k", b"", mode="create"),
+        lambda: plain.put("k", b"", mode="if_version", version="1"),
         lambda: plain.delete_if_version("k", None),
     ):
         with pytest.raises(UnsupportedError, match="no conditional writes"):

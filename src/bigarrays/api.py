@@ -340,7 +340,7 @@ def _new_array(
     url: str | os.PathLike[str] | Store,
     store: Store,
     make: Callable[[], D],
-    write: Callable[[D], None],
+    write: Callable[[D], object],
     *,
     overwrite: bool,
     threads: int | None,

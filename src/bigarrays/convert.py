@@ -206,7 +206,9 @@ def _res3(values: Sequence[float]) -> tuple[float, float, float]:
 class _Writer:
     """The destination's levels, each a writable array, and the root metadata written last."""
 
-    def __init__(self, arrays: list[BigArray], zarr_axes: bool, finish: Callable[[], None]) -> None:
+    def __init__(
+        self, arrays: list[BigArray], zarr_axes: bool, finish: Callable[[], object]
+    ) -> None:
         self.arrays = arrays
         self.zarr_axes = zarr_axes
         self._finish = finish

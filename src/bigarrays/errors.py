@@ -98,7 +98,7 @@ class StoreError(BigArraysError, OSError):
 class VersionConflictError(StoreError):
     """A conditional write found the value changed since it was read (another writer was first).
 
-    Raised by ``Store.put_if_version`` / ``delete_if_version``; the sharded writer catches it,
+    Raised by a conditional ``Store.put`` / ``delete_if_version``; the sharded writer catches it,
     re-reads and retries.
     """
 

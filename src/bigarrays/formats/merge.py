@@ -17,7 +17,7 @@ import numpy as np
 
 from bigarrays.errors import VersionConflictError
 from bigarrays.stores import Store
-from bigarrays.stores.base import Buffer
+from bigarrays.stores.base import ANY_ENCODING, Buffer, PutMode
 
 #: Attempts of a partial write that keeps losing the race to other writers of its object.
 MAX_CONFLICT_RETRIES = 64
@@ -33,16 +33,19 @@ def merge_into_object(
     encode: Callable[[np.ndarray], tuple[Buffer, str | None]],
     is_empty: Callable[[np.ndarray], bool] | None = None,
     max_size: int | None = None,
+    stored_encoding: str | None = ANY_ENCODING,
 ) -> None:
     """Apply ``write_part`` to the chunk stored at ``key`` and store the result conditionally.
 
     ``decode`` turns the stored bytes (transfer encoding removed, at most ``max_size``) into a
     private, writable chunk; ``new`` makes the chunk of a key never written; ``encode`` gives the
     bytes to store and their transfer encoding. A merged chunk for which ``is_empty`` is true is
-    deleted instead (on the same condition).
+    deleted instead (on the same condition). ``stored_encoding`` is the transfer encoding the
+    format's writers use, when it has one (see ``Store.get``): a chunk never written then costs
+    one lookup.
     """
     for attempt in range(MAX_CONFLICT_RETRIES):
-        stored, version = store.get_with_version(key, max_size=max_size)
+        stored, version = store.get_with_version(key, max_size=max_size, encoding=stored_encoding)
         chunk = new() if stored is None else decode(stored)
         write_part(chunk)
         try:
@@ -51,7 +54,8 @@ def merge_into_object(
                     store.delete_if_version(key, version)
             else:
                 data, encoding = encode(chunk)
-                store.put_if_version(key, data, version, content_encoding=encoding)
+                mode: PutMode = "create" if version is None else "if_version"
+                store.put(key, data, mode=mode, version=version, content_encoding=encoding)
             return
         except VersionConflictError:
             # Spread the retries of writers that collided, so that they stop colliding.

@@ -5,8 +5,9 @@ chunks lie; once the shard is rewritten those byte ranges belong to other chunks
 cached with the version of the shard it was read from, and a write of the shard by this process
 bumps the shard's generation, so that an index fetched before the write is not stored after it.
 
-Chunk bytes are read through an index with ranged reads held to the index's version, ranges that
-lie close together in a shard merged into one (:func:`plan_ranges`, :func:`read_range`).
+Chunk bytes are read through an index with the store's ``get_ranges_if_version``, held to the
+index's version; the store merges ranges that lie close together into one read
+(:func:`read_shard_ranges`).
 
 Writes group their pieces by shard (:class:`ShardWrite`), in batches of bounded memory
 (:func:`in_batches`). A shard the write covers wholly is put once (:func:`put_whole`); one covered
@@ -32,7 +33,7 @@ from bigarrays.errors import (
 )
 from bigarrays.formats.merge import MAX_CONFLICT_RETRIES
 from bigarrays.stores import Store
-from bigarrays.stores.base import ANY_VERSION
+from bigarrays.stores.base import ANY_VERSION, PutMode
 
 Run = Callable[[Callable[[Any], None], Iterable[Any]], None]
 
@@ -123,68 +124,86 @@ def run_few(run: Run, fn: Callable[[Any], None], items: list[Any]) -> None:
 # -- reading through an index -------------------------------------------------------------------
 
 
-def coalesce(
-    ranges: Iterable[tuple[int, int]], max_gap: int, max_length: int
-) -> list[tuple[int, int, list[int]]]:
-    """Merge byte ranges ``(start, end)`` whose gaps are at most ``max_gap`` bytes.
+#: Chunk byte ranges to read, grouped by (shard, version of the index that placed them): each
+#: range is ``(position, start, end)``, position being the caller's name for the chunk.
+ShardRanges = Mapping[tuple[Any, str | None], Sequence[tuple[int, int, int]]]
 
-    Returns ``(start, end, members)`` with the positions of the input ranges each covers; a
-    merged range grows past ``max_length`` only by a single input range.
-    """
-    items = sorted(enumerate(ranges), key=lambda t: t[1])
-    out: list[tuple[int, int, list[int]]] = []
-    for i, (a, b) in items:
-        if out:
-            s, e, members = out[-1]
-            if a - e <= max_gap and max(b, e) - s <= max_length:
-                out[-1] = (s, max(b, e), [*members, i])
-                continue
-        out.append((a, b, [i]))
+
+Batch = tuple[tuple[Any, str | None], list[tuple[int, int, int]]]
+
+
+def _batches(by_shard: ShardRanges, max_span: int) -> list[Batch]:
+    """The ranges of each (shard, version) in order of their start, cut wherever a batch would
+    span more than ``max_span`` bytes; biggest batch first, so the last to start are short."""
+    out: list[Batch] = []
+    for group, members in by_shard.items():
+        batch: list[tuple[int, int, int]] = []
+        for member in sorted(members, key=lambda m: m[1]):
+            if batch and member[2] - batch[0][1] > max_span:
+                out.append((group, batch))
+                batch = []
+            batch.append(member)
+        out.append((group, batch))
+    out.sort(key=lambda b: b[1][0][1] - max(e for _, _, e in b[1]))
     return out
 
 
-#: One merged byte range of a shard: (shard, start, end, version, [(position, start, end)]).
-RangeUnit = tuple[Any, int, int, str | None, list[tuple[int, int, int]]]
+def read_shard_ranges(
+    store: Store,
+    shard_key: Callable[[Any], str],
+    by_shard: ShardRanges,
+    run: Run,
+    first_attempt: bool,
+    emit: Callable[[int, bytes], None],
+    changed: Callable[[Any, list[int]], None],
+) -> None:
+    """Read every chunk range of ``by_shard`` with the store's ``get_ranges`` (which merges close
+    ranges into one read), held to the version of the index that placed it, and ``emit(position,
+    bytes)`` each; ``changed(shard, positions)`` for the chunks of a shard that was rewritten or
+    removed since its index was read (its index is to be read again).
 
-
-def plan_ranges(
-    by_shard: Mapping[tuple[Any, str | None], Sequence[tuple[int, int, int]]],
-    max_gap: int,
-    max_length: int,
-) -> list[RangeUnit]:
-    """The merged ranges to read for ``(position, start, end)`` chunk ranges grouped by (shard,
-    version of its index), biggest first, so that the last tasks to start are the short ones."""
-    units: list[RangeUnit] = []
-    for (shard, version), members in by_shard.items():
-        for start, end, which in coalesce([(a, b) for _, a, b in members], max_gap, max_length):
-            units.append((shard, start, end, version, [members[i] for i in which]))
-    units.sort(key=lambda u: u[1] - u[2])
-    return units
-
-
-def read_range(store: Store, key: str, unit: RangeUnit, first_attempt: bool) -> bytes | None:
-    """The bytes of a merged range, held to the version of the index that placed it; None when
-    the shard changed since (its index is to be read again).
-
-    Without a version, a short read may be a rewrite (worth one more look) as well as damage;
-    with one, the shard is at the index's version and short: damage, CorruptChunkError.
+    The ranges are cut into batches that span at most the store's longest merged read
+    (``range_policy.max_span``), which run in parallel through ``run``, biggest first, each
+    reading its spans in turn and handing its chunks on (memory stays bounded by the batches in
+    flight); a single batch runs its spans through ``run`` instead. Without a version, a short
+    read may be a rewrite (worth one more look) as well as damage; with one, the shard is at the
+    index's version and short: damage, CorruptChunkError.
     """
-    _, start, end, version, _ = unit
-    try:
-        if version is None:  # a store without versions: nothing to hold the read to
-            data = store.get_range(key, start, end - start)
-        else:
-            data = store.get_range_if_version(key, start, end - start, version)
-    except StaleReadError:
-        return None
-    short = data is not None and len(data) != end - start
-    if data is None or (short and version is None and first_attempt):
-        return None
-    if short:
-        raise CorruptChunkError(
-            key, f"the shard is shorter than its index says (chunks at bytes {start}-{end})"
-        )
-    return data
+    groups = _batches(by_shard, store.range_policy.max_span)
+
+    def fetch(group: Batch, spans_run: Run | None) -> list[tuple[int, memoryview]]:
+        (shard, version), members = group
+        key = shard_key(shard)
+        ranges = [(a, b - a) for _, a, b in members]
+        try:
+            if version is None:  # a store without versions: nothing to hold the read to
+                parts = store.get_ranges(key, ranges, run=spans_run)
+            else:
+                parts = store.get_ranges_if_version(key, ranges, version, run=spans_run)
+        except StaleReadError:
+            parts = None
+        short = [m for m, p in zip(members, parts or [], strict=False) if len(p) != m[2] - m[1]]
+        if short and (version is not None or not first_attempt):
+            _, a, b = short[0]
+            raise CorruptChunkError(
+                key, f"the shard is shorter than its index says (a chunk at bytes {a}-{b})"
+            )
+        if parts is None or short:
+            changed(shard, [pos for pos, _, _ in members])
+            return []
+        return [(pos, p) for (pos, _, _), p in zip(members, parts, strict=True)]
+
+    # Each chunk is copied out of its span's bytes as it is handed on, one at a time: the span
+    # goes when its last chunk has, and a chunk kept by a cache holds no span.
+    if len(groups) == 1:
+        run_few(run, lambda item: emit(item[0], bytes(item[1])), fetch(groups[0], run))
+        return
+
+    def fetch_and_emit(group: Batch) -> None:
+        for pos, data in fetch(group, None):
+            emit(pos, bytes(data))
+
+    run_few(run, fetch_and_emit, groups)
 
 
 # -- writing shards ------------------------------------------------------------------------------
@@ -236,13 +255,11 @@ def in_batches(
 
 def put_whole(store: Store, key: str, payload: bytes | None) -> None:
     """Put a shard the write covers wholly (None: it holds no chunk, so delete it), ordered with
-    other writers' conditional writes where the store has them."""
+    other writers' conditional writes where the store has them (every backend orders a plain
+    put with them)."""
     conditional = store.conditional_writes
     if payload is not None:
-        if conditional:
-            store.put_if_version(key, payload, ANY_VERSION)
-        else:
-            store.put(key, payload)
+        store.put(key, payload)
     elif conditional:
         store.delete_if_version(key, ANY_VERSION)
     else:
@@ -261,7 +278,8 @@ def put_merged(
         payload = encode(g.merged())
         try:
             if payload is not None:
-                store.put_if_version(g.key, payload, g.version)
+                mode: PutMode = "create" if g.version is None else "if_version"
+                store.put(g.key, payload, mode=mode, version=g.version)
             elif g.existed:
                 store.delete_if_version(g.key, g.version)
             return

@@ -14,9 +14,11 @@ already encoded together with the encoding's name and stores them the store's wa
 the decoded bytes, and ``get_encoded`` the stored bytes with the name of their encoding, so that a
 copy between stores keeps gzip as gzip.
 
-Conditional writes are optional: a backend with ``conditional_writes = True`` gives every value a
-version (``get_with_version``) and writes or deletes only if the version is unchanged
-(``put_if_version``, ``delete_if_version``), raising ``VersionConflictError`` otherwise. Object
+Every ``put`` returns the version of what it wrote. Conditional writes are optional: a backend with
+``conditional_writes = True`` gives every value a version (``get_with_version``), creates only
+where there is no value (``put(mode="create")``) and writes or deletes only if the version is
+unchanged (``put(mode="if_version", version=...)``, ``delete_if_version``), raising
+``VersionConflictError`` otherwise. Object
 stores map this to generations or ETags (``If-Match`` / ``If-None-Match: *``); the file store to a
 lock file per key; the memory store to its lock. The sharded writer needs it to merge part of a
 shard safely while other processes write the same shard; without it such writes are refused.
@@ -34,8 +36,8 @@ from __future__ import annotations
 import abc
 import os
 import posixpath
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, Literal
 
 from bigarrays.errors import (
     InvalidKeyError,
@@ -45,12 +47,24 @@ from bigarrays.errors import (
     UnsupportedError,
 )
 from bigarrays.stores import content_encoding
+from bigarrays.stores.content_encoding import ANY_ENCODING as ANY_ENCODING
+from bigarrays.stores.ranges import LOCAL, ByteRange, RangePolicy, Span, check_ranges, coalesce, cut
 
 Buffer = bytes | bytearray | memoryview
 
-#: The ``version`` for :meth:`Store.put_if_version` that matches whatever is stored (or nothing),
-#: while still taking part in the backend's ordering of conditional writes.
+#: ``run(fn, items)`` calls ``fn`` on every item, perhaps on several threads (the chunk engine's
+#: bounded pool); :meth:`Store.get_ranges` reads its spans through it when given one.
+Run = Callable[[Callable[[Any], None], Iterable[Any]], None]
+
+#: The ``version`` of ``put(mode="if_version")`` and ``delete_if_version`` that matches whatever is
+#: stored (or nothing), while still taking part in the backend's ordering of conditional writes.
 ANY_VERSION = "*"
+
+#: What :meth:`Store.read_into` returns, asked for plain bytes, for a key that has no value.
+NOT_FOUND = -2
+
+#: How :meth:`Store.put` writes: whatever is stored, only where nothing is, or only at a version.
+PutMode = Literal["overwrite", "create", "if_version"]
 
 
 def _object_key(key: str, allow_parent: bool = False, url: str | None = None) -> str:
@@ -173,13 +187,26 @@ class Store(abc.ABC):
         return f"{type(self).__name__}({self.url!r}{mode})"
 
     # -- the contract ----------------------------------------------------------------------------
-    def get(self, key: str, *, max_size: int | None = None) -> bytes | None:
+    def get(
+        self, key: str, *, max_size: int | None = None, encoding: str | None = ANY_ENCODING
+    ) -> bytes | None:
         """The value at ``key`` (transfer encoding removed), or None when there is none.
 
         ``max_size`` bounds the decoding of a transfer encoding: once the output passes it,
         decoding stops with :class:`~bigarrays.errors.CorruptChunkError`, so a small hostile
         object cannot inflate to gigabytes. Readers that know a value's size (a chunk) pass it.
+
+        ``encoding`` is the transfer encoding the value's writers use (None: plain bytes), for
+        readers that know it (a format): a store that keeps the encoding in the name
+        (:attr:`names_encodings`) then looks under that one name (``KEY`` or ``KEY.gz``), and a
+        missing key costs one lookup instead of one per suffix. Other stores learn the encoding
+        from the object and ignore it.
         """
+        if encoding != ANY_ENCODING and self.names_encodings:
+            norm = self._key(key)
+            return content_encoding.decode_stored(
+                self._get_encoded_as(norm, encoding), norm, max_size
+            )
         if max_size is None:
             return self._get(self._key(key))
         return self._get_bounded(self._key(key), max_size)
@@ -221,13 +248,113 @@ class Store(abc.ABC):
         _check_range(start, length)
         return self._get_range_if_version(self._key(key), start, length, version)
 
-    def put(self, key: str, value: Buffer, *, content_encoding: str | None = None) -> None:
-        """Store ``value`` at ``key`` atomically: a reader sees the old value or the new one.
+    # -- several ranges of one value ---------------------------------------------------------------
+    #: How :meth:`get_ranges` merges close ranges into one read (:mod:`bigarrays.stores.ranges`).
+    range_policy: RangePolicy = LOCAL
 
-        ``content_encoding`` names the transfer encoding ``value`` is already in (e.g. "gzip").
+    def get_ranges(
+        self, key: str, ranges: Sequence[ByteRange], *, run: Run | None = None
+    ) -> list[memoryview] | None:
+        """The bytes of each ``(start, length)`` of ``key``, or None when ``key`` is missing.
+
+        Ranges closer than the backend's :attr:`range_policy` allows are read as one span, one
+        backend read per span (through ``run`` when given, so that they overlap). Each range
+        comes as a view of its span's bytes (no copy; ``bytes(view)`` makes one). A range past
+        the end is cut short, as in :meth:`get_range`.
+        """
+        return self._read_ranges(key, ranges, run, checked=False, version=None)
+
+    def get_ranges_if_version(
+        self, key: str, ranges: Sequence[ByteRange], version: str | None, *,
+        run: Run | None = None,
+    ) -> list[memoryview] | None:  # fmt: skip
+        """:meth:`get_ranges`, every span held to ``version`` as :meth:`get_range_if_version`
+        holds one range: :class:`~bigarrays.errors.StaleReadError` when the value is at another."""
+        return self._read_ranges(key, ranges, run, checked=True, version=version)
+
+    def _read_ranges(
+        self, key: str, ranges: Sequence[ByteRange], run: Run | None, *, checked: bool,
+        version: str | None,
+    ) -> list[memoryview] | None:  # fmt: skip
+        check_ranges(ranges)
+        norm = self._key(key)
+        if not ranges:
+            if checked:
+                found = self._get_range_if_version(norm, 0, 0, version)
+            else:
+                found = b"" if self._exists(norm) else None
+            return None if found is None else []
+        spans = coalesce(ranges, self.range_policy)
+        parts = self._get_spans(norm, spans, checked, version, run)
+        if any(p is None for p in parts):
+            return None
+        return cut(ranges, spans, parts)  # type: ignore[arg-type]
+
+    def _get_spans(
+        self, key: str, spans: Sequence[Span], checked: bool, version: str | None,
+        run: Run | None,
+    ) -> list[bytes | None]:  # fmt: skip
+        """The bytes of each merged span, one backend read each (None: no such key)."""
+        parts: list[bytes | None] = [None] * len(spans)
+
+        def read(j: int) -> None:
+            s = spans[j]
+            if checked:
+                parts[j] = self._get_range_if_version(key, s.start, s.length, version)
+            else:
+                parts[j] = self._get_range(key, s.start, s.length)
+
+        if run is None or len(spans) == 1:
+            for j in range(len(spans)):
+                read(j)
+                if parts[j] is None:
+                    break  # no such key: the other spans are not there either
+        else:
+            run(read, range(len(spans)))
+        return parts
+
+    def put(
+        self,
+        key: str,
+        value: Buffer,
+        *,
+        mode: PutMode = "overwrite",
+        version: str | None = None,
+        content_encoding: str | None = None,
+    ) -> str | None:
+        """Store ``value`` at ``key`` atomically (a reader sees the old value or the new one) and
+        return the new value's version: the token :meth:`get_with_version` gives for it, or None
+        on a store without versions.
+
+        ``mode``: ``"overwrite"`` replaces whatever is stored; ``"create"`` writes only where
+        there is no value; ``"if_version"`` only while the value is at ``version`` (a token from
+        :meth:`get_with_version`; :data:`ANY_VERSION` matches whatever is stored, ordered with
+        other conditional writes). A failed condition writes nothing and raises
+        :class:`~bigarrays.errors.VersionConflictError`: read again and retry. Stores without
+        conditional writes refuse the last two modes with
+        :class:`~bigarrays.errors.UnsupportedError`. ``content_encoding`` names the transfer
+        encoding ``value`` is already in (e.g. "gzip").
         """
         self._check_writable()
-        self._put(self._key(key), value, content_encoding)
+        norm = self._key(key)
+        if mode == "overwrite":
+            if version is not None:
+                raise ValueError(f"version={version!r} is for mode='if_version', not 'overwrite'")
+            return self._put(norm, value, content_encoding)
+        if mode == "create":
+            if version is not None:
+                raise ValueError(f"version={version!r} is for mode='if_version', not 'create'")
+        elif mode == "if_version":
+            if version is None:
+                raise ValueError(
+                    "mode='if_version' needs the version to write at (from get_with_version); "
+                    "mode='create' writes only where there is no value"
+                )
+        else:
+            raise ValueError(f"mode is 'overwrite', 'create' or 'if_version', got {mode!r}")
+        if not self.conditional_writes:
+            raise self._no_versions()
+        return self._put_if_version(norm, value, version, content_encoding)
 
     def delete(self, key: str) -> None:
         """Remove ``key``; removing a key that does not exist is not an error."""
@@ -249,15 +376,20 @@ class Store(abc.ABC):
         """The stored (possibly compressed) size of ``key`` in bytes, or None when missing."""
         return self._size(self._key(key))
 
-    def get_encoded(self, key: str) -> tuple[bytes, str | None] | None:
+    def get_encoded(
+        self, key: str, *, encoding: str | None = ANY_ENCODING
+    ) -> tuple[bytes, str | None] | None:
         """The bytes of ``key`` as stored and their transfer encoding, or None when missing.
 
         Unlike :meth:`get`, nothing is decoded: ``put(key, data, content_encoding=encoding)`` of
         the result recreates the object as it was (gzip stays gzip), which is how ``bigarrays cp``
         copies between stores without decoding and re-encoding. ``encoding`` is None for plain
         bytes. Backends that keep the encoding (a file suffix, a header) override
-        ``_get_encoded``; the default returns the decoded value as plain bytes.
+        ``_get_encoded``; the default returns the decoded value as plain bytes. ``encoding``
+        narrows where to look, as in :meth:`get`.
         """
+        if encoding != ANY_ENCODING and self.names_encodings:
+            return self._get_encoded_as(self._key(key), encoding)
         return self._get_encoded(self._key(key))
 
     # -- reading into a caller's buffer (optional; ``reads_into_buffers`` says who has it) -------
@@ -265,7 +397,13 @@ class Store(abc.ABC):
     reads_into_buffers: bool = False
 
     def read_into(
-        self, key: str, buffer: memoryview, offset: int = 0, size: int | None = None
+        self,
+        key: str,
+        buffer: memoryview,
+        offset: int = 0,
+        size: int | None = None,
+        *,
+        encoding: str | None = ANY_ENCODING,
     ) -> int | None:
         """Read the plain stored bytes of ``key`` from ``offset`` into ``buffer``; bytes read.
 
@@ -273,7 +411,9 @@ class Store(abc.ABC):
         buffer costs no page faults. At most ``len(buffer)`` bytes are read. With ``size``, an
         object of any other stored size is not read and gives -1. None means "use :meth:`get`":
         the key is missing, stored with a transfer encoding, or the backend cannot read into a
-        buffer (the default). ``key`` must already be normalized.
+        buffer (the default). With ``encoding=None`` (the caller's writers store plain bytes, see
+        :meth:`get`), a key with no value gives :data:`NOT_FOUND` instead, so the caller need not
+        look again. ``key`` must already be normalized.
         """
         return None
 
@@ -282,31 +422,23 @@ class Store(abc.ABC):
     conditional_writes: bool = False
 
     def get_with_version(
-        self, key: str, *, max_size: int | None = None
+        self, key: str, *, max_size: int | None = None, encoding: str | None = ANY_ENCODING
     ) -> tuple[bytes | None, str | None]:
         """The value at ``key`` and an opaque version token; ``(None, None)`` when there is none.
 
         The token changes whenever the value is replaced (a generation, an ETag, a file's
         identity). Backends without versions raise :class:`~bigarrays.errors.UnsupportedError`.
-        ``max_size`` bounds the decoding as in :meth:`get`.
+        ``max_size`` bounds the decoding and ``encoding`` narrows where to look, as in :meth:`get`.
         """
+        if encoding != ANY_ENCODING and self.names_encodings:
+            return self._get_with_version_as(self._key(key), max_size, encoding)
         return self._get_with_version(self._key(key), max_size)
 
-    def put_if_version(
-        self, key: str, value: Buffer, version: str | None, *, content_encoding: str | None = None
-    ) -> None:
-        """Store ``value`` only if ``key`` is still at ``version`` (compare-and-swap).
-
-        ``version`` is a token from :meth:`get_with_version`; None means "only if there is no
-        value"; :data:`ANY_VERSION` writes whatever is stored, ordered with other conditional
-        writes. When the stored version differs, nothing is written and
-        :class:`~bigarrays.errors.VersionConflictError` is raised: read again and retry.
-        """
-        self._check_writable()
-        self._put_if_version(self._key(key), value, version, content_encoding)
-
     def delete_if_version(self, key: str, version: str | None) -> None:
-        """Remove ``key`` only if it is still at ``version`` (see :meth:`put_if_version`)."""
+        """Remove ``key`` only if it is still at ``version`` (a token from
+        :meth:`get_with_version`; None: only if there is no value; :data:`ANY_VERSION`: whatever
+        is stored, ordered with conditional writes); else
+        :class:`~bigarrays.errors.VersionConflictError`."""
         self._check_writable()
         self._delete_if_version(self._key(key), version)
 
@@ -331,7 +463,8 @@ class Store(abc.ABC):
         return cut_range(self._get(key), start, length)
 
     @abc.abstractmethod
-    def _put(self, key: str, value: Buffer, content_encoding: str | None) -> None: ...
+    def _put(self, key: str, value: Buffer, content_encoding: str | None) -> str | None:
+        """Write unconditionally; the new version, or None on a store without versions."""
 
     @abc.abstractmethod
     def _delete(self, key: str) -> None: ...
@@ -349,6 +482,20 @@ class Store(abc.ABC):
     def _get_encoded(self, key: str) -> tuple[bytes, str | None] | None:
         value = self._get(key)
         return None if value is None else (value, None)
+
+    #: True when the backend keeps a transfer encoding in the name (``KEY.gz``) and implements
+    #: the ``*_as`` primitives below, which look under the one name of a known encoding.
+    names_encodings: bool = False
+
+    def _get_encoded_as(self, key: str, encoding: str | None) -> tuple[bytes, str | None] | None:
+        """The stored bytes under the name of ``encoding`` (see
+        :func:`~bigarrays.stores.content_encoding.stored_names`), or None."""
+        return self._get_encoded(key)
+
+    def _get_with_version_as(
+        self, key: str, max_size: int | None, encoding: str | None
+    ) -> tuple[bytes | None, str | None]:
+        return self._get_with_version(key, max_size)
 
     def _get_bounded(self, key: str, max_size: int) -> bytes | None:
         # The stored bytes and their encoding, decoded here under the bound: one place for
@@ -388,7 +535,8 @@ class Store(abc.ABC):
 
     def _put_if_version(
         self, key: str, value: Buffer, version: str | None, content_encoding: str | None
-    ) -> None:
+    ) -> str:
+        """Write only at ``version`` (None: only where there is no value); the new version."""
         raise self._no_versions()
 
     def _delete_if_version(self, key: str, version: str | None) -> None:

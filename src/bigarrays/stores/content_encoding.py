@@ -32,6 +32,20 @@ gunzip_into = gzip.gunzip_into
 SUFFIXES: dict[str, str] = {"gzip": ".gz", "br": ".br", "zstd": ".zstd"}
 
 
+#: The ``encoding`` of a read that does not know how its value was stored: every name is tried.
+ANY_ENCODING = "*"
+
+
+def stored_names(name: str, encoding: str | None = ANY_ENCODING) -> list[tuple[str, str | None]]:
+    """Where a store that keeps the encoding in the name (``KEY.gz``) looks for the value of
+    ``name``, and the encoding each place holds: ``name`` itself (plain) first, then a name per
+    suffix. A reader that knows the ``encoding`` its writers use (None: plain) gets that name
+    alone, so that a missing key costs one lookup, not one per suffix."""
+    if encoding == ANY_ENCODING:
+        return [(name, None)] + [(name + s, e) for e, s in SUFFIXES.items()]
+    return [(name if encoding is None else name + SUFFIXES[encoding], encoding)]
+
+
 def keys_of(names: Iterable[str], prefix: str) -> Iterator[str]:
     """The keys of stored ``names`` (``KEY`` or ``KEY.gz``, ``.br``, ``.zstd``) that start with
     ``prefix``, each once, in the order of ``names``."""

@@ -6,8 +6,9 @@ the lock file itself and the lock file is renamed into place, so a reader never 
 the rename both publishes the value and hands the lock on, and a write costs no more system calls
 than a temp file and a rename would. A waiter that finds the lock file renamed or removed under it
 takes a fresh one. Because every write is ordered by the lock, a conditional write
-(``put_if_version``: compare the file's identity, inode, modification time in ns and size, with the
-expected version) can never be overtaken by a plain ``put`` between its check and its rename.
+(``put(mode="if_version")``: compare the file's identity, inode, modification time in ns and
+size, with the expected version) can never be overtaken by a plain ``put`` between its check and
+its rename.
 
 The kernel releases a ``flock`` when its process dies, so a writer killed at any moment leaves at
 worst a lock file that no key lists and that the next writer takes over at once: nothing waits for
@@ -36,7 +37,7 @@ from bigarrays.errors import (
     VersionConflictError,
 )
 from bigarrays.stores import content_encoding
-from bigarrays.stores.base import ANY_VERSION, Buffer, Store
+from bigarrays.stores.base import ANY_ENCODING, ANY_VERSION, NOT_FOUND, Buffer, Store
 
 _TMP_MARK = ".bigarrays-tmp-"
 #: Suffix of a key's lock file (it carries the temp mark, so listings never show it).
@@ -83,7 +84,7 @@ class FileStore(Store):
         # ``key`` is checked (Store._key): ".." appears only when allow_parent_keys says so.
         return self.root / key
 
-    def _read(self, path: Path, start: int = 0, length: int | None = None) -> bytes | None:
+    def _read(self, path: str | Path, start: int = 0, length: int | None = None) -> bytes | None:
         try:
             with open(path, "rb", buffering=0) as f:
                 if start < 0:
@@ -115,7 +116,13 @@ class FileStore(Store):
     reads_into_buffers = True
 
     def read_into(
-        self, key: str, buffer: memoryview, offset: int = 0, size: int | None = None
+        self,
+        key: str,
+        buffer: memoryview,
+        offset: int = 0,
+        size: int | None = None,
+        *,
+        encoding: str | None = ANY_ENCODING,
     ) -> int | None:
         """See :meth:`Store.read_into`: ``os.preadv`` of the plain file (not ``KEY.gz``)."""
         if ".." in key or "\\" in key or "\x00" in key or key[:1] == "/":
@@ -123,7 +130,10 @@ class FileStore(Store):
             key = self._key(key)
         try:
             fd = os.open(f"{self._root_str}/{key}", os.O_RDONLY)
-        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        except (FileNotFoundError, NotADirectoryError):
+            # Told that the value is plain, the failed open proves it missing: one lookup.
+            return NOT_FOUND if encoding is None else None
+        except IsADirectoryError:
             return None
         except PermissionError as exc:
             raise AccessDeniedError(f"cannot read {self._path(key)}: permission denied") from exc
@@ -147,25 +157,20 @@ class FileStore(Store):
             os.close(fd)
 
     def _get(self, key: str) -> bytes | None:
-        path = self._path(key)
-        data = self._read(path)
-        if data is not None:
-            return data
-        for encoding, suffix in content_encoding.SUFFIXES.items():
-            data = self._read(path.with_name(path.name + suffix))
-            if data is not None:
-                return content_encoding.decode(data, encoding, key)
-        return None
+        return content_encoding.decode_stored(self._get_encoded(key), key)
 
     def _get_encoded(self, key: str) -> tuple[bytes, str | None] | None:
-        path = self._path(key)
-        data = self._read(path)
-        if data is not None:
-            return data, None
-        for encoding, suffix in content_encoding.SUFFIXES.items():
-            data = self._read(path.with_name(path.name + suffix))
+        return self._get_encoded_as(key, ANY_ENCODING)
+
+    names_encodings = True
+
+    def _get_encoded_as(self, key: str, encoding: str | None) -> tuple[bytes, str | None] | None:
+        # One open per name: a failed open is the whole lookup (no stat first).
+        for path, stored in content_encoding.stored_names(os.path.join(self._root_str, key),
+                                                          encoding):  # fmt: skip
+            data = self._read(path)
             if data is not None:
-                return data, encoding
+                return data, stored
         return None
 
     def _get_range(self, key: str, start: int, length: int | None) -> bytes | None:
@@ -183,11 +188,12 @@ class FileStore(Store):
                 return candidate
         return None
 
-    def _put(self, key: str, value: Buffer, encoding: str | None) -> None:
-        self._write(key, value, encoding, ANY_VERSION)
+    def _put(self, key: str, value: Buffer, encoding: str | None) -> str:
+        return self._write(key, value, encoding, ANY_VERSION)
 
-    def _write(self, key: str, value: Buffer, encoding: str | None, version: str | None) -> None:
-        """Put ``value`` under the key's lock, if the key is at ``version`` (any: ANY_VERSION)."""
+    def _write(self, key: str, value: Buffer, encoding: str | None, version: str | None) -> str:
+        """Put ``value`` under the key's lock, if the key is at ``version`` (any: ANY_VERSION);
+        the new version."""
         content_encoding.check(encoding)
         # Plain strings and os calls: this runs once per chunk written, and pathlib's objects
         # cost more than the system calls.
@@ -216,6 +222,8 @@ class FileStore(Store):
             except OSError as exc:
                 raise self._write_error(path, exc) from exc
             published = True
+            # The renamed file is the open one: its identity is the version of what was put.
+            return self._version_of(os.fstat(fd))
         finally:
             self._unlock(fd, lock, held, published)
 
@@ -276,6 +284,26 @@ class FileStore(Store):
             return self._version_of(path.stat())
         except (FileNotFoundError, NotADirectoryError):
             return None
+
+    def _get_with_version_as(
+        self, key: str, max_size: int | None, encoding: str | None
+    ) -> tuple[bytes | None, str | None]:
+        if encoding == ANY_ENCODING:
+            return self._get_with_version(key, max_size)
+        ((path, _),) = content_encoding.stored_names(os.path.join(self._root_str, key), encoding)
+        try:
+            with open(path, "rb", buffering=0) as f:
+                # fstat and read the same open file: the version names exactly these bytes.
+                version = self._version_of(os.fstat(f.fileno()))
+                data = f.readall()
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            return None, None
+        except PermissionError as exc:
+            raise AccessDeniedError(f"cannot read {path}: permission denied") from exc
+        except OSError as exc:
+            raise StoreError(f"cannot read {path}: {exc}") from exc
+        data = content_encoding.decode(data, encoding, key, max_size) if encoding else data
+        return data, version
 
     def _get_with_version(
         self, key: str, max_size: int | None = None
@@ -422,8 +450,8 @@ class FileStore(Store):
 
     def _put_if_version(
         self, key: str, value: Buffer, version: str | None, encoding: str | None
-    ) -> None:
-        self._write(key, value, encoding, version)
+    ) -> str:
+        return self._write(key, value, encoding, version)
 
     def _delete_if_version(self, key: str, version: str | None) -> None:
         base = os.path.join(self._root_str, key)

@@ -9,8 +9,8 @@ sshfs, ...) is installed separately, and the error says which when it is missing
 
 - Values are written atomically: in one request on object stores (and fsspec's memory file
   system); elsewhere to a temporary name that is renamed into place, as the file store does.
-- Byte ranges go to ``fs.cat_file(path, start, end)``; :meth:`FsspecStore.get_ranges` fetches
-  several ranges of a key with one ``fs.cat_ranges``, concurrently on asynchronous file systems.
+- Byte ranges go to ``fs.cat_file(path, start, end)``; the merged spans of ``get_ranges`` go
+  to one ``fs.cat_ranges``, fetched concurrently on asynchronous file systems.
 - Transfer encodings are kept in the name (``KEY.gz``), as on a local disk: fsspec has no portable
   way to set a ``Content-Encoding`` header. For S3 and GCS, whose readers (Neuroglancer over HTTP)
   want the header, use bigarrays' own ``s3://`` and ``gs://`` stores.
@@ -30,7 +30,8 @@ from typing import Any
 
 from bigarrays.errors import AccessDeniedError, MissingDependencyError, StoreError
 from bigarrays.stores import content_encoding
-from bigarrays.stores.base import Buffer, Store, local_disk_concurrency
+from bigarrays.stores.base import ANY_ENCODING, Buffer, Run, Store, local_disk_concurrency
+from bigarrays.stores.ranges import LOCAL, REMOTE, Span
 
 _PREFIX = "fsspec+"
 _TMP_MARK = ".bigarrays-tmp-"
@@ -118,6 +119,7 @@ class FsspecStore(Store):
         protocols = fs.protocol if isinstance(fs.protocol, tuple | list) else (fs.protocol,)
         self._protocols = frozenset(protocols)
         self._atomic = bool(self._protocols & _ATOMIC_WRITES)
+        self.range_policy = LOCAL if self._protocols & (_LOCAL | {"memory"}) else REMOTE
         self._made: set[str] = set()
 
     @property
@@ -148,8 +150,7 @@ class FsspecStore(Store):
         return posixpath.normpath(f"{self.root}/{key}") if self.root else key
 
     def _variants(self, key: str) -> list[tuple[str, str | None]]:
-        path = self._path(key)
-        return [(path, None)] + [(path + s, e) for e, s in content_encoding.SUFFIXES.items()]
+        return content_encoding.stored_names(self._path(key))
 
     def _error(self, what: str, path: str, exc: OSError) -> StoreError:
         if isinstance(exc, PermissionError):
@@ -167,10 +168,15 @@ class FsspecStore(Store):
 
     # -- the contract ----------------------------------------------------------------------------
     def _get_encoded(self, key: str) -> tuple[bytes, str | None] | None:
-        for path, encoding in self._variants(key):
+        return self._get_encoded_as(key, ANY_ENCODING)
+
+    names_encodings = True
+
+    def _get_encoded_as(self, key: str, encoding: str | None) -> tuple[bytes, str | None] | None:
+        for path, stored in content_encoding.stored_names(self._path(key), encoding):
             data = self._cat(path)
             if data is not None:
-                return data, encoding
+                return data, stored
         return None
 
     def _get(self, key: str) -> bytes | None:
@@ -184,27 +190,23 @@ class FsspecStore(Store):
         # An encoded value cannot be read by ranges: decode the whole value and cut it.
         return super()._get_range(key, start, length)
 
-    def get_ranges(self, key: str, ranges: Sequence[tuple[int, int]]) -> list[bytes] | None:
-        """The bytes of each ``(start, length)`` of ``key``, or None when ``key`` is missing.
-
-        One ``fs.cat_ranges`` call: asynchronous file systems (HTTP, s3fs, gcsfs, adlfs) fetch
-        the ranges concurrently. The same signature as the network stores' ``get_ranges``.
-        """
-        for start, length in ranges:
-            if start < 0 or length < 0:
-                raise ValueError(f"ranges are (start >= 0, length >= 0), got {(start, length)}")
-        key = self._key(key)
+    def _get_spans(
+        self, key: str, spans: Sequence[Span], checked: bool, version: str | None,
+        run: Run | None,
+    ) -> list[bytes | None]:  # fmt: skip
+        """Every span in one ``fs.cat_ranges`` call, which asynchronous file systems (HTTP,
+        s3fs, gcsfs, adlfs) fetch concurrently."""
+        if checked or len(spans) == 1:
+            return super()._get_spans(key, spans, checked, version, run)
         path = self._path(key)
-        if not ranges:
-            return [] if self.exists(key) else None
         try:
             results = self.fs.cat_ranges(
-                [path] * len(ranges), [s for s, _ in ranges], [s + n for s, n in ranges],
+                [path] * len(spans), [s.start for s in spans], [s.end for s in spans],
                 on_error="return",
             )  # fmt: skip
         except OSError as exc:
             raise self._error("read", path, exc) from exc
-        out = []
+        out: list[bytes | None] = []
         for result in results:
             if isinstance(result, _MISSING):
                 break
@@ -216,10 +218,11 @@ class FsspecStore(Store):
         else:
             return out
         # No plain value: an encoded one is decoded whole and cut; otherwise the key is missing.
-        value = self.get(key)
-        return None if value is None else [value[s : s + n] for s, n in ranges]
+        value = self._get(key)
+        return [None if value is None else value[s.start : s.end] for s in spans]
 
     def _put(self, key: str, value: Buffer, encoding: str | None) -> None:
+        """No versions on fsspec's file systems: the new version is None."""
         content_encoding.check(encoding)
         blob = bytes(memoryview(value).cast("B"))  # a copy, taken now; str is refused here
         variants = self._variants(key)

@@ -363,8 +363,9 @@ class GCSStore(RemoteStore):
 
     def _put(
         self, key: str, value: Buffer, encoding: str | None, *, generation: str | None = None
-    ) -> None:
-        """Upload; with ``generation``, only if the object is at it ("0": only if absent)."""
+    ) -> str:
+        """Upload; with ``generation``, only if the object is at it ("0": only if absent). The
+        new object's generation."""
         content_encoding.check(encoding)
         data = to_bytes(value)
         name = self._name(key)
@@ -373,8 +374,8 @@ class GCSStore(RemoteStore):
         if encoding is None and generation is None:
             url = f"{base}?{urlencode({'uploadType': 'media', 'name': name})}"
             headers = {"Content-Type": "application/octet-stream"}
-            self._request("POST", url, what, headers=headers, body=data, missing_ok=False)
-            return
+            r = self._request("POST", url, what, headers=headers, body=data, missing_ok=False)
+            return self._uploaded_generation(r, key)
         # The metadata (contentEncoding) and the bytes in one multipart/related request.
         boundary = "bigarrays-" + os.urandom(12).hex()
         meta: dict[str, str] = {"name": name, "contentType": "application/octet-stream"}
@@ -390,8 +391,18 @@ class GCSStore(RemoteStore):
         if generation is not None:
             query["ifGenerationMatch"] = generation
         headers = {"Content-Type": f"multipart/related; boundary={boundary}"}
-        self._request("POST", f"{base}?{urlencode(query)}", what, headers=headers, body=body,
-                      missing_ok=False, conflict_key=key)  # fmt: skip
+        r = self._request("POST", f"{base}?{urlencode(query)}", what, headers=headers, body=body,
+                          missing_ok=False, conflict_key=key)  # fmt: skip
+        return self._uploaded_generation(r, key)
+
+    def _uploaded_generation(self, r: Response | None, key: str) -> str:
+        """The generation an upload's answer (the new object's metadata) names."""
+        try:
+            return str(json.loads(b"" if r is None else r.data)["generation"])
+        except (ValueError, KeyError, TypeError):
+            raise StoreError(
+                f"PUT {self.url}/{key}: the server's answer names no generation of the object"
+            ) from None
 
     # -- conditional writes: generations and ifGenerationMatch -------------------------------------
     conditional_writes = True
@@ -446,11 +457,10 @@ class GCSStore(RemoteStore):
 
     def _put_if_version(
         self, key: str, value: Buffer, version: str | None, encoding: str | None
-    ) -> None:
+    ) -> str:
         if version == ANY_VERSION:
-            self._put(key, value, encoding)
-        else:
-            self._put(key, value, encoding, generation="0" if version is None else version)
+            return self._put(key, value, encoding)
+        return self._put(key, value, encoding, generation="0" if version is None else version)
 
     def _delete_if_version(self, key: str, version: str | None) -> None:
         if version == ANY_VERSION:

@@ -14,8 +14,8 @@ does the same work with less CPU per request and no session that is unsafe to sh
   installed, and only those are offered in ``Accept-Encoding``). Range reads ask for the
   identity encoding; a server that sends an encoded body anyway, or ignores the range, gets the
   whole value decoded and cut.
-- :meth:`HTTPStore.get_ranges` asks for several ranges in one request
-  (``multipart/byteranges``) and copes with servers that answer with one range or the whole body.
+- ``get_ranges`` asks for its merged spans in one request (``multipart/byteranges``) and copes
+  with servers that answer with one range or the whole body.
 - ``headers={"Authorization": "Bearer ..."}`` adds headers to every request.
 
 The small urllib3 layer here (:class:`Pool`) is also what the GCS store speaks JSON through.
@@ -38,12 +38,11 @@ from bigarrays.errors import (
     StoreError,
     UnsupportedError,
 )
-from bigarrays.stores.base import ANY_VERSION, Buffer, cut_range
+from bigarrays.stores.base import ANY_VERSION, Buffer, Run, cut_range
+from bigarrays.stores.ranges import Span
 from bigarrays.stores.remote import (
-    COALESCE_GAP,
     RemoteStore,
     as_stored,
-    coalesce,
     decode_body,
     range_header,
     require,
@@ -346,28 +345,29 @@ class HTTPStore(RemoteStore):
             decode_body(r.data, r.header("Content-Encoding"), key), start, length
         ), etag
 
-    def get_ranges(self, key: str, ranges: Sequence[tuple[int, int]]) -> list[bytes] | None:
-        """Several ``(start, length)`` ranges in as few requests as the server allows."""
-        key = self._key(key)
-        for start, length in ranges:
-            if start < 0 or length < 0:
-                raise ValueError(f"ranges are (start >= 0, length >= 0), got {(start, length)}")
-        wanted = [(s, n) for s, n in ranges if n > 0]
+    def _get_spans(
+        self, key: str, spans: Sequence[Span], checked: bool, version: str | None,
+        run: Run | None,
+    ) -> list[bytes | None]:  # fmt: skip
+        """Unconditional spans in as few requests as the server allows (``multipart/byteranges``
+        of up to :data:`MAX_RANGES_PER_REQUEST` spans); held to a version, one ``If-Match`` each."""
+        if checked:
+            return super()._get_spans(key, spans, checked, version, run)
+        wanted = [s for s in spans if s.length > 0]
         if not wanted:
-            return [b"" for _ in ranges] if self.exists(key) else None
-        spans = coalesce(wanted, COALESCE_GAP)
-        got: dict[int, bytes] = {}  # span start -> bytes from there
+            return [b"" if self._exists(key) else None for _ in spans]
+        got: dict[int, bytes] = {}  # start of a part the server sent -> its bytes
         whole: bytes | None = None
-        for i in range(0, len(spans), MAX_RANGES_PER_REQUEST):
-            batch = spans[i : i + MAX_RANGES_PER_REQUEST]
-            spec = "bytes=" + ",".join(f"{s}-{s + n - 1}" for s, n in batch)
+        for i in range(0, len(wanted), MAX_RANGES_PER_REQUEST):
+            batch = wanted[i : i + MAX_RANGES_PER_REQUEST]
+            spec = "bytes=" + ",".join(f"{s.start}-{s.end - 1}" for s in batch)
             r = self._send("GET", key, {"Range": spec, "Accept-Encoding": "identity"})
             if r is None:
-                return None
+                return [None for _ in spans]
             if r.status == 416:  # perhaps an encoded body, shorter than the value
                 whole = self._get(key)
                 if whole is None:
-                    return None
+                    return [None for _ in spans]
                 break
             content_type = r.header("Content-Type") or ""
             if r.status == 206 and not r.header("Content-Encoding"):
@@ -381,17 +381,17 @@ class HTTPStore(RemoteStore):
             whole = self._get(key) if r.status == 206 else decode_body(
                 r.data, r.header("Content-Encoding"), key)  # fmt: skip
             if whole is None:
-                return None
+                return [None for _ in spans]
             break
-        out = []
-        for start, length in ranges:
+        out: list[bytes | None] = []
+        for s in spans:
             if whole is not None:
-                out.append(whole[start : start + length])
+                out.append(whole[s.start : s.end])
                 continue
             piece = b""
-            for s, data in got.items():
-                if s <= start < s + len(data):
-                    piece = data[start - s : start - s + length]
+            for start, data in got.items():
+                if start <= s.start < start + len(data):
+                    piece = data[s.start - start : s.end - start]
                     break
             out.append(piece)
         return out

@@ -5,7 +5,7 @@ Useful for tests, for scratch volumes, and as the reference backend of the confo
 
 from __future__ import annotations
 
-import hashlib
+import itertools
 import threading
 from collections.abc import Iterator
 
@@ -19,9 +19,10 @@ _NAMESPACES: dict[str, dict[str, bytes]] = {}
 # so that get_encoded hands them back as they came (a copy to another store keeps gzip as gzip).
 _ENCODED: dict[str, dict[str, tuple[bytes, bytes, str]]] = {}
 _LOCK = threading.Lock()
-# name -> {key: (value, its version)}: ranged reads at a version would otherwise hash the whole
-# value each time. An entry holds its value, so an ``is`` test proves it is still the stored one.
-_DIGESTS: dict[str, dict[str, tuple[bytes, str]]] = {}
+# name -> {key: version}: a number drawn from one process-wide counter at every write, so a put
+# returns its version without hashing the value, and no two values ever share one.
+_VERSIONS: dict[str, dict[str, str]] = {}
+_COUNTER = itertools.count(1)
 
 
 class MemoryStore(Store):
@@ -33,7 +34,7 @@ class MemoryStore(Store):
         with _LOCK:
             self._data = _NAMESPACES.setdefault(self.name, {})
             self._encoded = _ENCODED.setdefault(self.name, {})
-            self._digests = _DIGESTS.setdefault(self.name, {})
+            self._versions = _VERSIONS.setdefault(self.name, {})
 
     @property
     def url(self) -> str:
@@ -55,17 +56,8 @@ class MemoryStore(Store):
     def _get(self, key: str) -> bytes | None:
         return self._data.get(key)
 
-    def _put(self, key: str, value: Buffer, encoding: str | None) -> None:
-        content_encoding.check(encoding)
-        # Keep the decoded bytes: memory has no headers, and reads must return plain bytes.
-        raw = bytes(value)
-        data = content_encoding.decode(raw, encoding, key) if encoding else raw
-        with _LOCK:
-            self._data[key] = data
-            if encoding:
-                self._encoded[key] = (data, raw, encoding)
-            else:
-                self._encoded.pop(key, None)
+    def _put(self, key: str, value: Buffer, encoding: str | None) -> str:
+        return self._put_if_version(key, value, ANY_VERSION, encoding)
 
     def _get_bounded(self, key: str, max_size: int) -> bytes | None:
         return self._data.get(key)  # decoded (and so bounded by memory) when it was put
@@ -75,15 +67,13 @@ class MemoryStore(Store):
         if value is None:
             return None
         entry = self._encoded.get(key)
-        # Only if the value is still the one put encoded (conditional writes do not record).
+        # Only if the value is still the one that was put encoded.
         if entry is not None and entry[0] is value:
             return entry[1], entry[2]
         return value, None
 
     def _delete(self, key: str) -> None:
-        with _LOCK:
-            self._data.pop(key, None)
-            self._encoded.pop(key, None)
+        self._delete_if_version(key, ANY_VERSION)
 
     def _exists(self, key: str) -> bool:
         return key in self._data
@@ -93,66 +83,57 @@ class MemoryStore(Store):
             keys = sorted(k for k in self._data if k.startswith(prefix))
         yield from keys
 
-    # -- conditional writes: the version is a digest of the value, checked under the lock ------
+    # -- conditional writes: the version is the write's number, checked under the lock ---------
     conditional_writes = True
-
-    @staticmethod
-    def _version_of(value: bytes) -> str:
-        return hashlib.blake2b(value, digest_size=16).hexdigest()
 
     def _get_with_version(
         self, key: str, max_size: int | None = None
     ) -> tuple[bytes | None, str | None]:
-        value = self._data.get(key)
-        return (None, None) if value is None else (value, self._version_of(value))
+        with _LOCK:  # the value and its version as one pair
+            value = self._data.get(key)
+            return (None, None) if value is None else (value, self._versions[key])
 
     def _get_range_with_version(
         self, key: str, start: int, length: int | None
     ) -> tuple[bytes | None, str | None]:
-        value = self._data.get(key)
-        if value is None:
-            self._digests.pop(key, None)
-            return None, None
-        known = self._digests.get(key)
-        if known is not None and known[0] is value:
-            version = known[1]
-        else:
-            version = self._version_of(value)
-            with _LOCK:
-                if self._data.get(key) is value:
-                    self._digests[key] = (value, version)
-                else:  # replaced meanwhile: keep no entry that names an old value
-                    self._digests.pop(key, None)
+        value, version = self._get_with_version(key)
         return cut_range(value, start, length), version
 
     def _check_version(self, key: str, version: str | None) -> None:
-        # Called with _LOCK held. Equal bytes are equal versions: a merge based on them is right.
-        if version == ANY_VERSION:
-            return
-        value = self._data.get(key)
-        if (None if value is None else self._version_of(value)) != version:
+        # Called with _LOCK held.
+        if version != ANY_VERSION and self._versions.get(key) != version:
             raise VersionConflictError(key, self.url)
 
     def _put_if_version(
         self, key: str, value: Buffer, version: str | None, encoding: str | None
-    ) -> None:
+    ) -> str:
         content_encoding.check(encoding)
-        data = content_encoding.decode(bytes(value), encoding, key) if encoding else bytes(value)
+        # Keep the decoded bytes: memory has no headers, and reads must return plain bytes.
+        raw = bytes(value)
+        data = content_encoding.decode(raw, encoding, key) if encoding else raw
         with _LOCK:
             self._check_version(key, version)
             self._data[key] = data
+            new = self._versions[key] = f"{next(_COUNTER):x}"
+            if encoding:
+                self._encoded[key] = (data, raw, encoding)
+            else:
+                self._encoded.pop(key, None)
+        return new
 
     def _delete_if_version(self, key: str, version: str | None) -> None:
         with _LOCK:
             self._check_version(key, version)
             self._data.pop(key, None)
+            self._encoded.pop(key, None)
+            self._versions.pop(key, None)
 
     def clear(self) -> None:
         """Forget every key of this namespace."""
         with _LOCK:
             self._data.clear()
             self._encoded.clear()
-            self._digests.clear()
+            self._versions.clear()
 
 
 def drop_namespace(name: str) -> None:
@@ -164,6 +145,6 @@ def drop_namespace(name: str) -> None:
         encoded = _ENCODED.pop(name.removeprefix("memory://").strip("/"), None)
         if encoded is not None:
             encoded.clear()
-        digests = _DIGESTS.pop(name.removeprefix("memory://").strip("/"), None)
-        if digests is not None:
-            digests.clear()
+        versions = _VERSIONS.pop(name.removeprefix("memory://").strip("/"), None)
+        if versions is not None:
+            versions.clear()

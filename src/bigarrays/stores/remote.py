@@ -19,19 +19,17 @@ import importlib.util
 import os
 import posixpath
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from bigarrays.errors import MissingDependencyError, StaleReadError, StoreError
 from bigarrays.stores import content_encoding, retry
-from bigarrays.stores.base import ANY_VERSION, Buffer, Store
+from bigarrays.stores.base import ANY_VERSION, Buffer, Run, Store
+from bigarrays.stores.ranges import REMOTE, Span
 from bigarrays.stores.retry import RetryPolicy
 
 T = TypeVar("T")
-
-#: Ranges closer than this are fetched as one request by :meth:`RemoteStore.get_ranges`.
-COALESCE_GAP = 64 * 1024
 
 
 class RemoteStore(Store):
@@ -158,47 +156,21 @@ class RemoteStore(Store):
             raise StaleReadError(key, self.url)
         return got[0]
 
-    # -- several ranges at once ------------------------------------------------------------------
-    def get_ranges(self, key: str, ranges: Sequence[tuple[int, int]]) -> list[bytes] | None:
-        """The bytes of each ``(start, length)`` in ``ranges``, or None when ``key`` is missing.
+    # -- several ranges at once: the spans of get_ranges in parallel ------------------------------
+    range_policy = REMOTE
 
-        Ranges that lie closer than :data:`COALESCE_GAP` are fetched as one request; the
-        requests run in parallel. A range past the end is cut short, as in :meth:`get_range`.
-        """
-        key = self._key(key)
-        for start, length in ranges:
-            if start < 0 or length < 0:
-                raise ValueError(f"ranges are (start >= 0, length >= 0), got {(start, length)}")
-        if not ranges:
-            return [] if self.exists(key) else None
-        spans = coalesce(ranges, COALESCE_GAP)
-        if len(spans) == 1:
-            parts: list[bytes | None] = [self.get_range(key, spans[0][0], spans[0][1])]
-        else:
-            with ThreadPoolExecutor(min(len(spans), self.concurrency)) as pool:
-                parts = list(pool.map(lambda s: self.get_range(key, s[0], s[1]), spans))
-        if any(p is None for p in parts):
-            return None
-        out = []
-        for start, length in ranges:
-            for (s, n), part in zip(spans, parts, strict=True):
-                if s <= start and start + length <= s + n:
-                    assert part is not None
-                    out.append(part[start - s : start - s + length])
-                    break
-        return out
+    def _get_spans(
+        self, key: str, spans: Sequence[Span], checked: bool, version: str | None,
+        run: Run | None,
+    ) -> list[bytes | None]:  # fmt: skip
+        if run is not None or len(spans) == 1:
+            return super()._get_spans(key, spans, checked, version, run)
+        with ThreadPoolExecutor(min(len(spans), self.concurrency)) as pool:
 
+            def run_in_pool(fn: Callable[[Any], None], items: Iterable[Any]) -> None:
+                list(pool.map(fn, items))
 
-def coalesce(ranges: Sequence[tuple[int, int]], gap: int) -> list[tuple[int, int]]:
-    """Merge ``(start, length)`` ranges that overlap or lie less than ``gap`` apart."""
-    spans: list[list[int]] = []
-    for start, length in sorted(ranges):
-        end = start + length
-        if spans and start <= spans[-1][1] + gap:
-            spans[-1][1] = max(spans[-1][1], end)
-        else:
-            spans.append([start, end])
-    return [(s, e - s) for s, e in spans]
+            return super()._get_spans(key, spans, checked, version, run_in_pool)
 
 
 def range_header(start: int, length: int | None) -> str:

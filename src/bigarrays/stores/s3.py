@@ -425,8 +425,9 @@ class S3Store(RemoteStore):
         encoding: str | None,
         *,
         condition: dict[str, str] | None = None,
-    ) -> None:
-        """Upload; ``condition`` is ``{"IfMatch": etag}`` or ``{"IfNoneMatch": "*"}``."""
+    ) -> str:
+        """Upload; ``condition`` is ``{"IfMatch": etag}`` or ``{"IfNoneMatch": "*"}``. The new
+        object's ETag."""
         content_encoding.check(encoding)
         body = to_bytes(value)
         name = self._name(key)
@@ -434,26 +435,31 @@ class S3Store(RemoteStore):
         if encoding is not None:
             extra["ContentEncoding"] = encoding
         if len(body) > self.MULTIPART_THRESHOLD:
-            self._put_multipart(key, name, body, extra, condition or {})
-            return
+            return self._put_multipart(key, name, body, extra, condition or {})
         tries = 0
 
-        def put(s3: Any) -> Any:
+        def put(s3: Any) -> str:
             nonlocal tries
             tries += 1
             try:
-                return s3.put_object(Bucket=self.bucket, Key=name, Body=body, **extra,
-                                     **(condition or {}))  # fmt: skip
+                r = s3.put_object(Bucket=self.bucket, Key=name, Body=body, **extra,
+                                  **(condition or {}))  # fmt: skip
+                return str(r["ETag"])
             except Exception as exc:
                 if not self._is_conflict(exc):
                     raise
                 # A retried write may have landed the first time, its answer lost: then the
                 # object is ours (a single PUT's ETag is the MD5 of its bytes).
-                if tries > 1 and self._etag(s3, name) == f'"{hashlib.md5(body).hexdigest()}"':
-                    return None
+                ours = f'"{hashlib.md5(body).hexdigest()}"'
+                if tries > 1 and self._etag(s3, name) == ours:
+                    return ours
                 raise VersionConflictError(key, self.url) from None
 
-        self._request("PUT", key, put)
+        etag = self._request("PUT", key, put)
+        if isinstance(etag, _Missing):
+            # "NoSuchKey" to a PUT: its If-Match named an object that is gone.
+            raise VersionConflictError(key, self.url)
+        return etag
 
     def _is_conflict(self, exc: BaseException) -> bool:
         """A failed precondition, or S3's 409 for conditional writes that raced."""
@@ -470,7 +476,7 @@ class S3Store(RemoteStore):
 
     def _put_multipart(
         self, key: str, name: str, body: bytes, extra: dict[str, str], condition: dict[str, str]
-    ) -> None:
+    ) -> str:
         created = self._request("PUT", key, lambda s3: s3.create_multipart_upload(
             Bucket=self.bucket, Key=name, **extra))  # fmt: skip
         assert not isinstance(created, _Missing)
@@ -499,7 +505,10 @@ class S3Store(RemoteStore):
                         raise VersionConflictError(key, self.url) from None
                     raise
 
-            self._request("PUT", key, complete)
+            done = self._request("PUT", key, complete)
+            if isinstance(done, _Missing):  # If-Match named an object that is gone
+                raise VersionConflictError(key, self.url)
+            return str(done["ETag"])
         except BaseException:
             with contextlib.suppress(Exception):
                 self.client().s3.abort_multipart_upload(
@@ -560,12 +569,11 @@ class S3Store(RemoteStore):
 
     def _put_if_version(
         self, key: str, value: Buffer, version: str | None, encoding: str | None
-    ) -> None:
+    ) -> str:
         if version == ANY_VERSION:
-            self._put(key, value, encoding)  # every S3 PUT is atomic and ordered
-            return
+            return self._put(key, value, encoding)  # every S3 PUT is atomic and ordered
         condition = {"IfNoneMatch": "*"} if version is None else {"IfMatch": version}
-        self._put(key, value, encoding, condition=condition)
+        return self._put(key, value, encoding, condition=condition)
 
     def _delete_if_version(self, key: str, version: str | None) -> None:
         if version == ANY_VERSION:

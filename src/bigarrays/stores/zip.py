@@ -32,8 +32,8 @@ trade-offs:
 - Within a process every handle on one file shares one archive: a read-only handle sees the
   writes of a writable one at once. A forked child never writes through its parent's archive: its
   handles open the file afresh (and may write only once the parent has closed it).
-- Conditional writes (``put_if_version``) are checked under the archive's lock; an entry's version
-  is its offset in the file, which no other write shares.
+- Conditional writes (``put(mode="create" | "if_version")``) are checked under the archive's
+  lock; an entry's version is its offset in the file, which no other write shares.
 - Transfer encodings are kept in the entry's name (``KEY.gz``), as on disk.
 - Zip64 records are written when needed (more than 65,534 entries, or offsets or sizes of 4 GiB
   and more), so there is no limit but the disk's.
@@ -55,7 +55,14 @@ from bigarrays.errors import (
     VersionConflictError,
 )
 from bigarrays.stores import content_encoding
-from bigarrays.stores.base import ANY_VERSION, Buffer, Store, local_disk_concurrency, normalize_key
+from bigarrays.stores.base import (
+    ANY_ENCODING,
+    ANY_VERSION,
+    Buffer,
+    Store,
+    local_disk_concurrency,
+    normalize_key,
+)
 from bigarrays.stores.file import path_from_url
 from bigarrays.stores.zip_archive import (
     Archive,
@@ -167,17 +174,19 @@ class ZipStore(Store):
 
     @staticmethod
     def _variants(name: str) -> list[tuple[str, str | None]]:
-        return [(name, None)] + [(name + s, e) for e, s in content_encoding.SUFFIXES.items()]
+        return content_encoding.stored_names(name)
 
-    def _lookup(self, key: str) -> tuple[Entry, str | None] | None:
+    def _lookup(
+        self, key: str, encoding: str | None = ANY_ENCODING
+    ) -> tuple[Entry, str | None] | None:
         archive = self._usable()
         name = self._name(key)
         if name is None or not archive.ready():
             return None
-        for candidate, encoding in self._variants(name):
+        for candidate, stored in content_encoding.stored_names(name, encoding):
             entry = archive.entries.get(candidate)
             if entry is not None:
-                return entry, encoding
+                return entry, stored
         return None
 
     # -- the contract ----------------------------------------------------------------------------
@@ -185,11 +194,16 @@ class ZipStore(Store):
         return content_encoding.decode_stored(self._get_encoded(key), key)
 
     def _get_encoded(self, key: str) -> tuple[bytes, str | None] | None:
-        found = self._lookup(key)
+        return self._get_encoded_as(key, ANY_ENCODING)
+
+    names_encodings = True
+
+    def _get_encoded_as(self, key: str, encoding: str | None) -> tuple[bytes, str | None] | None:
+        found = self._lookup(key, encoding)
         if found is None:
             return None
-        entry, encoding = found
-        return self._archive.read(entry, key), encoding
+        entry, stored = found
+        return self._archive.read(entry, key), stored
 
     def _get_range(self, key: str, start: int, length: int | None) -> bytes | None:
         found = self._lookup(key)
@@ -202,7 +216,7 @@ class ZipStore(Store):
 
     def _put(
         self, key: str, value: Buffer, encoding: str | None, version: str | None = ANY_VERSION
-    ) -> None:
+    ) -> str:
         content_encoding.check(encoding)
         archive = self._usable()
         name = self._name(key)
@@ -213,7 +227,7 @@ class ZipStore(Store):
             )
         target = name + content_encoding.SUFFIXES[encoding] if encoding else name
         drop = [n for n, _ in self._variants(name) if n != target]
-        archive.put(target, value, drop, self._checker(key, name, version))
+        return f"{archive.put(target, value, drop, self._checker(key, name, version)):x}"
 
     def _delete(self, key: str, version: str | None = ANY_VERSION) -> None:
         archive = self._usable()
@@ -237,7 +251,12 @@ class ZipStore(Store):
     def _get_with_version(
         self, key: str, max_size: int | None = None
     ) -> tuple[bytes | None, str | None]:
-        found = self._lookup(key)
+        return self._get_with_version_as(key, max_size, ANY_ENCODING)
+
+    def _get_with_version_as(
+        self, key: str, max_size: int | None, encoding: str | None
+    ) -> tuple[bytes | None, str | None]:
+        found = self._lookup(key, encoding)
         if found is None:
             return None, None
         entry, encoding = found
@@ -270,8 +289,8 @@ class ZipStore(Store):
 
     def _put_if_version(
         self, key: str, value: Buffer, version: str | None, encoding: str | None
-    ) -> None:
-        self._put(key, value, encoding, version)
+    ) -> str:
+        return self._put(key, value, encoding, version)
 
     def _delete_if_version(self, key: str, version: str | None) -> None:
         self._delete(key, version)

@@ -405,8 +405,8 @@ class Archive:
     # -- writing ---------------------------------------------------------------------------------
     def put(
         self, name: str, value: Buffer, drop: Sequence[str], check: EntryCheck | None = None
-    ) -> None:
-        """Append ``value`` as entry ``name`` and drop the entries ``drop``.
+    ) -> int:
+        """Append ``value`` as entry ``name`` and drop the entries ``drop``; the entry's offset.
 
         ``check(entries)``, when given, runs under the lock before the write and again before the
         entry is published; an exception from it stops the put (a conditional write).
@@ -447,6 +447,7 @@ class Archive:
                 self.entries[name] = entry
                 self.dirty = True
                 published = True
+            return offset
         finally:
             with self.lock:
                 self.pending -= 1

@@ -1,6 +1,7 @@
-"""The conditional-write contract (``get_with_version`` / ``put_if_version`` /
-``delete_if_version``, and the versioned ranged reads ``get_range_with_version`` /
-``get_range_if_version``), as tests a backend with ``conditional_writes = True`` must pass.
+"""The conditional-write contract (``get_with_version``, ``put`` in its ``create`` and
+``if_version`` modes, ``delete_if_version``, and the versioned ranged reads
+``get_range_with_version`` / ``get_range_if_version`` / ``get_ranges_if_version``), as tests a
+backend with ``conditional_writes = True`` must pass.
 
 Subclass :class:`ConditionalWriteConformance` and provide a ``store`` fixture (a fresh, empty,
 writable store), as for :class:`~bigarrays.testing.StoreConformance`.
@@ -32,32 +33,71 @@ class ConditionalWriteConformance:
         assert store.get_with_version("a/missing") == (None, None)
 
     def test_create_only_if_missing(self, store: Store) -> None:
-        store.put_if_version("a/k", b"one", None)
+        created = store.put("a/k", b"one", mode="create")
         value, version = store.get_with_version("a/k")
         assert value == b"one"
         assert version is not None
+        assert created == version
         with pytest.raises(VersionConflictError):
-            store.put_if_version("a/k", b"two", None)
+            store.put("a/k", b"two", mode="create")
         assert store.get("a/k") == b"one"
+        store.delete("a/k")
+        assert store.put("a/k", b"three", mode="create") == store.get_with_version("a/k")[1]
+
+    def test_create_of_an_encoded_value(self, store: Store) -> None:
+        import gzip
+
+        store.put("g", gzip.compress(b"x" * 100), mode="create", content_encoding="gzip")
+        assert store.get("g") == b"x" * 100
+        with pytest.raises(VersionConflictError):
+            store.put("g", b"plain", mode="create")
+        assert store.get("g") == b"x" * 100
+
+    def test_every_put_returns_the_version_it_wrote(self, store: Store) -> None:
+        v1 = store.put("k", b"one")
+        assert v1 is not None
+        assert v1 == store.get_with_version("k")[1]
+        assert v1 == store.get_range_with_version("k", 0, 1)[1]
+        v2 = store.put("k", b"two", mode="if_version", version=v1)
+        assert v2 not in (None, v1)
+        assert v2 == store.get_with_version("k")[1]
+        v3 = store.put("k", b"three", mode="if_version", version=v2)
+        assert v3 == store.get_with_version("k")[1]
+        assert len({v1, v2, v3}) == 3
 
     def test_replace_only_at_the_version_read(self, store: Store) -> None:
         store.put("k", b"one")
         _, v1 = store.get_with_version("k")
-        store.put_if_version("k", b"two", v1)
+        store.put("k", b"two", mode="if_version", version=v1)
         value, v2 = store.get_with_version("k")
         assert value == b"two"
         assert v2 != v1
         with pytest.raises(VersionConflictError):
-            store.put_if_version("k", b"three", v1)
+            store.put("k", b"three", mode="if_version", version=v1)
         assert store.get("k") == b"two"
         store.put("k", b"four")  # a plain put changes the version too
         with pytest.raises(VersionConflictError):
-            store.put_if_version("k", b"five", v2)
+            store.put("k", b"five", mode="if_version", version=v2)
         assert store.get("k") == b"four"
+        store.delete("k")
+        with pytest.raises(VersionConflictError):  # at a version, and there is no value
+            store.put("k", b"six", mode="if_version", version=v2)
+        assert store.get("k") is None
+
+    def test_mode_and_version_must_agree(self, store: Store) -> None:
+        with pytest.raises(ValueError, match="mode='create'"):
+            store.put("k", b"x", mode="if_version")
+        with pytest.raises(ValueError, match="if_version"):
+            store.put("k", b"x", mode="create", version="1")
+        with pytest.raises(ValueError, match="if_version"):
+            store.put("k", b"x", version="1")
+        with pytest.raises(ValueError, match="overwrite"):
+            store.put("k", b"x", mode="append")  # type: ignore[arg-type]
+        assert store.get("k") is None
 
     def test_any_version(self, store: Store) -> None:
-        store.put_if_version("k", b"one", ANY_VERSION)
-        store.put_if_version("k", b"two", ANY_VERSION)
+        store.put("k", b"one", mode="if_version", version=ANY_VERSION)
+        store.put("k", b"two", mode="if_version", version=ANY_VERSION)
         assert store.get("k") == b"two"
         store.delete_if_version("k", ANY_VERSION)
         assert store.get("k") is None
@@ -109,6 +149,17 @@ class ConditionalWriteConformance:
         with pytest.raises(StaleReadError):
             store.get_range_if_version("s/0.shard", 0, 4, v2)
 
+    def test_ranges_if_version(self, store: Store) -> None:
+        value = bytes(range(256)) * 64
+        version = store.put("s/0.shard", value)
+        ranges = [(0, 16), (100, 10), (10_000, 40)]
+        got = store.get_ranges_if_version("s/0.shard", ranges, version)
+        assert got is not None
+        assert [bytes(g) for g in got] == [value[s : s + n] for s, n in ranges]
+        store.put("s/0.shard", value[::-1])
+        with pytest.raises(StaleReadError):
+            store.get_ranges_if_version("s/0.shard", ranges, version)
+
     def test_range_versions_of_an_encoded_value(self, store: Store) -> None:
         import gzip
 
@@ -124,7 +175,9 @@ class ConditionalWriteConformance:
         ro.__dict__.update(store.__dict__)
         ro.read_only = True
         with pytest.raises(ReadOnlyError):
-            ro.put_if_version("k", b"two", ANY_VERSION)
+            ro.put("k", b"two", mode="if_version", version=ANY_VERSION)
+        with pytest.raises(ReadOnlyError):
+            ro.put("new", b"two", mode="create")
         with pytest.raises(ReadOnlyError):
             ro.delete_if_version("k", ANY_VERSION)
 
@@ -138,7 +191,8 @@ class ConditionalWriteConformance:
                     value, version = store.get_with_version("counter")
                     assert value is not None
                     try:
-                        store.put_if_version("counter", str(int(value) + 1).encode(), version)
+                        store.put("counter", str(int(value) + 1).encode(), mode="if_version",
+                                  version=version)  # fmt: skip
                         break
                     except VersionConflictError:
                         continue

@@ -34,6 +34,9 @@ class CountingStore(Store):
         self._lock = threading.Lock()
         self.conditional_writes = inner.conditional_writes
         self.allow_parent_keys = inner.allow_parent_keys
+        # get_ranges merges as the wrapped store would, and counts one get_range per span.
+        self.range_policy = inner.range_policy
+        self.names_encodings = inner.names_encodings
 
     def _count(self, name: str, read: int = 0, written: int = 0) -> None:
         with self._lock:
@@ -79,6 +82,18 @@ class CountingStore(Store):
         self._count("get", len(value or b""))
         return value
 
+    def _get_encoded_as(self, key: str, encoding: str | None) -> tuple[bytes, str | None] | None:
+        stored = self.inner.get_encoded(key, encoding=encoding)
+        self._count("get", len(stored[0]) if stored else 0)
+        return stored
+
+    def _get_with_version_as(
+        self, key: str, max_size: int | None, encoding: str | None
+    ) -> tuple[bytes | None, str | None]:
+        value, version = self.inner.get_with_version(key, max_size=max_size, encoding=encoding)
+        self._count("get_with_version", len(value or b""))
+        return value, version
+
     def _get_range(self, key: str, start: int, length: int | None) -> bytes | None:
         value = self.inner.get_range(key, start, length)
         self._count("get_range", len(value or b""))
@@ -103,9 +118,10 @@ class CountingStore(Store):
             self.bytes_read += len(value or b"")
         return value
 
-    def _put(self, key: str, value: Buffer, content_encoding: str | None) -> None:
-        self.inner.put(key, value, content_encoding=content_encoding)
+    def _put(self, key: str, value: Buffer, content_encoding: str | None) -> str | None:
+        version = self.inner.put(key, value, content_encoding=content_encoding)
         self._count("put", written=memoryview(value).nbytes)
+        return version
 
     def _delete(self, key: str) -> None:
         self.inner.delete(key)
@@ -130,11 +146,19 @@ class CountingStore(Store):
         self._count("get_with_version", len(value or b""))
         return value, version
 
+    # Conditional puts (create-only or at a version) are counted as "put_if_version".
     def _put_if_version(
         self, key: str, value: Buffer, version: str | None, content_encoding: str | None
-    ) -> None:
-        self.inner.put_if_version(key, value, version, content_encoding=content_encoding)
+    ) -> str:
+        if version is None:
+            new = self.inner.put(key, value, mode="create", content_encoding=content_encoding)
+        else:
+            new = self.inner.put(
+                key, value, mode="if_version", version=version, content_encoding=content_encoding
+            )
         self._count("put_if_version", written=memoryview(value).nbytes)
+        assert new is not None  # a store with conditional writes has versions
+        return new
 
     def _delete_if_version(self, key: str, version: str | None) -> None:
         self.inner.delete_if_version(key, version)

@@ -32,7 +32,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from bigarrays.errors import InvalidKeyError, KeyOutsideRootError, ReadOnlyError, UnsupportedError
+from bigarrays.errors import (
+    InvalidKeyError,
+    KeyOutsideRootError,
+    ReadOnlyError,
+    UnsupportedError,
+    VersionConflictError,
+)
 from bigarrays.stores import open_store
 from bigarrays.stores.base import Buffer, Store
 
@@ -139,6 +145,28 @@ class StoreConformance:
         assert store.get("k") == b"short"
         assert store.size("k") == 5
         assert set(store.list()) == {"k"}
+
+    def test_put_modes(self, store: Store) -> None:
+        """One put for every store: overwrite returns the new version (None without versions);
+        create-only and at-a-version writes conflict, or are refused where there are no
+        conditional writes."""
+        version = store.put("k", b"one")
+        if not store.conditional_writes:
+            assert version is None
+            for mode, at in (("create", None), ("if_version", "1")):
+                with pytest.raises(UnsupportedError, match="conditional writes"):
+                    store.put("new", b"x", mode=mode, version=at)  # type: ignore[arg-type]
+            assert store.get("new") is None
+            return
+        assert version == store.get_with_version("k")[1]
+        with pytest.raises(VersionConflictError):
+            store.put("k", b"two", mode="create")
+        again = store.put("k", b"two", mode="if_version", version=version)
+        with pytest.raises(VersionConflictError):
+            store.put("k", b"three", mode="if_version", version=version)
+        assert store.get("k") == b"two"
+        assert again == store.get_with_version("k")[1]
+        assert store.put("new", b"x", mode="create") == store.get_with_version("new")[1]
 
     # -- delete / exists ---------------------------------------------------------------------------
     def test_delete(self, store: Store) -> None:
@@ -255,6 +283,24 @@ class StoreConformance:
             store.get_range(key, 0, -1)
         with pytest.raises(ValueError, match="suffix"):
             store.get_range(key, -5, 2)
+
+    def test_get_ranges(self, store: Store) -> None:
+        value = payload(3 << 20, seed=11)
+        store.put("k", value)
+        # Close, overlapping, far apart, empty and past the end, in no order.
+        ranges = [(2 << 20, 100), (0, 10), (5, 10), (12, 3), (3 << 20, 0), (len(value) - 4, 50)]
+        got = store.get_ranges("k", ranges)
+        assert got is not None
+        assert [bytes(g) for g in got] == [value[a : a + n] for a, n in ranges]
+        assert store.get_ranges("k", []) == []
+        assert store.get_ranges("missing", [(0, 4), (2 << 20, 4)]) is None
+        assert store.get_ranges("missing", []) is None
+        store.put("g", gzip.compress(value[:5000]), content_encoding="gzip")
+        got = store.get_ranges("g", [(10, 5), (4000, 10)])
+        assert got is not None
+        assert [bytes(g) for g in got] == [value[10:15], value[4000:4010]]
+        with pytest.raises(ValueError, match="start >= 0"):
+            store.get_ranges("k", [(-1, 4)])
 
     def test_get_range_with_version(self, store: Store) -> None:
         """The same bytes as get_range; the version is the one get_with_version gives (stores
@@ -387,11 +433,10 @@ class StoreConformance:
         }
         if store.conditional_writes:
             calls["get_with_version"] = lambda: store.get_with_version(key)
-            calls["put_if_version"] = lambda: store.put_if_version(key, b"x", None)
+            calls["put create"] = lambda: store.put(key, b"x", mode="create")
+            calls["put if_version"] = lambda: store.put(key, b"x", mode="if_version", version="1")
             calls["delete_if_version"] = lambda: store.delete_if_version(key, None)
-        get_ranges = getattr(store, "get_ranges", None)
-        if get_ranges is not None:
-            calls["get_ranges"] = lambda: get_ranges(key, [(0, 1)])
+        calls["get_ranges"] = lambda: store.get_ranges(key, [(0, 1)])
         if store.reads_into_buffers:
             calls["read_into"] = lambda: store.read_into(key, memoryview(bytearray(4)))
         return calls
@@ -451,10 +496,12 @@ class StoreConformance:
         assert ro.read_only
         assert ro.get("k") == b"value"
         assert set(ro.list()) == {"k"}
-        writes: list[Callable[[], None]] = [
+        writes: list[Callable[[], object]] = [
             lambda: ro.put("k", b"changed"),
             lambda: ro.put("new", b"x"),
             lambda: ro.put("gz", gzip.compress(b"x"), content_encoding="gzip"),
+            lambda: ro.put("new", b"x", mode="create"),
+            lambda: ro.put("k", b"x", mode="if_version", version="1"),
             lambda: ro.delete("k"),
             lambda: ro.delete("missing"),
         ]

@@ -22,7 +22,7 @@ from bigarrays.fill import filled, is_fill
 from bigarrays.formats.merge import merge_into_object
 from bigarrays.formats.precomputed.info import Info, Scale
 from bigarrays.stores import Store, content_encoding, normalize_key
-from bigarrays.stores.base import Buffer
+from bigarrays.stores.base import ANY_ENCODING, Buffer
 
 _CHUNK_NAME = re.compile(r"^(-?\d+)-(-?\d+)_(-?\d+)-(-?\d+)_(-?\d+)-(-?\d+)$")
 
@@ -125,6 +125,10 @@ class ChunkLayout(ChunkSourceBase):
         self.blosc = scale_blosc(info, mip)
         self.transfer_encoding = None if self.blosc is not None else self.compression
         content_encoding.check(self.transfer_encoding)
+        # Where a store that keeps encodings in names (KEY.gz) looks for a chunk: under the one
+        # name this scale's writers use when its compression is known; else (no compression
+        # recorded: plain, or CloudVolume's unrecorded gzip) under every name.
+        self.stored_encoding = self.transfer_encoding if scale.compression else ANY_ENCODING
         if self.blosc is not None and scale.sharding is not None:
             raise UnsupportedError(
                 f"scale {scale.key!r} is sharded and blosc-compressed; bigarrays writes blosc "
@@ -203,7 +207,7 @@ class ChunkLayout(ChunkSourceBase):
 
     def _load_gunzipped(self, box: Box, scratch: bytearray) -> np.ndarray | None:
         key = self.key_of(box)
-        stored = self.store.get_encoded(key)
+        stored = self.store.get_encoded(key, encoding=self.stored_encoding)
         if stored is None:
             return None
         full = math.prod(box.shape) * self.dtype.itemsize
@@ -235,7 +239,9 @@ class ChunkLayout(ChunkSourceBase):
         """The decoded chunk at grid ``index`` (4-D, clipped shape), or None if never written."""
         box = self.grid.chunk_box(index)
         key = self.key_of(box)
-        data = self.store.get(key, max_size=self.max_stored(box.shape))
+        data = self.store.get(
+            key, max_size=self.max_stored(box.shape), encoding=self.stored_encoding
+        )
         if data is None:
             return None
         return self.decode(data, box.shape, key)
@@ -323,5 +329,5 @@ class ChunkLayout(ChunkSourceBase):
             self.store, key, write_part, decode=decode, encode=encode,
             new=lambda: filled(box.shape, self.dtype, self.fill_value, self.order),
             is_empty=(lambda chunk: is_fill(chunk, self.fill_value)) if skip_empty else None,
-            max_size=self.max_stored(box.shape),
+            max_size=self.max_stored(box.shape), stored_encoding=self.stored_encoding,
         )  # fmt: skip

@@ -8,7 +8,8 @@ at that version (``Store.get_range_if_version``: ``If-Match``, ``ifGenerationMat
 ``fstat`` of the opened file). A shard found at another version drops its cached indexes and is
 read again, a bounded number of times. A read through a warm index is still one ranged read per
 merged byte range; a chunk that a cached index says is absent costs one 16-byte read of the
-shard-index entry to confirm it.
+shard-index entry to confirm it. The store merges ranges that lie close together in a shard
+into one read (``Store.get_ranges_if_version``), as its backend's range policy says.
 
 Stores without versions (plain HTTP servers that send no strong ETag, fsspec) give indexes that
 are trusted within one read call only and never cached: a shard rewritten between the index read
@@ -34,13 +35,7 @@ from bigarrays.formats.precomputed.sharding import (
     decode_minishard_index,
 )
 from bigarrays.formats.sharding import DEFAULT_CACHE_BYTES as DEFAULT_CACHE_BYTES
-from bigarrays.formats.sharding import (
-    RangeUnit,
-    VersionedCache,
-    plan_ranges,
-    read_range,
-    run_few,
-)
+from bigarrays.formats.sharding import VersionedCache, read_shard_ranges, run_few
 from bigarrays.stores import Store
 
 Run = Callable[[Callable[[Any], None], Iterable[Any]], None]
@@ -81,8 +76,6 @@ class ShardReader:
         limits: IndexLimits,
         *,
         cache_bytes: int,
-        coalesce_gap: int,
-        max_range: int,
     ) -> None:
         self.store = store
         self.spec = spec
@@ -90,8 +83,6 @@ class ShardReader:
         self.shard_key = shard_key
         self.limits = limits
         self.cache = MinishardCache(cache_bytes)
-        self.coalesce_gap = coalesce_gap
-        self.max_range = max_range
         self._loading: dict[tuple[int, int], threading.Lock] = {}
         self._loading_lock = threading.Lock()
 
@@ -232,19 +223,10 @@ class ShardReader:
 
         run_few(run, check_absent, list(absent))
 
-        units = plan_ranges(by_shard, self.coalesce_gap, self.max_range)
+        def changed(shard: int, positions: list[int]) -> None:
+            self.cache.invalidate(shard)  # rewritten since its index was read: again
+            with lock:
+                retry.extend(positions)
 
-        def fetch_range(unit: RangeUnit) -> None:
-            shard, start, _, _, members = unit
-            data = read_range(self.store, self.shard_key(shard), unit, attempt == 0)
-            if data is None:
-                self.cache.invalidate(shard)  # rewritten since its index was read: again
-                with lock:
-                    retry.extend(pos for pos, _, _ in members)
-                return
-            view = memoryview(data)
-            for pos, a, b in members:
-                emit(pos, bytes(view[a - start : b - start]))
-
-        run_few(run, fetch_range, units)
+        read_shard_ranges(self.store, self.shard_key, by_shard, run, attempt == 0, emit, changed)
         return retry

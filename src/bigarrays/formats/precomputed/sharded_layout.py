@@ -10,8 +10,8 @@ Every index is checked against the bounds of the scale before anything is read o
 
 Writing (``write_pieces``): the pieces of a box are grouped by shard. A shard whose every chunk the
 box covers is built in memory and put once. A shard the box covers in part is read, merged and
-rewritten with the store's conditional write (``put_if_version``), retried when another writer got
-there first; stores without conditional writes refuse such writes, naming the shard box to align
+rewritten with a conditional put (``mode="if_version"``), retried when another writer got there
+first; stores without conditional writes refuse such writes, naming the shard box to align
 writes to. Chunks equal to the fill value (every bit 0) are left out of a shard; a shard left with
 no chunk is deleted. A write drops this process's cached indexes of the shards it rewrites. A
 shard that cannot be decoded is never rewritten: the write is refused with CorruptChunkError.
@@ -60,11 +60,6 @@ from bigarrays.stores import Store
 T = TypeVar("T")
 Run = Callable[[Callable[[Any], None], Iterable[Any]], None]
 
-#: Byte ranges of one shard closer than this are fetched as one range: on an object store, reading
-#: half a MiB more costs less than another round trip.
-DEFAULT_COALESCE_GAP = 512 << 10
-#: ... as long as the merged range stays under this (so that a cutout still runs in parallel).
-DEFAULT_MAX_RANGE = 8 << 20
 #: A write holds the new shards of at most this many uncompressed chunk bytes at once.
 DEFAULT_WRITE_BATCH_BYTES = 256 << 20
 
@@ -87,8 +82,6 @@ class ShardedLayout(ChunkLayout):
         mip: int,
         *,
         cache_bytes: int = DEFAULT_CACHE_BYTES,
-        coalesce_gap: int = DEFAULT_COALESCE_GAP,
-        max_range: int = DEFAULT_MAX_RANGE,
         write_batch_bytes: int = DEFAULT_WRITE_BATCH_BYTES,
     ) -> None:
         super().__init__(store, info, mip)
@@ -113,10 +106,7 @@ class ShardedLayout(ChunkLayout):
             self._chunk_bytes,
             exact_size=self.scale.encoding == "raw",
         )
-        self.reader = ShardReader(
-            store, spec, self.shard_key, self.limits, cache_bytes=cache_bytes,
-            coalesce_gap=coalesce_gap, max_range=max_range,
-        )  # fmt: skip
+        self.reader = ShardReader(store, spec, self.shard_key, self.limits, cache_bytes=cache_bytes)
         #: The decoded minishard indexes of this layout, with their shards' versions.
         self.cache = self.reader.cache
 

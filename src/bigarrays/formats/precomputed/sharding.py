@@ -31,7 +31,6 @@ from bigarrays.formats.precomputed.shard_limits import (
     check_index_range,
     checked_minishard_ranges,
 )
-from bigarrays.formats.sharding import coalesce as coalesce
 from bigarrays.stores import content_encoding
 
 _U64 = np.dtype("<u8")

@@ -22,6 +22,7 @@ from bigarrays.errors import UnsupportedError
 from bigarrays.fill import filled, is_fill
 from bigarrays.formats.merge import merge_into_object
 from bigarrays.stores import Store
+from bigarrays.stores.base import NOT_FOUND
 
 #: Stored objects may take this many times a chunk's bytes, plus the slack below, before their
 #: transfer decoding stops: room for any honest compressor's worst case (incompressible data grows
@@ -102,7 +103,8 @@ class ZarrChunks(ChunkSourceBase):
     # -- reading ---------------------------------------------------------------------------------
     def load(self, index: Vec) -> np.ndarray | None:
         key = self.key(index)
-        data = self.store.get(key, max_size=self._max_stored)
+        # Zarr keeps no transfer encoding in a chunk's name: the plain key is the only place.
+        data = self.store.get(key, max_size=self._max_stored, encoding=None)
         return None if data is None else self.chain.decode(data, key)
 
     def load_view(
@@ -118,7 +120,9 @@ class ZarrChunks(ChunkSourceBase):
         start, stop = (rows.start, rows.stop) if shape else (0, 1)
         nbytes = (stop - start) * row
         n = self.store.read_into(self.key(index), memoryview(scratch)[:nbytes], start * row,
-                                 self.chunk_nbytes)  # fmt: skip
+                                 self.chunk_nbytes, encoding=None)  # fmt: skip
+        if n == NOT_FOUND:
+            return None, in_chunk
         if n != nbytes:  # missing, stored encoded, or not of a chunk's size: the general path
             return self.load(index), in_chunk
         arr = np.frombuffer(scratch, self.dtype, nbytes // self.dtype.itemsize)
@@ -162,4 +166,5 @@ class ZarrChunks(ChunkSourceBase):
             new=lambda: filled(self.grid.chunk, self.dtype, self.fill_value, "C"),
             encode=lambda chunk: (self.chain.encode(chunk), None),
             is_empty=empty if skip_empty else None, max_size=self._max_stored,
+            stored_encoding=None,
         )  # fmt: skip

@@ -4,14 +4,14 @@ The engine sees the grid of INNER chunks, so a cutout decodes only the inner chu
 
 Reading (``read_pieces``): pieces are grouped by shard; each shard's index (its first or last
 bytes, a fixed size) is read once with its shard's version and kept in a bounded cache; inner
-chunks are read by ranged reads held to that version (``get_range_if_version``), ranges close
-together in a shard merged into one. A shard found at another version drops its cached index and
-is read again. An index entry that cannot be right (past the shard, longer than an inner chunk
-can be stored in, overflowing) is CorruptChunkError.
+chunks are read by ranged reads held to that version (``get_ranges_if_version``), which merges
+ranges that lie close together in a shard into one read. A shard found at another version drops
+its cached index and is read again. An index entry that cannot be right (past the shard, longer
+than an inner chunk can be stored in, overflowing) is CorruptChunkError.
 
 Writing (``write_pieces``): pieces are grouped by shard. A shard the write covers wholly is built
 in memory and put once; a shard covered in part is read with its version, merged and put only if
-unchanged (``put_if_version``), again when another writer got there first. Stores without
+unchanged (``put(mode="if_version")``), again when another writer got there first. Stores without
 conditional writes refuse a write of part of a shard, naming the shard's box. Inner chunks equal
 to the fill value are left out; a shard left with none is deleted. At most a batch of shards is
 held in memory at once.
@@ -37,23 +37,17 @@ from bigarrays.errors import (
 )
 from bigarrays.fill import filled, is_fill
 from bigarrays.formats.precomputed.shard_reads import MAX_STALE_RETRIES
-from bigarrays.formats.precomputed.sharded_layout import (
-    DEFAULT_COALESCE_GAP,
-    DEFAULT_MAX_RANGE,
-    DEFAULT_WRITE_BATCH_BYTES,
-)
+from bigarrays.formats.precomputed.sharded_layout import DEFAULT_WRITE_BATCH_BYTES
 from bigarrays.formats.sharding import (
     DEFAULT_CACHE_BYTES,
-    RangeUnit,
     Run,
     ShardWrite,
     VersionedCache,
     in_batches,
     partial_shard_refused,
-    plan_ranges,
     put_merged,
     put_whole,
-    read_range,
+    read_shard_ranges,
     run_few,
 )
 from bigarrays.formats.zarr.chunks import whole_chunk
@@ -98,8 +92,6 @@ class ShardedZarrChunks(ChunkSourceBase):
         dtype: np.dtype,
         *,
         cache_bytes: int = DEFAULT_CACHE_BYTES,
-        coalesce_gap: int = DEFAULT_COALESCE_GAP,
-        max_range: int = DEFAULT_MAX_RANGE,
         write_batch_bytes: int = DEFAULT_WRITE_BATCH_BYTES,
     ) -> None:
         self.store = store
@@ -114,8 +106,6 @@ class ShardedZarrChunks(ChunkSourceBase):
         self.chunk_nbytes = math.prod(inner) * self.dtype.itemsize
         self.merges_safely = store.conditional_writes
         self.cache: VersionedCache[ShardIndex] = VersionedCache(cache_bytes)
-        self.coalesce_gap = coalesce_gap
-        self.max_range = max_range
         self.write_batch_bytes = write_batch_bytes
         self._shard_grid = meta.grid_shape
         self._loading: dict[Shard, threading.Lock] = {}
@@ -282,23 +272,16 @@ class ShardedZarrChunks(ChunkSourceBase):
 
         run_few(run, check_absent, list(absent))
 
-        units = plan_ranges(ranges, self.coalesce_gap, self.max_range)
+        def changed(shard: Shard, positions: list[int]) -> None:
+            self.cache.invalidate(self._shard_id(shard))  # rewritten: read it again
+            with lock:
+                retry.extend(positions)
 
-        def fetch_range(unit: RangeUnit) -> None:
-            shard, start, _, _, members = unit
-            key = self.shard_key(shard)
-            data = read_range(self.store, key, unit, attempt == 0)
-            if data is None:
-                self.cache.invalidate(self._shard_id(shard))  # rewritten: read it again
-                with lock:
-                    retry.extend(p for p, _, _ in members)
-                return
-            view = memoryview(data)
-            for p, a, b in members:
-                inner_key = f"{key}#{located[p][1]}"
-                emit(pieces[p], self.chain.decode(bytes(view[a - start : b - start]), inner_key))
+        def decode(p: int, data: bytes) -> None:
+            inner_key = f"{self.shard_key(located[p][0])}#{located[p][1]}"
+            emit(pieces[p], self.chain.decode(data, inner_key))
 
-        run_few(run, fetch_range, units)
+        read_shard_ranges(self.store, self.shard_key, ranges, run, attempt == 0, decode, changed)
         return retry
 
     # -- writing ---------------------------------------------------------------------------------
