@@ -16,6 +16,7 @@ from bigarrays.errors import VersionConflictError
 from bigarrays.formats.bounded_json import MAX_JSON_BYTES
 from bigarrays.formats.merge import MAX_CONFLICT_RETRIES
 from bigarrays.stores import Store
+from bigarrays.stores.base import PutMode
 
 
 def update_document(store: Store, key: str, change: Callable[[bytes | None], bytes]) -> bytes:
@@ -32,7 +33,8 @@ def update_document(store: Store, key: str, change: Callable[[bytes | None], byt
         current, version = store.get_with_version(key, max_size=MAX_JSON_BYTES)
         new = change(current)
         try:
-            store.put_if_version(key, new, version)
+            mode: PutMode = "create" if version is None else "if_version"
+            store.put(key, new, mode=mode, version=version)
             return new
         except VersionConflictError:
             time.sleep(random.uniform(0, 0.002 * (attempt + 1)))
