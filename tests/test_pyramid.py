@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 import tensorstore as ts
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import bigarrays as ba
@@ -24,6 +24,17 @@ from bigarrays.ops.pyramid_plan import LevelGrid, auto_steps, plan_blocks
 SETTINGS = settings(
     max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
+
+
+def cut_on_both_sides(start, stop, factor) -> bool:
+    """Whether some axis of ``[start, stop)`` lies inside one pooling block without touching
+    either of its ends. tensorstore 0.1.86 pools such a block from memory it never filled (the
+    mean of [10, 20] at -15:-13 by 4 came out as 131, then 54): no oracle there, so the tests
+    that use it avoid such geometries and ``test_a_block_cut_on_both_sides`` checks them."""
+    return any(
+        f > 1 and a % f and b % f and a // f == (b - 1) // f
+        for a, b, f in zip(start, stop, factor, strict=True)
+    )
 
 
 def expected(vol: ba.BigArray, data: np.ndarray, k: int, method: str) -> tuple[np.ndarray, Box]:
@@ -83,6 +94,9 @@ def test_precomputed_levels_equal_tensorstore(
 ):
     if factor == (1, 1, 1):
         factor = (2, 1, 1)
+    stop = tuple(o + n for o, n in zip(offset, shape, strict=True))
+    assume(not any(cut_on_both_sides(offset, stop, tuple(f**k for f in factor))
+                   for k in range(1, mips + 1)))  # fmt: skip
     tmp = tmp_path_factory.mktemp("p")
     vol = ba.create(tmp / "v", shape=shape, dtype=dtype, chunks=chunks, voxel_offset=offset,
                     layer_type="segmentation" if dtype == "uint64" else "image")  # fmt: skip
@@ -138,6 +152,19 @@ def test_ome_zarr_v2_image_gets_ngff_04_levels(tmp_path):
     assert attrs["multiscales"][0]["version"] == "0.4"
     assert [d["path"] for d in attrs["multiscales"][0]["datasets"]] == ["0", "1", "2"]
     assert ba.open(dst).mips == 3
+
+
+def test_a_block_cut_on_both_sides(tmp_path):
+    # Voxels -15 and -14 lie inside the block [-16, -12) of factor 4 and touch neither end.
+    vol = precomputed(tmp_path, (2, 1, 1), "uint8", (8, 8, 8), (-15, 0, 0))
+    vol[...] = np.array([10, 21], np.uint8).reshape(2, 1, 1)
+    vol.downsample((2, 1, 1), num_mips=2, method="mean")
+    assert vol.at_mip(1).bounds == Box((-8, 0, 0), (-6, 0 + 1, 1))
+    assert vol.at_mip(1)[...].ravel().tolist() == [10, 21]  # -16:-14 and -14:-12, one voxel each
+    assert vol.at_mip(2).bounds == Box((-4, 0, 0), (-3, 1, 1))
+    assert vol.at_mip(2)[...].ravel().tolist() == [16]  # (10 + 21) / 2 = 15.5: half to even
+    vol.downsample((4, 1, 1), num_mips=1, method="max", overwrite=True)
+    assert vol.at_mip(1)[...].ravel().tolist() == [21]
 
 
 def test_sharded_precomputed_levels_are_whole_shards(tmp_path):
@@ -246,6 +273,8 @@ def test_update_pyramid_equals_a_full_rebuild(
 ):
     tmp = tmp_path_factory.mktemp("u")
     shape = (37, 29, 11)
+    stop = tuple(o + n for o, n in zip(offset, shape, strict=True))
+    assume(not any(cut_on_both_sides(offset, stop, (f, f, 1)) for f in (2, 4, 8)))
     vol = ba.create(tmp / "v", shape=shape, dtype="uint8", chunks=(8, 8, 4), voxel_offset=offset)
     rng = np.random.default_rng(seed)
     data = rng.integers(0, 8, shape, dtype=np.uint8)
