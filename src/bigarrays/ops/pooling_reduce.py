@@ -221,6 +221,15 @@ def sequential(
     float32), ``acc = v if v < acc else acc`` (min, from +inf) or ``acc = v if acc < v else acc``
     (max, from -inf). Here the fold runs over offsets, vectorised over all cells at once.
     """
+    if all(f == 1 or n == 1 for f, n in zip(factor, block.shape, strict=True)):
+        # TensorStore copies data that no factor reduces, without the sum that would turn
+        # -0.0 into +0.0 (and a complex infinity into NaN).
+        return block.copy(order="K")
+    with np.errstate(over="ignore", invalid="ignore"):
+        return _fold(block, start, factor, kind)
+
+
+def _fold(block: np.ndarray, start: Sequence[int], factor: Sequence[int], kind: str) -> np.ndarray:
     cells = grid(start, block.shape, factor)
     shape = tuple(c.count for c in cells)
     dtype = block.dtype
@@ -249,16 +258,36 @@ def sequential(
         return acc
     c = counts(cells)
     if acc_dtype.kind == "c":
-        part = np.empty((), dtype=acc_dtype).real.dtype
-        n = c.astype(part)
-        # TensorStore divides by a complex count with a zero imaginary part; it rounds like two
-        # real divisions, which NumPy's complex division does not.
-        result = np.empty(shape, dtype=acc_dtype, order=layout(block))
-        result.real = acc.real / n
-        result.imag = acc.imag / n
-        return result
+        return _complex_divide(acc, c)
     mean: np.ndarray = (acc / c.astype(acc_dtype)).astype(dtype, copy=False)
     return mean
+
+
+def _complex_divide(acc: np.ndarray, count: np.ndarray) -> np.ndarray:
+    """``acc / complex(count, 0)`` as TensorStore's C++ computes it (libgcc's ``__divsc3``).
+
+    With a zero imaginary divisor that is ``(a + 0*(b/c)) / c`` and ``(b - 0*(a/c)) / c``: finite
+    parts round like real divisions (NumPy's complex division does not), an infinite part
+    makes the other one NaN, and a NaN + NaN*j result from infinite parts is recovered as
+    infinities of the parts' signs (C99 Annex G).
+    """
+    a, b = acc.real, acc.imag
+    c = count.astype(a.dtype)
+    zero = a.dtype.type(0)
+    x = (a + zero * (b / c)) / c
+    y = (b - zero * (a / c)) / c
+    lost = np.isnan(x) & np.isnan(y) & (np.isinf(a) | np.isinf(b))
+    if lost.any():
+        one = a.dtype.type(1)
+        sa = np.copysign(np.where(np.isinf(a), one, zero), a)
+        sb = np.copysign(np.where(np.isinf(b), one, zero), b)
+        inf = a.dtype.type(np.inf)
+        x = np.where(lost, inf * (sa * c + sb * zero), x)
+        y = np.where(lost, inf * (sb * c - sa * zero), y)
+    result = np.empty(acc.shape, dtype=acc.dtype, order=layout(acc))
+    result.real = x
+    result.imag = y
+    return result
 
 
 # --- stride -------------------------------------------------------------------------------------
