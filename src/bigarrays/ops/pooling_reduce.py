@@ -119,12 +119,45 @@ def _sum_dtype(kind: str, bound: int) -> np.dtype:
     raise AssertionError("bound exceeds 64 bits; the caller splits such sums")
 
 
-def _round_half_even(q: np.ndarray, r: np.ndarray, c: np.ndarray) -> np.ndarray:
-    """``q + round(r / c)`` with ties to even, for ``0 <= r < c``: the quotient of TensorStore."""
-    twice = 2 * r
-    up = (twice > c) | ((twice == c) & ((q & 1) == 1))
+def _divide(sums: np.ndarray, count: int | np.ndarray) -> np.ndarray:
+    """``sums / count`` rounded to nearest, ties to even (TensorStore's integer mean).
+
+    A scalar power-of-two count (whole cells of a power-of-two factor, the usual case) divides
+    by shifting, in the dtype of the sums.
+    """
+    if isinstance(count, int) and count & (count - 1) == 0:
+        q = sums >> (count.bit_length() - 1)
+        r = sums & (count - 1)
+    else:
+        q = sums // count
+        r = sums - q * count
+    # r > count/2 rounds up; r == count/2 (count even) rounds to the even quotient.
+    half = count // 2
+    up = (r > half) | ((r == half) & (count % 2 == 0) & ((q & 1) == 1))
     rounded: np.ndarray = q + up.astype(q.dtype)
     return rounded
+
+
+def _means(sums: np.ndarray, cells: Sequence[AxisCells], dtype: np.dtype) -> np.ndarray:
+    """The rounded mean of every cell from its sum: whole cells share one scalar divisor, and
+    only the cut cells at the block's faces need their own counts."""
+    out = np.empty(sums.shape, dtype=dtype, order=layout(sums))
+    whole = []
+    for c in cells:
+        ext = c.extents()
+        j0 = 0 if ext[0] == c.factor else 1
+        j1 = c.count if ext[-1] == c.factor else c.count - 1
+        whole.append(slice(j0, max(j0, j1)))
+    inner = tuple(whole)
+    volume = int(np.prod([c.factor for c in cells]))
+    out[inner] = _divide(sums[inner], volume)
+    for axis, c in enumerate(cells):
+        for cut in (slice(0, whole[axis].start), slice(whole[axis].stop, c.count)):
+            if cut.stop <= cut.start:
+                continue
+            key = along(len(cells), axis, cut)
+            out[key] = _divide(sums[key].astype(np.int64), counts(cells, key))
+    return out
 
 
 def mean_int_levels(
@@ -154,11 +187,7 @@ def mean_int_levels(
 
         sums = reduce_cells(sums, sums_start, g, np.add, dtype_for)
         sums_start = level_start(sums_start, g)
-        c = counts(grid(start, block.shape, f))
-        s64 = sums.astype(np.int64)
-        q = s64 // c
-        value = _round_half_even(q, s64 - q * c, c)
-        out.append((value.astype(dtype), sums_start))
+        out.append((_means(sums, grid(start, block.shape, f), dtype), sums_start))
     return out
 
 
@@ -203,7 +232,10 @@ def _mean_split_levels(
                 + ql.astype(np.uint64)
                 + q2.astype(np.uint64)
             )
-            value = _round_half_even(q, r.astype(np.uint64), c.astype(np.uint64))
+            half = c.astype(np.uint64) // np.uint64(2)
+            r64 = r.astype(np.uint64)
+            even = (c % 2 == 0) & ((q & np.uint64(1)) == 1)
+            value = q + ((r64 > half) | ((r64 == half) & even)).astype(np.uint64)
         out.append((value.view(np.uint64).astype(dtype, casting="unsafe"), cur_start))
     return out
 
