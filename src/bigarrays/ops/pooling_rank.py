@@ -24,8 +24,6 @@ Region = tuple[tuple[slice, ...], np.ndarray]
 # Gather all of a region's cells with one transposing copy when more than this share of them
 # is mixed; fancy indexing costs more per cell than copying.
 _DENSE = 0.25
-# Cells of at most this many voxels are gathered offset by offset.
-_SMALL_CELL = 64
 
 
 def _regions(a: np.ndarray, cells: Sequence[AxisCells]) -> Iterator[Region]:
@@ -83,15 +81,23 @@ def _rows(view: np.ndarray, axes: Sequence[int]) -> np.ndarray:
 def _picked_rows(view: np.ndarray, mixed: np.ndarray) -> np.ndarray:
     """The voxels of the cells flagged in ``mixed`` as rows, cells in C order of ``mixed``.
 
-    Small cells are picked offset by offset (one boolean selection each); large ones cell by
-    cell (fancy indexing copies a whole cell per index).
+    One ``np.take`` of element offsets into the block's buffer when the view's strides allow
+    it (a C or Fortran block); otherwise fancy indexing, which copies cell by cell.
     """
     count = int(mixed.sum())
-    offsets = list(_offsets(view))
-    if len(offsets) <= _SMALL_CELL:
-        rows = np.empty((count, len(offsets)), dtype=view.dtype)
-        for i, key in enumerate(offsets):
-            rows[:, i] = view[key][mixed]
+    item = view.itemsize
+    strides = view.strides
+    if all(st > 0 and st % item == 0 for st in strides) and view.size > 0:
+        steps = [st // item for st in strides]
+        cell_start = np.zeros(count, dtype=np.int64)
+        for where, step in zip(np.nonzero(mixed), steps[0::2], strict=True):
+            cell_start += where * step
+        in_cell = np.zeros(1, dtype=np.int64)
+        for extent, step in zip(view.shape[1::2], steps[1::2], strict=True):
+            in_cell = (in_cell[:, None] + np.arange(extent, dtype=np.int64) * step).reshape(-1)
+        span = sum((n - 1) * st for n, st in zip(view.shape, steps, strict=True)) + 1
+        flat = np.lib.stride_tricks.as_strided(view, shape=(span,), strides=(item,))
+        rows: np.ndarray = np.take(flat, cell_start[:, None] + in_cell[None, :])
         return rows
     index: list[np.ndarray | slice] = []
     for where in np.nonzero(mixed):
@@ -109,7 +115,8 @@ def _modes(rows: np.ndarray) -> np.ndarray:
     rows.sort(axis=1)
     width = rows.shape[1]
     flat = rows.reshape(-1)
-    starts_run = np.ones(rows.shape, dtype=bool)
+    starts_run = np.empty(rows.shape, dtype=bool)
+    starts_run[:, 0] = True
     np.not_equal(rows[:, 1:], rows[:, :-1], out=starts_run[:, 1:])
     starts = np.flatnonzero(starts_run)
     lengths = np.diff(starts, append=flat.size)

@@ -37,11 +37,23 @@ def reduce_axis(
     """Reduce ``a`` along ``axis`` with ``op`` over the cells of ``cells``, in ``dtype``."""
     shape = list(a.shape)
     shape[axis] = cells.count
-    out: np.ndarray = np.full(shape, identity, dtype=dtype, order=layout(a))
-    for dst, src in cells.offsets():
+    pairs = list(cells.offsets())
+    whole = [pair for pair in pairs if pair[0] == slice(0, cells.count)]
+
+    def part(src: slice) -> np.ndarray:
+        voxels = a[along(a.ndim, axis, src)]
+        return voxels if pre is None else pre(voxels)
+
+    out: np.ndarray
+    if len(whole) >= 2:
+        # Two offsets that every cell has start the result in one pass, without a fill.
+        out = op(part(whole[0][1]), part(whole[1][1]), dtype=dtype)
+        pairs = [pair for pair in pairs if pair not in whole[:2]]
+    else:
+        out = np.full(shape, identity, dtype=dtype, order=layout(a))
+    for dst, src in pairs:
         target = out[along(a.ndim, axis, dst)]
-        part = a[along(a.ndim, axis, src)]
-        op(target, part if pre is None else pre(part), out=target)
+        op(target, part(src), out=target)
     return out
 
 
@@ -110,11 +122,12 @@ def extreme_levels(
 
 
 def _sum_dtype(kind: str, bound: int) -> np.dtype:
-    """The narrowest integer dtype that holds every sum whose magnitude is at most ``bound``."""
+    """The narrowest integer dtype that holds every sum whose magnitude is at most ``bound``,
+    with room to spare for the rounding of :func:`_divide` (it adds up to half a divisor)."""
     names = ("uint16", "uint32", "uint64") if kind == "u" else ("int16", "int32", "int64")
     for name in names:
         dt = np.dtype(name)
-        if np.iinfo(dt).max >= bound:
+        if np.iinfo(dt).max >= 2 * bound:
             return dt
     raise AssertionError("bound exceeds 64 bits; the caller splits such sums")
 
@@ -126,16 +139,24 @@ def _divide(sums: np.ndarray, count: int | np.ndarray) -> np.ndarray:
     by shifting, in the dtype of the sums.
     """
     if isinstance(count, int) and count & (count - 1) == 0:
-        q = sums >> (count.bit_length() - 1)
-        r = sums & (count - 1)
-    else:
-        q = sums // count
-        r = sums - q * count
+        if count == 1:
+            return sums
+        # floor((s + half - 1 + q_odd) / count): carries exactly when the remainder is above
+        # half, or equal to it with an odd quotient.
+        shift = count.bit_length() - 1
+        rounded = sums >> shift
+        rounded &= 1
+        rounded += sums
+        rounded += count // 2 - 1
+        rounded >>= shift
+        return rounded
+    q = sums // count
+    r = sums - q * count
     # r > count/2 rounds up; r == count/2 (count even) rounds to the even quotient.
     half = count // 2
     up = (r > half) | ((r == half) & (count % 2 == 0) & ((q & 1) == 1))
-    rounded: np.ndarray = q + up.astype(q.dtype)
-    return rounded
+    result: np.ndarray = q + up.astype(q.dtype)
+    return result
 
 
 def _means(sums: np.ndarray, cells: Sequence[AxisCells], dtype: np.dtype) -> np.ndarray:
