@@ -385,3 +385,20 @@ def test_blocks_that_are_views_pool_like_copies(method: str) -> None:
             assert a_start == b_start
             assert same_bits(a, b)
         assert_like_tensorstore(np.ascontiguousarray(view), (-5, 3, 0), factors, method)
+
+
+@pytest.mark.parametrize("method", ["mean", "min", "max"])
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_float_folds_over_slabs_keep_the_order_of_each_cell(
+    method: str, order: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bigarrays.ops import pooling_reduce
+
+    monkeypatch.setattr(pooling_reduce, "_SLAB_BYTES", 200)
+    rng = np.random.default_rng(11)
+    x = (rng.standard_normal((11, 9, 7)) * 10.0 ** rng.integers(-3, 8, (11, 9, 7))).astype(
+        np.float32
+    )
+    x[rng.random(x.shape) < 0.05] = -0.0
+    x = np.asarray(x, order=order)
+    assert_like_tensorstore(x, (-3, 1, 2), [(2, 2, 2), (4, 2, 4)], method)

@@ -211,7 +211,13 @@ def pool_levels(
     every voxel in it is in bounds) by each cumulative factor in ``factors`` (each a per-axis
     tuple, each a multiple of the one before, 1 on axes that are not pooled such as channels
     and time); returns, per factor, the pooled array and the absolute start of its box
-    (``pooled_bounds(start, start+shape, factor, method)``)."""
+    (``pooled_bounds(start, start+shape, factor, method)``).
+
+    The block is read, never written or copied whole; float sums follow its memory order
+    (pass precomputed blocks in Fortran order and Zarr blocks in their own order, as stored,
+    to match TensorStore bit for bit). Working memory peaks at about 1.5x the block's bytes
+    (measured on 512x512x256 blocks: uint8 mean and median, uint64 mode; float methods less).
+    """
     block = np.asarray(block)
     kind = _fits(method, block.dtype)
     begin = _ints(start, "start")
