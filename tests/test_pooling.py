@@ -392,9 +392,9 @@ def test_blocks_that_are_views_pool_like_copies(method: str) -> None:
 def test_float_folds_over_slabs_keep_the_order_of_each_cell(
     method: str, order: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from bigarrays.ops import pooling_reduce
+    from bigarrays.ops import pooling
 
-    monkeypatch.setattr(pooling_reduce, "_SLAB_BYTES", 200)
+    monkeypatch.setattr(pooling, "_SLAB_BYTES", 200)
     rng = np.random.default_rng(11)
     x = (rng.standard_normal((11, 9, 7)) * 10.0 ** rng.integers(-3, 8, (11, 9, 7))).astype(
         np.float32
@@ -402,3 +402,18 @@ def test_float_folds_over_slabs_keep_the_order_of_each_cell(
     x[rng.random(x.shape) < 0.05] = -0.0
     x = np.asarray(x, order=order)
     assert_like_tensorstore(x, (-3, 1, 2), [(2, 2, 2), (4, 2, 4)], method)
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_blocks_pooled_in_slabs_equal_tensorstore(
+    method: str, order: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bigarrays.ops import pooling
+
+    monkeypatch.setattr(pooling, "_SLAB_BYTES", 300)
+    rng = np.random.default_rng(12)
+    x = np.asarray(rng.integers(0, 4, size=(21, 10, 19), dtype=np.int16), order=order)
+    x[:8, :4] = 3
+    factors = [(2, 2, 1), (4, 2, 3), (8, 4, 6)]
+    assert_like_tensorstore(x, (-7, 3, 5), factors, method)

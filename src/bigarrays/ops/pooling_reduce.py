@@ -23,8 +23,6 @@ Transform = Callable[[np.ndarray], np.ndarray]
 _INT64_MAX = 2**63 - 1
 # A 64-bit mean splits each value into 32-bit halves whose sums must stay exact in int64.
 _MAX_CELL_64 = 2**30
-# Float folds work on slabs of about this many bytes (a share of a last-level cache).
-_SLAB_BYTES = 4 * 2**20
 
 
 def reduce_axis(
@@ -281,31 +279,7 @@ def sequential(
         # -0.0 into +0.0 (and a complex infinity into NaN).
         return block.copy(order="K")
     with np.errstate(over="ignore", invalid="ignore"):
-        return _slabs(block, start, factor, kind)
-
-
-def _slabs(block: np.ndarray, start: Sequence[int], factor: Sequence[int], kind: str) -> np.ndarray:
-    """:func:`_fold` over slabs of whole cells along the outermost axis.
-
-    The fold reads the block once per offset in a cell (512 strided passes at 8x8x8); a slab
-    that fits the cache keeps those passes out of main memory. Cells never straddle slabs, so
-    every cell is folded in the same order as over the whole block.
-    """
-    axis = outer_axes(block)[0]
-    cells = grid(start, block.shape, factor)[axis]
-    per_cell = block.nbytes / max(cells.count, 1)
-    step = max(1, int(_SLAB_BYTES // per_cell))
-    if step >= cells.count:
         return _fold(block, start, factor, kind)
-    firsts = cells.firsts()
-    parts = []
-    for j in range(0, cells.count, step):
-        lo = int(firsts[j])
-        hi = int(firsts[j + step]) if j + step < cells.count else block.shape[axis]
-        sub_start = list(start)
-        sub_start[axis] += lo
-        parts.append(_fold(block[along(block.ndim, axis, slice(lo, hi))], sub_start, factor, kind))
-    return np.concatenate(parts, axis=axis)
 
 
 def _fold(block: np.ndarray, start: Sequence[int], factor: Sequence[int], kind: str) -> np.ndarray:
