@@ -106,13 +106,17 @@ def layout(a: np.ndarray) -> Literal["C", "F"]:
     return "F" if a.flags.f_contiguous and not a.flags.c_contiguous else "C"
 
 
-def counts(cells: Sequence[AxisCells]) -> np.ndarray:
-    """Voxels per cell as an int64 array that broadcasts against the pooled array."""
+def counts(
+    cells: Sequence[AxisCells], key: tuple[slice | np.ndarray, ...] | None = None
+) -> np.ndarray:
+    """Voxels per cell (of the cells ``key`` selects) as an int64 array that broadcasts against
+    the pooled array."""
     total: np.ndarray = np.ones((1,) * len(cells), dtype=np.int64)
     for ax, c in enumerate(cells):
+        ext = c.extents() if key is None else c.extents()[key[ax]]
         shape = [1] * len(cells)
-        shape[ax] = c.count
-        total = total * c.extents().reshape(shape)
+        shape[ax] = len(ext)
+        total = total * ext.reshape(shape)
     return total
 
 

@@ -37,11 +37,23 @@ def reduce_axis(
     """Reduce ``a`` along ``axis`` with ``op`` over the cells of ``cells``, in ``dtype``."""
     shape = list(a.shape)
     shape[axis] = cells.count
-    out: np.ndarray = np.full(shape, identity, dtype=dtype, order=layout(a))
-    for dst, src in cells.offsets():
+    pairs = list(cells.offsets())
+    whole = [pair for pair in pairs if pair[0] == slice(0, cells.count)]
+
+    def part(src: slice) -> np.ndarray:
+        voxels = a[along(a.ndim, axis, src)]
+        return voxels if pre is None else pre(voxels)
+
+    out: np.ndarray
+    if len(whole) >= 2:
+        # Two offsets that every cell has start the result in one pass, without a fill.
+        out = op(part(whole[0][1]), part(whole[1][1]), dtype=dtype)
+        pairs = [pair for pair in pairs if pair not in whole[:2]]
+    else:
+        out = np.full(shape, identity, dtype=dtype, order=layout(a))
+    for dst, src in pairs:
         target = out[along(a.ndim, axis, dst)]
-        part = a[along(a.ndim, axis, src)]
-        op(target, part if pre is None else pre(part), out=target)
+        op(target, part(src), out=target)
     return out
 
 
@@ -110,21 +122,63 @@ def extreme_levels(
 
 
 def _sum_dtype(kind: str, bound: int) -> np.dtype:
-    """The narrowest integer dtype that holds every sum whose magnitude is at most ``bound``."""
+    """The narrowest integer dtype that holds every sum whose magnitude is at most ``bound``,
+    with room to spare for the rounding of :func:`_divide` (it adds up to half a divisor)."""
     names = ("uint16", "uint32", "uint64") if kind == "u" else ("int16", "int32", "int64")
     for name in names:
         dt = np.dtype(name)
-        if np.iinfo(dt).max >= bound:
+        if np.iinfo(dt).max >= 2 * bound:
             return dt
     raise AssertionError("bound exceeds 64 bits; the caller splits such sums")
 
 
-def _round_half_even(q: np.ndarray, r: np.ndarray, c: np.ndarray) -> np.ndarray:
-    """``q + round(r / c)`` with ties to even, for ``0 <= r < c``: the quotient of TensorStore."""
-    twice = 2 * r
-    up = (twice > c) | ((twice == c) & ((q & 1) == 1))
-    rounded: np.ndarray = q + up.astype(q.dtype)
-    return rounded
+def _divide(sums: np.ndarray, count: int | np.ndarray) -> np.ndarray:
+    """``sums / count`` rounded to nearest, ties to even (TensorStore's integer mean).
+
+    A scalar power-of-two count (whole cells of a power-of-two factor, the usual case) divides
+    by shifting, in the dtype of the sums.
+    """
+    if isinstance(count, int) and count & (count - 1) == 0:
+        if count == 1:
+            return sums
+        # floor((s + half - 1 + q_odd) / count): carries exactly when the remainder is above
+        # half, or equal to it with an odd quotient.
+        shift = count.bit_length() - 1
+        rounded = sums >> shift
+        rounded &= 1
+        rounded += sums
+        rounded += count // 2 - 1
+        rounded >>= shift
+        return rounded
+    q = sums // count
+    r = sums - q * count
+    # r > count/2 rounds up; r == count/2 (count even) rounds to the even quotient.
+    half = count // 2
+    up = (r > half) | ((r == half) & (count % 2 == 0) & ((q & 1) == 1))
+    result: np.ndarray = q + up.astype(q.dtype)
+    return result
+
+
+def _means(sums: np.ndarray, cells: Sequence[AxisCells], dtype: np.dtype) -> np.ndarray:
+    """The rounded mean of every cell from its sum: whole cells share one scalar divisor, and
+    only the cut cells at the block's faces need their own counts."""
+    out = np.empty(sums.shape, dtype=dtype, order=layout(sums))
+    whole = []
+    for c in cells:
+        ext = c.extents()
+        j0 = 0 if ext[0] == c.factor else 1
+        j1 = c.count if ext[-1] == c.factor else c.count - 1
+        whole.append(slice(j0, max(j0, j1)))
+    inner = tuple(whole)
+    volume = int(np.prod([c.factor for c in cells]))
+    out[inner] = _divide(sums[inner], volume)
+    for axis, c in enumerate(cells):
+        for cut in (slice(0, whole[axis].start), slice(whole[axis].stop, c.count)):
+            if cut.stop <= cut.start:
+                continue
+            key = along(len(cells), axis, cut)
+            out[key] = _divide(sums[key].astype(np.int64), counts(cells, key))
+    return out
 
 
 def mean_int_levels(
@@ -154,11 +208,7 @@ def mean_int_levels(
 
         sums = reduce_cells(sums, sums_start, g, np.add, dtype_for)
         sums_start = level_start(sums_start, g)
-        c = counts(grid(start, block.shape, f))
-        s64 = sums.astype(np.int64)
-        q = s64 // c
-        value = _round_half_even(q, s64 - q * c, c)
-        out.append((value.astype(dtype), sums_start))
+        out.append((_means(sums, grid(start, block.shape, f), dtype), sums_start))
     return out
 
 
@@ -203,7 +253,10 @@ def _mean_split_levels(
                 + ql.astype(np.uint64)
                 + q2.astype(np.uint64)
             )
-            value = _round_half_even(q, r.astype(np.uint64), c.astype(np.uint64))
+            half = c.astype(np.uint64) // np.uint64(2)
+            r64 = r.astype(np.uint64)
+            even = (c % 2 == 0) & ((q & np.uint64(1)) == 1)
+            value = q + ((r64 > half) | ((r64 == half) & even)).astype(np.uint64)
         out.append((value.view(np.uint64).astype(dtype, casting="unsafe"), cur_start))
     return out
 
@@ -221,6 +274,15 @@ def sequential(
     float32), ``acc = v if v < acc else acc`` (min, from +inf) or ``acc = v if acc < v else acc``
     (max, from -inf). Here the fold runs over offsets, vectorised over all cells at once.
     """
+    if all(f == 1 or n == 1 for f, n in zip(factor, block.shape, strict=True)):
+        # TensorStore copies data that no factor reduces, without the sum that would turn
+        # -0.0 into +0.0 (and a complex infinity into NaN).
+        return block.copy(order="K")
+    with np.errstate(over="ignore", invalid="ignore"):
+        return _fold(block, start, factor, kind)
+
+
+def _fold(block: np.ndarray, start: Sequence[int], factor: Sequence[int], kind: str) -> np.ndarray:
     cells = grid(start, block.shape, factor)
     shape = tuple(c.count for c in cells)
     dtype = block.dtype
@@ -249,16 +311,36 @@ def sequential(
         return acc
     c = counts(cells)
     if acc_dtype.kind == "c":
-        part = np.empty((), dtype=acc_dtype).real.dtype
-        n = c.astype(part)
-        # TensorStore divides by a complex count with a zero imaginary part; it rounds like two
-        # real divisions, which NumPy's complex division does not.
-        result = np.empty(shape, dtype=acc_dtype, order=layout(block))
-        result.real = acc.real / n
-        result.imag = acc.imag / n
-        return result
+        return _complex_divide(acc, c)
     mean: np.ndarray = (acc / c.astype(acc_dtype)).astype(dtype, copy=False)
     return mean
+
+
+def _complex_divide(acc: np.ndarray, count: np.ndarray) -> np.ndarray:
+    """``acc / complex(count, 0)`` as TensorStore's C++ computes it (libgcc's ``__divsc3``).
+
+    With a zero imaginary divisor that is ``(a + 0*(b/c)) / c`` and ``(b - 0*(a/c)) / c``: finite
+    parts round like real divisions (NumPy's complex division does not), an infinite part
+    makes the other one NaN, and a NaN + NaN*j result from infinite parts is recovered as
+    infinities of the parts' signs (C99 Annex G).
+    """
+    a, b = acc.real, acc.imag
+    c = count.astype(a.dtype)
+    zero = a.dtype.type(0)
+    x = (a + zero * (b / c)) / c
+    y = (b - zero * (a / c)) / c
+    lost = np.isnan(x) & np.isnan(y) & (np.isinf(a) | np.isinf(b))
+    if lost.any():
+        one = a.dtype.type(1)
+        sa = np.copysign(np.where(np.isinf(a), one, zero), a)
+        sb = np.copysign(np.where(np.isinf(b), one, zero), b)
+        inf = a.dtype.type(np.inf)
+        x = np.where(lost, inf * (sa * c + sb * zero), x)
+        y = np.where(lost, inf * (sb * c - sa * zero), y)
+    result = np.empty(acc.shape, dtype=acc.dtype, order=layout(acc))
+    result.real = x
+    result.imag = y
+    return result
 
 
 # --- stride -------------------------------------------------------------------------------------
