@@ -9,8 +9,8 @@ Every tool starts from its own copy of the same level 0 (raw chunks of 64³ on l
 adds 3 levels of 2x2x2 (auto factors of an isotropic volume): bigarrays with
 ``vol.downsample(num_mips=3)``; igneous with ``create_downsampling_tasks`` on a
 ``LocalTaskQueue`` (tinybrain inside); TensorStore by writing ``ts.downsample(level0, f, m)``
-into new scales it creates itself. Each runs in a child process, so that its peak resident
-memory (``ru_maxrss``, children included) is its own. The levels of every tool are checked
+into new scales it creates itself. Each runs in a child process, whose peak resident memory
+(with its children's) is sampled every 10 ms. The levels of every tool are checked
 against TensorStore's (igneous rounds its means differently and its modes may break ties
 otherwise: the table says how many voxels differ). The limit row is the disk's: reading level 0
 and writing the levels' bytes with plain ``os`` calls.
@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -83,7 +82,7 @@ def run_igneous(path: str, method: str, memory: int) -> None:
     from taskqueue import LocalTaskQueue
 
     del method  # igneous pools images by mean and segmentation by mode, as the info says
-    tasks = tc.create_downsampling_tasks(f"file://{path}", mip=0, num_mips=MIPS,
+    tasks = tc.create_downsampling_tasks(f"file://{path}", mip=0, num_mips=MIPS, factor=(2, 2, 2),
                                          memory_target=memory, fill_missing=True)  # fmt: skip
     queue = LocalTaskQueue(parallel=os.cpu_count() or 1, progress=False)
     queue.insert(tasks)
@@ -125,9 +124,29 @@ def child(tool: str, path: str, method: str, memory: int) -> None:
     started = time.perf_counter()
     TOOLS[tool](path, method, memory)
     seconds = time.perf_counter() - started
-    peak = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-               resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) * 1024  # fmt: skip
-    print(json.dumps({"seconds": seconds, "peak": peak}))
+    print(json.dumps({"seconds": seconds}))
+
+
+def run_child(command: list[str]) -> tuple[int, str, str, int]:
+    """Run ``command``; its exit status, output, errors and peak resident bytes, the process and
+    its children summed (sampled every 10 ms: ``ru_maxrss`` would count the parent's pages,
+    which a child keeps across fork and exec)."""
+    import psutil
+
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(command, stdout=out, stderr=err, text=True)
+        watched = psutil.Process(proc.pid)
+        peak = 0
+        while proc.poll() is None:
+            try:
+                tree = [watched, *watched.children(recursive=True)]
+                peak = max(peak, sum(p.memory_info().rss for p in tree))
+            except psutil.Error:
+                pass
+            time.sleep(0.01)
+        out.seek(0)
+        err.seek(0)
+        return proc.returncode, out.read(), err.read(), peak
 
 
 # -- checks and limits -----------------------------------------------------------------------------
@@ -198,11 +217,11 @@ def main() -> None:
                 shutil.copytree(base, path)
                 command = [sys.executable, __file__, "--child", tool, path, method,
                            str(args.memory)]  # fmt: skip
-                proc = subprocess.run(command, capture_output=True, text=True)
-                if proc.returncode != 0:
-                    results[tool] = {"error": proc.stderr.strip().splitlines()[-1:]}
+                status, output, errors, peak = run_child(command)
+                if status != 0:
+                    results[tool] = {"error": errors.strip().splitlines()[-1:]}
                     continue
-                results[tool] = json.loads(proc.stdout.strip().splitlines()[-1])
+                results[tool] = {**json.loads(output.strip().splitlines()[-1]), "peak": peak}
                 if tool != "tensorstore" and "tensorstore" in results:
                     results[tool]["diff"] = differing_voxels(path, os.path.join(
                         root, f"tensorstore-{layer}"))  # fmt: skip

@@ -14,7 +14,7 @@ import pytest
 import tifffile
 
 import bigarrays as ba
-from bigarrays.cli import parse_box
+from bigarrays.cli import main, parse_box
 from bigarrays.synthetic import synthetic_em
 
 
@@ -208,3 +208,18 @@ def test_info_of_an_ome_zarr_image(tmp_path: Path) -> None:
     assert "shape        2 x 8 x 16 x 16" in out
     assert "resolution   1 x 40 x 8 x 8" in out
     assert "encoding     bytes + zstd" in out
+
+
+def test_cutout_of_a_zarr_image_takes_one_range_per_axis(tmp_path: Path) -> None:
+    url = tmp_path / "img.ome.zarr"
+    vol = ba.create(url, shape=(2, 6, 20, 30), dtype="uint16", chunks=(1, 4, 8, 8),
+                    dims=("c", "z", "y", "x"))  # fmt: skip
+    data = np.arange(2 * 6 * 20 * 30, dtype=np.uint16).reshape(2, 6, 20, 30)
+    vol[...] = data
+    assert main(["cutout", str(url), "1:2,:,5:15,3:30", "-o", str(tmp_path / "c.npy")]) == 0
+    np.testing.assert_array_equal(np.load(tmp_path / "c.npy"), data[1:2, :, 5:15, 3:30])
+    assert main(["cutout", str(url), ":,2:3,:,:", "-o", str(tmp_path / "c.tif"), "-q"]) == 0
+    with tifffile.TiffFile(tmp_path / "c.tif") as tif:
+        assert tif.series[0].axes == "CZYX"
+        np.testing.assert_array_equal(tif.asarray(), data[:, 2:3])
+    assert main(["cutout", str(url), "0:1,0:1,0:1", "-o", str(tmp_path / "bad.npy")]) == 1

@@ -56,23 +56,26 @@ def parse_floats(text: str, n: int, name: str) -> tuple[float, ...]:
     return _parse_vector(text, n, name, float, "numbers")
 
 
-def parse_box(text: str, bounds: Box) -> Box:
-    """``"x0:x1,y0:y1,z0:z1"`` in absolute coordinates; an empty side means the bounds."""
+def parse_box(text: str, bounds: Box, names: Sequence[str] = ("x", "y", "z")) -> Box:
+    """``"a0:a1,b0:b1,..."``, one range per axis of ``bounds`` (named ``names``), in absolute
+    coordinates; an empty side means the bounds."""
+    names = tuple(names[: bounds.ndim])
+    form = ",".join(f"{n}0:{n}1" for n in names)
     parts = text.split(",")
-    if len(parts) != 3:
-        raise UsageError(f"a box is x0:x1,y0:y1,z0:z1, got {text!r}")
+    if len(parts) != bounds.ndim:
+        raise UsageError(f"a box is {form}, got {text!r}")
     start, stop = [], []
     for axis, part in enumerate(parts):
         if ":" not in part:
-            raise UsageError(f"a box is x0:x1,y0:y1,z0:z1, got {text!r} (no ':' in {part!r})")
+            raise UsageError(f"a box is {form}, got {text!r} (no ':' in {part!r})")
         a, b = part.split(":", 1)
         try:
             start.append(int(a) if a.strip() else bounds.start[axis])
             stop.append(int(b) if b.strip() else bounds.stop[axis])
         except ValueError:
-            raise UsageError(f"a box is x0:x1,y0:y1,z0:z1 of integers, got {text!r}") from None
+            raise UsageError(f"a box is {form} of integers, got {text!r}") from None
         if stop[-1] <= start[-1]:
-            raise UsageError(f"empty range {part!r} on axis {'xyz'[axis]}")
+            raise UsageError(f"empty range {part!r} on axis {names[axis]}")
     return Box(start, stop)
 
 
@@ -294,8 +297,10 @@ def _create_from_args(args: argparse.Namespace, block: tuple[int, ...] | None) -
     )
 
 
-def write_cutout(path: Path, cut: np.ndarray) -> None:
-    """Save a cutout as .npy (x, y, z[, c] as indexed) or .tif (z, y, x[, c] as viewers expect)."""
+def write_cutout(path: Path, cut: np.ndarray, dims: Sequence[str] = ("x", "y", "z", "c")) -> None:
+    """Save a cutout as .npy (its axes as indexed) or .tif: a precomputed ``(x, y, z[, c])``
+    cutout as ``(z, y, x[, c])`` pages, as viewers expect; other axes as they are, named in the
+    file when they are OME's (t, c, z, y, x)."""
     suffix = path.suffix.lower()
     if suffix == ".npy":
         np.save(path, cut)
@@ -304,9 +309,17 @@ def write_cutout(path: Path, cut: np.ndarray) -> None:
             import tifffile
         except ImportError:
             raise MissingDependencyError("tifffile", "tiff", "writing .tif cutouts") from None
-        zyx = np.ascontiguousarray(np.moveaxis(cut, (0, 1, 2), (2, 1, 0)))
-        axes = "ZYX" if cut.ndim == 3 else "ZYXC"
-        tifffile.imwrite(path, zyx, metadata={"axes": axes}, photometric="minisblack")
+        names = tuple(dims[: cut.ndim])
+        if names[:3] == ("x", "y", "z"):
+            pages = np.ascontiguousarray(np.moveaxis(cut, (0, 1, 2), (2, 1, 0)))
+            axes: str | None = "ZYX" if cut.ndim == 3 else "ZYXC"
+        else:
+            pages = np.ascontiguousarray(cut)
+            letters = "".join(n.upper() for n in names)
+            known = len(set(letters)) == len(letters) and all(n in "tczyx" for n in names)
+            axes = letters if known and cut.ndim >= 2 else None
+        metadata = {"axes": axes} if axes else None
+        tifffile.imwrite(path, pages, metadata=metadata, photometric="minisblack")
     else:
         raise UsageError(f"cannot write {path.name!r}: the output must end in .npy or .tif")
 
@@ -317,9 +330,9 @@ def cmd_cutout(args: argparse.Namespace) -> int:
         raise UsageError(f"cannot write {out.name!r}: the output must end in .npy or .tif")
     vol = open(args.url, mip=args.mip, fill_missing=not args.strict,
                progress=_progress_setting(args), **_store_options(args, args.url))  # fmt: skip
-    box = parse_box(args.box, vol.bounds)
+    box = parse_box(args.box, vol.bounds, vol.dims)
     cut = vol[box]
-    write_cutout(out, cut)
+    write_cutout(out, cut, vol.dims)
     if not args.quiet:
         print(f"wrote {out} ({' x '.join(map(str, cut.shape))} {cut.dtype}, {box})")
     return 0
@@ -462,10 +475,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("cutout", help="save a box of a volume to .npy or .tif",
                        description="Read a box (absolute voxel coordinates) and save it. A .npy "
-                       "keeps the (x, y, z[, c]) axes; a .tif is written as (z, y, x[, c]) "
-                       "pages, as image viewers expect.", parents=[store_args])  # fmt: skip
+                       "keeps the axes as indexed; a precomputed (x, y, z[, c]) box is written "
+                       "to a .tif as (z, y, x[, c]) pages, as image viewers expect, and a Zarr "
+                       "array's box in its own axis order.", parents=[store_args])  # fmt: skip
     p.add_argument("url", metavar="URL")
-    p.add_argument("box", metavar="BOX", help="x0:x1,y0:y1,z0:z1 (an empty side means bounds)")
+    p.add_argument("box", metavar="BOX", help="x0:x1,y0:y1,z0:z1 for precomputed, one range "
+                   "per axis for Zarr, e.g. c0:c1,z0:z1,y0:y1,x0:x1 (an empty side means the "
+                   "bounds)")  # fmt: skip
     p.add_argument("-o", "--output", required=True, help="output file, .npy or .tif")
     p.add_argument("--mip", type=int, default=0, help="scale to read (default 0)")
     p.add_argument("--strict", action="store_true",

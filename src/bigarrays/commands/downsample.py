@@ -7,8 +7,14 @@ import time
 from typing import Any
 
 from bigarrays.api import open
-from bigarrays.box import Box
-from bigarrays.cli import UsageError, _byte_size, _progress_setting, _store_options, human_bytes
+from bigarrays.cli import (
+    UsageError,
+    _byte_size,
+    _progress_setting,
+    _store_options,
+    human_bytes,
+    parse_box,
+)
 from bigarrays.ops.pooling import METHODS
 from bigarrays.ops.pyramid import DEFAULT_MEMORY_TARGET
 
@@ -67,30 +73,13 @@ def _ints(text: str, n: int, name: str) -> tuple[int, ...]:
     return values
 
 
-def parse_box(text: str, bounds: Box) -> Box:
-    """``"a0:a1,b0:b1,..."`` over ``bounds``' axes, in absolute coordinates; an empty side is
-    the bounds' own."""
-    parts = text.split(",")
-    if len(parts) != bounds.ndim or any(":" not in p for p in parts):
-        raise UsageError(f"a box has {bounds.ndim} ranges a0:a1 separated by commas, got {text!r}")
-    start, stop = [], []
-    for axis, part in enumerate(parts):
-        a, b = part.split(":", 1)
-        try:
-            start.append(int(a) if a.strip() else bounds.start[axis])
-            stop.append(int(b) if b.strip() else bounds.stop[axis])
-        except ValueError:
-            raise UsageError(f"a box holds integers, got {text!r}") from None
-    return Box(start, stop)
-
-
 def run(args: argparse.Namespace) -> int:
     vol = open(args.url, mode="r+", progress=_progress_setting(args),
                **_store_options(args, args.url))  # fmt: skip
     with vol:
         n = len(vol.bounds.start)
         factor: Any = args.factor if args.factor == "auto" else _ints(args.factor, n, "--factor")
-        box = None if args.box is None else parse_box(args.box, vol.bounds)
+        box = None if args.box is None else parse_box(args.box, vol.bounds, vol.dims)
         chunks = None if args.chunks is None else _ints(args.chunks, n, "--chunks")
         started = time.perf_counter()
         before = vol.mips
