@@ -261,6 +261,11 @@ def test_levels_keep_the_dtype_and_leave_the_block_alone() -> None:
             assert got.dtype == np.uint16
             assert got.shape[-1] == 2
     assert same_bits(x, before)
+    # One axis: a cell's voxels are already a row of the block, which must not be sorted.
+    line = np.arange(16, 0, -1, dtype=np.int32)
+    for method in ("mode", "median"):
+        pool_levels(line, (0,), [(4,)], method)
+        assert line.tolist() == list(range(16, 0, -1))
 
 
 def test_channels_are_pooled_separately() -> None:

@@ -77,7 +77,7 @@ def _rows(view: np.ndarray, axes: Sequence[int]) -> np.ndarray:
     order = [2 * a for a in axes] + [2 * a + 1 for a in axes]
     n_cells = int(np.prod(view.shape[0::2]))
     rows: np.ndarray = view.transpose(order).reshape(n_cells, -1)
-    return rows.copy() if np.shares_memory(rows, view) else rows
+    return rows.copy() if np.may_share_memory(rows, view) else rows
 
 
 def _picked_rows(view: np.ndarray, mixed: np.ndarray) -> np.ndarray:
