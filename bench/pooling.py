@@ -1,6 +1,6 @@
 """Pooling kernels of pyramids: bigarrays beside tinybrain and TensorStore, in memory.
 
-    python bench/pooling.py                 # 512x512x256, 3 repeats (~2 min on 2 cores)
+    python bench/pooling.py                 # 512x512x256, 3 repeats (~1 min on 2 cores)
     python bench/pooling.py --quick         # 128x128x64, one repeat: a smoke test
     python bench/pooling.py --noise         # adds a worst case: labels that change every voxel
 

@@ -107,7 +107,8 @@ METHODS = ("mean", "median", "mode", "min", "max", "stride")
 _SLAB_BYTES = 8 * 2**20
 
 _KINDS = {"b": "bool", "i": "integer", "u": "integer", "f": "float", "c": "complex"}
-_FLOATS = {np.dtype(t) for t in ("float16", "float32", "float64", "complex64", "complex128")}
+# Item sizes of the float and complex types TensorStore pools (any byte order).
+_SIZES = {"float": (2, 4, 8), "complex": (8, 16)}
 _REFUSED = {
     "bool": {"mean": "a mean of labels", "median": "a median of labels"},
     "complex": {m: "complex numbers have no order" for m in ("median", "min", "max")},
@@ -125,7 +126,7 @@ def _fits(method: str, dtype: np.dtype) -> str:
     """The dtype's kind; raises for an unknown method or one that does not fit the dtype."""
     _known(method)
     kind = _KINDS.get(dtype.kind)
-    if kind is None or (kind in ("float", "complex") and dtype not in _FLOATS):
+    if kind is None or dtype.itemsize not in _SIZES.get(kind, (dtype.itemsize,)):
         raise MethodDtypeError(
             f"cannot downsample data of dtype {dtype}; expected bool, an integer, float16/32/64 "
             "or complex64/128"

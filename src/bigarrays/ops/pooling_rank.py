@@ -6,7 +6,9 @@ uniform when its finer cells are uniform and equal); only the other cells are ga
 of their level-0 voxels and sorted. A block is cut into regions of cells of equal extent (the
 cut first and last cells of an axis apart from the whole ones); a region seen as an array of
 shape (n0, e0, n1, e1, ...) (cell index and offset in the cell alternating) is a view, so
-neither the uniformity test nor the gathering pads or copies the block.
+the uniformity test reads the block in place and rows never need padding: mixed cells are
+copied out one ``np.take`` of element offsets, or, where most cells are mixed, all of them by
+one transposing copy.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from bigarrays.ops.pooling_reduce import Levels, level_start, relative
 Region = tuple[tuple[slice, ...], np.ndarray]
 
 # Gather all of a region's cells with one transposing copy when more than this share of them
-# is mixed; fancy indexing costs more per cell than copying.
+# is mixed; picking cells costs more per cell than copying.
 _DENSE = 0.25
 # Rows of at least this many voxels are sorted with timsort.
 _WIDE_ROW = 256
@@ -77,7 +79,7 @@ def _rows(view: np.ndarray, axes: Sequence[int]) -> np.ndarray:
     order = [2 * a for a in axes] + [2 * a + 1 for a in axes]
     n_cells = int(np.prod(view.shape[0::2]))
     rows: np.ndarray = view.transpose(order).reshape(n_cells, -1)
-    return rows.copy() if np.shares_memory(rows, view) else rows
+    return rows.copy() if np.may_share_memory(rows, view) else rows
 
 
 def _picked_rows(view: np.ndarray, mixed: np.ndarray) -> np.ndarray:
