@@ -402,3 +402,24 @@ def test_cli_downsample_and_info(small, capsys):
     assert (vol.at_mip(2)[...] == 5).all()
     assert main(["downsample", url, "--mips", "1"]) == 1
     assert "overwrite" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("dtype", "method", "shape", "target_mib"),
+    [("uint8", "mean", (512, 512, 128), 12), ("uint64", "mode", (256, 256, 256), 96)],
+)
+def test_peak_memory_stays_within_memory_target(tmp_path, dtype, method, shape, target_mib):
+    import tracemalloc
+
+    vol = precomputed(tmp_path, shape, dtype, (32, 32, 32), (0, 0, 0))
+    vol[...] = np.random.default_rng(8).integers(0, 9, shape).astype(dtype)
+    assert vol.nbytes > 1.3 * (target_mib << 20)  # the volume does not fit: blocks must be cut
+    target = target_mib << 20
+    tracemalloc.start()
+    try:
+        vol.downsample((2, 2, 2), num_mips=3, method=method, memory_target=target, threads=2)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert vol.mips == 4
+    assert peak <= target * 1.1, f"peak {peak / 2**20:.1f} MiB for a target of {target_mib} MiB"

@@ -105,6 +105,9 @@ METHODS = ("mean", "median", "mode", "min", "max", "stride")
 
 # Blocks are pooled in slabs of about this many bytes (whole cells of the coarsest level).
 _SLAB_BYTES = 8 * 2**20
+# ... or of this many voxels for mode and median, whose sorts hold several 8-byte words per voxel
+# whatever the dtype (measured: ~40 bytes per uint8 voxel, ~50 per uint64 voxel).
+_RANK_SLAB_VOXELS = 2**19
 
 _KINDS = {"b": "bool", "i": "integer", "u": "integer", "f": "float", "c": "complex"}
 # Item sizes of the float and complex types TensorStore pools (any byte order).
@@ -259,7 +262,10 @@ def _by_slabs(
     """
     axis = outer_axes(block)[0]
     coarse = AxisCells(start[axis], block.shape[axis], factors[-1][axis])
-    step = max(1, int(_SLAB_BYTES // (block.nbytes / max(coarse.count, 1))))
+    per_cell = block.nbytes / max(coarse.count, 1)
+    if method in ("mode", "median"):
+        per_cell *= _SLAB_BYTES / _RANK_SLAB_VOXELS / block.dtype.itemsize
+    step = max(1, int(_SLAB_BYTES // per_cell))
     if step >= coarse.count:
         return _pool(block, start, factors, method, kind)
     firsts = coarse.firsts()

@@ -38,10 +38,12 @@ from bigarrays.progress import progress_bar
 
 #: Default bytes of level-0 voxels and their pooled copies in memory at once.
 DEFAULT_MEMORY_TARGET = 1 << 30
-#: Bytes a block costs per byte of its level-0 voxels: the block, the pooling's integer sums
-#: and sort buffers, the pooled levels and the chunks being encoded (measured by
-#: ``bench/pyramid.py``'s peak-memory column).
+#: Bytes a block costs per byte of its level-0 voxels: the block, the pooling's sums and
+#: copies (up to 1.9x a small block), the pooled levels.
 BLOCK_OVERHEAD = 3
+#: Bytes a worker holds whatever its block for mode and median, whose sorts go slab by slab
+#: (``ops.pooling``: ~22 MiB measured for uint8 and uint64 slabs).
+RANK_WORKING_BYTES = 24 << 20
 
 
 def resolve_method(method: str, dataset: Dataset, dtype: np.dtype) -> str:
@@ -199,7 +201,7 @@ def run(
     workers = max(1, min(threads or os.cpu_count() or 1, engine.threads))
     voxel_bytes = dataset.dtype.itemsize * BLOCK_OVERHEAD
     plan = plan_blocks([t.grid for t in targets], base.unit, base.bounds.start,
-                       voxel_bytes, max(1, memory_target // workers), read)  # fmt: skip
+                       voxel_bytes, block_budget(memory_target, workers, method), read)  # fmt: skip
     _check_merges(dataset, targets, plan)
     blocks = list(plan.blocks(read))
     with progress_bar(len(blocks), f"pyramid of {dataset.store.url}", progress) as advance:
@@ -212,6 +214,14 @@ def run(
             run_bounded(one, blocks, pool, workers, advance)
         finally:
             pool.shutdown(wait=True)
+
+
+def block_budget(memory_target: int, workers: int, method: str) -> int:
+    """Bytes one worker's block may cost (``BLOCK_OVERHEAD`` per byte of its voxels)."""
+    share = memory_target // workers
+    if method in ("mode", "median"):
+        share -= RANK_WORKING_BYTES
+    return max(1, share)
 
 
 def _hull(a: Box, b: Box) -> Box:
