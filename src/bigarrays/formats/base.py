@@ -99,6 +99,9 @@ class LevelSpec:
     compression: str | None = None
     #: True, False, a format-specific description, or None for "sharded if level 0 is".
     sharding: Any = None
+    #: Uncompressed bytes a shard of this level should hold at most, where the format chooses
+    #: the shards (so that a writer can hold a shard's worth of level 0); None: its default.
+    shard_bytes: int | None = None
 
 
 class Dataset(abc.ABC):

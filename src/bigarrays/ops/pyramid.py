@@ -13,6 +13,7 @@ This module works on a dataset's levels and the chunk engine, below ``BigArray``
 from __future__ import annotations
 
 import concurrent.futures as cf
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -136,10 +137,15 @@ def build(
     if not steps:
         return dataset
     chunk_axes = None if chunks is None else _grid_chunks(base, chunks)
+    # A shard whose level-0 voxels fit in a block is written whole, once: size the new levels'
+    # shards so (where the format chooses them), the finer levels' the largest.
+    workers = _workers(threads, engine)
+    block_bytes = block_budget(memory_target, workers, method) // BLOCK_OVERHEAD
     specs = []
     for f in cumulative(steps):
         start, stop = pooled_bounds(base.bounds.start, base.bounds.stop, f, method)
-        specs.append(LevelSpec(f, Box(start, stop), chunk_axes, encoding, compression, sharding))
+        specs.append(LevelSpec(f, Box(start, stop), chunk_axes, encoding, compression, sharding,
+                               shard_bytes=max(1, block_bytes // math.prod(f))))  # fmt: skip
     new = dataset.with_levels(specs, method=method, replace_levels=overwrite)
     run(new, engine, region, method=method, memory_target=memory_target, threads=threads,
         progress=progress, fresh=True)  # fmt: skip
@@ -198,7 +204,7 @@ def run(
     read = region
     for t in targets:
         read = _hull(read, t.grid.footprint(t.affected).intersect(base.bounds))
-    workers = max(1, min(threads or os.cpu_count() or 1, engine.threads))
+    workers = _workers(threads, engine)
     voxel_bytes = dataset.dtype.itemsize * BLOCK_OVERHEAD
     plan = plan_blocks([t.grid for t in targets], base.unit, base.bounds.start,
                        voxel_bytes, block_budget(memory_target, workers, method), read)  # fmt: skip
@@ -214,6 +220,10 @@ def run(
             run_bounded(one, blocks, pool, workers, advance)
         finally:
             pool.shutdown(wait=True)
+
+
+def _workers(threads: int | None, engine: ChunkEngine) -> int:
+    return max(1, min(threads or os.cpu_count() or 1, engine.threads))
 
 
 def block_budget(memory_target: int, workers: int, method: str) -> int:

@@ -21,7 +21,7 @@ from bigarrays.formats.base import LevelSpec
 from bigarrays.formats.documents import update_document
 from bigarrays.formats.precomputed.format import INFO_KEY
 from bigarrays.formats.precomputed.info import EXTENSION_KEY, Info, Scale, scale_key_for
-from bigarrays.formats.precomputed.sharding import resolve_sharding
+from bigarrays.formats.precomputed.sharding import DEFAULT_SHARD_BYTES, resolve_sharding
 from bigarrays.stores import Store, normalize_key
 
 
@@ -58,10 +58,18 @@ def new_scale(info: Info, spec: LevelSpec, taken: set[str], method: str) -> Scal
     sharding = None
     if sharded:
         wanted: Any = True if spec.sharding is None or spec.sharding is True else spec.sharding
+        chunk_bytes = math.prod(chunks) * info.num_channels * info.dtype.itemsize
+        target = None
+        if wanted is True and spec.shard_bytes is not None:
+            # A power of two chunks per shard, at most shard_bytes (choose_sharding rounds to
+            # the nearest power, which may be above).
+            most = max(1, min(spec.shard_bytes, DEFAULT_SHARD_BYTES) // chunk_bytes)
+            target = chunk_bytes << (most.bit_length() - 1)
         sharding = resolve_sharding(
             wanted,
             grid_shape=tuple(-(-s // c) for s, c in zip(size, chunks, strict=True)),
-            chunk_bytes=math.prod(chunks) * info.num_channels * info.dtype.itemsize,
+            chunk_bytes=chunk_bytes,
+            target_bytes=target,
             compression=compression,
         )
     key = scale_key_for(resolution)

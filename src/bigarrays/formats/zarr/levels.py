@@ -11,6 +11,7 @@ its array exists, and a concurrent change of the group is never lost.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
@@ -29,7 +30,7 @@ from bigarrays.formats.zarr.metadata_v2 import (
 from bigarrays.formats.zarr.metadata_v3 import METADATA_KEY, ArrayMetadataV3, GroupMetadataV3
 from bigarrays.formats.zarr.ome import Dataset as OmeDataset
 from bigarrays.formats.zarr.ome import Multiscale, OmeAttributes
-from bigarrays.formats.zarr.sharding import is_sharded
+from bigarrays.formats.zarr.sharding import ShardingConfig, is_sharded
 from bigarrays.stores import Store, normalize_key
 
 
@@ -88,9 +89,22 @@ def _level_meta(first: ZarrArray, spec: LevelSpec) -> ArrayMetadataV3 | ArrayMet
             raise UnsupportedError("chunks= for the levels of a sharded Zarr image: they take "
                                    "level 0's shard and chunk shapes")  # fmt: skip
         chunks = meta.chunk_shape if spec.chunks is None else spec.chunks
+        if is_sharded(meta) and spec.shard_bytes is not None:
+            inner = ShardingConfig.of(meta).chunk_shape
+            chunks = _smaller_shard(chunks, inner, spec.shard_bytes // meta.data_type.itemsize)
         return replace(meta, shape=shape, chunk_shape=chunks, attributes={}).checked()
     chunks = meta.chunks if spec.chunks is None else spec.chunks
     return replace(meta, shape=shape, chunks=chunks).checked()
+
+
+def _smaller_shard(shard: Sequence[int], inner: Sequence[int], voxels: int) -> tuple[int, ...]:
+    """``shard`` halved, a multiple of ``inner`` at a time along its longest axis, until it holds
+    at most ``voxels`` (never below one inner chunk)."""
+    counts = [s // c for s, c in zip(shard, inner, strict=True)]
+    while math.prod(counts) * math.prod(inner) > voxels and max(counts) > 1:
+        axis = max(range(len(counts)), key=lambda i: counts[i] * inner[i])
+        counts[axis] = max(1, counts[axis] // 2)
+    return tuple(n * c for n, c in zip(counts, inner, strict=True))
 
 
 def _entry(multiscale: Multiscale, factor: Sequence[int], path: str) -> OmeDataset:
