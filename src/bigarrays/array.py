@@ -27,7 +27,7 @@ from bigarrays.errors import (
     UnsizedArrayError,
     UnsupportedError,
 )
-from bigarrays.formats.base import Dataset, Level
+from bigarrays.formats.base import Dataset, Level, Resized
 from bigarrays.indexing import Casting, coerce_value, exact_values, expand_key, parse_key
 from bigarrays.ops import pyramid
 from bigarrays.pipeline import ChunkEngine
@@ -682,15 +682,17 @@ class BigArray(ArrayManners):
             stop[level_axis] += block.shape[j]
             return Box(current.start, stop)
 
-        self._resized(change)
-        key = [slice(None)] * len(dims)
+        grown = self._resized(change)
+        key: list[Any] = [slice(None)] * len(dims)
         key[j] = slice(at[0], at[0] + block.shape[j])
-        self.write(tuple(key), block, casting=casting)
-        written = self._level.bounds
-        start, stop = list(written.start), list(written.stop)
-        start[level_axis], stop[level_axis] = at[0], at[0] + block.shape[j]
+        selection = parse_key(tuple(key), self._level.axes, self._level.bounds)
+        values = coerce_value(block, self.dtype, selection, casting)
+        if not selection.box.empty:
+            source = grown.grow if grown.grow is not None else self._source
+            self._engine.write(source, selection.box, values, skip_empty=self.skip_empty)
         spatial = self._level.spatial
-        return Box(tuple(start[i] for i in spatial), tuple(stop[i] for i in spatial))
+        box = selection.box
+        return Box(tuple(box.start[i] for i in spatial), tuple(box.stop[i] for i in spatial))
 
     def _resize_target(self, given: Box | Sequence[int]) -> Box:
         """The bounds over every grid axis that ``resize(given)`` asks for."""
@@ -711,7 +713,7 @@ class BigArray(ArrayManners):
             stop[i] = current.start[i] + n
         return Box(current.start, stop)
 
-    def _resized(self, change: Callable[[Box], Box]) -> None:
+    def _resized(self, change: Callable[[Box], Box]) -> Resized:
         """Store ``change`` of the bounds, clear what it crops, and take the new level."""
         result = self._dataset.resized(change)
         self._dataset = result.dataset
@@ -730,6 +732,7 @@ class BigArray(ArrayManners):
             if not box.empty:
                 block = np.broadcast_to(fill, box.shape)
                 self._engine.write(clear, box, block, skip_empty=self._level.deletes_chunks)
+        return result
 
     # -- life cycle ------------------------------------------------------------------------------
     def close(self) -> None:

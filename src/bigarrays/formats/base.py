@@ -115,6 +115,11 @@ class Resized:
     #: A chunk source whose grid covers ``before``: the caller writes the fill value through it
     #: over the part of ``before`` outside ``after``, so that cropped voxels never come back.
     clear: ChunkSource
+    #: Where the format clips edge chunks to the bounds when it writes them (Zarr), a source
+    #: whose grid reaches whole chunks past ``after``: written through it, voxels past the old
+    #: end merge into an edge chunk instead of replacing it, and so keep what another process,
+    #: which saw a larger size, wrote there. None: the level's own source.
+    grow: ChunkSource | None = None
 
 
 class Dataset(abc.ABC):

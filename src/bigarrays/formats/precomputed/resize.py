@@ -286,3 +286,8 @@ def _drop_unnamed(store: Store, written: list[tuple[str, Box]]) -> None:
         )  # fmt: skip
         if not named:
             store.delete(key)
+
+
+def fixed_grid(info: Info, bounds: Box) -> Info:
+    """``info`` of a new volume whose first scale's grid is fixed, showing ``bounds`` of it."""
+    return info.with_scales([with_extent(info.scales[0], bounds), *info.scales[1:]])

@@ -64,4 +64,10 @@ def resize(dataset: ZarrDataset, change: Callable[[Box], Box]) -> Resized:
         arrays = [ZarrArray(array.path, meta, array.attributes)]
         return ZarrDataset(store, arrays, dataset.group, dataset.multiscale)
 
-    return Resized(with_meta(new), before, after, with_meta(old).level(0).source)
+    chunk = with_meta(new).level(0).source.grid.chunk
+    whole = tuple(
+        -(-b // c) * c if b > a else b
+        for a, b, c in zip(before.stop, after.stop, chunk, strict=True)
+    )
+    grow = with_meta(replace(new, shape=whole)).level(0).source
+    return Resized(with_meta(new), before, after, with_meta(old).level(0).source, grow)
