@@ -382,3 +382,25 @@ def test_concurrent_resizers_of_different_axes_keep_both(kind: Kind, tmp_path: P
     kind.create(path, Box((0, 0, 0), (3, 3, 3))).close()
     _run(_grow_axis, [(str(path), 0), (str(path), 1)])
     assert ba.open(path).shape == (3 + STEPS, 3 + 2 * STEPS, 3)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"max_shape": (8, 8, 4)},
+        {"max_bounds": Box((1, 0, 0), (9, 9, 9))},
+        {"max_shape": (9, 9, 9), "max_bounds": Box((0, 0, 0), (9, 9, 9))},
+        {"max_shape": (9, 9, 9, 9)},
+        {"max_shape": (4, 4, 4), "format": "zarr"},
+    ],
+    ids=["too-small", "not-holding-the-offset", "both", "four-axes", "zarr-too-small"],
+)
+def test_max_shape_must_hold_the_array(options: dict[str, Any], memory_url: str) -> None:
+    with pytest.raises(ba.InvalidArgumentError, match=r"must hold the array's bounds|not both"):
+        ba.create(memory_url, shape=(8, 8, 8), dtype="uint8", **options)
+
+
+def test_a_zarr_array_takes_max_shape_and_grows_past_it_all_the_same(memory_url: str) -> None:
+    vol = ba.create(memory_url, shape=(2, 3), dtype="uint8", format="zarr", max_shape=(4, 3))
+    vol.resize((6, 3))
+    assert ba.open(memory_url).shape == (6, 3)
