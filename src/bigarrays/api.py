@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 from bigarrays import stores as stores_package
 from bigarrays.array import BigArray, Mode
+from bigarrays.box import Box
 from bigarrays.errors import InvalidArgumentError, ReadOnlyError
 from bigarrays.formats.base import Dataset
 from bigarrays.formats.detect import FORMATS, detect
@@ -25,6 +26,7 @@ from bigarrays.formats.precomputed.format import (
     create_info,
     open_dataset,
 )
+from bigarrays.formats.precomputed.resize import fixed_grid
 from bigarrays.formats.precomputed.stored_compression import warn_if_suffixes_hide_chunks
 from bigarrays.formats.zarr.format import (
     ZarrArray,
@@ -234,6 +236,8 @@ def create(
     dims: Sequence[str] | None = None,
     fill_value: Any = None,
     attributes: dict[str, Any] | None = None,
+    max_shape: Sequence[int] | None = None,
+    max_bounds: Box | None = None,
     **store_options: Any,
 ) -> BigArray:
     """Create a one-level dataset at ``url`` and open it for reading and writing.
@@ -278,15 +282,24 @@ def create(
     reads: creating it warns.
 
     ``cache_bytes`` and ``skip_empty`` are as in :func:`open`.
+
+    ``max_shape`` (from ``voxel_offset``) or ``max_bounds`` (a Box) fixes a precomputed volume's
+    chunk grid for the largest size it will grow to: the info describes that grid, so chunk
+    names and shard ids never change, and ``vol.resize`` / ``vol.append`` inside it rewrite the
+    info alone (the bounds bigarrays shows are kept in the scale's ``bigarrays`` member; other
+    readers see the whole grid, the fill value outside the bounds). A sharded volume grows only
+    inside its grid. A Zarr array needs neither (its chunk names never depend on its shape):
+    they are checked and have no other effect.
     """
     kind = _format_of(url, format)
+    limit = _max_box(shape, voxel_offset, max_shape, max_bounds)
     if kind != "precomputed":
         return _create_zarr(
             url, kind, shape, dtype, chunks, voxel_offset, resolution, num_channels,
             layer_type, encoding, compression, overwrite, compression_level=compression_level,
             sharding=sharding, threads=threads, progress=progress, cache_bytes=cache_bytes,
             skip_empty=skip_empty, dims=dims, fill_value=fill_value, attributes=attributes,
-            store_options=store_options,
+            store_options=store_options, max_box=limit,
         )  # fmt: skip
     for name, value in (("dims", dims), ("fill_value", fill_value), ("attributes", attributes)):
         if value is not None:
@@ -294,8 +307,9 @@ def create(
                 f"{name} applies to Zarr arrays (format='zarr'), not precomputed"
             )
     _check_precomputed_shape(shape)
+    grid_shape, grid_offset = (shape, voxel_offset) if limit is None else (limit.shape, limit.start)
     info = create_info(
-        shape, dtype, (64, 64, 64) if chunks is None else chunks, voxel_offset, resolution,
+        grid_shape, dtype, (64, 64, 64) if chunks is None else chunks, grid_offset, resolution,
         num_channels, layer_type, encoding,
         compression, compression_level=compression_level, jpeg_quality=jpeg_quality,
         png_level=png_level,
@@ -303,6 +317,8 @@ def create(
         blosc_cname=blosc_cname, blosc_shuffle=blosc_shuffle, sharding=sharding,
         shard_size_bytes=shard_size_bytes, skip_empty=skip_empty,
     )  # fmt: skip
+    if limit is not None:
+        info = fixed_grid(info, Box.from_shape(shape, voxel_offset))
     store = _open_store(create, url, False, store_options)
     _check_writable_store(store, url)
     try:
@@ -317,6 +333,34 @@ def create(
         overwrite=overwrite, threads=threads, progress=progress, cache_bytes=cache_bytes,
         skip_empty=skip_empty,
     )  # fmt: skip
+
+
+def _max_box(
+    shape: Sequence[int],
+    voxel_offset: Sequence[int],
+    max_shape: Sequence[int] | None,
+    max_bounds: Box | None,
+) -> Box | None:
+    """The grid ``max_shape`` / ``max_bounds`` fix, checked to hold the array's bounds."""
+    if max_shape is None and max_bounds is None:
+        return None
+    if max_shape is not None and max_bounds is not None:
+        raise InvalidArgumentError("give max_shape or max_bounds, not both")
+    try:
+        if max_bounds is None:
+            offset = [0] * len(shape) if len(voxel_offset) != len(shape) else voxel_offset
+            max_bounds = Box.from_shape(max_shape or (), offset)
+        bounds = Box.from_shape(shape, voxel_offset if len(voxel_offset) == len(shape) else [0]
+                                * len(shape))  # fmt: skip
+        inside = max_bounds.ndim == bounds.ndim and max_bounds.contains(bounds)
+    except (TypeError, ValueError):
+        inside = False
+    if not inside:
+        raise InvalidArgumentError(
+            f"max_shape={max_shape!r} / max_bounds={max_bounds!r} must hold the array's bounds "
+            f"(shape {tuple(shape)} at voxel_offset {tuple(voxel_offset)}), one extent per axis"
+        )
+    return max_bounds
 
 
 def _check_precomputed_shape(shape: Any) -> None:
@@ -411,6 +455,7 @@ def _create_zarr(
     fill_value: Any,
     attributes: dict[str, Any] | None,
     store_options: dict[str, Any],
+    max_box: Box | None = None,
 ) -> BigArray:
     """``create`` of a Zarr array or OME-Zarr image (see ``create``)."""
     ome = _is_ome(url)

@@ -260,3 +260,9 @@ class InvalidArgumentError(BigArraysError, ValueError):
 
 class UnsizedArrayError(BigArraysError, TypeError):
     """``len()`` or iteration of a 0-d array, which has no first axis (as NumPy's TypeError)."""
+
+
+class ResizeRefusedError(UnsupportedError):
+    """A resize the format could only do by rewriting much of the dataset (a sharded scale past
+    its grid, a precomputed origin moved by part of a chunk), or cannot do at all (a Zarr array
+    below 0); the message says how to avoid it."""

@@ -10,7 +10,7 @@ and bounds that indexing needs, and the few descriptive facts (resolution, encod
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,6 +60,9 @@ class Level:
     #: Voxels per axis of the unit a writer should fill whole: the chunk, or a box-shaped shard
     #: (None: the chunk shape). Units tile the grid from its origin, as chunks do.
     write_unit: tuple[int, ...] | None = None
+    #: The voxels callers see, where they are fewer than the chunk grid's (a growable array
+    #: whose grid was fixed up front for a larger size); None: the grid's bounds.
+    extent: Box | None = None
 
     @property
     def unit(self) -> tuple[int, ...]:
@@ -69,7 +72,7 @@ class Level:
     @property
     def bounds(self) -> Box:
         """The level's voxels over every grid axis, hidden and positional ones included."""
-        return self.source.grid.bounds
+        return self.extent if self.extent is not None else self.source.grid.bounds
 
     @property
     def spatial(self) -> tuple[int, ...]:
@@ -102,6 +105,24 @@ class LevelSpec:
     #: Uncompressed bytes a shard of this level should hold at most, where the format chooses
     #: the shards (so that a writer can hold a shard's worth of level 0); None: its default.
     shard_bytes: int | None = None
+
+
+@dataclass(frozen=True)
+class Resized:
+    """What :meth:`Dataset.resized` did: the dataset after, and level 0's bounds before and
+    after (over every grid axis)."""
+
+    dataset: Dataset
+    before: Box
+    after: Box
+    #: A chunk source whose grid covers ``before``: the caller writes the fill value through it
+    #: over the part of ``before`` outside ``after``, so that cropped voxels never come back.
+    clear: ChunkSource
+    #: Where the format clips edge chunks to the bounds when it writes them (Zarr), a source
+    #: whose grid reaches whole chunks past ``after``: written through it, voxels past the old
+    #: end merge into an edge chunk instead of replacing it, and so keep what another process,
+    #: which saw a larger size, wrote there. None: the level's own source.
+    grow: ChunkSource | None = None
 
 
 class Dataset(abc.ABC):
@@ -159,3 +180,14 @@ class Dataset(abc.ABC):
         that record it. The new levels hold no chunks yet.
         """
         raise UnsupportedError(f"{self.format_name} datasets cannot hold more than one level")
+
+    def resized(self, change: Callable[[Box], Box]) -> Resized:
+        """Store metadata whose level-0 bounds are ``change(bounds stored now)``.
+
+        The metadata is re-read and ``change`` called again when another process changed it
+        meanwhile (a conditional write), so concurrent resizes and appends never lose one
+        another's change; ``change`` must have no other effect and may raise to refuse.
+        Datasets of more than one level are refused: their other levels would no longer be
+        level 0 pooled.
+        """
+        raise UnsupportedError(f"{self.format_name} datasets cannot be resized")

@@ -10,13 +10,14 @@ from __future__ import annotations
 import copy
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
 from bigarrays.arguments import check_codec_choices, real3, whole, whole3
+from bigarrays.box import Box
 from bigarrays.errors import (
     DatasetNotFoundError,
     InvalidInfoError,
@@ -24,7 +25,7 @@ from bigarrays.errors import (
     UnsupportedError,
     ViewerCompatibilityWarning,
 )
-from bigarrays.formats.base import Axis, Dataset, Level, LevelSpec
+from bigarrays.formats.base import Axis, Dataset, Level, LevelSpec, Resized
 from bigarrays.formats.precomputed.chunks import open_layout
 from bigarrays.formats.precomputed.info import (
     EXTENSION_DATA_TYPES,
@@ -90,7 +91,24 @@ class PrecomputedDataset(Dataset):
         return PrecomputedDataset(self.store, stored.with_scales(
             [self.info.scales[0], *stored.scales[1:]]))  # fmt: skip
 
+    def resized(self, change: Callable[[Box], Box]) -> Resized:
+        from bigarrays.formats.precomputed.resize import resize
+
+        step, stored = resize(self.store, change, self._session)
+        dataset = PrecomputedDataset(self.store, self._session(stored))
+        return Resized(dataset, step.before, step.after, dataset.level(0).source)
+
+    def _session(self, info: Info) -> Info:
+        """``info`` (as stored) with the compression this session writes its first scale with."""
+        mine, scale = self.info.scales[0], info.scales[0]
+        if scale.sharding is None and scale.compression is None and mine.compression:
+            scale = replace(scale, compression=mine.compression,
+                            compression_level=mine.compression_level)  # fmt: skip
+        return info.with_scales([scale, *info.scales[1:]])
+
     def level(self, mip: int) -> Level:
+        from bigarrays.formats.precomputed.resize import level_extent
+
         scales = self.info.scales
         if not 0 <= mip < len(scales):
             raise ScaleNotFoundError(
@@ -109,7 +127,7 @@ class PrecomputedDataset(Dataset):
             compression=scale.compression,
             deletes_chunks=scale.sharding is None,
             native=scale,
-            write_unit=source.shard_shape,
+            write_unit=source.shard_shape, extent=level_extent(self.info, mip),
         )  # fmt: skip
 
 

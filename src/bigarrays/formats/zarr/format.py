@@ -10,12 +10,13 @@ a new array's.
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
+from bigarrays.box import Box
 from bigarrays.codecs.chain import CodecChain
 from bigarrays.codecs.zarr_v2 import V2Chain
 from bigarrays.errors import (
@@ -25,7 +26,7 @@ from bigarrays.errors import (
     ScaleNotFoundError,
     UnsupportedError,
 )
-from bigarrays.formats.base import Axis, Dataset, Level, LevelSpec
+from bigarrays.formats.base import Axis, Dataset, Level, LevelSpec, Resized
 from bigarrays.formats.zarr.chunks import Chain, ZarrChunks
 from bigarrays.formats.zarr.dtypes import as_fill_value, v2_typestr, v3_name
 from bigarrays.formats.zarr.metadata_v2 import (
@@ -151,6 +152,11 @@ class ZarrDataset(Dataset):
         from bigarrays.formats.zarr.levels import add_levels
 
         return add_levels(self, specs, method=method, replace_levels=replace_levels)
+
+    def resized(self, change: Callable[[Box], Box]) -> Resized:
+        from bigarrays.formats.zarr.resize import resize
+
+        return resize(self, change)
 
     def _chain(self, meta: ArrayMetadata) -> tuple[Chain, str, str | None]:
         """The codec chain, the name of the chunk encoding and of the compression."""

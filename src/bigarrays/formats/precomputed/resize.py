@@ -1,0 +1,293 @@
+"""Growing and shrinking a precomputed volume.
+
+Precomputed names a chunk by its box clipped to the scale's bounds (``0-64_0-64_0-30``) and a
+sharded chunk by the Morton code of its place in a grid whose size the bounds give, so the bounds
+are part of every chunk's name. Two ways to change them follow from that:
+
+- **A fixed grid.** ``create(..., max_shape=...)`` writes the info of the largest volume (its
+  ``size`` and ``voxel_offset`` fix chunk names and shard ids for good) and keeps the bounds that
+  bigarrays shows under the scale's ``bigarrays.bounds`` member. Any resize inside that grid
+  changes this member alone; other readers (Neuroglancer, TensorStore) see the whole grid, whose
+  voxels outside the bounds read as the fill value. Sharded scales always keep their grid: growing
+  one past it would rewrite every shard, and is refused.
+- **A grid that follows the bounds** (an unsharded volume made without ``max_shape``). The info's
+  ``size`` and ``voxel_offset`` change, so the chunks at the edges that move are rewritten under
+  their new names: written first (no reader of the old info looks there), then the info is put
+  if it is still the version read, then the old names are deleted. ``voxel_offset`` moves by
+  whole chunks only, so that every other chunk keeps its name.
+
+A concurrent writer of an edge chunk while a resize re-keys it can lose its write; concurrent
+appenders need a fixed grid (``max_shape``), where nothing but the info changes.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from typing import Any
+
+from bigarrays.box import Box, ChunkGrid
+from bigarrays.errors import InvalidInfoError, ResizeRefusedError, VersionConflictError
+from bigarrays.fill import filled, is_fill
+from bigarrays.formats.bounded_json import MAX_JSON_BYTES
+from bigarrays.formats.documents import update_document
+from bigarrays.formats.merge import MAX_CONFLICT_RETRIES
+from bigarrays.formats.precomputed.chunks import ChunkLayout
+from bigarrays.formats.precomputed.format import INFO_KEY
+from bigarrays.formats.precomputed.info import EXTENSION_KEY, Info, Scale, check_extent
+from bigarrays.stores import Store
+
+#: The member of a scale's ``bigarrays`` object that holds the bounds of a fixed grid.
+BOUNDS_MEMBER = "bounds"
+
+
+def stored_extent(scale: Scale) -> Box | None:
+    """The bounds a fixed-grid scale shows (x, y, z), or None where they are the grid's."""
+    ext = scale.extra.get(EXTENSION_KEY)
+    entry = ext.get(BOUNDS_MEMBER) if isinstance(ext, dict) else None
+    if entry is None:
+        return None
+    name = f"scale {scale.key!r} {EXTENSION_KEY}.{BOUNDS_MEMBER}"
+    try:
+        start = tuple(int(v) for v in entry["voxel_offset"] if isinstance(v, int))
+        size = tuple(int(v) for v in entry["size"] if isinstance(v, int))
+    except (TypeError, KeyError):
+        start = size = ()
+    if len(start) != 3 or len(size) != 3 or min(size) < 0:
+        raise InvalidInfoError(
+            f"{name} must be {{'voxel_offset': [x, y, z], 'size': [x, y, z]}} of integers, "
+            f"sizes >= 0; got {entry!r}"
+        )
+    box = Box.from_shape(size, start)
+    grid = Box.from_shape(scale.size, scale.voxel_offset)
+    if not grid.contains(box):
+        raise InvalidInfoError(f"{name} {box} must lie inside the scale's grid {grid}")
+    return box
+
+
+def with_extent(scale: Scale, extent: Box | None) -> Scale:
+    """``scale`` showing ``extent`` (x, y, z) of its grid; None: the whole grid, not fixed."""
+    extra = dict(scale.extra)
+    ext = dict(extra.get(EXTENSION_KEY) or {})
+    ext.pop(BOUNDS_MEMBER, None)
+    if extent is not None:
+        ext[BOUNDS_MEMBER] = {"voxel_offset": list(extent.start), "size": list(extent.shape)}
+    if ext:
+        extra[EXTENSION_KEY] = ext
+    else:
+        extra.pop(EXTENSION_KEY, None)
+    return replace(scale, extra=extra)
+
+
+def level_extent(info: Info, mip: int) -> Box | None:
+    """The bounds of scale ``mip`` over its grid's four axes, where a fixed grid is larger."""
+    extent = stored_extent(info.scales[mip])
+    if extent is None:
+        return None
+    return Box((*extent.start, 0), (*extent.stop, info.num_channels))
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A resize of the first scale: the bounds (x, y, z, channel) before and after, the info
+    now stored and the one to store, and whether chunks move to new names."""
+
+    before: Box
+    after: Box
+    old: Info
+    new: Info
+
+    @property
+    def moves(self) -> bool:
+        a, b = self.old.scales[0], self.new.scales[0]
+        return (a.size, a.voxel_offset) != (b.size, b.voxel_offset)
+
+
+def plan(info: Info, change: Callable[[Box], Box], url: str) -> Plan:
+    """What ``change`` of the first scale's bounds stores, or a typed refusal."""
+    if len(info.scales) > 1:
+        raise ResizeRefusedError(
+            f"{url} has {len(info.scales)} scales; a resize would leave scales 1.. no longer "
+            "scale 0 pooled. Resize a volume of one scale, then build its pyramid again "
+            "(vol.downsample(overwrite=True))"
+        )
+    scale, nc = info.scales[0], info.num_channels
+    grid = Box.from_shape(scale.size, scale.voxel_offset)
+    extent = stored_extent(scale)
+    shown = extent or grid
+    before = Box((*shown.start, 0), (*shown.stop, nc))
+    after = change(before)
+    if (after.start[3], after.stop[3]) != (0, nc):
+        raise ResizeRefusedError(
+            f"a precomputed volume keeps its {nc} channel(s); resize x, y and z only"
+        )
+    box = Box(after.start[:3], after.stop[:3])
+    check_extent(box.shape, box.start, ("size", "voxel_offset"))
+    fixed = scale.sharding is not None or extent is not None
+    if fixed and grid.contains(box):
+        return Plan(before, after, info, info.with_scales([with_extent(scale, box)]))
+    if scale.sharding is not None:
+        raise ResizeRefusedError(
+            f"cannot resize {url} to {box}: it reaches outside the grid {grid} of its sharded "
+            "scale, whose shard ids follow the grid's size, so every shard would be rewritten. "
+            "Create the volume with max_shape= (or max_bounds=) covering the growth: resizes "
+            "inside that grid change the info alone"
+        )
+    new_grid = _hull(grid, box) if fixed else box
+    chunk = scale.chunk_size
+    for d in range(3):
+        moved = new_grid.start[d] - grid.start[d]
+        if moved % chunk[d]:
+            raise ResizeRefusedError(
+                f"cannot resize {url} to {box}: its chunks are anchored at voxel_offset "
+                f"{grid.start}, and moving it by {moved} voxels along {'xyz'[d]} (not a "
+                f"multiple of the chunk's {chunk[d]}) would rename every chunk. Grow or shrink "
+                "the low end by whole chunks, or create the volume with max_bounds= covering "
+                "the growth"
+            )
+    new_scale = replace(scale, size=new_grid.shape, voxel_offset=new_grid.start)  # type: ignore[arg-type]
+    new_scale = with_extent(new_scale, box if fixed else None)
+    return Plan(before, after, info, info.with_scales([new_scale]))
+
+
+def _hull(a: Box, b: Box) -> Box:
+    return Box(
+        tuple(min(x, y) for x, y in zip(a.start, b.start, strict=True)),
+        tuple(max(x, y) for x, y in zip(a.stop, b.stop, strict=True)),
+    )
+
+
+def resize(
+    store: Store, change: Callable[[Box], Box], session: Callable[[Info], Info]
+) -> tuple[Plan, Info]:
+    """Apply ``change`` to the stored info (see the module notes); the plan carried out and the
+    info stored. ``session(info)`` adds what this session writes with (its compression)."""
+    done: list[Plan] = []
+
+    def edit(current: bytes | None) -> bytes:
+        step = plan(_parse(current, store.url), change, store.url)
+        if step.moves:
+            raise _Moves
+        done[:] = [step]
+        return step.new.to_bytes()
+
+    try:
+        stored = update_document(store, INFO_KEY, edit)
+        return done[0], Info.from_bytes(stored)
+    except _Moves:
+        return _resize_moving(store, change, session)
+
+
+class _Moves(Exception):
+    """The resize renames chunks, which must be written before the info is."""
+
+
+def _parse(current: bytes | None, url: str) -> Info:
+    if current is None:
+        raise InvalidInfoError(f"the info of {url} was deleted while it was resized")
+    return Info.from_bytes(current, url=f"{url.rstrip('/')}/{INFO_KEY}")
+
+
+def _resize_moving(
+    store: Store, change: Callable[[Box], Box], session: Callable[[Info], Info]
+) -> tuple[Plan, Info]:
+    for _ in range(MAX_CONFLICT_RETRIES):
+        if store.conditional_writes:
+            current, version = store.get_with_version(INFO_KEY, max_size=MAX_JSON_BYTES)
+        else:
+            current, version = store.get(INFO_KEY, max_size=MAX_JSON_BYTES), None
+        step = plan(_parse(current, store.url), change, store.url)
+        old = ChunkLayout(store, session(step.old), 0)
+        new = ChunkLayout(store, session(step.new), 0)
+        written, stale = _move_edges(old, new, step.after)
+        data = step.new.to_bytes()
+        try:
+            if version is None:
+                store.put(INFO_KEY, data)
+            else:
+                store.put(INFO_KEY, data, mode="if_version", version=version)
+        except VersionConflictError:
+            _drop_unnamed(store, written)
+            continue
+        for key in stale:
+            store.delete(key)
+        return step, step.new
+    raise VersionConflictError(INFO_KEY, store.url)
+
+
+def _affected(old: ChunkGrid, new: ChunkGrid) -> Iterator[tuple[int, ...]]:
+    """Grid indices (in ``old``) of the chunks whose clipped box changes or leaves ``new``."""
+    per_axis: list[set[int]] = []
+    for d in range(3):
+        c, o1, stop0, stop1 = old.chunk[d], new.origin[d], old.bounds.stop[d], new.bounds.stop[d]
+        hit = set()
+        for i in range(old.grid_shape[d]):
+            a = old.origin[d] + i * c
+            if not o1 <= a < stop1 or min(a + c, stop0) != min(a + c, stop1):
+                hit.add(i)
+        per_axis.append(hit)
+    seen: set[tuple[int, ...]] = set()
+    for d, hit in enumerate(per_axis):
+        ranges: list[Any] = [range(n) for n in old.grid_shape[:3]]
+        ranges[d] = sorted(hit)
+        for index in itertools.product(*ranges):
+            if index not in seen:
+                seen.add(index)
+                yield (*index, 0)
+
+
+def _move_edges(
+    old: ChunkLayout, new: ChunkLayout, after: Box
+) -> tuple[list[tuple[str, Box]], list[str]]:
+    """Write the edge chunks of ``old`` that change name under ``new``'s name (voxels outside
+    ``after`` cleared); the keys written (with their boxes) and the old keys to delete once the
+    info is stored."""
+    written: list[tuple[str, Box]] = []
+    stale: list[str] = []
+    g0, g1 = old.grid, new.grid
+    for index in _affected(g0, g1):
+        box0 = g0.chunk_box(index)
+        chunk = old.load(index)
+        if chunk is not None:
+            stale.append(old.key(index))
+        a = box0.start
+        if not all(g1.origin[d] <= a[d] < g1.bounds.stop[d] for d in range(3)):
+            continue
+        index1 = (*((a[d] - g1.origin[d]) // g1.chunk[d] for d in range(3)), 0)
+        box1 = g1.chunk_box(index1)
+        keep = box0.intersect(box1).intersect(after)
+        out = filled(box1.shape, new.dtype, new.fill_value, "F")
+        if chunk is not None and not keep.empty:
+            out[keep.slices(box1.start)] = chunk[keep.slices(box0.start)]
+        key = new.key(index1)
+        if chunk is None or is_fill(out, new.fill_value):
+            new.store.delete(key)  # a stale copy left by an interrupted resize
+            continue
+        new.save(index1, out)
+        written.append((key, box1))
+    return written, stale
+
+
+def _drop_unnamed(store: Store, written: list[tuple[str, Box]]) -> None:
+    """After a lost race, delete the chunks written under names that the info now stored does
+    not give (another resize may have written the same names: those stay)."""
+    data = store.get(INFO_KEY, max_size=MAX_JSON_BYTES)
+    if data is None or not written:
+        return
+    scale = Info.from_bytes(data).scales[0]
+    grid = ChunkGrid(scale.voxel_offset, scale.size, scale.chunk_size)
+    for key, box in written:
+        start, stop = box.start[:3], box.stop[:3]
+        named = grid.bounds.contains(Box(start, stop)) and all(
+            (a - o) % c == 0 and b == min(a + c, e)
+            for a, b, o, c, e in zip(start, stop, grid.origin, grid.chunk, grid.bounds.stop,
+                                     strict=True)
+        )  # fmt: skip
+        if not named:
+            store.delete(key)
+
+
+def fixed_grid(info: Info, bounds: Box) -> Info:
+    """``info`` of a new volume whose first scale's grid is fixed, showing ``bounds`` of it."""
+    return info.with_scales([with_extent(info.scales[0], bounds), *info.scales[1:]])
