@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import bigarrays as ba
-from bigarrays.array import TransposedArray
+from bigarrays.array_views import TransposedArray
 from bigarrays.errors import (
     ArrayTooLargeError,
     BigArraysError,
