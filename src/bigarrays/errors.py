@@ -260,3 +260,13 @@ class InvalidArgumentError(BigArraysError, ValueError):
 
 class UnsizedArrayError(BigArraysError, TypeError):
     """``len()`` or iteration of a 0-d array, which has no first axis (as NumPy's TypeError)."""
+
+
+class InvalidReferencesError(BigArraysError, ValueError):
+    """A references document (kerchunk JSON v0 / v1, or the Parquet layout) is malformed: the
+    message names the key or member and what was expected."""
+
+
+class BrokenReferenceError(CorruptChunkError):
+    """A reference names bytes its target does not hold: the file is missing, or the range
+    reaches past its end."""
