@@ -177,7 +177,7 @@ class ParquetTable:
         self._records = functools.lru_cache(cache_files)(self._read_record)
 
     def _grid(self, field: str) -> tuple[tuple[int, ...], str] | None:
-        zarray = self.meta.get(f"{field}/.zarray")
+        zarray = self.meta.get(f"{field}/.zarray" if field else ".zarray")
         if isinstance(zarray, str):
             zarray = json.loads(zarray)
         if not isinstance(zarray, dict):
@@ -187,7 +187,7 @@ class ParquetTable:
         return grid, zarray.get("dimension_separator") or "."
 
     def _read_record(self, field: str, record: int) -> list[tuple[Any, Any, Any, Any]] | None:
-        data = self.store.get(f"{field}/refs.{record}.parq")
+        data = self.store.get(f"{field}/refs.{record}.parq" if field else f"refs.{record}.parq")
         if data is None:
             return None
         import pyarrow as pa
@@ -203,9 +203,7 @@ class ParquetTable:
         if key in self.meta:
             value = self.meta[key]
             return value.encode() if isinstance(value, str) else json.dumps(value).encode()
-        if "/" not in key:
-            return None
-        field, chunk = key.rsplit("/", 1)
+        field, _, chunk = key.rpartition("/")
         found = self._grid(field)
         if found is None:
             return None
@@ -235,9 +233,9 @@ class ParquetTable:
     def keys(self) -> Iterator[str]:
         yield from list(self.meta)
         for key in list(self.meta):
-            if not key.endswith("/.zarray"):
+            if not (key == ".zarray" or key.endswith("/.zarray")):
                 continue
-            field = key[: -len("/.zarray")]
+            field = key[: -len("/.zarray")] if key != ".zarray" else ""
             found = self._grid(field)
             if found is None:
                 continue
@@ -249,4 +247,4 @@ class ParquetTable:
                     continue
                 path, _, _, raw = rows[number % self.record_size]
                 if raw is not None or path:
-                    yield f"{field}/{sep.join(map(str, index))}"
+                    yield (f"{field}/" if field else "") + sep.join(map(str, index))
