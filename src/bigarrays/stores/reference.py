@@ -94,12 +94,16 @@ class ReferenceStore(Store):
     def _config(self) -> tuple[Any, ...]:
         return (type(self), self.url)
 
-    def _check_writable(self) -> None:
-        raise ReadOnlyError(
-            f"{self.url} is a references store: its bytes belong to the files it references and "
-            "cannot be written; copy the dataset to a writable store first "
-            f"(bigarrays cp {self.url} DST) and write there"
+    @property
+    def write_hint(self) -> str:
+        """How to get a writable copy, for messages that refuse a write."""
+        return (
+            f", or copy it to a writable store (bigarrays cp {self.url} DST) and write there: "
+            "the bytes of a references store belong to the files it references"
         )
+
+    def _check_writable(self) -> None:
+        raise ReadOnlyError(f"{self.url} is a references store, read-only{self.write_hint}")
 
     # -- references ------------------------------------------------------------------------------
     def _full(self, key: str) -> str:
