@@ -24,8 +24,13 @@ def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     p.add_argument("input", metavar="INPUT",
                    help="a .tar or .zip of a dataset, an HDF5 file (or a tar of them), a TIFF, "
                    "or a folder of single-page TIFFs")  # fmt: skip
-    p.add_argument("-o", "--output", required=True, metavar="OUT",
-                   help="refs.json (kerchunk JSON) or refs.parquet (Parquet layout)")
+    p.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        metavar="OUT",
+        help="refs.json (kerchunk JSON) or refs.parquet (Parquet layout)",
+    )
     p.add_argument("--kind", default="auto", choices=KINDS,
                    help="what INPUT is (default: from its name)")  # fmt: skip
     p.add_argument("--json-version", type=int, default=1, choices=(0, 1),

@@ -107,9 +107,12 @@ def _render(text: str, templates: Mapping[str, Any], values: Mapping[str, Any], 
     try:
         import jinja2
     except ImportError:
-        raise MissingDependencyError("jinja2", "refs", "references with template expressions")
+        raise MissingDependencyError(
+            "jinja2", "refs", "references with template expressions"
+        ) from None
     try:
-        return jinja2.Template(text, undefined=jinja2.StrictUndefined).render(**names)
+        rendered: str = jinja2.Template(text, undefined=jinja2.StrictUndefined).render(**names)
+        return rendered
     except jinja2.TemplateError as exc:
         raise _bad(f"cannot render {text!r}: {exc}", where) from None
 
@@ -142,7 +145,9 @@ def _generate(gens: Any, templates: Mapping[str, Any], where: str) -> dict[str, 
                     offset = int(_render(str(gen["offset"]), templates, values, where))
                     length = int(_render(str(gen["length"]), templates, values, where))
                 except ValueError:
-                    raise _bad(f"'gen' offset or length of {key!r} is not an integer", where)
+                    raise _bad(
+                        f"'gen' offset or length of {key!r} is not an integer", where
+                    ) from None
                 out[key] = Target(url, offset, length)
             else:
                 out[key] = Target(url)

@@ -37,7 +37,7 @@ def tar_members(f: RangedFile, url: str) -> list[tuple[str, int, int]]:
             )
     f.seek(0)
     out = []
-    with tarfile.open(fileobj=f, mode="r:") as tar:  # type: ignore[call-overload]
+    with tarfile.open(fileobj=f, mode="r:") as tar:
         for member in tar:
             if member.isreg():
                 out.append((member.name, member.offset_data, member.size))

@@ -171,7 +171,7 @@ def index_tiff_folder(url: str, **options: Any) -> References:
                 if first is None and layout is None:
                     out.skipped.append((file_url, why))
                     break
-                if len(tif.pages) != 1 or layout != first and first is not None:
+                if layout is None or len(tif.pages) != 1 or (first is not None and layout != first):
                     why = why or "differs from the first file in pages, shape, type or layout"
                     out.skipped.append((file_url, why + "; the stack ends before it"))
                     break

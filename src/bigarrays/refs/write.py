@@ -72,8 +72,13 @@ def _fields(refs: dict[str, Ref]) -> tuple[dict[str, Any], dict[str, dict[int, R
             meta[key] = json.loads(value)
             if key.endswith(".zarray"):
                 doc = meta[key]
-                grid = tuple(math.ceil(s / c) for s, c in zip(doc["shape"], doc["chunks"], strict=True))
-                grids[posixpath.dirname(key)] = (grid or (1,), doc.get("dimension_separator") or ".")
+                grid = tuple(
+                    math.ceil(s / c) for s, c in zip(doc["shape"], doc["chunks"], strict=True)
+                )
+                grids[posixpath.dirname(key)] = (
+                    grid or (1,),
+                    doc.get("dimension_separator") or ".",
+                )
     rows: dict[str, dict[int, Ref]] = {field: {} for field in grids}
     strays = []
     for key, value in refs.items():
@@ -107,10 +112,15 @@ def to_parquet_files(refs: References, record_size: int = RECORD_SIZE) -> dict[s
     files = {".zmetadata": json.dumps({"metadata": meta, "record_size": record_size}).encode()}
     for field, by_number in rows.items():
         doc = meta[f"{field}/.zarray" if field else ".zarray"]
-        total = math.prod(math.ceil(s / c) for s, c in zip(doc["shape"], doc["chunks"], strict=True))
+        total = math.prod(
+            math.ceil(s / c) for s, c in zip(doc["shape"], doc["chunks"], strict=True)
+        )
         for record in range(math.ceil(max(total, 1) / record_size)):
             numbers = range(record * record_size, min(max(total, 1), (record + 1) * record_size))
-            paths, offsets, sizes, raws = [], [], [], []
+            paths: list[str | None] = []
+            offsets: list[int] = []
+            sizes: list[int] = []
+            raws: list[bytes | None] = []
             for n in numbers:
                 ref = by_number.get(n)
                 if isinstance(ref, Target):
@@ -128,7 +138,9 @@ def to_parquet_files(refs: References, record_size: int = RECORD_SIZE) -> dict[s
             })  # fmt: skip
             sink = io.BytesIO()
             pq.write_table(table, sink)
-            files[f"{field}/refs.{record}.parq" if field else f"refs.{record}.parq"] = sink.getvalue()
+            files[f"{field}/refs.{record}.parq" if field else f"refs.{record}.parq"] = (
+                sink.getvalue()
+            )
     return files
 
 

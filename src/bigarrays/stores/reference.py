@@ -173,7 +173,7 @@ class ReferenceStore(Store):
 
     def _list(self, prefix: str) -> Iterator[str]:
         head = f"{self._root}/" if self._root else ""
-        for key in self.table.keys():
+        for key in list(self.table.keys()):
             if key.startswith(head) and key[len(head) :].startswith(prefix):
                 yield key[len(head) :]
 
