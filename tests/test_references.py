@@ -80,10 +80,18 @@ def test_gen_entries_render_keys_and_ranges(tmp_path: Path) -> None:
     doc = {
         "version": 1,
         "templates": {"f": str(tmp_path / "rows.bin")},
-        "refs": {".zarray": json.dumps({**json.loads(_zarray()), "shape": [4, 10],
-                                        "chunks": [1, 10]})},  # fmt: skip
-        "gen": [{"key": "{{i}}.0", "url": "{{f}}", "offset": "{{ i * 20 }}", "length": "20",
-                 "dimensions": {"i": {"stop": 4}}}],  # fmt: skip
+        "refs": {
+            ".zarray": json.dumps({**json.loads(_zarray()), "shape": [4, 10], "chunks": [1, 10]})
+        },  # fmt: skip
+        "gen": [
+            {
+                "key": "{{i}}.0",
+                "url": "{{f}}",
+                "offset": "{{ i * 20 }}",
+                "length": "20",
+                "dimensions": {"i": {"stop": 4}},
+            }
+        ],  # fmt: skip
     }
     vol = ba.open(_write(tmp_path, doc))
     np.testing.assert_array_equal(vol[:, :], data)

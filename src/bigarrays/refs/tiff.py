@@ -113,7 +113,12 @@ def _zarray(layout: PageLayout, pages: int | None) -> bytes:
 
 def _index_pages(f: RangedFile, url: str, out: References) -> None:
     tifffile = _tifffile()
-    with tifffile.TiffFile(f) as tif:
+    try:
+        tif = tifffile.TiffFile(f)
+    except tifffile.TiffFileError as exc:
+        out.skipped.append((url, f"not a TIFF file tifffile can read: {exc}"))
+        return
+    with tif:
         pages = list(tif.pages)
         first, reason = page_layout(pages[0], tif.byteorder)
         if first is None:
