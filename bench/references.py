@@ -16,7 +16,7 @@ import os
 import sys
 import tarfile
 import tempfile
-import threading
+import subprocess
 import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -82,12 +82,21 @@ class _Ranged(BaseHTTPRequestHandler):
                 self.wfile.write(f.read(end - start + 1))
 
 
-def serve(root: Path) -> tuple[ThreadingHTTPServer, str]:
+def serve_forever(root: Path) -> None:
+    """Serve ``root`` on 127.0.0.1 and print the URL; the server runs in a process of its own,
+    so that it takes no interpreter lock from the readers measured."""
     handler = type("Handler", (_Ranged,), {"root": root, "protocol_version": "HTTP/1.1"})
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     httpd.daemon_threads = True
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    return httpd, f"http://127.0.0.1:{httpd.server_address[1]}"
+    print(f"http://127.0.0.1:{httpd.server_address[1]}", flush=True)
+    httpd.serve_forever()
+
+
+def serve(root: Path) -> tuple[subprocess.Popen[str], str]:
+    proc = subprocess.Popen([sys.executable, __file__, "--serve", str(root)],
+                            stdout=subprocess.PIPE, text=True)  # fmt: skip
+    assert proc.stdout is not None
+    return proc, proc.stdout.readline().strip()
 
 
 def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
@@ -117,7 +126,7 @@ def read_kerchunk(h5: str, fs_url: str | None) -> np.ndarray:
     return out
 
 
-def bench_hdf5(folder: Path, mib: int, url: str) -> None:
+def bench_hdf5(folder: Path, mib: int, url: str, local: bool = True) -> None:
     import h5py
 
     h5 = folder / "data.h5"
@@ -135,7 +144,8 @@ def bench_hdf5(folder: Path, mib: int, url: str) -> None:
         vol = ba.open(f"reference://{folder / 'refs.json'}#data")
         return np.asarray(vol[:, :, :])
 
-    for where, source in (("local file", str(h5)), ("HTTP", f"{url}/data.h5")):
+    places = [("local file", str(h5))] if local else []
+    for where, source in (*places, ("HTTP", f"{url}/data.h5")):
         seconds, got = timed(lambda s=source: ours(s))  # type: ignore[misc]
         row(f"bigarrays references (index + read), {where}", seconds, nbytes,
             np.array_equal(got, truth))  # fmt: skip
@@ -167,15 +177,21 @@ def main() -> int:
     parser.add_argument("--mib", type=int, default=1024, help="dataset size (default 1024)")
     parser.add_argument("--members", type=int, default=10_000, help="tar members")
     parser.add_argument("--dir", default=None, help="scratch folder (default: a temp folder)")
+    parser.add_argument("--serve", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--skip-local", action="store_true", help="HTTP rows only")
     args = parser.parse_args()
+    if args.serve:
+        serve_forever(Path(args.serve))
+        return 0
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         folder = Path(tmp)
-        httpd, url = serve(folder)
+        server, url = serve(folder)
         try:
             bench_tar(folder, args.members, url)
-            bench_hdf5(folder, args.mib, url)
+            bench_hdf5(folder, args.mib, url, local=not args.skip_local)
         finally:
-            httpd.shutdown()
+            server.terminate()
+            server.wait()
     return 0
 
 

@@ -211,3 +211,30 @@ def test_targets_on_s3(tmp_path: Path, s3_bucket: str) -> None:
     refs[".zarray"] = _zarray()
     vol = ba.open(_write(tmp_path, {"version": 1, "refs": refs}))
     np.testing.assert_array_equal(vol[:, :], DATA)
+
+
+def test_chunk_reads_from_http_are_merged(tmp_path: Path) -> None:
+    from network_servers import served_folder
+
+    data = np.arange(64 * 50, dtype="<u2").reshape(64, 50)
+    with served_folder() as (root, server):
+        refs: dict[str, object] = {".zarray": _zarray(shape=[64, 50])}
+        blob = bytearray()
+        for i in range(16):
+            for j in range(10):
+                chunk = data[i * 4 : i * 4 + 4, j * 5 : j * 5 + 5].tobytes()
+                refs[f"{i}.{j}"] = [f"{server.url}/blob.bin", len(blob) + 4, len(chunk)]
+                blob += b"HEAD" + chunk
+        (root / "blob.bin").write_bytes(bytes(blob))
+        (root / "refs.json").write_text(json.dumps({"version": 1, "refs": refs}))
+        vol = ba.open(f"reference://{server.url}/refs.json", threads=4)
+        before = server.faults.requests
+        np.testing.assert_array_equal(vol[:, :], data)
+        assert server.faults.requests - before <= 4  # 160 chunks, 7 KiB apart at most
+        # A reference past the end of the file still fails alone, when its key is read.
+        refs["15.9"] = [f"{server.url}/blob.bin", len(blob) - 10, 40]
+        (root / "refs.json").write_text(json.dumps({"version": 1, "refs": refs}))
+        vol = ba.open(f"reference://{server.url}/refs.json", threads=4)
+        np.testing.assert_array_equal(vol[0:60, :], data[0:60])
+        with pytest.raises(BrokenReferenceError, match=r"15\.9"):
+            vol[60:64, 45:50]

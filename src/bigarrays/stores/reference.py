@@ -9,8 +9,11 @@ reads as the fill value. ``reference://refs.json#group/array`` roots the store a
 the references (one array of an HDF5 file).
 
 :meth:`ReferenceStore.get_many` reads many keys at once: the ranges of one target file go to its
-store's ``get_ranges``, which merges neighbours into one request. Writes are refused: the bytes
-belong to the files referenced; ``bigarrays cp`` copies the dataset into a writable store.
+store's ``get_ranges``, which merges neighbours into one request. A read of one key from a
+remote target also fetches the references that follow it in the file
+(:mod:`bigarrays.refs.readahead`), so the engine's chunk-by-chunk reads are merged too. Writes
+are refused: the bytes belong to the files referenced; ``bigarrays cp`` copies the dataset into
+a writable store.
 """
 
 from __future__ import annotations
@@ -30,9 +33,10 @@ from bigarrays.errors import (
 from bigarrays.refs.model import Ref, Target
 from bigarrays.refs.ranged import open_file_store
 from bigarrays.refs.read import JsonTable, ParquetTable, Table
+from bigarrays.refs.readahead import ReadAhead
 from bigarrays.stores import join_url, open_store, split_scheme
 from bigarrays.stores.base import Buffer, Run, Store
-from bigarrays.stores.ranges import REMOTE
+from bigarrays.stores.ranges import LOCAL, REMOTE
 
 SCHEME = "reference://"
 #: A references document larger than this is refused rather than parsed.
@@ -63,6 +67,7 @@ class ReferenceStore(Store):
         self._options = options
         self._target_options = dict(target_options or {})
         self._stores: dict[str, tuple[Store, str]] = {}
+        self._ahead: dict[str, ReadAhead] = {}
         self._lock = threading.Lock()
         self.table = self._load()
 
@@ -130,8 +135,29 @@ class ReferenceStore(Store):
         if ref.offset is None:
             data = store.get(name)
         else:
-            data = store.get_range(name, ref.offset, ref.length)
+            ahead = self._read_ahead(ref.url, store)
+            if ahead is None:
+                data = store.get_range(name, ref.offset, ref.length)
+            else:
+                data = ahead.get(key, ref, lambda a, n: store.get_range(name, a, n))
         return self._checked(key, ref, data)
+
+    def _read_ahead(self, url: str, store: Store) -> ReadAhead | None:
+        """The merged reads of target ``url``: for remote targets of references held in
+        memory (a request costs more than the bytes between neighbouring chunks)."""
+        if store.range_policy == LOCAL or not isinstance(self.table, JsonTable):
+            return None
+        with self._lock:
+            found = self._ahead.get(url)
+            if found is None:
+                head = f"{self._root}/" if self._root else ""
+                refs = [
+                    (k[len(head) :], t) for k, t in self.table.refs.items()
+                    if isinstance(t, Target) and t.url == url and t.offset is not None
+                    and k.startswith(head)
+                ]  # fmt: skip
+                found = self._ahead[url] = ReadAhead(refs, store.range_policy)
+            return found
 
     def _checked(self, key: str, ref: Target, data: bytes | memoryview | None) -> bytes:
         if data is None:
