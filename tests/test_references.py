@@ -238,3 +238,19 @@ def test_chunk_reads_from_http_are_merged(tmp_path: Path) -> None:
         np.testing.assert_array_equal(vol[0:60, :], data[0:60])
         with pytest.raises(BrokenReferenceError, match=r"15\.9"):
             vol[60:64, 45:50]
+
+
+def test_a_path_below_the_document_is_a_path_inside_it(tmp_path: Path) -> None:
+    import pickle
+
+    refs = References()
+    for key, (url, offset, length) in _blob(tmp_path).items():
+        refs.refs[f"g/arr/{key}"] = Target(str(url), int(offset), int(length))  # type: ignore[call-overload]
+    refs.refs["g/arr/.zarray"] = _zarray().encode()
+    write_references(refs, str(tmp_path / "refs.json"))
+    for url in (
+        f"reference://{tmp_path}/refs.json/g/arr",
+        f"reference://{tmp_path}/refs.json#g/arr",
+    ):
+        store = pickle.loads(pickle.dumps(open_store(url)))
+        np.testing.assert_array_equal(ba.open(store)[:, :], DATA)

@@ -5,8 +5,8 @@
 target file; a read of the key is one ranged read of that file, through the store bigarrays has
 for the target's URL (file, S3, GCS, HTTP, fsspec). Targets without a scheme are paths relative
 to the references' folder. A key without a reference is a missing key, so a chunk never indexed
-reads as the fill value. ``reference://refs.json#group/array`` roots the store at a path inside
-the references (one array of an HDF5 file).
+reads as the fill value. ``reference://refs.json#group/array`` (or ``refs.json/group/array``)
+roots the store at a path inside the references (one array of an HDF5 file).
 
 :meth:`ReferenceStore.get_many` reads many keys at once: the ranges of one target file go to its
 store's ``get_ranges``, which merges neighbours into one request. A read of one key from a
@@ -19,6 +19,7 @@ a writable store.
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
@@ -47,6 +48,16 @@ def _is_parquet(url: str) -> bool:
     return url.rstrip("/").lower().endswith((".parquet", ".parq"))
 
 
+_DOCUMENT = re.compile(r"^(.*?\.(?:json|parquet|parq))/+(.+)$", re.IGNORECASE)
+
+
+def _split_document(body: str) -> tuple[str, str]:
+    """``("refs.json", "group/array")`` for ``refs.json/group/array``: the path below a
+    references document is a path inside it, as the path below a dataset's URL is."""
+    m = _DOCUMENT.match(body)
+    return (m.group(1), m.group(2).strip("/")) if m else (body, "")
+
+
 class ReferenceStore(Store):
     """The keys of a references document; reads go to the files it references."""
 
@@ -60,6 +71,8 @@ class ReferenceStore(Store):
         super().__init__(read_only=True)
         body = url[len(SCHEME) :] if url.lower().startswith(SCHEME) else url
         body, _, root = body.partition("#")
+        if not root:
+            body, root = _split_document(body)
         if not body:
             raise DatasetNotFoundError(f"{url!r} names no references file")
         self._refs_url = body
@@ -98,6 +111,15 @@ class ReferenceStore(Store):
 
     def _config(self) -> tuple[Any, ...]:
         return (type(self), self.url)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self._reopen_state(), "options": self._options,
+                "target_options": self._target_options}  # fmt: skip
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(  # type: ignore[misc]
+            state["url"], target_options=state["target_options"], **state["options"]
+        )
 
     @property
     def write_hint(self) -> str:
