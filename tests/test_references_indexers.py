@@ -16,6 +16,7 @@ import tifffile
 
 import bigarrays as ba
 from bigarrays.cli import main
+from bigarrays.copy import copy_dataset
 from bigarrays.errors import UnsupportedError
 from bigarrays.refs import index, index_hdf5, index_tar, index_tiff_folder, write_references
 from bigarrays.refs.model import References, Target
@@ -58,6 +59,9 @@ def test_tar_of_a_precomputed_volume(tmp_path: Path) -> None:
     vol = _open(refs, tmp_path)
     assert vol.format == "precomputed"
     np.testing.assert_array_equal(_every(vol), data)
+    copied = copy_dataset(f"reference://{tmp_path / 'refs.json'}", str(tmp_path / "copy"))
+    assert copied.objects == len(refs.refs)
+    np.testing.assert_array_equal(_every(ba.open(str(tmp_path / "copy"))), data)
 
 
 def test_tar_over_http_reads_headers_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
