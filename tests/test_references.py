@@ -254,3 +254,19 @@ def test_a_path_below_the_document_is_a_path_inside_it(tmp_path: Path) -> None:
     ):
         store = pickle.loads(pickle.dumps(open_store(url)))
         np.testing.assert_array_equal(ba.open(store)[:, :], DATA)
+
+
+def test_store_options_reach_targets_of_the_same_scheme(
+    tmp_path: Path, s3_bucket: str, moto_endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    refs: dict[str, object] = dict(_blob(tmp_path))
+    bucket = open_store(f"s3://{s3_bucket}/data")
+    bucket.put("blob.bin", (tmp_path / "blob.bin").read_bytes())
+    for value in refs.values():
+        value[0] = f"s3://{s3_bucket}/data/blob.bin"  # type: ignore[index]
+    refs[".zarray"] = _zarray()
+    bucket.put("refs.json", json.dumps({"version": 1, "refs": refs}).encode())
+    # Only the option given to open reaches moto: the environment points nowhere.
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:1")
+    vol = ba.open(f"reference://s3://{s3_bucket}/data/refs.json", endpoint=moto_endpoint)
+    np.testing.assert_array_equal(vol[:, :], DATA)

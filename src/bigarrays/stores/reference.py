@@ -148,9 +148,17 @@ class ReferenceStore(Store):
                 full = url
                 if split_scheme(url)[0] == "file" and not url.startswith(("/", "file:")):
                     full = join_url(self._folder, url)  # relative to the references
-                found = open_file_store(full, **self._target_options)
+                found = open_file_store(full, **self._options_for(full))
                 self._stores[url] = found
             return found
+
+    def _options_for(self, url: str) -> dict[str, Any]:
+        """``target_options`` when given; else the references' own store options for targets
+        of the same scheme (a public bucket's references point into the same bucket)."""
+        if self._target_options or not self._options:
+            return self._target_options
+        same = split_scheme(url)[0] == split_scheme(self._refs_url)[0]
+        return dict(self._options) if same else {}
 
     def _read(self, key: str, ref: Target) -> bytes:
         store, name = self._target(ref.url)
