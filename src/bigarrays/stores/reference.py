@@ -91,9 +91,11 @@ class ReferenceStore(Store):
             return ParquetTable(open_store(self._folder, read_only=True, **self._options), where)
         store, name = open_file_store(self._refs_url, **self._options)
         self._folder = store.url
-        data = store.get(name, max_size=MAX_JSON_BYTES)
-        if data is None:
+        try:
+            data = store.get(name, max_size=MAX_JSON_BYTES)
+        finally:
             store.close()
+        if data is None:
             folder = open_store(self._refs_url, read_only=True, **self._options)
             if folder.get(".zmetadata") is not None:
                 self._folder = self._refs_url.rstrip("/")
@@ -125,12 +127,12 @@ class ReferenceStore(Store):
     def write_hint(self) -> str:
         """How to get a writable copy, for messages that refuse a write."""
         return (
-            f", or copy it to a writable store (bigarrays cp {self.url} DST) and write there: "
-            "the bytes of a references store belong to the files it references"
+            f"; to write, copy it to a writable store first (bigarrays cp {self.url} DST): the "
+            "bytes of a references store belong to the files it references"
         )
 
     def _check_writable(self) -> None:
-        raise ReadOnlyError(f"{self.url} is a references store, read-only{self.write_hint}")
+        raise ReadOnlyError(f"{self.url} is read-only{self.write_hint}")
 
     # -- references ------------------------------------------------------------------------------
     def _full(self, key: str) -> str:
