@@ -187,6 +187,9 @@ def test_parquet_layout_round_trip(tmp_path: Path) -> None:
     np.testing.assert_array_equal(vol[:, :], expected)
     store = ReferenceStore(f"reference://{tmp_path / 'refs.parquet'}")
     assert sorted(store.list("arr/")) == ["arr/.zarray", "arr/0.0", "arr/1.0", "arr/1.1"]
+    (tmp_path / "refs.parquet" / "arr" / "refs.1.parq").write_bytes(b"PAR1 not really")
+    with pytest.raises(InvalidReferencesError, match=r"refs\.1\.parq"):
+        ba.open(f"reference://{tmp_path / 'refs.parquet'}/arr")[:, :]
 
 
 def test_targets_over_http(tmp_path: Path) -> None:

@@ -197,7 +197,14 @@ class ParquetTable:
             return None
         import pyarrow as pa
 
-        table = _pyarrow_parquet().read_table(pa.BufferReader(data))
+        try:
+            table = _pyarrow_parquet().read_table(pa.BufferReader(data))
+        except (pa.ArrowException, OSError, ValueError) as exc:
+            name = f"{field}/refs.{record}.parq"
+            raise _bad(f"{name} is not a Parquet file: {exc}", self.where) from None
+        missing = {"path", "offset", "size"} - set(table.column_names)
+        if missing and "raw" not in table.column_names:
+            raise _bad(f"{field}/refs.{record}.parq has no {sorted(missing)} columns", self.where)
         cols = [
             table.column(c).to_pylist() if c in table.column_names else [None] * table.num_rows
             for c in ("path", "offset", "size", "raw")
