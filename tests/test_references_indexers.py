@@ -259,3 +259,14 @@ def test_references_name_absolute_targets(tmp_path: Path, monkeypatch: pytest.Mo
     refs = index("a.h5")
     assert {t for t in refs.targets()} == {str(tmp_path / "a.h5")}
     assert all(isinstance(v, bytes | Target) for v in refs.refs.values())
+
+
+def test_tar_on_s3(tmp_path: Path, s3_bucket: str) -> None:
+    from bigarrays.stores import open_store
+
+    data = _precomputed(tmp_path / "vol")
+    _tar(tmp_path / "vol", tmp_path / "vol.tar", "vol")
+    open_store(f"s3://{s3_bucket}/archives").put("vol.tar", (tmp_path / "vol.tar").read_bytes())
+    refs = index(f"s3://{s3_bucket}/archives/vol.tar")
+    assert refs.targets() == {f"s3://{s3_bucket}/archives/vol.tar"}
+    np.testing.assert_array_equal(_every(_open(refs, tmp_path)), data)
