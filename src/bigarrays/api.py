@@ -65,7 +65,7 @@ def _check_writable_store(store: Store, url: str | os.PathLike[str] | Store) -> 
             store.close()
         raise ReadOnlyError(
             f"{store.url} is read-only ({type(store).__name__}), so it cannot be opened for "
-            "writing; open it with mode='r' to read it"
+            "writing; open it with mode='r' to read it" + getattr(store, "write_hint", "")
         )
 
 

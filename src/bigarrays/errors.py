@@ -266,3 +266,13 @@ class ResizeRefusedError(UnsupportedError):
     """A resize the format could only do by rewriting much of the dataset (a sharded scale past
     its grid, a precomputed origin moved by part of a chunk), or cannot do at all (a Zarr array
     below 0); the message says how to avoid it."""
+
+
+class InvalidReferencesError(BigArraysError, ValueError):
+    """A references document (kerchunk JSON v0 / v1, or the Parquet layout) is malformed: the
+    message names the key or member and what was expected."""
+
+
+class BrokenReferenceError(CorruptChunkError):
+    """A reference names bytes its target does not hold: the file is missing, or the range
+    reaches past its end."""

@@ -53,6 +53,8 @@ _TABLE.update({
     "zip": _lazy("zip", "ZipStore"),
     "lmdb": _lazy("lmdb", "LmdbStore"),
     "fsspec+*": _lazy("fsspec", "FsspecStore"),
+    # Read-only: keys that name byte ranges of other files (kerchunk references).
+    "reference": _lazy("reference", "ReferenceStore"),
 })  # fmt: skip
 _FAMILY = re.compile(r"^([A-Za-z][A-Za-z0-9.\-]*)\+")
 

@@ -1,0 +1,118 @@
+"""Merged reads of neighbouring references: one request for a run of chunks of one file.
+
+The chunk engine asks a store for one key at a time, from several threads. For a target on an
+object store or HTTP a request costs far more than the bytes between two chunks, so a read of
+one reference also fetches the references that follow it in the file (gaps up to the policy's,
+the span up to its ``max_span``), and keeps their bytes until their keys are asked for. A key
+whose span is already on its way waits for it instead of asking again. The bytes kept are
+bounded (``limit``); past it the oldest pieces are dropped and read again if asked for.
+"""
+
+from __future__ import annotations
+
+import bisect
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+
+from bigarrays.refs.model import Target
+from bigarrays.stores.ranges import RangePolicy
+
+#: The most bytes of pieces kept for keys not yet asked for.
+LIMIT = 256 << 20
+#: The longest merged read: longer ones leave the engine's other threads waiting on one request
+#: rather than running requests side by side.
+MAX_SPAN = 1 << 20
+
+Reader = Callable[[int, int], bytes | None]
+
+
+class ReadAhead:
+    """Pieces of one target file read ahead of the keys that need them."""
+
+    def __init__(self, refs: Iterable[tuple[str, Target]], policy: RangePolicy,
+                 limit: int = LIMIT) -> None:  # fmt: skip
+        order = sorted(((t.offset or 0, t.length or 0, k) for k, t in refs), key=lambda r: r[:2])
+        self._starts = [r[0] for r in order]
+        self._order = order
+        self._policy = policy
+        self._limit = limit
+        self._lock = threading.Lock()
+        self._kept: OrderedDict[str, bytes] = OrderedDict()
+        self._kept_bytes = 0
+        self._pending: dict[str, threading.Event] = {}
+        #: Requests made (what a merged read saves).
+        self.requests = 0
+
+    def get(self, key: str, ref: Target, read: Reader) -> bytes | None:
+        """The bytes of ``ref`` (the reference of ``key``), read with ``read(offset, length)``
+        together with the references that follow it."""
+        while True:
+            with self._lock:
+                if key in self._kept:
+                    piece = self._kept.pop(key)
+                    self._kept_bytes -= len(piece)
+                    return piece
+                waiting = self._pending.get(key)
+                if waiting is None:
+                    run = self._run(key, ref)
+                    done = threading.Event()
+                    for k, _, _ in run:
+                        self._pending[k] = done
+                    break
+            waiting.wait()
+            with self._lock:
+                if key in self._kept:
+                    continue  # taken below on the next turn
+            return self._single(ref, read)  # the span failed or was dropped: read alone
+        try:
+            return self._fetch(key, run, read)
+        finally:
+            with self._lock:
+                for k, _, _ in run:
+                    self._pending.pop(k, None)
+            done.set()
+
+    def _single(self, ref: Target, read: Reader) -> bytes | None:
+        with self._lock:
+            self.requests += 1
+        return read(ref.offset or 0, ref.length or 0)
+
+    def _run(self, key: str, ref: Target) -> list[tuple[str, int, int]]:
+        """``key`` and the references after it that one read should fetch (lock held)."""
+        run = [(key, ref.offset or 0, ref.length or 0)]
+        if self._kept_bytes >= self._limit:
+            return run
+        end = (ref.offset or 0) + (ref.length or 0)
+        i = bisect.bisect_left(self._starts, ref.offset or 0)
+        for offset, length, k in self._order[i:]:
+            if k == key:
+                continue
+            if k in self._kept or k in self._pending:
+                break
+            too_far = offset - end > self._policy.gap
+            if too_far or offset + length - run[0][1] > min(self._policy.max_span, MAX_SPAN):
+                break
+            run.append((k, offset, length))
+            end = max(end, offset + length)
+        return run
+
+    def _fetch(self, key: str, run: list[tuple[str, int, int]], read: Reader) -> bytes | None:
+        start = run[0][1]
+        stop = max(o + n for _, o, n in run)
+        with self._lock:
+            self.requests += 1
+        data = read(start, stop - start)
+        if data is None:
+            return None
+        view = memoryview(data)
+        with self._lock:
+            for k, offset, length in run[1:]:
+                if offset + length - start <= len(view):
+                    piece = bytes(view[offset - start : offset - start + length])
+                    self._kept[k] = piece
+                    self._kept_bytes += len(piece)
+            while self._kept_bytes > self._limit and self._kept:
+                _, old = self._kept.popitem(last=False)
+                self._kept_bytes -= len(old)
+        return bytes(view[: run[0][2]])
