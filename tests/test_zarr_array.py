@@ -216,3 +216,16 @@ def test_raw_chunks_of_a_local_array_are_read_into_the_buffer(tmp_path: Path) ->
     other = ba.open(big)
     assert not other.level.source.fast_raw  # stored bytes are not this machine's order
     np.testing.assert_array_equal(other[3:9, 5:29, 1:19], data[3:9, 5:29, 1:19])
+
+
+@pytest.mark.parametrize("fmt", ["zarr", "zarr2"])
+def test_a_zero_dimensional_array_round_trips(tmp_path, fmt) -> None:
+    import zarr
+
+    url = tmp_path / "scalar.zarr"
+    vol = ba.create(url, shape=(), dtype="float32", chunks=(), format=fmt)
+    vol[()] = 3.5
+    assert vol[()] == np.float32(3.5)
+    assert vol[...].shape == ()
+    assert ba.open(url)[()] == np.float32(3.5)
+    assert zarr.open_array(str(url), mode="r")[()] == np.float32(3.5)

@@ -44,7 +44,8 @@ def whole_chunk(
     """The C-ordered chunk of ``shape`` whose corner is ``part`` (an edge chunk's voxels, clipped
     to the array); the rest holds the fill value, as Zarr stores edge chunks at full shape."""
     if part.shape == shape:
-        return np.ascontiguousarray(part, dtype=dtype)
+        # Not np.ascontiguousarray, which makes a 0-d chunk 1-d.
+        return np.asarray(part, dtype=dtype, order="C")
     chunk = filled(shape, dtype, fill_value, "C")
     chunk[tuple(slice(0, n) for n in part.shape)] = part
     return chunk
