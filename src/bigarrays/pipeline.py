@@ -153,7 +153,7 @@ class ChunkEngine:
                     if not fill_missing:
                         raise ChunkNotFoundError(source.key(piece.chunk_index), source.url)
                 else:
-                    out[(*piece.in_box, ...)] = chunk[piece.in_chunk]
+                    out[piece.in_box] = chunk[piece.in_chunk]
                 done(1)
 
             source.read_pieces(list(source.grid.pieces(box)), self.run, paste)
@@ -174,7 +174,8 @@ class ChunkEngine:
                 if not fill_missing:
                     raise ChunkNotFoundError(source.key(piece.chunk_index), source.url)
                 return
-            np.copyto(out[(*piece.in_box, ...)], chunk[part], casting="unsafe")
+            # out[()] of a 0-d array is a scalar, not a view to paste into.
+            np.copyto(out[piece.in_box] if out.ndim else out[...], chunk[part], casting="unsafe")
 
         pieces = source.grid.pieces(box)
         if count is None:
