@@ -210,20 +210,13 @@ def _fits_budget(congruences: Sequence[tuple[int, int]], voxel_bytes: int, budge
 def _grow(
     period: Sequence[int], extent: Sequence[int], voxel_bytes: int, budget: int
 ) -> tuple[int, ...]:
-    """Multiples of ``period`` as large as ``budget`` allows (never past the region's extent,
-    so that small regions are not one block only when they could be several)."""
+    """``period`` doubled along one axis at a time, the shortest first, while a block stays
+    within ``budget`` and shorter than the region along that axis: big, near-cubic blocks read
+    each chunk once and pay the per-block costs seldom."""
     out = list(period)
-    while True:
-        # Double the axis whose blocks are fewest voxels long relative to the region: blocks
-        # grow towards cubes of the region, which read the fewest chunks twice.
-        best = None
-        for i, (p, n) in enumerate(zip(out, extent, strict=True)):
-            if p >= n:
-                continue
-            if math.prod(out) * 2 * voxel_bytes > budget:
-                break
-            if best is None or p < out[best]:
-                best = i
-        if best is None:
-            return tuple(out)
-        out[best] *= 2
+    while math.prod(out) * 2 * voxel_bytes <= budget:
+        short = [i for i, (p, n) in enumerate(zip(out, extent, strict=True)) if p < n]
+        if not short:
+            break
+        out[min(short, key=lambda i: out[i])] *= 2
+    return tuple(out)
