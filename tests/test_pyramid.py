@@ -461,3 +461,19 @@ def test_sharded_levels_get_shards_a_block_can_hold_and_are_written_whole(tmp_pa
     # the one versioned read is the metadata's, for its conditional rewrite.
     assert store.counts["get_with_version"] == 1
     assert_levels(counted, data, "mean")
+
+
+def test_level_zero_on_a_fixed_grid_larger_than_its_bounds(tmp_path):
+    # The chunk grid starts at the fixed grid's corner, not at the bounds: blocks align to it.
+    vol = ba.create(tmp_path / "vol", shape=(40, 36, 20), dtype="uint8", chunks=(8, 8, 8),
+                    voxel_offset=(4, 0, 3), max_bounds=Box((-4, -8, -5), (100, 100, 60)),
+                    sharding=True)  # fmt: skip
+    assert vol.level.source.grid.origin[:3] == (-4, -8, -5)
+    data = random_data(np.random.default_rng(10), (40, 36, 20), "uint8")
+    vol[...] = data
+    vol.downsample((2, 2, 2), num_mips=2, memory_target=1 << 20)
+    assert_levels(vol, data, "mean")
+    vol[10:20, 5:9, 3:7] = 200
+    data[6:16, 5:9, 0:4] = 200
+    vol.update_pyramid(Box((10, 5, 3), (20, 9, 7)))
+    assert_levels(vol, data, "mean")

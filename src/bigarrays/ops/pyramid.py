@@ -197,7 +197,8 @@ def run(
     targets = []
     for k in range(1, dataset.num_levels):
         level = dataset.level(k)
-        grid = LevelGrid(level_factor(base, level, k), level.bounds, level.unit)
+        grid = LevelGrid(level_factor(base, level, k), level.bounds, level.unit,
+                         level.source.grid.origin)  # fmt: skip
         start, stop = pooled_bounds(region.start, region.stop, grid.factor, method)
         targets.append(_Target(level, grid, grid.affected(Box(start, stop))))
     # Read every level-0 voxel that a rewritten voxel of any level is pooled from.
@@ -206,7 +207,7 @@ def run(
         read = _hull(read, t.grid.footprint(t.affected).intersect(base.bounds))
     workers = _workers(threads, engine)
     voxel_bytes = dataset.dtype.itemsize * BLOCK_OVERHEAD
-    plan = plan_blocks([t.grid for t in targets], base.unit, base.bounds.start,
+    plan = plan_blocks([t.grid for t in targets], base.unit, base.source.grid.origin,
                        voxel_bytes, block_budget(memory_target, workers, method), read)  # fmt: skip
     _check_merges(dataset, targets, plan)
     blocks = list(plan.blocks(read))

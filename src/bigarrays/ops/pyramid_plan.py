@@ -102,11 +102,18 @@ class LevelGrid:
     factor: tuple[int, ...]
     bounds: Box
     unit: tuple[int, ...]
+    #: Where the units' grid starts (the chunk grid's origin): the bounds' start unless the
+    #: grid was fixed larger than the bounds (``create(max_shape=...)``).
+    origin: tuple[int, ...] | None = None
+
+    @property
+    def grid_origin(self) -> tuple[int, ...]:
+        return self.bounds.start if self.origin is None else self.origin
 
     def affected(self, pooled: Box) -> Box:
         """The voxels of this level within whole write units around ``pooled`` (a level-0 box
         pooled by this level's factor): what an update of that box rewrites."""
-        origin = self.bounds.start
+        origin = self.grid_origin
         start = [o + (a - o) // u * u for a, o, u in zip(pooled.start, origin, self.unit,
                                                          strict=True)]  # fmt: skip
         stop = [o + -(-(b - o) // u) * u for b, o, u in zip(pooled.stop, origin, self.unit,
@@ -189,7 +196,7 @@ def plan_blocks(
     for k, level in enumerate(levels, start=1):
         merged = [
             _merge_congruence(c, (o * f % (u * f), u * f))
-            for c, f, o, u in zip(congruences, level.factor, level.bounds.start, level.unit,
+            for c, f, o, u in zip(congruences, level.factor, level.grid_origin, level.unit,
                                   strict=True)
         ]  # fmt: skip
         found = [m for m in merged if m is not None]
