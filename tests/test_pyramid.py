@@ -477,3 +477,49 @@ def test_level_zero_on_a_fixed_grid_larger_than_its_bounds(tmp_path):
     data[6:16, 5:9, 0:4] = 200
     vol.update_pyramid(Box((10, 5, 3), (20, 9, 7)))
     assert_levels(vol, data, "mean")
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    import distributed
+
+    with distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
+                                  host="127.0.0.1", dashboard_address=None) as c:  # fmt: skip
+        yield c
+
+
+def test_a_pyramid_built_on_a_dask_cluster_equals_the_local_one(tmp_path, cluster):
+    data = random_data(np.random.default_rng(11), (90, 70, 30), "uint16")
+    built = {}
+    for where in ("local", "cluster", "threads"):
+        vol = precomputed(tmp_path / where, (90, 70, 30), "uint16", (16, 16, 8), (-5, 3, 0))
+        vol[...] = data
+        scheduler = {"local": None, "cluster": cluster.scheduler_address, "threads": "threads"}
+        vol.downsample((2, 2, 1), num_mips=3, memory_target=1 << 20,
+                       scheduler=scheduler[where])  # fmt: skip
+        built[where] = [vol.at_mip(k)[...] for k in range(vol.mips)]
+    for where in ("cluster", "threads"):
+        for a, b in zip(built["local"], built[where], strict=True):
+            np.testing.assert_array_equal(a, b)
+    vol = ba.open(tmp_path / "cluster" / "vol", mode="r+")
+    vol[0:20, 3:10, 0:8] = 1
+    data[5:25, 0:7, 0:8] = 1
+    vol.update_pyramid(Box((0, 3, 0), (20, 10, 8)), scheduler=cluster.scheduler_address)
+    assert_levels(vol, data, "mean")
+    assert (
+        main(
+            [
+                "downsample",
+                str(tmp_path / "cluster" / "vol"),
+                "--factor",
+                "2,2,2",
+                "--mips",
+                "1",
+                "--overwrite",
+                "--dask",
+                cluster.scheduler_address,
+                "-q",
+            ]
+        )
+        == 0
+    )

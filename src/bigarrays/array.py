@@ -290,6 +290,7 @@ class BigArray(ArrayManners):
         threads: int | None = None,
         progress: bool | None = None,
         overwrite: bool = False,
+        scheduler: Any = None,
     ) -> None:
         """Add downsampled levels (mips 1, 2, ...) to the dataset and write them.
 
@@ -309,6 +310,9 @@ class BigArray(ArrayManners):
           (precomputed), by default those of level 0.
         - ``memory_target``: bytes of voxels in memory at once; ``threads`` blocks at a time.
         - ``overwrite``: replace levels the dataset has already (else ``LevelExistsError``).
+        - ``scheduler``: run the blocks as Dask tasks: a scheduler name ("threads",
+          "processes"), a ``distributed.Client`` or a scheduler's address (``tcp://...``). The
+          store must be one every worker reaches (not ``memory://`` across processes).
         """
         self._check_open()
         self._check_writable()
@@ -319,6 +323,7 @@ class BigArray(ArrayManners):
             region=region, chunks=chunks, encoding=encoding, compression=compression,
             sharding=sharding, memory_target=memory_target, threads=threads,
             progress=self.progress if progress is None else progress, overwrite=overwrite,
+            scheduler=scheduler,
         )  # fmt: skip
 
     def update_pyramid(
@@ -329,9 +334,11 @@ class BigArray(ArrayManners):
         memory_target: int = pyramid.DEFAULT_MEMORY_TARGET,
         threads: int | None = None,
         progress: bool | None = None,
+        scheduler: Any = None,
     ) -> None:
         """Recompute the part of every level above 0 that level-0 ``box`` (None: all) affects,
-        widened to whole chunks (or shards) of each level. Call it after writing ``box``."""
+        widened to whole chunks (or shards) of each level. Call it after writing ``box``.
+        ``scheduler`` runs the blocks on Dask, as in :meth:`downsample`."""
         self._check_open()
         self._check_writable()
         self._check_base("update_pyramid")
@@ -339,7 +346,8 @@ class BigArray(ArrayManners):
         chosen = pyramid.resolve_method(method, self._dataset, self.dtype)
         pyramid.run(self._dataset, self._engine, region, method=chosen,
                     memory_target=memory_target, threads=threads,
-                    progress=self.progress if progress is None else progress)  # fmt: skip
+                    progress=self.progress if progress is None else progress,
+                    scheduler=scheduler)  # fmt: skip
 
     def _update_levels(self, box: Box) -> None:
         chosen = pyramid.resolve_method("auto", self._dataset, self.dtype)

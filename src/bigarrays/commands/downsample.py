@@ -59,6 +59,13 @@ def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--threads", type=int, default=None, help="blocks in flight (default: cores)")
     p.add_argument("--overwrite", action="store_true", help="replace existing levels")
+    p.add_argument(
+        "--dask",
+        default=None,
+        metavar="ADDRESS",
+        help="run the blocks as tasks on the dask.distributed scheduler at ADDRESS "
+        "(tcp://host:8786); the dataset must be on a store every worker reaches",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no summary")
     p.set_defaults(func=run)
 
@@ -85,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
         before = vol.mips
         vol.downsample(factor, num_mips=args.mips, method=args.method, bounds=box, chunks=chunks,
                        memory_target=args.memory, threads=args.threads,
-                       overwrite=args.overwrite)  # fmt: skip
+                       overwrite=args.overwrite, scheduler=args.dask)  # fmt: skip
         seconds = time.perf_counter() - started
         if not args.quiet:
             added = vol.mips - (1 if args.overwrite else before)

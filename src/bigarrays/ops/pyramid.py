@@ -123,6 +123,7 @@ def build(
     threads: int | None = None,
     progress: bool | None = None,
     overwrite: bool = False,
+    scheduler: Any = None,
 ) -> Dataset:
     """Add the levels of a pyramid to ``dataset`` and write them; the dataset with them.
 
@@ -148,7 +149,7 @@ def build(
                                shard_bytes=max(1, block_bytes // math.prod(f))))  # fmt: skip
     new = dataset.with_levels(specs, method=method, replace_levels=overwrite)
     run(new, engine, region, method=method, memory_target=memory_target, threads=threads,
-        progress=progress, fresh=True)  # fmt: skip
+        progress=progress, fresh=True, scheduler=scheduler)  # fmt: skip
     return new
 
 
@@ -181,10 +182,12 @@ def run(
     threads: int | None = None,
     progress: bool | None = None,
     fresh: bool = False,
+    scheduler: Any = None,
 ) -> None:
     """Recompute the part of every level above 0 that level-0 ``region`` affects (None: all).
 
     ``fresh``: the levels hold nothing yet, so blocks that are all fill value are not written.
+    ``scheduler``: run the blocks as Dask tasks (see :func:`run_on_dask`) instead of threads.
     """
     if dataset.num_levels < 2:
         return
@@ -211,6 +214,9 @@ def run(
                        voxel_bytes, block_budget(memory_target, workers, method), read)  # fmt: skip
     _check_merges(dataset, targets, plan)
     blocks = list(plan.blocks(read))
+    if scheduler is not None:
+        run_on_dask(dataset, targets, blocks, method, fresh, scheduler, engine.threads)
+        return
     with progress_bar(len(blocks), f"pyramid of {dataset.store.url}", progress) as advance:
 
         def one(block: Box) -> None:
@@ -221,6 +227,63 @@ def run(
             run_bounded(one, blocks, pool, workers, advance)
         finally:
             pool.shutdown(wait=True)
+
+
+def run_on_dask(
+    dataset: Dataset,
+    targets: Sequence[_Target],
+    blocks: Sequence[Box],
+    method: str,
+    fresh: bool,
+    scheduler: Any,
+    threads: int,
+) -> None:
+    """One Dask task per block, on ``scheduler``: a Dask scheduler name ("threads",
+    "processes", "sync"), a ``distributed.Client``, or a scheduler's address.
+
+    A task carries the dataset (which pickles as its store's settings and metadata) and the
+    block, and opens the levels where it runs; the blocks are the ones the local run would use,
+    so no two tasks write the same chunk or shard of an aligned level.
+    """
+    try:
+        from dask.base import compute
+        from dask.delayed import delayed
+    except ImportError as exc:  # pragma: no cover - dask is in the test extras
+        from bigarrays.errors import MissingDependencyError
+
+        raise MissingDependencyError("dask", "dask", "running a pyramid on Dask") from exc
+    client = None
+    if isinstance(scheduler, str) and "://" in scheduler:
+        from distributed import Client
+
+        client = scheduler = Client(scheduler)  # type: ignore[no-untyped-call]
+    plan = [(k, t.grid, t.affected) for k, t in enumerate(targets, start=1)]
+    task = delayed(_pool_block_task, pure=False)
+    try:
+        compute(
+            *(task(dataset, plan, block, method, fresh, threads) for block in blocks),
+            scheduler=scheduler,
+        )  # type: ignore[no-untyped-call]
+    finally:
+        if client is not None:
+            client.close()  # type: ignore[no-untyped-call]
+
+
+def _pool_block_task(
+    dataset: Dataset,
+    plan: Sequence[tuple[int, LevelGrid, Box]],
+    block: Box,
+    method: str,
+    fresh: bool,
+    threads: int,
+) -> None:
+    """A block of :func:`run`, in a Dask task: the levels are opened where the task runs."""
+    engine = ChunkEngine(threads)
+    try:
+        targets = [_Target(dataset.level(k), grid, affected) for k, grid, affected in plan]
+        _pool_block(engine, dataset.level(0), targets, block, method, fresh)
+    finally:
+        engine.close()
 
 
 def _workers(threads: int | None, engine: ChunkEngine) -> int:
