@@ -354,6 +354,7 @@ def from_dask(
     blocks: Any = None,
     casting: Casting = "same_kind",
     compute: bool = True,
+    scheduler: Any = None,
     **create_options: Any,
 ) -> BigArray | da.Array:
     """Write the Dask array ``darr`` into a new dataset at a URL, or into an open BigArray
@@ -366,9 +367,10 @@ def from_dask(
     - A BigArray opened ``"r+"``: ``darr``'s index 0 goes to ``offset`` (one value per axis of
       ``vol.bounds``; None: ``vol.bounds.start``).
 
-    Written as :func:`store` writes (``blocks``, ``casting`` as there). Returns the BigArray,
-    or with ``compute=False`` the Dask array whose computation writes (the dataset's metadata is
-    written already).
+    Written as :func:`store` writes (``blocks``, ``casting`` as there; ``scheduler`` as
+    ``dask.compute`` takes it: ``"threads"``, ``"processes"``, a ``distributed.Client``...).
+    Returns the BigArray, or with ``compute=False`` the Dask array whose computation writes
+    (the dataset's metadata is written already).
     """
     if not isinstance(darr, da.Array):
         raise InvalidArgumentError(f"from_dask() writes a Dask array, got {type(darr).__name__}")
@@ -383,7 +385,8 @@ def from_dask(
     else:
         vol = _create_for(darr, url_or_array, offset, create_options)
         region = None
-    result = store(darr, vol, region, blocks=blocks, casting=casting, compute=compute)
+    run = {} if scheduler is None else {"scheduler": scheduler}
+    result = store(darr, vol, region, blocks=blocks, casting=casting, compute=compute, **run)
     return vol if compute else result  # type: ignore[return-value]
 
 
