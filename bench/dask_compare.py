@@ -4,7 +4,8 @@ Run by hand, never by the test suite::
 
     python bench/dask_compare.py                      # 512³ uint8, 64³ raw chunks, 3 repeats
     python bench/dask_compare.py --size 128 --repeat 1 --workers ''   # a smoke run, ~10 s
-    python bench/dask_compare.py --workers 1,2        # plus the rows on a LocalCluster
+    python bench/dask_compare.py --workers 1,2        # plus our rows on a LocalCluster
+    python bench/dask_compare.py --cluster-peers      # and the peers' there too (slow)
 
 Every row moves the whole volume on local disk (a fresh folder per write, a fresh handle per
 read, each result checked against the source array) and prints MiB/s of voxels (median of
@@ -48,6 +49,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--dir", default=None, help="where the datasets go (default: a temp folder)")
     p.add_argument("--workers", default="1,2",
                    help="LocalCluster sizes to run the Dask rows on ('' for none)")  # fmt: skip
+    p.add_argument(
+        "--cluster-peers",
+        action="store_true",
+        help="run CloudVolume and zarr-python on the cluster too (slow: minutes)",
+    )
+    p.add_argument("--no-threads", action="store_true", help="only the cluster rows")
     return p.parse_args(argv)
 
 
@@ -98,6 +105,8 @@ def reads(b: Bench, path: str, cv_path: str, scheduler: Any, tag: str) -> None:
     b.time("read", f"bigarrays to_dask(chunks='auto').sum() [{tag}]",
            lambda: ba.open(path).to_dask(chunks="auto").sum(dtype=np.uint64)
            .compute(scheduler=scheduler), is_total)  # fmt: skip
+    if tag != "threads" and not b.args.cluster_peers:
+        return
     from cloudvolume.dask import from_cloudvolume
 
     b.time("read", f"cloudvolume from_cloudvolume().sum() [{tag}]",
@@ -148,6 +157,8 @@ def writes(b: Bench, scheduler: Any, tag: str) -> None:
 
         b.time("write", f"bigarrays from_dask(dask chunks {block}³) [{tag}]", from_dask, check_ba,
                lambda: b.fresh("from-dask"))  # fmt: skip
+    if tag != "threads" and not b.args.cluster_peers:
+        return
     from cloudvolume.dask import to_cloudvolume
 
     darr = source(data, c, scheduler)
@@ -233,9 +244,10 @@ def main(argv: list[str] | None = None) -> int:
         cv[...] = data
         cmp.log(f"{args.size}³ uint8, {c}³ raw chunks, {os.cpu_count()} cores, "
                 f"dask {dask.__version__}, median of {args.repeat}")  # fmt: skip
-        with dask.config.set(scheduler="threads"):
-            reads(b, path, cv_path, "threads", "threads")
-            writes(b, "threads", "threads")
+        if not args.no_threads:
+            with dask.config.set(scheduler="threads"):
+                reads(b, path, cv_path, "threads", "threads")
+                writes(b, "threads", "threads")
         for n in [int(w) for w in args.workers.split(",") if w.strip()]:
             from distributed import Client, LocalCluster
 

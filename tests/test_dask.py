@@ -7,14 +7,18 @@ on 127.0.0.1, so the graph, the volume and the store really travel by pickle.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import pickle
 import subprocess
 import sys
 import uuid
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import cloudpickle
 import dask
 import dask.array as da
 import numpy as np
@@ -40,14 +44,15 @@ RNG = np.random.default_rng(16)
 
 @pytest.fixture(scope="module")
 def client() -> Iterator[Client]:
-    with (
-        LocalCluster(
-            n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None,
-            host="127.0.0.1", silence_logs=50,
-        ) as cluster,
-        Client(cluster, set_as_default=False) as c,
-    ):  # fmt: skip
-        yield c
+    with contextlib.ExitStack() as stack:
+        with warnings.catch_warnings():
+            # Another cluster on this machine may hold the default port of the HTTP endpoints.
+            warnings.filterwarnings("ignore", "Port .* is already in use", UserWarning)
+            cluster = stack.enter_context(
+                LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
+                             dashboard_address=None, host="127.0.0.1", silence_logs=50)
+            )  # fmt: skip
+        yield stack.enter_context(Client(cluster, set_as_default=False))
 
 
 def _filled(vol: ba.BigArray) -> np.ndarray:
@@ -185,6 +190,33 @@ def test_from_dask_on_a_process_cluster(tmp_path: Path, client: Client, kind: st
     new = RNG.integers(0, 60000, size=(45, 33, 17)).astype("uint16")
     back = ba.from_dask(_irregular(new), vol, offset=(-35, 6, -2), scheduler=client)
     assert back is vol
+    model[2:47, 1:34, 1:18] = new
+    np.testing.assert_array_equal(ba.open(vol.url)[...], model)
+
+
+def _die_once(block: np.ndarray, marker: str) -> np.ndarray:
+    """Kill the worker process that computes the first block to get here."""
+    if not block.size:
+        return block  # Dask probing the function's output type, in this process
+    try:
+        os.close(os.open(marker, os.O_CREAT | os.O_EXCL))
+    except FileExistsError:
+        return block
+    os._exit(1)
+
+
+def test_a_worker_killed_mid_write_loses_nothing(tmp_path: Path, client: Client) -> None:
+    vol = _sharded(tmp_path / "v")
+    model = _filled(vol)
+    new = RNG.integers(0, 60000, size=(45, 33, 17)).astype("uint16")
+    marker = str(tmp_path / "died")
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    try:
+        darr = _irregular(new).map_blocks(_die_once, marker, meta=np.empty((0, 0, 0), new.dtype))
+        ba.store(darr, vol, (slice(-35, 10), slice(6, 39), slice(-2, 15)), scheduler=client)
+    finally:
+        cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+    assert os.path.exists(marker)  # a worker did die, and its tasks ran again elsewhere
     model[2:47, 1:34, 1:18] = new
     np.testing.assert_array_equal(ba.open(vol.url)[...], model)
 
