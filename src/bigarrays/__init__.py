@@ -9,6 +9,8 @@ cut = ba.open("file:///data/vol")[100:356, -50:50, 0:64]
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from bigarrays import errors
 from bigarrays.api import create, open
 from bigarrays.array import BigArray
@@ -33,6 +35,23 @@ from bigarrays.errors import (
 
 __version__ = "0.1.0"
 
+if TYPE_CHECKING:
+    from bigarrays.adapters.dask import from_dask, store
+
+#: Names served by an adapter module, imported on first use so that ``import bigarrays`` does not
+#: import Dask.
+_LAZY = {"from_dask": "bigarrays.adapters.dask", "store": "bigarrays.adapters.dask"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'bigarrays' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
+
+
 __all__ = [
     "ArrayClosedError",
     "ArrayTooLargeError",
@@ -54,5 +73,7 @@ __all__ = [
     "__version__",
     "create",
     "errors",
+    "from_dask",
     "open",
+    "store",
 ]

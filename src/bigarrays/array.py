@@ -549,6 +549,31 @@ class BigArray(ArrayManners):
                 block = np.broadcast_to(fill, box.shape)
                 self._engine.write(clear, box, block, skip_empty=self._level.deletes_chunks)
         return result
+    # -- Dask and xarray -------------------------------------------------------------------------
+    def to_dask(self, chunks: Any = None) -> Any:
+        """This level as a lazy ``dask.array.Array``. Its index 0 is ``vol.bounds.start``, not
+        coordinate 0: element ``k`` along an axis is voxel ``vol.bounds.start + k`` (channels
+        count from 0), and the array's name carries the offset (``bigarrays-offset(x,y,z)-…``).
+
+        Blocks lie on the storage grid: one write unit (the chunk, or the whole shard on a
+        sharded level) by default, anchored where the grid is; ``chunks`` asks for bigger ones
+        (an int for every axis or one per axis, -1 for a whole axis, or ``"auto"`` for Dask's
+        ``array.chunk-size``), rounded up to whole units. Each block is read as ``vol[box]``
+        when computed; the array pickles, so any Dask scheduler runs it (a worker reopens the
+        store once). Needs ``pip install 'bigarrays[dask]'``.
+        """
+        from bigarrays.adapters.dask import to_dask
+
+        return to_dask(self, chunks)
+
+    def to_xarray(self, chunks: Any = None) -> Any:
+        """This level as an ``xarray.DataArray`` over :meth:`to_dask` (``chunks`` as there), with
+        ``dims`` :attr:`dims` and coordinates in physical units: voxel ``j`` (absolute) of a
+        space axis sits at ``resolution * j``, its lower corner as Neuroglancer places it; each
+        coordinate's ``attrs["units"]`` names the unit. Needs ``xarray`` and Dask."""
+        from bigarrays.adapters.xarray import to_xarray
+
+        return to_xarray(self, chunks)
 
     # -- life cycle ------------------------------------------------------------------------------
     def close(self) -> None:

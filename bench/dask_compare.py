@@ -1,0 +1,269 @@
+"""Dask in and out: bigarrays' to_dask / from_dask against direct access and the peers' Dask paths.
+
+Run by hand, never by the test suite::
+
+    python bench/dask_compare.py                      # 512³ uint8, 64³ raw chunks, 3 repeats
+    python bench/dask_compare.py --size 128 --repeat 1 --workers ''   # a smoke run, ~10 s
+    python bench/dask_compare.py --workers 1,2        # plus our rows on a LocalCluster
+    python bench/dask_compare.py --cluster-peers      # and the peers' there too (slow)
+
+Every row moves the whole volume on local disk (a fresh folder per write, a fresh handle per
+read, each result checked against the source array) and prints MiB/s of voxels (median of
+--repeat, after one untimed run). Reads: ``vol.to_dask().sum()`` on Dask's threaded scheduler
+against a direct ``vol[...]`` (and ``vol[...].sum()``, the same work without Dask), and
+CloudVolume's ``cloudvolume.dask.from_cloudvolume(...).sum()``. Writes: ``ba.from_dask``
+against a direct ``vol[...] = data``, CloudVolume's ``to_cloudvolume`` and
+``dask.array.to_zarr`` into a zarr-python v3 array of the same chunks, uncompressed. With
+--workers, the same Dask rows on a ``distributed.LocalCluster`` of that many single-threaded
+worker processes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+from collections.abc import Callable
+from typing import Any
+
+import dask
+import dask.array as da
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import bigarrays as ba
+import compare as cmp  # a sibling script, found through the path set above
+
+MiB = 2**20
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--size", type=int, default=512, help="edge of the cube (voxels)")
+    p.add_argument("--chunk", type=int, default=64, help="edge of a stored chunk")
+    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--dir", default=None, help="where the datasets go (default: a temp folder)")
+    p.add_argument("--workers", default="1,2",
+                   help="LocalCluster sizes to run the Dask rows on ('' for none)")  # fmt: skip
+    p.add_argument(
+        "--cluster-peers",
+        action="store_true",
+        help="run CloudVolume and zarr-python on the cluster too (slow: minutes)",
+    )
+    p.add_argument("--no-threads", action="store_true", help="only the cluster rows")
+    return p.parse_args(argv)
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace, data: np.ndarray, root: str) -> None:
+        self.args, self.data, self.root = args, data, root
+        self.mib = data.nbytes / MiB
+        self.rows: list[tuple[str, str, float]] = []  # (section, name, MiB/s)
+        self.serial = 0
+
+    def fresh(self, name: str) -> str:
+        self.serial += 1
+        return os.path.join(self.root, f"{name}-{self.serial}")
+
+    def time(self, section: str, name: str, run: Callable[[], Any], check: Callable[[Any], bool],
+             setup: Callable[[], Any] | None = None) -> float:  # fmt: skip
+        seconds = []
+        # The first run of a row pays for imports, and on a cluster for the workers' imports:
+        # untimed, as a long job amortises them.
+        for i in range(self.args.repeat + 1):
+            state = setup() if setup is not None else None
+            took, out = cmp.timed(lambda s=state: run() if s is None else run(s))  # type: ignore[misc]
+            if not check(out if state is None else (state, out)):
+                raise SystemExit(f"{section} / {name}: wrong result")
+            if i:
+                seconds.append(took)
+        rate = self.mib / statistics.median(seconds)
+        self.rows.append((section, name, rate))
+        cmp.log(f"  {section:<6} {name:<58} {rate:8,.0f} MiB/s")
+        return rate
+
+
+def reads(b: Bench, path: str, cv_path: str, scheduler: Any, tag: str) -> None:
+    data = b.data
+    total = int(data.sum(dtype=np.uint64))
+
+    def is_total(x: Any) -> bool:
+        return int(x) == total
+
+    if tag == "threads":
+        b.time("read", "bigarrays vol[...]", lambda: ba.open(path)[...],
+               lambda got: np.array_equal(got, data))  # fmt: skip
+        b.time("read", "bigarrays vol[...].sum()", lambda: ba.open(path)[...].sum(dtype=np.uint64),
+               is_total)  # fmt: skip
+    b.time("read", f"bigarrays to_dask().sum() [{tag}]",
+           lambda: ba.open(path).to_dask().sum(dtype=np.uint64).compute(scheduler=scheduler),
+           is_total)  # fmt: skip
+    b.time("read", f"bigarrays to_dask(chunks='auto').sum() [{tag}]",
+           lambda: ba.open(path).to_dask(chunks="auto").sum(dtype=np.uint64)
+           .compute(scheduler=scheduler), is_total)  # fmt: skip
+    if tag != "threads" and not b.args.cluster_peers:
+        return
+    from cloudvolume.dask import from_cloudvolume
+
+    b.time("read", f"cloudvolume from_cloudvolume().sum() [{tag}]",
+           lambda: from_cloudvolume(f"file://{cv_path}").sum(dtype=np.uint64)
+           .compute(scheduler=scheduler), is_total)  # fmt: skip
+
+
+def source(data: np.ndarray, block: int, scheduler: Any) -> da.Array:
+    """``data`` as a Dask array of ``block``³ chunks, held where the scheduler computes: on a
+    cluster, persisted in the workers' memory first, so a row times the writes, not the
+    shipping of the array in the graph."""
+    darr = da.from_array(data, chunks=block)
+    if isinstance(scheduler, str):
+        return darr
+    from distributed import wait
+
+    darr = scheduler.persist(darr)
+    wait(darr)
+    return darr
+
+
+def writes(b: Bench, scheduler: Any, tag: str) -> None:
+    data, c = b.data, b.args.chunk
+    same = (c, c, c)
+
+    def check_ba(state: Any) -> bool:
+        return bool(np.array_equal(ba.open(state[0])[...], data))
+
+    if tag == "threads":
+        # Dask hands blocks over in C order (from_array copies them so); the volume stores x
+        # fastest, so a write transposes them. The direct row writes the same C-ordered voxels.
+        c_order = np.ascontiguousarray(data)
+        for name, voxels in (("data (C order)", c_order), ("data (Fortran order)", data)):
+
+            def direct(path: str, voxels: np.ndarray = voxels) -> str:
+                ba.create(path, shape=data.shape, dtype="uint8", chunks=same)[...] = voxels
+                return path
+
+            b.time("write", f"bigarrays vol[...] = {name}", direct, check_ba,
+                   lambda: b.fresh("direct"))  # fmt: skip
+        del c_order
+    for block in (c, 4 * c):
+        darr = source(data, block, scheduler)
+
+        def from_dask(path: str, darr: da.Array = darr) -> str:
+            ba.from_dask(darr, path, chunks=same, scheduler=scheduler)
+            return path
+
+        b.time("write", f"bigarrays from_dask(dask chunks {block}³) [{tag}]", from_dask, check_ba,
+               lambda: b.fresh("from-dask"))  # fmt: skip
+    if tag != "threads" and not b.args.cluster_peers:
+        return
+    from cloudvolume.dask import to_cloudvolume
+
+    darr = source(data, c, scheduler)
+
+    def cloudvolume(path: str) -> str:
+        to_cloudvolume(darr, f"file://{path}", compute=False, compress=False).compute(
+            scheduler=scheduler
+        )
+        return path
+
+    def check_cv(state: Any) -> bool:
+        from cloudvolume import CloudVolume
+
+        got = CloudVolume(f"file://{state[0]}", progress=False)[...][..., 0]
+        return bool(np.array_equal(got, data))
+
+    b.time("write", f"cloudvolume to_cloudvolume() [{tag}]", cloudvolume, check_cv,
+           lambda: b.fresh("cv"))  # fmt: skip
+    import zarr
+
+    def to_zarr(z: Any) -> None:
+        darr.to_zarr(z, compute=False).compute(scheduler=scheduler)
+
+    def zarr_array() -> Any:
+        return zarr.create_array(b.fresh("zarr"), shape=data.shape, chunks=same, dtype="uint8",
+                                 compressors=None, fill_value=0)  # fmt: skip
+
+    b.time("write", f"dask.array.to_zarr (zarr-python) [{tag}]", to_zarr,
+           lambda state: bool(np.array_equal(state[0][...], data)), zarr_array)  # fmt: skip
+
+
+def report(b: Bench) -> str:
+    rates = {(s, n): r for s, n, r in b.rows}
+    base = {
+        "read": rates.get(("read", "bigarrays vol[...].sum()")),
+        "write": rates.get(("write", "bigarrays vol[...] = data (C order)")),
+    }
+
+    def tag(name: str) -> str:
+        return name[name.rfind("[") :] if name.endswith("]") else ""
+
+    def fastest_peer(section: str, name: str) -> float | None:
+        """The fastest peer of the same operation on the same scheduler."""
+        return max((r for (sec, n), r in rates.items() if sec == section and tag(n) == tag(name)
+                    and not n.startswith("bigarrays")), default=None)  # fmt: skip
+
+    lines = ["| op | what | MiB/s | ÷ direct | ÷ fastest peer |", "|---|---|--:|--:|--:|"]
+    for section, name, rate in b.rows:
+        ours = name.startswith("bigarrays")
+        direct = base[section]
+        peer = fastest_peer(section, name)
+        lines.append(
+            f"| {section} | {name} | {rate:,.0f} | "
+            f"{cmp.fmt_ratio(rate, direct) if ours and direct else '—'} | "
+            f"{cmp.fmt_ratio(rate, peer) if ours and peer else '—'} |"
+        )
+    ups = ["", "| Dask row | 1 → 2 worker processes |", "|---|--:|"]
+    for (section, name), rate in rates.items():
+        if name.endswith("[1 process]"):
+            two = rates.get((section, name.replace("[1 process]", "[2 processes]")))
+            if two is not None:
+                ups.append(
+                    f"| {section}: {name.removesuffix(' [1 process]')} | {two / rate:.2f}x |"
+                )
+    return "\n".join(lines + (ups if len(ups) > 3 else []))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    root = tempfile.mkdtemp(prefix="dask-bench-", dir=args.dir)
+    try:
+        data = np.asfortranarray(cmp.em_like(args.size))
+        b = Bench(args, data, root)
+        path, cv_path = os.path.join(root, "source"), os.path.join(root, "source-cv")
+        c = args.chunk
+        ba.create(path, shape=data.shape, dtype="uint8", chunks=(c, c, c))[...] = data
+        from cloudvolume import CloudVolume
+
+        info = CloudVolume.create_new_info(1, "image", "uint8", "raw", (1, 1, 1), (0, 0, 0),
+                                           data.shape, chunk_size=(c, c, c))  # fmt: skip
+        cv = CloudVolume(f"file://{cv_path}", info=info, progress=False, compress=False)
+        cv.commit_info()
+        cv[...] = data
+        cmp.log(f"{args.size}³ uint8, {c}³ raw chunks, {os.cpu_count()} cores, "
+                f"dask {dask.__version__}, median of {args.repeat}")  # fmt: skip
+        if not args.no_threads:
+            with dask.config.set(scheduler="threads"):
+                reads(b, path, cv_path, "threads", "threads")
+                writes(b, "threads", "threads")
+        for n in [int(w) for w in args.workers.split(",") if w.strip()]:
+            from distributed import Client, LocalCluster
+
+            with (
+                LocalCluster(n_workers=n, processes=True, threads_per_worker=1,
+                             dashboard_address=None, host="127.0.0.1") as cluster,
+                Client(cluster) as client,
+            ):  # fmt: skip
+                tag = f"{n} process{'es' if n > 1 else ''}"
+                reads(b, path, cv_path, client, tag)
+                writes(b, client, tag)
+        print(report(b))
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
