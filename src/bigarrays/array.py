@@ -549,6 +549,7 @@ class BigArray(ArrayManners):
                 block = np.broadcast_to(fill, box.shape)
                 self._engine.write(clear, box, block, skip_empty=self._level.deletes_chunks)
         return result
+
     # -- Dask and xarray -------------------------------------------------------------------------
     def to_dask(self, chunks: Any = None) -> Any:
         """This level as a lazy ``dask.array.Array``. Its index 0 is ``vol.bounds.start``, not
