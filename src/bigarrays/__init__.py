@@ -30,6 +30,7 @@ from bigarrays.errors import (
     OutOfBoundsError,
     ReadOnlyError,
 )
+from bigarrays.streaming import Stream, StreamStats, stream
 
 __version__ = "0.1.0"
 
@@ -51,8 +52,11 @@ __all__ = [
     "KeyOutsideRootError",
     "OutOfBoundsError",
     "ReadOnlyError",
+    "Stream",
+    "StreamStats",
     "__version__",
     "create",
     "errors",
     "open",
+    "stream",
 ]
