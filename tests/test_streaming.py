@@ -315,3 +315,52 @@ def test_a_killed_writer_loses_nothing_before_its_checkpoint(tmp_path: Path) -> 
     vol = ba.open(url)
     assert vol.shape[2] == n + 13
     np.testing.assert_array_equal(vol[:, :, :], np.moveaxis(frames_xy(n + 13), 0, 2))
+
+
+def _ingest(*argv: str) -> int:
+    from bigarrays.cli import main
+
+    return main(list(argv))
+
+
+def test_ingest_a_folder_of_tiffs_into_precomputed(tmp_path: Path) -> None:
+    import tifffile
+
+    frames = frames_xy(11, (24, 40))  # TIFF pages are (y, x)
+    for i, f in enumerate(frames):  # 2 < 10 by number, not by text: natural order matters
+        tifffile.imwrite(tmp_path / f"frame{i}.tif", f)
+    dst = str(tmp_path / "vol")
+    assert _ingest("ingest", str(tmp_path / "frame*.tif"), dst, "--axis", "z",
+                   "--chunks", "16,16,4", "-q") == 0  # fmt: skip
+    vol = ba.open(dst)
+    assert vol.shape == (40, 24, 11)
+    np.testing.assert_array_equal(vol[:, :, :].T, frames)
+
+
+def test_ingest_a_multipage_tiff_and_a_npy_stack_into_zarr(tmp_path: Path) -> None:
+    import tifffile
+
+    frames = frames_xy(9, (24, 40))
+    tifffile.imwrite(tmp_path / "stack.tif", frames)
+    np.save(tmp_path / "stack.npy", frames)
+    for name in ("stack.tif", "stack.npy"):
+        dst = str(tmp_path / f"{name}.zarr")
+        assert _ingest("ingest", str(tmp_path / name), dst, "--axis", "z", "--format", "zarr",
+                       "--dims", "z,y,x", "--chunks", "4,16,16", "--compression", "zstd",
+                       "-q") == 0  # fmt: skip
+        np.testing.assert_array_equal(ba.open(dst)[...], frames)
+
+
+def test_ingest_resume_skips_the_frames_stored(tmp_path: Path) -> None:
+    frames = frames_xy(10, (24, 40))
+    np.save(tmp_path / "a.npy", frames[:6])
+    np.save(tmp_path / "b.npy", frames[6:])
+    dst = str(tmp_path / "vol")
+    assert _ingest("ingest", str(tmp_path / "a.npy"), dst, "--chunks", "8,8,4", "-q") == 0
+    assert _ingest("ingest", str(tmp_path / "*.npy"), dst, "--resume", "-q") == 0
+    np.testing.assert_array_equal(ba.open(dst)[:, :, :].T, frames)
+
+
+def test_ingest_of_nothing_is_a_usage_error(tmp_path: Path, capsys: Any) -> None:
+    assert _ingest("ingest", str(tmp_path / "*.tif"), str(tmp_path / "vol"), "-q") == 1
+    assert "no files match" in capsys.readouterr().err
