@@ -364,3 +364,17 @@ def test_ingest_resume_skips_the_frames_stored(tmp_path: Path) -> None:
 def test_ingest_of_nothing_is_a_usage_error(tmp_path: Path, capsys: Any) -> None:
     assert _ingest("ingest", str(tmp_path / "*.tif"), str(tmp_path / "vol"), "-q") == 1
     assert "no files match" in capsys.readouterr().err
+
+
+def test_a_sharded_precomputed_volume_needs_a_fixed_grid() -> None:
+    from bigarrays.errors import ResizeRefusedError
+
+    with pytest.raises(ResizeRefusedError, match="max_shape"):
+        ba.stream("memory://stream-sharded", axis="z", shape=(16, 16), dtype="uint8",
+                  chunks=(8, 8, 4), sharding=True)  # fmt: skip
+    with ba.stream("memory://stream-sharded-fixed", axis="z", shape=(16, 16), dtype="uint8",
+                   chunks=(8, 8, 4), sharding=True, max_shape=(16, 16, 64)) as s:  # fmt: skip
+        s.append(np.full((16, 16, 10), 3, np.uint8))
+    vol = ba.open("memory://stream-sharded-fixed")
+    assert vol.shape == (16, 16, 10)
+    np.testing.assert_array_equal(vol[:, :, :], 3)

@@ -111,6 +111,9 @@ class Stream:
         self._queued = 0
         self._busy = False
         self._cond = threading.Condition()
+        # A fixed grid too small for even the next slab (a sharded precomputed volume made
+        # without max_shape) is refused now rather than by the writer thread later.
+        vol._dataset.ahead(self._slab_box(self._slab_start + self._unit))
         if self._slab_start < self._stop:
             self._resume_partial()
         self._writer = threading.Thread(target=self._run, name="bigarrays-stream", daemon=True)
