@@ -86,7 +86,7 @@ def run_acquire(
         settings["compression"] = az.CompressionSettings(
             compressor=az.Compressor.BLOSC1 if lz4 else az.Compressor.ZSTD,
             codec=az.CompressionCodec.BLOSC_LZ4 if lz4 else az.CompressionCodec.ZSTD,
-            level=1, shuffle=1,
+            level=1, shuffle=1 if lz4 else 0,
         )  # fmt: skip
     stream = az.ZarrStream(az.StreamSettings(store_path=str(path), version=az.ZarrVersion.V3,
                                              arrays=[az.ArraySettings(**settings)]))  # fmt: skip

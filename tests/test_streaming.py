@@ -199,8 +199,12 @@ def test_two_cameras_write_their_own_channels_at_once() -> None:
               chunks=(4, 1, 16, 16), format="zarr").close()  # fmt: skip
     frames = {c: frames_xy(23, (32, 32), start=1000 * c) for c in (0, 1)}
 
+    # Both open before either writes: a stream starts at the end stored when it opens.
+    streams = [ba.stream(url, axis="t", region={"c": c}, resume=True, checkpoint_seconds=0)
+               for c in (0, 1)]  # fmt: skip
+
     def camera(c: int) -> None:
-        with ba.stream(url, axis="t", region={"c": c}, resume=True, checkpoint_seconds=0) as s:
+        with streams[c] as s:
             for f in frames[c]:
                 s.append(f)
 

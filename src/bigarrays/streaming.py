@@ -42,6 +42,7 @@ from bigarrays.errors import (
 #: Bytes of full slabs that may wait for the writer before ``append`` blocks.
 DEFAULT_QUEUE_BYTES = 1 << 30
 DEFAULT_CHECKPOINT_SECONDS = 5.0
+WRITERS = 2
 
 
 @dataclass(frozen=True)
@@ -107,17 +108,25 @@ class Stream:
         self._started = time.monotonic()
         self._closed = False
         self._error: BaseException | None = None
-        self._queue: deque[tuple[Box, np.ndarray]] = deque()
+        # Slabs not yet taken by a writer, numbered in order; the numbers of those written,
+        # until every slab before them is written too (the extent may move over them then).
+        self._queue: deque[tuple[int, Box, np.ndarray]] = deque()
+        self._submitted = self._finished = 0
+        self._done: dict[int, int] = {}
         self._queued = 0
-        self._busy = False
         self._cond = threading.Condition()
+        self._growing = threading.Lock()
         # A fixed grid too small for even the next slab (a sharded precomputed volume made
         # without max_shape) is refused now rather than by the writer thread later.
         vol._dataset.ahead(self._slab_box(self._slab_start + self._unit))
         if self._slab_start < self._stop:
             self._resume_partial()
-        self._writer = threading.Thread(target=self._run, name="bigarrays-stream", daemon=True)
-        self._writer.start()
+        # Two writers: one slab's last puts (a whole shard is one large put) overlap the next
+        # slab's encoding.
+        self._writers = [threading.Thread(target=self._run, name="bigarrays-stream", daemon=True)
+                         for _ in range(WRITERS)]  # fmt: skip
+        for writer in self._writers:
+            writer.start()
 
     # -- appending ---------------------------------------------------------------------------------
     @property
@@ -186,7 +195,6 @@ class Stream:
 
     def _submit(self) -> None:
         assert self._slab is not None
-        item = (self._slab_box(self._stop), self._slab)
         with self._cond:
             while (
                 self._error is None
@@ -196,7 +204,8 @@ class Stream:
                 self._cond.wait()
             if self._error is not None:
                 raise self._failure()
-            self._queue.append(item)
+            self._queue.append((self._submitted, self._slab_box(self._stop), self._slab))
+            self._submitted += 1
             self._queued += self._slab.nbytes
             self._cond.notify_all()
         self._slab = None
@@ -216,29 +225,31 @@ class Stream:
     def _run(self) -> None:
         while True:
             with self._cond:
-                while not self._queue and not self._closed:
+                while not self._queue and not self._closed and self._error is None:
                     self._cond.wait()
-                if not self._queue:
+                if not self._queue or self._error is not None:
                     return
-                box, slab = self._queue[0]
-                self._busy = True
+                seq, box, slab = self._queue.popleft()
             try:
                 self._write(box, slab)
+                with self._cond:
+                    self._done[seq] = box.stop[self._axis]
+                    while self._finished in self._done:
+                        self._written_stop = self._done.pop(self._finished)
+                        self._finished += 1
                 if time.monotonic() - self._last_checkpoint >= self._checkpoint_seconds:
                     self._checkpoint()
+                with self._cond:  # an append waiting for room sees the checkpoint taken
+                    self._queued -= slab.nbytes
+                    self._cond.notify_all()
             except BaseException as exc:
                 with self._cond:
-                    self._error = exc
+                    if self._error is None:
+                        self._error = exc
                     self._queue.clear()
                     self._queued = 0
-                    self._busy = False
                     self._cond.notify_all()
                 return
-            with self._cond:
-                self._queue.popleft()
-                self._queued -= slab.nbytes
-                self._busy = False
-                self._cond.notify_all()
 
     def _write(self, box: Box, slab: np.ndarray) -> None:
         vol = self.array
@@ -250,11 +261,12 @@ class Stream:
         source = vol._dataset.ahead(box)
         data = slab[tuple(slice(0, n) for n in box.shape)]
         vol._engine.write(source, box, data, skip_empty=self._skip_empty)
-        self._written_stop = box.stop[self._axis]
 
     def _checkpoint(self) -> None:
-        if self._written_stop > self._checkpointed:
-            self._grow_to(self._written_stop)
+        with self._cond:
+            stop = self._written_stop
+        if stop > self._checkpointed:
+            self._grow_to(stop)
         self._last_checkpoint = time.monotonic()
 
     def _grow_to(self, stop: int) -> None:
@@ -266,9 +278,11 @@ class Stream:
             end[axis] = max(end[axis], stop)
             return Box(current.start, end)
 
-        self.array._resized(grow)
-        self._checkpointed = stop
-        self._checkpoints += 1
+        with self._growing:  # one metadata write at a time; a later one may cover this one
+            if stop > self._checkpointed:
+                self.array._resized(grow)
+                self._checkpointed = stop
+                self._checkpoints += 1
 
     # -- state -----------------------------------------------------------------------------------
     @property
@@ -307,11 +321,13 @@ class Stream:
         with self._cond:
             self._closed = True
             self._cond.notify_all()
-        self._writer.join()
+        for writer in self._writers:
+            writer.join()
         try:
             if self._error is None:
                 if self._slab is not None and self._stop > self._slab_start:
                     self._write(self._slab_box(self._stop), self._slab)
+                    self._written_stop = self._stop
                 self._slab = None
                 self._checkpoint()
         except BaseException as exc:
@@ -329,7 +345,8 @@ class Stream:
             self._queue.clear()
             self._queued = 0
             self._cond.notify_all()
-        self._writer.join()
+        for writer in self._writers:
+            writer.join()
         if self._owns_array:
             self.array.close()
 
