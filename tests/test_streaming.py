@@ -44,6 +44,8 @@ class RecordingStore(MemoryStore):
         self.reads: list[str] = []
         self.fail_after: int | None = None
         self.puts = 0
+        #: When set, chunk writes wait for it (a slow disk).
+        self.gate: threading.Event | None = None
 
     def _record(self, key: str) -> None:
         if not key.endswith(METADATA):
@@ -74,6 +76,8 @@ class RecordingStore(MemoryStore):
             self.puts += 1
             if self.fail_after is not None and self.puts > self.fail_after:
                 raise OSError(28, "No space left on device")
+            if self.gate is not None:
+                self.gate.wait()
         return super()._put_if_version(key, *args)
 
 
@@ -382,3 +386,30 @@ def test_a_sharded_precomputed_volume_needs_a_fixed_grid() -> None:
     vol = ba.open("memory://stream-sharded-fixed")
     assert vol.shape == (16, 16, 10)
     np.testing.assert_array_equal(vol[:, :, :], 3)
+
+
+def test_append_blocks_while_the_queue_is_full() -> None:
+    store = RecordingStore("stream-backpressure")
+    store.gate = threading.Event()
+    frames = frames_xy(40)
+    slab = frames[:8].nbytes
+    s = ba.stream(store, axis="z", shape=(40, 24), dtype="uint16", chunks=(16, 16, 8),
+                  queue_bytes=2 * slab)  # fmt: skip
+    appended: list[int] = []
+
+    def acquire() -> None:
+        for i, f in enumerate(frames):
+            s.append(f)
+            appended.append(i)
+
+    camera = threading.Thread(target=acquire)
+    camera.start()
+    camera.join(timeout=0.5)
+    assert camera.is_alive()  # the store holds every put: the third full slab cannot queue
+    assert len(appended) == 23
+    stats = s.stats  # the 24th frame is in the slab that waits for room: appended, not returned
+    assert (stats.frames, stats.written, stats.lag) == (24, 0, 24)
+    store.gate.set()
+    camera.join()
+    s.close()
+    np.testing.assert_array_equal(ba.open(store)[:, :, :], np.moveaxis(frames, 0, 2))

@@ -83,7 +83,9 @@ class Stream:
         self._stop = level.bounds.stop[la]
         self._slab_start = self._stop - (self._stop - self._origin) % self._unit
         self._slab: np.ndarray | None = None
-        self._frames = self._bytes = 0
+        # Where the stream began: frames appended are counted from it as they enter a slab.
+        self._start = self._stop
+        self._frame_bytes = int(np.prod(self._frame_shape, dtype=np.int64)) * self._dtype.itemsize
         self._written_stop = self._checkpointed = self._stop
         self._checkpoints = 0
         self._last_checkpoint = time.monotonic()
@@ -137,14 +139,12 @@ class Stream:
             self._stop += n
             if self._stop - self._slab_start == self._unit:
                 self._submit()
-        self._frames += depth
-        self._bytes += block.nbytes
 
     def _as_block(self, frame: Any) -> np.ndarray:
         data = np.asarray(frame)
         if data.dtype != self._dtype:
             raise DtypeMismatchError(
-                f"frame {self._frames} has dtype {data.dtype}; the stream writes "
+                f"frame {self._stop - self._start} has dtype {data.dtype}; the stream writes "
                 f"{self._dtype} (convert it first: frame.astype('{self._dtype}'))"
             )
         shape = self._frame_shape
@@ -158,8 +158,8 @@ class Stream:
             depth = -1
         if depth < 0:
             raise ShapeMismatchError(
-                f"frame {self._frames} has shape {data.shape}; the stream takes frames of "
-                f"shape {shape}, or blocks with the streamed axis added"
+                f"frame {self._stop - self._start} has shape {data.shape}; the stream takes "
+                f"frames of shape {shape}, or blocks with the streamed axis added"
             )
         full = list(self._box.shape)
         full[self._axis] = depth
@@ -272,12 +272,12 @@ class Stream:
         with self._cond:
             written = self._written_stop
         seconds = time.monotonic() - self._started
-        frame_bytes = self._bytes // self._frames if self._frames else 0
-        done = written - (self._stop - self._frames)
+        frames = self._stop - self._start
+        done = written - self._start
         return StreamStats(
-            frames=self._frames, written=done, bytes=self._bytes, seconds=seconds,
-            mib_per_s=done * frame_bytes / (1 << 20) / seconds if seconds > 0 else 0.0,
-            lag=self._frames - done, checkpoints=self._checkpoints,
+            frames=frames, written=done, bytes=frames * self._frame_bytes, seconds=seconds,
+            mib_per_s=done * self._frame_bytes / (1 << 20) / seconds if seconds > 0 else 0.0,
+            lag=frames - done, checkpoints=self._checkpoints,
             checkpointed=self._checkpointed,
         )  # fmt: skip
 
