@@ -32,6 +32,7 @@ from bigarrays.errors import (
     OutOfBoundsError,
     ReadOnlyError,
 )
+from bigarrays.streaming import Stream, StreamStats, stream
 
 __version__ = "0.1.0"
 
@@ -70,10 +71,13 @@ __all__ = [
     "KeyOutsideRootError",
     "OutOfBoundsError",
     "ReadOnlyError",
+    "Stream",
+    "StreamStats",
     "__version__",
     "create",
     "errors",
     "from_dask",
     "open",
     "store",
+    "stream",
 ]

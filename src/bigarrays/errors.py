@@ -276,3 +276,13 @@ class InvalidReferencesError(BigArraysError, ValueError):
 class BrokenReferenceError(CorruptChunkError):
     """A reference names bytes its target does not hold: the file is missing, or the range
     reaches past its end."""
+
+
+class StreamWriteError(StoreError):
+    """A streaming writer could not store its frames (a store that refused a write, a full
+    disk): raised by the next ``append`` or by ``close``; the dataset keeps the frames up to
+    the last checkpoint, from where ``ba.stream(url, resume=True)`` continues."""
+
+
+class StreamClosedError(BigArraysError, ValueError):
+    """``append`` to a stream that was closed."""

@@ -191,3 +191,9 @@ class Dataset(abc.ABC):
         level 0 pooled.
         """
         raise UnsupportedError(f"{self.format_name} datasets cannot be resized")
+
+    def ahead(self, bounds: Box) -> ChunkSource:
+        """Level 0's chunk source over a grid that covers ``bounds`` (every grid axis), with
+        the stored metadata unchanged: a streaming writer fills whole chunks past the end
+        through it, under the names they keep once a resize shows them."""
+        raise UnsupportedError(f"{self.format_name} datasets cannot be written past their end")

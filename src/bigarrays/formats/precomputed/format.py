@@ -18,9 +18,11 @@ import numpy as np
 
 from bigarrays.arguments import check_codec_choices, real3, whole, whole3
 from bigarrays.box import Box
+from bigarrays.chunk_source import ChunkSource
 from bigarrays.errors import (
     DatasetNotFoundError,
     InvalidInfoError,
+    ResizeRefusedError,
     ScaleNotFoundError,
     UnsupportedError,
     ViewerCompatibilityWarning,
@@ -97,6 +99,24 @@ class PrecomputedDataset(Dataset):
         step, stored = resize(self.store, change, self._session)
         dataset = PrecomputedDataset(self.store, self._session(stored))
         return Resized(dataset, step.before, step.after, dataset.level(0).source)
+
+    def ahead(self, bounds: Box) -> ChunkSource:
+        from bigarrays.formats.precomputed.resize import stored_extent
+
+        scale = self.info.scales[0]
+        grid = Box.from_shape(scale.size, scale.voxel_offset)
+        box = Box(bounds.start[:3], bounds.stop[:3])
+        if not grid.contains(box) and (scale.sharding is not None or stored_extent(scale)):
+            raise ResizeRefusedError(
+                f"cannot write {box} of {self.store.url}: it lies outside the fixed grid {grid}; "
+                "create the volume with max_shape= (or max_bounds=) covering the growth"
+            )
+        if grid.contains(box) or any(a < b for a, b in zip(box.start, grid.start, strict=True)):
+            return self.level(0).source
+        stop = tuple(max(a, b) for a, b in zip(grid.stop, box.stop, strict=True))
+        size = tuple(b - a for a, b in zip(grid.start, stop, strict=True))
+        wider = replace(scale, size=size)  # type: ignore[arg-type]
+        return open_layout(self.store, self.info.with_scales([wider, *self.info.scales[1:]]), 0)
 
     def _session(self, info: Info) -> Info:
         """``info`` (as stored) with the compression this session writes its first scale with."""

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from bigarrays.box import Box
+from bigarrays.chunk_source import ChunkSource
 from bigarrays.codecs.chain import CodecChain
 from bigarrays.codecs.zarr_v2 import V2Chain
 from bigarrays.errors import (
@@ -157,6 +158,13 @@ class ZarrDataset(Dataset):
         from bigarrays.formats.zarr.resize import resize
 
         return resize(self, change)
+
+    def ahead(self, bounds: Box) -> ChunkSource:
+        array = self.arrays[0]
+        shape = tuple(max(n, b) for n, b in zip(array.meta.shape, bounds.stop, strict=True))
+        wider = ZarrArray(array.path, replace(array.meta, shape=shape), array.attributes)
+        return ZarrDataset(self.store, [wider, *self.arrays[1:]], self.group,
+                           self.multiscale).level(0).source  # fmt: skip
 
     def _chain(self, meta: ArrayMetadata) -> tuple[Chain, str, str | None]:
         """The codec chain, the name of the chunk encoding and of the compression."""

@@ -1,0 +1,170 @@
+"""Does the streaming writer keep up with a camera? bigarrays beside acquire-zarr and os.write.
+
+    python bench/streaming.py                      # 256 frames per run
+    python bench/streaming.py --frames 512 --dir /data/scratch
+
+2048x2048 uint16 frames from memory (a few camera-like images, noisy and smooth, cycled) are
+appended along t to a Zarr v3 array on local disk with 256x256 chunks in y/x, 64 frames deep:
+raw, blosc-lz4 (level 1, byte shuffle) and zstd (level 1), unsharded and sharded (8x8 chunks per
+shard). Each run is its own process, so its peak memory (ru_maxrss) is its own; a run ends when
+the writer is closed (the data on disk, the metadata written). The baseline writes the same
+bytes with plain ``os.write`` calls of one frame each to one file. Printed: frames per second,
+MiB/s of frame data, peak RSS, and the ratios to acquire-zarr and to os.write.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+MiB = 2**20
+SIDE, DEPTH, CHUNK, SHARD = 2048, 64, 256, 8
+CODECS = ("raw", "blosc-lz4", "zstd")
+
+
+def camera_frames(n: int = 4) -> list[np.ndarray]:
+    """``n`` distinct frames like a fluorescence camera's: smooth structure plus shot noise."""
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:SIDE, 0:SIDE].astype(np.float32) / SIDE
+    out = []
+    for i in range(n):
+        signal = 400 + 300 * np.sin(12 * x + i) * np.cos(9 * y - i) ** 2
+        out.append(rng.poisson(signal).astype(np.uint16))
+    return out
+
+
+def run_bigarrays(
+    path: Path, frames: int, codec: str, sharded: bool, images: list[np.ndarray]
+) -> None:
+    import bigarrays as ba
+
+    options: dict[str, Any] = {"format": "zarr", "dims": ("t", "y", "x")}
+    if codec == "blosc-lz4":
+        options.update(compression="blosc", blosc_cname="lz4", compression_level=1,
+                       blosc_shuffle="byte")  # fmt: skip
+    elif codec == "zstd":
+        options.update(compression="zstd", compression_level=1)
+    if sharded:
+        options.update(chunks=(DEPTH, CHUNK * SHARD, CHUNK * SHARD),
+                       sharding={"chunk_shape": [DEPTH, CHUNK, CHUNK]})  # fmt: skip
+    else:
+        options.update(chunks=(DEPTH, CHUNK, CHUNK))
+    with ba.stream(str(path), axis="t", shape=(SIDE, SIDE), dtype="uint16",
+                   queue_bytes=2 * DEPTH * SIDE * SIDE * 2, **options) as s:  # fmt: skip
+        for i in range(frames):
+            s.append(images[i % len(images)])
+
+
+def run_acquire(
+    path: Path, frames: int, codec: str, sharded: bool, images: list[np.ndarray]
+) -> None:
+    import acquire_zarr as az
+
+    per_shard = SHARD if sharded else 1
+    dims = [
+        az.Dimension(name="t", kind=az.DimensionType.TIME, array_size_px=0,
+                     chunk_size_px=DEPTH, shard_size_chunks=1),
+        az.Dimension(name="y", kind=az.DimensionType.SPACE, array_size_px=SIDE,
+                     chunk_size_px=CHUNK, shard_size_chunks=per_shard),
+        az.Dimension(name="x", kind=az.DimensionType.SPACE, array_size_px=SIDE,
+                     chunk_size_px=CHUNK, shard_size_chunks=per_shard),
+    ]  # fmt: skip
+    settings: dict[str, Any] = {"dimensions": dims, "data_type": az.DataType.UINT16}
+    if codec != "raw":
+        lz4 = codec == "blosc-lz4"
+        settings["compression"] = az.CompressionSettings(
+            compressor=az.Compressor.BLOSC1 if lz4 else az.Compressor.ZSTD,
+            codec=az.CompressionCodec.BLOSC_LZ4 if lz4 else az.CompressionCodec.ZSTD,
+            level=1, shuffle=1 if lz4 else 0,
+        )  # fmt: skip
+    stream = az.ZarrStream(az.StreamSettings(store_path=str(path), version=az.ZarrVersion.V3,
+                                             arrays=[az.ArraySettings(**settings)]))  # fmt: skip
+    for i in range(frames):
+        stream.append(images[i % len(images)])
+    stream.close()
+
+
+def run_plain(path: Path, frames: int, codec: str, sharded: bool, images: list[np.ndarray]) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        for i in range(frames):
+            os.write(fd, images[i % len(images)].data)
+    finally:
+        os.close(fd)
+
+
+RUNNERS = {"bigarrays": run_bigarrays, "acquire-zarr": run_acquire, "os.write": run_plain}
+
+
+def child(tool: str, path: str, frames: int, codec: str, sharded: bool) -> None:
+    images = camera_frames()
+    started = time.perf_counter()
+    RUNNERS[tool](Path(path), frames, codec, sharded, images)
+    seconds = time.perf_counter() - started
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(json.dumps({"seconds": seconds, "peak": peak}))
+
+
+def measure(tool: str, root: Path, frames: int, codec: str, sharded: bool) -> dict[str, float]:
+    path = root / f"{tool}-{codec}-{int(sharded)}"
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", tool, str(path), str(frames), codec,
+         str(int(sharded))], check=True, capture_output=True, text=True,
+    ).stdout  # fmt: skip
+    result = json.loads(out.strip().splitlines()[-1])
+    size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else (
+        path.stat().st_size)  # fmt: skip
+    shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink()
+    nbytes = frames * SIDE * SIDE * 2
+    return {"fps": frames / result["seconds"], "mibs": nbytes / MiB / result["seconds"],
+            "peak": result["peak"] / MiB, "stored": size / MiB}  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--frames", type=int, default=256)
+    parser.add_argument("--dir", default=None, help="scratch folder on the disk to measure")
+    parser.add_argument("--child", nargs=5, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        tool, path, frames, codec, sharded = args.child
+        child(tool, path, int(frames), codec, sharded == "1")
+        return
+    root = Path(tempfile.mkdtemp(prefix="bench-stream-", dir=args.dir))
+    print(f"{args.frames} frames of {SIDE}x{SIDE} uint16 ({args.frames * SIDE * SIDE * 2 / MiB:.0f}"
+          f" MiB), chunks {DEPTH}x{CHUNK}x{CHUNK}, to {root}")  # fmt: skip
+    plain = measure("os.write", root, args.frames, "raw", False)
+    print(f"os.write: {plain['fps']:.1f} frames/s, {plain['mibs']:.0f} MiB/s")
+    print(
+        "| setting | bigarrays fps | acquire-zarr fps | ratio | bigarrays MiB/s | vs os.write "
+        "| bigarrays peak MiB | acquire-zarr peak MiB | stored MiB (ba / az) |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    try:
+        for sharded in (False, True):
+            for codec in CODECS:
+                ba = measure("bigarrays", root, args.frames, codec, sharded)
+                az = measure("acquire-zarr", root, args.frames, codec, sharded)
+                name = f"{codec}{', sharded' if sharded else ''}"
+                ratio = ba["fps"] / az["fps"]
+                print(f"| {name} | {ba['fps']:.1f} | {az['fps']:.1f} | {ratio:.2f}x "
+                      f"| {ba['mibs']:.0f} | {ba['mibs'] / plain['mibs']:.0%} | {ba['peak']:.0f} "
+                      f"| {az['peak']:.0f} | {ba['stored']:.0f} / {az['stored']:.0f} |",
+                      flush=True)  # fmt: skip
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,113 @@
+"""The acquisition writer: frames appended along one axis, written as whole chunks (or shards).
+
+``with ba.stream(url, axis="z", shape=(2048, 2048), dtype="uint16") as s: s.append(frame)``.
+Frames are copied into a slab one write unit deep along the axis (a chunk, or a shard on sharded
+levels) that spans the stream's region along the others. A full slab goes to a bounded queue; one
+writer thread hands it to the chunk engine, which cuts, encodes and puts its units on the pool.
+Every unit is written once and nothing is read back, because each slab covers whole units: the
+slab past the stored end goes through a source whose grid already reaches it
+(``Dataset.ahead``), under the names the chunks keep when the end moves past them.
+
+The stored extent moves at checkpoints only (every ``checkpoint_seconds`` once a slab is written,
+and at close), and only over frames fully written, so a reader, a viewer or a process reopening
+the dataset after a crash sees every frame up to the last checkpoint and nothing half-written.
+A checkpoint never shrinks the extent, so several streams (one per camera or channel, each with
+a ``region`` of whole units of its own) can share one array.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from bigarrays.api import create, open
+from bigarrays.array import BigArray
+from bigarrays.errors import DatasetExistsError, DatasetNotFoundError, InvalidArgumentError
+from bigarrays.streaming_writer import (
+    DEFAULT_CHECKPOINT_SECONDS,
+    DEFAULT_QUEUE_BYTES,
+    Stream,
+    StreamStats,
+)
+
+__all__ = ["DEFAULT_CHECKPOINT_SECONDS", "DEFAULT_QUEUE_BYTES", "Stream", "StreamStats", "stream"]
+
+
+def stream(
+    target: str | BigArray | Any,
+    axis: int | str = 0,
+    *,
+    shape: tuple[int, ...] | None = None,
+    dtype: Any = None,
+    region: Mapping[str, int | slice] | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    queue_bytes: int = DEFAULT_QUEUE_BYTES,
+    checkpoint_seconds: float = DEFAULT_CHECKPOINT_SECONDS,
+    skip_empty: bool = True,
+    threads: int | None = None,
+    **options: Any,
+) -> Stream:
+    """A writer that appends frames along ``axis`` (a name of ``vol.dims`` or an index).
+
+    ``target`` is a :class:`BigArray` opened for writing (the stream starts at its end along
+    ``axis``) or a URL. A URL that holds no dataset (or ``overwrite=True``) is created from the
+    frame ``shape`` and ``dtype`` with an extent of 0 along ``axis``; the other ``options``
+    (``chunks``, ``dims``, ``format``, ``compression``, ``sharding``, ``max_shape``, store
+    options, ...) go to :func:`bigarrays.create`. An existing dataset is continued with
+    ``resume=True`` from its stored end, else refused.
+
+    ``region`` restricts the stream to part of the other axes, ``{"c": 1}`` or
+    ``{"x": slice(0, 1024)}``, on whole write units, so that several streams can fill one array.
+    ``queue_bytes``: full slabs that may wait before ``append`` blocks. ``checkpoint_seconds``:
+    how often the stored extent follows the frames written. ``skip_empty``: chunks that hold
+    only the fill value are not stored (unsharded levels).
+    """
+    if isinstance(target, BigArray):
+        return Stream(target, axis, region=region, queue_bytes=queue_bytes,
+                      checkpoint_seconds=checkpoint_seconds, skip_empty=skip_empty)  # fmt: skip
+    vol: BigArray | None = None
+    if not overwrite:
+        store_options = {k: v for k, v in options.items() if k == "format"}
+        try:
+            vol = open(target, mode="r+", threads=threads, **store_options)
+        except DatasetNotFoundError:
+            vol = None
+        if vol is not None and not resume:
+            vol.close()
+            raise DatasetExistsError(
+                f"{target} holds a dataset already: pass resume=True to append to it, or "
+                "overwrite=True to replace it"
+            )
+    if vol is None:
+        vol = _create(target, axis, shape, dtype, overwrite, threads, options)
+    try:
+        return Stream(vol, axis, region=region, queue_bytes=queue_bytes,
+                      checkpoint_seconds=checkpoint_seconds, skip_empty=skip_empty,
+                      owns_array=True)  # fmt: skip
+    except BaseException:
+        vol.close()
+        raise
+
+
+def _create(
+    target: Any,
+    axis: int | str,
+    shape: tuple[int, ...] | None,
+    dtype: Any,
+    overwrite: bool,
+    threads: int | None,
+    options: dict[str, Any],
+) -> BigArray:
+    if shape is None or dtype is None:
+        raise InvalidArgumentError(
+            f"{target} holds no dataset: give the frame shape= and dtype= to create it"
+        )
+    frame = tuple(int(n) for n in shape)
+    dims = options.get("dims") or ("x", "y", "z", "c")[: len(frame) + 1]
+    j = dims.index(axis) if isinstance(axis, str) and axis in dims else axis
+    if not isinstance(j, int) or not 0 <= j <= len(frame):
+        raise InvalidArgumentError(f"axis must be one of {tuple(dims)} or its index, got {axis!r}")
+    full = (*frame[:j], 0, *frame[j:])
+    return create(target, shape=full, dtype=dtype, overwrite=overwrite, threads=threads,
+                  **options)  # fmt: skip
