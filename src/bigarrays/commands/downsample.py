@@ -8,12 +8,12 @@ from typing import Any
 
 from bigarrays.api import open
 from bigarrays.cli import (
-    UsageError,
     _byte_size,
     _progress_setting,
     _store_options,
     human_bytes,
     parse_box,
+    parse_ints,
 )
 from bigarrays.ops.pooling import METHODS
 from bigarrays.ops.pyramid import DEFAULT_MEMORY_TARGET
@@ -70,24 +70,16 @@ def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=run)
 
 
-def _ints(text: str, n: int, name: str) -> tuple[int, ...]:
-    try:
-        values = tuple(int(v) for v in text.replace("x", ",").split(","))
-    except ValueError:
-        values = ()
-    if len(values) != n:
-        raise UsageError(f"{name} must be {n} integers separated by commas, got {text!r}")
-    return values
-
-
 def run(args: argparse.Namespace) -> int:
     vol = open(args.url, mode="r+", progress=_progress_setting(args),
                **_store_options(args, args.url))  # fmt: skip
     with vol:
         n = len(vol.bounds.start)
-        factor: Any = args.factor if args.factor == "auto" else _ints(args.factor, n, "--factor")
+        factor: Any = "auto"
+        if args.factor != "auto":
+            factor = parse_ints(args.factor, n, "--factor")
         box = None if args.box is None else parse_box(args.box, vol.bounds, vol.dims)
-        chunks = None if args.chunks is None else _ints(args.chunks, n, "--chunks")
+        chunks = None if args.chunks is None else parse_ints(args.chunks, n, "--chunks")
         started = time.perf_counter()
         before = vol.mips
         vol.downsample(factor, num_mips=args.mips, method=args.method, bounds=box, chunks=chunks,
