@@ -210,3 +210,31 @@ def test_skip_empty_keeps_negative_zero(tmp_path: Path, box: tuple[slice, ...]) 
         vol[box] = np.float32(-0.0)
         back = ba.open(str(tmp_path / "v"))[box]
         assert np.signbit(back).all()
+
+
+def test_threads_asking_a_new_engine_for_its_pool_at_once_get_one_pool(monkeypatch) -> None:
+    import concurrent.futures as cf
+    import threading
+    import time
+
+    callers = cf.ThreadPoolExecutor(8)  # made before pools are slowed down below
+
+    class SlowToMake(cf.ThreadPoolExecutor):
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            time.sleep(0.01)  # widens the window in which a second caller could make one too
+            super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(cf, "ThreadPoolExecutor", SlowToMake)
+    engine = ChunkEngine(4)
+    barrier = threading.Barrier(8)
+
+    def ask(_: int) -> int:
+        barrier.wait()
+        return id(engine.executor)
+
+    try:
+        seen = set(callers.map(ask, range(8)))
+    finally:
+        callers.shutdown()
+        engine.close()
+    assert len(seen) == 1

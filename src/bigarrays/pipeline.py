@@ -91,19 +91,25 @@ class ChunkEngine:
             raise ValueError(f"threads must be >= 1, got {threads}")
         self.threads = threads
         self._executor: cf.ThreadPoolExecutor | None = None
+        # Pyramid and Dask blocks call one engine from several threads: one pool, made once.
+        self._executor_lock = threading.Lock()
 
     @property
     def executor(self) -> cf.ThreadPoolExecutor | None:
         if self.threads == 1:
             return None
-        if self._executor is None:
-            self._executor = cf.ThreadPoolExecutor(self.threads, thread_name_prefix="bigarrays")
-        return self._executor
+        with self._executor_lock:
+            if self._executor is None:
+                self._executor = cf.ThreadPoolExecutor(
+                    self.threads, thread_name_prefix="bigarrays"
+                )
+            return self._executor
 
     def close(self) -> None:
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
-            self._executor = None
+        with self._executor_lock:
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=True)
 
     def _run(
         self, fn: Callable[[ChunkPiece], None], pieces: Iterable[ChunkPiece],
