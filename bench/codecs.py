@@ -2,7 +2,7 @@
 
     python bench/codecs.py                  # full run (~2 min on 2 cores)
     python bench/codecs.py --quick          # smaller volumes, one repeat: a smoke test
-    python bench/codecs.py --markdown       # also print the README's table
+    python bench/codecs.py --markdown       # also print the table of docs/encodings.md
 
 Two volumes, cut into 64³ chunks: an EM-like uint8 volume (``bigarrays.synthetic``) and a
 uint64 label volume (wavy cells with hashed 64-bit ids, a few dozen per chunk). For each codec
@@ -211,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small volumes, one repeat")
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--markdown", action="store_true", help="also print the README table")
+    parser.add_argument("--markdown", action="store_true", help="also print the table of docs/encodings.md")
     parser.add_argument("--only", default="", help="comma-separated codec labels to run")
     args = parser.parse_args(argv)
     repeat = 1 if args.quick else args.repeat
