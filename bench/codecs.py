@@ -211,7 +211,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small volumes, one repeat")
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--markdown", action="store_true", help="also print the table of docs/encodings.md")
+    parser.add_argument(
+        "--markdown", action="store_true", help="also print the table of docs/encodings.md"
+    )
     parser.add_argument("--only", default="", help="comma-separated codec labels to run")
     args = parser.parse_args(argv)
     repeat = 1 if args.quick else args.repeat

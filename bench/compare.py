@@ -555,7 +555,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--cv-parallel",
         type=int,
         default=1,
-        help="CloudVolume parallel= (processes; it has no threads on file://). 1 (see docs/encodings.md)",
+        help="CloudVolume parallel= (processes; it has no threads on file://). 1 (see "
+        "docs/encodings.md)",
     )
     p.add_argument("--gzip-level", type=int, default=6, help="gzip level where settable (6)")
     p.add_argument("--only", default=",".join(TOOLS), help=f"tools to run ({','.join(TOOLS)})")

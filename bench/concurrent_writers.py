@@ -15,7 +15,8 @@ reference.
 write (every chunk whole: no read, no condition) and an unaligned write of the box at (37, 53,
 101) of (128, 128, 128) voxels, which covers 3³ chunks in part; best of ``--repeat`` runs, beside
 TensorStore's writes of the same boxes. Its figures are to be compared with the same script run
-on the commit before the conditional merges (``git stash``/``checkout``), which docs/concurrency.md quotes.
+on the commit before the conditional merges (``git stash``/``checkout``), which
+docs/concurrency.md quotes.
 """
 
 from __future__ import annotations
