@@ -100,9 +100,7 @@ class ChunkEngine:
             return None
         with self._executor_lock:
             if self._executor is None:
-                self._executor = cf.ThreadPoolExecutor(
-                    self.threads, thread_name_prefix="bigarrays"
-                )
+                self._executor = cf.ThreadPoolExecutor(self.threads, thread_name_prefix="bigarrays")
             return self._executor
 
     def close(self) -> None:
