@@ -556,7 +556,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=int,
         default=1,
         help="CloudVolume parallel= (processes; it has no threads on file://). 1 (see "
-        "docs/encodings.md)",
+        "bench/README.md)",
     )
     p.add_argument("--gzip-level", type=int, default=6, help="gzip level where settable (6)")
     p.add_argument("--only", default=",".join(TOOLS), help=f"tools to run ({','.join(TOOLS)})")
