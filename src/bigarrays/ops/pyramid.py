@@ -343,13 +343,5 @@ def _pool_block(
         source = target.level.source
         if fresh and is_fill(cut, source.fill_value):
             continue
-        engine.write(source, part, _in_order(cut, source.order),
-                     skip_empty=target.level.deletes_chunks)  # fmt: skip
-
-
-def _in_order(values: np.ndarray, order: str) -> np.ndarray:
-    if order == "F" and not values.flags.f_contiguous:
-        return np.asfortranarray(values)
-    if order == "C" and not values.flags.c_contiguous:
-        return np.ascontiguousarray(values)
-    return values
+        # A view: the engine cuts it into chunks and copies each chunk's part once anyway.
+        engine.write(source, part, cut, skip_empty=target.level.deletes_chunks)
