@@ -523,3 +523,23 @@ def test_a_pyramid_built_on_a_dask_cluster_equals_the_local_one(tmp_path, cluste
         )
         == 0
     )
+
+
+def test_the_recorded_method_and_chunks_of_new_levels(tmp_path):
+    # OME-Zarr records the pooling in the multiscale's type: later updates pool the same way.
+    url = tmp_path / "img.ome.zarr"
+    img = ba.create(url, shape=(40, 48), dtype="uint8", chunks=(8, 8), dims=("y", "x"))
+    data = random_data(np.random.default_rng(12), (40, 48), "uint8")
+    img[...] = data
+    img.downsample((2, 2), num_mips=2, method="max")
+    img = ba.open(url, mode="r+", update_pyramid=True)
+    img[3:9, 10:20] = 0
+    data[3:9, 10:20] = 0
+    assert_levels(img, data, "max")
+    # chunks= gives the new levels their own chunk size (level 0 keeps its own).
+    vol = precomputed(tmp_path, (64, 64, 16), "uint8", (16, 16, 16), (0, 0, 0))
+    vol.downsample((2, 2, 1), num_mips=1, chunks=(8, 8, 4))
+    assert vol.at_mip(1).chunks == (8, 8, 4)
+    assert vol.chunks == (16, 16, 16)
+    with pytest.raises(InvalidInfoError, match="one size"):
+        vol.downsample((2, 2, 1), num_mips=1, chunks=(8, 8), overwrite=True)
