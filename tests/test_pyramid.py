@@ -355,6 +355,15 @@ def test_bad_factors_are_refused_before_anything_is_written(small, factor):
     assert ba.open(small.url).mips == 1
 
 
+@pytest.mark.parametrize("target", [0, -5, "1G", 2.5])
+def test_a_bad_memory_target_is_refused_before_anything_is_written(small, target):
+    from bigarrays.errors import InvalidArgumentError
+
+    with pytest.raises(InvalidArgumentError, match="memory_target"):
+        small.downsample((2, 2, 1), num_mips=1, memory_target=target)
+    assert ba.open(small.url).mips == 1
+
+
 def test_existing_levels_are_refused_unless_overwrite(small):
     small.downsample((2, 2, 1), num_mips=2)
     with pytest.raises(LevelExistsError):

@@ -22,7 +22,12 @@ from typing import Any
 import numpy as np
 
 from bigarrays.box import Box
-from bigarrays.errors import InvalidInfoError, ReadOnlyError, UnsupportedError
+from bigarrays.errors import (
+    InvalidArgumentError,
+    InvalidInfoError,
+    ReadOnlyError,
+    UnsupportedError,
+)
 from bigarrays.fill import is_fill
 from bigarrays.formats.base import Dataset, Level, LevelSpec
 from bigarrays.ops.pooling import METHODS, check_method, pool_levels, pooled_bounds
@@ -292,6 +297,10 @@ def _workers(threads: int | None, engine: ChunkEngine) -> int:
 
 def block_budget(memory_target: int, workers: int, method: str) -> int:
     """Bytes one worker's block may cost (``BLOCK_OVERHEAD`` per byte of its voxels)."""
+    if isinstance(memory_target, bool) or not isinstance(memory_target, (int, np.integer)):
+        raise InvalidArgumentError(f"memory_target is a number of bytes, got {memory_target!r}")
+    if memory_target < 1:
+        raise InvalidArgumentError(f"memory_target must be at least 1 byte, got {memory_target}")
     share = memory_target // workers
     if method in ("mode", "median"):
         share -= RANK_WORKING_BYTES
