@@ -207,3 +207,31 @@ def test_several_reader_processes_and_one_writer(tmp_path: Path, small_map: None
     assert all(_check(store.get(f"k{k}") or b"", k) == versions - 1 for k in range(keys))
     # About 3 MiB of live values were rewritten 8 times into a 1 MiB first map.
     assert (tmp_path / "shared.lmdb").stat().st_size > SMALL_MAP
+
+
+def test_a_store_collected_while_another_opens_does_not_deadlock(
+    tmp_path: Path, monkeypatch
+) -> None:
+    import gc
+    import threading
+
+    from bigarrays.stores import lmdb as lmdb_store
+
+    dropped = lmdb_store.LmdbStore(tmp_path / "a.lmdb")
+    dropped.cycle = dropped  # type: ignore[attr-defined]  # freed only by the collector
+    del dropped
+    made = lmdb_store._Database.__init__
+
+    def collecting(self: Any, path: Path) -> None:
+        gc.collect()  # the collection an allocation inside _acquire may set off
+        made(self, path)
+
+    monkeypatch.setattr(lmdb_store._Database, "__init__", collecting)
+    opened: list[Any] = []
+    worker = threading.Thread(
+        target=lambda: opened.append(lmdb_store.LmdbStore(tmp_path / "b.lmdb")), daemon=True
+    )
+    worker.start()
+    worker.join(timeout=30)
+    assert opened, "opening a store while another was being collected never returned"
+    opened[0].close()

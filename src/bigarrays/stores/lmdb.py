@@ -273,7 +273,10 @@ def _write_error(path: Path, exc: BaseException) -> BaseException:
 
 
 _DATABASES: dict[str, _Database] = {}
-_DATABASES_LOCK = threading.Lock()
+# Re-entrant: a store dropped in a reference cycle is released by its finalizer whenever the
+# garbage collector runs, which may be inside _acquire on the same thread (an allocation there
+# triggers a collection); a plain lock would wait for itself there forever.
+_DATABASES_LOCK = threading.RLock()
 
 
 def _acquire(path: Path) -> _Database:
