@@ -28,7 +28,6 @@ from typing import Any, Generic, Protocol, TypeVar
 from bigarrays.errors import (
     CorruptChunkError,
     StaleReadError,
-    UnsupportedError,
     VersionConflictError,
 )
 from bigarrays.formats.merge import MAX_CONFLICT_RETRIES
@@ -288,12 +287,3 @@ def put_merged(
             time.sleep(random.uniform(0, 0.002 * (attempt + 1)))
             refresh(g)
     raise VersionConflictError(g.key, store.url)
-
-
-def partial_shard_refused(key: str, url: str, hint: str) -> UnsupportedError:
-    """The error of a write that covers part of shard ``key`` on a store (``url``) without
-    conditional writes; ``hint`` says what to write instead."""
-    return UnsupportedError(
-        f"this write covers part of shard {key!r}, which needs a read-merge-write; the store "
-        f"{url} has no conditional writes to make that safe against concurrent writers: {hint}"
-    )

@@ -8,29 +8,22 @@ per merged range, held to that version (:mod:`~bigarrays.formats.precomputed.sha
 Every index is checked against the bounds of the scale before anything is read or inflated
 (:mod:`~bigarrays.formats.precomputed.shard_limits`).
 
-Writing (``write_pieces``): the pieces of a box are grouped by shard. A shard whose every chunk the
-box covers is built in memory and put once. A shard the box covers in part is read, merged and
-rewritten with a conditional put (``mode="if_version"``), retried when another writer got there
-first; stores without conditional writes refuse such writes, naming the shard box to align
-writes to. Chunks equal to the fill value (every bit 0) are left out of a shard; a shard left with
-no chunk is deleted. A write drops this process's cached indexes of the shards it rewrites. A
-shard that cannot be decoded is never rewritten: the write is refused with CorruptChunkError.
+Writing goes through the engine every shard format shares
+(:class:`~bigarrays.formats.shard_writes.ShardWriter`); this module says how a chunk is placed in
+a shard (its chunk id, hashed to a shard and minishard) and how chunks and shards are coded.
+Chunks equal to the fill value (every bit 0) are left out of a shard; a shard left with no chunk
+is deleted.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
 
 import numpy as np
 
 from bigarrays.box import Box, ChunkPiece, Vec
-from bigarrays.errors import (
-    ReadOnlyError,
-    UnsupportedError,
-)
 from bigarrays.fill import is_fill
 from bigarrays.formats.precomputed.chunks import ChunkLayout
 from bigarrays.formats.precomputed.info import Info, Scale, ShardingSpec
@@ -48,28 +41,12 @@ from bigarrays.formats.precomputed.sharding import (
     morton_code,
     morton_codes,
 )
-from bigarrays.formats.sharding import (
-    ShardWrite,
-    in_batches,
-    partial_shard_refused,
-    put_merged,
-    put_whole,
-)
+from bigarrays.formats.shard_writes import DEFAULT_WRITE_BATCH_BYTES, ShardWriter
+from bigarrays.formats.sharding import Run
 from bigarrays.stores import Store
 
-T = TypeVar("T")
-Run = Callable[[Callable[[Any], None], Iterable[Any]], None]
 
-#: A write holds the new shards of at most this many uncompressed chunk bytes at once.
-DEFAULT_WRITE_BATCH_BYTES = 256 << 20
-
-
-def _inline_run(fn: Callable[[T], None], items: Iterable[T]) -> None:
-    for item in items:
-        fn(item)
-
-
-class ShardedLayout(ChunkLayout):
+class ShardedLayout(ShardWriter, ChunkLayout):
     """Loads and saves the decoded chunks of one sharded scale."""
 
     handles_sharding = True
@@ -93,7 +70,7 @@ class ShardedLayout(ChunkLayout):
         self.shard_map = ShardMap(spec)
         self.geometry = ShardGeometry.of(grid3, spec)
         self.write_batch_bytes = write_batch_bytes
-        self._chunk_bytes = math.prod(self.grid.chunk) * self.dtype.itemsize
+        self.chunk_nbytes = math.prod(self.grid.chunk) * self.dtype.itemsize
         self._shard_sizes: dict[int, int] | None = None
         per_shard = self.geometry.shard_chunks
         if per_shard is not None:
@@ -103,7 +80,7 @@ class ShardedLayout(ChunkLayout):
             )
         self.limits = IndexLimits.of(
             math.prod(grid3 if per_shard is None else per_shard),
-            self._chunk_bytes,
+            self.chunk_nbytes,
             exact_size=self.scale.encoding == "raw",
         )
         self.reader = ShardReader(store, spec, self.shard_key, self.limits, cache_bytes=cache_bytes)
@@ -127,7 +104,7 @@ class ShardedLayout(ChunkLayout):
         """The decoded index of one minishard (empty when the shard or minishard is empty)."""
         return self.reader.minishard_index(shard, minishard).index
 
-    def _decode_chunk(self, data: bytes, index: Vec, key: str) -> np.ndarray:
+    def decode_chunk(self, data: bytes, index: Vec, key: str) -> np.ndarray:
         raw = decode_data(data, self.spec.data_encoding, key, self.limits.max_decoded_chunk_bytes)
         shape = self.grid.chunk_box(index).shape
         if self.blosc is not None:
@@ -135,16 +112,6 @@ class ShardedLayout(ChunkLayout):
         # The format's data_encoding says how chunks are stored: no sniffing for gzip in them
         # (which would inflate without a bound).
         return self.codec.decode(raw, shape, key)
-
-    def load(self, index: Vec) -> np.ndarray | None:
-        """The decoded chunk at grid ``index``, or None when its shard does not hold it."""
-        out: list[np.ndarray | None] = [None]
-
-        def keep(_: ChunkPiece, chunk: np.ndarray | None) -> None:
-            out[0] = chunk
-
-        self.read_pieces([self._whole_piece(index)], _inline_run, keep)
-        return out[0]
 
     def _locate_pieces(
         self, pieces: Sequence[ChunkPiece]
@@ -171,12 +138,12 @@ class ShardedLayout(ChunkLayout):
                 emit(piece, None)
                 return
             key = f"{self.shard_key(shard_list[pos])}#{id_list[pos]}"
-            emit(piece, self._decode_chunk(data, piece.chunk_index, key))
+            emit(piece, self.decode_chunk(data, piece.chunk_index, key))
 
         self.reader.read(id_list, shard_list, minishards.tolist(), run, decode)
 
     # -- writing ---------------------------------------------------------------------------------
-    def shard_size(self, shard: int) -> int | None:
+    def chunks_in_shard(self, shard: int) -> int | None:
         """How many chunks of the volume shard ``shard`` holds (None when too costly to know)."""
         grid_box = self.geometry.shard_grid_box(shard)
         if grid_box is not None:
@@ -200,143 +167,32 @@ class ShardedLayout(ChunkLayout):
         last = self.grid.chunk_box((*(s - 1 for s in stop), 0))
         return Box(first.start[:3], last.stop[:3])
 
-    def _encode_chunk(self, chunk: np.ndarray) -> bytes | None:
+    def encode_chunk(self, chunk: np.ndarray) -> bytes | None:
         if is_fill(chunk):
             return None
         return encode_data(self.encode(chunk), self.spec.data_encoding)
 
-    def _merge(
-        self, piece: ChunkPiece, part: np.ndarray, old: bytes | None, cid: int
-    ) -> np.ndarray:
-        """The whole chunk after writing ``part`` over the stored chunk ``old``."""
-        if old is None:
-            chunk = np.zeros(piece.chunk_box.shape, dtype=self.dtype, order="F")
-        else:
-            key = f"{self.shard_key(self.shard_map.locate(cid)[0])}#{cid}"
-            decoded = self._decode_chunk(old, piece.chunk_index, key)
-            chunk = np.array(decoded, dtype=self.dtype, order="F", copy=True)
-        chunk[piece.in_chunk] = part
-        return chunk
-
-    def _refuse_partial(self, shard: int) -> UnsupportedError:
+    def partial_hint(self, shard: int) -> str:
         box = self.shard_box(shard)
         shape = self.geometry.shard_chunks
-        if box is not None and shape is not None:
-            vox = " x ".join(str(n * c) for n, c in zip(shape, self.grid.chunk[:3], strict=True))
-            hint = f"align writes to shards: boxes of {vox} voxels from {self.scale.voxel_offset}"
-            hint += f" (this one is {box})"
-        else:
-            hint = "write whole shards (with this hash, only a write of the whole volume does)"
-        return partial_shard_refused(self.shard_key(shard), self.store.url, hint)
+        if box is None or shape is None:
+            return "write whole shards (with this hash, only a write of the whole volume does)"
+        vox = " x ".join(str(n * c) for n, c in zip(shape, self.grid.chunk[:3], strict=True))
+        offset = self.scale.voxel_offset
+        return f"align writes to shards: boxes of {vox} voxels from {offset} (this one is {box})"
 
-    def write_pieces(
-        self,
-        pieces: Sequence[ChunkPiece],
-        part: Callable[[ChunkPiece], np.ndarray],
-        run: Run,
-        done: Callable[[int], None],
-    ) -> None:
-        if not pieces:
-            return
-        if self.store.read_only:
-            raise ReadOnlyError(f"{self.store.url} is opened read-only")
+    def write_targets(self, pieces: Sequence[ChunkPiece]) -> list[tuple[int, int]]:
         ids, shards, _ = self._locate_pieces(pieces)
-        order = np.argsort(shards, kind="stable")
-        sorted_shards = shards[order]
-        cuts = np.flatnonzero(np.diff(sorted_shards)) + 1
-        groups: list[ShardWrite] = []
-        for chunk_positions in np.split(order, cuts):
-            shard = int(shards[chunk_positions[0]])
-            positions = chunk_positions.tolist()
-            size = self.shard_size(shard)
-            full = size == len(positions) and all(pieces[i].covers_chunk for i in positions)
-            groups.append(ShardWrite(shard, self.shard_key(shard), positions, full))
-        if not self.store.conditional_writes:
-            for g in groups:
-                if not g.full:
-                    raise self._refuse_partial(g.shard)
+        return list(zip(shards.tolist(), ids.tolist(), strict=True))
 
-        for batch in in_batches(groups, self._chunk_bytes, self.write_batch_bytes):
-            self._write_batch(batch, pieces, ids, part, run, done)
+    def split_shard(self, data: bytes, key: str) -> dict[int, bytes]:
+        return decode_shard(data, self.spec, key, limits=self.limits)
 
-    def _read_old(self, g: ShardWrite) -> None:
-        data, version = self.store.get_with_version(g.key)
-        g.version, g.existed = version, data is not None
-        # A shard that cannot be decoded is refused (CorruptChunkError naming it): rewriting it
-        # with only the chunks of this write would drop every other chunk it holds.
-        g.old = {} if data is None else decode_shard(data, self.spec, g.key, limits=self.limits)
-
-    def _write_batch(
-        self,
-        batch: list[ShardWrite],
-        pieces: Sequence[ChunkPiece],
-        ids: np.ndarray,
-        part: Callable[[ChunkPiece], np.ndarray],
-        run: Run,
-        done: Callable[[int], None],
-    ) -> None:
-        run(self._read_old, [g for g in batch if not g.full])
-
-        def encode(item: tuple[ShardWrite, int]) -> None:
-            g, pos = item
-            piece, cid = pieces[pos], int(ids[pos])
-            new = part(piece)
-            if not piece.covers_chunk:
-                new = self._merge(piece, new, g.old.get(cid), cid)
-            g.new[cid] = self._encode_chunk(new)
-
-        run(encode, [(g, pos) for g in batch for pos in g.positions])
-
-        def commit(g: ShardWrite) -> None:
-            try:
-                if g.full:
-                    chunks = {cid: data for cid, data in g.new.items() if data is not None}
-                    put_whole(self.store, g.key, self._encode_shard(chunks))
-                else:
-                    self._put_merged(g, pieces, ids, part)
-            finally:
-                self.cache.invalidate(g.shard)
-            g.old, g.new = {}, {}
-            done(len(g.positions))
-
-        run(commit, batch)
-
-    def _put_merged(
-        self,
-        g: ShardWrite,
-        pieces: Sequence[ChunkPiece],
-        ids: np.ndarray,
-        part: Callable[[ChunkPiece], np.ndarray],
-    ) -> None:
-        def refresh(g: ShardWrite) -> None:
-            # The chunks this write covers in part are merged again with what the other writer
-            # stored; whole chunks do not depend on it.
-            self._read_old(g)
-            for pos in g.positions:
-                piece = pieces[pos]
-                if not piece.covers_chunk:
-                    cid = int(ids[pos])
-                    merged = self._merge(piece, part(piece), g.old.get(cid), cid)
-                    g.new[cid] = self._encode_chunk(merged)
-
-        put_merged(self.store, g, self._encode_shard, refresh)
-
-    def _encode_shard(self, chunks: Mapping[int, bytes]) -> bytes | None:
+    def encode_shard(self, chunks: Mapping[int, bytes]) -> bytes | None:
         return encode_shard(chunks, self.spec) if chunks else None
 
-    # -- single chunks (the ChunkSource protocol) ------------------------------------------------
-    def _whole_piece(self, index: Vec) -> ChunkPiece:
-        cbox = self.grid.chunk_box(index)
-        full = cbox.slices(cbox.start)
-        return ChunkPiece(tuple(index), cbox, full, full)
-
-    def save(self, index: Vec, chunk: np.ndarray) -> None:
-        """Store one whole chunk: a read-merge-write of its shard, unless it is all the shard."""
-        self.write_pieces([self._whole_piece(index)], lambda _: chunk, _inline_run, lambda _: None)
-
-    def delete(self, index: Vec) -> None:
-        zeros = np.zeros(self.grid.chunk_box(index).shape, dtype=self.dtype, order="F")
-        self.save(index, zeros)
+    def forget_index(self, shard: int) -> None:
+        self.cache.invalidate(shard)
 
 
 # -- describing a sharded scale ------------------------------------------------------------------

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -31,22 +31,15 @@ from bigarrays.box import Box, ChunkGrid, ChunkPiece, Vec
 from bigarrays.chunk_source import ChunkSourceBase, Order
 from bigarrays.errors import (
     CorruptChunkError,
-    ReadOnlyError,
     StaleReadError,
-    UnsupportedError,
 )
-from bigarrays.fill import filled, is_fill
+from bigarrays.fill import is_fill
 from bigarrays.formats.precomputed.shard_reads import MAX_STALE_RETRIES
-from bigarrays.formats.precomputed.sharded_layout import DEFAULT_WRITE_BATCH_BYTES
+from bigarrays.formats.shard_writes import DEFAULT_WRITE_BATCH_BYTES, ShardWriter
 from bigarrays.formats.sharding import (
     DEFAULT_CACHE_BYTES,
     Run,
-    ShardWrite,
     VersionedCache,
-    in_batches,
-    partial_shard_refused,
-    put_merged,
-    put_whole,
     read_shard_ranges,
     run_few,
 )
@@ -57,11 +50,6 @@ from bigarrays.stores import Store
 
 T = TypeVar("T")
 Shard = tuple[int, ...]
-
-
-def _inline_run(fn: Callable[[T], None], items: Iterable[T]) -> None:
-    for item in items:
-        fn(item)
 
 
 @dataclass(frozen=True)
@@ -78,7 +66,7 @@ class ShardIndex:
         return int(self.table.nbytes)
 
 
-class ShardedZarrChunks(ChunkSourceBase):
+class ShardedZarrChunks(ShardWriter, ChunkSourceBase):
     """Loads and saves the decoded inner chunks of one sharded Zarr v3 array."""
 
     order: Order = "C"
@@ -107,6 +95,7 @@ class ShardedZarrChunks(ChunkSourceBase):
         self.merges_safely = store.conditional_writes
         self.cache: VersionedCache[ShardIndex] = VersionedCache(cache_bytes)
         self.write_batch_bytes = write_batch_bytes
+        self.max_shard_bytes = self.config.max_shard_bytes
         self._shard_grid = meta.grid_shape
         self._loading: dict[Shard, threading.Lock] = {}
         self._loading_lock = threading.Lock()
@@ -148,12 +137,6 @@ class ShardedZarrChunks(ChunkSourceBase):
         )  # fmt: skip
         return Box(start, stop)
 
-    def _inner_in_array(self, shard: Shard) -> int:
-        """How many of the shard's inner chunks lie (at least in part) inside the array."""
-        box = self.shard_box(shard)
-        return math.prod(-(-n // c) for n, c in zip(box.shape, self.config.chunk_shape,
-                                                    strict=True))  # fmt: skip
-
     # -- indexes ---------------------------------------------------------------------------------
     def fetch_index(self, shard: Shard) -> ShardIndex:
         """Read a shard's index from the store, with the shard's version."""
@@ -194,15 +177,6 @@ class ShardedZarrChunks(ChunkSourceBase):
         return entry
 
     # -- reading ---------------------------------------------------------------------------------
-    def load(self, index: Vec) -> np.ndarray | None:
-        out: list[np.ndarray | None] = [None]
-
-        def keep(_: ChunkPiece, chunk: np.ndarray | None) -> None:
-            out[0] = chunk
-
-        self.read_pieces([self._whole_piece(index)], _inline_run, keep)
-        return out[0]
-
     def read_pieces(
         self,
         pieces: Sequence[ChunkPiece],
@@ -284,133 +258,40 @@ class ShardedZarrChunks(ChunkSourceBase):
         read_shard_ranges(self.store, self.shard_key, ranges, run, attempt == 0, decode, changed)
         return retry
 
-    # -- writing ---------------------------------------------------------------------------------
-    def _encode(self, part: np.ndarray) -> bytes | None:
-        """The stored bytes of an inner chunk's voxels; None for one all fill (left out)."""
-        if is_fill(part, self.fill_value):
+    # -- writing (the format's side of ShardWriter) ---------------------------------------------
+    def write_targets(self, pieces: Sequence[ChunkPiece]) -> list[tuple[Shard, int]]:
+        return [self.locate(p.chunk_index) for p in pieces]
+
+    def chunks_in_shard(self, shard: Shard) -> int:
+        """How many of the shard's inner chunks lie (at least in part) inside the array."""
+        box = self.shard_box(shard)
+        return math.prod(-(-n // c) for n, c in zip(box.shape, self.config.chunk_shape,
+                                                    strict=True))  # fmt: skip
+
+    def split_shard(self, data: bytes, key: str) -> dict[int, bytes]:
+        return self.config.split_shard(data, key)
+
+    def encode_shard(self, chunks: Mapping[int, bytes]) -> bytes | None:
+        return self.config.encode_shard(chunks)
+
+    def encode_chunk(self, chunk: np.ndarray) -> bytes | None:
+        """The stored bytes of an inner chunk's voxels (padded to the whole inner chunk); None
+        for one all fill (left out)."""
+        if is_fill(chunk, self.fill_value):
             return None
-        return self.chain.encode(whole_chunk(part, self.grid.chunk, self.dtype, self.fill_value))
+        return self.chain.encode(whole_chunk(chunk, self.grid.chunk, self.dtype, self.fill_value))
 
-    def _merged(
-        self, piece: ChunkPiece, part: np.ndarray, old: bytes | None, key: str
-    ) -> bytes | None:
-        if old is None:
-            chunk = filled(self.grid.chunk, self.dtype, self.fill_value, "C")
-        else:
-            chunk = np.array(self.chain.decode(old, key), dtype=self.dtype, order="C", copy=True)
-        inside = tuple(slice(0, n) for n in piece.chunk_box.shape)
-        chunk[inside][piece.in_chunk] = part
-        return self._encode(chunk[inside])
+    def decode_chunk(self, data: bytes, index: Vec, key: str) -> np.ndarray:
+        return self.chain.decode(data, key)
 
-    def _refuse_partial(self, shard: Shard) -> UnsupportedError:
-        hint = (
+    def partial_hint(self, shard: Shard) -> str:
+        return (
             f"align writes to shards of {self.config.shard_shape} voxels (this one is "
             f"{self.shard_box(shard)})"
         )
-        return partial_shard_refused(self.shard_key(shard), self.store.url, hint)
 
-    def write_pieces(
-        self,
-        pieces: Sequence[ChunkPiece],
-        part: Callable[[ChunkPiece], np.ndarray],
-        run: Run,
-        done: Callable[[int], None],
-    ) -> None:
-        if not pieces:
-            return
-        if self.store.read_only:
-            raise ReadOnlyError(f"{self.store.url} is opened read-only")
-        located = [self.locate(p.chunk_index) for p in pieces]
-        by_shard: dict[Shard, list[int]] = {}
-        for i, (shard, _) in enumerate(located):
-            by_shard.setdefault(shard, []).append(i)
-        groups = []
-        for shard, positions in sorted(by_shard.items()):
-            full = len(positions) == self._inner_in_array(shard) and all(
-                pieces[i].covers_chunk for i in positions
-            )
-            groups.append(ShardWrite(shard, self.shard_key(shard), positions, full))
-        if not self.store.conditional_writes:
-            for g in groups:
-                if not g.full:
-                    raise self._refuse_partial(g.shard)
-        for batch in in_batches(groups, self.chunk_nbytes, self.write_batch_bytes):
-            self._write_batch(batch, pieces, located, part, run, done)
-
-    def _read_old(self, g: ShardWrite) -> None:
-        data, version = self.store.get_with_version(g.key, max_size=self.config.max_shard_bytes)
-        g.version, g.existed = version, data is not None
-        # A shard that cannot be decoded is refused (CorruptChunkError naming it): rewriting it
-        # with only the chunks of this write would drop every other chunk it holds.
-        g.old = {} if data is None else self.config.split_shard(data, g.key)
-
-    def _encode_piece(
-        self, g: ShardWrite, i: int, pieces: Sequence[ChunkPiece],
-        located: list[tuple[Shard, int]], part: Callable[[ChunkPiece], np.ndarray],
-    ) -> None:  # fmt: skip
-        piece, pos = pieces[i], located[i][1]
-        new = part(piece)
-        if piece.covers_chunk:
-            g.new[pos] = self._encode(new)
-        else:
-            g.new[pos] = self._merged(piece, new, g.old.get(pos), f"{g.key}#{pos}")
-
-    def _write_batch(
-        self,
-        batch: list[ShardWrite],
-        pieces: Sequence[ChunkPiece],
-        located: list[tuple[Shard, int]],
-        part: Callable[[ChunkPiece], np.ndarray],
-        run: Run,
-        done: Callable[[int], None],
-    ) -> None:
-        run_few(run, self._read_old, [g for g in batch if not g.full])
-        run_few(
-            run, lambda item: self._encode_piece(item[0], item[1], pieces, located, part),
-            [(g, i) for g in batch for i in g.positions],
-        )  # fmt: skip
-
-        def commit(g: ShardWrite) -> None:
-            try:
-                if g.full:
-                    payload = {p: d for p, d in g.new.items() if d is not None}
-                    put_whole(self.store, g.key, self.config.encode_shard(payload))
-                else:
-                    self._put_merged(g, pieces, located, part)
-            finally:
-                self.cache.invalidate(self._shard_id(g.shard))
-            g.old, g.new = {}, {}
-            done(len(g.positions))
-
-        run_few(run, commit, batch)
-
-    def _put_merged(
-        self, g: ShardWrite, pieces: Sequence[ChunkPiece], located: list[tuple[Shard, int]],
-        part: Callable[[ChunkPiece], np.ndarray],
-    ) -> None:  # fmt: skip
-        def refresh(g: ShardWrite) -> None:
-            # The inner chunks this write covers in part are merged again with what the other
-            # writer stored; whole ones do not depend on it.
-            self._read_old(g)
-            for i in g.positions:
-                if not pieces[i].covers_chunk:
-                    self._encode_piece(g, i, pieces, located, part)
-
-        put_merged(self.store, g, self.config.encode_shard, refresh)
-
-    # -- single chunks (the ChunkSource protocol) ------------------------------------------------
-    def _whole_piece(self, index: Vec) -> ChunkPiece:
-        cbox = self.grid.chunk_box(index)
-        full = cbox.slices(cbox.start)
-        return ChunkPiece(tuple(index), cbox, full, full)
-
-    def save(self, index: Vec, chunk: np.ndarray) -> None:
-        """Store one whole inner chunk: a read-merge-write of its shard, unless it is all of it."""
-        self.write_pieces([self._whole_piece(index)], lambda _: chunk, _inline_run, lambda _: None)
-
-    def delete(self, index: Vec) -> None:
-        fill = filled(self.grid.chunk_box(index).shape, self.dtype, self.fill_value, "C")
-        self.save(index, fill)
+    def forget_index(self, shard: Shard) -> None:
+        self.cache.invalidate(self._shard_id(shard))
 
 
 __all__ = ["ShardIndex", "ShardedZarrChunks"]
