@@ -8,13 +8,10 @@ re-read and changed again otherwise, the way chunk merges are (``formats.merge``
 
 from __future__ import annotations
 
-import random
-import time
 from collections.abc import Callable
 
-from bigarrays.errors import VersionConflictError
 from bigarrays.formats.bounded_json import MAX_JSON_BYTES
-from bigarrays.formats.merge import MAX_CONFLICT_RETRIES
+from bigarrays.formats.merge import retry_conflicts
 from bigarrays.stores import Store
 from bigarrays.stores.base import PutMode
 
@@ -29,13 +26,12 @@ def update_document(store: Store, key: str, change: Callable[[bytes | None], byt
         new = change(store.get(key, max_size=MAX_JSON_BYTES))
         store.put(key, new)
         return new
-    for attempt in range(MAX_CONFLICT_RETRIES):
+
+    def attempt(_: int) -> bytes:
         current, version = store.get_with_version(key, max_size=MAX_JSON_BYTES)
         new = change(current)
-        try:
-            mode: PutMode = "create" if version is None else "if_version"
-            store.put(key, new, mode=mode, version=version)
-            return new
-        except VersionConflictError:
-            time.sleep(random.uniform(0, 0.002 * (attempt + 1)))
-    raise VersionConflictError(key, store.url)
+        mode: PutMode = "create" if version is None else "if_version"
+        store.put(key, new, mode=mode, version=version)
+        return new
+
+    return retry_conflicts(key, store.url, attempt)

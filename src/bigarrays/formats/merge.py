@@ -12,6 +12,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
+from typing import TypeVar
 
 import numpy as np
 
@@ -21,6 +22,20 @@ from bigarrays.stores.base import ANY_ENCODING, Buffer, PutMode
 
 #: Attempts of a partial write that keeps losing the race to other writers of its object.
 MAX_CONFLICT_RETRIES = 64
+
+T = TypeVar("T")
+
+
+def retry_conflicts(key: str, url: str, attempt: Callable[[int], T]) -> T:
+    """``attempt(n)`` for n = 0, 1, ... until it raises no VersionConflictError (another writer
+    got to ``key`` first), at most MAX_CONFLICT_RETRIES times; then VersionConflictError."""
+    for n in range(MAX_CONFLICT_RETRIES):
+        try:
+            return attempt(n)
+        except VersionConflictError:
+            # Spread the retries of writers that collided, so that they stop colliding.
+            time.sleep(random.uniform(0, 0.002 * (n + 1)))
+    raise VersionConflictError(key, url)
 
 
 def merge_into_object(
@@ -44,20 +59,17 @@ def merge_into_object(
     format's writers use, when it has one (see ``Store.get``): a chunk never written then costs
     one lookup.
     """
-    for attempt in range(MAX_CONFLICT_RETRIES):
+
+    def attempt(_: int) -> None:
         stored, version = store.get_with_version(key, max_size=max_size, encoding=stored_encoding)
         chunk = new() if stored is None else decode(stored)
         write_part(chunk)
-        try:
-            if is_empty is not None and is_empty(chunk):
-                if version is not None:
-                    store.delete_if_version(key, version)
-            else:
-                data, encoding = encode(chunk)
-                mode: PutMode = "create" if version is None else "if_version"
-                store.put(key, data, mode=mode, version=version, content_encoding=encoding)
-            return
-        except VersionConflictError:
-            # Spread the retries of writers that collided, so that they stop colliding.
-            time.sleep(random.uniform(0, 0.002 * (attempt + 1)))
-    raise VersionConflictError(key, store.url)
+        if is_empty is not None and is_empty(chunk):
+            if version is not None:
+                store.delete_if_version(key, version)
+        else:
+            data, encoding = encode(chunk)
+            mode: PutMode = "create" if version is None else "if_version"
+            store.put(key, data, mode=mode, version=version, content_encoding=encoding)
+
+    retry_conflicts(key, store.url, attempt)

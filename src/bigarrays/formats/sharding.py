@@ -17,9 +17,7 @@ another writer got there first (:func:`put_merged`).
 
 from __future__ import annotations
 
-import random
 import threading
-import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -28,9 +26,8 @@ from typing import Any, Generic, Protocol, TypeVar
 from bigarrays.errors import (
     CorruptChunkError,
     StaleReadError,
-    VersionConflictError,
 )
-from bigarrays.formats.merge import MAX_CONFLICT_RETRIES
+from bigarrays.formats.merge import retry_conflicts
 from bigarrays.stores import Store
 from bigarrays.stores.base import ANY_VERSION, PutMode
 
@@ -273,17 +270,15 @@ def put_merged(
 ) -> None:
     """Put a shard written in part, only if it is still at ``g.version``; when another writer
     changed it, ``refresh(g)`` reads it again and re-merges ``g.new``, and the put is retried."""
-    for attempt in range(MAX_CONFLICT_RETRIES):
-        payload = encode(g.merged())
-        try:
-            if payload is not None:
-                mode: PutMode = "create" if g.version is None else "if_version"
-                store.put(g.key, payload, mode=mode, version=g.version)
-            elif g.existed:
-                store.delete_if_version(g.key, g.version)
-            return
-        except VersionConflictError:
-            # Spread the retries of writers that collided, so that they stop colliding.
-            time.sleep(random.uniform(0, 0.002 * (attempt + 1)))
+
+    def attempt(n: int) -> None:
+        if n:
             refresh(g)
-    raise VersionConflictError(g.key, store.url)
+        payload = encode(g.merged())
+        if payload is not None:
+            mode: PutMode = "create" if g.version is None else "if_version"
+            store.put(g.key, payload, mode=mode, version=g.version)
+        elif g.existed:
+            store.delete_if_version(g.key, g.version)
+
+    retry_conflicts(g.key, store.url, attempt)
