@@ -139,3 +139,27 @@ def test_cli_cutout_reads_a_shared_scale_when_allowed(tmp_path: Path) -> None:
     assert main(["cutout", "--allow-parent-keys", str(vol), "0:16,0:16,0:16", "-q",
                  "-o", str(out)]) == 0  # fmt: skip
     np.testing.assert_array_equal(np.load(out), data)
+
+
+@pytest.mark.parametrize(
+    ("folder", "keep", "left"),
+    [
+        ("1", [], {"0/a", "0/b", "x"}),  # the folder's keys go, nothing else
+        ("", [], {"0/a", "0/b", "1/a", "1/b/c", "x"}),  # the root is never emptied
+        ("../0", [], {"0/a", "0/b", "1/a", "1/b/c", "x"}),  # outside the root: nothing
+        ("1/../..", [], {"0/a", "0/b", "1/a", "1/b/c", "x"}),
+        ("1", ["1/b"], {"0/a", "0/b", "1/a", "1/b/c", "x"}),  # holds a kept folder
+        ("1/b", ["1"], {"0/a", "0/b", "1/a", "1/b/c", "x"}),  # lies inside one
+        ("1", [""], {"0/a", "0/b", "x"}),  # a kept root keeps only itself
+    ],
+)
+def test_delete_folder_stays_inside_its_folder(
+    folder: str, keep: list[str], left: set[str]
+) -> None:
+    from bigarrays.stores import MemoryStore, delete_folder
+
+    store = MemoryStore()
+    for key in ("0/a", "0/b", "1/a", "1/b/c", "x"):
+        store.put(key, b"v")
+    delete_folder(store, folder, keep=keep)
+    assert set(store.list("")) == left

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bigarrays.errors import UnknownSchemeError
-from bigarrays.stores.base import Store, normalize_key
+from bigarrays.stores.base import Store, delete_folder, normalize_key
 from bigarrays.stores.file import FileStore
 from bigarrays.stores.memory import MemoryStore
 
@@ -140,6 +140,7 @@ __all__ = [
     "FileStore",
     "MemoryStore",
     "Store",
+    "delete_folder",
     "join_url",
     "known_schemes",
     "normalize_key",

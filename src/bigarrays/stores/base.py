@@ -541,3 +541,19 @@ class Store(abc.ABC):
 
     def _delete_if_version(self, key: str, version: str | None) -> None:
         raise self._no_versions()
+
+
+def delete_folder(store: Store, folder: str, *, keep: Sequence[str] = ()) -> None:
+    """Delete every key below ``folder``; nothing at all when the folder is the store's root, lies
+    outside it, or holds or lies inside one of the ``keep`` folders (a dataset's first level,
+    say; the root as a kept folder keeps only itself): deleting a dataset's part must never
+    reach past it."""
+    prefix = normalize_key(folder) + "/"
+    if prefix == "/" or prefix.startswith("../"):
+        return
+    for kept in keep:
+        other = normalize_key(kept) + "/"
+        if other != "/" and (other.startswith(prefix) or prefix.startswith(other)):
+            return
+    for key in list(store.list(prefix)):
+        store.delete(key)

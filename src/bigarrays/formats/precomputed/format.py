@@ -42,7 +42,7 @@ from bigarrays.formats.precomputed.info import (
 )
 from bigarrays.formats.precomputed.sharding import resolve_sharding
 from bigarrays.formats.precomputed.stored_compression import with_stored_compression
-from bigarrays.stores import Store, content_encoding, normalize_key
+from bigarrays.stores import Store, content_encoding, delete_folder
 
 INFO_KEY = "info"
 
@@ -287,12 +287,9 @@ def delete_dataset(store: Store, info_bytes: bytes) -> None:
     """Remove the chunks of every scale the old info names, then the info itself."""
     try:
         old = Info.from_bytes(info_bytes)
-        prefixes = [normalize_key(s.key) + "/" for s in old.scales]
+        prefixes = [s.key for s in old.scales]
     except ValueError:
         prefixes = []  # an unreadable info names no scales; replace the file alone
     for prefix in prefixes:
-        if prefix.startswith("../"):
-            continue  # never delete outside the dataset's own folder
-        for key in list(store.list(prefix)):
-            store.delete(key)
+        delete_folder(store, prefix)
     store.delete(INFO_KEY)

@@ -22,7 +22,7 @@ from bigarrays.formats.documents import update_document
 from bigarrays.formats.precomputed.format import INFO_KEY
 from bigarrays.formats.precomputed.info import EXTENSION_KEY, Info, Scale, scale_key_for
 from bigarrays.formats.precomputed.sharding import DEFAULT_SHARD_BYTES, resolve_sharding
-from bigarrays.stores import Store, normalize_key
+from bigarrays.stores import Store, delete_folder
 
 
 def new_scale(info: Info, spec: LevelSpec, taken: set[str], method: str) -> Scale:
@@ -142,14 +142,8 @@ def _drop_levels(store: Store) -> None:
         return now.with_scales(now.scales[:1]).to_bytes()
 
     stored = Info.from_bytes(update_document(store, INFO_KEY, drop))
-    first = normalize_key(stored.scales[0].key) + "/"
     for scale in dropped:
-        prefix = normalize_key(scale.key) + "/"
-        # Never delete outside the dataset, nor a folder the first scale's keys lie in.
-        if prefix.startswith("../") or first.startswith(prefix) or prefix.startswith(first):
-            continue
-        for key in list(store.list(prefix)):
-            store.delete(key)
+        delete_folder(store, scale.key, keep=[stored.scales[0].key])
 
 
 def _exists_message(url: str, info: Info) -> str:

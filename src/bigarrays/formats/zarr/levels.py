@@ -31,7 +31,7 @@ from bigarrays.formats.zarr.metadata_v3 import METADATA_KEY, ArrayMetadataV3, Gr
 from bigarrays.formats.zarr.ome import Dataset as OmeDataset
 from bigarrays.formats.zarr.ome import Multiscale, OmeAttributes
 from bigarrays.formats.zarr.sharding import ShardingConfig, is_sharded
-from bigarrays.stores import Store, normalize_key
+from bigarrays.stores import Store, delete_folder
 
 
 def add_levels(
@@ -57,7 +57,7 @@ def add_levels(
             raise LevelExistsError(_exists_message(store.url, multiscale))
         _rewrite_group(dataset, multiscale.datasets[:1], expect=None)
         for array in dataset.arrays[1:]:
-            _clear(store, array.path, dataset.arrays[0].path)
+            delete_folder(store, array.path, keep=[dataset.arrays[0].path])
     first = dataset.arrays[0]
     taken = {first.path}
     arrays = [first]
@@ -67,7 +67,7 @@ def add_levels(
         while path in taken:
             path = f"s{path}"
         taken.add(path)
-        _clear(store, path, first.path)  # what a crashed earlier attempt left there
+        delete_folder(store, path, keep=[first.path])  # what a crashed earlier attempt left there
         array = ZarrArray(path, _level_meta(first, spec), {})
         _put_array(store, array)
         arrays.append(array)
@@ -123,16 +123,6 @@ def _put_array(store: Store, array: ZarrArray) -> None:
         store.put(head + METADATA_KEY, array.meta.to_bytes())
     else:
         store.put(head + ARRAY_KEY, array.meta.to_bytes())
-
-
-def _clear(store: Store, path: str, keep: str) -> None:
-    """Delete every key below ``path`` (never level 0's, never outside the image)."""
-    prefix = normalize_key(path) + "/"
-    kept = normalize_key(keep) + "/" if keep else ""
-    if not path or prefix.startswith("../") or kept.startswith(prefix) or prefix == kept:
-        return
-    for key in list(store.list(prefix)):
-        store.delete(key)
 
 
 def _rewrite_group(
