@@ -33,7 +33,6 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from bigarrays.errors import (
-    AccessDeniedError,
     BucketNotFoundError,
     CredentialsError,
     MissingDependencyError,
@@ -55,28 +54,12 @@ from bigarrays.stores.remote import (
 )
 from bigarrays.stores.retry import (
     RetryPolicy,
-    Transient,
-    is_transient_exception,
     is_transient_status,
-    parse_retry_after,
 )
+from bigarrays.stores.s3_errors import is_conflict, is_missing, s3_error, translate_error
 from bigarrays.stores.s3_objects import ObjectRequests
 
 T = TypeVar("T")
-
-_MISSING_CODES = frozenset({"NoSuchKey", "NotFound", "404"})
-_CREDENTIAL_CODES = frozenset({
-    "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken",
-    "TokenRefreshRequired", "InvalidSecurity", "MissingSecurityHeader",
-    "AuthorizationHeaderMalformed",
-    "InvalidClientTokenId", "UnrecognizedClientException", "ExpiredTokenException",
-})  # fmt: skip
-_DENIED_CODES = frozenset({"AccessDenied", "AllAccessDisabled", "AccountProblem", "403"})
-_THROTTLE_CODES = frozenset({
-    "SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded", "RequestTimeout",
-    "RequestThrottled", "ServiceUnavailable", "InternalError", "TooManyRequestsException",
-    "BandwidthLimitExceeded", "EC2ThrottledException", "PriorRequestNotComplete",
-})  # fmt: skip
 
 
 class _Missing:
@@ -272,26 +255,12 @@ class S3Store(RemoteStore):
             try:
                 return fn(holder.s3)
             except Exception as exc:
-                if self._is_missing(exc):
+                if is_missing(exc):
                     self._check_bucket(holder, what)
                     return _MISSING
                 raise self._translate(exc, what) from exc
 
         return self._call(what, attempt)
-
-    @staticmethod
-    def _error(exc: BaseException) -> tuple[str, int, str, dict[str, str]] | None:
-        response = getattr(exc, "response", None)
-        if not isinstance(response, dict) or "Error" not in response:
-            return None
-        error = response.get("Error", {})
-        meta = response.get("ResponseMetadata", {})
-        return (str(error.get("Code", "")), int(meta.get("HTTPStatusCode", 0) or 0),
-                str(error.get("Message", "")), dict(meta.get("HTTPHeaders", {})))  # fmt: skip
-
-    def _is_missing(self, exc: BaseException) -> bool:
-        err = self._error(exc)
-        return err is not None and (err[0] in _MISSING_CODES or (err[1] == 404 and not err[0]))
 
     def _check_bucket(self, holder: _Client, what: str) -> None:
         """A 404 from HEAD says nothing of why: make sure once that the bucket exists."""
@@ -300,7 +269,7 @@ class S3Store(RemoteStore):
         try:
             holder.s3.head_bucket(Bucket=self.bucket)
         except Exception as exc:
-            err = self._error(exc)
+            err = s3_error(exc)
             if err is None or err[1] != 404:
                 # Denied (common with anonymous access to public buckets) or failing: the object
                 # answer stands; transient failures retry the whole attempt.
@@ -320,54 +289,7 @@ class S3Store(RemoteStore):
 
     def _translate(self, exc: BaseException, what: str) -> Exception:
         """A typed permanent error, or :class:`Transient` for one worth another try."""
-        import botocore.exceptions as bex
-
-        err = self._error(exc)
-        if err is not None:
-            code, status, message, headers = err
-            if code == "NoSuchBucket":
-                return self._no_bucket(what)
-            if code in _CREDENTIAL_CODES or status == 401:
-                return CredentialsError(
-                    f"{what}: the server did not accept the credentials ({code}: {message}); "
-                    "check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, AWS_PROFILE or the "
-                    "profile= option, or pass anonymous=True (--anon) for a public bucket"
-                )
-            if code in _DENIED_CODES or status == 403:
-                who = "anonymous requests" if self.anonymous else "the credentials in use"
-                hint = (
-                    "use credentials that may access it" if self.anonymous
-                    else "grant them access, or pass anonymous=True (--anon) if it is public"
-                )  # fmt: skip
-                if self.anonymous and what.split(" ", 1)[0] in ("GET", "HEAD"):
-                    # S3 answers 403, not 404, for a missing object to whoever may not list the
-                    # bucket: in a public dataset that is how a never-written chunk looks.
-                    hint += (
-                        "; or the object does not exist: S3 answers 403 rather than 404 when "
-                        "the bucket does not let anonymous requests list it"
-                    )
-                return AccessDeniedError(f"{what}: access denied to {who}; {hint}")
-            if code in _THROTTLE_CODES or is_transient_status(status):
-                after = parse_retry_after(headers.get("retry-after"))
-                return Transient(f"{code or status}: {message}", retry_after=after)
-            return StoreError(f"{what}: {code or status}: {message or 'request refused'}")
-        if isinstance(exc, bex.NoCredentialsError | bex.PartialCredentialsError):
-            return CredentialsError(
-                f"{what}: no AWS credentials found ({exc}); set AWS_ACCESS_KEY_ID and "
-                "AWS_SECRET_ACCESS_KEY, or AWS_PROFILE, or pass anonymous=True (--anon) for a "
-                "public bucket"
-            )
-        if isinstance(exc, bex.ProfileNotFound):
-            return CredentialsError(f"{what}: {exc}; name a profile of your AWS config files")
-        if isinstance(exc, bex.CredentialRetrievalError | bex.UnknownCredentialError):
-            return CredentialsError(f"{what}: could not get AWS credentials: {exc}")
-        if isinstance(exc, bex.HTTPClientError | bex.IncompleteReadError) or is_transient_exception(
-            exc
-        ):
-            return Transient(f"{type(exc).__name__}: {exc}")
-        if isinstance(exc, Transient | StoreError | TypeError | ValueError):
-            return exc  # ours (the short path's network failures), or a caller's mistake
-        return StoreError(f"{what}: {type(exc).__name__}: {exc}")
+        return translate_error(exc, what, anonymous=self.anonymous, no_bucket=self._no_bucket)
 
     # -- the contract ------------------------------------------------------------------------------
     def _get(self, key: str) -> bytes | None:
@@ -402,7 +324,7 @@ class S3Store(RemoteStore):
             try:
                 r = s3.get_object(Bucket=self.bucket, Key=name, Range=spec)
             except Exception as exc:
-                err = self._error(exc)
+                err = s3_error(exc)
                 if err is not None and (err[0] == "InvalidRange" or err[1] == 416):
                     return None, None  # past the end of the stored bytes
                 raise
@@ -446,7 +368,7 @@ class S3Store(RemoteStore):
                                   **(condition or {}))  # fmt: skip
                 return str(r["ETag"])
             except Exception as exc:
-                if not self._is_conflict(exc):
+                if not is_conflict(exc):
                     raise
                 # A retried write may have landed the first time, its answer lost: then the
                 # object is ours (a single PUT's ETag is the MD5 of its bytes).
@@ -460,13 +382,6 @@ class S3Store(RemoteStore):
             # "NoSuchKey" to a PUT: its If-Match named an object that is gone.
             raise VersionConflictError(key, self.url)
         return etag
-
-    def _is_conflict(self, exc: BaseException) -> bool:
-        """A failed precondition, or S3's 409 for conditional writes that raced."""
-        err = self._error(exc)
-        return err is not None and (
-            err[0] in ("PreconditionFailed", "ConditionalRequestConflict") or err[1] == 412
-        )
 
     def _etag(self, s3: Any, name: str) -> str | None:
         try:
@@ -501,7 +416,7 @@ class S3Store(RemoteStore):
                         UploadId=upload_id, MultipartUpload={"Parts": parts},
                         **condition)  # fmt: skip
                 except Exception as exc:
-                    if self._is_conflict(exc):
+                    if is_conflict(exc):
                         raise VersionConflictError(key, self.url) from None
                     raise
 
@@ -550,10 +465,10 @@ class S3Store(RemoteStore):
                 else:
                     r = s3.get_object(Bucket=self.bucket, Key=name, Range=spec, IfMatch=version)
             except Exception as exc:
-                err = self._error(exc)
+                err = s3_error(exc)
                 if err is not None and (err[0] == "InvalidRange" or err[1] == 416):
                     return None
-                if version is not None and self._is_conflict(exc):
+                if version is not None and is_conflict(exc):
                     raise StaleReadError(key, self.url) from None
                 raise
             return r["Body"].read(), r.get("ContentEncoding"), str(r["ETag"])
@@ -589,7 +504,7 @@ class S3Store(RemoteStore):
             try:
                 return s3.delete_object(Bucket=self.bucket, Key=name, IfMatch=version)
             except Exception as exc:
-                if self._is_conflict(exc):
+                if is_conflict(exc):
                     raise VersionConflictError(key, self.url) from None
                 raise
 
