@@ -9,7 +9,9 @@ the block is marked ``run``. Pages added later are picked up by the glob.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
+import shlex
 import stat
 import subprocess
 import sys
@@ -143,6 +145,9 @@ class _memory_namespaces:
 
 def _shell(name: str, block: Block, code: str, tmp_path: Path) -> None:
     where = f"docs/{name}:{block.line}"
+    if block.run and _plain_commands(code):
+        _run_in_process(where, code)
+        return
     if block.run:
         bin_dir = _commands_dir(tmp_path)
         env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
@@ -162,6 +167,31 @@ def _shell(name: str, block: Block, code: str, tmp_path: Path) -> None:
         else:
             refused = 0
         assert not refused, f"{where}: the CLI refuses {' '.join(argv)!r}"
+
+
+def _plain_commands(code: str) -> bool:
+    """True when every command of the block is ``bigarrays ...`` with nothing for a shell to do
+    (no pipes, redirections, variables or wildcards)."""
+    lines = [shlex.split(s, comments=True) for s in code.replace("\\\n", " ").splitlines()]
+    if any(argv and argv[0] != "bigarrays" for argv in lines):
+        return False
+    active = "\n".join(s.partition("#")[0] for s in code.splitlines())
+    return not any(c in active for c in "|&;<>$`*?")
+
+
+def _run_in_process(where: str, code: str) -> None:
+    """The block's commands through the CLI's ``main``, as the shell would run them but without
+    an interpreter start per command."""
+    from bigarrays.cli import main
+
+    for argv in shell_commands(code):
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                status = main(argv[1:])
+            except SystemExit as exc:
+                status = exc.code if isinstance(exc.code, int) else 1
+        assert status == 0, f"{where}: {shlex.join(argv)} failed:\n{out.getvalue()}{err.getvalue()}"
 
 
 def _commands_dir(tmp_path: Path) -> Path:
