@@ -12,11 +12,13 @@ import contextlib
 import io
 import os
 import shlex
+import signal
 import stat
 import subprocess
 import sys
 import urllib.request
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,6 +28,8 @@ from network_servers import StaticServer
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
+#: A page's examples that run longer than this fail (they are meant to take seconds).
+PAGE_SECONDS = 120
 PAGES = sorted(p.relative_to(DOCS).as_posix() for p in DOCS.rglob("*.md"))
 
 
@@ -48,7 +52,12 @@ def test_page_examples(name: str, request: pytest.FixtureRequest, tmp_path: Path
         _s3(page, request, monkeypatch)
     if page.gcs:
         _gcs(page, request, monkeypatch)
-    with _http(page, work) as endpoint, _memory_namespaces(), warnings.catch_warnings():
+    with (
+        _http(page, work) as endpoint,
+        _memory_namespaces(),
+        _time_limit(name, PAGE_SECONDS),
+        warnings.catch_warnings(),
+    ):
         # A page may show a warning it documents (create() warns of a blosc volume); a
         # deprecation means the example has rotted.
         warnings.simplefilter("default")
@@ -123,6 +132,23 @@ class _http:
     def __exit__(self, *exc: object) -> None:
         if self.server is not None:
             self.server.stop()
+
+
+@contextlib.contextmanager
+def _time_limit(name: str, seconds: int) -> Iterator[None]:
+    """Fail a page whose examples run too long (a server left serving, a loop on a camera)
+    instead of stalling the suite."""
+
+    def expire(signum: int, frame: object) -> None:
+        raise TimeoutError(f"docs/{name}: the examples ran longer than {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 class _memory_namespaces:
@@ -226,3 +252,10 @@ def test_shell_commands_are_split_as_a_shell_would() -> None:
     ]
     console = "$ bigarrays info vol\nscale 0: 8 x 8 x 8\n"
     assert shell_commands(console) == [["bigarrays", "info", "vol"]]
+
+
+def test_a_page_that_runs_too_long_fails() -> None:
+    import time
+
+    with pytest.raises(TimeoutError, match="longer than 1 s"), _time_limit("slow.md", 1):
+        time.sleep(30)  # interrupted after a second
