@@ -5,7 +5,13 @@ JavaScript bundles, their WebAssembly); serving it from the same origin as the d
 internet, no CORS and no Node.js. The files are read once and kept in memory: they are a few
 megabytes and every page load asks for all of them.
 
-The page gets one small script ahead of the bundles. Neuroglancer needs absolute data URLs, but
+The wheel's client is the one Neuroglancer's Python package drives: it finds its server's
+token in a page path ``.../v/<id>/`` and opens an event stream to that server for its settings.
+This server has nothing to push, so the script below gives that client a stream that is open
+and silent, rather than letting it hold one of the browser's six connections per host for ever
+(a notebook of several viewers would stall) or report a lost "Python server".
+
+The script also fixes the data URLs. Neuroglancer needs absolute data URLs, but
 the host and path prefix a browser reaches the server by are not always the ones the server
 knows: an ``ssh -L`` tunnel with another local port, a server bound to 0.0.0.0, or a notebook
 server's proxy (``/user/me/proxy/8123/...``). The script rewrites, in the state of the URL, every
@@ -35,8 +41,12 @@ _TYPES = {
     ".png": "image/png",
 }
 
-_REWRITE = """<script>(function(){
-var token=%r,h=location.hash;if(h.slice(0,2)!=="#!")return;
+_SCRIPT = """<script>(function(){
+var token=%r,ES=window.EventSource;
+window.EventSource=function(u,o){if(String(u).indexOf("/"+token+"/events/")<0)return new ES(u,o);
+var self=this;this.readyState=1;this.url=String(u);this.close=function(){self.readyState=2;};
+setTimeout(function(){if(self.onopen)self.onopen({});},0);};
+var h=location.hash;if(h.slice(0,2)!=="#!")return;
 var p=location.pathname,i=p.indexOf("/"+token+"/");if(i<0)return;
 var base=location.origin+p.slice(0,i+token.length+2);
 var s;try{s=decodeURIComponent(h.slice(2));}catch(e){return;}
@@ -93,7 +103,7 @@ class Client:
         return found
 
     def _page(self, body: bytes) -> bytes:
-        script = (_REWRITE % self.token).encode()
+        script = (_SCRIPT % self.token).encode()
         head = body.find(b"<head>")
         if head < 0:
             return script + body

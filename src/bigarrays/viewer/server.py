@@ -2,7 +2,8 @@
 
 Paths (every one starts with the server's unguessable token; any other path is a 404):
 
-- ``/<token>/`` and ``/<token>/<file>``: the Neuroglancer client (:mod:`.client`);
+- ``/<token>/v/<page>/`` and ``/<token>/v/<page>/<file>``: the Neuroglancer client
+  (:mod:`.client`; the page path is the one the client expects);
 - ``/<token>/data/<source>/<generation>/<key>``: the value ``key`` of registered source
   ``source``. The generation is any number: :meth:`Viewer.refresh` moves to a new one, so the
   data URLs change and Neuroglancer drops the chunks it holds, while old URLs keep working.
@@ -105,11 +106,14 @@ class _Handler(BaseHTTPRequestHandler):
         if rest.startswith("data/"):
             self._data(rest[5:])
             return
-        found = viewer.client.get(rest) if "/" not in rest else None
+        page = rest.split("/")
+        found = None
+        if len(page) == 3 and page[0] == "v" and page[1]:
+            found = viewer.client.get(page[2])
         if found is None:
             self._not_found()
             return
-        cache = "no-store" if rest in ("", "index.html") else "max-age=86400"
+        cache = "no-store" if page[2] in ("", "index.html") else "max-age=86400"
         self._send(200, found.body, found.content_type, extra={"Cache-Control": cache})
 
     def _data(self, rest: str) -> None:
@@ -219,7 +223,7 @@ class ViewerServer:
 
     @property
     def url(self) -> str:
-        """``http://host:port/<token>/``: the client's page, and the root of every data URL."""
+        """``http://host:port/<token>/``: the root of the client's page and the data URLs."""
         return f"http://{self.host}:{self.port}/{self.token}/"
 
     def register(self, source: Source) -> str:

@@ -4,7 +4,7 @@ One layer per source: ``image`` with a contrast range from a sample of the data 
 99.5th percentiles), ``segmentation`` for labels. The global dimensions are the first source's
 (x, y, z first, in metres or seconds as Neuroglancer counts them), the position is the centre of
 its bounds, and the zoom shows all of it: ``crossSectionScale`` is voxels per screen pixel
-(a panel is taken as about 600 pixels, 300 in the 4-panel layout) and ``projectionScale`` the
+(a panel is taken as about 450 pixels, 250 in the 4-panel layout, to fit a notebook's frame) and ``projectionScale`` the
 extent the 3-D view spans. The caller's ``position=``, ``layout=`` and ``layers=`` come last.
 """
 
@@ -22,8 +22,8 @@ from bigarrays.errors import InvalidArgumentError
 
 LAYOUTS = ("xy", "xz", "yz", "3d", "4panel", "xy-3d", "xz-3d", "yz-3d", "4panel-alt")
 #: Pixels a cross-section panel spans, by layout (the zoom that shows the whole data).
-_PANEL_PIXELS = {"4panel": 300, "4panel-alt": 300}
-_PANEL_DEFAULT = 600
+_PANEL_PIXELS = {"4panel": 250, "4panel-alt": 250}
+_PANEL_DEFAULT = 450
 
 
 @dataclass(frozen=True)

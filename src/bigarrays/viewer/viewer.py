@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 #: The layout when none is given: the three planes and 3-D for volumes, one plane for images
 #: that are a single z slice.
 DEFAULT_LAYOUT = "4panel"
+#: The client page's path below the server's root (the client takes its id from ``v/<id>/``).
+PAGE = "v/0/"
 FLAT_LAYOUT = "xy"
 
 
@@ -89,7 +91,7 @@ class Viewer:
 
     @property
     def url(self) -> str:
-        return state_url(self.route.page, self.state)
+        return state_url(self.route.page + PAGE, self.state)
 
     def refresh(self) -> Viewer:
         """Serve the data anew: sources forget what they derived from it, and the data URLs
