@@ -3,9 +3,10 @@
 One layer per source: ``image`` with a contrast range from a sample of the data (the 0.5th and
 99.5th percentiles), ``segmentation`` for labels. The global dimensions are the first source's
 (x, y, z first, in metres or seconds as Neuroglancer counts them), the position is the centre of
-its bounds, and the zoom shows all of it: ``crossSectionScale`` is voxels per screen pixel
-(a panel is taken as about 450 pixels, 250 in the 4-panel layout, to fit a notebook's frame) and ``projectionScale`` the
-extent the 3-D view spans. The caller's ``position=``, ``layout=`` and ``layers=`` come last.
+its bounds, and the zoom shows all of it: ``crossSectionScale`` is voxels per screen pixel (a
+panel is taken as about 450 pixels, 250 in the 4-panel layout, to fit a notebook's frame) and
+``projectionScale`` the extent the 3-D view spans. The caller's ``position=``, ``layout=`` and
+``layers=`` come last.
 """
 
 from __future__ import annotations
