@@ -7,10 +7,10 @@ import gzip
 
 import numpy as np
 import pytest
-from viewer_helpers import fetch
 
 import bigarrays as ba
 from bigarrays.viewer import stop_servers
+from viewer_helpers import fetch
 
 
 @pytest.fixture(autouse=True)

@@ -22,6 +22,7 @@ from bigarrays.viewer.state import (
     LayerSpec,
     build_state,
     contrast_range,
+    spatial_dimensions,
     state_url,
 )
 
@@ -159,9 +160,9 @@ def _dataset_dims(vol: BigArray) -> tuple[Dimension, ...]:
             Dimension(n, r / 1e9, "m", lo, hi)
             for n, r, lo, hi in zip("xyz", vol.resolution, bounds.start, bounds.stop, strict=False)
         )
-    from bigarrays.viewer.ome_dims import ome_dimensions
+    from bigarrays.viewer.zarr_dims import zarr_dimensions
 
-    return ome_dimensions(vol)
+    return zarr_dimensions(vol)
 
 
 def _central_sample(vol: BigArray, max_voxels: int = 1 << 20) -> Any:
@@ -263,8 +264,7 @@ def view(
 
 
 def _default_layout(entries: list[_Entry]) -> str:
-    dims = entries[0].spec.dims
-    spatial = [d for d in dims if d.unit == "m"]
+    spatial = spatial_dimensions(entries[0].spec.dims)
     if len(spatial) == 3 and spatial[2].hi - spatial[2].lo <= 1:
         return FLAT_LAYOUT
     return DEFAULT_LAYOUT
