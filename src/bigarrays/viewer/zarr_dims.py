@@ -33,19 +33,22 @@ def _multiscales(document: dict[str, Any]) -> list[Any] | None:
     return None
 
 
-def _axes(vol: BigArray) -> list[tuple[str, str | None, str | None]]:
+AxisInfo = tuple[str, str | None, str | None]
+
+
+def _axes(vol: BigArray) -> list[AxisInfo]:
     """(name, type, unit) per axis, as Neuroglancer names them: the OME-Zarr ``multiscales``
     axes, else the array's dimension names (Neuroglancer's own for unnamed ones)."""
     multiscales = _multiscales(vol.info)
     if multiscales and isinstance(multiscales[0], dict):
-        out = []
+        out: list[AxisInfo] = []
         for axis in multiscales[0].get("axes") or []:
             if isinstance(axis, str):  # NGFF 0.3: axes are their names
                 out.append((axis, "channel" if axis == "c" else None, None))
             else:
                 out.append((str(axis.get("name")), axis.get("type"), axis.get("unit")))
         return out
-    names = []
+    names: list[AxisInfo] = []
     for name in vol.dims:
         unnamed = _UNNAMED.match(name)
         if unnamed and vol.format == "zarr2":
