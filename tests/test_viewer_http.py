@@ -59,8 +59,15 @@ def test_client_files_are_served_with_their_types(plain_volume):
     assert status == 200
     assert headers["Content-Type"] == "application/wasm"
     assert body[:4] == b"\0asm"
-    js = [n for n in viewer.server.client._names if n.startswith("main.") and n.endswith(".js")]
-    assert fetch(page + js[0])[1]["Content-Type"].startswith("text/javascript")
+    js = next(n for n in viewer.server.client._names if n.startswith("main.") and n.endswith(".js"))
+    status, headers, plain = fetch(page + js)
+    assert headers["Content-Type"].startswith("text/javascript")
+    assert "Content-Encoding" not in headers
+    # Far from the server (a notebook server's proxy), the bundles travel compressed.
+    status, headers, packed = fetch(page + js, {"Accept-Encoding": "gzip, deflate"})
+    assert headers["Content-Encoding"] == "gzip"
+    assert len(packed) < len(plain) / 2
+    assert gzip.decompress(packed) == plain
 
 
 def test_wrong_or_missing_token_is_404(plain_volume):
