@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 import socket
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -294,3 +295,26 @@ def test_viewing_a_level_leaves_the_caller_array_open(plain_volume):
     assert level[0:1, 0:1, 0:1].shape == (1, 1, 1)
     assert plain_volume[0, 0, 0] == 0
     level.close()
+
+
+def test_assigning_new_data_to_a_layer():
+    first = np.zeros((32, 32, 4), dtype=np.uint8)
+    viewer = ba.view(first, np.ones((8, 8, 8), np.uint8), resolution=(4, 4, 40),
+                     layers=["em", {"name": "mask", "opacity": 0.3}])  # fmt: skip
+    before = viewer.data_url(0)
+    viewer[0] = np.full((64, 32, 4), 5, dtype=np.uint8)
+    after = viewer.data_url(0)
+    assert after != before
+    assert fetch(before + "info")[0] == 404  # the old array is no longer served
+    info = json.loads(fetch(after + "info")[2])
+    assert info["scales"][0]["size"] == [64, 32, 4]
+    assert info["scales"][0]["resolution"] == [4.0, 4.0, 40.0]  # placed as the viewer's arrays
+    assert fetch(after + "0/0-64_0-32_0-4")[2] == bytes([5]) * (64 * 32 * 4)
+    viewer["mask"] = np.zeros((8, 8, 8), np.uint8)
+    layers = viewer.state["layers"]
+    assert [layer["name"] for layer in layers] == ["em", "mask"]
+    assert layers[1]["opacity"] == 0.3
+    with pytest.raises(KeyError, match="no layer 'nope'"):
+        viewer["nope"] = first
+    with pytest.raises(IndexError):
+        viewer[2] = first

@@ -57,7 +57,7 @@ if(t!==s)history.replaceState(null,"",p+location.search+"#!"+encodeURIComponent(
 })();</script>"""
 
 
-#: Suffixes of the files worth sending gzip-compressed (about 5 MB in all, 1.3 MB compressed):
+#: Suffixes of the files worth sending gzip-compressed (about 5 MB in all, 1.5 MB compressed):
 #: the page is fetched through a notebook server's proxy from far away as often as from here.
 _COMPRESSIBLE = (".html", ".js", ".css", ".wasm", ".map", ".json", ".svg")
 
