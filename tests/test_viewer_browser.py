@@ -84,3 +84,162 @@ def test_static_server_renders_a_precomputed_volume(browser: Browser, tmp_path: 
     # Outside the volume the panel shows its background, not data.
     outside = shot.voxels((SHAPE[0] + 20, SHAPE[0] + 40), (0, 20))
     assert abs(float(outside.mean()) - TOP_LEFT) > 60
+
+
+# -- through ba.view ----------------------------------------------------------------------------
+
+
+def view_and_load(browser: Browser, name: str, *sources: object, **options: object) -> Shot:
+    viewer = ba.view(*sources, layout="xy", **options)
+    try:
+        return browser.load(viewer.url, name, layers=len(sources))
+    finally:
+        viewer.close()
+
+
+def test_view_precomputed_gzip(browser: Browser, tmp_path: Path) -> None:
+    # gzip chunks go out as stored, with Content-Encoding: the browser inflates them.
+    vol = ba.create(
+        tmp_path / "vol",
+        shape=SHAPE,
+        dtype="uint8",
+        chunks=(32, 32, 8),
+        resolution=(8, 8, 8),
+        compression="gzip",
+    )
+    vol[:, :, :] = quadrants()
+    shot = view_and_load(browser, "view_precomputed_gzip", vol)
+    assert_quadrants(quadrant_means(shot))
+
+
+def test_view_precomputed_negative_offset_by_url(browser: Browser, tmp_path: Path) -> None:
+    offset = (-40, -1000, 3)
+    vol = ba.create(
+        tmp_path / "vol",
+        shape=SHAPE,
+        dtype="uint16",
+        chunks=(64, 64, 8),
+        voxel_offset=offset,
+        resolution=(4, 4, 30),
+    )
+    vol[-40 : SHAPE[0] - 40, -1000 : SHAPE[1] - 1000, 3 : SHAPE[2] + 3] = quadrants(
+        dtype="uint16"
+    ) * np.uint16(200)
+    shot = view_and_load(browser, "view_precomputed_offset", str(tmp_path / "vol"))
+    assert_quadrants(quadrant_means(shot, offset=offset[:2]))
+
+
+def test_view_sharded_precomputed(browser: Browser, tmp_path: Path) -> None:
+    vol = ba.create(
+        tmp_path / "vol",
+        shape=SHAPE,
+        dtype="uint8",
+        chunks=(32, 32, 8),
+        resolution=(8, 8, 8),
+        sharding=True,
+        # Several shards, each of several chunks.
+        shard_size_bytes=4 * 32 * 32 * 8,
+    )
+    vol[:, :, :] = quadrants()
+    assert any(key.endswith(".shard") for key in vol.store.list(""))
+    shot = view_and_load(browser, "view_sharded", vol)
+    assert_quadrants(quadrant_means(shot))
+
+
+def test_view_zarr_v3(browser: Browser, tmp_path: Path) -> None:
+    # Stored in C order (z, y, x); the panel still shows x across and y down.
+    img = ba.create(
+        tmp_path / "vol.zarr",
+        shape=SHAPE[::-1],
+        dtype="uint8",
+        dims=("z", "y", "x"),
+        chunks=(8, 32, 32),
+        compression="zstd",
+    )
+    img[:, :, :] = quadrants().T
+    shot = view_and_load(browser, "view_zarr_v3", img)
+    assert_quadrants(quadrant_means(shot))
+
+
+def test_view_ome_zarr_multiscale(browser: Browser, tmp_path: Path) -> None:
+    img = ba.create(
+        tmp_path / "img.ome.zarr",
+        shape=(2, *SHAPE[::-1]),
+        dtype="uint16",
+        dims=("c", "z", "y", "x"),
+        chunks=(1, 8, 32, 32),
+        resolution=(40, 8, 8),
+    )
+    img[0, :, :, :] = quadrants(dtype="uint16").T * np.uint16(100)
+    img[1, :, :, :] = 0
+    img.downsample(num_mips=2)
+    shot = view_and_load(browser, "view_ome_zarr", img)
+    assert_quadrants(quadrant_means(shot))
+
+
+def test_view_numpy_array(browser: Browser) -> None:
+    data = quadrants(dtype="float32") / np.float32(255)
+    shot = view_and_load(browser, "view_numpy", data, resolution=(6, 6, 30), voxel_offset=(5, 7, 0))
+    assert_quadrants(quadrant_means(shot, offset=(5, 7)))
+
+
+def labels_halves(shape: tuple[int, ...] = SHAPE, dtype: str = "uint32") -> np.ndarray:
+    labels = np.full(shape, 17, dtype, order="F")
+    labels[shape[0] // 2 :] = 90001
+    return labels
+
+
+def assert_two_segments(shot: Shot, shape: tuple[int, ...] = SHAPE) -> None:
+    """Two coloured, different segments: left half and right half."""
+    quarter = shape[0] / 4
+    ys = (shape[1] * 0.25, shape[1] * 0.75)
+    left = np.median(shot.voxels((0.5 * quarter, 1.5 * quarter), ys).reshape(-1, 3), axis=0)
+    right = np.median(shot.voxels((2.5 * quarter, 3.5 * quarter), ys).reshape(-1, 3), axis=0)
+    outside = np.median(shot.voxels((shape[0] + 10, shape[0] + 30), ys).reshape(-1, 3), axis=0)
+    for colour in (left, right):
+        # A segment colour is saturated: not grey, not the background.
+        assert colour.max() - colour.min() > 40, (left, right, outside)
+        assert np.abs(colour - outside).max() > 40, (left, right, outside)
+    assert np.abs(left - right).max() > 40, (left, right)
+
+
+def test_view_segmentation_precomputed(browser: Browser, tmp_path: Path) -> None:
+    vol = ba.create(
+        tmp_path / "seg",
+        shape=SHAPE,
+        dtype="uint32",
+        chunks=(64, 64, 8),
+        resolution=(8, 8, 8),
+        layer_type="segmentation",
+        encoding="compressed_segmentation",
+    )
+    vol[:, :, :] = labels_halves()
+    shot = view_and_load(browser, "view_segmentation", vol)
+    assert shot.state["layers"][0]["type"] == "segmentation"
+    assert_two_segments(shot)
+
+
+def test_view_numpy_segmentation(browser: Browser) -> None:
+    shot = view_and_load(
+        browser, "view_numpy_segmentation", labels_halves(dtype="uint64"),
+        layer_type="segmentation",
+    )  # fmt: skip
+    assert shot.state["layers"][0]["type"] == "segmentation"
+    assert_two_segments(shot)
+
+
+def test_refresh_shows_the_new_data(browser: Browser) -> None:
+    data = quadrants()
+    viewer = ba.view(data, layout="xy")
+    try:
+        before = quadrant_means(browser.load(viewer.url, "refresh_before"))
+        assert_quadrants(before)
+        data[:] = data[::-1].copy(order="F")  # mirror in x, in place
+        viewer.refresh()
+        after = quadrant_means(browser.load(viewer.url, "refresh_after"))
+    finally:
+        viewer.close()
+    # The right column is now the bright one.
+    assert min(after["top_right"], after["bottom_right"]) > 150, after
+    assert after["top_left"] > after["bottom_left"] + 30, after
+    assert after["top_right"] > after["top_left"] + 40, after
