@@ -31,6 +31,7 @@ from bigarrays.errors import (
     KeyOutsideRootError,
     OutOfBoundsError,
     ReadOnlyError,
+    ViewerPortInUseError,
 )
 from bigarrays.streaming import Stream, StreamStats, stream
 
@@ -38,10 +39,15 @@ __version__ = "0.1.0"
 
 if TYPE_CHECKING:
     from bigarrays.adapters.dask import from_dask, store
+    from bigarrays.viewer import view
 
 #: Names served by an adapter module, imported on first use so that ``import bigarrays`` does not
 #: import Dask.
-_LAZY = {"from_dask": "bigarrays.adapters.dask", "store": "bigarrays.adapters.dask"}
+_LAZY = {
+    "from_dask": "bigarrays.adapters.dask",
+    "store": "bigarrays.adapters.dask",
+    "view": "bigarrays.viewer",
+}
 
 
 def __getattr__(name: str) -> Any:
@@ -73,6 +79,7 @@ __all__ = [
     "ReadOnlyError",
     "Stream",
     "StreamStats",
+    "ViewerPortInUseError",
     "__version__",
     "create",
     "errors",
@@ -80,4 +87,5 @@ __all__ = [
     "open",
     "store",
     "stream",
+    "view",
 ]

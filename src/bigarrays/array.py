@@ -576,6 +576,14 @@ class BigArray(ArrayManners):
 
         return to_xarray(self, chunks)
 
+    def view(self, **options: Any) -> Any:
+        """Show this dataset in Neuroglancer, served from this process: ``ba.view(self,
+        **options)`` (see :func:`bigarrays.viewer.view`); returns the viewer, whose ``.url``
+        opens it. Needs ``pip install 'bigarrays[viewer]'``."""
+        from bigarrays.viewer import view
+
+        return view(self, **options)
+
     # -- life cycle ------------------------------------------------------------------------------
     def close(self) -> None:
         """Stop the worker threads and close the store if this array opened it from a URL.

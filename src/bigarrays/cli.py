@@ -535,11 +535,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None, help="I/O threads (default: auto)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_demo)
-    from bigarrays.commands import downsample, ingest, refs
+    from bigarrays.commands import downsample, ingest, refs, view
 
     downsample.add_parser(sub, [store_args])
     ingest.add_parser(sub, [store_args])
     refs.add_parser(sub, [store_args])
+    view.add_parser(sub, [store_args])
     _accept_negative_values(parser)
     return parser
 

@@ -286,3 +286,16 @@ class StreamWriteError(StoreError):
 
 class StreamClosedError(BigArraysError, ValueError):
     """``append`` to a stream that was closed."""
+
+
+class ViewerPortInUseError(BigArraysError, OSError):
+    """The viewer's server could not listen on the port it was asked for: another process (or
+    another viewer server of this process) holds it."""
+
+    def __init__(self, bind: str, port: int, reason: str) -> None:
+        self.bind = bind
+        self.port = port
+        super().__init__(
+            f"cannot serve the viewer on {bind}:{port}: {reason}; choose another port "
+            "(port=None picks a free one) or stop the program that holds it"
+        )

@@ -1,0 +1,119 @@
+"""What the viewer's server serves under ``/<token>/data/<source>/``: a :class:`Source` per
+registered dataset or array, each answering by key.
+
+A :class:`DatasetSource` serves the keys of a BigArray's store read-only, whatever the format
+and backend (local, zip, LMDB, S3 or GCS with the caller's credentials, memory): Neuroglancer
+reads precomputed volumes (sharded too) and Zarr v2 / v3 arrays and OME-Zarr images straight
+from them. In-memory arrays are served by :mod:`bigarrays.viewer.memory_source`.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Container
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from bigarrays.stores import Store
+from bigarrays.stores.content_encoding import ANY_ENCODING, SUFFIXES
+
+if TYPE_CHECKING:
+    from bigarrays.array import BigArray
+
+#: Neuroglancer's data source scheme for each of our format names.
+SCHEMES = {"precomputed": "precomputed", "zarr": "zarr3", "zarr2": "zarr2"}
+
+#: Keys whose values are JSON documents (metadata), by their last path segment.
+_JSON_NAMES = ("info", "zarr.json", ".zarray", ".zattrs", ".zgroup", ".zmetadata")
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A value to send: its bytes, their ``Content-Type``, and their ``Content-Encoding``."""
+
+    body: bytes
+    content_type: str = "application/octet-stream"
+    encoding: str | None = None
+
+
+def content_type(key: str) -> str:
+    name = key.rsplit("/", 1)[-1]
+    if name in _JSON_NAMES or name.endswith(".json"):
+        return "application/json"
+    return "application/octet-stream"
+
+
+class Source(abc.ABC):
+    """A registered dataset as the server sees it: keys to bytes."""
+
+    #: Neuroglancer's data source scheme ("precomputed", "zarr3", "zarr2").
+    scheme: str = "precomputed"
+    #: "image" or "segmentation": the layer the viewer makes of it.
+    layer_type: str = "image"
+
+    @abc.abstractmethod
+    def get(self, key: str, accept: Container[str]) -> Reply | None:
+        """The value of ``key``, transfer-encoded only with an encoding in ``accept`` (what the
+        client's ``Accept-Encoding`` names); None when there is none."""
+
+    def size(self, key: str) -> int | None:
+        """Bytes of the plain value of ``key`` (what a range is taken of); None if missing."""
+        reply = self.get(key, ())
+        return None if reply is None else len(reply.body)
+
+    def get_range(self, key: str, start: int, stop: int) -> bytes | None:
+        """Bytes ``[start, stop)`` of the plain value of ``key``; None if missing."""
+        reply = self.get(key, ())
+        return None if reply is None else reply.body[start:stop]
+
+    def refresh(self) -> None:  # noqa: B027 - an optional hook
+        """Forget whatever was derived from the data (new data will be served)."""
+
+    def close(self) -> None:  # noqa: B027 - an optional hook
+        """Release what the source holds; the server no longer serves it."""
+
+
+class DatasetSource(Source):
+    """The store of a BigArray, served key by key as stored.
+
+    A value stored with a transfer encoding (a precomputed volume's gzip chunks, ``KEY.gz`` on a
+    disk or a ``Content-Encoding`` on S3) is sent as stored with that ``Content-Encoding`` when
+    the client takes it, so the browser decompresses it; otherwise it is decoded here.
+    """
+
+    def __init__(self, vol: BigArray) -> None:
+        self.vol = vol
+        self.store: Store = vol.store
+        self.scheme = SCHEMES.get(vol.format, vol.format)
+        self.layer_type = vol.layer_type
+        #: Scale key prefix -> the transfer encoding its chunks are stored with, where the
+        #: precomputed info records it: such a chunk is then found in one lookup (KEY.gz).
+        self.encodings: dict[str, str | None] = {}
+        if vol.format == "precomputed":
+            for mip in range(vol.mips):
+                scale = vol.at_mip(mip).scale
+                if scale.sharding is None and scale.compression in SUFFIXES:
+                    self.encodings[scale.key.strip("/") + "/"] = scale.compression
+
+    def _hint(self, key: str) -> str | None:
+        for prefix, encoding in self.encodings.items():
+            if key.startswith(prefix):
+                return encoding
+        return ANY_ENCODING
+
+    def get(self, key: str, accept: Container[str]) -> Reply | None:
+        kind = content_type(key)
+        found = self.store.get_encoded(key, encoding=self._hint(key))
+        if found is None:
+            return None
+        body, encoding = found
+        if encoding is not None and encoding not in accept:
+            plain = self.store.get(key, encoding=encoding)
+            return None if plain is None else Reply(plain, kind)
+        return Reply(body, kind, encoding)
+
+    def size(self, key: str) -> int | None:
+        return self.store.size(key)
+
+    def get_range(self, key: str, start: int, stop: int) -> bytes | None:
+        return self.store.get_range(key, start, stop - start)

@@ -1,0 +1,167 @@
+"""The Neuroglancer state a viewer opens with, and the URL that carries it.
+
+One layer per source: ``image`` with a contrast range from a sample of the data (the 0.5th and
+99.5th percentiles), ``segmentation`` for labels. The global dimensions are the first source's
+(x, y, z first, in metres or seconds as Neuroglancer counts them), the position is the centre of
+its bounds, and the zoom shows all of it: ``crossSectionScale`` is voxels per screen pixel (a
+panel is taken as about 450 pixels, 250 in the 4-panel layout, to fit a notebook's frame) and
+``projectionScale`` the extent the 3-D view spans. The caller's ``position=``, ``layout=`` and
+``layers=`` come last.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+import numpy as np
+
+from bigarrays.errors import InvalidArgumentError
+
+LAYOUTS = ("xy", "xz", "yz", "3d", "4panel", "xy-3d", "xz-3d", "yz-3d", "4panel-alt")
+#: Pixels a cross-section panel spans, by layout (the zoom that shows the whole data).
+_PANEL_PIXELS = {"4panel": 250, "4panel-alt": 250}
+_PANEL_DEFAULT = 450
+
+
+@dataclass(frozen=True)
+class Dimension:
+    name: str
+    #: Size of a voxel in ``unit`` ("m", "s" or "" for none).
+    scale: float
+    unit: str
+    lo: float
+    hi: float
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """What the state needs of one source."""
+
+    name: str
+    #: Neuroglancer's data source URL (``precomputed://http://...``).
+    url: str
+    layer_type: str
+    #: The source's dimensions, global order (x, y, z first); empty where Neuroglancer should
+    #: work them out itself.
+    dims: tuple[Dimension, ...] = ()
+    contrast: tuple[float, float] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def contrast_range(sample: np.ndarray) -> tuple[float, float] | None:
+    """The 0.5th and 99.5th percentiles of the finite values of ``sample`` (None if it has
+    none); a constant sample gets a range one unit wide."""
+    values = np.asarray(sample)
+    if values.dtype.kind not in "iuf" or values.size == 0:
+        return None
+    if values.dtype.kind == "f":
+        values = values[np.isfinite(values)]
+        if values.size == 0:
+            return None
+    lo, hi = (float(v) for v in np.percentile(values, [0.5, 99.5]))
+    if hi <= lo:
+        hi = lo + 1.0
+    return lo, hi
+
+
+def _layer(spec: LayerSpec) -> dict[str, Any]:
+    layer: dict[str, Any] = {"type": spec.layer_type, "source": spec.url, "name": spec.name}
+    if spec.layer_type == "image" and spec.contrast is not None:
+        lo, hi = spec.contrast
+        layer["shaderControls"] = {"normalized": {"range": [_number(lo), _number(hi)]}}
+    layer.update(spec.extra)
+    return layer
+
+
+def _number(v: float) -> float | int:
+    return int(v) if float(v).is_integer() else float(v)
+
+
+def build_state(
+    specs: Sequence[LayerSpec],
+    *,
+    layout: str,
+    position: Sequence[float] | None = None,
+    layers: Sequence[str | Mapping[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """The state (a JSON-able dict) showing ``specs``; see the module notes."""
+    if layout not in LAYOUTS:
+        raise InvalidArgumentError(f"layout must be one of {', '.join(LAYOUTS)}; got {layout!r}")
+    specs = _named(specs, layers)
+    state: dict[str, Any] = {}
+    dims = specs[0].dims if specs else ()
+    if dims:
+        state["dimensions"] = {d.name: [d.scale, d.unit] for d in dims}
+        state["position"] = [(d.lo + d.hi) / 2 for d in dims]
+        spatial = [d for d in dims if d.unit == "m"][:3] or list(dims[:2])
+        span = max(max(d.hi - d.lo for d in spatial[:2]), 1.0)
+        pixels = _PANEL_PIXELS.get(layout, _PANEL_DEFAULT)
+        state["crossSectionScale"] = max(span / pixels, 1e-3)
+        finest = min(d.scale for d in spatial)
+        physical = max((d.hi - d.lo) * d.scale for d in spatial)
+        state["projectionScale"] = max(physical / finest * 1.5, 1.0)
+    if position is not None:
+        if dims and len(position) != len(dims):
+            names = ", ".join(d.name for d in dims)
+            raise InvalidArgumentError(
+                f"position has one coordinate per dimension ({names}): {len(dims)} values, "
+                f"got {len(position)}"
+            )
+        state["position"] = [float(v) for v in position]
+    state["layers"] = [_layer(s) for s in specs]
+    if specs:
+        state["selectedLayer"] = {"layer": specs[0].name}
+    state["layout"] = layout
+    return state
+
+
+def _named(
+    specs: Sequence[LayerSpec], layers: Sequence[str | Mapping[str, Any]] | None
+) -> list[LayerSpec]:
+    """``specs`` with the caller's names and layer state merged in, one entry per source."""
+    out = list(specs)
+    if layers is None:
+        return _unique(out)
+    if len(layers) != len(specs):
+        raise InvalidArgumentError(
+            f"layers= has one entry (a name or a dict of layer state) per source: {len(specs)} "
+            f"source(s), got {len(layers)}"
+        )
+    for i, given in enumerate(layers):
+        spec = out[i]
+        if isinstance(given, str):
+            out[i] = LayerSpec(given, spec.url, spec.layer_type, spec.dims, spec.contrast)
+        elif isinstance(given, Mapping):
+            extra = dict(given)
+            name = str(extra.pop("name", spec.name))
+            kind = str(extra.pop("type", spec.layer_type))
+            out[i] = LayerSpec(name, spec.url, kind, spec.dims, spec.contrast, extra)
+        else:
+            raise InvalidArgumentError(
+                f"layers[{i}] must be a name or a dict of layer state, got {given!r}"
+            )
+    return _unique(out)
+
+
+def _unique(specs: list[LayerSpec]) -> list[LayerSpec]:
+    """Neuroglancer refuses two layers of one name: number the repeats."""
+    seen: dict[str, int] = {}
+    out = []
+    for spec in specs:
+        n = seen.get(spec.name, 0)
+        seen[spec.name] = n + 1
+        if n:
+            spec = LayerSpec(f"{spec.name}-{n + 1}", spec.url, spec.layer_type, spec.dims,
+                             spec.contrast, spec.extra)  # fmt: skip
+        out.append(spec)
+    return out
+
+
+def state_url(base: str, state: Mapping[str, Any]) -> str:
+    """``base`` with ``state`` as its fragment: ``#!`` and the JSON, URL-quoted."""
+    text = json.dumps(state, separators=(",", ":"))
+    return base + "#!" + quote(text, safe="/:,=@$&()*+;")

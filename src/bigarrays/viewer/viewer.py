@@ -1,0 +1,265 @@
+"""``ba.view(...)`` and the :class:`Viewer` it returns.
+
+Every viewer of the process registers its sources with one server (started on first use, in a
+daemon thread); a viewer is its sources, its layout and position, and the URL that shows them.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+from bigarrays.errors import InvalidArgumentError
+from bigarrays.viewer.jupyter import Route, route
+from bigarrays.viewer.memory_source import MemorySource
+from bigarrays.viewer.server import ViewerServer, get_server
+from bigarrays.viewer.sources import DatasetSource, Source
+from bigarrays.viewer.state import (
+    Dimension,
+    LayerSpec,
+    build_state,
+    contrast_range,
+    state_url,
+)
+
+if TYPE_CHECKING:
+    from bigarrays.array import BigArray
+
+#: The layout when none is given: the three planes and 3-D for volumes, one plane for images
+#: that are a single z slice.
+DEFAULT_LAYOUT = "4panel"
+#: The client page's path below the server's root (the client takes its id from ``v/<id>/``).
+PAGE = "v/0/"
+FLAT_LAYOUT = "xy"
+
+
+@dataclass
+class _Entry:
+    sid: str
+    source: Source
+    spec: LayerSpec
+    #: A BigArray the viewer opened from a URL (closed with the viewer), or None.
+    owned: Any = None
+
+
+class Viewer:
+    """Neuroglancer showing some sources: ``.url`` opens it; in a notebook it shows inline.
+
+    ``refresh()`` makes the viewer load the data again (after an in-memory array changed);
+    ``close()`` (or leaving a ``with`` block) stops serving its sources.
+    """
+
+    def __init__(
+        self,
+        server: ViewerServer,
+        entries: list[_Entry],
+        *,
+        layout: str,
+        position: Sequence[float] | None,
+        layers: Sequence[str | Mapping[str, Any]] | None,
+        route: Route,
+    ) -> None:
+        self.server = server
+        self._entries = entries
+        self.layout = layout
+        self.position = position
+        self.layers = layers
+        self.route = route
+        self.generation = 0
+        self.closed = False
+        self.state  # noqa: B018 - check layout, position and layers now, not at the first .url
+
+    @property
+    def sources(self) -> list[Source]:
+        return [e.source for e in self._entries]
+
+    def data_url(self, index: int = 0) -> str:
+        """The HTTP root that source ``index`` is served under (this generation)."""
+        return f"{self.route.data}data/{self._entries[index].sid}/{self.generation}/"
+
+    @property
+    def state(self) -> dict[str, Any]:
+        """The Neuroglancer state the URL carries (a fresh dict)."""
+        specs = []
+        for i, entry in enumerate(self._entries):
+            url = f"{entry.source.scheme}://{self.data_url(i)}"
+            specs.append(replace(entry.spec, url=url))
+        return build_state(specs, layout=self.layout, position=self.position, layers=self.layers)
+
+    @property
+    def url(self) -> str:
+        return state_url(self.route.page + PAGE, self.state)
+
+    def refresh(self) -> Viewer:
+        """Serve the data anew: sources forget what they derived from it, and the data URLs
+        change, so that Neuroglancer drops the chunks it holds. Open (or display) the new
+        ``url``; returns the viewer."""
+        for entry in self._entries:
+            entry.source.refresh()
+        self.generation += 1
+        return self
+
+    def close(self) -> None:
+        """Stop serving this viewer's sources (the server keeps running for the others)."""
+        if self.closed:
+            return
+        self.closed = True
+        for entry in self._entries:
+            self.server.unregister(entry.sid)
+            if entry.owned is not None:
+                entry.owned.close()
+
+    def __enter__(self) -> Viewer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __str__(self) -> str:
+        return self.url
+
+    def __repr__(self) -> str:
+        return f"Viewer({self.url})"
+
+    def _repr_html_(self) -> str:
+        src = html.escape(self.url, quote=True)
+        return (
+            f'<iframe src="{src}" width="100%" height="600" style="border:0" '
+            "allowfullscreen></iframe>"
+            f'<div><a href="{src}" target="_blank" rel="noopener">open in a new tab</a></div>'
+        )
+
+
+def _name(url: str) -> str:
+    return url.rstrip("/").rsplit("/", 1)[-1] or "data"
+
+
+def _dataset_spec(vol: BigArray, layer_type: str | None) -> LayerSpec:
+    base = vol.at_mip(0) if vol.mip else vol
+    kind = layer_type or base.layer_type
+    dims = _dataset_dims(base)
+    contrast = None
+    if kind == "image":
+        contrast = contrast_range(_central_sample(base))
+    return LayerSpec(_name(vol.url), "", kind, dims, contrast)
+
+
+def _dataset_dims(vol: BigArray) -> tuple[Dimension, ...]:
+    bounds = vol.bounds
+    if vol.format == "precomputed":
+        return tuple(
+            Dimension(n, r / 1e9, "m", lo, hi)
+            for n, r, lo, hi in zip("xyz", vol.resolution, bounds.start, bounds.stop, strict=False)
+        )
+    from bigarrays.viewer.ome_dims import ome_dimensions
+
+    return ome_dimensions(vol)
+
+
+def _central_sample(vol: BigArray, max_voxels: int = 1 << 20) -> Any:
+    bounds = vol.bounds
+    extents = [hi - lo for lo, hi in zip(bounds.start, bounds.stop, strict=True)]
+    largest = sorted(range(len(extents)), key=lambda i: -extents[i])[:2]
+    side = max(1, int((max_voxels / 4) ** 0.5))
+    key = []
+    for i, (lo, hi) in enumerate(zip(bounds.start, bounds.stop, strict=True)):
+        n = min(hi - lo, side if i in largest else 4)
+        a = lo + (hi - lo - n) // 2
+        key.append(slice(a, a + n))
+    return vol[tuple(key)]
+
+
+def _memory_spec(source: MemorySource, name: str, layer_type: str | None) -> LayerSpec:
+    bounds = source.bounds
+    dims = tuple(
+        Dimension(n, r / 1e9, "m", lo, hi)
+        for n, r, lo, hi in zip("xyz", source.resolution, bounds.start, bounds.stop, strict=True)
+    )
+    contrast = None
+    if source.layer_type == "image":
+        contrast = contrast_range(source.sample())
+    return LayerSpec(name, "", source.layer_type, dims, contrast)
+
+
+def _entry(
+    server: ViewerServer,
+    item: Any,
+    index: int,
+    resolution: Sequence[float] | None,
+    voxel_offset: Sequence[int] | None,
+    layer_type: str | None,
+) -> _Entry:
+    from bigarrays.api import open as open_dataset
+    from bigarrays.array import BigArray
+
+    owned = None
+    if isinstance(item, str | os.PathLike):
+        item = owned = open_dataset(item)
+    source: Source
+    if isinstance(item, BigArray):
+        source = DatasetSource(item)
+        spec = _dataset_spec(item, layer_type)
+    else:
+        source = MemorySource(
+            item, resolution=resolution, voxel_offset=voxel_offset, layer_type=layer_type
+        )
+        spec = _memory_spec(source, "array" if index == 0 else f"array{index + 1}", layer_type)
+    return _Entry(server.register(source), source, spec, owned)
+
+
+def view(
+    *sources: Any,
+    layout: str | None = None,
+    position: Sequence[float] | None = None,
+    layers: Sequence[str | Mapping[str, Any]] | None = None,
+    port: int | None = None,
+    bind: str = "127.0.0.1",
+    resolution: Sequence[float] | None = None,
+    voxel_offset: Sequence[int] | None = None,
+    layer_type: str | None = None,
+) -> Viewer:
+    """Show ``sources`` in Neuroglancer, served by this process; returns the :class:`Viewer`.
+
+    A source is a BigArray (any format, any store), a URL or path (opened with ``ba.open``),
+    or an in-memory array (NumPy, Dask, ...) of axes ``(x, y, z)``, ``(x, y)`` or ``(x, y, z,
+    channel)``. ``resolution`` (nm per voxel, x y z) and ``voxel_offset`` place in-memory
+    arrays; ``layer_type`` ("image" or "segmentation") overrides the layer every source gets.
+    ``layout`` is Neuroglancer's ("4panel" for volumes, "xy" for single slices by default;
+    "xy-3d", "3d", ...), ``position`` the voxel the view is centred on (one value per
+    dimension of the first source; its centre by default), ``layers`` a name or a dict of
+    Neuroglancer layer state per source. The server listens on ``bind`` (127.0.0.1: this
+    machine only) and ``port`` (None: the running server's, else a free one).
+    """
+    if not sources:
+        raise InvalidArgumentError("view() needs at least one source: an array, BigArray or URL")
+    if layer_type not in (None, "image", "segmentation"):
+        raise InvalidArgumentError(
+            f"layer_type must be 'image' or 'segmentation', got {layer_type!r}"
+        )
+    server = get_server(port, bind)
+    entries: list[_Entry] = []
+    try:
+        for i, item in enumerate(sources):
+            entries.append(_entry(server, item, i, resolution, voxel_offset, layer_type))
+        if layout is None:
+            layout = _default_layout(entries)
+        found = route(server.url, server.port, server.token)
+        return Viewer(server, entries, layout=layout, position=position, layers=layers,
+                      route=found)  # fmt: skip
+    except BaseException:
+        for entry in entries:
+            server.unregister(entry.sid)
+            if entry.owned is not None:
+                entry.owned.close()
+        raise
+
+
+def _default_layout(entries: list[_Entry]) -> str:
+    dims = entries[0].spec.dims
+    spatial = [d for d in dims if d.unit == "m"]
+    if len(spatial) == 3 and spatial[2].hi - spatial[2].lo <= 1:
+        return FLAT_LAYOUT
+    return DEFAULT_LAYOUT
