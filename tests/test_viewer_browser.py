@@ -170,8 +170,8 @@ def test_view_ome_zarr_multiscale(browser: Browser, tmp_path: Path) -> None:
         chunks=(1, 8, 32, 32),
         resolution=(40, 8, 8),
     )
-    img[0, :, :, :] = quadrants(dtype="uint16").T * np.uint16(100)
-    img[1, :, :, :] = 0
+    # Both channels: Neuroglancer shows one of them, the middle one by default.
+    img[0, :, :, :] = img[1, :, :, :] = quadrants(dtype="uint16").T * np.uint16(100)
     img.downsample(num_mips=2)
     shot = view_and_load(browser, "view_ome_zarr", img)
     assert_quadrants(quadrant_means(shot))
@@ -229,14 +229,18 @@ def test_view_numpy_segmentation(browser: Browser) -> None:
 
 
 def test_refresh_shows_the_new_data(browser: Browser) -> None:
-    data = quadrants()
+    # Large enough that the whole-array view draws a downsampled level, whose chunks the
+    # server pools once and keeps: only refresh() makes it pool the new data.
+    shape = (2048, 1536, 4)
+    data = quadrants(shape)
     viewer = ba.view(data, layout="xy")
     try:
-        before = quadrant_means(browser.load(viewer.url, "refresh_before"))
-        assert_quadrants(before)
+        before = browser.load(viewer.url, "refresh_before")
+        assert_quadrants(quadrant_means(before, shape=shape))
+        assert before.state["crossSectionScale"] > 2, "expected a zoom that shows a coarse level"
         data[:] = data[::-1].copy(order="F")  # mirror in x, in place
         viewer.refresh()
-        after = quadrant_means(browser.load(viewer.url, "refresh_after"))
+        after = quadrant_means(browser.load(viewer.url, "refresh_after"), shape=shape)
     finally:
         viewer.close()
     # The right column is now the bright one.

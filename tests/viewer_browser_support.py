@@ -46,6 +46,8 @@ _DRIVER_NAMES = ("chromedriver", "chromium-driver")
 _WAIT_READY_JS = """
 const [layers, timeoutMs, done] = arguments;
 const deadline = Date.now() + timeoutMs;
+// A client that failed to start never makes window.viewer: give up on it early.
+const noViewerDeadline = Date.now() + Math.min(timeoutMs, 10000);
 let readyBefore = false;
 function describe() {
   const v = window.viewer;
@@ -73,7 +75,7 @@ function check() {
     return;
   }
   readyBefore = ready;
-  if (Date.now() > deadline) {
+  if (Date.now() > deadline || (!v && Date.now() > noViewerDeadline)) {
     done(describe());
     return;
   }
@@ -144,7 +146,8 @@ class Shot:
         """The pixels that show the data between ``x`` and ``y`` (ranges of voxel coordinates
         along the panel's horizontal and vertical axes, voxel edges as in Neuroglancer), placed
         from the viewer's own state: its position, zoom and dimensions. ``voxel_size`` is the
-        voxel's size in metres along those axes; by default one global unit."""
+        voxel's size along those axes in the dimensions' unit; by default the dimensions'
+        scale (the data's voxels are the global ones)."""
         names, scales = self.display_axes()
         position = self.state["position"]
         index = {name: i for i, name in enumerate(self.state["dimensions"])}
@@ -165,20 +168,17 @@ class Shot:
         return self.image[y0:y1, x0:x1]
 
     def display_axes(self) -> tuple[list[str], list[float]]:
-        """The names and scales (metres) of the displayed dimensions: the panel's horizontal,
-        vertical and depth axes."""
+        """The names and scales of the displayed dimensions (the panel's horizontal, vertical
+        and depth axes), which must share one unit (metres, or none)."""
         dimensions = self.state["dimensions"]
         names = (
             self.state.get("displayDimensions")
             or [name for name in dimensions if not name.endswith("'")][:3]
         )
-        scales = []
-        for name in names:
-            scale, unit = dimensions[name]
-            if unit != "m":
-                raise AssertionError(f"dimension {name} is in {unit!r}, expected metres")
-            scales.append(float(scale))
-        return list(names), scales
+        units = {dimensions[name][1] for name in names}
+        if len(units) != 1:
+            raise AssertionError(f"the displayed dimensions {names} mix units {units}")
+        return list(names), [float(dimensions[name][0]) for name in names]
 
     def mean(self, x0: float, y0: float, x1: float, y1: float) -> float:
         """Mean brightness (0-255, over RGB) of a region of the panel."""
@@ -231,6 +231,7 @@ class Browser:
         """Navigate to ``url``; a URL that differs only in its fragment still reloads the page,
         so that no chunk cached by the previous page is shown."""
         self.driver.get("about:blank")
+        self.console()  # forget the previous page's messages
         self.driver.get(url)
 
     def wait_ready(self, layers: int = 1, timeout: float = 60.0) -> None:
