@@ -31,7 +31,7 @@ def _multiscales(document: dict[str, Any]) -> list[Any] | None:
 def ome_dimensions(vol: BigArray) -> tuple[Dimension, ...]:
     multiscales = _multiscales(vol.info)
     if not multiscales or not isinstance(multiscales[0], dict):
-        return ()
+        return _named_dimensions(vol)
     axes = multiscales[0].get("axes") or []
     bounds = vol.level.bounds
     resolution = vol.resolution
@@ -59,3 +59,21 @@ def ome_dimensions(vol: BigArray) -> tuple[Dimension, ...]:
     order = {"x": 0, "y": 1, "z": 2}
     space.sort(key=lambda d: order.get(d.name, 3))
     return tuple(space + other)
+
+
+def _named_dimensions(vol: BigArray) -> tuple[Dimension, ...]:
+    """A Zarr v3 array without OME metadata, whose ``dimension_names`` include x and y:
+    Neuroglancer names its axes so, unitless; x, y, z first keeps the first panel the xy plane
+    (in stored order a C-ordered (z, y, x) array would show z across)."""
+    names = vol.info.get("dimension_names")
+    bounds = vol.level.bounds
+    if not isinstance(names, list) or not {"x", "y"} <= set(names):
+        return ()
+    if len(names) != len(bounds.start):
+        return ()
+    dims = [
+        Dimension(str(n), 1.0, "", lo, hi)
+        for n, lo, hi in zip(names, bounds.start, bounds.stop, strict=True)
+    ]
+    order = {"x": 0, "y": 1, "z": 2}
+    return tuple(sorted(dims, key=lambda d: order.get(d.name, 3)))
