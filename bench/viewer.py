@@ -281,19 +281,24 @@ def first_data(vol: Any, data: np.ndarray) -> None:
             print(f"  {name:<34} {seconds:>9.2f} s (target < 3 s)")
 
 
-def cells(shape: tuple[int, int, int], count: int = 60, seed: int = 3) -> np.ndarray:
-    """Voronoi cells around random seeds: a label volume that looks like a segmentation."""
+def cells(em: np.ndarray, count: int = 40, seed: int = 3) -> np.ndarray:
+    """Voronoi cells around random seeds, cut by the dark membranes of ``em`` (label 0 there):
+    a segmentation of many colours that follows the image's dark lines."""
+    from scipy import ndimage
     from scipy.spatial import cKDTree
 
     rng = np.random.default_rng(seed)
+    shape = em.shape
     seeds = rng.uniform(0, 1, (count, 3)) * shape
     grid = np.stack(np.meshgrid(*(np.arange(s) for s in shape), indexing="ij"), axis=-1)
     _, nearest = cKDTree(seeds).query(grid.reshape(-1, 3), workers=-1)
-    ids = rng.choice(np.arange(1, 2**20), size=count, replace=False).astype(np.uint64)
-    return np.asfortranarray(ids[nearest].reshape(shape))
+    ids = rng.choice(np.arange(1, 2**20), size=count, replace=False).astype(np.uint32)
+    labels = ids[nearest].reshape(shape)
+    labels[ndimage.uniform_filter(em, 5) < 70] = 0
+    return np.asfortranarray(labels)
 
 
-def screenshot(path: Path, size: int = 192) -> int:
+def screenshot(path: Path, size: int = 256) -> int:
     """The README's picture: an EM-like volume with a segmentation over it, in the default
     layout, as ``vol.view()`` opens it."""
     import bigarrays as ba
@@ -306,9 +311,12 @@ def screenshot(path: Path, size: int = 192) -> int:
             resolution=(8, 8, 8),
         )  # fmt: skip
         em[:, :, :] = em_volume(shape)
-        labels = cells(shape)
-        layers = ["em", {"name": "cells", "selectedAlpha": 0.35}]
-        with Browser(window_size=(960, 600)) as browser, ba.view(em, labels, layers=layers) as v:
+        labels = cells(em[:, :, :])
+        layers = ["em", {"name": "cells", "selectedAlpha": 0.3}]
+        with (
+            Browser(window_size=(960, 600)) as browser,
+            ba.view(em, labels, layers=layers, resolution=(8, 8, 8)) as v,
+        ):
             shot = browser.load(v.url, "readme", layers=2)
     from PIL import Image
 
