@@ -207,3 +207,18 @@ def test_bad_arrays_and_options_are_refused():
         ba.view(np.zeros((4, 4, 4), np.complex64))
     with pytest.raises(ba.InvalidArgumentError, match="at least one"):
         ba.view()
+
+
+@pytest.mark.parametrize("layout", ["C", "F", "strided", "zyx.T", "float64"])
+def test_every_memory_layout_serves_x_fastest_bytes(layout):
+    base = _image((90, 70, 50), seed=11)
+    arrays = {
+        "C": base, "F": np.asfortranarray(base), "strided": _image((180, 70, 100))[::2, :, ::2],
+        "zyx.T": np.ascontiguousarray(base.T).T, "float64": base.astype(np.float64),
+    }  # fmt: skip
+    a = arrays[layout]
+    source = MemorySource(a)
+    body = source.get("0/64-90_0-64_0-50", ()).body
+    served = np.float32 if layout == "float64" else np.uint16
+    got = np.frombuffer(bytes(body), served).reshape((26, 64, 50), order="F")
+    np.testing.assert_array_equal(got, a[64:90, 0:64, 0:50].astype(served))

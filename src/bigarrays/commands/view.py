@@ -47,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
     from bigarrays.viewer import stop_servers, view
 
     vols = []
+    # Ctrl-C is how the command ends, wherever it comes: it stops the server, and no traceback.
     try:
         for url in args.urls:
             vols.append(open(url, **_store_options(args, url)))
@@ -56,11 +57,9 @@ def run(args: argparse.Namespace) -> int:
         if hint is not None:
             print(f"from your machine, first run: {hint}", flush=True)
         print("serving; press Ctrl-C to stop", flush=True)
-        try:
-            threading.Event().wait()
-        except KeyboardInterrupt:
-            print("stopped", flush=True)
-        viewer.close()
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        print("stopped", flush=True)
     finally:
         stop_servers()
         for vol in vols:

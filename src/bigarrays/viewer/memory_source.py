@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import sys
 from collections.abc import Container, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +34,11 @@ MAX_LEVELS = 12
 DEFAULT_CACHE_BYTES = 256 << 20
 _CHUNK_KEY = re.compile(r"^(\d+)/(-?\d+)-(-?\d+)_(-?\d+)-(-?\d+)_(-?\d+)-(-?\d+)$")
 _LABEL_TYPES = (np.uint32, np.uint64, np.int32, np.int64)
+
+
+def _raw_in_memory(dtype: np.dtype) -> bool:
+    """Whether ``dtype``'s bytes in memory are raw encoding's (little-endian) bytes."""
+    return dtype.byteorder == "|" or (dtype.isnative and sys.byteorder == "little")
 
 
 @dataclass(frozen=True)
@@ -179,7 +185,10 @@ class MemorySource(Source):
         if found is None:
             return None
         k, index = found
-        return Reply(bytes(self.codec.encode(self.chunk_array(k, index))))
+        chunk = self.chunk_array(k, index)
+        if self.encoding == "raw" and chunk.flags.f_contiguous and _raw_in_memory(chunk.dtype):
+            return Reply(chunk.reshape(-1, order="F").data.cast("B"))  # no copy
+        return Reply(bytes(self.codec.encode(chunk)))
 
     def _chunk_of(self, key: str) -> tuple[int, Vec] | None:
         """The level and grid index that ``key`` names, or None for a key of no chunk."""
@@ -226,8 +235,7 @@ class MemorySource(Source):
         """The voxels of ``box`` (inside the bounds) of level ``k``, (x, y, z, c), Fortran."""
         if k == 0:
             rel = box.shift(tuple(-o for o in self.offset))
-            part = np.asarray(self.array[(*rel.slices(), slice(None))])
-            return np.asarray(part, dtype=self.dtype, order="F")
+            return _fortran(np.asarray(self.array[(*rel.slices(), slice(None))]), self.dtype)
         grid = self.levels[k].grid
         out = np.empty((*box.shape, self.channels), dtype=self.dtype, order="F")
         for index in grid.indices(box):
@@ -257,6 +265,28 @@ class MemorySource(Source):
 
     def close(self) -> None:
         self.cache.clear()
+
+
+def _fortran(part: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """``part`` (x, y, z, c) as a Fortran-ordered array of ``dtype``.
+
+    A box of an array is copied in the array's own memory order first (long runs read from
+    memory), and a C-ordered copy is then reordered while it is small enough for the cache:
+    reordering straight out of a large C-ordered array misses the cache on every voxel
+    (measured 15x slower on a 64**3 uint8 box of a 512x512x256 array). Reversing the axes of
+    a C-ordered 3-D array is the reordering NumPy does fastest (4x a 4-D ``order="F"`` copy).
+    """
+    if part.dtype != dtype:
+        part = part.astype(dtype, order="K")
+    if part.flags.f_contiguous:
+        return part
+    part = part.copy(order="K")
+    if part.flags.f_contiguous:
+        return part
+    if part.shape[3] == 1:
+        flat = np.ascontiguousarray(part[..., 0].transpose(2, 1, 0)).transpose(2, 1, 0)
+        return flat[..., None]
+    return np.asarray(part, order="F")
 
 
 def _central(bounds: Box, max_voxels: int) -> Box:

@@ -171,7 +171,12 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(404, b"not found\n", "text/plain")
 
     def _send(
-        self, status: int, body: bytes, kind: str, *, extra: dict[str, str] | None = None
+        self,
+        status: int,
+        body: bytes | memoryview,
+        kind: str,
+        *,
+        extra: dict[str, str] | None = None,
     ) -> None:
         lines = [f"HTTP/1.1 {status} {self.responses.get(status, ('',))[0]}",
                  f"Content-Type: {kind}", f"Content-Length: {len(body)}"]  # fmt: skip

@@ -31,7 +31,7 @@ _JSON_NAMES = ("info", "zarr.json", ".zarray", ".zattrs", ".zgroup", ".zmetadata
 class Reply:
     """A value to send: its bytes, their ``Content-Type``, and their ``Content-Encoding``."""
 
-    body: bytes
+    body: bytes | memoryview
     content_type: str = "application/octet-stream"
     encoding: str | None = None
 
@@ -64,7 +64,7 @@ class Source(abc.ABC):
     def get_range(self, key: str, start: int, stop: int) -> bytes | None:
         """Bytes ``[start, stop)`` of the plain value of ``key``; None if missing."""
         reply = self.get(key, ())
-        return None if reply is None else reply.body[start:stop]
+        return None if reply is None else bytes(reply.body[start:stop])
 
     def refresh(self) -> None:  # noqa: B027 - an optional hook
         """Forget whatever was derived from the data (new data will be served)."""
