@@ -192,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--size", type=int, default=512, help="x and y of the volume (z: half)")
     parser.add_argument("--seconds", type=float, default=5.0, help="load time per server")
+    parser.add_argument("--first-data", action="store_true", help="only the browser timings")
     parser.add_argument("--screenshot", type=Path, help="write the README's screenshot here")
     parser.add_argument("--hammer", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -201,10 +202,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.screenshot:
         return screenshot(args.screenshot)
-    return run(args.size, args.seconds)
+    return run(args.size, args.seconds, args.first_data)
 
 
-def run(size: int, seconds: float) -> int:
+def run(size: int, seconds: float, first_data_only: bool = False) -> int:
     import bigarrays as ba
 
     shape = (size, size, size // 2)
@@ -217,6 +218,9 @@ def run(size: int, seconds: float) -> int:
             resolution=(8, 8, 8),
         )  # fmt: skip
         vol[:, :, :] = data
+        if first_data_only:
+            first_data(vol, data, Path(tmp))
+            return 0
         scale_key = vol.info["scales"][0]["key"]
         names = chunk_names(shape, CHUNK)
         chunk_bytes = CHUNK**3
@@ -248,7 +252,7 @@ def run(size: int, seconds: float) -> int:
         print(row("bigarrays view", results["ours, memory"]))
         print(row("neuroglancer LocalVolume (npz)", results["LocalVolume"]))
         print(f"  ratio {ratio(results['ours, memory'], results['LocalVolume'])} (target >= 2x)")
-        first_data(vol, data)
+        first_data(vol, data, Path(tmp))
     return 0
 
 
@@ -263,22 +267,39 @@ def memory_scale(data_url: str) -> tuple[str, int]:
     return scale["key"], sizes.pop()
 
 
-def first_data(vol: Any, data: np.ndarray) -> None:
-    """Seconds from ``ba.view(...)`` to every visible chunk drawn, in a running Chromium."""
-    import bigarrays as ba
-    from viewer_browser_support import Browser
+def first_data(vol: Any, data: np.ndarray, folder: Path, repeat: int = 3) -> None:
+    """Seconds from ``ba.view(...)`` to every visible chunk drawn, in a running Chromium (the
+    median of ``repeat``); beside it, the same client and state with the volume's files on
+    ``http.server`` (``folder``, where the volume is ``vol``): the browser's own floor on this
+    machine."""
+    import statistics
 
-    print("time from view() to the first rendered data (headless Chromium, 800x600, 4panel)")
-    with Browser() as browser:
+    import bigarrays as ba
+    from viewer_browser_support import Browser, StaticNeuroglancer
+
+    print(f"time from view() to the first rendered data (headless Chromium, 800x600, median of "
+          f"{repeat})")  # fmt: skip
+    with Browser() as browser, StaticNeuroglancer(folder) as static:
         # The browser and the client's scripts are warm, as in a session that has shown
         # something before; the data is not.
         with ba.view(np.zeros((64, 64, 64), np.uint8)) as warm:
             browser.time_to_ready(warm.url)
-        for name, source in (("precomputed volume", vol), ("NumPy array", data)):
-            start = time.perf_counter()
-            with ba.view(source, resolution=None if name.startswith("pre") else (8, 8, 8)) as v:
-                seconds = browser.time_to_ready(v.url, start=start)
-            print(f"  {name:<34} {seconds:>9.2f} s (target < 3 s)")
+        for layout in ("4panel", "xy"):
+            times: dict[str, list[float]] = {"files": [], "memory": [], "floor": []}
+            for _ in range(repeat):
+                start = time.perf_counter()
+                with ba.view(vol, layout=layout) as v:
+                    times["files"].append(browser.time_to_ready(v.url, start=start))
+                    state = v.state
+                start = time.perf_counter()
+                with ba.view(data, resolution=(8, 8, 8), layout=layout) as v:
+                    times["memory"].append(browser.time_to_ready(v.url, start=start))
+                state["layers"][0]["source"] = "precomputed://{data}/vol"
+                times["floor"].append(browser.time_to_ready(static.url(state)))
+            median = {k: statistics.median(v) for k, v in times.items()}
+            print(f"  layout {layout}: precomputed volume {median['files']:.2f} s, NumPy array "
+                  f"{median['memory']:.2f} s (target < 3 s); http.server, same client and "
+                  f"state: {median['floor']:.2f} s")  # fmt: skip
 
 
 def cells(em: np.ndarray, count: int = 40, seed: int = 3) -> np.ndarray:
