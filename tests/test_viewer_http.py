@@ -268,3 +268,22 @@ def test_server_answers_while_a_source_fails(plain_volume):
     assert b"disk on fire" in body
     del source.get
     assert fetch(viewer.data_url() + "info")[0] == 200
+
+
+def test_a_compression_neuroglancer_cannot_read_is_warned(tmp_path):
+    pytest.importorskip("blosc")
+    with pytest.warns(ba.errors.ViewerCompatibilityWarning):
+        vol = ba.create(tmp_path / "blosc", shape=(8, 8, 8), dtype="uint8", compression="blosc")
+    with pytest.warns(ba.errors.ViewerCompatibilityWarning, match="blosc"):
+        vol.view()
+    vol.close()
+
+
+def test_viewing_a_level_leaves_the_caller_array_open(plain_volume):
+    plain_volume.downsample(num_mips=1)
+    level = plain_volume.at_mip(1)
+    viewer = level.view()
+    assert viewer.state["dimensions"]["x"] == [1e-9, "m"]  # level 0 describes the dataset
+    assert level[0:1, 0:1, 0:1].shape == (1, 1, 1)
+    assert plain_volume[0, 0, 0] == 0
+    level.close()

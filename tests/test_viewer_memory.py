@@ -222,3 +222,18 @@ def test_every_memory_layout_serves_x_fastest_bytes(layout):
     served = np.float32 if layout == "float64" else np.uint16
     got = np.frombuffer(bytes(body), served).reshape((26, 64, 50), order="F")
     np.testing.assert_array_equal(got, a[64:90, 0:64, 0:50].astype(served))
+
+
+def test_the_contrast_sample_of_a_dask_array_reads_a_bounded_box():
+    da = pytest.importorskip("dask.array")
+    computed: list[int] = []
+
+    def block(x, block_info=None):
+        computed.append(x.size)
+        return np.full(x.shape, 7, np.uint8)
+
+    lazy = da.zeros((4096, 4096, 1024), dtype=np.uint8, chunks=(256, 256, 64))
+    lazy = lazy.map_blocks(block, dtype=np.uint8)
+    viewer = ba.view(lazy)
+    assert viewer.state["layers"][0]["shaderControls"]["normalized"]["range"] == [7, 8]
+    assert sum(computed) <= 4 * 512 * 512 * 64  # the blocks around one central slab, not 2**34

@@ -249,16 +249,13 @@ class MemorySource(Source):
 
     def sample(self, max_voxels: int = 1 << 20) -> np.ndarray:
         """A bounded sample of the data for a contrast range: a strided view of a NumPy array,
-        else the central box of the coarsest level that holds at least ``max_voxels``/8."""
+        else (a Dask array, whose every voxel may cost a computation) a central box of level 0
+        of at most ``max_voxels``, flat in z."""
         if self.numpy:
             n = max(1, math.prod(self.shape3))
             stride = max(1, round((n / max_voxels) ** (1 / 3)))
             return np.asarray(self.array[::stride, ::stride, ::stride, :])
-        k = len(self.levels) - 1
-        while k > 0 and self.levels[k].grid.bounds.size * 8 < max_voxels:
-            k -= 1
-        bounds = self.levels[k].grid.bounds
-        return self.read(k, _central(bounds, max_voxels))
+        return self.read(0, _central(self.bounds, max_voxels))
 
     def refresh(self) -> None:
         self.cache.clear()
@@ -290,11 +287,12 @@ def _fortran(part: np.ndarray, dtype: np.dtype) -> np.ndarray:
 
 
 def _central(bounds: Box, max_voxels: int) -> Box:
-    """The central part of ``bounds`` of at most about ``max_voxels`` voxels."""
-    side = max(1, int(max_voxels ** (1 / 3)))
+    """The central part of ``bounds`` (x, y, z) of at most ``max_voxels`` voxels: a slab of
+    4 z slices, as the first view shows the middle xy plane."""
+    side = max(1, int((max_voxels / 4) ** 0.5))
     start, stop = [], []
-    for lo, hi in zip(bounds.start, bounds.stop, strict=True):
-        n = min(hi - lo, side)
+    for axis, (lo, hi) in enumerate(zip(bounds.start, bounds.stop, strict=True)):
+        n = min(hi - lo, side if axis < 2 else 4)
         a = lo + (hi - lo - n) // 2
         start.append(a)
         stop.append(a + n)

@@ -21,12 +21,13 @@ import itertools
 import secrets
 import socket
 import socketserver
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import unquote
 
-from bigarrays.errors import ViewerPortInUseError
+from bigarrays.errors import InvalidKeyError, ViewerPortInUseError
 from bigarrays.viewer.client import Client
 from bigarrays.viewer.ranges import Unsatisfiable, parse_range
 from bigarrays.viewer.sources import Reply, Source
@@ -42,6 +43,13 @@ class _HTTPServer(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], viewer: ViewerServer) -> None:
         self.viewer = viewer
         super().__init__(address, _Handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A browser that closes a connection mid-answer (a tab closed, a chunk no longer
+        # wanted) is routine: no traceback for it in a notebook's output.
+        if isinstance(sys.exc_info()[1], ConnectionError | TimeoutError):
+            return
+        super().handle_error(request, client_address)
 
     def server_bind(self) -> None:
         # HTTPServer.server_bind looks the host up in DNS (getfqdn), which stalls on machines
@@ -76,6 +84,8 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "bigarrays-viewer"
     disable_nagle_algorithm = True
+    #: Seconds an idle keep-alive connection keeps its thread.
+    timeout = 120
     server: _HTTPServer
 
     def log_message(self, format: str, *args: Any) -> None:
@@ -131,6 +141,9 @@ class _Handler(BaseHTTPRequestHandler):
                 self._ranged(source, key, self.headers["Range"])
                 return
             reply = source.get(key, _accepted(self.headers.get("Accept-Encoding")))
+        except InvalidKeyError:  # a key the store's own rules refuse: outside the source
+            self._not_found()
+            return
         except Exception as exc:  # a store or codec failure: tell the client, keep serving
             self._send(500, f"{type(exc).__name__}: {exc}\n".encode(), "text/plain")
             return

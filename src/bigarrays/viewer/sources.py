@@ -10,10 +10,12 @@ from them. In-memory arrays are served by :mod:`bigarrays.viewer.memory_source`.
 from __future__ import annotations
 
 import abc
+import warnings
 from collections.abc import Container
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from bigarrays.errors import ViewerCompatibilityWarning
 from bigarrays.stores import Store
 from bigarrays.stores.content_encoding import ANY_ENCODING, SUFFIXES
 
@@ -91,9 +93,18 @@ class DatasetSource(Source):
         self.encodings: dict[str, str | None] = {}
         if vol.format == "precomputed":
             for mip in range(vol.mips):
-                scale = vol.at_mip(mip).scale
+                with vol.at_mip(mip) as level:
+                    scale = level.scale
                 if scale.sharding is None and scale.compression in SUFFIXES:
                     self.encodings[scale.key.strip("/") + "/"] = scale.compression
+                if scale.compression not in (None, *SUFFIXES):
+                    warnings.warn(
+                        f"{vol.url}: scale {scale.key!r} is compressed with {scale.compression}, "
+                        "which Neuroglancer cannot read (it reads gzip, br and zstd transfer "
+                        "compression); convert it with `bigarrays cp` to view it",
+                        ViewerCompatibilityWarning,
+                        stacklevel=4,
+                    )
 
     def _hint(self, key: str) -> str | None:
         for prefix, encoding in self.encodings.items():

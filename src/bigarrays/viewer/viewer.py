@@ -138,12 +138,17 @@ def _name(url: str) -> str:
 
 
 def _dataset_spec(vol: BigArray, layer_type: str | None) -> LayerSpec:
+    """The layer of a dataset: Neuroglancer shows all of its levels, so level 0 describes it."""
     base = vol.at_mip(0) if vol.mip else vol
-    kind = layer_type or base.layer_type
-    dims = _dataset_dims(base)
-    contrast = None
-    if kind == "image":
-        contrast = contrast_range(_central_sample(base))
+    try:
+        kind = layer_type or base.layer_type
+        dims = _dataset_dims(base)
+        contrast = None
+        if kind == "image":
+            contrast = contrast_range(_central_sample(base))
+    finally:
+        if base is not vol:
+            base.close()  # its reader threads; the store stays open, it is vol's
     return LayerSpec(_name(vol.url), "", kind, dims, contrast)
 
 
