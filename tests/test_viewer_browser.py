@@ -8,12 +8,14 @@ artifact directory (see ``viewer_browser_support.artifact_dir``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 import bigarrays as ba
-from viewer_browser_support import Browser, Shot, StaticNeuroglancer
+from viewer_browser_support import Browser, Shot, StaticNeuroglancer, with_state
 
 SHAPE = (128, 96, 8)  # x, y, z
 # Quadrant values: left column bright, right column dark, and in the right column the top (small
@@ -174,6 +176,66 @@ def test_view_ome_zarr_multiscale(browser: Browser, tmp_path: Path) -> None:
     img[0, :, :, :] = img[1, :, :, :] = quadrants(dtype="uint16").T * np.uint16(100)
     img.downsample(num_mips=2)
     shot = view_and_load(browser, "view_ome_zarr", img)
+    assert_quadrants(quadrant_means(shot))
+
+
+def _precomputed_pyramid(tmp_path: Path) -> tuple[ba.BigArray, ba.BigArray]:
+    vol = ba.create(
+        tmp_path / "vol", shape=LARGE, dtype="uint8", chunks=(32, 32, 8), resolution=(8, 8, 8)
+    )
+    vol[:, :, :] = quadrants(LARGE)
+    vol.downsample(num_mips=1)
+    return vol, ba.open(tmp_path / "vol", mode="r+", mip=1)
+
+
+def _ome_zarr_pyramid(tmp_path: Path) -> tuple[ba.BigArray, ba.BigArray]:
+    img = ba.create(
+        tmp_path / "img.ome.zarr",
+        shape=LARGE[::-1],
+        dtype="uint8",
+        dims=("z", "y", "x"),
+        chunks=(8, 32, 32),
+        resolution=(8, 8, 8),
+    )
+    img[:, :, :] = quadrants(LARGE).T
+    img.downsample(num_mips=1)
+    return img, ba.open(tmp_path / "img.ome.zarr", mode="r+", mip=1)
+
+
+LARGE = (256, 192, 8)
+
+
+@pytest.mark.parametrize("make", [_precomputed_pyramid, _ome_zarr_pyramid])
+def test_zoomed_out_view_reads_the_coarser_level(
+    browser: Browser,
+    tmp_path: Path,
+    make: Callable[[Path], tuple[ba.BigArray, ba.BigArray]],
+) -> None:
+    # Level 1 holds the pattern mirrored in x: only a read of level 1 can show it that way.
+    full, coarse = make(tmp_path)
+    level1 = np.asarray(coarse[:, :, :])
+    x_first = coarse.dims[0] == "x"
+    coarse[:, :, :] = level1[::-1] if x_first else level1[:, :, ::-1]
+    assert (coarse.shape if x_first else coarse.shape[::-1])[:2] == (LARGE[0] // 2, LARGE[1] // 2)
+    viewer = ba.view(full, layout="xy")
+    try:
+        near = browser.load(viewer.url, f"levels_{make.__name__}_near")
+        # Three voxels of level 0 per pixel: Neuroglancer draws level 1 (two per voxel).
+        far = browser.load(with_state(viewer.url, crossSectionScale=3), f"levels_{make.__name__}")
+    finally:
+        viewer.close()
+    assert_quadrants(quadrant_means(near, shape=LARGE))
+    means = quadrant_means(far, shape=LARGE)
+    assert min(means["top_right"], means["bottom_right"]) > 150, means
+    assert means["top_right"] > means["top_left"] + 40, means
+    assert means["top_left"] > means["bottom_left"] + 30, means
+
+
+def test_view_dask_array(browser: Browser) -> None:
+    import dask.array as da
+
+    data = da.from_array(quadrants(), chunks=(50, 40, 8))
+    shot = view_and_load(browser, "view_dask", data, resolution=(8, 8, 8))
     assert_quadrants(quadrant_means(shot))
 
 

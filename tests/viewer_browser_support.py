@@ -288,6 +288,18 @@ class Browser:
         return time.perf_counter() - start
 
 
+def with_state(url: str, **changes: Any) -> str:
+    """``url`` (a Neuroglancer URL whose fragment is ``#!`` and the state's JSON) with some
+    top-level state keys replaced."""
+    import json
+    import urllib.parse
+
+    base, fragment = url.split("#!", 1)
+    state = json.loads(urllib.parse.unquote(fragment))
+    state.update(changes)
+    return f"{base}#!{urllib.parse.quote(json.dumps(state, separators=(',', ':')))}"
+
+
 class StaticNeuroglancer:
     """Neuroglancer's client and a folder of volumes on one 127.0.0.1 origin, served by the
     standard library's file server: the rendering path with no viewer code of ours in it.
