@@ -52,6 +52,11 @@ def quadrant_means(
     }
 
 
+def assert_clean(shot: Shot) -> None:
+    """No request failed and no script threw while the page loaded."""
+    assert shot.errors == [], shot.errors
+
+
 def assert_quadrants(means: dict[str, float]) -> None:
     """Bright left column, dark right column, top-right brighter than bottom-right."""
     left = min(means["top_left"], means["bottom_left"])
@@ -94,9 +99,11 @@ def test_static_server_renders_a_precomputed_volume(browser: Browser, tmp_path: 
 def view_and_load(browser: Browser, name: str, *sources: object, **options: object) -> Shot:
     viewer = ba.view(*sources, layout="xy", **options)
     try:
-        return browser.load(viewer.url, name, layers=len(sources))
+        shot = browser.load(viewer.url, name, layers=len(sources))
     finally:
         viewer.close()
+    assert_clean(shot)
+    return shot
 
 
 def test_view_precomputed_gzip(browser: Browser, tmp_path: Path) -> None:
@@ -224,6 +231,8 @@ def test_zoomed_out_view_reads_the_coarser_level(
         far = browser.load(with_state(viewer.url, crossSectionScale=3), f"levels_{make.__name__}")
     finally:
         viewer.close()
+    assert_clean(near)
+    assert_clean(far)
     assert_quadrants(quadrant_means(near, shape=LARGE))
     means = quadrant_means(far, shape=LARGE)
     assert min(means["top_right"], means["bottom_right"]) > 150, means
@@ -298,13 +307,16 @@ def test_refresh_shows_the_new_data(browser: Browser) -> None:
     viewer = ba.view(data, layout="xy")
     try:
         before = browser.load(viewer.url, "refresh_before")
+        assert_clean(before)
         assert_quadrants(quadrant_means(before, shape=shape))
         assert before.state["crossSectionScale"] > 2, "expected a zoom that shows a coarse level"
         data[:] = data[::-1].copy(order="F")  # mirror in x, in place
         viewer.refresh()
-        after = quadrant_means(browser.load(viewer.url, "refresh_after"), shape=shape)
+        shot = browser.load(viewer.url, "refresh_after")
     finally:
         viewer.close()
+    assert_clean(shot)
+    after = quadrant_means(shot, shape=shape)
     # The right column is now the bright one.
     assert min(after["top_right"], after["bottom_right"]) > 150, after
     assert after["top_left"] > after["bottom_left"] + 30, after

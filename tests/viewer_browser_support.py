@@ -127,6 +127,8 @@ class Shot:
     panel: tuple[int, int, int, int]  # left, top, width, height
     path: Path
     state: dict[str, Any]
+    #: The page's console errors (failed requests, uncaught exceptions), the favicon's aside.
+    errors: list[str]
 
     def region(self, x0: float, y0: float, x1: float, y1: float) -> np.ndarray:
         """The pixels of the panel between fractions (x0, y0) and (x1, y1) of its width and
@@ -243,9 +245,13 @@ class Browser:
                 f"console: {self.console()[-10:]}"
             )
 
-    def console(self) -> list[str]:
-        """The page's console messages since the last call."""
-        return [entry["message"] for entry in self.driver.get_log("browser")]
+    def console(self, level: str | None = None) -> list[str]:
+        """The page's console messages since the last call (only ``level``'s, if given)."""
+        return [
+            entry["message"]
+            for entry in self.driver.get_log("browser")
+            if level is None or entry["level"] == level
+        ]
 
     def load(self, url: str, name: str, *, layers: int = 1, timeout: float = 60.0) -> Shot:
         """Open ``url``, wait until its data is drawn, and return the screenshot, also saved as
@@ -273,7 +279,8 @@ class Browser:
             round(height * ratio),
         )
         state = self.driver.execute_script("return window.viewer.state.toJSON();")
-        return Shot(image=image, panel=panel, path=path, state=state)
+        errors = [m for m in self.console("SEVERE") if "/favicon.ico " not in m]
+        return Shot(image=image, panel=panel, path=path, state=state, errors=errors)
 
     def time_to_ready(
         self, url: str, layers: int = 1, timeout: float = 60.0, start: float | None = None
