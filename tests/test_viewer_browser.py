@@ -240,6 +240,18 @@ def test_zoomed_out_view_reads_the_coarser_level(
     assert means["top_left"] > means["bottom_left"] + 30, means
 
 
+def test_notebook_iframe_shows_the_data(browser: Browser) -> None:
+    # What Jupyter shows for a viewer: its _repr_html_ inside a page of another origin.
+    viewer = ba.view(quadrants(), layout="xy")
+    try:
+        page = f"<!doctype html><html><body>{viewer._repr_html_()}</body></html>"
+        shot = browser.load_html(page, "notebook_iframe")
+    finally:
+        viewer.close()
+    assert_clean(shot)
+    assert_quadrants(quadrant_means(shot))
+
+
 def test_view_dask_array(browser: Browser) -> None:
     import dask.array as da
 

@@ -260,8 +260,28 @@ class Browser:
         self.wait_ready(layers, timeout)
         return self.shot(name)
 
-    def shot(self, name: str) -> Shot:
-        """The page as it is now, with the cross-section panel's box."""
+    def load_html(self, html: str, name: str, *, layers: int = 1, timeout: float = 60.0) -> Shot:
+        """Open a page made of ``html``, served from an origin of its own on 127.0.0.1 (as a
+        notebook server is), whose first iframe holds Neuroglancer; wait until the frame's
+        data is drawn, and return the screenshot."""
+        with _PageServer(html.encode()) as page:
+            self.driver.get("about:blank")
+            self.console()
+            self.driver.get(page.url)
+            frame = self.driver.find_element("tag name", "iframe")
+            rect = self.driver.execute_script(
+                "const r = arguments[0].getBoundingClientRect(); return [r.left, r.top];", frame
+            )
+            self.driver.switch_to.frame(frame)
+            try:
+                self.wait_ready(layers, timeout)
+                return self.shot(name, offset=(round(rect[0]), round(rect[1])))
+            finally:
+                self.driver.switch_to.default_content()
+
+    def shot(self, name: str, offset: tuple[int, int] = (0, 0)) -> Shot:
+        """The page as it is now, with the cross-section panel's box (in the current frame,
+        which starts at ``offset`` on the page)."""
         from PIL import Image
 
         png = self.driver.get_screenshot_as_png()
@@ -273,8 +293,8 @@ class Browser:
             raise BrowserError(f"the page at {self.driver.current_url} shows no cross-section")
         left, top, width, height, ratio = rect
         panel = (
-            round(left * ratio),
-            round(top * ratio),
+            round(left * ratio) + offset[0],
+            round(top * ratio) + offset[1],
             round(width * ratio),
             round(height * ratio),
         )
@@ -293,6 +313,38 @@ class Browser:
         self.driver.get(url)
         self.wait_ready(layers, timeout)
         return time.perf_counter() - start
+
+
+class _PageServer:
+    """One HTML page on a free 127.0.0.1 port, until the ``with`` block ends."""
+
+    def __init__(self, body: bytes) -> None:
+        import http.server
+        import threading
+
+        class Page(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Page)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def __enter__(self) -> _PageServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join()
 
 
 def with_state(url: str, **changes: Any) -> str:
