@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 import socket
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -59,8 +60,15 @@ def test_client_files_are_served_with_their_types(plain_volume):
     assert status == 200
     assert headers["Content-Type"] == "application/wasm"
     assert body[:4] == b"\0asm"
-    js = [n for n in viewer.server.client._names if n.startswith("main.") and n.endswith(".js")]
-    assert fetch(page + js[0])[1]["Content-Type"].startswith("text/javascript")
+    js = next(n for n in viewer.server.client._names if n.startswith("main.") and n.endswith(".js"))
+    status, headers, plain = fetch(page + js)
+    assert headers["Content-Type"].startswith("text/javascript")
+    assert "Content-Encoding" not in headers
+    # Far from the server (a notebook server's proxy), the bundles travel compressed.
+    status, headers, packed = fetch(page + js, {"Accept-Encoding": "gzip, deflate"})
+    assert headers["Content-Encoding"] == "gzip"
+    assert len(packed) < len(plain) / 2
+    assert gzip.decompress(packed) == plain
 
 
 def test_wrong_or_missing_token_is_404(plain_volume):
@@ -287,3 +295,26 @@ def test_viewing_a_level_leaves_the_caller_array_open(plain_volume):
     assert level[0:1, 0:1, 0:1].shape == (1, 1, 1)
     assert plain_volume[0, 0, 0] == 0
     level.close()
+
+
+def test_assigning_new_data_to_a_layer():
+    first = np.zeros((32, 32, 4), dtype=np.uint8)
+    viewer = ba.view(first, np.ones((8, 8, 8), np.uint8), resolution=(4, 4, 40),
+                     layers=["em", {"name": "mask", "opacity": 0.3}])  # fmt: skip
+    before = viewer.data_url(0)
+    viewer[0] = np.full((64, 32, 4), 5, dtype=np.uint8)
+    after = viewer.data_url(0)
+    assert after != before
+    assert fetch(before + "info")[0] == 404  # the old array is no longer served
+    info = json.loads(fetch(after + "info")[2])
+    assert info["scales"][0]["size"] == [64, 32, 4]
+    assert info["scales"][0]["resolution"] == [4.0, 4.0, 40.0]  # placed as the viewer's arrays
+    assert fetch(after + "0/0-64_0-32_0-4")[2] == bytes([5]) * (64 * 32 * 4)
+    viewer["mask"] = np.zeros((8, 8, 8), np.uint8)
+    layers = viewer.state["layers"]
+    assert [layer["name"] for layer in layers] == ["em", "mask"]
+    assert layers[1]["opacity"] == 0.3
+    with pytest.raises(KeyError, match="no layer 'nope'"):
+        viewer["nope"] = first
+    with pytest.raises(IndexError):
+        viewer[2] = first

@@ -191,3 +191,17 @@ def test_viewer_behind_a_proxy_prefixes_page_and_data(monkeypatch):
     direct = viewer.data_url().replace(f"https://hub.example/user/ann/proxy/{port}",
                                        f"http://127.0.0.1:{port}")  # fmt: skip
     assert fetch(direct + "info")[0] == 200
+
+
+@pytest.mark.parametrize("fmt", ["zarr", "zarr2"])
+def test_plain_zarr_arrays_are_named_as_neuroglancer_names_them(tmp_path, fmt):
+    named = ba.create(tmp_path / "named", shape=(4, 30, 20), dtype="uint8", dims=("z", "y", "x"),
+                      format=fmt)  # fmt: skip
+    state = named.view().state
+    assert state["dimensions"] == {"x": [1.0, ""], "y": [1.0, ""], "z": [1.0, ""]}
+    assert state["position"] == [10.0, 15.0, 2.0]
+    unnamed = ba.create(tmp_path / "unnamed", shape=(30, 20), dtype="uint8", format=fmt)
+    first = "dim_0" if fmt == "zarr" else "d0"  # Neuroglancer's names for unnamed axes
+    assert list(unnamed.view().state["dimensions"]) == [first, first[:-1] + "1"]
+    named.close()
+    unnamed.close()

@@ -123,8 +123,14 @@ class _Handler(BaseHTTPRequestHandler):
         if found is None:
             self._not_found()
             return
-        cache = "no-store" if page[2] in ("", "index.html") else "max-age=86400"
-        self._send(200, found.body, found.content_type, extra={"Cache-Control": cache})
+        extra = {"Cache-Control": "no-store" if page[2] in ("", "index.html") else "max-age=86400"}
+        body = found.body
+        if found.gzipped is not None:
+            extra["Vary"] = "Accept-Encoding"
+            if "gzip" in _accepted(self.headers.get("Accept-Encoding")):
+                body = found.gzipped
+                extra["Content-Encoding"] = "gzip"
+        self._send(200, body, found.content_type, extra=extra)
 
     def _data(self, rest: str) -> None:
         parts = rest.split("/", 2)

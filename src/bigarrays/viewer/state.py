@@ -52,6 +52,11 @@ class LayerSpec:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def spatial_dimensions(dims: Sequence[Dimension]) -> list[Dimension]:
+    """The dimensions of space among ``dims`` (in metres, or named x, y, z), at most 3."""
+    return [d for d in dims if d.unit == "m" or (d.unit == "" and d.name in ("x", "y", "z"))][:3]
+
+
 def contrast_range(sample: np.ndarray) -> tuple[float, float] | None:
     """The 0.5th and 99.5th percentiles of the finite values of ``sample`` (None if it has
     none); a constant sample gets a range one unit wide."""
@@ -97,7 +102,7 @@ def build_state(
     if dims:
         state["dimensions"] = {d.name: [d.scale, d.unit] for d in dims}
         state["position"] = [(d.lo + d.hi) / 2 for d in dims]
-        spatial = [d for d in dims if d.unit == "m"][:3] or list(dims[:2])
+        spatial = spatial_dimensions(dims) or list(dims[:2])
         span = max(max(d.hi - d.lo for d in spatial[:2]), 1.0)
         pixels = _PANEL_PIXELS.get(layout, _PANEL_DEFAULT)
         state["crossSectionScale"] = max(span / pixels, 1e-3)

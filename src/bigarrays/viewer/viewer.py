@@ -22,6 +22,7 @@ from bigarrays.viewer.state import (
     LayerSpec,
     build_state,
     contrast_range,
+    spatial_dimensions,
     state_url,
 )
 
@@ -43,12 +44,15 @@ class _Entry:
     spec: LayerSpec
     #: A BigArray the viewer opened from a URL (closed with the viewer), or None.
     owned: Any = None
+    #: ``resolution``, ``voxel_offset`` and ``layer_type`` as ``view`` was given them.
+    options: tuple[Any, ...] = (None, None, None)
 
 
 class Viewer:
     """Neuroglancer showing some sources: ``.url`` opens it; in a notebook it shows inline.
 
     ``refresh()`` makes the viewer load the data again (after an in-memory array changed);
+    ``viewer[i] = data`` (or ``viewer["name"] = data``) shows new data in a layer;
     ``close()`` (or leaving a ``with`` block) stops serving its sources.
     """
 
@@ -101,6 +105,31 @@ class Viewer:
             entry.source.refresh()
         self.generation += 1
         return self
+
+    def __setitem__(self, layer: int | str, data: Any) -> None:
+        """Show ``data`` (an array, a BigArray or a URL) in layer ``layer`` (its index or its
+        name) instead of what it showed. The layer keeps its name and its state; an array is
+        placed with the ``resolution`` and ``voxel_offset`` the viewer was made with. The data
+        URLs change as with :meth:`refresh`: open (or display) the new ``url``."""
+        index = self._index(layer)
+        old = self._entries[index]
+        new = _entry(self.server, data, index, *old.options)
+        new.spec = replace(new.spec, name=old.spec.name)
+        self._entries[index] = new
+        self.server.unregister(old.sid)
+        if old.owned is not None:
+            old.owned.close()
+        self.generation += 1
+
+    def _index(self, layer: int | str) -> int:
+        if isinstance(layer, str):
+            names = [entry["name"] for entry in self.state["layers"]]
+            if layer not in names:
+                raise KeyError(f"the viewer has no layer {layer!r}; its layers are {names}")
+            return names.index(layer)
+        if not -len(self._entries) <= layer < len(self._entries):
+            raise IndexError(f"the viewer has {len(self._entries)} layer(s), not layer {layer}")
+        return layer % len(self._entries)
 
     def close(self) -> None:
         """Stop serving this viewer's sources (the server keeps running for the others)."""
@@ -159,9 +188,9 @@ def _dataset_dims(vol: BigArray) -> tuple[Dimension, ...]:
             Dimension(n, r / 1e9, "m", lo, hi)
             for n, r, lo, hi in zip("xyz", vol.resolution, bounds.start, bounds.stop, strict=False)
         )
-    from bigarrays.viewer.ome_dims import ome_dimensions
+    from bigarrays.viewer.zarr_dims import zarr_dimensions
 
-    return ome_dimensions(vol)
+    return zarr_dimensions(vol)
 
 
 def _central_sample(vol: BigArray, max_voxels: int = 1 << 20) -> Any:
@@ -212,7 +241,8 @@ def _entry(
             item, resolution=resolution, voxel_offset=voxel_offset, layer_type=layer_type
         )
         spec = _memory_spec(source, "array" if index == 0 else f"array{index + 1}", layer_type)
-    return _Entry(server.register(source), source, spec, owned)
+    options = (resolution, voxel_offset, layer_type)
+    return _Entry(server.register(source), source, spec, owned, options)
 
 
 def view(
@@ -263,8 +293,7 @@ def view(
 
 
 def _default_layout(entries: list[_Entry]) -> str:
-    dims = entries[0].spec.dims
-    spatial = [d for d in dims if d.unit == "m"]
+    spatial = spatial_dimensions(entries[0].spec.dims)
     if len(spatial) == 3 and spatial[2].hi - spatial[2].lo <= 1:
         return FLAT_LAYOUT
     return DEFAULT_LAYOUT

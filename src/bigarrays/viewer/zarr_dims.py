@@ -2,13 +2,14 @@
 
 Neuroglancer names an OME-Zarr image's axes as its ``multiscales`` do (a channel axis becomes a
 local dimension, ``c'``, so it is left out here), in metres for space units and seconds for time
-units. The viewer orders x, y, z first, so that the first panel is the xy plane whatever order
-the array stores its axes in. A Zarr array without OME metadata has no units to go by: its
-dimensions are left for Neuroglancer to work out (an empty tuple).
+units. A Zarr array without OME metadata is named by its dimension names, without units. The
+viewer orders x, y, z first, so that the first panel is the xy plane whatever order the array
+stores its axes in.
 """
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
 from bigarrays.formats.zarr.units import SPACE_UNITS, TIME_UNITS, ngff_unit
@@ -16,6 +17,10 @@ from bigarrays.viewer.state import Dimension
 
 if TYPE_CHECKING:
     from bigarrays.array import BigArray
+
+
+#: bigarrays' name of an axis the array does not name; Neuroglancer's is ``d<i>`` for Zarr v2.
+_UNNAMED = re.compile(r"^dim_(\d+)$")
 
 
 def _multiscales(document: dict[str, Any]) -> list[Any] | None:
@@ -28,22 +33,40 @@ def _multiscales(document: dict[str, Any]) -> list[Any] | None:
     return None
 
 
-def ome_dimensions(vol: BigArray) -> tuple[Dimension, ...]:
+AxisInfo = tuple[str, str | None, str | None]
+
+
+def _axes(vol: BigArray) -> list[AxisInfo]:
+    """(name, type, unit) per axis, as Neuroglancer names them: the OME-Zarr ``multiscales``
+    axes, else the array's dimension names (Neuroglancer's own for unnamed ones)."""
     multiscales = _multiscales(vol.info)
-    if not multiscales or not isinstance(multiscales[0], dict):
-        return _named_dimensions(vol)
-    axes = multiscales[0].get("axes") or []
+    if multiscales and isinstance(multiscales[0], dict):
+        out: list[AxisInfo] = []
+        for axis in multiscales[0].get("axes") or []:
+            if isinstance(axis, str):  # NGFF 0.3: axes are their names
+                out.append((axis, "channel" if axis == "c" else None, None))
+            else:
+                out.append((str(axis.get("name")), axis.get("type"), axis.get("unit")))
+        return out
+    names: list[AxisInfo] = []
+    for name in vol.dims:
+        unnamed = _UNNAMED.match(name)
+        if unnamed and vol.format == "zarr2":
+            name = f"d{unnamed.group(1)}"
+        names.append((name, None, None))
+    return names
+
+
+def zarr_dimensions(vol: BigArray) -> tuple[Dimension, ...]:
+    axes = _axes(vol)
     bounds = vol.level.bounds
     resolution = vol.resolution
     if len(axes) != len(bounds.start) or len(resolution) != len(axes):
         return ()
     space: list[Dimension] = []
     other: list[Dimension] = []
-    for i, axis in enumerate(axes):
-        name = axis if isinstance(axis, str) else str(axis.get("name"))
-        kind = None if isinstance(axis, str) else axis.get("type")
-        unit = None if isinstance(axis, str) else axis.get("unit")
-        if kind == "channel" or (isinstance(axis, str) and axis == "c"):
+    for i, (name, kind, unit) in enumerate(axes):
+        if kind == "channel":
             continue
         scale, symbol = float(resolution[i]), ""
         if unit:
@@ -52,28 +75,8 @@ def ome_dimensions(vol: BigArray) -> tuple[Dimension, ...]:
                 scale, symbol = scale * SPACE_UNITS[named] / 1e9, "m"
             elif named in TIME_UNITS:
                 scale, symbol = scale * TIME_UNITS[named], "s"
-        elif kind == "space" or name in ("x", "y", "z"):
-            symbol = ""
         dim = Dimension(name, scale, symbol, bounds.start[i], bounds.stop[i])
         (space if kind == "space" or name in ("x", "y", "z") else other).append(dim)
     order = {"x": 0, "y": 1, "z": 2}
     space.sort(key=lambda d: order.get(d.name, 3))
     return tuple(space + other)
-
-
-def _named_dimensions(vol: BigArray) -> tuple[Dimension, ...]:
-    """A Zarr v3 array without OME metadata, whose ``dimension_names`` include x and y:
-    Neuroglancer names its axes so, unitless; x, y, z first keeps the first panel the xy plane
-    (in stored order a C-ordered (z, y, x) array would show z across)."""
-    names = vol.info.get("dimension_names")
-    bounds = vol.level.bounds
-    if not isinstance(names, list) or not {"x", "y"} <= set(names):
-        return ()
-    if len(names) != len(bounds.start):
-        return ()
-    dims = [
-        Dimension(str(n), 1.0, "", lo, hi)
-        for n, lo, hi in zip(names, bounds.start, bounds.stop, strict=True)
-    ]
-    order = {"x": 0, "y": 1, "z": 2}
-    return tuple(sorted(dims, key=lambda d: order.get(d.name, 3)))
