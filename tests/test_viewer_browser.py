@@ -65,6 +65,14 @@ def assert_quadrants(means: dict[str, float]) -> None:
     assert means["top_right"] > means["bottom_right"] + 30, means
 
 
+def assert_mirrored(means: dict[str, float]) -> None:
+    """The quadrants mirrored in x: bright right column, top-left brighter than bottom-left."""
+    right = min(means["top_right"], means["bottom_right"])
+    assert right > 150, means
+    assert right > means["top_left"] + 40, means
+    assert means["top_left"] > means["bottom_left"] + 30, means
+
+
 def test_static_server_renders_a_precomputed_volume(browser: Browser, tmp_path: Path) -> None:
     # Neuroglancer's client and a volume on the standard library's file server: proves the
     # browser, WebGL and the readiness wait before any viewer code of ours is involved.
@@ -234,10 +242,7 @@ def test_zoomed_out_view_reads_the_coarser_level(
     assert_clean(near)
     assert_clean(far)
     assert_quadrants(quadrant_means(near, shape=LARGE))
-    means = quadrant_means(far, shape=LARGE)
-    assert min(means["top_right"], means["bottom_right"]) > 150, means
-    assert means["top_right"] > means["top_left"] + 40, means
-    assert means["top_left"] > means["bottom_left"] + 30, means
+    assert_mirrored(quadrant_means(far, shape=LARGE))
 
 
 def test_notebook_iframe_shows_the_data(browser: Browser) -> None:
@@ -328,8 +333,16 @@ def test_refresh_shows_the_new_data(browser: Browser) -> None:
     finally:
         viewer.close()
     assert_clean(shot)
-    after = quadrant_means(shot, shape=shape)
-    # The right column is now the bright one.
-    assert min(after["top_right"], after["bottom_right"]) > 150, after
-    assert after["top_left"] > after["bottom_left"] + 30, after
-    assert after["top_right"] > after["top_left"] + 40, after
+    assert_mirrored(quadrant_means(shot, shape=shape))
+
+
+def test_assigning_new_data_to_a_layer_shows_it(browser: Browser) -> None:
+    viewer = ba.view(quadrants(), layout="xy")
+    try:
+        assert_quadrants(quadrant_means(browser.load(viewer.url, "assign_before")))
+        viewer["array"] = np.asfortranarray(quadrants()[::-1])  # mirrored in x: a new array
+        shot = browser.load(viewer.url, "assign_after")
+    finally:
+        viewer.close()
+    assert_clean(shot)
+    assert_mirrored(quadrant_means(shot))
