@@ -8,6 +8,10 @@ artifact directory (see ``viewer_browser_support.artifact_dir``).
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -346,3 +350,30 @@ def test_assigning_new_data_to_a_layer_shows_it(browser: Browser) -> None:
         viewer.close()
     assert_clean(shot)
     assert_mirrored(quadrant_means(shot))
+
+
+def test_command_line_view_renders_in_the_browser(browser: Browser, tmp_path: Path) -> None:
+    # `bigarrays view` in a process of its own, as a user runs it; its first line is the URL.
+    vol = ba.create(tmp_path / "vol", shape=SHAPE, dtype="uint8", chunks=(64, 64, 8))
+    vol[:, :, :] = quadrants()
+    vol.close()
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    env = {**os.environ, "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    command = [sys.executable, "-m", "bigarrays.cli", "view", str(tmp_path / "vol")]
+    proc = subprocess.Popen(
+        [*command, "--layout", "xy"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert proc.stdout is not None
+        url = proc.stdout.readline().strip()
+        shot = browser.load(url, "command_line_view")
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert_clean(shot)
+    assert_quadrants(quadrant_means(shot))
