@@ -84,6 +84,32 @@ function check() {
 check();
 """
 
+# Resolves once some visible chunk is in GPU memory: the next frame draws data. Index 0 of a
+# source's statistics counts its visible chunks in GPU memory (chunk_manager/base.ts: state
+# GPU_MEMORY, tier VISIBLE, statistic numChunks).
+_WAIT_FIRST_CHUNK_JS = """
+const [timeoutMs, done] = arguments;
+const deadline = Date.now() + timeoutMs;
+async function check() {
+  const v = window.viewer;
+  if (v) {
+    const stats = await v.chunkQueueManager.getStatistics();
+    for (const values of stats.values()) {
+      if (values[0] > 0) {
+        requestAnimationFrame(() => done({ok: true}));
+        return;
+      }
+    }
+  }
+  if (Date.now() > deadline) {
+    done({ok: false, reason: "no visible chunk reached the GPU"});
+    return;
+  }
+  setTimeout(check, 10);
+}
+check();
+"""
+
 # The first cross-section (xy, xz or yz) panel's rectangle in CSS pixels of the page.
 _PANEL_JS = """
 const v = window.viewer;
@@ -304,15 +330,20 @@ class Browser:
 
     def time_to_ready(
         self, url: str, layers: int = 1, timeout: float = 60.0, start: float | None = None
-    ) -> float:
+    ) -> tuple[float, float]:
         """Seconds from ``start`` (a ``time.perf_counter()``; by default, navigation) to the
-        first frame with every visible chunk drawn."""
+        first frame with some data and to the first with every visible chunk drawn."""
         self.driver.get("about:blank")
+        self.console()
         if start is None:
             start = time.perf_counter()
         self.driver.get(url)
+        result = self.driver.execute_async_script(_WAIT_FIRST_CHUNK_JS, int(timeout * 1000))
+        if not result.get("ok"):
+            raise BrowserError(f"{result}; console: {self.console()[-10:]}")
+        first = time.perf_counter() - start
         self.wait_ready(layers, timeout)
-        return time.perf_counter() - start
+        return first, time.perf_counter() - start
 
 
 class _PageServer:
