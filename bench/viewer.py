@@ -19,9 +19,10 @@ one keep-alive connection, fetching every chunk of the volume in a shuffled orde
 round, for ``--seconds``. Requests/s count 200 responses; MiB/s count voxels delivered (chunk
 voxels x requests), so a compressed encoding is neither rewarded nor penalised for its size.
 
-3. Time to first data: from ``ba.view(...)`` to the moment a headless Chromium (already running)
-   shows every visible chunk of the xy panel (Neuroglancer's ``viewer.isReady()``), for the file
-   volume and the in-memory array.
+3. Time to first data: from ``ba.view(...)`` to the first frame of a headless Chromium (already
+   running) with a visible chunk in GPU memory, and to the first with every visible chunk drawn
+   (Neuroglancer's ``viewer.isReady()``), for the file volume and the in-memory array, beside
+   the same client and state reading the files from ``http.server``.
 """
 
 from __future__ import annotations
