@@ -205,3 +205,25 @@ def test_plain_zarr_arrays_are_named_as_neuroglancer_names_them(tmp_path, fmt):
     assert list(unnamed.view().state["dimensions"]) == [first, first[:-1] + "1"]
     named.close()
     unnamed.close()
+
+
+def test_kernel_and_notebook_server_detection(monkeypatch):
+    import sys
+    import types
+
+    from bigarrays.viewer import jupyter
+
+    assert not jupyter.in_kernel()  # pytest is no kernel
+    shell = types.SimpleNamespace(kernel=object())
+    monkeypatch.setitem(sys.modules, "ipykernel", types.ModuleType("ipykernel"))
+    fake_ipython = types.ModuleType("IPython")
+    fake_ipython.get_ipython = lambda: shell  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "IPython", fake_ipython)
+    assert jupyter.in_kernel()
+    serverapp = pytest.importorskip("jupyter_server.serverapp")
+    running = [{"url": "http://localhost:8890/nb/", "base_url": "/nb/"}]
+    monkeypatch.setattr(serverapp, "list_running_servers", lambda: iter(running))
+    assert jupyter.notebook_server() == ("http://localhost:8890", "/nb/")
+    found = route(DIRECT, 8123, "TOKEN", env={}, proxy=True)
+    assert found.page == "/nb/proxy/8123/TOKEN/"
+    assert found.data == "http://localhost:8890/nb/proxy/8123/TOKEN/"

@@ -32,9 +32,9 @@ if TYPE_CHECKING:
 #: The layout when none is given: the three planes and 3-D for volumes, one plane for images
 #: that are a single z slice.
 DEFAULT_LAYOUT = "4panel"
+FLAT_LAYOUT = "xy"
 #: The client page's path below the server's root (the client takes its id from ``v/<id>/``).
 PAGE = "v/0/"
-FLAT_LAYOUT = "xy"
 
 
 @dataclass
