@@ -18,6 +18,8 @@ import pytest
 
 from network_servers import FakeGCSServer, MotoServer
 
+pytest_plugins = ["conftest_browser"]
+
 
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
