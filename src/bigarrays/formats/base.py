@@ -192,6 +192,14 @@ class Dataset(abc.ABC):
         """
         raise UnsupportedError(f"{self.format_name} datasets cannot be resized")
 
+    def renamed(self, *, pin: bool = False) -> Dataset | None:
+        """The dataset as stored now, where the metadata changed since it was last looked at
+        here, so that a resize may have renamed chunks that writes went to (precomputed edge
+        chunks of a grid that follows the bounds); else None. A writer calls it with ``pin``
+        before writing (which reads the metadata only the first time) and without after, and
+        when given a dataset writes again through it."""
+        return None
+
     def ahead(self, bounds: Box) -> ChunkSource:
         """Level 0's chunk source over a grid that covers ``bounds`` (every grid axis), with
         the stored metadata unchanged: a streaming writer fills whole chunks past the end

@@ -55,6 +55,8 @@ class PrecomputedDataset(Dataset):
     def __init__(self, store: Store, info: Info) -> None:
         super().__init__(store)
         self.info = info
+        #: The version of the info last checked by ``renamed`` (None: not yet).
+        self._seen: str | None = None
 
     @property
     def num_levels(self) -> int:
@@ -99,6 +101,22 @@ class PrecomputedDataset(Dataset):
         step, stored = resize(self.store, change, self._session)
         dataset = PrecomputedDataset(self.store, self._session(stored))
         return Resized(dataset, step.before, step.after, dataset.level(0).source)
+
+    def renamed(self, *, pin: bool = False) -> PrecomputedDataset | None:
+        from bigarrays.formats.precomputed.resize import renamed_info
+
+        if pin and self._seen is not None:
+            return None
+        found = renamed_info(self.store, self.info, self._seen)
+        if found is None:
+            return None
+        stored, version = found
+        if stored is None:
+            self._seen = version
+            return None
+        dataset = PrecomputedDataset(self.store, self._session(stored))
+        dataset._seen = version
+        return dataset
 
     def ahead(self, bounds: Box) -> ChunkSource:
         from bigarrays.formats.precomputed.resize import stored_extent
