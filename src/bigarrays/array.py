@@ -555,9 +555,12 @@ class BigArray(ArrayManners):
             self._write_box(box, block)
         raise VersionConflictError("info", self.url)
 
-    def _resized(self, change: Callable[[Box], Box]) -> Resized:
-        """Store ``change`` of the bounds, clear what it crops, and take the new level."""
-        result = self._dataset.resized(change)
+    def _resized(
+        self, change: Callable[[Box], Box], levels: Callable[[int, Box], Box] | None = None
+    ) -> Resized:
+        """Store ``change`` of the bounds, clear what it crops, and take the new level;
+        ``levels`` (see ``Dataset.resized``) moves the other levels' bounds with it."""
+        result = self._dataset.resized(change, levels)
         self._adopt(result.dataset)
         clear = result.clear
         fill = np.asarray(clear.fill_value, dtype=self.dtype)

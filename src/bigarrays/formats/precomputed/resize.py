@@ -112,14 +112,46 @@ class Plan:
         return (a.size, a.voxel_offset) != (b.size, b.voxel_offset)
 
 
-def plan(info: Info, change: Callable[[Box], Box], url: str) -> Plan:
-    """What ``change`` of the first scale's bounds stores, or a typed refusal."""
-    if len(info.scales) > 1:
+#: Level k's bounds (x, y, z, channel) for level 0's (see ``Dataset.resized``).
+LevelBounds = Callable[[int, Box], Box]
+
+
+def plan(
+    info: Info, change: Callable[[Box], Box], url: str, levels: LevelBounds | None = None
+) -> Plan:
+    """What ``change`` of the first scale's bounds stores, or a typed refusal; with ``levels``,
+    every other scale's bounds follow, inside its fixed grid."""
+    if len(info.scales) > 1 and levels is None:
         raise ResizeRefusedError(
             f"{url} has {len(info.scales)} scales; a resize would leave scales 1.. no longer "
             "scale 0 pooled. Resize a volume of one scale, then build its pyramid again "
             "(vol.downsample(overwrite=True))"
         )
+    first = _plan_first(info.with_scales(info.scales[:1]), change, url)
+    if len(info.scales) == 1:
+        return first
+    if first.moves:
+        raise ResizeRefusedError(
+            f"cannot resize {url} to {first.after}: its first scale's grid follows its bounds, "
+            "and the chunks of every scale would be renamed. Create the volume with max_shape= "
+            "(or max_bounds=) covering the growth"
+        )
+    scales = [first.new.scales[0]]
+    for k, scale in enumerate(info.scales[1:], start=1):
+        box = levels(k, first.after) if levels is not None else first.after
+        box = Box(box.start[:3], box.stop[:3])
+        grid = Box.from_shape(scale.size, scale.voxel_offset)
+        if not grid.contains(box):
+            raise ResizeRefusedError(
+                f"cannot resize {url} to {first.after}: scale {k} ({scale.key!r}) would need "
+                f"{box}, outside its grid {grid}. Create the volume with max_shape= (or "
+                "max_bounds=) covering the growth before its levels are added"
+            )
+        scales.append(with_extent(_unmarked(scale), box))
+    return Plan(first.before, first.after, info, info.with_scales(scales))
+
+
+def _plan_first(info: Info, change: Callable[[Box], Box], url: str) -> Plan:
     scale, nc = _unmarked(info.scales[0]), info.num_channels
     grid = Box.from_shape(scale.size, scale.voxel_offset)
     extent = stored_extent(scale)
@@ -167,14 +199,18 @@ def _hull(a: Box, b: Box) -> Box:
 
 
 def resize(
-    store: Store, change: Callable[[Box], Box], session: Callable[[Info], Info]
+    store: Store,
+    change: Callable[[Box], Box],
+    session: Callable[[Info], Info],
+    levels: LevelBounds | None = None,
 ) -> tuple[Plan, Info]:
     """Apply ``change`` to the stored info (see the module notes); the plan carried out and the
-    info stored. ``session(info)`` adds what this session writes with (its compression)."""
+    info stored. ``session(info)`` adds what this session writes with (its compression);
+    ``levels`` gives the other scales' bounds (see ``Dataset.resized``)."""
     done: list[Plan] = []
 
     def edit(current: bytes | None) -> bytes:
-        step = plan(_parse(current, store.url), change, store.url)
+        step = plan(_parse(current, store.url), change, store.url, levels)
         if step.moves:
             raise _Moves
         done[:] = [step]
