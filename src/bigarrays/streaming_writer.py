@@ -115,6 +115,7 @@ class Stream:
         vol._dataset.ahead(self._slab_box(self._slab_start + self._unit))
         if self._slab_start < self._stop:
             self._resume_partial()
+        vol.store.checkpoint()  # stores that count what a checkpoint flushes start here
         # Two writers: one slab's last puts (a whole shard is one large put) overlap the next
         # slab's encoding.
         self._writers = [threading.Thread(target=self._run, name="bigarrays-stream", daemon=True)
@@ -277,7 +278,12 @@ class Stream:
         with self._growing:  # one metadata write at a time; a later one may cover this one
             if stop > self._checkpointed:
                 levels = None if self._pyramid is None else self._pyramid.levels
+                # The chunks reach the disk before the metadata names them, and the metadata
+                # (a zip: its directory) before the checkpoint counts: a failing flush leaves
+                # the extent of the last checkpoint.
+                self.array.store.checkpoint()
                 self.array._resized(grow, levels)
+                self.array.store.checkpoint()
                 self._checkpointed = stop
                 self._checkpoints += 1
 
@@ -331,7 +337,11 @@ class Stream:
             self._error = exc
         finally:
             if self._owns_array:
-                self.array.close()
+                try:
+                    self.array.close()  # a zip writes its directory here: it may fail too
+                except BaseException as exc:
+                    if self._error is None:
+                        self._error = exc
         if self._error is not None:
             raise self._failure()
 
