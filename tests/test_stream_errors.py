@@ -28,16 +28,20 @@ def _stream_until_it_fails(path: Path, break_disk: Any) -> tuple[int, StreamWrit
     last checkpoint holds and the error raised."""
     frames = frames_of(40)
     s = ba.stream(str(path), axis="z", shape=FRAME, dtype="uint16", chunks=(16, 16, 8),
-                  checkpoint_seconds=0, queue_bytes=1)  # fmt: skip
+                  checkpoint_seconds=0, queue_bytes=1, fsync=True)  # fmt: skip
     for f in frames[:16]:
         s.append(f)
     while s.stats.checkpointed < 16:
         s.stats  # noqa: B018
     break_disk()
-    with pytest.raises(StreamWriteError) as info:
+
+    def acquire() -> None:
         for f in frames[16:]:
             s.append(f)
         s.close()
+
+    with pytest.raises(StreamWriteError) as info:
+        acquire()
     return s.stats.checkpointed, info.value
 
 

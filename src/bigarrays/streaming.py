@@ -50,6 +50,7 @@ def stream(
     mips: int | None = None,
     factor: Any = "auto",
     method: str = "auto",
+    fsync: bool = False,
     **options: Any,
 ) -> Stream:
     """A writer that appends frames along ``axis`` (a name of ``vol.dims`` or an index).
@@ -67,6 +68,10 @@ def stream(
     how often the stored extent follows the frames written. ``skip_empty``: chunks that hold
     only the fill value are not stored (unsharded levels).
 
+    ``fsync=True`` makes each checkpoint durable against a power loss, not only a crash of
+    the process: the chunks written since the last one, then the metadata, are flushed to disk
+    (a zip file's checkpoints always are).
+
     ``mips=3`` (with ``factor``, as ``vol.downsample`` takes it, and ``method``) adds the levels
     of a pyramid to a dataset that holds no frames yet and writes them as the frames arrive
     (``bigarrays.streaming_pyramid``); a dataset that has levels already gets them written
@@ -77,7 +82,7 @@ def stream(
             _add_levels(target, axis, mips, factor, method)
         return Stream(target, axis, region=region, queue_bytes=queue_bytes,
                       checkpoint_seconds=checkpoint_seconds, skip_empty=skip_empty,
-                      method=method)  # fmt: skip
+                      method=method, fsync=fsync)  # fmt: skip
     vol: BigArray | None = None
     if not overwrite:
         store_options = {k: v for k, v in options.items() if k == "format"}
@@ -107,7 +112,7 @@ def stream(
             _add_levels(vol, axis, mips, factor, method)
         return Stream(vol, axis, region=region, queue_bytes=queue_bytes,
                       checkpoint_seconds=checkpoint_seconds, skip_empty=skip_empty,
-                      owns_array=True, method=method)  # fmt: skip
+                      owns_array=True, method=method, fsync=fsync)  # fmt: skip
     except BaseException:
         vol.close()
         raise

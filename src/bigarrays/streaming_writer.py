@@ -61,6 +61,7 @@ class Stream:
         skip_empty: bool = True,
         owns_array: bool = False,
         method: str = "auto",
+        fsync: bool = False,
     ) -> None:
         self.array = vol
         self._owns_array = owns_array
@@ -115,7 +116,9 @@ class Stream:
         vol._dataset.ahead(self._slab_box(self._slab_start + self._unit))
         if self._slab_start < self._stop:
             self._resume_partial()
-        vol.store.checkpoint()  # stores that count what a checkpoint flushes start here
+        self._fsync = fsync
+        if fsync:
+            vol.store.checkpoint()  # stores that count what a checkpoint flushes start here
         # Two writers: one slab's last puts (a whole shard is one large put) overlap the next
         # slab's encoding.
         self._writers = [threading.Thread(target=self._run, name="bigarrays-stream", daemon=True)
@@ -281,9 +284,9 @@ class Stream:
                 # The chunks reach the disk before the metadata names them, and the metadata
                 # (a zip: its directory) before the checkpoint counts: a failing flush leaves
                 # the extent of the last checkpoint.
-                self.array.store.checkpoint()
+                self.array.store.checkpoint(flush=self._fsync)
                 self.array._resized(grow, levels)
-                self.array.store.checkpoint()
+                self.array.store.checkpoint(flush=self._fsync)
                 self._checkpointed = stop
                 self._checkpoints += 1
 

@@ -269,10 +269,12 @@ class FileStore(Store):
                     return st.st_size
         return None
 
-    def checkpoint(self) -> None:
-        """Flush to disk the files written since the last checkpoint, then their folders (the
-        renames). The first call starts keeping count: a store never checkpointed pays
-        nothing, and what it wrote before is the page cache's to flush."""
+    def checkpoint(self, *, flush: bool = True) -> None:
+        """With ``flush``, flush to disk the files written since the last such checkpoint, then
+        their folders (the renames). The first call starts keeping count: a store never
+        checkpointed pays nothing, and what it wrote before is the page cache's to flush."""
+        if not flush:
+            return
         if self._unsynced is None:
             self._unsynced = set()
             return
