@@ -112,3 +112,33 @@ def test_a_write_after_the_copy_is_written_again_under_the_new_name(
     want[0:10, 2] = 7
     np.testing.assert_array_equal(got, want)
     assert other.shape == (12, 4, 1)  # the other writer took the new info
+
+
+def test_a_resize_that_died_is_finished_by_the_next_and_writers_do_not_wait_forever(
+    memory_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    vol = ba.create(memory_url, shape=(10, 4, 1), chunks=(16, 4, 1), dtype="uint8")
+    vol[0:10, :, 0] = 3
+    writer = ba.open(memory_url, mode="r+")
+    writer[0:10, 0, 0] = 3  # it notes the info's version
+
+    def die(*args: Any) -> Any:
+        raise KeyboardInterrupt  # the resizing process stops after marking the info
+
+    monkeypatch.setattr(precomputed_resize, "_move_edges", die)
+    with pytest.raises(KeyboardInterrupt):
+        vol.resize((12, 4, 1))
+    monkeypatch.undo()
+    info = ba.open(memory_url).info
+    assert info["scales"][0]["bigarrays"]["resizing"] is True
+    monkeypatch.setattr(precomputed_resize, "RESIZE_WAIT_SECONDS", 0.05)
+    with pytest.raises(ba.errors.ResizeRefusedError, match="resize it again"):
+        writer[0:10, 1, 0] = 5
+    ba.open(memory_url, mode="r+").resize((12, 4, 1))
+    assert "resizing" not in ba.open(memory_url).info["scales"][0].get("bigarrays", {})
+    writer[0:10, 1, 0] = 5
+    got = ba.open(memory_url)[0:12, :, 0]
+    want = np.full((12, 4), 3, "uint8")
+    want[10:] = 0
+    want[0:10, 1] = 5
+    np.testing.assert_array_equal(got, want)
