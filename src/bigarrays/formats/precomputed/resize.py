@@ -383,8 +383,8 @@ def renamed_info(
     pause = 0.001
     while True:
         data, version = _read_info(store)
-        if seen is not None and version == seen:
-            return None
+        if data is None or (seen is not None and version == seen):
+            return None  # no info stored (yet: a conversion writes it last), or unchanged
         stored = _parse(data, store.url)
         if not resizing(stored):
             break
