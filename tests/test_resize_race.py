@@ -40,7 +40,9 @@ def _write_rows(path: str, barrier: Any, done: Any) -> None:
 def _resize_until_done(path: str, barrier: Any, done: Any) -> None:
     vol = ba.open(path, mode="r+", progress=False)
     barrier.wait()
-    while not done.is_set():
+    for _ in range(500):  # bounded: a writer that died must not keep it going
+        if done.is_set():
+            break
         for size in SIZES:
             vol.resize((size, ROWS, 1))
 
@@ -50,7 +52,7 @@ def test_a_writer_holding_the_old_info_loses_nothing_to_a_resize(tmp_path: Path)
     ba.create(path, shape=(10, ROWS, 1), chunks=(64, ROWS, 1), dtype="uint8").close()
     ctx = multiprocessing.get_context("spawn")
     barrier, done = ctx.Barrier(2), ctx.Event()
-    procs = [ctx.Process(target=f, args=(str(path), barrier, done))
+    procs = [ctx.Process(target=f, args=(str(path), barrier, done), daemon=True)
              for f in (_write_rows, _resize_until_done)]  # fmt: skip
     for p in procs:
         p.start()
