@@ -359,6 +359,22 @@ def test_ingest_a_multipage_tiff_and_a_npy_stack_into_zarr(tmp_path: Path) -> No
         np.testing.assert_array_equal(ba.open(dst)[...], frames)
 
 
+def test_ingest_writes_a_pyramid_as_it_goes(tmp_path: Path) -> None:
+    frames = frames_xy(12, (24, 40))
+    np.save(tmp_path / "stack.npy", frames)
+    dst = str(tmp_path / "v.ome.zarr")
+    assert _ingest("ingest", str(tmp_path / "stack.npy"), dst, "--axis", "z", "--dims",
+                   "z,y,x", "--chunks", "4,16,16", "--mips", "1", "--factor", "2,2,2",
+                   "--method", "mean", "-q") == 0  # fmt: skip
+    vol = ba.open(dst)
+    assert vol.mips == 2
+    ref = ba.create(tmp_path / "ref.ome.zarr", shape=frames.shape, dtype="uint16",
+                    dims=("z", "y", "x"), chunks=(4, 16, 16))  # fmt: skip
+    ref[...] = frames
+    ref.downsample(factor=(2, 2, 2), num_mips=1, method="mean")
+    np.testing.assert_array_equal(vol.at_mip(1)[...], ref.at_mip(1)[...])
+
+
 def test_ingest_resume_skips_the_frames_stored(tmp_path: Path) -> None:
     frames = frames_xy(10, (24, 40))
     np.save(tmp_path / "a.npy", frames[:6])

@@ -25,8 +25,10 @@ from bigarrays.errors import (
     ReadOnlyError,
     ShapeMismatchError,
     UnsupportedError,
+    VersionConflictError,
 )
 from bigarrays.formats.base import Dataset, Level, Resized
+from bigarrays.formats.merge import MAX_CONFLICT_RETRIES
 from bigarrays.indexing import Casting, coerce_value, exact_values, parse_key
 from bigarrays.ops import pyramid
 from bigarrays.pipeline import ChunkEngine
@@ -258,7 +260,9 @@ class BigArray(ArrayManners):
         self._check_writable()
         selection = parse_key(box, self._level.axes, self._level.bounds)
         block = coerce_value(data, self.dtype, selection, casting)
+        self._pin_metadata()
         self._write_box(selection.box, block)
+        self._write_again_if_renamed(selection.box, block)
         if self.update_pyramid_on_write:
             self._update_levels(selection.box)
 
@@ -504,8 +508,10 @@ class BigArray(ArrayManners):
         selection = parse_key(tuple(key), self._level.axes, self._level.bounds)
         values = coerce_value(block, self.dtype, selection, casting)
         if not selection.box.empty:
+            self._pin_metadata()
             source = grown.grow if grown.grow is not None else self._source
             self._engine.write(source, selection.box, values, skip_empty=self.skip_empty)
+            self._write_again_if_renamed(selection.box, values)
         spatial = self._level.spatial
         box = selection.box
         return Box(tuple(box.start[i] for i in spatial), tuple(box.stop[i] for i in spatial))
@@ -529,18 +535,33 @@ class BigArray(ArrayManners):
             stop[i] = current.start[i] + n
         return Box(current.start, stop)
 
-    def _resized(self, change: Callable[[Box], Box]) -> Resized:
-        """Store ``change`` of the bounds, clear what it crops, and take the new level."""
-        result = self._dataset.resized(change)
-        self._dataset = result.dataset
-        self._level = result.dataset.level(0)
-        if self.cache is not None:
-            self.cache = ChunkCache(self.cache.max_bytes)
-        self._source = (
-            self._level.source
-            if self.cache is None
-            else CachedSource(self._level.source, self.cache)
-        )
+    def _pin_metadata(self) -> None:
+        """Note the stored metadata before a write, for :meth:`_write_again_if_renamed`."""
+        if self._mip == 0:
+            stored = self._dataset.renamed(pin=True)
+            if stored is not None:
+                self._adopt(stored)
+
+    def _write_again_if_renamed(self, box: Box, block: np.ndarray) -> None:
+        """Where a resize by another process renamed chunks this write went to (see
+        ``Dataset.renamed``), take the stored metadata and write ``box`` again under it."""
+        if self._mip != 0:
+            return
+        for _ in range(MAX_CONFLICT_RETRIES):
+            stored = self._dataset.renamed()
+            if stored is None:
+                return
+            self._adopt(stored)
+            self._write_box(box, block)
+        raise VersionConflictError("info", self.url)
+
+    def _resized(
+        self, change: Callable[[Box], Box], levels: Callable[[int, Box], Box] | None = None
+    ) -> Resized:
+        """Store ``change`` of the bounds, clear what it crops, and take the new level;
+        ``levels`` (see ``Dataset.resized``) moves the other levels' bounds with it."""
+        result = self._dataset.resized(change, levels)
+        self._adopt(result.dataset)
         clear = result.clear
         fill = np.asarray(clear.fill_value, dtype=self.dtype)
         for box in _cropped(result.before, result.after):
@@ -549,6 +570,18 @@ class BigArray(ArrayManners):
                 block = np.broadcast_to(fill, box.shape)
                 self._engine.write(clear, box, block, skip_empty=self._level.deletes_chunks)
         return result
+
+    def _adopt(self, dataset: Dataset) -> None:
+        """Read and write through ``dataset`` (level 0) from now on."""
+        self._dataset = dataset
+        self._level = dataset.level(0)
+        if self.cache is not None:
+            self.cache = ChunkCache(self.cache.max_bytes)
+        self._source = (
+            self._level.source
+            if self.cache is None
+            else CachedSource(self._level.source, self.cache)
+        )
 
     # -- Dask and xarray -------------------------------------------------------------------------
     def to_dask(self, chunks: Any = None) -> Any:

@@ -20,9 +20,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from bigarrays.api import create, open
+from bigarrays.api import _format_of, create, open
 from bigarrays.array import BigArray
 from bigarrays.errors import DatasetExistsError, DatasetNotFoundError, InvalidArgumentError
+from bigarrays.streaming_pyramid import add_levels
 from bigarrays.streaming_writer import (
     DEFAULT_CHECKPOINT_SECONDS,
     DEFAULT_QUEUE_BYTES,
@@ -46,6 +47,10 @@ def stream(
     checkpoint_seconds: float = DEFAULT_CHECKPOINT_SECONDS,
     skip_empty: bool = True,
     threads: int | None = None,
+    mips: int | None = None,
+    factor: Any = "auto",
+    method: str = "auto",
+    fsync: bool = False,
     **options: Any,
 ) -> Stream:
     """A writer that appends frames along ``axis`` (a name of ``vol.dims`` or an index).
@@ -62,10 +67,22 @@ def stream(
     ``queue_bytes``: full slabs that may wait before ``append`` blocks. ``checkpoint_seconds``:
     how often the stored extent follows the frames written. ``skip_empty``: chunks that hold
     only the fill value are not stored (unsharded levels).
+
+    ``fsync=True`` makes each checkpoint durable against a power loss, not only a crash of
+    the process: the chunks written since the last one, then the metadata, are flushed to disk
+    (a zip file's checkpoints always are).
+
+    ``mips=3`` (with ``factor``, as ``vol.downsample`` takes it, and ``method``) adds the levels
+    of a pyramid to a dataset that holds no frames yet and writes them as the frames arrive
+    (``bigarrays.streaming_pyramid``); a dataset that has levels already gets them written
+    without asking. A precomputed volume with levels needs ``max_shape`` (a fixed grid).
     """
     if isinstance(target, BigArray):
+        if mips:
+            _add_levels(target, axis, mips, factor, method)
         return Stream(target, axis, region=region, queue_bytes=queue_bytes,
-                      checkpoint_seconds=checkpoint_seconds, skip_empty=skip_empty)  # fmt: skip
+                      checkpoint_seconds=checkpoint_seconds, skip_empty=skip_empty,
+                      method=method, fsync=fsync)  # fmt: skip
     vol: BigArray | None = None
     if not overwrite:
         store_options = {k: v for k, v in options.items() if k == "format"}
@@ -80,14 +97,44 @@ def stream(
                 "overwrite=True to replace it"
             )
     if vol is None:
+        if (
+            mips
+            and _format_of(target, options.get("format")) == "precomputed"
+            and not (options.get("max_shape") or options.get("max_bounds"))
+        ):
+            raise InvalidArgumentError(
+                "a precomputed volume streamed with mips= needs max_shape= (or max_bounds=): "
+                "its levels' chunk names follow their grids, which must not move as it grows"
+            )
         vol = _create(target, axis, shape, dtype, overwrite, threads, options)
     try:
+        if mips:
+            _add_levels(vol, axis, mips, factor, method)
         return Stream(vol, axis, region=region, queue_bytes=queue_bytes,
                       checkpoint_seconds=checkpoint_seconds, skip_empty=skip_empty,
-                      owns_array=True)  # fmt: skip
+                      owns_array=True, method=method, fsync=fsync)  # fmt: skip
     except BaseException:
         vol.close()
         raise
+
+
+def _add_levels(vol: BigArray, axis: int | str, mips: int, factor: Any, method: str) -> None:
+    """Add the levels ``mips`` asks for to ``vol``, unless it has them already."""
+    if vol.mips > 1:
+        if vol.mips - 1 != mips:
+            raise InvalidArgumentError(
+                f"{vol.url} has {vol.mips - 1} levels after the first; mips={mips} asks for "
+                "another pyramid. Leave mips out to keep writing the levels it has"
+            )
+        return
+    dims = vol.dims
+    j = dims.index(axis) if isinstance(axis, str) and axis in dims else axis
+    if isinstance(j, int) and -len(dims) <= j < len(dims) and vol.shape[j]:
+        raise InvalidArgumentError(
+            f"{vol.url} holds {vol.shape[j]} frames already: build its pyramid with "
+            "vol.downsample(...) first, then stream into it"
+        )
+    add_levels(vol, mips, factor, method)
 
 
 def _create(

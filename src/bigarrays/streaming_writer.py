@@ -22,6 +22,7 @@ from bigarrays.errors import (
     StreamClosedError,
     StreamWriteError,
 )
+from bigarrays.streaming_pyramid import StreamPyramid
 
 DEFAULT_QUEUE_BYTES = 1 << 30
 DEFAULT_CHECKPOINT_SECONDS = 5.0
@@ -59,6 +60,8 @@ class Stream:
         checkpoint_seconds: float = DEFAULT_CHECKPOINT_SECONDS,
         skip_empty: bool = True,
         owns_array: bool = False,
+        method: str = "auto",
+        fsync: bool = False,
     ) -> None:
         self.array = vol
         self._owns_array = owns_array
@@ -100,11 +103,22 @@ class Stream:
         self._queued = 0
         self._cond = threading.Condition()
         self._growing = threading.Lock()
+        self._pyramid: StreamPyramid | None = None
+        if vol.mips > 1:
+            if region is not None:
+                raise InvalidArgumentError(
+                    f"{vol.url} has {vol.mips} levels, which a stream writes whole: a region= "
+                    "would leave their pooled cells half written; stream the whole frame"
+                )
+            self._pyramid = StreamPyramid(vol, la, self._box, self._unit, method)
         # A fixed grid too small for even the next slab (a sharded precomputed volume made
         # without max_shape) is refused now rather than by the writer thread later.
         vol._dataset.ahead(self._slab_box(self._slab_start + self._unit))
         if self._slab_start < self._stop:
             self._resume_partial()
+        self._fsync = fsync
+        if fsync:
+            vol.store.checkpoint()  # stores that count what a checkpoint flushes start here
         # Two writers: one slab's last puts (a whole shard is one large put) overlap the next
         # slab's encoding.
         self._writers = [threading.Thread(target=self._run, name="bigarrays-stream", daemon=True)
@@ -243,10 +257,14 @@ class Stream:
         source = vol._dataset.ahead(box)
         data = slab[tuple(slice(0, n) for n in box.shape)]
         vol._engine.write(source, box, data, skip_empty=self._skip_empty)
+        if self._pyramid is not None:
+            self._pyramid.add(box, data)
 
     def _checkpoint(self) -> None:
         with self._cond:
             stop = self._written_stop
+        if self._pyramid is not None:
+            self._pyramid.flush()
         if stop > self._checkpointed:
             self._grow_to(stop)
         self._last_checkpoint = time.monotonic()
@@ -262,7 +280,13 @@ class Stream:
 
         with self._growing:  # one metadata write at a time; a later one may cover this one
             if stop > self._checkpointed:
-                self.array._resized(grow)
+                levels = None if self._pyramid is None else self._pyramid.levels
+                # The chunks reach the disk before the metadata names them, and the metadata
+                # (a zip: its directory) before the checkpoint counts: a failing flush leaves
+                # the extent of the last checkpoint.
+                self.array.store.checkpoint(flush=self._fsync)
+                self.array._resized(grow, levels)
+                self.array.store.checkpoint(flush=self._fsync)
                 self._checkpointed = stop
                 self._checkpoints += 1
 
@@ -316,7 +340,11 @@ class Stream:
             self._error = exc
         finally:
             if self._owns_array:
-                self.array.close()
+                try:
+                    self.array.close()  # a zip writes its directory here: it may fail too
+                except BaseException as exc:
+                    if self._error is None:
+                        self._error = exc
         if self._error is not None:
             raise self._failure()
 

@@ -41,6 +41,12 @@ def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     p.add_argument("--max-shape", default=None, metavar="A,B,C",
                    help="fix the grid for this largest shape (sharded precomputed needs "
                    "it)")  # fmt: skip
+    p.add_argument("--mips", type=int, default=None, metavar="N",
+                   help="write N pyramid levels as the frames arrive")  # fmt: skip
+    p.add_argument("--factor", default="auto", metavar="A,B,C",
+                   help="each level's factor per axis (default auto)")  # fmt: skip
+    p.add_argument("--method", default="auto", help="pooling: mean, mode, median, ...")
+    p.add_argument("--fsync", action="store_true", help="checkpoints survive a power loss")
     p.add_argument("--resume", action="store_true", help="continue an existing DST")
     p.add_argument("--overwrite", action="store_true", help="replace an existing DST")
     p.add_argument("--queue", type=_byte_size, default=DEFAULT_QUEUE_BYTES, metavar="BYTES",
@@ -122,8 +128,10 @@ def run(args: argparse.Namespace) -> int:
     }  # fmt: skip
     options.update(_store_options(args, args.dst, write=True))
     shape = first.T.shape if precomputed else first.shape
+    factor = "auto" if args.factor == "auto" else _ints(args.factor, "--factor")
     s = stream(args.dst, args.axis, shape=shape, dtype=first.dtype, resume=args.resume,
                overwrite=args.overwrite, queue_bytes=args.queue, threads=args.threads,
+               mips=args.mips, factor=factor, method=args.method, fsync=args.fsync,
                **options)  # fmt: skip
     flip = s.array.dims[0] == "x"
     start = s.array.bounds.start[s.array.dims.index(args.axis)] if args.resume else 0

@@ -181,19 +181,31 @@ class Dataset(abc.ABC):
         """
         raise UnsupportedError(f"{self.format_name} datasets cannot hold more than one level")
 
-    def resized(self, change: Callable[[Box], Box]) -> Resized:
+    def resized(
+        self, change: Callable[[Box], Box], levels: Callable[[int, Box], Box] | None = None
+    ) -> Resized:
         """Store metadata whose level-0 bounds are ``change(bounds stored now)``.
 
         The metadata is re-read and ``change`` called again when another process changed it
         meanwhile (a conditional write), so concurrent resizes and appends never lose one
         another's change; ``change`` must have no other effect and may raise to refuse.
-        Datasets of more than one level are refused: their other levels would no longer be
-        level 0 pooled.
+        Datasets of more than one level are refused (their other levels would no longer be
+        level 0 pooled) unless ``levels(k, level-0 bounds after)`` gives level k's new bounds:
+        a writer that pools the levels itself (a stream) grows them all at once. Levels grow
+        only where their chunk names stay (a fixed grid, Zarr), else the resize is refused.
         """
         raise UnsupportedError(f"{self.format_name} datasets cannot be resized")
 
-    def ahead(self, bounds: Box) -> ChunkSource:
-        """Level 0's chunk source over a grid that covers ``bounds`` (every grid axis), with
-        the stored metadata unchanged: a streaming writer fills whole chunks past the end
+    def renamed(self, *, pin: bool = False) -> Dataset | None:
+        """The dataset as stored now, where the metadata changed since it was last looked at
+        here, so that a resize may have renamed chunks that writes went to (precomputed edge
+        chunks of a grid that follows the bounds); else None. A writer calls it with ``pin``
+        before writing (which reads the metadata only the first time) and without after, and
+        when given a dataset writes again through it."""
+        return None
+
+    def ahead(self, bounds: Box, mip: int = 0) -> ChunkSource:
+        """Level ``mip``'s chunk source over a grid that covers ``bounds`` (every grid axis),
+        with the stored metadata unchanged: a streaming writer fills whole chunks past the end
         through it, under the names they keep once a resize shows them."""
         raise UnsupportedError(f"{self.format_name} datasets cannot be written past their end")

@@ -79,6 +79,12 @@ def level_factor(base: Level, level: Level, k: int) -> tuple[int, ...]:
     return tuple(factor)
 
 
+def pyramid_factors(base: Level, factor: Any, num_mips: int | None) -> list[tuple[int, ...]]:
+    """The cumulative factor of each level that :func:`build` would add to ``base`` (its
+    ``factor`` and ``num_mips``), for writers that pool the levels themselves (a stream)."""
+    return cumulative(_steps(base, factor, num_mips))
+
+
 def _steps(base: Level, factor: Any, num_mips: int | None) -> list[tuple[int, ...]]:
     """Per-level steps along every grid axis, from ``downsample``'s ``factor`` and ``num_mips``."""
     pooled = [axis.kind == "space" and i in base.spatial for i, axis in enumerate(base.axes)]

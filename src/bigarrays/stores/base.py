@@ -442,6 +442,12 @@ class Store(abc.ABC):
         self._check_writable()
         self._delete_if_version(self._key(key), version)
 
+    def checkpoint(self, *, flush: bool = True) -> None:  # noqa: B027 - optional hook
+        """Make what was written so far visible to other processes where the backend holds it
+        back (a zip's central directory) and, with ``flush``, durable on disk (``fsync``); a
+        failure is a ``StoreError``. Writers that keep checkpoints (a stream) call it around
+        their metadata; a backend whose puts are visible and durable one by one does nothing."""
+
     def close(self) -> None:  # noqa: B027 - optional hook, a no-op for most backends
         """Release connections or file handles; the store may not be used afterwards."""
 

@@ -68,6 +68,8 @@ class FileStore(Store):
         self._root_str = str(self.root)
         #: Folders known to exist, so that a put does not ask the file system again.
         self._made_dirs: set[str] = set()
+        # Files written since the last checkpoint, once a checkpoint was asked for.
+        self._unsynced: set[str] | None = None
 
     @property
     def url(self) -> str:
@@ -222,6 +224,8 @@ class FileStore(Store):
             except OSError as exc:
                 raise self._write_error(path, exc) from exc
             published = True
+            if self._unsynced is not None:
+                self._unsynced.add(path)
             # The renamed file is the open one: its identity is the version of what was put.
             return self._version_of(os.fstat(fd))
         finally:
@@ -264,6 +268,28 @@ class FileStore(Store):
                 if stat.S_ISREG(st.st_mode):
                     return st.st_size
         return None
+
+    def checkpoint(self, *, flush: bool = True) -> None:
+        """With ``flush``, flush to disk the files written since the last such checkpoint, then
+        their folders (the renames). The first call starts keeping count: a store never
+        checkpointed pays nothing, and what it wrote before is the page cache's to flush."""
+        if not flush:
+            return
+        if self._unsynced is None:
+            self._unsynced = set()
+            return
+        paths, self._unsynced = self._unsynced, set()
+        for path in [*sorted(paths), *sorted({os.path.dirname(p) for p in paths})]:
+            try:
+                fd = os.open(path, os.O_RDONLY)
+            except FileNotFoundError:
+                continue  # replaced or deleted since: its successor is in the set
+            try:
+                os.fsync(fd)
+            except OSError as exc:
+                raise self._write_error(path, exc) from exc
+            finally:
+                os.close(fd)
 
     # -- conditional writes ----------------------------------------------------------------------
     conditional_writes = True

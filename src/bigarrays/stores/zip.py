@@ -135,8 +135,9 @@ class ZipStore(Store):
         self.allow_parent_keys = state.get("allow_parent_keys", False)
 
     # -- life cycle ------------------------------------------------------------------------------
-    def checkpoint(self) -> None:
-        """Write the central directory now: a crash after this loses nothing written before."""
+    def checkpoint(self, *, flush: bool = True) -> None:
+        """Write the central directory now: a crash after this loses nothing written before
+        (the entries and the directory are flushed to disk whatever ``flush`` says)."""
         self._usable()
         self._check_writable()
         self._archive.checkpoint()

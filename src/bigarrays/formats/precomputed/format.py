@@ -55,6 +55,8 @@ class PrecomputedDataset(Dataset):
     def __init__(self, store: Store, info: Info) -> None:
         super().__init__(store)
         self.info = info
+        #: The version of the info last checked by ``renamed`` (None: not yet).
+        self._seen: str | None = None
 
     @property
     def num_levels(self) -> int:
@@ -93,26 +95,45 @@ class PrecomputedDataset(Dataset):
         return PrecomputedDataset(self.store, stored.with_scales(
             [self.info.scales[0], *stored.scales[1:]]))  # fmt: skip
 
-    def resized(self, change: Callable[[Box], Box]) -> Resized:
+    def resized(
+        self, change: Callable[[Box], Box], levels: Callable[[int, Box], Box] | None = None
+    ) -> Resized:
         from bigarrays.formats.precomputed.resize import resize
 
-        step, stored = resize(self.store, change, self._session)
+        step, stored = resize(self.store, change, self._session, levels)
         dataset = PrecomputedDataset(self.store, self._session(stored))
         return Resized(dataset, step.before, step.after, dataset.level(0).source)
 
-    def ahead(self, bounds: Box) -> ChunkSource:
+    def renamed(self, *, pin: bool = False) -> PrecomputedDataset | None:
+        from bigarrays.formats.precomputed.resize import renamed_info
+
+        if pin and self._seen is not None:
+            return None
+        found = renamed_info(self.store, self.info, self._seen)
+        if found is None:
+            return None
+        stored, version = found
+        if stored is None:
+            self._seen = version
+            return None
+        dataset = PrecomputedDataset(self.store, self._session(stored))
+        dataset._seen = version
+        return dataset
+
+    def ahead(self, bounds: Box, mip: int = 0) -> ChunkSource:
         from bigarrays.formats.precomputed.resize import stored_extent
 
-        scale = self.info.scales[0]
+        scale = self.info.scales[mip]
         grid = Box.from_shape(scale.size, scale.voxel_offset)
         box = Box(bounds.start[:3], bounds.stop[:3])
-        if not grid.contains(box) and (scale.sharding is not None or stored_extent(scale)):
+        fixed = scale.sharding is not None or stored_extent(scale) is not None or mip > 0
+        if not grid.contains(box) and fixed:
             raise ResizeRefusedError(
                 f"cannot write {box} of {self.store.url}: it lies outside the fixed grid {grid}; "
                 "create the volume with max_shape= (or max_bounds=) covering the growth"
             )
         if grid.contains(box) or any(a < b for a, b in zip(box.start, grid.start, strict=True)):
-            return self.level(0).source
+            return self.level(mip).source
         stop = tuple(max(a, b) for a, b in zip(grid.stop, box.stop, strict=True))
         size = tuple(b - a for a, b in zip(grid.start, stop, strict=True))
         wider = replace(scale, size=size)  # type: ignore[arg-type]

@@ -16,13 +16,17 @@ are part of every chunk's name. Two ways to change them follow from that:
   if it is still the version read, then the old names are deleted. ``voxel_offset`` moves by
   whole chunks only, so that every other chunk keeps its name.
 
-A concurrent writer of an edge chunk while a resize re-keys it can lose its write; concurrent
-appenders need a fixed grid (``max_shape``), where nothing but the info changes.
+  A resize that moves chunks first marks the info (``bigarrays.resizing`` in the first scale,
+  which viewers ignore), then copies, then stores the new info and deletes the old names. A
+  writer notes the info's version before it writes and looks again after
+  (``PrecomputedDataset.renamed``): a write made before the mark was copied; a writer that
+  finds the version changed waits for the mark to go and writes again under the new names.
 """
 
 from __future__ import annotations
 
 import itertools
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
@@ -40,6 +44,10 @@ from bigarrays.stores import Store
 
 #: The member of a scale's ``bigarrays`` object that holds the bounds of a fixed grid.
 BOUNDS_MEMBER = "bounds"
+#: The member of the first scale's ``bigarrays`` object that marks a resize under way.
+RESIZING_MEMBER = "resizing"
+#: How long a writer waits for a resize under way to finish before it gives up, in seconds.
+RESIZE_WAIT_SECONDS = 60.0
 
 
 def stored_extent(scale: Scale) -> Box | None:
@@ -104,15 +112,47 @@ class Plan:
         return (a.size, a.voxel_offset) != (b.size, b.voxel_offset)
 
 
-def plan(info: Info, change: Callable[[Box], Box], url: str) -> Plan:
-    """What ``change`` of the first scale's bounds stores, or a typed refusal."""
-    if len(info.scales) > 1:
+#: Level k's bounds (x, y, z, channel) for level 0's (see ``Dataset.resized``).
+LevelBounds = Callable[[int, Box], Box]
+
+
+def plan(
+    info: Info, change: Callable[[Box], Box], url: str, levels: LevelBounds | None = None
+) -> Plan:
+    """What ``change`` of the first scale's bounds stores, or a typed refusal; with ``levels``,
+    every other scale's bounds follow, inside its fixed grid."""
+    if len(info.scales) > 1 and levels is None:
         raise ResizeRefusedError(
             f"{url} has {len(info.scales)} scales; a resize would leave scales 1.. no longer "
             "scale 0 pooled. Resize a volume of one scale, then build its pyramid again "
             "(vol.downsample(overwrite=True))"
         )
-    scale, nc = info.scales[0], info.num_channels
+    first = _plan_first(info.with_scales(info.scales[:1]), change, url)
+    if len(info.scales) == 1:
+        return first
+    if first.moves:
+        raise ResizeRefusedError(
+            f"cannot resize {url} to {first.after}: its first scale's grid follows its bounds, "
+            "and the chunks of every scale would be renamed. Create the volume with max_shape= "
+            "(or max_bounds=) covering the growth"
+        )
+    scales = [first.new.scales[0]]
+    for k, scale in enumerate(info.scales[1:], start=1):
+        box = levels(k, first.after) if levels is not None else first.after
+        box = Box(box.start[:3], box.stop[:3])
+        grid = Box.from_shape(scale.size, scale.voxel_offset)
+        if not grid.contains(box):
+            raise ResizeRefusedError(
+                f"cannot resize {url} to {first.after}: scale {k} ({scale.key!r}) would need "
+                f"{box}, outside its grid {grid}. Create the volume with max_shape= (or "
+                "max_bounds=) covering the growth before its levels are added"
+            )
+        scales.append(with_extent(_unmarked(scale), box))
+    return Plan(first.before, first.after, info, info.with_scales(scales))
+
+
+def _plan_first(info: Info, change: Callable[[Box], Box], url: str) -> Plan:
+    scale, nc = _unmarked(info.scales[0]), info.num_channels
     grid = Box.from_shape(scale.size, scale.voxel_offset)
     extent = stored_extent(scale)
     shown = extent or grid
@@ -159,14 +199,18 @@ def _hull(a: Box, b: Box) -> Box:
 
 
 def resize(
-    store: Store, change: Callable[[Box], Box], session: Callable[[Info], Info]
+    store: Store,
+    change: Callable[[Box], Box],
+    session: Callable[[Info], Info],
+    levels: LevelBounds | None = None,
 ) -> tuple[Plan, Info]:
     """Apply ``change`` to the stored info (see the module notes); the plan carried out and the
-    info stored. ``session(info)`` adds what this session writes with (its compression)."""
+    info stored. ``session(info)`` adds what this session writes with (its compression);
+    ``levels`` gives the other scales' bounds (see ``Dataset.resized``)."""
     done: list[Plan] = []
 
     def edit(current: bytes | None) -> bytes:
-        step = plan(_parse(current, store.url), change, store.url)
+        step = plan(_parse(current, store.url), change, store.url, levels)
         if step.moves:
             raise _Moves
         done[:] = [step]
@@ -193,27 +237,62 @@ def _resize_moving(
     store: Store, change: Callable[[Box], Box], session: Callable[[Info], Info]
 ) -> tuple[Plan, Info]:
     for _ in range(MAX_CONFLICT_RETRIES):
-        if store.conditional_writes:
-            current, version = store.get_with_version(INFO_KEY, max_size=MAX_JSON_BYTES)
-        else:
-            current, version = store.get(INFO_KEY, max_size=MAX_JSON_BYTES), None
+        current, version = _read_info(store)
         step = plan(_parse(current, store.url), change, store.url)
-        old = ChunkLayout(store, session(step.old), 0)
-        new = ChunkLayout(store, session(step.new), 0)
-        written, stale = _move_edges(old, new, step.after)
-        data = step.new.to_bytes()
         try:
-            if version is None:
-                store.put(INFO_KEY, data)
-            else:
-                store.put(INFO_KEY, data, mode="if_version", version=version)
+            version = _put_info(store, _marked(step.old), version)
+            old = ChunkLayout(store, session(step.old), 0)
+            new = ChunkLayout(store, session(step.new), 0)
+            written, stale = _move_edges(old, new, step.after)
+            try:
+                _put_info(store, step.new, version)
+            except VersionConflictError:
+                _drop_unnamed(store, written)
+                raise
         except VersionConflictError:
-            _drop_unnamed(store, written)
             continue
         for key in stale:
             store.delete(key)
         return step, step.new
     raise VersionConflictError(INFO_KEY, store.url)
+
+
+def _read_info(store: Store) -> tuple[bytes | None, str | None]:
+    if store.conditional_writes:
+        return store.get_with_version(INFO_KEY, max_size=MAX_JSON_BYTES)
+    return store.get(INFO_KEY, max_size=MAX_JSON_BYTES), None
+
+
+def _put_info(store: Store, info: Info, version: str | None) -> str | None:
+    """Store ``info`` if the stored one is still at ``version`` (stores without versions:
+    unconditionally); the new version."""
+    if version is None:
+        return store.put(INFO_KEY, info.to_bytes())
+    return store.put(INFO_KEY, info.to_bytes(), mode="if_version", version=version)
+
+
+def _marked(info: Info) -> Info:
+    """``info`` with its first scale marked as being resized (see the module notes)."""
+    scale = info.scales[0]
+    ext = dict(scale.extra.get(EXTENSION_KEY) or {})
+    ext[RESIZING_MEMBER] = True
+    marked = replace(scale, extra={**scale.extra, EXTENSION_KEY: ext})
+    return info.with_scales([marked, *info.scales[1:]])
+
+
+def resizing(info: Info) -> bool:
+    """True while a resize that moves chunks of ``info``'s first scale is under way."""
+    ext = info.scales[0].extra.get(EXTENSION_KEY)
+    return isinstance(ext, dict) and bool(ext.get(RESIZING_MEMBER))
+
+
+def _unmarked(scale: Scale) -> Scale:
+    ext = scale.extra.get(EXTENSION_KEY)
+    if not isinstance(ext, dict) or RESIZING_MEMBER not in ext:
+        return scale
+    rest = {k: v for k, v in ext.items() if k != RESIZING_MEMBER}
+    extra = {k: v for k, v in scale.extra.items() if k != EXTENSION_KEY}
+    return replace(scale, extra={**extra, EXTENSION_KEY: rest} if rest else extra)
 
 
 def _affected(old: ChunkGrid, new: ChunkGrid) -> Iterator[tuple[int, ...]]:
@@ -286,6 +365,42 @@ def _drop_unnamed(store: Store, written: list[tuple[str, Box]]) -> None:
         )  # fmt: skip
         if not named:
             store.delete(key)
+
+
+def renamed_info(
+    store: Store, info: Info, seen: str | None
+) -> tuple[Info | None, str | None] | None:
+    """What ``PrecomputedDataset.renamed`` needs of the stored info: None where no chunk
+    written with ``info`` can be renamed (a fixed grid: sharded, or ``max_shape``; or several
+    scales, which resizes refuse) or the info is still at version ``seen``; else the info
+    stored now (once no resize is under way) and its version, the info None where nothing needs
+    writing again: ``seen`` was not known yet and the grid is still ``info``'s. Stores without
+    versions compare grids."""
+    scale = info.scales[0]
+    if len(info.scales) > 1 or scale.sharding is not None or stored_extent(scale) is not None:
+        return None
+    deadline = time.monotonic() + RESIZE_WAIT_SECONDS
+    pause = 0.001
+    while True:
+        data, version = _read_info(store)
+        if data is None or (seen is not None and version == seen):
+            return None  # no info stored (yet: a conversion writes it last), or unchanged
+        stored = _parse(data, store.url)
+        if not resizing(stored):
+            break
+        if time.monotonic() > deadline:
+            raise ResizeRefusedError(
+                f"a resize of {store.url} has been under way for {RESIZE_WAIT_SECONDS:.0f} s "
+                f"(its info's first scale is marked {EXTENSION_KEY}.{RESIZING_MEMBER}); if the "
+                "process resizing it died, resize it again to finish"
+            )
+        time.sleep(pause)
+        pause = min(2 * pause, 0.1)
+    now = stored.scales[0]
+    same = (now.size, now.voxel_offset) == (scale.size, scale.voxel_offset)
+    if same and (seen is None or version is None):
+        return None if version is None else (None, version)
+    return stored, version
 
 
 def fixed_grid(info: Info, bounds: Box) -> Info:

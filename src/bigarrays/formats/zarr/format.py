@@ -154,17 +154,20 @@ class ZarrDataset(Dataset):
 
         return add_levels(self, specs, method=method, replace_levels=replace_levels)
 
-    def resized(self, change: Callable[[Box], Box]) -> Resized:
+    def resized(
+        self, change: Callable[[Box], Box], levels: Callable[[int, Box], Box] | None = None
+    ) -> Resized:
         from bigarrays.formats.zarr.resize import resize
 
-        return resize(self, change)
+        return resize(self, change, levels)
 
-    def ahead(self, bounds: Box) -> ChunkSource:
-        array = self.arrays[0]
+    def ahead(self, bounds: Box, mip: int = 0) -> ChunkSource:
+        array = self.arrays[mip]
         shape = tuple(max(n, b) for n, b in zip(array.meta.shape, bounds.stop, strict=True))
         wider = ZarrArray(array.path, replace(array.meta, shape=shape), array.attributes)
-        return ZarrDataset(self.store, [wider, *self.arrays[1:]], self.group,
-                           self.multiscale).level(0).source  # fmt: skip
+        arrays = list(self.arrays)
+        arrays[mip] = wider
+        return ZarrDataset(self.store, arrays, self.group, self.multiscale).level(mip).source
 
     def _chain(self, meta: ArrayMetadata) -> tuple[Chain, str, str | None]:
         """The codec chain, the name of the chunk encoding and of the compression."""

@@ -20,18 +20,55 @@ from bigarrays.formats.documents import update_document
 from bigarrays.formats.zarr.format import ArrayMetadata, ZarrArray, ZarrDataset
 from bigarrays.formats.zarr.metadata_v2 import ARRAY_KEY, ArrayMetadataV2
 from bigarrays.formats.zarr.metadata_v3 import METADATA_KEY, ArrayMetadataV3
+from bigarrays.stores import Store
 
 
-def resize(dataset: ZarrDataset, change: Callable[[Box], Box]) -> Resized:
-    """Store the shape ``change`` makes of the stored one (see ``Dataset.resized``)."""
+def resize(
+    dataset: ZarrDataset,
+    change: Callable[[Box], Box],
+    levels: Callable[[int, Box], Box] | None = None,
+) -> Resized:
+    """Store the shape ``change`` makes of the stored one (see ``Dataset.resized``); with
+    ``levels``, then each other level's shape, growth only."""
     store = dataset.store
-    if dataset.num_levels > 1:
+    if dataset.num_levels > 1 and levels is None:
         raise ResizeRefusedError(
             f"{store.url} is an image of {dataset.num_levels} levels; a resize would leave "
             "levels 1.. no longer level 0 pooled. Resize an image of one level, then build "
             "its pyramid again (vol.downsample(overwrite=True))"
         )
     array = dataset.arrays[0]
+    old, new, before, after = _resize_array(store, array, change, grow_only=levels is not None)
+    metas = [new]
+    for k, level in enumerate(dataset.arrays[1:], start=1):
+        assert levels is not None
+        metas.append(_resize_array(store, level, _to(levels(k, after)), grow_only=True)[1])
+
+    def with_meta(meta: ArrayMetadata, rest: list[ArrayMetadata]) -> ZarrDataset:
+        arrays = [ZarrArray(a.path, m, a.attributes)
+                  for a, m in zip(dataset.arrays, [meta, *rest], strict=True)]  # fmt: skip
+        return ZarrDataset(store, arrays, dataset.group, dataset.multiscale)
+
+    rest = metas[1:]
+    chunk = with_meta(new, rest).level(0).source.grid.chunk
+    whole = tuple(
+        -(-b // c) * c if b > a else b
+        for a, b, c in zip(before.stop, after.stop, chunk, strict=True)
+    )
+    grow = with_meta(replace(new, shape=whole), rest).level(0).source
+    return Resized(with_meta(new, rest), before, after, with_meta(old, rest).level(0).source,
+                   grow)  # fmt: skip
+
+
+def _to(box: Box) -> Callable[[Box], Box]:
+    return lambda _: box
+
+
+def _resize_array(
+    store: Store, array: ZarrArray, change: Callable[[Box], Box], *, grow_only: bool
+) -> tuple[ArrayMetadata, ArrayMetadata, Box, Box]:
+    """Store ``change`` of one array's shape, conditionally: its metadata and shape before and
+    after."""
     head = f"{array.path.strip('/')}/" if array.path.strip("/") else ""
     v3 = isinstance(array.meta, ArrayMetadataV3)
     key = head + (METADATA_KEY if v3 else ARRAY_KEY)
@@ -53,21 +90,12 @@ def resize(dataset: ZarrDataset, change: Callable[[Box], Box]) -> Resized:
                 f"cannot resize {store.url} to {after}: a Zarr array starts at 0 on every axis, "
                 "so it grows and shrinks at the high end only"
             )
+        if grow_only:  # levels that follow level 0 never shrink: nothing of them to clear
+            after = Box(after.start, tuple(max(a, b) for a, b in
+                                           zip(before.stop, after.stop, strict=True)))  # fmt: skip
         new = replace(old, shape=after.stop).checked()
         seen[:] = [(old, new, before, after)]
         return new.to_bytes()
 
     update_document(store, key, edit)
-    old, new, before, after = seen[0]
-
-    def with_meta(meta: ArrayMetadata) -> ZarrDataset:
-        arrays = [ZarrArray(array.path, meta, array.attributes)]
-        return ZarrDataset(store, arrays, dataset.group, dataset.multiscale)
-
-    chunk = with_meta(new).level(0).source.grid.chunk
-    whole = tuple(
-        -(-b // c) * c if b > a else b
-        for a, b, c in zip(before.stop, after.stop, chunk, strict=True)
-    )
-    grow = with_meta(replace(new, shape=whole)).level(0).source
-    return Resized(with_meta(new), before, after, with_meta(old).level(0).source, grow)
+    return seen[0]
