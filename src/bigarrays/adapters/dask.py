@@ -20,6 +20,7 @@ unpickles it (it reopens its store from its settings) once, not once per task.
 
 from __future__ import annotations
 
+import math
 import operator
 import os
 import uuid
@@ -51,7 +52,12 @@ try:
 except ImportError:  # pragma: no cover - the extra is part of the test environment
     raise MissingDependencyError("dask", "dask", "Dask arrays") from None
 
-__all__ = ["from_dask", "store", "to_dask"]
+__all__ = ["DEFAULT_BLOCK_BYTES", "from_dask", "store", "to_dask"]
+
+#: Bytes of a block of :func:`to_dask` by default: big enough that a block's read fills the
+#: engine's threads and Dask's cost per task vanishes beside it, small enough that a few blocks
+#: per core keep every core busy and the memory of the blocks in flight modest.
+DEFAULT_BLOCK_BYTES = 32 << 20
 
 
 # -- geometry --------------------------------------------------------------------------------------
@@ -111,6 +117,22 @@ def block_shape(
                     f"a block size is a positive int (-1 or None: the whole axis), got {item!r}"
                 )
     return tuple(max(1, -(-int(w) // u)) * u for w, u in zip(wanted, units, strict=True))
+
+
+def grown_units(
+    units: Sequence[int], shape: Sequence[int], itemsize: int, target: int, order: str
+) -> tuple[int, ...]:
+    """Whole ``units`` grown to about ``target`` bytes, the axis that is fastest in memory
+    first (``order`` "F": the first axis, "C": the last), never past the array's extent."""
+    n = [1] * len(units)
+    budget = max(1, target // max(1, itemsize))
+    axes = range(len(units)) if order == "F" else reversed(range(len(units)))
+    for axis in axes:
+        others = math.prod(k * u for j, (k, u) in enumerate(zip(n, units, strict=True))
+                           if j != axis)  # fmt: skip
+        most = -(-int(shape[axis]) // units[axis]) + 1  # a block may straddle a unit edge
+        n[axis] = max(1, min(most, budget // max(1, others * units[axis])))
+    return tuple(k * u for k, u in zip(n, units, strict=True))
 
 
 def unit_cover(vol: BigArray, box: Box) -> Box:
@@ -190,7 +212,9 @@ def to_dask(vol: BigArray, chunks: Any = None) -> da.Array:
     level = vol.level
     grid, bounds, visible = level.source.grid, level.bounds, level.visible
     units = [level.unit[g] for g in visible]
-    blocks = block_shape(chunks, units, vol.shape, vol.dtype, units)
+    default = grown_units(units, vol.shape, vol.dtype.itemsize, DEFAULT_BLOCK_BYTES,
+                          level.source.order)  # fmt: skip
+    blocks = block_shape(chunks, units, vol.shape, vol.dtype, default)
     dask_chunks = tuple(
         block_sizes(bounds.start[g], bounds.stop[g], grid.origin[g], b)
         for g, b in zip(visible, blocks, strict=True)
