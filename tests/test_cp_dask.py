@@ -28,7 +28,7 @@ from bigarrays.box import Box
 from bigarrays.cli import main
 from bigarrays.convert import convert_format
 from bigarrays.copy import copy_dataset
-from bigarrays.errors import DatasetNotFoundError, InvalidArgumentError
+from bigarrays.errors import DatasetNotFoundError, InvalidArgumentError, UnsupportedError
 from bigarrays.formats.detect import detect
 from bigarrays.resharding import convert_dataset
 from bigarrays.stores import open_store
@@ -275,3 +275,18 @@ def test_a_bad_memory_target_is_refused(tmp_path: Path) -> None:
                             memory_target=bad)  # type: ignore[arg-type]  # fmt: skip
         with pytest.raises(InvalidArgumentError, match="memory_target"):
             copy_dataset(src.url, tmp_path / "y", scheduler="sync", memory_target=bad)  # type: ignore[arg-type]
+
+
+def test_stores_that_workers_cannot_share_are_refused_before_writing(
+    tmp_path: Path, client: Client
+) -> None:
+    src = _source(tmp_path / "src")
+    memory = open_store("memory://cp-dask-target")
+    with pytest.raises(UnsupportedError, match="cannot be shared"):
+        copy_dataset(src.url, memory, scheduler=client)
+    with pytest.raises(UnsupportedError, match="cannot be shared"):
+        convert_on_dask(src.url, tmp_path / "img.ome.zarr.zip", "zarr", scheduler=client)
+    assert list(memory.list("")) == []
+    # The threaded scheduler shares this process's memory store.
+    copy_dataset(src.url, memory, scheduler="threads", progress=False)
+    assert _objects(src.url) == {k: memory.get(k) or b"" for k in sorted(memory.list(""))}

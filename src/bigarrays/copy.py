@@ -208,9 +208,10 @@ def _copy_on_dask(
     progress: bool | None, overwrite: bool, scheduler: Any, batch: int,
 ) -> tuple[int, int]:  # fmt: skip
     """:func:`_copy` with ``keys`` copied by Dask tasks of ``batch`` keys each."""
-    from bigarrays.adapters.dask_copy import copy_on_dask
+    from bigarrays.adapters.dask_copy import check_reachable, copy_on_dask
 
     _refuse_same(source, target)
+    check_reachable(source, target, scheduler)
     clear_destination(target, overwrite)
     workers = threads or min(source.default_concurrency, target.default_concurrency)
     objects, size = copy_on_dask(source, target, keys, batch, workers, scheduler, progress)

@@ -277,6 +277,7 @@ def convert_on_dask(
         reader = _Reader(dataset, threads)
         try:
             _refuse_same(source, target)
+            check_reachable(source, target, scheduler)
             plans = list(reader.plans)
             if chunks is not None:
                 x, y, z = (int(c) for c in chunks)
@@ -322,6 +323,7 @@ def reshard_on_dask(
     _check_memory_target(memory_target)
     with _stores(src, dst) as (source, target):
         _refuse_same(source, target)
+        check_reachable(source, target, scheduler)
         _, document = detect(source, only="precomputed")
         dataset = open_dataset(source, writable=False, info_bytes=document)
         info = dataset.info
@@ -373,6 +375,30 @@ def copy_on_dask(
 
 
 # -- shared ----------------------------------------------------------------------------------------
+#: Dask schedulers that run every task in this process.
+IN_PROCESS = (None, "threads", "threading", "sync", "synchronous", "single-threaded")
+
+
+def check_reachable(source: Store, target: Store, scheduler: Any) -> None:
+    """Refuse stores that other processes cannot share, before anything is written: a memory
+    store (another process sees an empty one of its own, so writes would be lost) and a zip
+    file as the destination (writers in several processes would corrupt its directory)."""
+    from bigarrays.stores.memory import MemoryStore
+    from bigarrays.stores.zip import ZipStore
+
+    if isinstance(scheduler, str | None) and scheduler in IN_PROCESS:
+        return
+    for store, role in ((source, "source"), (target, "destination")):
+        if isinstance(store, MemoryStore) or (
+            role == "destination" and isinstance(store, ZipStore)
+        ):
+            raise UnsupportedError(
+                f"the {role} {store.url} cannot be shared by the worker processes of "
+                f"{scheduler!r}: use a store that every worker reaches (S3, GCS, a shared file "
+                "system), or scheduler='threads'"
+            )
+
+
 def _refuse_same(source: Store, target: Store) -> None:
     if source.url.rstrip("/") == target.url.rstrip("/"):
         raise UnsupportedError(f"cannot copy {source.url} onto itself; write it to another place")
