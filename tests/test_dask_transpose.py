@@ -45,6 +45,15 @@ def test_fortran_copy_of_a_typical_block(dtype: str) -> None:
     np.testing.assert_array_equal(fortran_copy(view), view)
 
 
+@pytest.mark.parametrize("shape", [(264, 136, 200), (260, 130, 203), (136, 8, 3, 264)])
+def test_fortran_copy_of_an_array_larger_than_a_tile(shape: tuple[int, ...]) -> None:
+    # Tiles of TILE along every axis; edge tiles not a multiple of 8 take the plain path.
+    a = np.random.default_rng(7).integers(0, 250, size=shape).astype("uint8")
+    got = fortran_copy(a)
+    assert got.flags.f_contiguous
+    np.testing.assert_array_equal(got, a)
+
+
 def test_store_hands_the_engine_fortran_ordered_blocks(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

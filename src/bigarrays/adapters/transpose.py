@@ -11,6 +11,7 @@ and the words are then put in place by one NumPy copy of 8-byte elements.
 
 from __future__ import annotations
 
+import itertools
 import sys
 
 import numpy as np
@@ -21,13 +22,31 @@ __all__ = ["fortran_copy"]
 _STEPS = ((32, 0x00000000FFFFFFFF), (16, 0x0000FFFF0000FFFF), (8, 0x00FF00FF00FF00FF))
 
 
+#: Edge of the cubes a large array is transposed in, so that each cube's words stay in the
+#: processor's caches while they move (2 MiB of uint8).
+TILE = 128
+
+
 def fortran_copy(a: np.ndarray) -> np.ndarray:
     """``a`` copied into a new Fortran-ordered array (``np.asfortranarray`` without sharing)."""
     k = 8 // a.itemsize if a.itemsize in (1, 2, 4) else 0
     if (
         k == 0 or a.ndim < 2 or a.strides[-1] != a.itemsize or sys.byteorder != "little"
-        or a.shape[0] % k or a.shape[-1] % k or a.size == 0
+        or a.size == 0
     ):  # fmt: skip
+        return np.array(a, order="F", copy=True)
+    if all(n <= TILE for n in a.shape):
+        return _tile_copy(a, k)
+    out = np.empty(a.shape, dtype=a.dtype, order="F")
+    for starts in itertools.product(*(range(0, n, TILE) for n in a.shape)):
+        tile = tuple(slice(i, i + TILE) for i in starts)
+        out[tile] = _tile_copy(a[tile], k)
+    return out
+
+
+def _tile_copy(a: np.ndarray, k: int) -> np.ndarray:
+    """:func:`fortran_copy` of one tile, ``k`` elements to a 64-bit word."""
+    if a.shape[0] % k or a.shape[-1] % k:
         return np.array(a, order="F", copy=True)
     first, last, middle = a.shape[0], a.shape[-1], a.shape[1:-1]
     # words[xb, i, m..., zb]: the word of row x = xb * k + i holding elements z = zb * k + 0..k-1.
