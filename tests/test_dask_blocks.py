@@ -41,3 +41,17 @@ def test_grown_units_fill_the_fastest_axis_first() -> None:
     assert grown_units((64, 64, 64), (8, 8, 8), 1, 32 << 20, "C") == (128, 512, 512)
     # A unit above the target stays one unit.
     assert grown_units((64, 64, 64), (8, 8, 8), 8, 1 << 10, "F") == (64, 64, 64)
+
+
+def test_store_merges_small_dask_blocks_into_blocks_of_the_byte_target(tmp_path: Path) -> None:
+    import dask.array as da
+
+    vol = ba.create(tmp_path / "v", shape=(256, 256, 128), dtype="uint8", chunks=(32, 32, 32),
+                    voxel_offset=(5, -3, 0), progress=False)  # fmt: skip
+    data = np.random.default_rng(4).integers(0, 255, size=vol.shape, dtype=np.uint8)
+    lazy = ba.store(da.from_array(data, chunks=32), vol, compute=False)
+    stored = next(k for k in lazy.dask.layers if k.startswith("bigarrays-store"))
+    # 8 MiB in 32 KiB Dask chunks: one task, not 256.
+    assert len(lazy.dask.layers[stored]) == 1
+    lazy.compute(scheduler="threads")
+    np.testing.assert_array_equal(ba.open(vol.url)[...], data)

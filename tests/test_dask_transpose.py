@@ -69,7 +69,7 @@ def test_store_hands_the_engine_fortran_ordered_blocks(
 
     monkeypatch.setattr(ba.BigArray, "write", spy)
     ba.store(da.from_array(np.ascontiguousarray(data), chunks=(32, 16, 16)), vol,
-             scheduler="sync")  # fmt: skip
+             blocks=(32, 16, 16), scheduler="sync")  # fmt: skip
     assert len(orders) == 2 * 3 * 3  # one write per block: 64/32 x 48/16 x 40/16
     assert all(orders)
     np.testing.assert_array_equal(ba.open(vol.url)[...], data)

@@ -313,8 +313,14 @@ def store(
     natural = [
         max(1, round(max(c, default=1) / u)) * u for c, u in zip(darr.chunks, units, strict=True)
     ]
-    shape = block_shape(blocks, units, darr.shape, darr.dtype, natural)
     origin = level.source.grid.origin
+    if math.prod(natural) * darr.dtype.itemsize < DEFAULT_BLOCK_BYTES:
+        # Small blocks cost more in tasks than the rechunk that merges them costs in copies.
+        spans = [len(block_sizes(box.start[g], box.stop[g], origin[g], u))
+                 for g, u in zip(kept, units, strict=True)]  # fmt: skip
+        natural = list(grown_units(units, spans, darr.dtype.itemsize, DEFAULT_BLOCK_BYTES,
+                                   level.source.order))  # fmt: skip
+    shape = block_shape(blocks, units, darr.shape, darr.dtype, natural)
     aligned = tuple(
         block_sizes(box.start[g], box.stop[g], origin[g], b)
         for g, b in zip(kept, shape, strict=True)
