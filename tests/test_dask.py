@@ -239,8 +239,13 @@ def test_store_writes_each_shard_once_whole(tmp_path: Path) -> None:
     vol = _sharded(store)
     store.reset()
     data = RNG.integers(0, 60000, size=vol.shape).astype("uint16")
-    # Blocks of 40 would cut the shards at 32..48; they are rechunked to whole shards.
-    lazy = ba.store(da.from_array(data, chunks=(40, 41, 19)), vol, compute=False)
+    # Blocks of 40 would cut the shards at 32..48; they are rechunked to whole shards: by
+    # default blocks of up to 32 MiB (here one, the whole volume), or the blocks asked for.
+    darr = da.from_array(data, chunks=(40, 41, 19))
+    lazy = ba.store(darr, vol, compute=False)
+    stored = next(k for k in lazy.dask.layers if k.startswith("bigarrays-store"))
+    assert len(lazy.dask.layers[stored]) == 1
+    lazy = ba.store(darr, vol, blocks=(32, 48, 16), compute=False)
     assert isinstance(lazy, da.Array)
     stored = next(k for k in lazy.dask.layers if k.startswith("bigarrays-store"))
     assert len(lazy.dask.layers[stored]) == 2 * 1 * 2  # blocks of 32 x 48 x 16 voxels

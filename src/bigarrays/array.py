@@ -424,10 +424,11 @@ class BigArray(GrowableArray, ArrayManners):
         coordinate 0: element ``k`` along an axis is voxel ``vol.bounds.start + k`` (channels
         count from 0), and the array's name carries the offset (``bigarrays-offset(x,y,z)-…``).
 
-        Blocks lie on the storage grid: one write unit (the chunk, or the whole shard on a
-        sharded level) by default, anchored where the grid is; ``chunks`` asks for bigger ones
-        (an int for every axis or one per axis, -1 for a whole axis, or ``"auto"`` for Dask's
-        ``array.chunk-size``), rounded up to whole units. Each block is read as ``vol[box]``
+        Blocks lie on the storage grid: whole write units (chunks, or whole shards on a
+        sharded level) anchored where the grid is, by default as many as fit in about 32 MiB
+        (one unit where a unit is bigger); ``chunks`` sets them (an int for every axis or one
+        per axis, -1 for a whole axis, or ``"auto"`` for Dask's ``array.chunk-size``), rounded
+        up to whole units. Each block is read as ``vol[box]``
         when computed; the array pickles, so any Dask scheduler runs it (a worker reopens the
         store once). Needs ``pip install 'bigarrays[dask]'``.
         """

@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -338,53 +337,6 @@ def cmd_cutout(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_cp(args: argparse.Namespace) -> int:
-    """Copy a dataset between any two stores; --shard / --unshard also convert its layout."""
-    if args.format is None and (args.chunks is not None or args.compression is not None):
-        raise UsageError("--chunks and --compression apply to a conversion: give --format too")
-    src_options = _store_options(args, args.src)
-    dst_options = _store_options(args, args.dst, write=True)
-    if src_options or dst_options:  # --anon / --endpoint: open the stores here
-        from bigarrays.stores import open_store
-
-        args.src = open_store(args.src, read_only=True, **src_options)
-        args.dst = open_store(args.dst, **dst_options)
-    if args.format is not None:
-        from bigarrays.convert import convert_format
-
-        chunks = None if args.chunks is None else parse_ints(args.chunks, 3, "--chunks")
-        done = convert_format(args.src, args.dst, args.format, chunks=chunks,
-                              compression=args.compression, overwrite=args.overwrite,
-                              threads=args.threads, progress=_progress_setting(args))  # fmt: skip
-        summary = f"converted {done.levels} level(s), {done.voxels} voxels in {done.seconds:.2f} s"
-    elif args.shard or args.unshard:
-        from bigarrays.resharding import convert_dataset
-
-        started = time.perf_counter()
-        info = convert_dataset(args.src, args.dst, shard=args.shard, threads=args.threads,
-                               progress=_progress_setting(args), overwrite=args.overwrite,
-                               shard_size_bytes=args.shard_size)  # fmt: skip
-        summary = (
-            f"{'sharded' if args.shard else 'unsharded'} {len(info.scales)} scale(s) in "
-            f"{time.perf_counter() - started:.2f} s"
-        )
-    else:
-        from bigarrays.copy import copy_dataset
-
-        copied = copy_dataset(
-            args.src, args.dst, threads=args.threads, progress=_progress_setting(args),
-            overwrite=args.overwrite,
-        )  # fmt: skip
-        rate = copied.bytes / (1 << 20) / max(copied.seconds, 1e-9)
-        summary = (
-            f"copied {copied.objects} objects, {human_bytes(copied.bytes)} in "
-            f"{copied.seconds:.2f} s ({rate:.1f} MiB/s)"
-        )
-    if not args.quiet:
-        print(summary)
-    return 0
-
-
 def cmd_demo(args: argparse.Namespace) -> int:
     from bigarrays.demo import run_demo
 
@@ -489,38 +441,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress, no summary")
     p.set_defaults(func=cmd_cutout)
 
-    p = sub.add_parser("cp", help="copy a dataset between stores (and shard, unshard or "
-                       "convert it)",
-                       description="Copy the dataset at SRC to DST, chunk by chunk, between any "
-                       "two stores. --shard converts an unsharded volume to a sharded one, "
-                       "--unshard the other way. --format converts every level to another "
-                       "format: precomputed scales become an OME-Zarr image (levels '0', '1', "
-                       "...; axes (c,) z, y, x), and an OME-Zarr image or Zarr array becomes "
-                       "precomputed scales (raw encoding), each level at the same physical "
-                       "place. --anon applies to SRC only.",
-                       parents=[store_args])  # fmt: skip
-    p.add_argument("src", metavar="SRC", help="source dataset URL or path")
-    p.add_argument("dst", metavar="DST", help="destination dataset URL or path")
-    layout = p.add_mutually_exclusive_group()
-    layout.add_argument("--shard", action="store_true", help="write DST sharded")
-    layout.add_argument("--unshard", action="store_true", help="write DST unsharded")
-    layout.add_argument("--format", default=None, choices=("zarr", "zarr2", "precomputed"),
-                        help="convert to this format: zarr = OME-Zarr (NGFF 0.5, Zarr v3), "
-                        "zarr2 = OME-Zarr NGFF 0.4 over Zarr v2, precomputed")  # fmt: skip
-    p.add_argument("--chunks", default=None, metavar="X,Y,Z",
-                   help="with --format: chunk size of every level along x, y, z as precomputed "
-                   "counts them; a Zarr chunk is the reverse, z, y, x (and 1 along c). Default: "
-                   "each level keeps its source chunks")  # fmt: skip
-    p.add_argument("--compression", default=None, choices=("zstd", "gzip", "blosc", "br", "none"),
-                   help="with --format: chunk compression (default zstd for Zarr, none for "
-                   "precomputed, which every reader takes; br is precomputed only)")  # fmt: skip
-    p.add_argument("--shard-size", type=_byte_size, default=None, metavar="BYTES",
-                   help="target shard size, uncompressed, with --shard (default 1GiB)")  # fmt: skip
-    p.add_argument("--overwrite", action="store_true", help="replace a dataset at DST")
-    p.add_argument("--threads", type=int, default=None, help="I/O threads (default: auto)")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no summary")
-    p.set_defaults(func=cmd_cp)
-
     p = sub.add_parser(
         "demo",
         help="write, cut out and verify a synthetic EM-like volume",
@@ -535,8 +455,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None, help="I/O threads (default: auto)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_demo)
-    from bigarrays.commands import downsample, ingest, refs, view
+    from bigarrays.commands import cp, downsample, ingest, refs, view
 
+    cp.add_parser(sub, [store_args])
     downsample.add_parser(sub, [store_args])
     ingest.add_parser(sub, [store_args])
     refs.add_parser(sub, [store_args])

@@ -17,6 +17,10 @@ A Zarr array or OME-Zarr image is copied the same way, every object under its ro
 documents (``zarr.json``, ``.zarray``, ``.zgroup``, ``.zattrs``) after the chunks, the deepest
 first and the root's last; it needs a source that lists its keys.
 
+With ``scheduler`` (a ``distributed.Client``, a scheduler's address, or a local Dask scheduler's
+name) the objects are copied by Dask tasks of about ``memory_target`` bytes of objects each (see
+:mod:`bigarrays.adapters.dask_copy`), the metadata still last, from the calling process.
+
 The info (or the root's metadata) is written last, so a copy that fails half-way leaves no
 dataset at the destination, only objects that the next attempt overwrites. Copying into a zip
 closes it (writing its central directory); copying out of one takes only its live entries, which
@@ -25,25 +29,32 @@ compacts it.
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 import time
 import warnings
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 from bigarrays.errors import BigArraysWarning, InvalidArgumentError, UnsupportedError
 from bigarrays.formats.detect import detect
 from bigarrays.formats.existing import clear_destination
 from bigarrays.formats.precomputed import Info, chunk_name, scale_grid
-from bigarrays.formats.precomputed.format import INFO_KEY
+from bigarrays.formats.precomputed.format import INFO_KEY, open_dataset
 from bigarrays.formats.precomputed.sharding import shard_key_name
+from bigarrays.formats.zarr.format import open_zarr
 from bigarrays.pipeline import run_bounded
 from bigarrays.progress import progress_bar
 from bigarrays.stores import Store, normalize_key, open_store
 from bigarrays.stores.base import is_outside
 
-__all__ = ["CopyResult", "copy_dataset"]
+__all__ = ["CopyResult", "copy_dataset", "copy_objects"]
+
+#: Bytes of objects (counted uncompressed) a Dask task copies unless told otherwise.
+DEFAULT_MEMORY_TARGET = 256 << 20
 
 
 @dataclass(frozen=True)
@@ -62,20 +73,28 @@ def copy_dataset(
     threads: int | None = None,
     progress: bool | None = None,
     overwrite: bool = False,
+    scheduler: Any = None,
+    memory_target: int = DEFAULT_MEMORY_TARGET,
 ) -> CopyResult:
     """Copy the dataset at ``src`` to ``dst`` (URLs, paths or stores) and return what moved.
 
     A dataset already at ``dst`` raises :class:`~bigarrays.errors.DatasetExistsError` unless
     ``overwrite`` is True, which deletes its info and scales first. ``progress`` True/False forces
     the bar on or off; None shows it on a terminal for long copies. Stores opened here from URLs
-    are closed at the end; Store objects passed in are left open.
+    are closed at the end; Store objects passed in are left open. ``scheduler``: copy on Dask
+    (see the module's text), both stores reachable from every worker; ``threads`` is then the
+    requests each task keeps in flight.
     """
     if threads is not None and threads < 1:
         raise InvalidArgumentError(f"threads must be >= 1, got {threads}")
+    if isinstance(memory_target, bool) or not isinstance(memory_target, int) or memory_target < 1:
+        raise InvalidArgumentError(
+            f"memory_target is a positive number of bytes, got {memory_target!r}"
+        )
     started = time.perf_counter()
     source = open_store(src, read_only=True)
     try:
-        found, _ = detect(source)
+        found, document = detect(source)
         if found == "precomputed":
             info = Info.from_bytes(source.get(INFO_KEY) or b"", url=f"{source.url}/{INFO_KEY}")
             keys, last = _keys(source, info), [INFO_KEY]
@@ -83,7 +102,12 @@ def copy_dataset(
             keys, last = _zarr_keys(source)
         target = open_store(dst, read_only=False)
         try:
-            result = _copy(source, target, keys, last, threads, progress, overwrite)
+            if scheduler is None:
+                result = _copy(source, target, keys, last, threads, progress, overwrite)
+            else:
+                batch = max(1, memory_target // _largest_object(source, found, document))
+                result = _copy_on_dask(source, target, keys, last, threads, progress, overwrite,
+                                       scheduler, batch)  # fmt: skip
         finally:
             if not isinstance(dst, Store):
                 target.close()  # a zip writes its central directory here
@@ -146,6 +170,63 @@ def _implied_keys(info: Info, mip: int) -> list[str]:
     return [f"{prefix}/{chunk_name(grid.chunk_box(index))}" for index in grid.indices()]
 
 
+def _largest_object(source: Store, found: str, document: bytes) -> int:
+    """Bytes (uncompressed) of the largest write unit of any level: what one object may hold."""
+    dataset = (
+        open_dataset(source, writable=False, info_bytes=document)
+        if found == "precomputed" else open_zarr(source, found, document)
+    )  # fmt: skip
+    itemsize = dataset.dtype.itemsize
+    return max(math.prod(dataset.level(k).unit) * itemsize for k in range(dataset.num_levels))
+
+
+def copy_objects(
+    source: Store, target: Store, keys: Sequence[str], threads: int
+) -> tuple[int, int]:
+    """Copy ``keys`` as stored (encoding kept), ``threads`` at a time: (objects, bytes) moved."""
+    moved: list[int] = []
+
+    def one(key: str) -> None:
+        found = source.get_encoded(key)
+        if found is None:
+            return  # deleted since it was listed
+        data, encoding = found
+        target.put(key, data, content_encoding=encoding)
+        moved.append(len(data))  # list.append holds the GIL: no lock needed
+
+    workers = min(threads, len(keys))
+    if workers > 1:
+        with ThreadPoolExecutor(workers, thread_name_prefix="bigarrays-cp") as pool:
+            run_bounded(one, keys, pool, workers)
+    else:
+        run_bounded(one, keys, None, 1)
+    return len(moved), sum(moved)
+
+
+def _copy_on_dask(
+    source: Store, target: Store, keys: list[str], last: list[str], threads: int | None,
+    progress: bool | None, overwrite: bool, scheduler: Any, batch: int,
+) -> tuple[int, int]:  # fmt: skip
+    """:func:`_copy` with ``keys`` copied by Dask tasks of ``batch`` keys each."""
+    from bigarrays.adapters.dask_copy import check_reachable, copy_on_dask
+
+    _refuse_same(source, target)
+    check_reachable(source, target, scheduler)
+    clear_destination(target, overwrite)
+    workers = threads or min(source.default_concurrency, target.default_concurrency)
+    objects, size = copy_on_dask(source, target, keys, batch, workers, scheduler, progress)
+    more, extra = copy_objects(source, target, last, 1)  # the metadata last, from here
+    return objects + more, size + extra
+
+
+def _refuse_same(source: Store, target: Store) -> None:
+    if source.url.rstrip("/") == target.url.rstrip("/"):
+        raise UnsupportedError(
+            f"cannot copy {source.url} onto itself; copy it to another place (to compact a zip "
+            "file, copy it to a new file and replace the old one)"
+        )
+
+
 def _copy(
     source: Store,
     target: Store,
@@ -156,11 +237,7 @@ def _copy(
     overwrite: bool,
 ) -> tuple[int, int]:
     """Copy ``keys`` on a pool of threads, then ``last`` one by one in their order."""
-    if source.url.rstrip("/") == target.url.rstrip("/"):
-        raise UnsupportedError(
-            f"cannot copy {source.url} onto itself; copy it to another place (to compact a zip "
-            "file, copy it to a new file and replace the old one)"
-        )
+    _refuse_same(source, target)
     clear_destination(target, overwrite)
 
     workers = threads or min(source.default_concurrency, target.default_concurrency)

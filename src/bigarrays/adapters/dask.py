@@ -20,6 +20,7 @@ unpickles it (it reopens its store from its settings) once, not once per task.
 
 from __future__ import annotations
 
+import math
 import operator
 import os
 import uuid
@@ -28,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from bigarrays.adapters.transpose import fortran_copy
 from bigarrays.array import BigArray
 from bigarrays.box import Box
 from bigarrays.errors import (
@@ -51,7 +53,12 @@ try:
 except ImportError:  # pragma: no cover - the extra is part of the test environment
     raise MissingDependencyError("dask", "dask", "Dask arrays") from None
 
-__all__ = ["from_dask", "store", "to_dask"]
+__all__ = ["DEFAULT_BLOCK_BYTES", "from_dask", "store", "to_dask"]
+
+#: Bytes of a block of :func:`to_dask` by default: big enough that a block's read fills the
+#: engine's threads and Dask's cost per task vanishes beside it, small enough that a few blocks
+#: per core keep every core busy and the memory of the blocks in flight modest.
+DEFAULT_BLOCK_BYTES = 32 << 20
 
 
 # -- geometry --------------------------------------------------------------------------------------
@@ -111,6 +118,22 @@ def block_shape(
                     f"a block size is a positive int (-1 or None: the whole axis), got {item!r}"
                 )
     return tuple(max(1, -(-int(w) // u)) * u for w, u in zip(wanted, units, strict=True))
+
+
+def grown_units(
+    units: Sequence[int], spans: Sequence[int], itemsize: int, target: int, order: str
+) -> tuple[int, ...]:
+    """Whole ``units`` grown to about ``target`` bytes, the axis that is fastest in memory
+    first (``order`` "F": the first axis, "C": the last), never past the ``spans`` (units
+    the array touches along each axis)."""
+    n = [1] * len(units)
+    budget = max(1, target // max(1, itemsize))
+    axes = range(len(units)) if order == "F" else reversed(range(len(units)))
+    for axis in axes:
+        others = math.prod(k * u for j, (k, u) in enumerate(zip(n, units, strict=True))
+                           if j != axis)  # fmt: skip
+        n[axis] = max(1, min(int(spans[axis]), budget // max(1, others * units[axis])))
+    return tuple(k * u for k, u in zip(n, units, strict=True))
 
 
 def unit_cover(vol: BigArray, box: Box) -> Box:
@@ -190,7 +213,11 @@ def to_dask(vol: BigArray, chunks: Any = None) -> da.Array:
     level = vol.level
     grid, bounds, visible = level.source.grid, level.bounds, level.visible
     units = [level.unit[g] for g in visible]
-    blocks = block_shape(chunks, units, vol.shape, vol.dtype, units)
+    spans = [len(block_sizes(bounds.start[g], bounds.stop[g], grid.origin[g], u))
+             for g, u in zip(visible, units, strict=True)]  # fmt: skip
+    default = grown_units(units, spans, vol.dtype.itemsize, DEFAULT_BLOCK_BYTES,
+                          level.source.order)  # fmt: skip
+    blocks = block_shape(chunks, units, vol.shape, vol.dtype, default)
     dask_chunks = tuple(
         block_sizes(bounds.start[g], bounds.stop[g], grid.origin[g], b)
         for g, b in zip(visible, blocks, strict=True)
@@ -219,12 +246,22 @@ class BoxWriter:
         visible = vol.level.visible
         self.expand = tuple(j for j, g in enumerate(visible) if dropped[g])
         self.casting = casting
+        self.fortran = vol.level.source.order == "F"
 
     def write(self, block: np.ndarray, index: Sequence[slice]) -> int:
         start, stop = list(self.box.start), list(self.box.stop)
         for g, s in zip(self.kept, index, strict=True):
             start[g], stop[g] = self.box.start[g] + s.start, self.box.start[g] + s.stop
         if block.size:
+            if (
+                self.fortran
+                and block.ndim > 1
+                and block.strides[-1] == block.itemsize
+                and (block.itemsize in (1, 2, 4) and not block.flags.f_contiguous)
+            ):
+                # The engine would transpose chunk by chunk, a byte at a time; a word-wise
+                # transposing copy of the whole block is an order of magnitude faster.
+                block = fortran_copy(block)
             value = np.expand_dims(block, self.expand) if self.expand else block
             self.vol.write(Box(start, stop), value, casting=self.casting)
         return int(block.size)
@@ -276,8 +313,14 @@ def store(
     natural = [
         max(1, round(max(c, default=1) / u)) * u for c, u in zip(darr.chunks, units, strict=True)
     ]
-    shape = block_shape(blocks, units, darr.shape, darr.dtype, natural)
     origin = level.source.grid.origin
+    if math.prod(natural) * darr.dtype.itemsize < DEFAULT_BLOCK_BYTES:
+        # Small blocks cost more in tasks than the rechunk that merges them costs in copies.
+        spans = [len(block_sizes(box.start[g], box.stop[g], origin[g], u))
+                 for g, u in zip(kept, units, strict=True)]  # fmt: skip
+        natural = list(grown_units(units, spans, darr.dtype.itemsize, DEFAULT_BLOCK_BYTES,
+                                   level.source.order))  # fmt: skip
+    shape = block_shape(blocks, units, darr.shape, darr.dtype, natural)
     aligned = tuple(
         block_sizes(box.start[g], box.stop[g], origin[g], b)
         for g, b in zip(kept, shape, strict=True)

@@ -1,0 +1,430 @@
+"""``bigarrays cp ... --dask``: copy, reshard and convert a whole dataset as a Dask graph.
+
+The three kinds of ``cp`` run here as they do on the local thread pool (:mod:`bigarrays.copy`,
+:mod:`bigarrays.resharding`, :mod:`bigarrays.convert`) and leave the same objects: the new
+dataset's metadata is built by the same code before the tasks run, and its root document (the
+info, or the group's metadata) is written after the last task, so a job that fails part-way
+leaves no dataset at the destination, only objects that the next run overwrites.
+
+Resharding and conversion run one task per destination write unit: a box of whole destination
+chunks (whole shards on a sharded level) grown to about ``memory_target`` bytes and aligned on the
+destination's grid. No two tasks write the same chunk or shard, and a task that runs twice (its
+worker lost, or the job run again) writes the same bytes again. A plain copy moves objects as
+stored, a batch of keys per task. Either way the graph holds one task per unit of work, never one
+per chunk, so it stays small enough for the scheduler at any volume size.
+
+The source and the destination travel once, as keys of their own that the tasks depend on: a
+worker unpickles them (reopening their stores from their settings) once, not once per task.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+import uuid
+from collections.abc import Sequence
+from contextlib import nullcontext
+from dataclasses import replace
+from typing import Any
+
+from bigarrays.array import BigArray
+from bigarrays.box import Box
+from bigarrays.convert import (
+    DEFAULT_COMPRESSION,
+    ConvertResult,
+    _precomputed_writer,
+    _Reader,
+    _Writer,
+    _zarr_writer,
+)
+from bigarrays.copy import copy_objects
+from bigarrays.errors import (
+    InvalidArgumentError,
+    InvalidInfoError,
+    MissingDependencyError,
+    UnsupportedError,
+)
+from bigarrays.formats.detect import FORMATS, detect
+from bigarrays.formats.existing import clear_destination
+from bigarrays.formats.precomputed.format import INFO_KEY, PrecomputedDataset, open_dataset
+from bigarrays.formats.precomputed.info import Info
+from bigarrays.formats.precomputed.sharding import DEFAULT_SHARD_BYTES
+from bigarrays.formats.zarr.format import open_zarr
+from bigarrays.progress import progress_bar
+from bigarrays.resharding import sharded_scale, unsharded_scale
+from bigarrays.stores import Store, open_store
+
+try:
+    from dask.base import compute as dask_compute
+    from dask.callbacks import Callback
+    from dask.delayed import Delayed, delayed
+except ImportError:  # pragma: no cover - the extra is part of the test environment
+    raise MissingDependencyError("dask", "dask", "copying on Dask") from None
+
+__all__ = ["DEFAULT_MEMORY_TARGET", "convert_on_dask", "copy_on_dask", "plan_blocks",
+           "reshard_on_dask", "run_tasks"]  # fmt: skip
+
+#: Bytes of voxels a task holds (uncompressed) unless told otherwise.
+DEFAULT_MEMORY_TARGET = 256 << 20
+#: What a task holds per byte of its block: the block read, its transposed or merged copy, and
+#: the encoded chunks on their way out.
+TASK_OVERHEAD = 3
+
+Vec3 = tuple[int, int, int]
+
+
+# -- running a list of tasks -----------------------------------------------------------------------
+def run_tasks(
+    tasks: Sequence[Delayed],
+    weights: Sequence[int],
+    scheduler: Any,
+    progress: bool | None,
+    description: str,
+) -> list[Any]:
+    """Compute ``tasks`` on ``scheduler`` and return their results, in order.
+
+    ``scheduler`` is a ``distributed.Client``, a scheduler's address (``tcp://host:8786``, a
+    client is opened and closed here) or a local Dask scheduler's name (``"threads"``,
+    ``"sync"``, ``"processes"``). The bar advances by a task's weight as the cluster reports
+    the task done, so it shows the cluster's progress, not the order of submission.
+    """
+    client, opened = _client(scheduler)
+    try:
+        with progress_bar(sum(weights), description, progress) as advance:
+            if client is not None:
+                return _run_on_client(client, tasks, weights, advance)
+            weight = {task.key: w for task, w in zip(tasks, weights, strict=True)}
+
+            def done(key: Any, *_: Any) -> None:
+                for _i in range(weight.get(key, 0)):
+                    advance()  # type: ignore[misc]
+
+            watch: Any = nullcontext()
+            if advance is not None:
+                watch = Callback(posttask=done)  # type: ignore[no-untyped-call]
+            with watch:
+                return list(dask_compute(*tasks, scheduler=scheduler))  # type: ignore[no-untyped-call]
+    finally:
+        if opened:
+            client.close()
+
+
+def _client(scheduler: Any) -> tuple[Any, bool]:
+    """The ``distributed.Client`` that ``scheduler`` names, if any, and whether it was opened
+    here (so is closed here)."""
+    if isinstance(scheduler, str) and "://" in scheduler:
+        try:
+            from distributed import Client
+        except ImportError:
+            raise MissingDependencyError(
+                "distributed", "dask", "running on a dask.distributed cluster"
+            ) from None
+        return Client(scheduler, set_as_default=False), True  # type: ignore[no-untyped-call]
+    if scheduler is None or isinstance(scheduler, str):
+        return None, False
+    try:
+        from distributed import Client
+    except ImportError:
+        return None, False
+    return (scheduler, False) if isinstance(scheduler, Client) else (None, False)
+
+
+def _run_on_client(
+    client: Any, tasks: Sequence[Delayed], weights: Sequence[int], advance: Any
+) -> list[Any]:
+    from distributed import as_completed
+
+    futures = client.compute(list(tasks))
+    weight = {future.key: w for future, w in zip(futures, weights, strict=True)}
+    try:
+        # Following each task costs the client a few hundred microseconds: only for a bar.
+        if advance is not None:
+            for future in as_completed(futures, loop=client.loop):  # type: ignore[no-untyped-call]
+                if future.status == "error":
+                    future.result()  # raises the task's error here
+                for _ in range(weight[future.key]):
+                    advance()
+        return list(client.gather(futures))
+    finally:
+        client.cancel(futures)
+
+
+# -- planning --------------------------------------------------------------------------------------
+def plan_blocks(
+    bounds: Box, origin: Sequence[int], unit: Sequence[int], source_unit: Sequence[int],
+    voxel_bytes: int, memory_target: int,
+) -> list[Box]:  # fmt: skip
+    """Boxes of whole ``unit`` s (anchored at ``origin``, clipped to ``bounds``) that tile
+    ``bounds``, z slowest.
+
+    A block is first made as wide as a source unit along each axis (so that one task reads a
+    source shard whole) where that fits in ``memory_target``, then grown x first, then y, then z,
+    while it fits; a unit larger than the target is still one block.
+    """
+    budget = max(1, memory_target // max(1, voxel_bytes * TASK_OVERHEAD))
+    first = [(a - o) // u for a, o, u in zip(bounds.start, origin, unit, strict=True)]
+    grid = [-(-(b - o) // u) - f for b, o, u, f in zip(bounds.stop, origin, unit, first,
+                                                          strict=True)]  # fmt: skip
+    n = [max(1, min(g, -(-s // u))) for g, s, u in zip(grid, source_unit, unit, strict=True)]
+    if math.prod(k * u for k, u in zip(n, unit, strict=True)) > budget:
+        n = [1] * len(unit)
+    for axis in range(len(unit)):
+        others = math.prod(n[b] * unit[b] for b in range(len(unit)) if b != axis)
+        fit = budget // max(1, others * unit[axis])
+        n[axis] = max(n[axis], min(grid[axis], fit))
+    step = [k * u for k, u in zip(n, unit, strict=True)]
+    ranges = [range(o + f * u, b, s) for o, f, u, b, s in zip(origin, first, unit, bounds.stop,
+                                                                 step, strict=True)]  # fmt: skip
+    blocks = []
+    for z in ranges[2]:
+        for y in ranges[1]:
+            for x in ranges[0]:
+                start = (x, y, z)
+                box = Box(start, tuple(a + s for a, s in zip(start, step, strict=True)))
+                blocks.append(box.intersect(bounds))
+    return [b for b in blocks if not b.empty]
+
+
+def _xyz(values: Sequence[int], names: Sequence[str]) -> Vec3:
+    """The entries of ``values`` (one per axis named in ``names``) along x, y, z."""
+    x, y, z = (int(values[list(names).index(a)]) for a in "xyz")
+    return (x, y, z)
+
+
+def _names(vol: BigArray, roles: Sequence[str]) -> tuple[str, ...]:
+    return tuple(roles) if roles else tuple(a.name for a in vol.level.axes)
+
+
+# -- the tasks -------------------------------------------------------------------------------------
+def _nothing() -> None:
+    """The root metadata is written by the driver, after every task: a worker writes none."""
+
+
+def _copy_block(reader: _Reader, writer: _Writer, mip: int, box: Box, offset: Vec3) -> int:
+    writer.write(mip, box, reader.read(mip, box), offset)
+    return math.prod(box.shape)
+
+
+def _graph_key(value: Any, name: str) -> Delayed:
+    """``value`` as a key of its own, which the tasks that use it depend on (sent once)."""
+    node: Delayed = delayed(value, name=f"{name}-{uuid.uuid4().hex}", traverse=False)
+    return node
+
+
+def _run_blocks(
+    reader: _Reader, writer: _Writer, plans: Sequence[Any], scheduler: Any,
+    memory_target: int, progress: bool | None, description: str,
+) -> None:  # fmt: skip
+    """One task per block of every destination level, on ``scheduler``."""
+    channels, itemsize = reader.channels, reader.dataset.dtype.itemsize
+    source, target = _graph_key(reader, "bigarrays-source"), _graph_key(writer, "bigarrays-target")
+    task = delayed(_copy_block, pure=False)
+    tasks, weights = [], []
+    for mip, plan in enumerate(plans):
+        out, into = writer.arrays[mip], reader.arrays[mip]
+        out_names = _names(out, ("x", "y", "z", "c") if not writer.zarr_axes else ())
+        unit = _xyz(out.level.unit, out_names)
+        source_unit = _xyz(into.level.unit, _names(into, reader.roles))
+        origin = plan.voxel_offset  # a Zarr array's index 0 is the level's voxel_offset
+        for box in plan_blocks(plan.bounds, origin, unit, source_unit, channels * itemsize,
+                               memory_target):  # fmt: skip
+            tasks.append(task(source, target, mip, box, plan.voxel_offset))
+            weights.append(math.prod(-(-n // c) for n, c in zip(box.shape, plan.chunks,
+                                                                strict=True)))  # fmt: skip
+    run_tasks(tasks, weights, scheduler, progress, description)
+
+
+def _check_memory_target(memory_target: int) -> int:
+    if isinstance(memory_target, bool) or not isinstance(memory_target, int) or memory_target < 1:
+        raise InvalidArgumentError(
+            f"memory_target is a positive number of bytes, got {memory_target!r}"
+        )
+    return memory_target
+
+
+# -- conversion ------------------------------------------------------------------------------------
+def convert_on_dask(
+    src: str | os.PathLike[str] | Store,
+    dst: str | os.PathLike[str] | Store,
+    format: str,
+    *,
+    scheduler: Any,
+    chunks: Sequence[int] | None = None,
+    compression: str | None = None,
+    overwrite: bool = False,
+    threads: int | None = None,
+    progress: bool | None = None,
+    memory_target: int = DEFAULT_MEMORY_TARGET,
+) -> ConvertResult:
+    """:func:`bigarrays.convert.convert_format` as a Dask graph on ``scheduler`` (see
+    :func:`run_tasks`), one task per block of about ``memory_target`` bytes of whole
+    destination chunks. Both datasets must be on stores that every worker reaches."""
+    if format not in FORMATS:
+        raise InvalidArgumentError(f"format must be one of {', '.join(FORMATS)}, got {format!r}")
+    _check_memory_target(memory_target)
+    if threads is not None and threads < 1:
+        raise InvalidArgumentError(f"threads must be >= 1, got {threads}")
+    if chunks is not None and (len(chunks) != 3 or any(c < 1 for c in chunks)):
+        raise InvalidInfoError(f"chunks must be three positive sizes (x, y, z), got {chunks}")
+    codec_name = DEFAULT_COMPRESSION[format] if compression is None else compression
+    codec = None if codec_name == "none" else codec_name
+    started = time.perf_counter()
+    with _stores(src, dst) as (source, target):
+        found, document = detect(source)
+        dataset = (open_dataset(source, writable=False, info_bytes=document)
+                   if found == "precomputed" else open_zarr(source, found, document))  # fmt: skip
+        reader = _Reader(dataset, threads)
+        try:
+            _refuse_same(source, target)
+            check_reachable(source, target, scheduler)
+            plans = list(reader.plans)
+            if chunks is not None:
+                x, y, z = (int(c) for c in chunks)
+                plans = [replace(plan, chunks=(x, y, z)) for plan in plans]
+            dtype, channels = dataset.dtype, reader.channels
+            if format == "precomputed":
+                writer = _precomputed_writer(target, plans, dtype, channels, codec, threads,
+                                             dataset.layer_type)  # fmt: skip
+            else:
+                writer = _zarr_writer(target, 3 if format == "zarr" else 2, plans, dtype,
+                                      channels, codec, threads)  # fmt: skip
+            try:
+                clear_destination(target, overwrite)
+                finish, writer._finish = writer._finish, _nothing
+                _run_blocks(reader, writer, plans, scheduler, memory_target, progress,
+                            f"converting {source.url} to {format} at {target.url}")  # fmt: skip
+                finish()
+            finally:
+                writer.close()
+        finally:
+            reader.close()
+    voxels = sum(math.prod(plan.size) * reader.channels for plan in reader.plans)
+    return ConvertResult(len(reader.plans), voxels, time.perf_counter() - started)
+
+
+# -- resharding ------------------------------------------------------------------------------------
+def reshard_on_dask(
+    src: str | os.PathLike[str] | Store,
+    dst: str | os.PathLike[str] | Store,
+    *,
+    shard: bool,
+    scheduler: Any,
+    threads: int | None = None,
+    progress: bool | None = None,
+    overwrite: bool = False,
+    shard_size_bytes: int | None = None,
+    memory_target: int = DEFAULT_MEMORY_TARGET,
+) -> Info:
+    """:func:`bigarrays.resharding.convert_dataset` as a Dask graph on ``scheduler``: one task
+    per destination shard (``shard=True``), or per block of whole chunks of about
+    ``memory_target`` bytes, at least a source shard wide where that fits (``shard=False``).
+    Returns the new info, which is written after the last task."""
+    _check_memory_target(memory_target)
+    with _stores(src, dst) as (source, target):
+        _refuse_same(source, target)
+        check_reachable(source, target, scheduler)
+        _, document = detect(source, only="precomputed")
+        dataset = open_dataset(source, writable=False, info_bytes=document)
+        info = dataset.info
+        clear_destination(target, overwrite)
+        size = DEFAULT_SHARD_BYTES if shard_size_bytes is None else shard_size_bytes
+        scales = [
+            sharded_scale(s, info.num_channels, info.dtype.itemsize, size)
+            if shard else unsharded_scale(s)
+            for s in info.scales
+        ]  # fmt: skip
+        new_info = Info.from_bytes(info.with_scales(scales).to_bytes())
+        new = PrecomputedDataset(target, new_info)
+        reader = _Reader(dataset, threads)
+        arrays = [
+            BigArray(new, mip=k, mode="r+", threads=threads, progress=False,
+                     skip_empty=new.level(k).deletes_chunks)
+            for k in range(len(scales))
+        ]  # fmt: skip
+        writer = _Writer(arrays, False, _nothing)
+        try:
+            doing = "sharding" if shard else "unsharding"
+            _run_blocks(reader, writer, reader.plans, scheduler, memory_target, progress,
+                        f"{doing} {source.url} to {target.url}")  # fmt: skip
+        finally:
+            writer.close()
+            reader.close()
+        target.put(INFO_KEY, new_info.to_bytes())
+    return new_info
+
+
+# -- plain copies ----------------------------------------------------------------------------------
+def copy_on_dask(
+    source: Store,
+    target: Store,
+    keys: Sequence[str],
+    batch: int,
+    threads: int,
+    scheduler: Any,
+    progress: bool | None,
+) -> tuple[int, int]:
+    """Copy ``keys`` in tasks of ``batch`` keys on ``scheduler``: (objects, bytes) moved."""
+    task = delayed(copy_objects, pure=False)
+    src, dst = _graph_key(source, "bigarrays-source"), _graph_key(target, "bigarrays-target")
+    groups = [list(keys[i : i + batch]) for i in range(0, len(keys), batch)]
+    results = run_tasks([task(src, dst, group, threads) for group in groups],
+                        [len(g) for g in groups], scheduler, progress,
+                        f"copying {source.url} to {target.url}")  # fmt: skip
+    return sum(r[0] for r in results), sum(r[1] for r in results)
+
+
+# -- shared ----------------------------------------------------------------------------------------
+#: Dask schedulers that run every task in this process.
+IN_PROCESS = (None, "threads", "threading", "sync", "synchronous", "single-threaded")
+
+
+def check_reachable(source: Store, target: Store, scheduler: Any) -> None:
+    """Refuse stores that other processes cannot share, before anything is written: a memory
+    store (another process sees an empty one of its own, so writes would be lost) and a zip
+    file as the destination (writers in several processes would corrupt its directory)."""
+    from bigarrays.stores.memory import MemoryStore
+    from bigarrays.stores.zip import ZipStore
+
+    if isinstance(scheduler, str | None) and scheduler in IN_PROCESS:
+        return
+    for store, role in ((source, "source"), (target, "destination")):
+        if isinstance(store, MemoryStore) or (
+            role == "destination" and isinstance(store, ZipStore)
+        ):
+            raise UnsupportedError(
+                f"the {role} {store.url} cannot be shared by the worker processes of "
+                f"{scheduler!r}: use a store that every worker reaches (S3, GCS, a shared file "
+                "system), or scheduler='threads'"
+            )
+
+
+def _refuse_same(source: Store, target: Store) -> None:
+    if source.url.rstrip("/") == target.url.rstrip("/"):
+        raise UnsupportedError(f"cannot copy {source.url} onto itself; write it to another place")
+
+
+class _stores:
+    """The source (read-only) and target stores; those opened here from URLs are closed at the
+    end (a zip writes its central directory then), Store objects passed in are left open."""
+
+    def __init__(self, src: str | os.PathLike[str] | Store, dst: str | os.PathLike[str] | Store):
+        self.src, self.dst = src, dst
+        self.opened: list[Store] = []
+
+    def __enter__(self) -> tuple[Store, Store]:
+        source = open_store(self.src, read_only=True)
+        if not isinstance(self.src, Store):
+            self.opened.append(source)
+        try:
+            target = open_store(self.dst, read_only=False)
+        except BaseException:
+            self.__exit__()
+            raise
+        if not isinstance(self.dst, Store):
+            self.opened.append(target)
+        return source, target
+
+    def __exit__(self, *_: object) -> None:
+        for store in reversed(self.opened):
+            store.close()
