@@ -103,7 +103,13 @@ def test_zarr_python_opens_what_we_write_v3(meta: ArrayMetadataV3, data: st.Data
         pair = meta.to_json()["fill_value"]
         assert any(isinstance(p, str) and p.startswith("0x") for p in pair)
         return
-    assert same_fill(meta.fill_value, array.fill_value, meta.data_type)
+    if meta.data_type == np.float16 and not is_canonical(meta.fill_value, meta.data_type):
+        # zarr-python 3.1 reads a float16 hex NaN through a wider float and keeps only its NaN-ness
+        # (0x7e01 -> 0x7e00); wider floats keep the payload.
+        assert str(meta.to_json()["fill_value"]).startswith("0x")
+        assert np.isnan(array.fill_value)
+    else:
+        assert same_fill(meta.fill_value, array.fill_value, meta.data_type)
     chosen = some_indices(data.draw, meta.grid_shape)
     write_chunks(array, chosen)
     assert store.chunk_keys() == {meta.chunk_key(i) for i in chosen}
