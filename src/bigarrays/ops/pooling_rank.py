@@ -19,6 +19,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 
 from bigarrays.ops.pooling_cells import AxisCells, grid, layout, outer_axes
+from bigarrays.ops.pooling_jit import fits, rank_whole_cells
 from bigarrays.ops.pooling_reduce import Levels, level_start, relative
 
 Region = tuple[tuple[slice, ...], np.ndarray]
@@ -172,7 +173,47 @@ def _pool_mixed(
 def rank_levels(
     block: np.ndarray, start: Sequence[int], factors: Sequence[Sequence[int]], method: str
 ) -> Levels:
-    """``mode`` or ``median`` of every cumulative factor, each from the level-0 voxels."""
+    """``mode`` or ``median`` of every cumulative factor, each from the level-0 voxels.
+
+    Integer data goes to the compiled kernel, but for the coarsest cells that the block's faces
+    cut (the block is cut at coarsest cell boundaries, which are boundaries of every level's
+    cells, so each part pools on its own); other data is sorted here.
+    """
+    if not fits(block.dtype, factors):
+        return _sorted_levels(block, start, factors, method)
+    out: Levels = []
+    for f in factors:
+        shape = _pooled_shape(start, block.shape, f)
+        out.append((np.empty(shape, dtype=block.dtype, order=layout(block)), level_start(start, f)))
+    sections = []
+    for s, n, big in zip(start, block.shape, factors[-1], strict=True):
+        a = min(-s % big, n)
+        b = a + (n - a) // big * big
+        sections.append([(lo, hi, lo == a and hi == b) for lo, hi in ((0, a), (a, b), (b, n))
+                         if hi > lo])  # fmt: skip
+    for parts in itertools.product(*sections):
+        key = tuple(slice(lo, hi) for lo, hi, _ in parts)
+        part_start = [s + lo for s, (lo, _, _) in zip(start, parts, strict=True)]
+        if all(whole for _, _, whole in parts):
+            pooled = rank_whole_cells(block[key], factors, method)
+            starts = [level_start(part_start, f) for f in factors]
+        else:
+            levels = _sorted_levels(block[key], part_start, factors, method)
+            pooled = [a for a, _ in levels]
+            starts = [s for _, s in levels]
+        for (target, lo), values, at in zip(out, pooled, starts, strict=True):
+            place = zip(at, lo, values.shape, strict=True)
+            target[tuple(slice(p - q, p - q + n) for p, q, n in place)] = values
+    return out
+
+
+def _pooled_shape(start: Sequence[int], shape: Sequence[int], factor: Sequence[int]) -> list[int]:
+    return [-(-(s + n) // f) - s // f for s, n, f in zip(start, shape, factor, strict=True)]
+
+
+def _sorted_levels(
+    block: np.ndarray, start: Sequence[int], factors: Sequence[Sequence[int]], method: str
+) -> Levels:
     out: Levels = []
     values: np.ndarray = block
     same: np.ndarray | None = None
