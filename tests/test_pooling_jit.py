@@ -15,7 +15,7 @@ import bigarrays as ba
 from bigarrays.box import Box
 from bigarrays.ops import pooling_rank
 from bigarrays.ops.pooling import pool_levels
-from bigarrays.ops.pooling_jit import fits
+from bigarrays.ops.pooling_rank import fits
 from bigarrays.pipeline import ChunkEngine
 
 INTS = ["int8", "uint8", "int16", "uint16", "int32", "uint32", "int64", "uint64"]

@@ -92,7 +92,7 @@ from bigarrays.errors import (
     MethodDtypeError,
 )
 from bigarrays.ops.pooling_cells import AxisCells, outer_axes
-from bigarrays.ops.pooling_jit import fits as compiled_rank
+from bigarrays.ops.pooling_rank import fits as compiled_rank
 from bigarrays.ops.pooling_rank import rank_levels
 from bigarrays.ops.pooling_reduce import (
     Levels,

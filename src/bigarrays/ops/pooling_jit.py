@@ -329,17 +329,10 @@ def _nested(facs: np.ndarray, grids: list[tuple[int, ...]]) -> tuple[np.ndarray,
     return at, place
 
 
-def fits(dtype: np.dtype, factors: Sequence[Sequence[int]]) -> bool:
-    """Whether the compiled kernel pools this data: integers or bool in native byte order,
-    pooled along at most three axes."""
-    pooled = {ax for f in factors for ax, v in enumerate(f) if v > 1}
-    return dtype.kind in "biu" and dtype.isnative and len(pooled) <= 3
-
-
 def rank_whole_cells(
     block: np.ndarray, factors: Sequence[Sequence[int]], method: str
 ) -> list[np.ndarray]:
-    """``mode`` or ``median`` of ``block`` (see :func:`fits`), whose every axis holds whole
+    """``mode`` or ``median`` of ``block`` (see ``pooling_rank.fits``), whose every axis holds whole
     cells of the coarsest factor, by every cumulative factor; arrays in the block's layout."""
     ndim = block.ndim
     facs = np.ones((len(factors), max(3, ndim)), dtype=np.int64)

@@ -1,5 +1,8 @@
 """Pooling by rank: the mode and the median of each cell, always from the level-0 voxels.
 
+Integer and bool data go to the compiled kernel of ``pooling_jit``, but for the coarsest cells
+that a block's faces cut; those, and float and complex data, are pooled here with NumPy.
+
 Both need a cell's values together. Most cells of a label volume (and many of an image) hold
 one value only, so uniformity is found first, cheaply and level by level (a coarse cell is
 uniform when its finer cells are uniform and equal); only the other cells are gathered as rows
@@ -19,7 +22,6 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 
 from bigarrays.ops.pooling_cells import AxisCells, grid, layout, outer_axes
-from bigarrays.ops.pooling_jit import fits, rank_whole_cells
 from bigarrays.ops.pooling_reduce import Levels, level_start, relative
 
 Region = tuple[tuple[slice, ...], np.ndarray]
@@ -170,6 +172,13 @@ def _pool_mixed(
             target[region_mixed] = pick(_picked_rows(view, region_mixed))
 
 
+def fits(dtype: np.dtype, factors: Sequence[Sequence[int]]) -> bool:
+    """Whether the compiled kernel pools this data: integers or bool in native byte order,
+    pooled along at most three axes."""
+    pooled = {ax for f in factors for ax, v in enumerate(f) if v > 1}
+    return dtype.kind in "biu" and dtype.isnative and len(pooled) <= 3
+
+
 def rank_levels(
     block: np.ndarray, start: Sequence[int], factors: Sequence[Sequence[int]], method: str
 ) -> Levels:
@@ -181,6 +190,9 @@ def rank_levels(
     """
     if not fits(block.dtype, factors):
         return _sorted_levels(block, start, factors, method)
+    # Imported here: loading numba takes ~0.3 s, which only pyramids of integer data pay.
+    from bigarrays.ops.pooling_jit import rank_whole_cells
+
     out: Levels = []
     for f in factors:
         shape = _pooled_shape(start, block.shape, f)
