@@ -140,14 +140,24 @@ class ChunkEngine:
         fill_missing: bool = True,
         on_chunk: Callable[[], None] | None = None,
         count: int | None = None,
+        out: np.ndarray | None = None,
     ) -> np.ndarray:
         """A new array of ``box`` in the source's order; voxels outside the bounds, and chunks
         never written, hold the fill value.
 
-        ``count`` is ``source.grid.count(box)`` when the caller has it already.
+        ``count`` is ``source.grid.count(box)`` when the caller has it already. ``out``: an
+        array of the box's shape and the source's dtype to read into instead, for a box within
+        the source's chunk grid (a caller that reads many boxes reuses one array, which spares
+        the zeroing of fresh pages box after box); missing chunks are filled in it.
         """
-        # np.zeros maps zero pages lazily: voxels never pasted over cost nothing until read.
-        out = filled(box.shape, source.dtype, source.fill_value, source.order)
+        reused = out is not None
+        if out is None:
+            # np.zeros maps zero pages lazily: voxels never pasted over cost nothing until read.
+            out = filled(box.shape, source.dtype, source.fill_value, source.order)
+
+        def missing(piece: ChunkPiece) -> None:
+            if reused:
+                out[piece.in_box] = source.fill_value
 
         if source.batched:
             done = self._counter(on_chunk)
@@ -156,6 +166,7 @@ class ChunkEngine:
                 if chunk is None:
                     if not fill_missing:
                         raise ChunkNotFoundError(source.key(piece.chunk_index), source.url)
+                    missing(piece)
                 else:
                     out[piece.in_box] = chunk[piece.in_chunk]
                 done(1)
@@ -177,6 +188,7 @@ class ChunkEngine:
             if chunk is None:
                 if not fill_missing:
                     raise ChunkNotFoundError(source.key(piece.chunk_index), source.url)
+                missing(piece)
                 return
             # out[()] of a 0-d array is a scalar, not a view to paste into.
             np.copyto(out[piece.in_box] if out.ndim else out[...], chunk[part], casting="unsafe")

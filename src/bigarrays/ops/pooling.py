@@ -92,6 +92,7 @@ from bigarrays.errors import (
     MethodDtypeError,
 )
 from bigarrays.ops.pooling_cells import AxisCells, outer_axes
+from bigarrays.ops.pooling_rank import fits as compiled_rank
 from bigarrays.ops.pooling_rank import rank_levels
 from bigarrays.ops.pooling_reduce import (
     Levels,
@@ -264,6 +265,9 @@ def _by_slabs(
     coarse = AxisCells(start[axis], block.shape[axis], factors[-1][axis])
     per_cell = block.nbytes / max(coarse.count, 1)
     if method in ("mode", "median"):
+        if compiled_rank(block.dtype, factors) and _mostly_whole(block, start, factors[-1]):
+            # The compiled kernel needs no memory but its outputs.
+            return _pool(block, start, factors, method, kind)
         per_cell *= _SLAB_BYTES / _RANK_SLAB_VOXELS / block.dtype.itemsize
     step = max(1, int(_SLAB_BYTES // per_cell))
     if step >= coarse.count:
@@ -280,6 +284,16 @@ def _by_slabs(
         (np.concatenate([levels[k][0] for levels in slabs], axis=axis), slabs[0][k][1])
         for k in range(len(factors))
     ]
+
+
+def _mostly_whole(block: np.ndarray, start: Sequence[int], factor: Sequence[int]) -> bool:
+    """Whether at least 7/8 of the block lies in whole cells of ``factor`` (the rest, cut by
+    the block's faces, is sorted by the NumPy kernel, whose memory grows with what it sorts)."""
+    whole = 1
+    for s, n, f in zip(start, block.shape, factor, strict=True):
+        first = min(-s % f, n)
+        whole *= (n - first) // f * f
+    return whole * 8 >= block.size * 7
 
 
 def _pool(

@@ -1,5 +1,8 @@
 """Pooling by rank: the mode and the median of each cell, always from the level-0 voxels.
 
+Integer and bool data go to the compiled kernel of ``pooling_jit``, but for the coarsest cells
+that a block's faces cut; those, and float and complex data, are pooled here with NumPy.
+
 Both need a cell's values together. Most cells of a label volume (and many of an image) hold
 one value only, so uniformity is found first, cheaply and level by level (a coarse cell is
 uniform when its finer cells are uniform and equal); only the other cells are gathered as rows
@@ -169,10 +172,60 @@ def _pool_mixed(
             target[region_mixed] = pick(_picked_rows(view, region_mixed))
 
 
+def fits(dtype: np.dtype, factors: Sequence[Sequence[int]]) -> bool:
+    """Whether the compiled kernel pools this data: integers or bool in native byte order,
+    pooled along at most three axes."""
+    pooled = {ax for f in factors for ax, v in enumerate(f) if v > 1}
+    return dtype.kind in "biu" and dtype.isnative and len(pooled) <= 3
+
+
 def rank_levels(
     block: np.ndarray, start: Sequence[int], factors: Sequence[Sequence[int]], method: str
 ) -> Levels:
-    """``mode`` or ``median`` of every cumulative factor, each from the level-0 voxels."""
+    """``mode`` or ``median`` of every cumulative factor, each from the level-0 voxels.
+
+    Integer data goes to the compiled kernel, but for the coarsest cells that the block's faces
+    cut (the block is cut at coarsest cell boundaries, which are boundaries of every level's
+    cells, so each part pools on its own); other data is sorted here.
+    """
+    if not fits(block.dtype, factors):
+        return _sorted_levels(block, start, factors, method)
+    # Imported here: loading numba takes ~0.3 s, which only pyramids of integer data pay.
+    from bigarrays.ops.pooling_jit import rank_whole_cells
+
+    out: Levels = []
+    for f in factors:
+        shape = _pooled_shape(start, block.shape, f)
+        out.append((np.empty(shape, dtype=block.dtype, order=layout(block)), level_start(start, f)))
+    sections = []
+    for s, n, big in zip(start, block.shape, factors[-1], strict=True):
+        a = min(-s % big, n)
+        b = a + (n - a) // big * big
+        sections.append([(lo, hi, lo == a and hi == b) for lo, hi in ((0, a), (a, b), (b, n))
+                         if hi > lo])  # fmt: skip
+    for parts in itertools.product(*sections):
+        key = tuple(slice(lo, hi) for lo, hi, _ in parts)
+        part_start = [s + lo for s, (lo, _, _) in zip(start, parts, strict=True)]
+        if all(whole for _, _, whole in parts):
+            pooled = rank_whole_cells(block[key], factors, method)
+            starts = [level_start(part_start, f) for f in factors]
+        else:
+            levels = _sorted_levels(block[key], part_start, factors, method)
+            pooled = [a for a, _ in levels]
+            starts = [s for _, s in levels]
+        for (target, lo), values, at in zip(out, pooled, starts, strict=True):
+            place = zip(at, lo, values.shape, strict=True)
+            target[tuple(slice(p - q, p - q + n) for p, q, n in place)] = values
+    return out
+
+
+def _pooled_shape(start: Sequence[int], shape: Sequence[int], factor: Sequence[int]) -> list[int]:
+    return [-(-(s + n) // f) - s // f for s, n, f in zip(start, shape, factor, strict=True)]
+
+
+def _sorted_levels(
+    block: np.ndarray, start: Sequence[int], factors: Sequence[Sequence[int]], method: str
+) -> Levels:
     out: Levels = []
     values: np.ndarray = block
     same: np.ndarray | None = None

@@ -15,6 +15,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import math
 import os
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -229,9 +230,10 @@ def run(
         run_on_dask(dataset, targets, blocks, method, fresh, scheduler, engine.threads)
         return
     with progress_bar(len(blocks), f"pyramid of {dataset.store.url}", progress) as advance:
+        buffers = threading.local()
 
         def one(block: Box) -> None:
-            _pool_block(engine, base, targets, block, method, fresh)
+            _pool_block(engine, base, targets, block, method, fresh, buffers)
 
         pool = cf.ThreadPoolExecutor(workers, thread_name_prefix="bigarrays-pyramid")
         try:
@@ -343,12 +345,23 @@ def _pool_block(
     block: Box,
     method: str,
     fresh: bool,
+    buffers: threading.local | None = None,
 ) -> None:
-    data = engine.read(base.source, block)
-    if fresh and is_fill(data, base.source.fill_value):
+    """Read ``block`` of level 0 (into the calling thread's buffer in ``buffers``, reused from
+    block to block: fresh pages would be zeroed by the system for each block, a cost as large
+    as the read's), pool it for every level and write each level's part."""
+    source = base.source
+    out = None
+    if buffers is not None:
+        out = getattr(buffers, "block", None)
+        if out is None or out.shape != block.shape:
+            out = buffers.block = None  # the old one goes before the new one is made
+            out = buffers.block = np.empty(block.shape, dtype=source.dtype, order=source.order)
+    data = engine.read(source, block, out=out)
+    if fresh and _all_fill(data, source.fill_value):
         return
     pooled = pool_levels(data, block.start, [t.grid.factor for t in targets], method)
-    del data
+    del data, out
     for target, (values, start) in zip(targets, pooled, strict=True):
         box = Box(start, tuple(s + n for s, n in zip(start, values.shape, strict=True)))
         part = box.intersect(target.affected)
@@ -360,3 +373,10 @@ def _pool_block(
             continue
         # A view: the engine cuts it into chunks and copies each chunk's part once anyway.
         engine.write(source, part, cut, skip_empty=target.level.deletes_chunks)
+
+
+def _all_fill(data: np.ndarray, fill_value: Any) -> bool:
+    """Whether ``data`` is all fill value; a block of data usually shows it is not in its first
+    voxels, before a pass over all of them."""
+    corner = data[tuple(slice(0, 16) for _ in data.shape)]
+    return is_fill(corner, fill_value) and is_fill(data, fill_value)
