@@ -10,6 +10,8 @@ comments, which the site does not show:
   empty; ``gcs`` does the same with the GCS emulator and ``STORAGE_EMULATOR_HOST``.
 - ``<!-- docs-test: http https://data.example.org -->``: a local static HTTP server that serves
   the page's working folder; the code runs with that origin replaced by the server's address.
+- ``<!-- docs-test: dask tcp://scheduler:8786 -->``: a ``dask.distributed`` cluster (one worker
+  process-less, two threads); the code runs with that address replaced by the cluster's.
 - ``<!-- docs-test: map FROM TO -->``: the code runs with ``FROM`` replaced by ``TO`` (an
   absolute example path such as ``/data/`` mapped into the working folder).
 - ``<!-- docs-test: setup`` + code + ``-->``: hidden code run at that place (data a page's
@@ -30,7 +32,7 @@ SHELL = frozenset({"sh", "bash", "console", "shell"})
 _FENCE = re.compile(r"^(?P<indent>[ \t]*)```(?P<lang>[\w+-]*)[^\n]*\n(?P<body>.*?)^(?P=indent)```",
                     re.S | re.M)  # fmt: skip
 _DIRECTIVE = re.compile(r"<!--\s*docs-test:\s*(?P<word>[\w-]+)(?P<rest>.*?)-->", re.S)
-_PAGE_WORDS = frozenset({"s3", "gcs", "http", "map"})
+_PAGE_WORDS = frozenset({"s3", "gcs", "http", "dask", "map"})
 _BLOCK_WORDS = frozenset({"skip", "run"})
 
 
@@ -54,6 +56,7 @@ class Page:
     s3: bool = False
     gcs: bool = False
     http_origins: list[str] = field(default_factory=list)
+    dask_addresses: list[str] = field(default_factory=list)
     maps: list[tuple[str, str]] = field(default_factory=list)
 
     def rewrite(self, code: str, http_endpoint: str | None = None) -> str:
@@ -113,6 +116,10 @@ def _directive(page: Page, word: str, rest: str, line: int, pending: dict[str, s
         if not args:
             raise DirectiveError(f"{where}: 'http' names the origin the examples use")
         page.http_origins.append(args)
+    elif word == "dask":
+        if not args:
+            raise DirectiveError(f"{where}: 'dask' names the scheduler address the examples use")
+        page.dask_addresses.append(args)
     elif word == "map":
         parts = args.split()
         if len(parts) != 2:

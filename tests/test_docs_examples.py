@@ -54,6 +54,7 @@ def test_page_examples(name: str, request: pytest.FixtureRequest, tmp_path: Path
         _gcs(page, request, monkeypatch)
     with (
         _http(page, work) as endpoint,
+        _dask(page),
         _memory_namespaces(),
         _time_limit(name, PAGE_SECONDS),
         warnings.catch_warnings(),
@@ -116,6 +117,20 @@ def _gcs(page: Page, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyP
                 quoted = urllib.parse.quote(obj, safe="")
                 gone = urllib.request.Request(f"{url}/{bucket}/o/{quoted}", method="DELETE")
                 urllib.request.urlopen(gone, timeout=10).close()
+
+
+@contextlib.contextmanager
+def _dask(page: Page) -> Iterator[None]:
+    """A local cluster standing in for the scheduler addresses the page names."""
+    if not page.dask_addresses:
+        yield
+        return
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=1, processes=False, threads_per_worker=2,
+                      dashboard_address=None) as cluster:  # fmt: skip
+        page.maps.extend((a, cluster.scheduler_address) for a in page.dask_addresses)
+        yield
 
 
 class _http:
