@@ -8,6 +8,7 @@ artifact directory (see ``viewer_browser_support.artifact_dir``).
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -196,6 +197,24 @@ def test_view_ome_zarr_multiscale(browser: Browser, tmp_path: Path) -> None:
     img.downsample(num_mips=2)
     shot = view_and_load(browser, "view_ome_zarr", img)
     assert_quadrants(quadrant_means(shot))
+
+
+def test_view_ome_zarr_translated(browser: Browser, tmp_path: Path) -> None:
+    # An image placed far from the origin by its multiscale's translation (as ome-zarr-py and
+    # converters write them): the view starts on it, not on an empty region at the origin.
+    path = tmp_path / "moved.ome.zarr"
+    img = ba.create(path, shape=SHAPE[::-1], dtype="uint8", dims=("z", "y", "x"),
+                    chunks=(8, 32, 32), resolution=(40, 8, 8))  # fmt: skip
+    img[:, :, :] = quadrants().T
+    document = json.loads((path / "zarr.json").read_text())
+    dataset = document["attributes"]["ome"]["multiscales"][0]["datasets"][0]
+    for transform in dataset["coordinateTransformations"]:
+        if transform["type"] == "translation":  # moved 500 voxels in y, 1000 in x
+            transform["translation"][1] += 8.0 * 500
+            transform["translation"][2] += 8.0 * 1000
+    (path / "zarr.json").write_text(json.dumps(document))
+    shot = view_and_load(browser, "view_ome_zarr_translated", ba.open(path))
+    assert_quadrants(quadrant_means(shot, offset=(1000, 500)))
 
 
 def _precomputed_pyramid(tmp_path: Path) -> tuple[ba.BigArray, ba.BigArray]:

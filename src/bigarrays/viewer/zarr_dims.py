@@ -2,9 +2,9 @@
 
 Neuroglancer names an OME-Zarr image's axes as its ``multiscales`` do (a channel axis becomes a
 local dimension, ``c'``, so it is left out here), in metres for space units and seconds for time
-units. A Zarr array without OME metadata is named by its dimension names, without units. The
-viewer orders x, y, z first, so that the first panel is the xy plane whatever order the array
-stores its axes in.
+units, placed where its ``coordinateTransformations`` translate it. A Zarr array without OME
+metadata is named by its dimension names, without units. The viewer orders x, y, z first, so
+that the first panel is the xy plane whatever order the array stores its axes in.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
+from bigarrays.errors import BigArraysError
+from bigarrays.formats.zarr.ome import OmeAttributes, level_geometry
 from bigarrays.formats.zarr.units import SPACE_UNITS, TIME_UNITS, ngff_unit
 from bigarrays.viewer.state import Dimension
 
@@ -34,6 +36,19 @@ def _multiscales(document: dict[str, Any]) -> list[Any] | None:
 
 
 AxisInfo = tuple[str, str | None, str | None]
+
+
+def _origin(vol: BigArray, n: int) -> list[float]:
+    """Where the lower corner of level 0's voxel 0 lies, in level-0 voxels, as Neuroglancer
+    places an OME-Zarr image: its translations, less half a voxel on space axes (NGFF puts the
+    translation at a voxel's centre); 0 for a plain Zarr array."""
+    attributes = vol.info.get("attributes", vol.info)
+    try:
+        ome = OmeAttributes.from_json(attributes)
+        offset = level_geometry(ome.multiscales[0], 0).offset if ome.multiscales else ()
+    except (BigArraysError, ValueError, TypeError):
+        offset = ()
+    return [float(o) for o in offset] if len(offset) == n else [0.0] * n
 
 
 def _axes(vol: BigArray) -> list[AxisInfo]:
@@ -63,6 +78,7 @@ def zarr_dimensions(vol: BigArray) -> tuple[Dimension, ...]:
     resolution = vol.resolution
     if len(axes) != len(bounds.start) or len(resolution) != len(axes):
         return ()
+    origin = _origin(vol, len(axes))
     space: list[Dimension] = []
     other: list[Dimension] = []
     for i, (name, kind, unit) in enumerate(axes):
@@ -75,7 +91,8 @@ def zarr_dimensions(vol: BigArray) -> tuple[Dimension, ...]:
                 scale, symbol = scale * SPACE_UNITS[named] / 1e9, "m"
             elif named in TIME_UNITS:
                 scale, symbol = scale * TIME_UNITS[named], "s"
-        dim = Dimension(name, scale, symbol, bounds.start[i], bounds.stop[i])
+        lo, hi = bounds.start[i] + origin[i], bounds.stop[i] + origin[i]
+        dim = Dimension(name, scale, symbol, lo, hi)
         (space if kind == "space" or name in ("x", "y", "z") else other).append(dim)
     order = {"x": 0, "y": 1, "z": 2}
     space.sort(key=lambda d: order.get(d.name, 3))
