@@ -214,7 +214,8 @@ def test_segmentation_auto_method_is_mode(tmp_path):
 
 
 def test_cloudvolume_reads_our_levels(tmp_path):
-    cloudvolume = pytest.importorskip("cloudvolume")
+    import cloudvolume
+
     vol = precomputed(tmp_path, (64, 64, 16), "uint8", (16, 16, 8), (8, -4, 2),
                       resolution=(4, 4, 40))  # fmt: skip
     data = random_data(np.random.default_rng(6), (64, 64, 16), "uint8")
@@ -230,8 +231,9 @@ def test_cloudvolume_reads_our_levels(tmp_path):
 
 
 def test_ome_zarr_levels_validate_and_open_in_zarr_python(tmp_path):
-    zarr = pytest.importorskip("zarr")
-    models = pytest.importorskip("ome_zarr_models.v05")
+    import ome_zarr_models.v05 as models
+    import zarr
+
     url = tmp_path / "img.ome.zarr"
     vol = ba.create(url, shape=(2, 16, 48, 40), dtype="uint16", chunks=(1, 8, 16, 16),
                     dims=("c", "z", "y", "x"), resolution=(400, 100, 100))  # fmt: skip

@@ -279,7 +279,8 @@ def test_server_answers_while_a_source_fails(plain_volume):
 
 
 def test_a_compression_neuroglancer_cannot_read_is_warned(tmp_path):
-    pytest.importorskip("blosc")
+    import blosc  # noqa: F401
+
     with pytest.warns(ba.errors.ViewerCompatibilityWarning):
         vol = ba.create(tmp_path / "blosc", shape=(8, 8, 8), dtype="uint8", compression="blosc")
     with pytest.warns(ba.errors.ViewerCompatibilityWarning, match="blosc"):

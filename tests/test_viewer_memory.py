@@ -70,7 +70,8 @@ def test_levels_are_pooled_from_the_level_before():
 
 
 def test_read_over_http_with_bigarrays_and_tensorstore():
-    ts = pytest.importorskip("tensorstore")
+    import tensorstore as ts
+
     a = _image(seed=3)
     viewer = ba.view(a, resolution=(4, 4, 30), voxel_offset=(-10, 5, 0))
     with ba.open(viewer.data_url()) as served:
@@ -87,7 +88,8 @@ def test_read_over_http_with_bigarrays_and_tensorstore():
 
 
 def test_labels_are_compressed_segmentation_pooled_by_mode():
-    ts = pytest.importorskip("tensorstore")
+    import tensorstore as ts
+
     labels = _labels()
     viewer = ba.view(labels)
     info = json.loads(fetch(viewer.data_url() + "info")[2])
@@ -107,7 +109,8 @@ def test_labels_are_compressed_segmentation_pooled_by_mode():
 
 
 def test_dask_arrays_are_read_chunk_by_chunk():
-    da = pytest.importorskip("dask.array")
+    import dask.array as da
+
     a = _image((130, 70, 20), seed=5)
     lazy = da.from_array(a, chunks=(50, 50, 10))
     viewer = ba.view(lazy, resolution=(2, 2, 2))
@@ -225,7 +228,8 @@ def test_every_memory_layout_serves_x_fastest_bytes(layout):
 
 
 def test_the_contrast_sample_of_a_dask_array_reads_a_bounded_box():
-    da = pytest.importorskip("dask.array")
+    import dask.array as da
+
     computed: list[int] = []
 
     def block(x, block_info=None):

@@ -220,7 +220,8 @@ def test_kernel_and_notebook_server_detection(monkeypatch):
     fake_ipython.get_ipython = lambda: shell  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "IPython", fake_ipython)
     assert jupyter.in_kernel()
-    serverapp = pytest.importorskip("jupyter_server.serverapp")
+    from jupyter_server import serverapp
+
     running = [{"url": "http://localhost:8890/nb/", "base_url": "/nb/"}]
     monkeypatch.setattr(serverapp, "list_running_servers", lambda: iter(running))
     assert jupyter.notebook_server() == ("http://localhost:8890", "/nb/")
