@@ -274,6 +274,9 @@ class ShardedZarrChunks(ShardWriter, ChunkSourceBase):
     def encode_shard(self, chunks: Mapping[int, bytes]) -> bytes | None:
         return self.config.encode_shard(chunks)
 
+    def encode_shard_parts(self, chunks: Mapping[int, bytes]) -> list[bytes] | None:
+        return self.config.encode_shard_parts(chunks)
+
     def encode_chunk(self, chunk: np.ndarray) -> bytes | None:
         """The stored bytes of an inner chunk's voxels (padded to the whole inner chunk); None
         for one all fill (left out)."""
