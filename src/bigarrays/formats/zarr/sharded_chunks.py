@@ -43,7 +43,7 @@ from bigarrays.formats.sharding import (
     read_shard_ranges,
     run_few,
 )
-from bigarrays.formats.zarr.chunks import whole_chunk
+from bigarrays.formats.zarr.chunks import _plain_bytes, whole_chunk
 from bigarrays.formats.zarr.metadata_v3 import ArrayMetadataV3
 from bigarrays.formats.zarr.sharding import ABSENT, ShardingConfig
 from bigarrays.stores import Store
@@ -92,6 +92,7 @@ class ShardedZarrChunks(ShardWriter, ChunkSourceBase):
         self.chain = self.config.codecs
         self._prefix = f"{prefix.strip('/')}/" if prefix.strip("/") else ""
         self.chunk_nbytes = math.prod(inner) * self.dtype.itemsize
+        self._plain = _plain_bytes(self.chain, self.dtype)
         self.merges_safely = store.conditional_writes
         self.cache: VersionedCache[ShardIndex] = VersionedCache(cache_bytes)
         self.write_batch_bytes = write_batch_bytes
@@ -280,8 +281,14 @@ class ShardedZarrChunks(ShardWriter, ChunkSourceBase):
     def encode_chunk(self, chunk: np.ndarray) -> bytes | None:
         """The stored bytes of an inner chunk's voxels (padded to the whole inner chunk); None
         for one all fill (left out)."""
-        if is_fill(chunk, self.fill_value):
+        # A voxel off the fill spares the pass over the chunk that proves it all fill.
+        corner = chunk[(slice(0, 1),) * chunk.ndim]
+        if is_fill(corner, self.fill_value) and is_fill(chunk, self.fill_value):
             return None
+        if self._plain and chunk.shape == self.grid.chunk:
+            # Stored as the values in C order: one copy, gathered straight into the bytes (a
+            # contiguous copy first, then its bytes, costs twice and a fresh buffer's faults).
+            return np.asarray(chunk, dtype=self.dtype).tobytes(order="C")
         return self.chain.encode(whole_chunk(chunk, self.grid.chunk, self.dtype, self.fill_value))
 
     def decode_chunk(self, data: bytes, index: Vec, key: str) -> np.ndarray:
