@@ -101,6 +101,9 @@ class Stream:
         self._submitted = self._finished = 0
         self._done: dict[int, int] = {}
         self._queued = 0
+        # A written slab, kept for the next one to fill: a fresh one of hundreds of MiB costs
+        # the kernel a page fault and a zeroed page for every 4 KiB the frames are copied into.
+        self._spare: np.ndarray | None = None
         self._cond = threading.Condition()
         self._growing = threading.Lock()
         self._pyramid: StreamPyramid | None = None
@@ -180,6 +183,10 @@ class Stream:
         return data.reshape(full)
 
     def _new_slab(self) -> np.ndarray:
+        with self._cond:
+            spare, self._spare = self._spare, None
+        if spare is not None:
+            return spare
         shape = list(self._box.shape)
         shape[self._axis] = self._unit
         return np.empty(shape, self._dtype, order=self._order)
@@ -237,6 +244,8 @@ class Stream:
                     self._checkpoint()
                 with self._cond:  # an append waiting for room sees the checkpoint taken
                     self._queued -= slab.nbytes
+                    # Only one kept: the slabs held never outnumber those queued before.
+                    self._spare = slab
                     self._cond.notify_all()
             except BaseException as exc:
                 with self._cond:
