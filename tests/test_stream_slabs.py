@@ -1,8 +1,10 @@
 """The streaming writer fills the slabs it has written again rather than taking fresh memory
-for each, and a slab filled again never lets the frames it held before reach the store."""
+for each, a slab filled again never lets the frames it held before reach the store, and a
+sharded target has one encoded shard in flight at a time."""
 
 from __future__ import annotations
 
+import threading
 import uuid
 
 import numpy as np
@@ -10,6 +12,9 @@ import pytest
 
 import bigarrays as ba
 from bigarrays.box import Box
+from bigarrays.stores import MemoryStore
+from bigarrays.stores.base import PutMode
+from bigarrays.stores.memory import drop_namespace
 from bigarrays.streaming_writer import Stream
 
 
@@ -51,3 +56,44 @@ def test_a_slab_filled_again_in_part_stores_only_its_new_frames() -> None:
     got = vol[:, :, :]
     np.testing.assert_array_equal(got[:, :, 16:19], 5)
     np.testing.assert_array_equal(got[:, :, 19:], 0)  # never the old frames
+
+
+class OverlapRecorder(MemoryStore):
+    """Records how many shard puts were under way at once; a put waits a little for another to
+    start, so that two writers, if there were two, would be seen overlapping."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.active = self.most = 0
+        self.lock = threading.Lock()
+        self.second = threading.Event()
+
+    def _put_parts(
+        self, key: str, parts: list[memoryview], mode: PutMode, version: str | None
+    ) -> str | None:
+        with self.lock:
+            self.active += 1
+            self.most = max(self.most, self.active)
+            if self.active > 1:
+                self.second.set()
+        self.second.wait(0.2)
+        try:
+            return super()._put_parts(key, parts, mode, version)
+        finally:
+            with self.lock:
+                self.active -= 1
+
+
+def test_a_sharded_stream_holds_one_encoded_shard_at_a_time() -> None:
+    name = f"slabs-{uuid.uuid4().hex}"
+    store = OverlapRecorder(name)
+    try:
+        frames = np.arange(32 * 16 * 16, dtype="uint16").reshape(32, 16, 16) + 1
+        with ba.stream(store, axis="t", shape=(16, 16), dtype="uint16", format="zarr",
+                       dims=("t", "y", "x"), chunks=(8, 16, 16),
+                       sharding={"chunk_shape": [8, 8, 8]}) as s:  # fmt: skip
+            s.append(frames)  # four slabs queued at once
+        assert store.most == 1
+        np.testing.assert_array_equal(ba.open(store)[...], frames)
+    finally:
+        drop_namespace(name)

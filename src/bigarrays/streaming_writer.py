@@ -22,6 +22,7 @@ from bigarrays.errors import (
     StreamClosedError,
     StreamWriteError,
 )
+from bigarrays.formats.shard_writes import ShardWriter
 from bigarrays.streaming_pyramid import StreamPyramid
 
 DEFAULT_QUEUE_BYTES = 1 << 30
@@ -122,10 +123,13 @@ class Stream:
         self._fsync = fsync
         if fsync:
             vol.store.checkpoint()  # stores that count what a checkpoint flushes start here
-        # Two writers: one slab's last puts (a whole shard is one large put) overlap the next
-        # slab's encoding.
+        # Two writers: one slab's last puts overlap the next slab's encoding. A sharded level
+        # gets one: a writer holds its whole shard encoded until the put, so a second would
+        # hold a second shard beside the queue, and measured no faster (the pool encodes a
+        # shard's chunks in parallel already).
+        writers = 1 if isinstance(level.source, ShardWriter) else WRITERS
         self._writers = [threading.Thread(target=self._run, name="bigarrays-stream", daemon=True)
-                         for _ in range(WRITERS)]  # fmt: skip
+                         for _ in range(writers)]  # fmt: skip
         for writer in self._writers:
             writer.start()
 
