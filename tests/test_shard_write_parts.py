@@ -69,3 +69,19 @@ def test_inner_chunks_whose_first_voxel_is_fill(tmp_path: Path, dtype: str) -> N
     assert source.load((1, 1, 0)) is None  # all fill: left out
     np.testing.assert_array_equal(ba.open(path)[:, :, :], data)
     np.testing.assert_array_equal(zarr.open_array(str(path))[:], data)
+
+
+@pytest.mark.parametrize("dtype", ["<u2", ">u2", "float32", "bool"])
+@pytest.mark.parametrize("compression", [None, "gzip", "zstd", "blosc"])
+def test_inner_chunks_encode_as_their_codec_chain_does(
+    tmp_path: Path, dtype: str, compression: str | None
+) -> None:
+    path = tmp_path / "a.zarr"
+    options = {} if compression is None else {"compression": compression}
+    vol = ba.create(path, shape=(8, 8, 8), dtype=dtype, chunks=(8, 8, 8),
+                    sharding={"chunk_shape": (4, 4, 4)}, **options)  # fmt: skip
+    source = vol.level.source
+    assert isinstance(source, ShardedZarrChunks)
+    block = (np.arange(8 * 8 * 8) % 7).astype(dtype).reshape(8, 8, 8)
+    chunk = block[2:6, 1:5, 4:8]  # a view with strides of the block, as a slab's chunks are
+    assert bytes(source.encode_chunk(chunk) or b"") == source.chain.encode(chunk.copy())

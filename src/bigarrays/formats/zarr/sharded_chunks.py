@@ -29,6 +29,8 @@ import numpy as np
 
 from bigarrays.box import Box, ChunkGrid, ChunkPiece, Vec
 from bigarrays.chunk_source import ChunkSourceBase, Order
+from bigarrays.codecs.bytes_bytes import BytesBytesCodec
+from bigarrays.codecs.chain import BytesCodec, CodecChain
 from bigarrays.errors import (
     CorruptChunkError,
     StaleReadError,
@@ -43,7 +45,7 @@ from bigarrays.formats.sharding import (
     read_shard_ranges,
     run_few,
 )
-from bigarrays.formats.zarr.chunks import _plain_bytes, whole_chunk
+from bigarrays.formats.zarr.chunks import whole_chunk
 from bigarrays.formats.zarr.metadata_v3 import ArrayMetadataV3
 from bigarrays.formats.zarr.sharding import ABSENT, ShardingConfig
 from bigarrays.stores import Store
@@ -64,6 +66,19 @@ class ShardIndex:
     @property
     def nbytes(self) -> int:
         return int(self.table.nbytes)
+
+
+def _plain_then(chain: object, dtype: np.dtype) -> tuple[BytesBytesCodec, ...] | None:
+    """The bytes-to-bytes codecs of a chain that serializes a chunk as its values in C order and
+    this machine's byte order; None for any other chain."""
+    if not isinstance(chain, CodecChain) or chain.array_array or dtype == np.bool_:
+        return None
+    codec = chain.array_bytes
+    if not isinstance(codec, BytesCodec):
+        return None
+    if dtype.itemsize != 1 and codec.stored != dtype.newbyteorder("="):
+        return None
+    return chain.bytes_bytes
 
 
 class ShardedZarrChunks(ShardWriter, ChunkSourceBase):
@@ -92,7 +107,7 @@ class ShardedZarrChunks(ShardWriter, ChunkSourceBase):
         self.chain = self.config.codecs
         self._prefix = f"{prefix.strip('/')}/" if prefix.strip("/") else ""
         self.chunk_nbytes = math.prod(inner) * self.dtype.itemsize
-        self._plain = _plain_bytes(self.chain, self.dtype)
+        self._plain_head = _plain_then(self.chain, self.dtype)
         self.merges_safely = store.conditional_writes
         self.cache: VersionedCache[ShardIndex] = VersionedCache(cache_bytes)
         self.write_batch_bytes = write_batch_bytes
@@ -285,10 +300,14 @@ class ShardedZarrChunks(ShardWriter, ChunkSourceBase):
         corner = chunk[(slice(0, 1),) * chunk.ndim]
         if is_fill(corner, self.fill_value) and is_fill(chunk, self.fill_value):
             return None
-        if self._plain and chunk.shape == self.grid.chunk:
-            # Stored as the values in C order: one copy, gathered straight into the bytes (a
-            # contiguous copy first, then its bytes, costs twice and a fresh buffer's faults).
-            return np.asarray(chunk, dtype=self.dtype).tobytes(order="C")
+        if self._plain_head is not None and chunk.shape == self.grid.chunk:
+            # Serialized as the values in C order: one copy, gathered straight into the bytes (a
+            # contiguous copy first, then its bytes, costs twice and a fresh buffer's faults),
+            # then compressed as the chain would.
+            data = np.asarray(chunk, dtype=self.dtype).tobytes(order="C")
+            for codec in self._plain_head:
+                data = codec.encode(data)
+            return data
         return self.chain.encode(whole_chunk(chunk, self.grid.chunk, self.dtype, self.fill_value))
 
     def decode_chunk(self, data: bytes, index: Vec, key: str) -> np.ndarray:
