@@ -145,7 +145,8 @@ def main() -> None:
     print(f"{args.frames} frames of {SIDE}x{SIDE} uint16 ({args.frames * SIDE * SIDE * 2 / MiB:.0f}"
           f" MiB), chunks {DEPTH}x{CHUNK}x{CHUNK}, to {root}")  # fmt: skip
     plain = measure("os.write", root, args.frames, "raw", False)
-    print(f"os.write: {plain['fps']:.1f} frames/s, {plain['mibs']:.0f} MiB/s")
+    print(f"os.write: {plain['fps']:.1f} frames/s, {plain['mibs']:.0f} MiB/s; load average "
+          f"{_load()}")  # fmt: skip
     print(
         "| setting | bigarrays fps | acquire-zarr fps | ratio | bigarrays MiB/s | vs os.write "
         "| bigarrays peak MiB | acquire-zarr peak MiB | stored MiB (ba / az) |"
@@ -164,6 +165,12 @@ def main() -> None:
                       flush=True)  # fmt: skip
     finally:
         shutil.rmtree(root, ignore_errors=True)
+    print(f"load average at the end: {_load()}")
+
+
+def _load() -> str:
+    # The machine may be shared: figures taken under load are not comparable without it.
+    return " ".join(f"{v:.2f}" for v in os.getloadavg())
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from bigarrays.errors import (
     StreamClosedError,
     StreamWriteError,
 )
+from bigarrays.formats.shard_writes import ShardWriter
 from bigarrays.streaming_pyramid import StreamPyramid
 
 DEFAULT_QUEUE_BYTES = 1 << 30
@@ -101,6 +102,9 @@ class Stream:
         self._submitted = self._finished = 0
         self._done: dict[int, int] = {}
         self._queued = 0
+        # A written slab, kept for the next one to fill: a fresh one of hundreds of MiB costs
+        # the kernel a page fault and a zeroed page for every 4 KiB the frames are copied into.
+        self._spare: np.ndarray | None = None
         self._cond = threading.Condition()
         self._growing = threading.Lock()
         self._pyramid: StreamPyramid | None = None
@@ -119,10 +123,13 @@ class Stream:
         self._fsync = fsync
         if fsync:
             vol.store.checkpoint()  # stores that count what a checkpoint flushes start here
-        # Two writers: one slab's last puts (a whole shard is one large put) overlap the next
-        # slab's encoding.
+        # Two writers: one slab's last puts overlap the next slab's encoding. A sharded level
+        # gets one: a writer holds its whole shard encoded until the put, so a second would
+        # hold a second shard beside the queue, and measured no faster (the pool encodes a
+        # shard's chunks in parallel already).
+        writers = 1 if isinstance(level.source, ShardWriter) else WRITERS
         self._writers = [threading.Thread(target=self._run, name="bigarrays-stream", daemon=True)
-                         for _ in range(WRITERS)]  # fmt: skip
+                         for _ in range(writers)]  # fmt: skip
         for writer in self._writers:
             writer.start()
 
@@ -180,6 +187,10 @@ class Stream:
         return data.reshape(full)
 
     def _new_slab(self) -> np.ndarray:
+        with self._cond:
+            spare, self._spare = self._spare, None
+        if spare is not None:
+            return spare
         shape = list(self._box.shape)
         shape[self._axis] = self._unit
         return np.empty(shape, self._dtype, order=self._order)
@@ -237,6 +248,8 @@ class Stream:
                     self._checkpoint()
                 with self._cond:  # an append waiting for room sees the checkpoint taken
                     self._queued -= slab.nbytes
+                    # Only one kept: the slabs held never outnumber those queued before.
+                    self._spare = slab
                     self._cond.notify_all()
             except BaseException as exc:
                 with self._cond:

@@ -80,6 +80,12 @@ class ShardWriter:
         """The bytes of a shard holding ``chunks`` (None when it holds none)."""
         raise NotImplementedError
 
+    def encode_shard_parts(self, chunks: Mapping[int, bytes]) -> Sequence[bytes] | None:
+        """:meth:`encode_shard` in pieces to be stored one after another (a format that can
+        spares the put of a whole shard a copy of it)."""
+        data = self.encode_shard(chunks)
+        return None if data is None else [data]
+
     def encode_chunk(self, chunk: np.ndarray) -> bytes | None:
         """A chunk's stored bytes; None for one all fill (left out of its shard)."""
         raise NotImplementedError
@@ -185,7 +191,7 @@ class ShardWriter:
             try:
                 if g.full:
                     payload = {cid: d for cid, d in g.new.items() if d is not None}
-                    put_whole(self.store, g.key, self.encode_shard(payload))
+                    self._put_whole(g.key, self.encode_shard_parts(payload))
                 else:
                     self._put_merged(g, pieces, targets, part)
             finally:
@@ -194,6 +200,13 @@ class ShardWriter:
             done(len(g.positions))
 
         run_few(run, commit, batch)
+
+    def _put_whole(self, key: str, parts: Sequence[bytes] | None) -> None:
+        if parts is None:
+            put_whole(self.store, key, None)  # no chunk left: the shard is deleted
+        else:
+            # A plain put, as put_whole makes: every backend orders it with conditional writes.
+            self.store.put_parts(key, parts)
 
     def _put_merged(
         self, g: ShardWrite, pieces: Sequence[ChunkPiece], targets: Targets,

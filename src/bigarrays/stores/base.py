@@ -337,24 +337,40 @@ class Store(abc.ABC):
         """
         self._check_writable()
         norm = self._key(key)
+        _check_mode(mode, version)
         if mode == "overwrite":
-            if version is not None:
-                raise ValueError(f"version={version!r} is for mode='if_version', not 'overwrite'")
             return self._put(norm, value, content_encoding)
-        if mode == "create":
-            if version is not None:
-                raise ValueError(f"version={version!r} is for mode='if_version', not 'create'")
-        elif mode == "if_version":
-            if version is None:
-                raise ValueError(
-                    "mode='if_version' needs the version to write at (from get_with_version); "
-                    "mode='create' writes only where there is no value"
-                )
-        else:
-            raise ValueError(f"mode is 'overwrite', 'create' or 'if_version', got {mode!r}")
         if not self.conditional_writes:
             raise self._no_versions()
         return self._put_if_version(norm, value, version, content_encoding)
+
+    def put_parts(
+        self,
+        key: str,
+        parts: Sequence[Buffer],
+        *,
+        mode: PutMode = "overwrite",
+        version: str | None = None,
+    ) -> str | None:
+        """:meth:`put` of ``parts`` one after another as one value, just as atomic and with the
+        same modes. A backend that can write them in turn (a file) never joins them, so a value
+        made of many pieces (a shard of chunks) is not copied whole once more; others join."""
+        self._check_writable()
+        norm = self._key(key)
+        _check_mode(mode, version)
+        views = [memoryview(p) for p in parts]  # before any write: a part that is no buffer
+        if mode != "overwrite" and not self.conditional_writes:
+            raise self._no_versions()
+        return self._put_parts(norm, views, mode, version)
+
+    def _put_parts(
+        self, key: str, parts: list[memoryview], mode: PutMode, version: str | None
+    ) -> str | None:
+        """Write the parts as one value (``mode`` and ``version`` checked as :meth:`put` does)."""
+        value = b"".join(parts)
+        if mode == "overwrite":
+            return self._put(key, value, None)
+        return self._put_if_version(key, value, version, None)
 
     def delete(self, key: str) -> None:
         """Remove ``key``; removing a key that does not exist is not an error."""
@@ -547,6 +563,24 @@ class Store(abc.ABC):
 
     def _delete_if_version(self, key: str, version: str | None) -> None:
         raise self._no_versions()
+
+
+def _check_mode(mode: str, version: str | None) -> None:
+    """Refuse a put mode that is unknown or given the wrong version."""
+    if mode == "overwrite":
+        if version is not None:
+            raise ValueError(f"version={version!r} is for mode='if_version', not 'overwrite'")
+    elif mode == "create":
+        if version is not None:
+            raise ValueError(f"version={version!r} is for mode='if_version', not 'create'")
+    elif mode == "if_version":
+        if version is None:
+            raise ValueError(
+                "mode='if_version' needs the version to write at (from get_with_version); "
+                "mode='create' writes only where there is no value"
+            )
+    else:
+        raise ValueError(f"mode is 'overwrite', 'create' or 'if_version', got {mode!r}")
 
 
 def delete_folder(store: Store, folder: str, *, keep: Sequence[str] = ()) -> None:

@@ -37,7 +37,7 @@ from bigarrays.errors import (
     VersionConflictError,
 )
 from bigarrays.stores import content_encoding
-from bigarrays.stores.base import ANY_ENCODING, ANY_VERSION, NOT_FOUND, Buffer, Store
+from bigarrays.stores.base import ANY_ENCODING, ANY_VERSION, NOT_FOUND, Buffer, PutMode, Store
 
 _TMP_MARK = ".bigarrays-tmp-"
 #: Suffix of a key's lock file (it carries the temp mark, so listings never show it).
@@ -193,22 +193,31 @@ class FileStore(Store):
     def _put(self, key: str, value: Buffer, encoding: str | None) -> str:
         return self._write(key, value, encoding, ANY_VERSION)
 
-    def _write(self, key: str, value: Buffer, encoding: str | None, version: str | None) -> str:
-        """Put ``value`` under the key's lock, if the key is at ``version`` (any: ANY_VERSION);
-        the new version."""
+    def _put_parts(
+        self, key: str, parts: list[memoryview], mode: PutMode, version: str | None
+    ) -> str:
+        return self._write(key, parts, None, ANY_VERSION if mode == "overwrite" else version)
+
+    def _write(
+        self, key: str, value: Buffer | list[memoryview], encoding: str | None, version: str | None
+    ) -> str:
+        """Put ``value`` (or its parts in turn) under the key's lock, if the key is at
+        ``version`` (any: ANY_VERSION); the new version."""
         content_encoding.check(encoding)
         # Plain strings and os calls: this runs once per chunk written, and pathlib's objects
         # cost more than the system calls.
         base = os.path.join(self._root_str, key)
         path = base if encoding is None else base + content_encoding.SUFFIXES[encoding]
-        view = memoryview(value).cast("B")  # before the lock: a value that is no buffer
+        # Before the lock: a value that is no buffer.
+        views = [memoryview(v).cast("B") for v in (value if isinstance(value, list) else [value])]
         fd, lock, held = self._lock(base)
         published = False
         try:
             if version != ANY_VERSION:
                 self._check_version(key, version)
             try:
-                _write_all(fd, view)
+                for view in views:
+                    _write_all(fd, view)
             except OSError as exc:
                 raise self._write_error(path, exc) from exc
             # The same key under another encoding would shadow or be shadowed by this one;

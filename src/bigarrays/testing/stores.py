@@ -168,6 +168,45 @@ class StoreConformance:
         assert again == store.get_with_version("k")[1]
         assert store.put("new", b"x", mode="create") == store.get_with_version("new")[1]
 
+    def test_put_parts(self, store: Store) -> None:
+        """A value put as parts reads back as their concatenation, replaces a longer value
+        whole, and takes every buffer type (an empty part included)."""
+        big = payload(self.large_size, seed=4)
+        store.put("k", big + big)
+        parts: list[Buffer] = [big, bytearray(b"mid"), b"", memoryview(b"end")]
+        version = store.put_parts("k", parts)
+        assert store.get("k") == big + b"midend"
+        assert store.size("k") == len(big) + 6
+        if store.conditional_writes:
+            assert version == store.get_with_version("k")[1]
+        else:
+            assert version is None
+        store.put_parts("none", [])
+        assert store.get("none") == b""
+        with pytest.raises(TypeError):
+            store.put_parts("bad", [b"x", "text is not bytes"])  # type: ignore[list-item]
+        assert not store.exists("bad")
+
+    def test_put_parts_modes(self, store: Store) -> None:
+        """put_parts is conditional as put is."""
+        version = store.put_parts("k", [b"o", b"ne"])
+        if not store.conditional_writes:
+            for mode, at in (("create", None), ("if_version", "1")):
+                with pytest.raises(UnsupportedError, match="conditional writes"):
+                    store.put_parts("new", [b"x"], mode=mode, version=at)  # type: ignore[arg-type]
+            assert store.get("new") is None
+            return
+        with pytest.raises(VersionConflictError):
+            store.put_parts("k", [b"two"], mode="create")
+        again = store.put_parts("k", [b"t", b"wo"], mode="if_version", version=version)
+        with pytest.raises(VersionConflictError):
+            store.put_parts("k", [b"three"], mode="if_version", version=version)
+        assert store.get("k") == b"two"
+        assert again == store.get_with_version("k")[1]
+        assert store.put_parts("new", [b"x"], mode="create") == store.get_with_version("new")[1]
+        with pytest.raises(ValueError, match="needs the version"):
+            store.put_parts("k", [b"x"], mode="if_version")
+
     # -- delete / exists ---------------------------------------------------------------------------
     def test_delete(self, store: Store) -> None:
         store.put("a/k", b"1")
@@ -502,6 +541,7 @@ class StoreConformance:
             lambda: ro.put("gz", gzip.compress(b"x"), content_encoding="gzip"),
             lambda: ro.put("new", b"x", mode="create"),
             lambda: ro.put("k", b"x", mode="if_version", version="1"),
+            lambda: ro.put_parts("k", [b"x", b"y"]),
             lambda: ro.delete("k"),
             lambda: ro.delete("missing"),
         ]

@@ -221,6 +221,12 @@ class ShardingConfig:
 
     def encode_shard(self, chunks: Mapping[int, bytes]) -> bytes | None:
         """The bytes of a shard of the given stored inner chunks (None: there are none)."""
+        parts = self.encode_shard_parts(chunks)
+        return None if parts is None else b"".join(parts)
+
+    def encode_shard_parts(self, chunks: Mapping[int, bytes]) -> list[bytes] | None:
+        """:meth:`encode_shard` as its pieces in order (the index and the chunks), for a put
+        that writes them in turn rather than copying a shard of hundreds of MiB whole."""
         if not chunks:
             return None
         table = self.empty_index().reshape(-1, 2)
@@ -236,8 +242,8 @@ class ShardingConfig:
             at += len(data)
         index = self.index_codecs.encode(table.reshape((*self.chunks_per_shard, 2)))
         if self.index_location == "start":
-            return b"".join([index, *parts])
-        return b"".join([*parts, index])
+            return [index, *parts]
+        return [*parts, index]
 
 
 # -- creating sharded arrays ---------------------------------------------------------------------
