@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import bigarrays as ba
-from bigarrays.adapters.transpose import fortran_copy
+from bigarrays.transpose import fortran_copy
 
 DTYPES = ["uint8", "int8", "uint16", "int32", "float32", "uint64", "float64", "bool"]
 

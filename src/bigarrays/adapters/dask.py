@@ -29,7 +29,6 @@ from typing import Any
 
 import numpy as np
 
-from bigarrays.adapters.transpose import fortran_copy
 from bigarrays.array import BigArray
 from bigarrays.box import Box
 from bigarrays.errors import (
@@ -44,6 +43,7 @@ from bigarrays.errors import (
 )
 from bigarrays.indexing import Casting, coerce_value, parse_key
 from bigarrays.stores import Store
+from bigarrays.transpose import fortran_copy
 
 try:
     import dask.array as da
