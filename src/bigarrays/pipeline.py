@@ -239,7 +239,12 @@ class ChunkEngine:
         local = threading.local()
 
         def cut_and_put(piece: ChunkPiece) -> None:
-            part = _cut(data, piece, source)
+            # The piece is saved or merged before this returns: a buffer of this thread's takes
+            # its transposed copy, chunk after chunk.
+            ordered = getattr(local, "ordered", None)
+            if ordered is None:
+                ordered = local.ordered = bytearray(nbytes)
+            part = _cut(data, piece, source, ordered)
             if not piece.covers_chunk:
                 # A chunk is one object: the voxels the box does not cover are carried over
                 # from what is stored, by a merge that no concurrent writer can undo.
@@ -256,8 +261,11 @@ class ChunkEngine:
         self._run(cut_and_put, source.grid.pieces(box), on_chunk)
 
 
-def _cut(data: np.ndarray, piece: ChunkPiece, source: ChunkSource) -> np.ndarray:
-    """The voxels of ``piece`` in ``data``, of the source's dtype, laid out in its order.
+def _cut(
+    data: np.ndarray, piece: ChunkPiece, source: ChunkSource, buffer: bytearray | None = None
+) -> np.ndarray:
+    """The voxels of ``piece`` in ``data``, of the source's dtype, laid out in its order (in
+    ``buffer`` when given and they need moving).
 
     A piece in the other memory order (a C-ordered array into a precomputed volume, which
     stores x fastest) would be copied into the chunk element by element, which for small
@@ -267,5 +275,5 @@ def _cut(data: np.ndarray, piece: ChunkPiece, source: ChunkSource) -> np.ndarray
     part = data[piece.in_box]
     if part.dtype != source.dtype:
         part = part.astype(source.dtype)
-    ordered = ordered_copy(part, source.order)
+    ordered = ordered_copy(part, source.order, buffer)
     return part if ordered is None else ordered
