@@ -1,5 +1,5 @@
-"""C-ordered Dask blocks into a Fortran-ordered volume: ``fortran_copy`` and its use by
-``ba.store``. Oracle: ``np.asfortranarray``."""
+"""C-ordered Dask blocks into a Fortran-ordered volume: ``fortran_copy`` and the pieces
+``ba.store`` has the engine hand the volume. Oracle: ``np.asfortranarray``."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import bigarrays as ba
-from bigarrays.adapters.transpose import fortran_copy
+from bigarrays.transpose import fortran_copy
 
 DTYPES = ["uint8", "int8", "uint16", "int32", "float32", "uint64", "float64", "bool"]
 
@@ -54,22 +54,34 @@ def test_fortran_copy_of_an_array_larger_than_a_tile(shape: tuple[int, ...]) -> 
     np.testing.assert_array_equal(got, a)
 
 
-def test_store_hands_the_engine_fortran_ordered_blocks(
+def test_store_hands_the_source_fortran_ordered_pieces_of_c_ordered_blocks(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Blocks reach the volume as Dask made them (no copy of a whole block); the engine
+    transposes each chunk's piece as it cuts it."""
     vol = ba.create(tmp_path / "v", shape=(64, 48, 40), dtype="uint8", chunks=(16, 16, 8),
                     voxel_offset=(-9, 3, 1), progress=False)  # fmt: skip
     data = np.random.default_rng(6).integers(0, 255, size=vol.shape, dtype=np.uint8)
-    orders: list[bool] = []
+    blocks: list[np.ndarray] = []
+    pieces: list[np.ndarray] = []
     write = ba.BigArray.write
+    source = vol.level.source
+    save_view = source.save_view
 
     def spy(self: ba.BigArray, box: Any, value: np.ndarray, **kw: Any) -> None:
-        orders.append(bool(value.flags.f_contiguous))
+        blocks.append(value)
         write(self, box, value, **kw)
 
+    def spy_save(index: Any, box: Any, part: np.ndarray, scratch: bytearray) -> None:
+        pieces.append(part.copy(order="K"))
+        save_view(index, box, part, scratch)
+
     monkeypatch.setattr(ba.BigArray, "write", spy)
+    monkeypatch.setattr(source, "save_view", spy_save)
     ba.store(da.from_array(np.ascontiguousarray(data), chunks=(32, 16, 16)), vol,
              blocks=(32, 16, 16), scheduler="sync")  # fmt: skip
-    assert len(orders) == 2 * 3 * 3  # one write per block: 64/32 x 48/16 x 40/16
-    assert all(orders)
+    assert len(blocks) == 2 * 3 * 3  # one write per block: 64/32 x 48/16 x 40/16
+    assert not any(block.flags.f_contiguous for block in blocks)  # still laid out as Dask made them
+    assert len(pieces) == 4 * 3 * 5
+    assert all(piece.flags.f_contiguous for piece in pieces)
     np.testing.assert_array_equal(ba.open(vol.url)[...], data)

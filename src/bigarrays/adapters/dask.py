@@ -29,7 +29,6 @@ from typing import Any
 
 import numpy as np
 
-from bigarrays.adapters.transpose import fortran_copy
 from bigarrays.array import BigArray
 from bigarrays.box import Box
 from bigarrays.errors import (
@@ -246,22 +245,14 @@ class BoxWriter:
         visible = vol.level.visible
         self.expand = tuple(j for j, g in enumerate(visible) if dropped[g])
         self.casting = casting
-        self.fortran = vol.level.source.order == "F"
 
     def write(self, block: np.ndarray, index: Sequence[slice]) -> int:
         start, stop = list(self.box.start), list(self.box.stop)
         for g, s in zip(self.kept, index, strict=True):
             start[g], stop[g] = self.box.start[g] + s.start, self.box.start[g] + s.stop
         if block.size:
-            if (
-                self.fortran
-                and block.ndim > 1
-                and block.strides[-1] == block.itemsize
-                and (block.itemsize in (1, 2, 4) and not block.flags.f_contiguous)
-            ):
-                # The engine would transpose chunk by chunk, a byte at a time; a word-wise
-                # transposing copy of the whole block is an order of magnitude faster.
-                block = fortran_copy(block)
+            # A C-ordered block goes to the engine as it is: it transposes each chunk's piece
+            # word-wise as it cuts it, with no copy of the whole block.
             value = np.expand_dims(block, self.expand) if self.expand else block
             self.vol.write(Box(start, stop), value, casting=self.casting)
         return int(block.size)
