@@ -38,6 +38,26 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
+@pytest.fixture(scope="module")
+def dask_client() -> Iterator[Any]:
+    """A client of a two-process ``dask.distributed`` cluster on 127.0.0.1, one per test module
+    (a module may kill its workers)."""
+    import contextlib
+    import warnings
+
+    from distributed import Client, LocalCluster
+
+    with contextlib.ExitStack() as stack:
+        with warnings.catch_warnings():
+            # Another cluster on this machine may hold the default port of the HTTP endpoints.
+            warnings.filterwarnings("ignore", "Port .* is already in use", UserWarning)
+            cluster = stack.enter_context(
+                LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
+                             dashboard_address=None, host="127.0.0.1", silence_logs=50)
+            )  # fmt: skip
+        yield stack.enter_context(Client(cluster, set_as_default=False))
+
+
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
     with MotoServer() as server:

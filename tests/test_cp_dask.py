@@ -7,10 +7,8 @@ the destination byte for byte as the local ``cp`` leaves it: the same keys, the 
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
-import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,7 +17,7 @@ from typing import Any
 import cloudpickle
 import numpy as np
 import pytest
-from distributed import Client, LocalCluster
+from distributed import Client
 
 import bigarrays as ba
 from bigarrays.adapters import dask_copy
@@ -37,16 +35,9 @@ from bigarrays.stores.file import FileStore
 RNG = np.random.default_rng(1616)
 
 
-@pytest.fixture(scope="module")
-def client() -> Iterator[Client]:
-    with contextlib.ExitStack() as stack:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", "Port .* is already in use", UserWarning)
-            cluster = stack.enter_context(
-                LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
-                             dashboard_address=None, host="127.0.0.1", silence_logs=50)
-            )  # fmt: skip
-        yield stack.enter_context(Client(cluster, set_as_default=False))
+@pytest.fixture
+def client(dask_client: Client) -> Client:
+    return dask_client
 
 
 def _objects(path: Path) -> dict[str, bytes]:

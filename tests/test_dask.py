@@ -7,14 +7,11 @@ on 127.0.0.1, so the graph, the volume and the store really travel by pickle.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import pickle
 import subprocess
 import sys
 import uuid
-import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +21,7 @@ import dask.array as da
 import numpy as np
 import pytest
 import xarray
-from distributed import Client, LocalCluster
+from distributed import Client
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -42,17 +39,9 @@ from bigarrays.testing.counting import CountingStore
 RNG = np.random.default_rng(16)
 
 
-@pytest.fixture(scope="module")
-def client() -> Iterator[Client]:
-    with contextlib.ExitStack() as stack:
-        with warnings.catch_warnings():
-            # Another cluster on this machine may hold the default port of the HTTP endpoints.
-            warnings.filterwarnings("ignore", "Port .* is already in use", UserWarning)
-            cluster = stack.enter_context(
-                LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
-                             dashboard_address=None, host="127.0.0.1", silence_logs=50)
-            )  # fmt: skip
-        yield stack.enter_context(Client(cluster, set_as_default=False))
+@pytest.fixture
+def client(dask_client: Client) -> Client:
+    return dask_client
 
 
 def _filled(vol: ba.BigArray) -> np.ndarray:
