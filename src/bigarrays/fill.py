@@ -31,6 +31,9 @@ def is_fill(chunk: np.ndarray, fill_value: Any = 0) -> bool:
         return bool((rows.reshape(-1, pattern.size) == pattern).all())
     target = int(_bits(fill)[0])
     bits = _bits(chunk)
+    # Most chunks that are not fill show it in their first voxel: no pass over the whole chunk.
+    if bits.size and int(bits.flat[0]) != target:
+        return False
     return not bits.any() if target == 0 else bool((bits == target).all())
 
 
