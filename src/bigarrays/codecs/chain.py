@@ -152,7 +152,9 @@ class BytesCodec(ArrayBytesCodec):
         return cls(dtype, shape, endian)
 
     def encode(self, chunk: np.ndarray) -> bytes:
-        # One copy: the byte swap (if any) and the C-order gather happen together.
+        if chunk.dtype == self.stored:
+            # One copy, gathered in C order from whatever layout the chunk has.
+            return chunk.tobytes(order="C")
         return np.ascontiguousarray(chunk, dtype=self.stored).tobytes()
 
     def decode(self, data: bytes, key: str) -> np.ndarray:

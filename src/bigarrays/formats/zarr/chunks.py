@@ -41,11 +41,11 @@ class Chain(Protocol):
 def whole_chunk(
     part: np.ndarray, shape: tuple[int, ...], dtype: np.dtype, fill_value: Any
 ) -> np.ndarray:
-    """The C-ordered chunk of ``shape`` whose corner is ``part`` (an edge chunk's voxels, clipped
+    """The chunk of ``shape`` whose corner is ``part`` (an edge chunk's voxels, clipped
     to the array); the rest holds the fill value, as Zarr stores edge chunks at full shape."""
     if part.shape == shape:
-        # Not np.ascontiguousarray, which makes a 0-d chunk 1-d.
-        return np.asarray(part, dtype=dtype, order="C")
+        # As it lies: the chain's serialization gathers it into C order in its one copy.
+        return np.asarray(part, dtype=dtype)
     chunk = filled(shape, dtype, fill_value, "C")
     chunk[tuple(slice(0, n) for n in part.shape)] = part
     return chunk

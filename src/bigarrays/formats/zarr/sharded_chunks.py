@@ -29,8 +29,6 @@ import numpy as np
 
 from bigarrays.box import Box, ChunkGrid, ChunkPiece, Vec
 from bigarrays.chunk_source import ChunkSourceBase, Order
-from bigarrays.codecs.bytes_bytes import BytesBytesCodec
-from bigarrays.codecs.chain import BytesCodec, CodecChain
 from bigarrays.errors import (
     CorruptChunkError,
     StaleReadError,
@@ -68,19 +66,6 @@ class ShardIndex:
         return int(self.table.nbytes)
 
 
-def _plain_then(chain: object, dtype: np.dtype) -> tuple[BytesBytesCodec, ...] | None:
-    """The bytes-to-bytes codecs of a chain that serializes a chunk as its values in C order and
-    this machine's byte order; None for any other chain."""
-    if not isinstance(chain, CodecChain) or chain.array_array or dtype == np.bool_:
-        return None
-    codec = chain.array_bytes
-    if not isinstance(codec, BytesCodec):
-        return None
-    if dtype.itemsize != 1 and codec.stored != dtype.newbyteorder("="):
-        return None
-    return chain.bytes_bytes
-
-
 class ShardedZarrChunks(ShardWriter, ChunkSourceBase):
     """Loads and saves the decoded inner chunks of one sharded Zarr v3 array."""
 
@@ -107,7 +92,6 @@ class ShardedZarrChunks(ShardWriter, ChunkSourceBase):
         self.chain = self.config.codecs
         self._prefix = f"{prefix.strip('/')}/" if prefix.strip("/") else ""
         self.chunk_nbytes = math.prod(inner) * self.dtype.itemsize
-        self._plain_head = _plain_then(self.chain, self.dtype)
         self.merges_safely = store.conditional_writes
         self.cache: VersionedCache[ShardIndex] = VersionedCache(cache_bytes)
         self.write_batch_bytes = write_batch_bytes
@@ -296,18 +280,8 @@ class ShardedZarrChunks(ShardWriter, ChunkSourceBase):
     def encode_chunk(self, chunk: np.ndarray) -> bytes | None:
         """The stored bytes of an inner chunk's voxels (padded to the whole inner chunk); None
         for one all fill (left out)."""
-        # A voxel off the fill spares the pass over the chunk that proves it all fill.
-        corner = chunk[(slice(0, 1),) * chunk.ndim]
-        if is_fill(corner, self.fill_value) and is_fill(chunk, self.fill_value):
+        if is_fill(chunk, self.fill_value):
             return None
-        if self._plain_head is not None and chunk.shape == self.grid.chunk:
-            # Serialized as the values in C order: one copy, gathered straight into the bytes (a
-            # contiguous copy first, then its bytes, costs twice and a fresh buffer's faults),
-            # then compressed as the chain would.
-            data = np.asarray(chunk, dtype=self.dtype).tobytes(order="C")
-            for codec in self._plain_head:
-                data = codec.encode(data)
-            return data
         return self.chain.encode(whole_chunk(chunk, self.grid.chunk, self.dtype, self.fill_value))
 
     def decode_chunk(self, data: bytes, index: Vec, key: str) -> np.ndarray:
