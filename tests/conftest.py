@@ -18,24 +18,7 @@ import pytest
 
 from network_servers import FakeGCSServer, MotoServer
 
-pytest_plugins = ["conftest_browser"]
-
-#: Tests skipped in this run (the controller's count under xdist).
-_SKIPPED: list[str] = []
-
-
-def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    if report.skipped:
-        _SKIPPED.append(report.nodeid)
-
-
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    # In CI a skipped test is a test that did not run: the run fails rather than passing
-    # without it (a package missing from the test extras, a server that did not start).
-    if os.environ.get("CI") and _SKIPPED and exitstatus == 0:
-        names = ", ".join(_SKIPPED[:5]) + (" ..." if len(_SKIPPED) > 5 else "")
-        print(f"\nCI: {len(_SKIPPED)} test(s) skipped, which counts as a failure: {names}")
-        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+pytest_plugins = ["conftest_browser", "ci_skips"]
 
 
 @pytest.fixture(scope="module")
