@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -154,14 +155,14 @@ def test_get_many_merges_neighbouring_ranges(tmp_path: Path) -> None:
     refs[".zarray"] = _zarray()
     store = ReferenceStore(_write(tmp_path, {"version": 1, "refs": refs}))
     target, _name = store._target(str(tmp_path / "blob.bin"))
-    calls: list[tuple[int, int | None]] = []
-    original = target._get_range
+    calls: list[tuple[int, int]] = []
+    original = target._get_spans
 
-    def counting(key: str, start: int, length: int | None) -> bytes | None:
-        calls.append((start, length))
-        return original(key, start, length)
+    def counting(key: str, spans: Any, *args: Any) -> list[bytes | None]:
+        calls.extend((s.start, s.length) for s in spans)
+        return original(key, spans, *args)
 
-    target._get_range = counting  # type: ignore[method-assign]
+    target._get_spans = counting  # type: ignore[method-assign]
     got = store.get_many(["0.0", "0.1", "1.0", "1.1", ".zarray", "9.9"])
     assert len(calls) == 1  # four chunks 4 bytes apart: one read
     assert got["0.1"] == DATA[0:4, 5:10].tobytes()

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sized
 from typing import TypeVar
 
 import numpy as np
@@ -40,10 +40,14 @@ def run_bounded(
 
     Each worker pulls the next item from the shared iterator, so nothing is queued ahead and a
     request of a million chunks holds no more than ``workers`` of them at a time; one future per
-    worker rather than per item keeps the scheduling cost off the per-chunk path. The first
+    worker rather than per item keeps the scheduling cost off the per-chunk path. The calling
+    thread is one of the workers (it would only wait otherwise), and a sized ``items`` gets no
+    more workers than it has items: a request of three chunks hands two to the pool. The first
     exception stops the other workers and is re-raised once every worker has returned, so no
     task touches the caller's buffers after this returns.
     """
+    if isinstance(items, Sized):
+        workers = min(workers, len(items))
     if executor is None or workers <= 1:
         for item in items:
             fn(item)
@@ -70,8 +74,9 @@ def run_bounded(
             if on_done is not None:
                 on_done()
 
-    futures = [executor.submit(work) for _ in range(workers)]
+    futures = [executor.submit(work) for _ in range(workers - 1)]
     try:
+        work()
         cf.wait(futures)
     except BaseException:  # e.g. KeyboardInterrupt in the caller: stop the workers first
         stop.set()
@@ -82,6 +87,12 @@ def run_bounded(
 
 
 _END = object()
+
+
+def _serial(fn: Callable[[T], None], items: Iterable[T]) -> None:
+    """A :class:`Runner` that calls ``fn`` on this thread: for requests too small to share."""
+    for item in items:
+        fn(item)
 
 
 class ChunkEngine:
@@ -172,7 +183,9 @@ class ChunkEngine:
                     out[piece.in_box] = chunk[piece.in_chunk]
                 done(1)
 
-            source.read_pieces(list(source.grid.pieces(box)), self.run, paste)
+            listed = list(source.grid.pieces(box))
+            source.read_pieces(listed, _serial if len(listed) <= source.inline_chunks
+                               else self.run, paste)  # fmt: skip
             return out
 
         nbytes = source.chunk_nbytes + 1

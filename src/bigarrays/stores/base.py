@@ -433,6 +433,23 @@ class Store(abc.ABC):
         """
         return None
 
+    def read_ranges_into(
+        self,
+        key: str,
+        ranges: Sequence[ByteRange],
+        buffer: memoryview,
+        each: Callable[[int, memoryview], None],
+        version: str | None,
+    ) -> bool:
+        """Read each ``(start, length)`` of the plain value of ``key`` into ``buffer`` in turn
+        and call ``each(i, view)`` with the bytes read (fewer past the end) before the next range
+        overwrites them; False, with nothing read, when there is no plain value. Every range is
+        held to ``version`` (:data:`ANY_VERSION`: whatever is stored) as in
+        :meth:`get_ranges_if_version`. Only for backends with ``reads_into_buffers``: the few
+        ranges of a small request cost one open and no allocation. ``key`` must be normalized.
+        """
+        raise UnsupportedError(f"{type(self).__name__} does not read into buffers")
+
     # -- conditional writes (optional; ``conditional_writes`` says whether a backend has them) ----
     #: True when the backend implements versions and the ``*_if_version`` methods below.
     conditional_writes: bool = False

@@ -25,7 +25,7 @@ import fcntl
 import os
 import stat
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -37,7 +37,16 @@ from bigarrays.errors import (
     VersionConflictError,
 )
 from bigarrays.stores import content_encoding
-from bigarrays.stores.base import ANY_ENCODING, ANY_VERSION, NOT_FOUND, Buffer, PutMode, Store
+from bigarrays.stores.base import (
+    ANY_ENCODING,
+    ANY_VERSION,
+    NOT_FOUND,
+    Buffer,
+    PutMode,
+    Run,
+    Store,
+)
+from bigarrays.stores.ranges import ByteRange, Span
 
 _TMP_MARK = ".bigarrays-tmp-"
 #: Suffix of a key's lock file (it carries the temp mark, so listings never show it).
@@ -57,6 +66,45 @@ def path_from_url(url: str) -> Path:
 def _write_all(fd: int, view: memoryview) -> None:
     while view:
         view = view[os.write(fd, view) :]
+
+
+#: Spans of up to this many bytes in all are read one after the other on the calling thread.
+_SERIAL_SPANS = 4 << 20
+
+
+def _pread_all(fd: int, start: int, stop: int) -> bytes:
+    """Bytes ``[start, stop)`` of an open file (fewer at its end)."""
+    parts, pos = [], start
+    while pos < stop:  # pread may return less than asked (huge ranges, network disks)
+        part = os.pread(fd, stop - pos, pos)
+        if not part:
+            break
+        parts.append(part)
+        pos += len(part)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+def _fstat(fd: int, path: Path) -> os.stat_result:
+    try:
+        return os.fstat(fd)
+    except OSError as exc:
+        raise StoreError(f"cannot read {path}: {exc}") from exc
+
+
+def _preadv_all(fd: int, view: memoryview, start: int, path: Path) -> int:
+    """Fill ``view`` from byte ``start`` of an open file; the bytes read (fewer at its end)."""
+    try:
+        total = os.preadv(fd, [view], start)
+        while 0 < total < len(view):  # short reads: network file systems, huge files
+            n = os.preadv(fd, [view[total:]], start + total)
+            if n == 0:
+                break
+            total += n
+        return total
+    except IsADirectoryError:
+        raise  # the caller's "no plain value"
+    except OSError as exc:
+        raise StoreError(f"cannot read {path}: {exc}") from exc
 
 
 class FileStore(Store):
@@ -144,17 +192,42 @@ class FileStore(Store):
         try:
             if size is not None and os.fstat(fd).st_size != size:
                 return -1
-            total = os.preadv(fd, [buffer], offset)
-            while 0 < total < len(buffer):  # short reads: network file systems, huge files
-                n = os.preadv(fd, [buffer[total:]], offset + total)
-                if n == 0:
-                    break
-                total += n
-            return total
+            return _preadv_all(fd, buffer, offset, self._path(key))
         except IsADirectoryError:
             return None
         except OSError as exc:
             raise StoreError(f"cannot read {self._path(key)}: {exc}") from exc
+        finally:
+            os.close(fd)
+
+    def read_ranges_into(
+        self,
+        key: str,
+        ranges: Sequence[ByteRange],
+        buffer: memoryview,
+        each: Callable[[int, memoryview], None],
+        version: str | None,
+    ) -> bool:
+        """See :meth:`Store.read_ranges_into`: ``os.preadv`` of the plain file, one open."""
+        path = self._path(key)
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            return False
+        except PermissionError as exc:
+            raise AccessDeniedError(f"cannot read {path}: permission denied") from exc
+        except OSError as exc:
+            raise StoreError(f"cannot read {path}: {exc}") from exc
+        try:
+            st = _fstat(fd, path)
+            if not stat.S_ISREG(st.st_mode):
+                return False
+            if version != ANY_VERSION and self._version_of(st) != version:
+                raise StaleReadError(key, self.url)
+            for i, (start, length) in enumerate(ranges):
+                view = buffer[:length]
+                each(i, view[: _preadv_all(fd, view, start, path)])
+            return True
         finally:
             os.close(fd)
 
@@ -406,18 +479,48 @@ class FileStore(Store):
             if start < 0:
                 start = max(0, st.st_size + start)
             stop = st.st_size if length is None else min(st.st_size, start + length)
-            parts, pos = [], start
-            while pos < stop:  # pread may return less than asked (huge ranges, network disks)
-                part = os.pread(fd, stop - pos, pos)
-                if not part:
-                    break
-                parts.append(part)
-                pos += len(part)
-            return b"".join(parts), version
+            return _pread_all(fd, start, stop), version
         except OSError as exc:
             raise StoreError(f"cannot read {path}: {exc}") from exc
         finally:
             os.close(fd)
+
+    def _get_spans(
+        self, key: str, spans: Sequence[Span], checked: bool, version: str | None,
+        run: Run | None,
+    ) -> list[bytes | None]:  # fmt: skip
+        """Every span of the plain file through one open and one ``fstat``: the spans of a shard
+        come from one version of it, and a few small chunks cost one open, not one each. Short
+        spans are read on this thread (a hand-over costs more than a page-cache read); long
+        ones go through ``run`` to overlap."""
+        if run is not None and len(spans) > 1 and sum(s.length for s in spans) > _SERIAL_SPANS:
+            return super()._get_spans(key, spans, checked, version, run)
+        path = self._path(key)
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            # No plain file: perhaps KEY.gz, which the generic path reads whole and cuts.
+            return super()._get_spans(key, spans, checked, version, None)
+        except PermissionError as exc:
+            raise AccessDeniedError(f"cannot read {path}: permission denied") from exc
+        except OSError as exc:
+            raise StoreError(f"cannot read {path}: {exc}") from exc
+        try:
+            st = os.fstat(fd)
+            plain = stat.S_ISREG(st.st_mode)
+            stale = checked and version != ANY_VERSION and self._version_of(st) != version
+            parts = None if not plain or stale else [
+                _pread_all(fd, s.start, min(s.end, st.st_size)) for s in spans
+            ]  # fmt: skip
+        except OSError as exc:
+            raise StoreError(f"cannot read {path}: {exc}") from exc
+        finally:
+            os.close(fd)
+        if not plain:
+            return super()._get_spans(key, spans, checked, version, None)
+        if stale:
+            raise StaleReadError(key, self.url)
+        return parts  # type: ignore[return-value]
 
     def _open_lock(self, lock: str) -> int:
         parent = os.path.dirname(lock)

@@ -51,7 +51,7 @@ def whole_chunk(
     return chunk
 
 
-def _plain_bytes(chain: Chain, dtype: np.dtype) -> bool:
+def plain_bytes(chain: Chain, dtype: np.dtype) -> bool:
     """Whether ``chain`` stores a chunk as its values in C order and this machine's byte order."""
     if not isinstance(chain, CodecChain) or chain.array_array or chain.bytes_bytes:
         return False
@@ -90,7 +90,7 @@ class ZarrChunks(ChunkSourceBase):
         #: Chunks whose stored bytes are the array's memory (the ``bytes`` codec alone, in this
         #: machine's byte order), on a store that reads into buffers: read straight into the
         #: engine's scratch buffer, as precomputed's raw chunks are.
-        self.fast_raw = store.reads_into_buffers and _plain_bytes(chain, self.dtype)
+        self.fast_raw = store.reads_into_buffers and plain_bytes(chain, self.dtype)
         #: A few raw chunks cost less than handing them to the pool (``INLINE_CHUNKS``).
         self.inline_chunks = INLINE_CHUNKS if self.fast_raw else 1
 

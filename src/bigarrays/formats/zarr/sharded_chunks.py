@@ -28,7 +28,7 @@ from typing import TypeVar
 import numpy as np
 
 from bigarrays.box import Box, ChunkGrid, ChunkPiece, Vec
-from bigarrays.chunk_source import ChunkSourceBase, Order
+from bigarrays.chunk_source import SHARD_INLINE_CHUNKS, ChunkSourceBase, Order
 from bigarrays.errors import (
     CorruptChunkError,
     StaleReadError,
@@ -43,10 +43,11 @@ from bigarrays.formats.sharding import (
     read_shard_ranges,
     run_few,
 )
-from bigarrays.formats.zarr.chunks import whole_chunk
+from bigarrays.formats.zarr.chunks import plain_bytes, whole_chunk
 from bigarrays.formats.zarr.metadata_v3 import ArrayMetadataV3
 from bigarrays.formats.zarr.sharding import ABSENT, ShardingConfig
 from bigarrays.stores import Store
+from bigarrays.stores.base import ANY_VERSION
 
 T = TypeVar("T")
 Shard = tuple[int, ...]
@@ -93,6 +94,14 @@ class ShardedZarrChunks(ShardWriter, ChunkSourceBase):
         self._prefix = f"{prefix.strip('/')}/" if prefix.strip("/") else ""
         self.chunk_nbytes = math.prod(inner) * self.dtype.itemsize
         self.merges_safely = store.conditional_writes
+        #: Raw inner chunks of a local file: a small request reads just the rows (along the
+        #: first axis) that it needs of each chunk into a buffer of this thread's.
+        self.rows_in_place = (
+            store.reads_into_buffers and plain_bytes(self.chain, self.dtype) and len(inner) > 0
+        )
+        if self.rows_in_place:
+            self.inline_chunks = SHARD_INLINE_CHUNKS
+        self._local = threading.local()
         self.cache: VersionedCache[ShardIndex] = VersionedCache(cache_bytes)
         self.write_batch_bytes = write_batch_bytes
         self.max_shard_bytes = self.config.max_shard_bytes
@@ -255,8 +264,60 @@ class ShardedZarrChunks(ShardWriter, ChunkSourceBase):
             inner_key = f"{self.shard_key(located[p][0])}#{located[p][1]}"
             emit(pieces[p], self.chain.decode(data, inner_key))
 
-        read_shard_ranges(self.store, self.shard_key, ranges, run, attempt == 0, decode, changed)
+        if self.rows_in_place and len(pending) <= self.inline_chunks:
+            for group, members in ranges.items():
+                self._read_rows(group, members, pieces, emit, changed)
+        else:
+            read_shard_ranges(self.store, self.shard_key, ranges, run, attempt == 0, decode,
+                              changed)  # fmt: skip
         return retry
+
+    def _read_rows(
+        self,
+        group: tuple[Shard, str | None],
+        members: list[tuple[int, int, int]],
+        pieces: Sequence[ChunkPiece],
+        emit: Callable[[ChunkPiece, np.ndarray | None], None],
+        changed: Callable[[Shard, list[int]], None],
+    ) -> None:
+        """Emit the raw chunks ``members`` (``(position, start, end)`` in the shard) of a small
+        request, each read as just the rows of it that its piece needs, held to the version of
+        the index that placed them (``changed`` for those of a shard rewritten since)."""
+        (shard, version), key = group, self.shard_key(group[0])
+        shape = self.config.chunk_shape
+        row = math.prod(shape[1:]) * self.dtype.itemsize
+        wanted: list[tuple[int, int, int]] = []
+        for p, a, b in members:
+            if b - a != self.chunk_nbytes:
+                raise CorruptChunkError(
+                    f"{key}#{p}", f"a raw chunk of {b - a} bytes, expected {self.chunk_nbytes}"
+                )
+            rows = pieces[p].in_chunk[0]
+            wanted.append((p, a + rows.start * row, (rows.stop - rows.start) * row))
+        scratch = getattr(self._local, "scratch", None)
+        if scratch is None:
+            scratch = self._local.scratch = memoryview(bytearray(self.chunk_nbytes))
+        done: set[int] = set()
+
+        def each(i: int, view: memoryview) -> None:
+            p, _, nbytes = wanted[i]
+            if len(view) != nbytes:
+                raise CorruptChunkError(key, "the shard is shorter than its index says")
+            piece = pieces[p]
+            rows = piece.in_chunk[0]
+            part = np.frombuffer(view, self.dtype).reshape(rows.stop - rows.start, *shape[1:])
+            emit(piece._replace(in_chunk=(slice(0, part.shape[0]), *piece.in_chunk[1:])), part)
+            done.add(p)
+
+        try:
+            found = self.store.read_ranges_into(
+                key, [(a, n) for _, a, n in wanted], scratch, each,
+                ANY_VERSION if version is None else version,
+            )  # fmt: skip
+        except StaleReadError:
+            found = False
+        if not found:  # rewritten or removed since its index was read
+            changed(shard, [p for p, _, _ in wanted if p not in done])
 
     # -- writing (the format's side of ShardWriter) ---------------------------------------------
     def write_targets(self, pieces: Sequence[ChunkPiece]) -> list[tuple[Shard, int]]:
