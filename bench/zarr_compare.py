@@ -185,27 +185,43 @@ def table_rows(
         ratio = cmp.fmt_ratio(ours, best) if best else "—"
         target, met = verdict(ours, peers, limits.get(op))
         limit = limits.get(op)
+        codec_limit = limits.get(f"zstd {op}")
         rows.append([case.dtype, case.layout, case.codec, op, *cells, ratio,
-                     cmp.fmt_rate(limit), target, met])  # fmt: skip
+                     cmp.fmt_rate(limit), cmp.fmt_rate(codec_limit) if codec_limit else "—",
+                     target, met])  # fmt: skip
     return rows
 
 
-HEADER = ["dtype", "layout", "codec", "op", *TOOLS, "ba/best peer", "plain I/O", "target", "met"]
+HEADER = ["dtype", "layout", "codec", "op", *TOOLS, "ba/best peer", "plain I/O", "I/O + zstd",
+          "target", "met"]  # fmt: skip
 
 
 def limits_of(
-    path: str, boxes: dict[str, list[Box]], nbytes: dict[str, int], repeat: int
-) -> dict[str, float]:
-    """Plain-I/O limits of the stored bytes of the array at ``path``, per operation."""
+    path: str, boxes: dict[str, list[Box]], nbytes: dict[str, int], repeat: int,
+    case: Case, data: np.ndarray,
+) -> dict[str, float]:  # fmt: skip
+    """Plain-I/O limits of the stored bytes of the array at ``path``, per operation; for a zstd
+    row also "zstd OP": the same I/O with every chunk encoded or decoded on every core."""
     from bigarrays.stores.base import local_disk_concurrency
 
     threads = local_disk_concurrency()  # as many as bigarrays' default
-    return {
+    out = {
         "write": zarr_limits.write_mib_s(path, nbytes["write"], repeat, threads),
         "read": zarr_limits.read_all_mib_s(path, nbytes["read"], repeat),
         "cutout": zarr_limits.read_mib_s(path, boxes["cutout"], nbytes["cutout"], repeat),
         "random": zarr_limits.read_mib_s(path, boxes["random"], nbytes["random"], repeat),
     }
+    if case.codec == "zstd":
+        cores = os.cpu_count() or 1
+        out["zstd write"] = zarr_limits.zstd_write_mib_s(
+            path, data, CHUNK, ZSTD_LEVEL, nbytes["write"], repeat, cores
+        )
+        everything = [tuple((0, n) for n in data.shape)]
+        for op, op_boxes in (("read", everything), ("cutout", boxes["cutout"]),
+                             ("random", boxes["random"])):  # fmt: skip
+            out[f"zstd {op}"] = zarr_limits.zstd_read_mib_s(path, op_boxes, nbytes[op], repeat,
+                                                            cores)  # fmt: skip
+    return out
 
 
 # -- main ----------------------------------------------------------------------------------------
@@ -342,7 +358,8 @@ def run_row(
                 notes.append(res.skipped or f"FAILED: {res.failed}")
             elif not source:
                 cmp.log(f"plain I/O / {case.label()} on the files {tool.name} wrote ...")
-                limits, source = limits_of(res.path, boxes, nbytes, args.repeat), tool.name
+                limits = limits_of(res.path, boxes, nbytes, args.repeat, case, data)
+                source = tool.name
         stored = [f"{n} {r.disk_bytes / MiB:,.1f} MiB ({nbytes['write'] / r.disk_bytes:.2f}x)"
                   for n, r in results.items() if r.disk_bytes]  # fmt: skip
         where = f"the files {source} wrote" if source else "nothing (no tool wrote this row)"
@@ -381,6 +398,10 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(root, ignore_errors=True)
     print_header(args, tools, root, load0)
     print(cmp.render_table(rows, HEADER, right=set(range(4, len(HEADER) - 1))))
+    print()
+    print("I/O + zstd = the plain I/O of a zstd row with every chunk zstd-encoded (write) or "
+          "-decoded (reads) on every core: what that row costs the machine before any library "
+          "(not part of the target)")  # fmt: skip
     print()
     print("zarr = zarr-python 3; ba/best peer = bigarrays MiB/s ÷ the faster of zarr-python and "
           "TensorStore (>1: bigarrays faster)")  # fmt: skip

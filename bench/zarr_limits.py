@@ -13,8 +13,10 @@ import os
 import shutil
 import statistics
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
@@ -23,6 +25,7 @@ from extra import readv_seconds  # a sibling script: zarr_compare puts bench/ on
 MiB = 2**20
 NO_CHUNK = 2**64 - 1  # sharding_indexed's mark of an absent inner chunk
 
+T = TypeVar("T")
 Box = tuple[tuple[int, int], ...]
 Piece = tuple[str, int, int]  # file, offset, length
 
@@ -154,3 +157,66 @@ def write_mib_s(path: str, nbytes: int, repeat: int, threads: int) -> float:
         for out in outs:
             shutil.rmtree(out, ignore_errors=True)
     return nbytes / MiB / statistics.median(times)
+
+
+# -- with the codec: what the stored bytes cost to decode or encode on every core ---------------
+
+
+def zstd_read_mib_s(path: str, boxes: list[Box], nbytes: int, repeat: int, threads: int) -> float:
+    """Every stored (inner) chunk each box touches, ``os.pread`` and zstd-decoded on ``threads``
+    threads at once across all the boxes (zstandard releases the GIL): a ceiling for a
+    compressed row, whose decoding is work that plain I/O leaves out."""
+    import zstandard
+
+    where, chunk = pieces(path)
+    work = [(name, offset, length)
+            for box in boxes for name, ranges in _plan(where, chunk, box)
+            for offset, length in ranges]  # fmt: skip
+
+    def one(item: Piece) -> None:
+        name, offset, length = item
+        fd = os.open(name, os.O_RDONLY)
+        try:
+            data = os.pread(fd, length, offset)
+        finally:
+            os.close(fd)
+        zstandard.ZstdDecompressor().decompress(data)
+
+    return nbytes / MiB / _median_seconds(one, work, repeat, threads)
+
+
+def zstd_write_mib_s(path: str, data: np.ndarray, chunk: int, level: int, nbytes: int,
+                     repeat: int, threads: int) -> float:  # fmt: skip
+    """zstd-encoding every ``chunk``-edged chunk of ``data`` on ``threads`` threads, then
+    :func:`write_mib_s`'s ``os.write`` of the stored files: the two phases one after the
+    other."""
+    import zstandard
+
+    grid = [range(0, n, chunk) for n in data.shape]
+    blocks = [np.ascontiguousarray(data[tuple(slice(a, a + chunk) for a in start)])
+              for start in itertools.product(*grid)]  # fmt: skip
+
+    def one(block: np.ndarray) -> None:
+        zstandard.ZstdCompressor(level=level).compress(block)
+
+    encode = _median_seconds(one, blocks, repeat, threads)
+    write = nbytes / MiB / write_mib_s(path, nbytes, repeat, threads)
+    return nbytes / MiB / (encode + write)
+
+
+def _median_seconds(fn: Callable[[T], None], items: list[T], repeat: int, threads: int) -> float:
+    """Median time of ``fn`` over ``items``, cut into ``threads`` runs of items, one per thread
+    (no hand-over per item)."""
+    runs = [items[i::threads] for i in range(threads)]
+
+    def run(part: list[T]) -> None:
+        for item in part:
+            fn(item)
+
+    times = []
+    with ThreadPoolExecutor(threads) as pool:
+        for _ in range(max(3, repeat)):
+            t0 = time.perf_counter()
+            list(pool.map(run, runs))
+            times.append(time.perf_counter() - t0)
+    return statistics.median(times)
