@@ -42,6 +42,22 @@ class Sized(Protocol):
     def nbytes(self) -> int: ...
 
 
+class IndexEntry(Sized, Protocol):
+    """A decoded shard index: the version of the shard it was read from (None when the shard
+    did not exist or the store gives no versions) and whether the shard existed."""
+
+    @property
+    def version(self) -> str | None: ...
+    @property
+    def exists(self) -> bool: ...
+
+
+def worth_keeping(entry: IndexEntry) -> bool:
+    """Whether an index may be cached: its shard's version is known, or the shard did not exist
+    (an index from a store without versions is trusted within one read only)."""
+    return entry.version is not None or not entry.exists
+
+
 E = TypeVar("E", bound=Sized)
 
 
@@ -58,6 +74,7 @@ class VersionedCache(Generic[E]):
         self._bytes = 0
         self._generations: dict[int, int] = {}
         self._lock = threading.Lock()
+        self._loading: dict[tuple[int, int], threading.Lock] = {}
         self.hits = 0
         self.misses = 0
 
@@ -100,6 +117,28 @@ class VersionedCache(Generic[E]):
             self._generations[shard] = self._generations.get(shard, 0) + 1
             for key in [k for k in self._entries if k[0] == shard]:
                 self._bytes -= self._entries.pop(key).nbytes
+
+    def get_or_fetch(self, key: tuple[int, int], fetch: Callable[[], E],
+                     keep: Callable[[E], bool]) -> E:  # fmt: skip
+        """The entry at ``key``, else ``fetch()``'s: fetched once however many threads want it,
+        and kept when ``keep`` says so and this process did not write the shard meanwhile."""
+        entry = self.get(key)
+        if entry is not None:
+            return entry
+        with self._lock:
+            loading = self._loading.setdefault(key, threading.Lock())
+        try:
+            with loading:
+                entry = self.get(key)
+                if entry is None:
+                    generation = self.generation(key[0])
+                    entry = fetch()
+                    if keep(entry):
+                        self.put(key, entry, generation)
+        finally:
+            with self._lock:
+                self._loading.pop(key, None)
+        return entry
 
     def clear(self) -> None:
         with self._lock:

@@ -19,7 +19,6 @@ rewritten while it is read.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from bigarrays.errors import CorruptChunkError, StaleReadError
+from bigarrays.formats.indexed_reads import MAX_STALE_RETRIES, IndexedRead
 from bigarrays.formats.precomputed.info import ShardingSpec
 from bigarrays.formats.precomputed.shard_limits import IndexLimits, check_index_range
 from bigarrays.formats.precomputed.sharding import (
@@ -35,13 +35,10 @@ from bigarrays.formats.precomputed.sharding import (
     decode_minishard_index,
 )
 from bigarrays.formats.sharding import DEFAULT_CACHE_BYTES as DEFAULT_CACHE_BYTES
-from bigarrays.formats.sharding import VersionedCache, read_shard_ranges, run_few
+from bigarrays.formats.sharding import VersionedCache, worth_keeping
 from bigarrays.stores import Store
 
 Run = Callable[[Callable[[Any], None], Iterable[Any]], None]
-
-#: Rounds of a read whose shards keep changing under it before it gives up.
-MAX_STALE_RETRIES = 16
 
 
 @dataclass(frozen=True)
@@ -83,29 +80,13 @@ class ShardReader:
         self.shard_key = shard_key
         self.limits = limits
         self.cache = MinishardCache(cache_bytes)
-        self._loading: dict[tuple[int, int], threading.Lock] = {}
-        self._loading_lock = threading.Lock()
 
     # -- minishard indexes -----------------------------------------------------------------------
     def minishard_index(self, shard: int, minishard: int) -> VersionedIndex:
         """The index of one minishard: from the cache, else fetched (once, however many threads
         want it) and cached when its shard's version is known or the shard does not exist."""
-        cache_key = (shard, minishard)
-        entry = self.cache.get(cache_key)
-        if entry is not None:
-            return entry
-        with self._loading_lock:
-            lock = self._loading.setdefault(cache_key, threading.Lock())
-        with lock:
-            entry = self.cache.get(cache_key)
-            if entry is None:
-                generation = self.cache.generation(shard)
-                entry = self.fetch_index(shard, minishard)
-                if entry.version is not None or not entry.exists:
-                    self.cache.put(cache_key, entry, generation)
-        with self._loading_lock:
-            self._loading.pop(cache_key, None)
-        return entry
+        key = (shard, minishard)
+        return self.cache.get_or_fetch(key, lambda: self.fetch_index(*key), worth_keeping)
 
     def fetch_index(self, shard: int, minishard: int) -> VersionedIndex:
         """Read one minishard index from the store: its shard-index entry, then the index, the
@@ -144,14 +125,33 @@ class ShardReader:
             return self.store.get_range(key, start, length)
         return self.store.get_range_if_version(key, start, length, version)
 
-    def _confirm_absent(self, shard: int, minishard: int, cached: VersionedIndex) -> bool:
+    # -- the read loop's view of the indexes (formats.indexed_reads.ShardIndexes) -------------
+    @staticmethod
+    def shard_of(key: tuple[int, int]) -> int:
+        return key[0]
+
+    def cached_index(self, key: tuple[int, int]) -> VersionedIndex | None:
+        return self.cache.get(key)
+
+    def load_index(self, key: tuple[int, int]) -> VersionedIndex:
+        return self.minishard_index(*key)
+
+    @staticmethod
+    def find(index: VersionedIndex, chunk_id: int) -> tuple[int, int] | None:
+        return index.index.find(chunk_id)
+
+    def still_absent(self, key: tuple[int, int], cached: VersionedIndex) -> bool:
         """True when the shard is still at the version of a cached index (one 16-byte read)."""
+        shard, minishard = key
         entry, version = self.store.get_range_with_version(
             self.shard_key(shard), 16 * minishard, 16
         )
         if entry is None:
             return not cached.exists
         return version is not None and version == cached.version
+
+    def forget_shard(self, shard: int) -> None:
+        self.cache.invalidate(shard)
 
     # -- chunks ----------------------------------------------------------------------------------
     def read(
@@ -163,70 +163,4 @@ class ShardReader:
         emit: Callable[[int, bytes | None], None],
     ) -> None:
         """Call ``emit(position, stored bytes or None)`` once for every chunk id asked for."""
-        pending = list(range(len(ids)))
-        for attempt in range(MAX_STALE_RETRIES):
-            pending = self._read_round(ids, shards, minishards, pending, run, emit, attempt)
-            if not pending:
-                return
-        key = self.shard_key(shards[pending[0]])
-        raise StaleReadError(key, self.store.url, "kept changing while its chunks were read")
-
-    def _read_round(
-        self,
-        ids: Sequence[int],
-        shards: Sequence[int],
-        minishards: Sequence[int],
-        pending: list[int],
-        run: Run,
-        emit: Callable[[int, bytes | None], None],
-        attempt: int,
-    ) -> list[int]:
-        """One attempt at the chunks at ``pending``; the positions to try again."""
-        wanted = sorted({(shards[p], minishards[p]) for p in pending})
-        indexes: dict[tuple[int, int], VersionedIndex] = {}
-        fresh: set[tuple[int, int]] = set()
-
-        for key in wanted:
-            cached = self.cache.get(key)
-            if cached is not None:
-                indexes[key] = cached
-            else:
-                fresh.add(key)
-
-        def fetch_index(key: tuple[int, int]) -> None:
-            indexes[key] = self.minishard_index(*key)
-
-        run_few(run, fetch_index, sorted(fresh))
-
-        by_shard: dict[tuple[int, str | None], list[tuple[int, int, int]]] = {}
-        absent: dict[tuple[int, int], list[int]] = {}
-        for pos in pending:
-            mkey = (shards[pos], minishards[pos])
-            entry = indexes[mkey]
-            where = entry.index.find(ids[pos])
-            if where is None:
-                absent.setdefault(mkey, []).append(pos)
-            else:
-                by_shard.setdefault((mkey[0], entry.version), []).append((pos, *where))
-
-        retry: list[int] = []
-        lock = threading.Lock()
-
-        def check_absent(mkey: tuple[int, int]) -> None:
-            if mkey in fresh or self._confirm_absent(*mkey, indexes[mkey]):
-                for pos in absent[mkey]:
-                    emit(pos, None)
-                return
-            self.cache.invalidate(mkey[0])
-            with lock:
-                retry.extend(absent[mkey])
-
-        run_few(run, check_absent, list(absent))
-
-        def changed(shard: int, positions: list[int]) -> None:
-            self.cache.invalidate(shard)  # rewritten since its index was read: again
-            with lock:
-                retry.extend(positions)
-
-        read_shard_ranges(self.store, self.shard_key, by_shard, run, attempt == 0, emit, changed)
-        return retry
+        IndexedRead(self, list(zip(shards, minishards, strict=True)), ids).run(run, emit)

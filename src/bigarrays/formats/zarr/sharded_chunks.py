@@ -34,14 +34,14 @@ from bigarrays.errors import (
     StaleReadError,
 )
 from bigarrays.fill import is_fill
-from bigarrays.formats.precomputed.shard_reads import MAX_STALE_RETRIES
+from bigarrays.formats.indexed_reads import Changed, IndexedRead
 from bigarrays.formats.shard_writes import DEFAULT_WRITE_BATCH_BYTES, ShardWriter
 from bigarrays.formats.sharding import (
     DEFAULT_CACHE_BYTES,
     Run,
+    ShardRanges,
     VersionedCache,
-    read_shard_ranges,
-    run_few,
+    worth_keeping,
 )
 from bigarrays.formats.zarr.chunks import plain_bytes, whole_chunk
 from bigarrays.formats.zarr.metadata_v3 import ArrayMetadataV3
@@ -106,8 +106,6 @@ class ShardedZarrChunks(ShardWriter, ChunkSourceBase):
         self.write_batch_bytes = write_batch_bytes
         self.max_shard_bytes = self.config.max_shard_bytes
         self._shard_grid = meta.grid_shape
-        self._loading: dict[Shard, threading.Lock] = {}
-        self._loading_lock = threading.Lock()
 
     @property
     def url(self) -> str:
@@ -166,24 +164,31 @@ class ShardedZarrChunks(ShardWriter, ChunkSourceBase):
     def index(self, shard: Shard) -> ShardIndex:
         """A shard's index: from the cache, else fetched (once, however many threads want it)
         and cached when its version is known or the shard does not exist."""
-        sid = self._shard_id(shard)
-        entry = self.cache.get((sid, 0))
-        if entry is not None:
-            return entry
-        with self._loading_lock:
-            lock = self._loading.setdefault(shard, threading.Lock())
-        try:
-            with lock:
-                entry = self.cache.get((sid, 0))
-                if entry is None:
-                    generation = self.cache.generation(sid)
-                    entry = self.fetch_index(shard)
-                    if entry.version is not None or not entry.exists:
-                        self.cache.put((sid, 0), entry, generation)
-        finally:
-            with self._loading_lock:
-                self._loading.pop(shard, None)
-        return entry
+        return self.cache.get_or_fetch((self._shard_id(shard), 0),
+                                       lambda: self.fetch_index(shard), worth_keeping)  # fmt: skip
+
+    # -- the read loop's view of the indexes (formats.indexed_reads.ShardIndexes) -------------
+    @staticmethod
+    def shard_of(shard: Shard) -> Shard:
+        return shard
+
+    def cached_index(self, shard: Shard) -> ShardIndex | None:
+        return self.cache.get((self._shard_id(shard), 0))
+
+    def load_index(self, shard: Shard) -> ShardIndex:
+        return self.index(shard)
+
+    @staticmethod
+    def find(index: ShardIndex, pos: int) -> tuple[int, int] | None:
+        offset, nbytes = (int(v) for v in index.table[pos])
+        return None if offset == ABSENT else (offset, offset + nbytes)
+
+    def still_absent(self, shard: Shard, cached: ShardIndex) -> bool:
+        now = self.fetch_index(shard)
+        return now.exists == cached.exists and now.version == cached.version
+
+    def forget_shard(self, shard: Shard) -> None:
+        self.cache.invalidate(self._shard_id(shard))
 
     # -- reading ---------------------------------------------------------------------------------
     def read_pieces(
@@ -193,92 +198,28 @@ class ShardedZarrChunks(ShardWriter, ChunkSourceBase):
         emit: Callable[[ChunkPiece, np.ndarray | None], None],
     ) -> None:
         located = [self.locate(p.chunk_index) for p in pieces]
-        pending = list(range(len(pieces)))
-        for attempt in range(MAX_STALE_RETRIES):
-            pending = self._read_round(pieces, located, pending, run, emit, attempt)
-            if not pending:
-                return
-        key = self.shard_key(located[pending[0]][0])
-        raise StaleReadError(key, self.store.url, "kept changing while its chunks were read")
 
-    def _read_round(
-        self,
-        pieces: Sequence[ChunkPiece],
-        located: list[tuple[Shard, int]],
-        pending: list[int],
-        run: Run,
-        emit: Callable[[ChunkPiece, np.ndarray | None], None],
-        attempt: int,
-    ) -> list[int]:
-        """One attempt at the pieces at ``pending``; the positions to try again."""
-        shards = sorted({located[p][0] for p in pending})
-        indexes: dict[Shard, ShardIndex] = {}
-        fresh: set[Shard] = set()
-        for shard in shards:
-            cached = self.cache.get((self._shard_id(shard), 0))
-            if cached is None:
-                fresh.add(shard)
-            else:
-                indexes[shard] = cached
-
-        def get_index(shard: Shard) -> None:
-            indexes[shard] = self.index(shard)
-
-        run_few(run, get_index, sorted(fresh))
-
-        ranges: dict[tuple[Shard, str | None], list[tuple[int, int, int]]] = {}
-        absent: dict[Shard, list[int]] = {}
-        for p in pending:
+        def decode(p: int, data: bytes | None) -> None:
             shard, pos = located[p]
-            entry = indexes[shard]
-            offset, nbytes = (int(v) for v in entry.table[pos])
-            if offset == ABSENT:
-                absent.setdefault(shard, []).append(p)
-            else:
-                ranges.setdefault((shard, entry.version), []).append((p, offset, offset + nbytes))
+            emit(pieces[p], None if data is None else
+                 self.chain.decode(data, f"{self.shard_key(shard)}#{pos}"))  # fmt: skip
 
-        retry: list[int] = []
-        lock = threading.Lock()
-
-        def check_absent(shard: Shard) -> None:
-            # A cached index may be stale: it says "absent" only while the shard is unchanged.
-            if shard not in fresh:
-                now = self.fetch_index(shard)
-                cached = indexes[shard]
-                if now.exists != cached.exists or now.version != cached.version:
-                    self.cache.invalidate(self._shard_id(shard))
-                    with lock:
-                        retry.extend(absent[shard])
-                    return
-            for p in absent[shard]:
-                emit(pieces[p], None)
-
-        run_few(run, check_absent, list(absent))
-
-        def changed(shard: Shard, positions: list[int]) -> None:
-            self.cache.invalidate(self._shard_id(shard))  # rewritten: read it again
-            with lock:
-                retry.extend(positions)
-
-        def decode(p: int, data: bytes) -> None:
-            inner_key = f"{self.shard_key(located[p][0])}#{located[p][1]}"
-            emit(pieces[p], self.chain.decode(data, inner_key))
-
-        if self.rows_in_place and len(pending) <= self.inline_chunks:
+        def read_rows(ranges: ShardRanges, run: Run, first: bool, _: object,
+                      changed: Changed) -> None:  # fmt: skip
             for group, members in ranges.items():
                 self._read_rows(group, members, pieces, emit, changed)
-        else:
-            read_shard_ranges(self.store, self.shard_key, ranges, run, attempt == 0, decode,
-                              changed)  # fmt: skip
-        return retry
+
+        small = self.rows_in_place and len(pieces) <= self.inline_chunks
+        shards, positions = [s for s, _ in located], [q for _, q in located]
+        IndexedRead(self, shards, positions, read_rows if small else None).run(run, decode)
 
     def _read_rows(
         self,
         group: tuple[Shard, str | None],
-        members: list[tuple[int, int, int]],
+        members: Sequence[tuple[int, int, int]],
         pieces: Sequence[ChunkPiece],
         emit: Callable[[ChunkPiece, np.ndarray | None], None],
-        changed: Callable[[Shard, list[int]], None],
+        changed: Changed,
     ) -> None:
         """Emit the raw chunks ``members`` (``(position, start, end)`` in the shard) of a small
         request, each read as just the rows of it that its piece needs, held to the version of
