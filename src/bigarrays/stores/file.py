@@ -84,14 +84,14 @@ def _pread_all(fd: int, start: int, stop: int) -> bytes:
     return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
-def _fstat(fd: int, path: Path) -> os.stat_result:
+def _fstat(fd: int, path: str | Path) -> os.stat_result:
     try:
         return os.fstat(fd)
     except OSError as exc:
         raise StoreError(f"cannot read {path}: {exc}") from exc
 
 
-def _preadv_all(fd: int, view: memoryview, start: int, path: Path) -> int:
+def _preadv_all(fd: int, view: memoryview, start: int, path: str | Path) -> int:
     """Fill ``view`` from byte ``start`` of an open file; the bytes read (fewer at its end)."""
     try:
         total = os.preadv(fd, [view], start)
@@ -178,8 +178,9 @@ class FileStore(Store):
         if ".." in key or "\\" in key or "\x00" in key or key[:1] == "/":
             # The hot path takes keys as given; only those that might climb out pay the check.
             key = self._key(key)
+        path = f"{self._root_str}/{key}"
         try:
-            fd = os.open(f"{self._root_str}/{key}", os.O_RDONLY)
+            fd = os.open(path, os.O_RDONLY)
         except (FileNotFoundError, NotADirectoryError):
             # Told that the value is plain, the failed open proves it missing: one lookup.
             return NOT_FOUND if encoding is None else None
@@ -192,7 +193,7 @@ class FileStore(Store):
         try:
             if size is not None and os.fstat(fd).st_size != size:
                 return -1
-            return _preadv_all(fd, buffer, offset, self._path(key))
+            return _preadv_all(fd, buffer, offset, path)
         except IsADirectoryError:
             return None
         except OSError as exc:

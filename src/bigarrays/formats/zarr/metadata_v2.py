@@ -9,6 +9,7 @@ zero that zarr-python and TensorStore read missing chunks as.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -76,7 +77,7 @@ class ArrayMetadataV2:
     def ndim(self) -> int:
         return len(self.shape)
 
-    @property
+    @functools.cached_property  # every chunk key checks its index against it
     def grid_shape(self) -> tuple[int, ...]:
         return doc.grid_shape(self.shape, self.chunks)
 
@@ -87,7 +88,7 @@ class ArrayMetadataV2:
             return self.fill_value
         return scalar(0, self.dtype.newbyteorder("="))
 
-    @property
+    @functools.cached_property
     def chunk_key_encoding(self) -> ChunkKeyEncoding:
         return ChunkKeyEncoding("v2", self.dimension_separator)
 

@@ -9,6 +9,7 @@ refuse the others, and so does this reader (UnsupportedError).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -141,7 +142,7 @@ class ArrayMetadataV3:
     def ndim(self) -> int:
         return len(self.shape)
 
-    @property
+    @functools.cached_property  # every chunk key checks its index against it
     def grid_shape(self) -> tuple[int, ...]:
         """Chunks (shards, for a sharded array) along each dimension."""
         return doc.grid_shape(self.shape, self.chunk_shape)
