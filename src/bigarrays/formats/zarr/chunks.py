@@ -2,9 +2,11 @@
 
 Every chunk is one object, named by the array's chunk key encoding, holding the chunk at its full
 shape: edge chunks too, whose part past the array's end holds the fill value (the engine pastes
-only the part inside the bounds). Chunks come back in C order, the arrays' logical axis order;
-the codec chain undoes any ``transpose`` (v3) or F order (v2). A chunk never written reads as the
-fill value; a write of part of a chunk is a conditional merge (``formats.merge``).
+only the part inside the bounds). Chunks come back in the arrays' logical axis order, laid out
+in C order, or in F order for an array stored so (Zarr v2's F order, a v3 ``transpose`` that
+reverses the axes): the codec chain undoes any ``transpose``, with no copy in that case. A chunk
+never written reads as the fill value; a write of part of a chunk is a conditional merge
+(``formats.merge``).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import numpy as np
 
 from bigarrays.box import Box, ChunkGrid, ChunkPiece, Vec
 from bigarrays.chunk_source import INLINE_CHUNKS, ChunkSourceBase, Order
-from bigarrays.codecs.chain import BytesCodec, CodecChain
+from bigarrays.codecs.chain import BytesCodec, CodecChain, TransposeCodec
 from bigarrays.errors import UnsupportedError
 from bigarrays.fill import filled, is_fill
 from bigarrays.formats.merge import merge_into_object
@@ -39,16 +41,31 @@ class Chain(Protocol):
 
 
 def whole_chunk(
-    part: np.ndarray, shape: tuple[int, ...], dtype: np.dtype, fill_value: Any
-) -> np.ndarray:
+    part: np.ndarray, shape: tuple[int, ...], dtype: np.dtype, fill_value: Any,
+    order: Order = "C",
+) -> np.ndarray:  # fmt: skip
     """The chunk of ``shape`` whose corner is ``part`` (an edge chunk's voxels, clipped
-    to the array); the rest holds the fill value, as Zarr stores edge chunks at full shape."""
+    to the array), laid out in ``order``; the rest holds the fill value, as Zarr stores edge
+    chunks at full shape."""
     if part.shape == shape:
-        # As it lies: the chain's serialization gathers it into C order in its one copy.
+        # As it lies: the chain's serialization gathers it into its order in its one copy.
         return np.asarray(part, dtype=dtype)
-    chunk = filled(shape, dtype, fill_value, "C")
+    chunk = filled(shape, dtype, fill_value, order)
     chunk[tuple(slice(0, n) for n in part.shape)] = part
     return chunk
+
+
+def stored_order(chain: Chain) -> Order:
+    """The memory order in which ``chain`` stores a chunk's values with no transposing copy:
+    "F" for Zarr v2's F order and for a v3 ``transpose`` that reverses every axis, else "C"."""
+    if isinstance(chain, CodecChain):
+        steps = chain.array_array
+        if len(steps) == 1 and isinstance(steps[0], TransposeCodec):
+            order = steps[0].order
+            if len(order) > 1 and order == tuple(reversed(range(len(order)))):
+                return "F"
+        return "C"
+    return "F" if getattr(chain, "order", "C") == "F" else "C"
 
 
 def plain_bytes(chain: Chain, dtype: np.dtype) -> bool:
@@ -63,8 +80,6 @@ def plain_bytes(chain: Chain, dtype: np.dtype) -> bool:
 
 class ZarrChunks(ChunkSourceBase):
     """Loads and saves the decoded chunks of one unsharded Zarr array."""
-
-    order: Order = "C"
 
     def __init__(
         self,
@@ -82,6 +97,9 @@ class ZarrChunks(ChunkSourceBase):
         self.dtype = np.dtype(dtype)
         self.fill_value = fill_value
         self.chain = chain
+        #: Chunks are decoded and encoded in the order the chain stores them in, so an array
+        #: kept in F order moves in F order, never transposed twice.
+        self.order: Order = stored_order(chain)
         self._chunk_key = chunk_key
         self._prefix = f"{prefix.strip('/')}/" if prefix.strip("/") else ""
         self.chunk_nbytes = math.prod(chunks) * self.dtype.itemsize
@@ -134,10 +152,8 @@ class ZarrChunks(ChunkSourceBase):
 
     # -- writing ---------------------------------------------------------------------------------
     def save(self, index: Vec, chunk: np.ndarray) -> None:
-        self.store.put(
-            self.key(index),
-            self.chain.encode(whole_chunk(chunk, self.grid.chunk, self.dtype, self.fill_value)),
-        )
+        whole = whole_chunk(chunk, self.grid.chunk, self.dtype, self.fill_value, self.order)
+        self.store.put(self.key(index), self.chain.encode(whole))
 
     def delete(self, index: Vec) -> None:
         self.store.delete(self.key(index))
@@ -157,14 +173,15 @@ class ZarrChunks(ChunkSourceBase):
             chunk[piece.in_chunk] = part
 
         def decode(stored: bytes) -> np.ndarray:
-            return np.array(self.chain.decode(stored, key), dtype=self.dtype, order="C", copy=True)
+            return np.array(self.chain.decode(stored, key), dtype=self.dtype, order=self.order,
+                            copy=True)  # fmt: skip
 
         def empty(chunk: np.ndarray) -> bool:
             return is_fill(chunk[inside], self.fill_value)
 
         merge_into_object(
             self.store, key, write_part, decode=decode,
-            new=lambda: filled(self.grid.chunk, self.dtype, self.fill_value, "C"),
+            new=lambda: filled(self.grid.chunk, self.dtype, self.fill_value, self.order),
             encode=lambda chunk: (self.chain.encode(chunk), None),
             is_empty=empty if skip_empty else None, max_size=self._max_stored,
             stored_encoding=None,
