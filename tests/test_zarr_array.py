@@ -229,3 +229,44 @@ def test_a_zero_dimensional_array_round_trips(tmp_path, fmt) -> None:
     assert vol[...].shape == ()
     assert ba.open(url)[()] == np.float32(3.5)
     assert zarr.open_array(str(url), mode="r")[()] == np.float32(3.5)
+
+
+@pytest.mark.parametrize(
+    ("shape", "chunks", "dtype", "fill"),
+    [
+        ((10, 7, 5), (4, 4, 4), "uint8", 3),  # edge chunks on every axis
+        ((9, 9), (4, 4), "float32", float("nan")),
+        ((6,), (6,), "int64", -1),
+        ((), (), "uint16", 5),  # 0-d
+    ],
+)
+def test_raw_chunks_from_the_scratch_buffer_match_zarr_pythons_bytes(
+    tmp_path: Path, shape: tuple[int, ...], chunks: tuple[int, ...], dtype: str, fill: Any
+) -> None:
+    """Whole raw chunks go to a local folder from the engine's scratch buffer (edge chunks
+    padded there with the fill value): the files are zarr-python's, byte for byte."""
+    data = _random(shape, dtype, 1)
+    ours = ba.create(tmp_path / "ours.zarr", shape=shape, dtype=dtype, chunks=chunks or None,
+                     format="zarr", fill_value=fill, progress=False)  # fmt: skip
+    assert ours.level.source.fast_raw
+    put, kinds = ours.store.put, set()
+
+    def spy(key: str, value: Any, **options: Any) -> Any:
+        kinds.add(type(value))
+        return put(key, value, **options)
+
+    ours.store.put = spy  # type: ignore[method-assign]
+    ours[...] = data
+    assert kinds == {memoryview}  # every chunk went out of the scratch buffer
+    theirs = zarr.create_array(
+        store=str(tmp_path / "theirs.zarr"), shape=shape, dtype=dtype, fill_value=fill,
+        chunks=chunks if shape else "auto", compressors=None, filters=None,
+        config={"write_empty_chunks": True},
+    )  # fmt: skip
+    theirs[...] = data
+
+    def files(root: Path) -> dict[str, bytes]:
+        return {str(p.relative_to(root)): p.read_bytes() for p in (root / "c").rglob("*")
+                if p.is_file()}  # fmt: skip
+
+    assert files(tmp_path / "ours.zarr") == files(tmp_path / "theirs.zarr")

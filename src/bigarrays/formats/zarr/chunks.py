@@ -155,6 +155,23 @@ class ZarrChunks(ChunkSourceBase):
         whole = whole_chunk(chunk, self.grid.chunk, self.dtype, self.fill_value, self.order)
         self.store.put(self.key(index), self.chain.encode(whole))
 
+    def save_view(self, index: Vec, box: Box, part: np.ndarray, scratch: bytearray) -> None:
+        """Store ``part`` (the chunk's voxels inside the array, any layout) through ``scratch``
+        when it can: with :attr:`fast_raw`, copied once into it at the chunk's full shape (the
+        rest of an edge chunk filled) and written from there, with no bytes object per chunk.
+        Otherwise this is :meth:`save`."""
+        if not self.fast_raw:
+            self.save(index, part)
+            return
+        shape = self.grid.chunk
+        arr = np.frombuffer(scratch, self.dtype, math.prod(shape)).reshape(shape)
+        if part.shape != shape:
+            arr[...] = self.fill_value
+        inside: tuple[Any, ...] = tuple(slice(0, n) for n in part.shape)
+        # The trailing ... keeps a 0-d chunk an array to copy into, not a scalar.
+        np.copyto(arr[(*inside, ...)], part, casting="unsafe")
+        self.store.put(self.key(index), memoryview(scratch)[: self.chunk_nbytes])
+
     def delete(self, index: Vec) -> None:
         self.store.delete(self.key(index))
 
