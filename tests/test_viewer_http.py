@@ -130,15 +130,16 @@ def test_ranges_of_a_shard(sharded_volume):
     status, headers, body = fetch(url, {"Range": "bytes=10-109"})
     assert status == 206
     assert body == whole[10:110]
-    assert headers["Content-Range"] == f"bytes 10-109/{len(whole)}"
+    assert headers["Content-Range"] == "bytes 10-109/*"  # served without the size
     status, headers, body = fetch(url, {"Range": "bytes=-64"})
     assert status == 206
     assert body == whole[-64:]
     assert headers["Content-Range"] == f"bytes {len(whole) - 64}-{len(whole) - 1}/{len(whole)}"
     status, _, body = fetch(url, {"Range": f"bytes={len(whole) - 5}-"})
     assert (status, body) == (206, whole[-5:])
-    status, _, body = fetch(url, {"Range": f"bytes=0-{len(whole) + 100}"})
+    status, headers, body = fetch(url, {"Range": f"bytes=0-{len(whole) + 100}"})
     assert (status, body) == (206, whole)
+    assert headers["Content-Range"] == f"bytes 0-{len(whole) - 1}/*"
     status, headers, _ = fetch(url, {"Range": f"bytes={len(whole)}-"})
     assert status == 416
     assert headers["Content-Range"] == f"bytes */{len(whole)}"
@@ -319,3 +320,26 @@ def test_assigning_new_data_to_a_layer():
         viewer["nope"] = first
     with pytest.raises(IndexError):
         viewer[2] = first
+
+
+def test_a_range_with_a_start_is_one_read_of_the_store(sharded_volume):
+    """On S3 or GCS a size lookup is a request of its own: a range that starts somewhere is
+    answered from one ranged read; only a suffix range needs the size."""
+    viewer = sharded_volume.view()
+    key = _shard_key(sharded_volume)
+    store = sharded_volume.store
+    calls: list[str] = []
+    for name in ("size", "get_range"):
+        original = getattr(store, name)
+
+        def spy(*args, _name=name, _original=original, **kwargs):
+            calls.append(_name)
+            return _original(*args, **kwargs)
+
+        setattr(store, name, spy)
+    url = viewer.data_url() + key
+    assert fetch(url, {"Range": "bytes=16-31"})[0] == 206
+    assert calls == ["get_range"]
+    calls.clear()
+    assert fetch(url, {"Range": "bytes=-16"})[0] == 206
+    assert calls == ["size", "get_range"]

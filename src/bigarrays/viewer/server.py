@@ -29,7 +29,7 @@ from urllib.parse import unquote
 
 from bigarrays.errors import InvalidKeyError, ViewerPortInUseError
 from bigarrays.viewer.client import Client
-from bigarrays.viewer.ranges import Unsatisfiable, parse_range
+from bigarrays.viewer.ranges import Unsatisfiable, explicit_range, parse_range
 from bigarrays.viewer.sources import Reply, Source
 
 #: Bodies up to this size go out in the same write as the headers (one send, one packet).
@@ -162,6 +162,19 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(200, reply.body, reply.content_type, extra=extra)
 
     def _ranged(self, source: Source, key: str, header: str) -> None:
+        explicit = explicit_range(header)
+        if explicit is not None:
+            start, stop = explicit
+            body = source.get_range(key, start, stop)
+            if body is None:
+                self._not_found()
+                return
+            if body:
+                extra = {"Content-Range": f"bytes {start}-{start + len(body) - 1}/*",
+                         "Accept-Ranges": "bytes", "Cache-Control": "no-store"}  # fmt: skip
+                self._send(206, body, "application/octet-stream", extra=extra)
+                return
+            # Nothing there: past the end (416) or an empty object, which the size tells.
         total = source.size(key)
         if total is None:
             self._not_found()

@@ -63,8 +63,9 @@ class Source(abc.ABC):
         reply = self.get(key, ())
         return None if reply is None else len(reply.body)
 
-    def get_range(self, key: str, start: int, stop: int) -> bytes | None:
-        """Bytes ``[start, stop)`` of the plain value of ``key``; None if missing."""
+    def get_range(self, key: str, start: int, stop: int | None) -> bytes | None:
+        """Bytes ``[start, stop)`` of the plain value of ``key`` (``stop`` None: to its end),
+        fewer past its end; None if missing."""
         reply = self.get(key, ())
         return None if reply is None else bytes(reply.body[start:stop])
 
@@ -126,5 +127,5 @@ class DatasetSource(Source):
     def size(self, key: str) -> int | None:
         return self.store.size(key)
 
-    def get_range(self, key: str, start: int, stop: int) -> bytes | None:
-        return self.store.get_range(key, start, stop - start)
+    def get_range(self, key: str, start: int, stop: int | None) -> bytes | None:
+        return self.store.get_range(key, start, None if stop is None else stop - start)
