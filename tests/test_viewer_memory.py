@@ -104,7 +104,7 @@ def test_labels_are_compressed_segmentation_pooled_by_mode():
     np.testing.assert_array_equal(np.asarray(store.read().result())[..., 0], labels)
     level1 = ts.open({"driver": "neuroglancer_precomputed", "kvstore": viewer.data_url(),
                       "scale_index": 1}).result()  # fmt: skip
-    expected = _pooled(labels, (0, 0, 0), (2, 2, 2), "mode")
+    expected = _pooled(labels, (0, 0, 0), (2, 2, 1), "mode")  # z fits one chunk: kept
     np.testing.assert_array_equal(np.asarray(level1.read().result())[..., 0], expected)
 
 
@@ -120,7 +120,7 @@ def test_dask_arrays_are_read_chunk_by_chunk():
     with ba.open(viewer.data_url()) as served:
         np.testing.assert_array_equal(served[:, :, :], a)
         np.testing.assert_array_equal(served.at_mip(1)[:, :, :],
-                                      _pooled(a, (0, 0, 0), (2, 2, 2), "mean"))  # fmt: skip
+                                      _pooled(a, (0, 0, 0), (2, 2, 1), "mean"))  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -172,7 +172,7 @@ def test_pooled_chunks_are_cached_and_refresh_drops_them(monkeypatch):
 
     monkeypatch.setattr(memory_source, "pool_levels", counting)
     source = MemorySource(_image((256, 256, 8)))
-    key = "2/0-64_0-64_0-2"
+    key = "2/0-64_0-64_0-8"  # z fits one chunk: never halved
     first = source.get(key, ()).body
     pooled = len(calls)
     assert pooled >= 2  # level 2 from level 1, level 1 from level 0
@@ -241,3 +241,14 @@ def test_the_contrast_sample_of_a_dask_array_reads_a_bounded_box():
     viewer = ba.view(lazy)
     assert viewer.state["layers"][0]["shaderControls"]["normalized"]["range"] == [7, 8]
     assert sum(computed) <= 4 * 512 * 512 * 64  # the blocks around one central slab, not 2**34
+
+
+def test_levels_keep_the_detail_of_axes_one_chunk_spans():
+    """A tall stack whose x and y fit in one chunk: the levels halve z alone."""
+    a = np.zeros((40, 30, 1000), np.uint8)
+    viewer = ba.view(a, resolution=(4, 4, 4))
+    info = json.loads(fetch(viewer.data_url() + "info")[2])
+    sizes = [scale["size"] for scale in info["scales"]]
+    assert sizes[1] == [40, 30, 500]
+    assert [s[:2] for s in sizes] == [[40, 30]] * len(sizes)
+    assert sizes[-1][2] <= info["scales"][-1]["chunk_sizes"][0][2]

@@ -89,7 +89,8 @@ def default_layer_type(dtype: np.dtype) -> str:
 
 
 def _levels(shape: Vec, chunk: Vec, offset: Vec, resolution: Sequence[float]) -> list[MemoryLevel]:
-    """Level 0, then levels halving the finest axes (near isotropic) until one chunk holds all."""
+    """Level 0, then levels halving the finest of the axes that one chunk does not yet span
+    (near isotropic) until one chunk holds all: an axis that fits keeps its detail."""
     levels: list[MemoryLevel] = []
     factor: Vec = (1, 1, 1)
     lo, hi = offset, tuple(o + s for o, s in zip(offset, shape, strict=True))
@@ -99,7 +100,7 @@ def _levels(shape: Vec, chunk: Vec, offset: Vec, resolution: Sequence[float]) ->
         levels.append(MemoryLevel(factor, ChunkGrid(lo, size, chunk), res))  # type: ignore[arg-type]
         if all(s <= c for s, c in zip(size, chunk, strict=True)) or len(levels) >= MAX_LEVELS:
             return levels
-        pooled = [i for i in range(3) if size[i] > 1]
+        pooled = [i for i in range(3) if size[i] > chunk[i]]
         finest = min(res[i] for i in pooled)
         step = tuple(2 if i in pooled and res[i] <= 1.5 * finest else 1 for i in range(3))
         factor = tuple(f * s for f, s in zip(factor, step, strict=True))
