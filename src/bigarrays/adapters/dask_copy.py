@@ -1,10 +1,11 @@
 """``bigarrays cp ... --dask``: copy, reshard and convert a whole dataset as a Dask graph.
 
 The three kinds of ``cp`` run here as they do on the local thread pool (:mod:`bigarrays.copy`,
-:mod:`bigarrays.resharding`, :mod:`bigarrays.convert`) and leave the same objects: the new
-dataset's metadata is built by the same code before the tasks run, and its root document (the
-info, or the group's metadata) is written after the last task, so a job that fails part-way
-leaves no dataset at the destination, only objects that the next run overwrites.
+:mod:`bigarrays.resharding`, :mod:`bigarrays.convert`) and leave the same objects: blocks are
+read and written, and the new dataset's metadata is built before the tasks run, by the code the
+local conversion uses (:mod:`bigarrays.transfer`); its root document (the info, or the group's
+metadata) is written after the last task, so a job that fails part-way leaves no dataset at the
+destination, only objects that the next run overwrites.
 
 Resharding and conversion run one task per destination write unit: a box of whole destination
 chunks (whole shards on a sharded level) grown to about ``memory_target`` bytes and aligned on the
