@@ -5,12 +5,12 @@ A :class:`BlockReader` reads every level of a dataset of any format as precomput
 ``(x, y, z, c)`` blocks at absolute x, y, z coordinates, with a :class:`LevelPlan` of each level
 (size, offset, resolution, chunks along x, y, z). :func:`new_dataset` checks the options of a new
 dataset of any format, builds its metadata and returns a :class:`BlockWriter` that writes such
-blocks into its levels, with the callable that writes its root metadata (the info, or the
-group's metadata). Nothing is written before the driver asks.
+blocks into its levels, with the callable that writes its metadata (the info; or the Zarr
+arrays' documents, then the group's). Nothing is written before the driver asks.
 
 The drivers decide which blocks, in what order and where: :func:`bigarrays.convert.convert_format`
-on a local pool of threads, :mod:`bigarrays.adapters.dask_copy` as Dask tasks. The root metadata
-is written by the driver after the last block, never by the writer, so a writer sent to other
+on a local pool of threads, :mod:`bigarrays.adapters.dask_copy` as Dask tasks. The metadata is
+written by the driver after the last block, never by the writer, so a writer sent to other
 processes carries no way to write it, and a job that fails part-way leaves no dataset behind.
 Readers and writers pickle (their arrays reopen their stores from their settings).
 """
@@ -254,10 +254,10 @@ def new_dataset(
     with one level per plan: its writer, and the callable that writes its root metadata.
 
     ``compression`` None is the format's default (:data:`DEFAULT_COMPRESSION`), ``"none"``
-    none. Every option is checked (by building the metadata) before anything is written; the
-    levels' own metadata documents (a Zarr array's) are written here, the root's only by the
-    callable. Chunks that hold only zeros are not written. ``layer_type`` (precomputed only):
-    a segmentation stays one, of raw chunks.
+    none. Every option is checked by building the metadata, and nothing is written here: the
+    writer writes chunks (those that hold only zeros are skipped), and the callable writes every
+    metadata document (the info; or each Zarr array's, then the group's). ``layer_type``
+    (precomputed only): a segmentation stays one, of raw chunks.
     """
     codec_name = DEFAULT_COMPRESSION[format] if compression is None else compression
     codec = None if codec_name == "none" else codec_name
