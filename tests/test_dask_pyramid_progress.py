@@ -8,6 +8,7 @@ once per block as the scheduler reports the block done; the bar stays silent wit
 
 from __future__ import annotations
 
+import io
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -56,6 +57,13 @@ class Bars:
         self.opened, self.advanced = [], 0
 
 
+class _Terminal(io.StringIO):
+    """Standard error as a terminal shows it: the bar draws into it."""
+
+    def isatty(self) -> bool:
+        return True
+
+
 def _volume(path: Path) -> ba.BigArray:
     vol = ba.create(path, shape=SHAPE, dtype="uint8", chunks=(8, 8, 8), voxel_offset=(-3, 5, 0),
                     progress=False)  # fmt: skip
@@ -99,7 +107,7 @@ def test_downsample_dask_shows_a_bar_on_a_terminal_only(
                "--overwrite", "--dask", address]  # fmt: skip
     assert main(command) == 0  # standard error is captured, so not a terminal
     assert [drawn for _, _, drawn in bars.opened] == [False]
-    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    monkeypatch.setattr(sys, "stderr", _Terminal())
     bars.clear()
     assert main(command) == 0
     ((blocks, _, drawn),) = bars.opened
