@@ -20,7 +20,7 @@ import pytest
 from distributed import Client
 
 import bigarrays as ba
-from bigarrays.adapters import dask_copy
+from bigarrays.adapters import dask_run
 from bigarrays.adapters.dask_copy import convert_on_dask, plan_blocks, reshard_on_dask
 from bigarrays.box import Box
 from bigarrays.cli import main
@@ -224,7 +224,7 @@ def test_progress_counts_every_destination_chunk_as_the_cluster_finishes_it(
         seen.append(total)
         yield lambda: advanced.append(1)
 
-    monkeypatch.setattr(dask_copy, "progress_bar", counting_bar)
+    monkeypatch.setattr(dask_run, "progress_bar", counting_bar)
     for where in SCHEDULERS:
         convert_on_dask(src.url, tmp_path / f"{where}.ome.zarr", "zarr", chunks=(8, 8, 4),
                         scheduler=_scheduler(where, client), memory_target=8 << 10)  # fmt: skip

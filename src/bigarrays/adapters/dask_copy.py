@@ -1,10 +1,11 @@
 """``bigarrays cp ... --dask``: copy, reshard and convert a whole dataset as a Dask graph.
 
 The three kinds of ``cp`` run here as they do on the local thread pool (:mod:`bigarrays.copy`,
-:mod:`bigarrays.resharding`, :mod:`bigarrays.convert`) and leave the same objects: the new
-dataset's metadata is built by the same code before the tasks run, and its root document (the
-info, or the group's metadata) is written after the last task, so a job that fails part-way
-leaves no dataset at the destination, only objects that the next run overwrites.
+:mod:`bigarrays.resharding`, :mod:`bigarrays.convert`) and leave the same objects: blocks are
+read and written, and the new dataset's metadata is built before the tasks run, by the code the
+local conversion uses (:mod:`bigarrays.transfer`); its root document (the info, or the group's
+metadata) is written after the last task, so a job that fails part-way leaves no dataset at the
+destination, only objects that the next run overwrites.
 
 Resharding and conversion run one task per destination write unit: a box of whole destination
 chunks (whole shards on a sharded level) grown to about ``memory_target`` bytes and aligned on the
@@ -22,43 +23,34 @@ from __future__ import annotations
 import math
 import os
 import time
-import uuid
 from collections.abc import Sequence
-from contextlib import nullcontext
 from dataclasses import replace
 from typing import Any
 
+from bigarrays.adapters.dask_run import graph_key, run_tasks
 from bigarrays.array import BigArray
 from bigarrays.box import Box
-from bigarrays.convert import (
-    DEFAULT_COMPRESSION,
-    ConvertResult,
-    _precomputed_writer,
-    _Reader,
-    _Writer,
-    _zarr_writer,
-)
+from bigarrays.convert import ConvertResult
 from bigarrays.copy import copy_objects
-from bigarrays.errors import (
-    InvalidArgumentError,
-    InvalidInfoError,
-    MissingDependencyError,
-    UnsupportedError,
-)
-from bigarrays.formats.detect import FORMATS, detect
+from bigarrays.errors import InvalidArgumentError, MissingDependencyError, UnsupportedError
+from bigarrays.formats.detect import detect
 from bigarrays.formats.existing import clear_destination
 from bigarrays.formats.precomputed.format import INFO_KEY, PrecomputedDataset, open_dataset
 from bigarrays.formats.precomputed.info import Info
 from bigarrays.formats.precomputed.sharding import DEFAULT_SHARD_BYTES
-from bigarrays.formats.zarr.format import open_zarr
-from bigarrays.progress import progress_bar
 from bigarrays.resharding import sharded_scale, unsharded_scale
 from bigarrays.stores import Store, open_store
+from bigarrays.transfer import (
+    BlockReader,
+    BlockWriter,
+    LevelPlan,
+    check_conversion,
+    new_dataset,
+    open_source,
+)
 
 try:
-    from dask.base import compute as dask_compute
-    from dask.callbacks import Callback
-    from dask.delayed import Delayed, delayed
+    from dask.delayed import delayed
 except ImportError:  # pragma: no cover - the extra is part of the test environment
     raise MissingDependencyError("dask", "dask", "copying on Dask") from None
 
@@ -72,82 +64,6 @@ DEFAULT_MEMORY_TARGET = 256 << 20
 TASK_OVERHEAD = 3
 
 Vec3 = tuple[int, int, int]
-
-
-# -- running a list of tasks -----------------------------------------------------------------------
-def run_tasks(
-    tasks: Sequence[Delayed],
-    weights: Sequence[int],
-    scheduler: Any,
-    progress: bool | None,
-    description: str,
-) -> list[Any]:
-    """Compute ``tasks`` on ``scheduler`` and return their results, in order.
-
-    ``scheduler`` is a ``distributed.Client``, a scheduler's address (``tcp://host:8786``, a
-    client is opened and closed here) or a local Dask scheduler's name (``"threads"``,
-    ``"sync"``, ``"processes"``). The bar advances by a task's weight as the cluster reports
-    the task done, so it shows the cluster's progress, not the order of submission.
-    """
-    client, opened = _client(scheduler)
-    try:
-        with progress_bar(sum(weights), description, progress) as advance:
-            if client is not None:
-                return _run_on_client(client, tasks, weights, advance)
-            weight = {task.key: w for task, w in zip(tasks, weights, strict=True)}
-
-            def done(key: Any, *_: Any) -> None:
-                for _i in range(weight.get(key, 0)):
-                    advance()  # type: ignore[misc]
-
-            watch: Any = nullcontext()
-            if advance is not None:
-                watch = Callback(posttask=done)  # type: ignore[no-untyped-call]
-            with watch:
-                return list(dask_compute(*tasks, scheduler=scheduler))  # type: ignore[no-untyped-call]
-    finally:
-        if opened:
-            client.close()
-
-
-def _client(scheduler: Any) -> tuple[Any, bool]:
-    """The ``distributed.Client`` that ``scheduler`` names, if any, and whether it was opened
-    here (so is closed here)."""
-    if isinstance(scheduler, str) and "://" in scheduler:
-        try:
-            from distributed import Client
-        except ImportError:
-            raise MissingDependencyError(
-                "distributed", "dask", "running on a dask.distributed cluster"
-            ) from None
-        return Client(scheduler, set_as_default=False), True  # type: ignore[no-untyped-call]
-    if scheduler is None or isinstance(scheduler, str):
-        return None, False
-    try:
-        from distributed import Client
-    except ImportError:
-        return None, False
-    return (scheduler, False) if isinstance(scheduler, Client) else (None, False)
-
-
-def _run_on_client(
-    client: Any, tasks: Sequence[Delayed], weights: Sequence[int], advance: Any
-) -> list[Any]:
-    from distributed import as_completed
-
-    futures = client.compute(list(tasks))
-    weight = {future.key: w for future, w in zip(futures, weights, strict=True)}
-    try:
-        # Following each task costs the client a few hundred microseconds: only for a bar.
-        if advance is not None:
-            for future in as_completed(futures, loop=client.loop):  # type: ignore[no-untyped-call]
-                if future.status == "error":
-                    future.result()  # raises the task's error here
-                for _ in range(weight[future.key]):
-                    advance()
-        return list(client.gather(futures))
-    finally:
-        client.cancel(futures)
 
 
 # -- planning --------------------------------------------------------------------------------------
@@ -186,46 +102,23 @@ def plan_blocks(
     return [b for b in blocks if not b.empty]
 
 
-def _xyz(values: Sequence[int], names: Sequence[str]) -> Vec3:
-    """The entries of ``values`` (one per axis named in ``names``) along x, y, z."""
-    x, y, z = (int(values[list(names).index(a)]) for a in "xyz")
-    return (x, y, z)
-
-
-def _names(vol: BigArray, roles: Sequence[str]) -> tuple[str, ...]:
-    return tuple(roles) if roles else tuple(a.name for a in vol.level.axes)
-
-
 # -- the tasks -------------------------------------------------------------------------------------
-def _nothing() -> None:
-    """The root metadata is written by the driver, after every task: a worker writes none."""
-
-
-def _copy_block(reader: _Reader, writer: _Writer, mip: int, box: Box, offset: Vec3) -> int:
+def _copy_block(reader: BlockReader, writer: BlockWriter, mip: int, box: Box, offset: Vec3) -> int:
     writer.write(mip, box, reader.read(mip, box), offset)
     return math.prod(box.shape)
 
 
-def _graph_key(value: Any, name: str) -> Delayed:
-    """``value`` as a key of its own, which the tasks that use it depend on (sent once)."""
-    node: Delayed = delayed(value, name=f"{name}-{uuid.uuid4().hex}", traverse=False)
-    return node
-
-
 def _run_blocks(
-    reader: _Reader, writer: _Writer, plans: Sequence[Any], scheduler: Any,
+    reader: BlockReader, writer: BlockWriter, plans: Sequence[LevelPlan], scheduler: Any,
     memory_target: int, progress: bool | None, description: str,
 ) -> None:  # fmt: skip
     """One task per block of every destination level, on ``scheduler``."""
     channels, itemsize = reader.channels, reader.dataset.dtype.itemsize
-    source, target = _graph_key(reader, "bigarrays-source"), _graph_key(writer, "bigarrays-target")
+    source, target = graph_key(reader, "bigarrays-source"), graph_key(writer, "bigarrays-target")
     task = delayed(_copy_block, pure=False)
     tasks, weights = [], []
     for mip, plan in enumerate(plans):
-        out, into = writer.arrays[mip], reader.arrays[mip]
-        out_names = _names(out, ("x", "y", "z", "c") if not writer.zarr_axes else ())
-        unit = _xyz(out.level.unit, out_names)
-        source_unit = _xyz(into.level.unit, _names(into, reader.roles))
+        unit, source_unit = writer.unit(mip), reader.unit(mip)
         origin = plan.voxel_offset  # a Zarr array's index 0 is the level's voxel_offset
         for box in plan_blocks(plan.bounds, origin, unit, source_unit, channels * itemsize,
                                memory_target):  # fmt: skip
@@ -260,41 +153,25 @@ def convert_on_dask(
     """:func:`bigarrays.convert.convert_format` as a Dask graph on ``scheduler`` (see
     :func:`run_tasks`), one task per block of about ``memory_target`` bytes of whole
     destination chunks. Both datasets must be on stores that every worker reaches."""
-    if format not in FORMATS:
-        raise InvalidArgumentError(f"format must be one of {', '.join(FORMATS)}, got {format!r}")
+    xyz = check_conversion(format, chunks, threads)
     _check_memory_target(memory_target)
-    if threads is not None and threads < 1:
-        raise InvalidArgumentError(f"threads must be >= 1, got {threads}")
-    if chunks is not None and (len(chunks) != 3 or any(c < 1 for c in chunks)):
-        raise InvalidInfoError(f"chunks must be three positive sizes (x, y, z), got {chunks}")
-    codec_name = DEFAULT_COMPRESSION[format] if compression is None else compression
-    codec = None if codec_name == "none" else codec_name
     started = time.perf_counter()
     with _stores(src, dst) as (source, target):
-        found, document = detect(source)
-        dataset = (open_dataset(source, writable=False, info_bytes=document)
-                   if found == "precomputed" else open_zarr(source, found, document))  # fmt: skip
-        reader = _Reader(dataset, threads)
+        dataset = open_source(source)
+        reader = BlockReader(dataset, threads)
         try:
             _refuse_same(source, target)
             check_reachable(source, target, scheduler)
             plans = list(reader.plans)
-            if chunks is not None:
-                x, y, z = (int(c) for c in chunks)
-                plans = [replace(plan, chunks=(x, y, z)) for plan in plans]
-            dtype, channels = dataset.dtype, reader.channels
-            if format == "precomputed":
-                writer = _precomputed_writer(target, plans, dtype, channels, codec, threads,
-                                             dataset.layer_type)  # fmt: skip
-            else:
-                writer = _zarr_writer(target, 3 if format == "zarr" else 2, plans, dtype,
-                                      channels, codec, threads)  # fmt: skip
+            if xyz is not None:
+                plans = [replace(plan, chunks=xyz) for plan in plans]
+            writer, finish = new_dataset(target, format, plans, dataset.dtype, reader.channels,
+                                         compression, threads, dataset.layer_type)  # fmt: skip
             try:
                 clear_destination(target, overwrite)
-                finish, writer._finish = writer._finish, _nothing
                 _run_blocks(reader, writer, plans, scheduler, memory_target, progress,
                             f"converting {source.url} to {format} at {target.url}")  # fmt: skip
-                finish()
+                finish()  # the root metadata, from here, after every task
             finally:
                 writer.close()
         finally:
@@ -336,13 +213,13 @@ def reshard_on_dask(
         ]  # fmt: skip
         new_info = Info.from_bytes(info.with_scales(scales).to_bytes())
         new = PrecomputedDataset(target, new_info)
-        reader = _Reader(dataset, threads)
+        reader = BlockReader(dataset, threads)
         arrays = [
             BigArray(new, mip=k, mode="r+", threads=threads, progress=False,
                      skip_empty=new.level(k).deletes_chunks)
             for k in range(len(scales))
         ]  # fmt: skip
-        writer = _Writer(arrays, False, _nothing)
+        writer = BlockWriter(arrays)
         try:
             doing = "sharding" if shard else "unsharding"
             _run_blocks(reader, writer, reader.plans, scheduler, memory_target, progress,
@@ -366,7 +243,7 @@ def copy_on_dask(
 ) -> tuple[int, int]:
     """Copy ``keys`` in tasks of ``batch`` keys on ``scheduler``: (objects, bytes) moved."""
     task = delayed(copy_objects, pure=False)
-    src, dst = _graph_key(source, "bigarrays-source"), _graph_key(target, "bigarrays-target")
+    src, dst = graph_key(source, "bigarrays-source"), graph_key(target, "bigarrays-target")
     groups = [list(keys[i : i + batch]) for i in range(0, len(keys), batch)]
     results = run_tasks([task(src, dst, group, threads) for group in groups],
                         [len(g) for g in groups], scheduler, progress,

@@ -227,7 +227,7 @@ def run(
     _check_merges(dataset, targets, plan)
     blocks = list(plan.blocks(read))
     if scheduler is not None:
-        run_on_dask(dataset, targets, blocks, method, fresh, scheduler, engine.threads)
+        run_on_dask(dataset, targets, blocks, method, fresh, scheduler, engine.threads, progress)
         return
     with progress_bar(len(blocks), f"pyramid of {dataset.store.url}", progress) as advance:
         buffers = threading.local()
@@ -250,36 +250,29 @@ def run_on_dask(
     fresh: bool,
     scheduler: Any,
     threads: int,
+    progress: bool | None = None,
 ) -> None:
     """One Dask task per block, on ``scheduler``: a Dask scheduler name ("threads",
     "processes", "sync"), a ``distributed.Client``, or a scheduler's address.
 
-    A task carries the dataset (which pickles as its store's settings and metadata) and the
-    block, and opens the levels where it runs; the blocks are the ones the local run would use,
-    so no two tasks write the same chunk or shard of an aligned level.
+    The dataset (which pickles as its store's settings and metadata) travels once, as a key the
+    tasks depend on; a task opens the levels where it runs. The blocks are the ones the local
+    run would use, so no two tasks write the same chunk or shard of an aligned level. The bar
+    (``progress`` as for the local run) advances as the cluster reports each block done.
     """
     try:
-        from dask.base import compute
         from dask.delayed import delayed
     except ImportError as exc:  # pragma: no cover - dask is in the test extras
         from bigarrays.errors import MissingDependencyError
 
         raise MissingDependencyError("dask", "dask", "running a pyramid on Dask") from exc
-    client = None
-    if isinstance(scheduler, str) and "://" in scheduler:
-        from distributed import Client
+    from bigarrays.adapters.dask_run import graph_key, run_tasks
 
-        client = scheduler = Client(scheduler)  # type: ignore[no-untyped-call]
     plan = [(k, t.grid, t.affected) for k, t in enumerate(targets, start=1)]
+    shared = graph_key(dataset, "bigarrays-pyramid-dataset")
     task = delayed(_pool_block_task, pure=False)
-    try:
-        compute(
-            *(task(dataset, plan, block, method, fresh, threads) for block in blocks),
-            scheduler=scheduler,
-        )  # type: ignore[no-untyped-call]
-    finally:
-        if client is not None:
-            client.close()  # type: ignore[no-untyped-call]
+    tasks = [task(shared, plan, block, method, fresh, threads) for block in blocks]
+    run_tasks(tasks, [1] * len(tasks), scheduler, progress, f"pyramid of {dataset.store.url}")
 
 
 def _pool_block_task(
