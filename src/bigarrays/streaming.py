@@ -23,6 +23,7 @@ from typing import Any
 from bigarrays.api import _format_of, create, open
 from bigarrays.array import BigArray
 from bigarrays.errors import DatasetExistsError, DatasetNotFoundError, InvalidArgumentError
+from bigarrays.streaming_discard import Container, container_before, discard
 from bigarrays.streaming_pyramid import add_levels
 from bigarrays.streaming_writer import (
     DEFAULT_CHECKPOINT_SECONDS,
@@ -62,6 +63,10 @@ def stream(
     options, ...) go to :func:`bigarrays.create`. An existing dataset is continued with
     ``resume=True`` from its stored end, else refused.
 
+    A stream refused before its first frame (an option that does not fit the dataset, a store
+    that refuses a write) deletes the dataset it created, and the folder or file made for it
+    (``bigarrays.streaming_discard``); a dataset that was there before is never touched.
+
     ``region`` restricts the stream to part of the other axes, ``{"c": 1}`` or
     ``{"x": slice(0, 1024)}``, on whole write units, so that several streams can fill one array.
     ``queue_bytes``: full slabs that may wait before ``append`` blocks. ``checkpoint_seconds``:
@@ -84,6 +89,8 @@ def stream(
                       checkpoint_seconds=checkpoint_seconds, skip_empty=skip_empty,
                       method=method, fsync=fsync)  # fmt: skip
     vol: BigArray | None = None
+    where: Container | None = None
+    made = False  # the dataset is this call's: a refused stream deletes it
     if not overwrite:
         store_options = {k: v for k, v in options.items() if k == "format"}
         try:
@@ -106,7 +113,9 @@ def stream(
                 "a precomputed volume streamed with mips= needs max_shape= (or max_bounds=): "
                 "its levels' chunk names follow their grids, which must not move as it grows"
             )
+        where = container_before(target)
         vol = _create(target, axis, shape, dtype, overwrite, threads, options)
+        made = True
     try:
         if mips:
             _add_levels(vol, axis, mips, factor, method)
@@ -114,7 +123,10 @@ def stream(
                       checkpoint_seconds=checkpoint_seconds, skip_empty=skip_empty,
                       owns_array=True, method=method, fsync=fsync)  # fmt: skip
     except BaseException:
-        vol.close()
+        if made:
+            discard(vol, where)
+        else:
+            vol.close()
         raise
 
 
