@@ -24,7 +24,7 @@ from bigarrays.api import _format_of, create, open
 from bigarrays.array import BigArray
 from bigarrays.errors import DatasetExistsError, DatasetNotFoundError, InvalidArgumentError
 from bigarrays.streaming_discard import Container, container_before, discard
-from bigarrays.streaming_pyramid import add_levels
+from bigarrays.streaming_pyramid import add_levels, refuse_moving_grid
 from bigarrays.streaming_writer import (
     DEFAULT_CHECKPOINT_SECONDS,
     DEFAULT_QUEUE_BYTES,
@@ -132,6 +132,7 @@ def stream(
 
 def _add_levels(vol: BigArray, axis: int | str, mips: int, factor: Any, method: str) -> None:
     """Add the levels ``mips`` asks for to ``vol``, unless it has them already."""
+    refuse_moving_grid(vol)
     if vol.mips > 1:
         if vol.mips - 1 != mips:
             raise InvalidArgumentError(
