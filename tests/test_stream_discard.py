@@ -94,3 +94,14 @@ def test_the_dataset_a_stream_replaced_is_not_restored_but_the_new_one_goes(
     with pytest.raises(InvalidArgumentError):
         ba.stream(str(path), overwrite=True, region={"q": 1}, **OPTIONS)
     assert [p for p in path.rglob("*") if not p.is_dir()] == []
+
+
+def test_a_zarr_stream_along_an_unnamed_axis_is_refused_before_anything_is_made(
+    tmp_path: Path,
+) -> None:
+    with pytest.raises(InvalidArgumentError, match="dims="):
+        ba.stream(str(tmp_path / "a.zarr"), axis="t", shape=FRAME, dtype="uint16")
+    assert _everything(tmp_path) == []
+    with ba.stream(str(tmp_path / "a.zarr"), axis=0, shape=FRAME, dtype="uint16") as s:
+        s.append(np.ones(FRAME, np.uint16))
+    assert ba.open(str(tmp_path / "a.zarr")).shape == (1, *FRAME)

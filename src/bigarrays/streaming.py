@@ -164,6 +164,13 @@ def _create(
             f"{target} holds no dataset: give the frame shape= and dtype= to create it"
         )
     frame = tuple(int(n) for n in shape)
+    precomputed = _format_of(target, options.get("format")) == "precomputed"
+    if not precomputed and not options.get("dims") and isinstance(axis, str):
+        # A Zarr array's axes are dim_0, dim_1, ... unless named: "t" would name none of them.
+        raise InvalidArgumentError(
+            f"axis={axis!r} names an axis, but a Zarr array's axes are named by dims=: pass "
+            f"dims= (such as ('t', 'y', 'x')) naming {axis!r}, or the axis' index"
+        )
     dims = options.get("dims") or ("x", "y", "z", "c")[: len(frame) + 1]
     j = dims.index(axis) if isinstance(axis, str) and axis in dims else axis
     if not isinstance(j, int) or not 0 <= j <= len(frame):
