@@ -61,7 +61,10 @@ _MADE_BY = (3 << 8) | 45  # Unix, zip 4.5
 _FILE_ATTRS = (0o100644 & 0xFFFF) << 16
 _SCAN_BLOCK = 1 << 20
 #: Buffers one ``pwritev`` takes at most (POSIX guarantees 16; Linux and macOS take 1024).
-_IOV_MAX = os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 16
+try:
+    _IOV_MAX = max(16, os.sysconf("SC_IOV_MAX"))  # -1: no limit known
+except (AttributeError, ValueError, OSError):  # pragma: no cover - no sysconf, or no such name
+    _IOV_MAX = 16
 
 
 @dataclass(slots=True)
