@@ -112,3 +112,22 @@ def test_a_factor_that_cuts_slabs_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ba.InvalidArgumentError, match="divide"):
         ba.stream(str(tmp_path / "v.ome.zarr"), axis="z", shape=(16, 16), dtype="uint8",
                   dims=("z", "y", "x"), chunks=(3, 8, 8), mips=1, factor=(2, 2, 2))  # fmt: skip
+
+
+@pytest.mark.parametrize("how", ["array", "resume", "levels"])
+def test_levels_on_a_precomputed_grid_that_follows_its_bounds_are_refused_at_open(
+    tmp_path: Path, how: str
+) -> None:
+    """Growing such a volume with levels would rename every level's chunks: refused before a
+    frame is taken or a level added, with what to do instead."""
+    path = tmp_path / "v"
+    vol = ba.create(path, shape=(40, 36, 16), chunks=(16, 16, 8), dtype="uint16")
+    vol[...] = 7
+    if how == "levels":
+        vol.downsample(num_mips=1)  # a pyramid, then a stream that would write it
+    info = ba.open(path).info
+    target: Any = ba.open(path, mode="r+") if how == "array" else str(path)
+    with pytest.raises(ba.errors.InvalidArgumentError, match="max_shape=") as error:
+        ba.stream(target, axis="z", resume=True, mips=None if how == "levels" else 1)
+    assert "follows its bounds" in str(error.value)
+    assert ba.open(path).info == info

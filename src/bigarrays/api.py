@@ -248,7 +248,8 @@ def create(
     its space axes). A Zarr array has any number of axes, named by ``dims`` (default ``dim_0``,
     ...; name them ``t``, ``c``, ``z``, ``y``, ``x`` for an image), C-ordered, starting at 0, with
     ``fill_value`` (default 0) for voxels never written, ``compression`` ``"zstd"``, ``"gzip"``,
-    ``"blosc"`` or None, and ``attributes``; ``chunks`` defaults to 64 along the last three axes
+    ``"blosc"`` (``blosc_cname`` and ``blosc_shuffle`` as below; default zstd, byte shuffle) or
+    None, and ``attributes``; ``chunks`` defaults to 64 along the last three axes
     and 1 along the others.
 
     A sharded Zarr v3 array (``sharding_indexed``) is written as ``zarr.json`` describes it:
@@ -299,7 +300,7 @@ def create(
             layer_type, encoding, compression, overwrite, compression_level=compression_level,
             sharding=sharding, threads=threads, progress=progress, cache_bytes=cache_bytes,
             skip_empty=skip_empty, dims=dims, fill_value=fill_value, attributes=attributes,
-            store_options=store_options, max_box=limit,
+            store_options=store_options, max_box=limit, blosc=(blosc_cname, blosc_shuffle),
         )  # fmt: skip
     for name, value in (("dims", dims), ("fill_value", fill_value), ("attributes", attributes)):
         if value is not None:
@@ -456,6 +457,7 @@ def _create_zarr(
     attributes: dict[str, Any] | None,
     store_options: dict[str, Any],
     max_box: Box | None = None,
+    blosc: tuple[str | None, str | None] = (None, None),
 ) -> BigArray:
     """``create`` of a Zarr array or OME-Zarr image (see ``create``)."""
     ome = _is_ome(url)
@@ -483,7 +485,7 @@ def _create_zarr(
         dataset = create_zarr(
             store, version=3 if kind == "zarr" else 2, shape=shape, dtype=dtype, chunks=chunks,
             dims=dims, fill_value=fill_value, compression=compression,
-            compression_level=compression_level, attributes=attributes,
+            compression_level=compression_level, attributes=attributes, blosc=blosc,
         )  # fmt: skip
         meta = dataset.meta
         if inner is not None and isinstance(meta, ArrayMetadataV3):

@@ -183,10 +183,15 @@ class GrowableArray:
         ``Dataset.renamed``), take the stored metadata and write ``box`` again under it."""
         if self._mip != 0:
             return
+        written: list[Dataset] = []
         for _ in range(MAX_CONFLICT_RETRIES):
             stored = self._dataset.renamed()
             if stored is None:
+                # Written under the stored names now: what went under the old ones goes.
+                for before in written:
+                    self._dataset.drop_renamed(before, box)
                 return
+            written.append(self._dataset)
             self._adopt(stored)
             self._write_box(box, block)
         raise VersionConflictError("info", self.url)

@@ -23,7 +23,8 @@ from typing import Any
 from bigarrays.api import _format_of, create, open
 from bigarrays.array import BigArray
 from bigarrays.errors import DatasetExistsError, DatasetNotFoundError, InvalidArgumentError
-from bigarrays.streaming_pyramid import add_levels
+from bigarrays.streaming_discard import Container, container_before, discard
+from bigarrays.streaming_pyramid import add_levels, refuse_moving_grid
 from bigarrays.streaming_writer import (
     DEFAULT_CHECKPOINT_SECONDS,
     DEFAULT_QUEUE_BYTES,
@@ -62,6 +63,10 @@ def stream(
     options, ...) go to :func:`bigarrays.create`. An existing dataset is continued with
     ``resume=True`` from its stored end, else refused.
 
+    A stream refused before its first frame (an option that does not fit the dataset, a store
+    that refuses a write) deletes the dataset it created, and the folder or file made for it
+    (``bigarrays.streaming_discard``); a dataset that was there before is never touched.
+
     ``region`` restricts the stream to part of the other axes, ``{"c": 1}`` or
     ``{"x": slice(0, 1024)}``, on whole write units, so that several streams can fill one array.
     ``queue_bytes``: full slabs that may wait before ``append`` blocks. ``checkpoint_seconds``:
@@ -84,6 +89,8 @@ def stream(
                       checkpoint_seconds=checkpoint_seconds, skip_empty=skip_empty,
                       method=method, fsync=fsync)  # fmt: skip
     vol: BigArray | None = None
+    where: Container | None = None
+    made = False  # the dataset is this call's: a refused stream deletes it
     if not overwrite:
         store_options = {k: v for k, v in options.items() if k == "format"}
         try:
@@ -106,7 +113,9 @@ def stream(
                 "a precomputed volume streamed with mips= needs max_shape= (or max_bounds=): "
                 "its levels' chunk names follow their grids, which must not move as it grows"
             )
+        where = container_before(target)
         vol = _create(target, axis, shape, dtype, overwrite, threads, options)
+        made = True
     try:
         if mips:
             _add_levels(vol, axis, mips, factor, method)
@@ -114,12 +123,16 @@ def stream(
                       checkpoint_seconds=checkpoint_seconds, skip_empty=skip_empty,
                       owns_array=True, method=method, fsync=fsync)  # fmt: skip
     except BaseException:
-        vol.close()
+        if made:
+            discard(vol, where)
+        else:
+            vol.close()
         raise
 
 
 def _add_levels(vol: BigArray, axis: int | str, mips: int, factor: Any, method: str) -> None:
     """Add the levels ``mips`` asks for to ``vol``, unless it has them already."""
+    refuse_moving_grid(vol)
     if vol.mips > 1:
         if vol.mips - 1 != mips:
             raise InvalidArgumentError(
@@ -151,6 +164,13 @@ def _create(
             f"{target} holds no dataset: give the frame shape= and dtype= to create it"
         )
     frame = tuple(int(n) for n in shape)
+    precomputed = _format_of(target, options.get("format")) == "precomputed"
+    if not precomputed and not options.get("dims") and isinstance(axis, str):
+        # A Zarr array's axes are dim_0, dim_1, ... unless named: "t" would name none of them.
+        raise InvalidArgumentError(
+            f"axis={axis!r} names an axis, but a Zarr array's axes are named by dims=: pass "
+            f"dims= (such as ('t', 'y', 'x')) naming {axis!r}, or the axis' index"
+        )
     dims = options.get("dims") or ("x", "y", "z", "c")[: len(frame) + 1]
     j = dims.index(axis) if isinstance(axis, str) and axis in dims else axis
     if not isinstance(j, int) or not 0 <= j <= len(frame):

@@ -33,6 +33,20 @@ if TYPE_CHECKING:
     from bigarrays.array import BigArray
 
 
+def refuse_moving_grid(vol: BigArray) -> None:
+    """Refuse levels on a precomputed volume whose chunk grid follows its bounds (made without
+    ``max_shape``): growing it would rename the chunks of every level, which resizes refuse, so
+    its stream would fail at its first checkpoint."""
+    if vol.format == "precomputed" and vol.level.extent is None:
+        raise InvalidArgumentError(
+            f"{vol.url} is a precomputed volume whose chunk grid follows its bounds (it was made "
+            "without max_shape=): a stream that writes levels (mips=) grows them all, which "
+            "would rename the chunks of every level. Create it with max_shape= (or "
+            "max_bounds=) covering the acquisition, or stream level 0 alone and build the "
+            "pyramid afterwards (vol.downsample)"
+        )
+
+
 def add_levels(vol: BigArray, mips: int, factor: Any, method: str) -> None:
     """Add ``mips`` empty levels to ``vol`` (one level, about to be streamed into), sized for
     its grid, their bounds following level 0's."""

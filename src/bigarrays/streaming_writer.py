@@ -23,7 +23,7 @@ from bigarrays.errors import (
     StreamWriteError,
 )
 from bigarrays.formats.shard_writes import ShardWriter
-from bigarrays.streaming_pyramid import StreamPyramid
+from bigarrays.streaming_pyramid import StreamPyramid, refuse_moving_grid
 
 DEFAULT_QUEUE_BYTES = 1 << 30
 DEFAULT_CHECKPOINT_SECONDS = 5.0
@@ -114,6 +114,7 @@ class Stream:
                     f"{vol.url} has {vol.mips} levels, which a stream writes whole: a region= "
                     "would leave their pooled cells half written; stream the whole frame"
                 )
+            refuse_moving_grid(vol)
             self._pyramid = StreamPyramid(vol, la, self._box, self._unit, method)
         # A fixed grid too small for even the next slab (a sharded precomputed volume made
         # without max_shape) is refused now rather than by the writer thread later.

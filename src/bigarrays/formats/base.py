@@ -204,6 +204,11 @@ class Dataset(abc.ABC):
         when given a dataset writes again through it."""
         return None
 
+    def drop_renamed(self, before: Dataset, box: Box) -> None:  # noqa: B027 - optional hook
+        """After a write of ``box`` through ``before`` (level 0) was written again through this
+        dataset (see :meth:`renamed`), delete what the first write left under names the
+        metadata no longer gives (precomputed edge chunks that a resize renamed meanwhile)."""
+
     def ahead(self, bounds: Box, mip: int = 0) -> ChunkSource:
         """Level ``mip``'s chunk source over a grid that covers ``bounds`` (every grid axis),
         with the stored metadata unchanged: a streaming writer fills whole chunks past the end

@@ -582,6 +582,25 @@ class Store(abc.ABC):
         raise self._no_versions()
 
 
+def cut_parts(parts: Sequence[memoryview], size: int) -> Iterator[bytes]:
+    """The bytes of ``parts`` laid end to end, cut into pieces of ``size`` (the last shorter):
+    the parts of a multipart upload, made one at a time, so that no more than one is held."""
+    out: list[memoryview] = []
+    held = 0
+    for part in parts:
+        view = part.cast("B") if part.format != "B" or part.ndim != 1 else part
+        while len(view):
+            take = min(size - held, len(view))
+            out.append(view[:take])
+            held += take
+            view = view[take:]
+            if held == size:
+                yield b"".join(out)
+                out, held = [], 0
+    if held:
+        yield b"".join(out)
+
+
 def _check_mode(mode: str, version: str | None) -> None:
     """Refuse a put mode that is unknown or given the wrong version."""
     if mode == "overwrite":

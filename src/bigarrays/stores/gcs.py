@@ -16,6 +16,8 @@ not usable against either emulator.
 - Endpoint: the ``endpoint`` option, else ``STORAGE_EMULATOR_HOST`` (then requests are anonymous
   unless a token or file is given, as with Google's own clients), else
   ``https://storage.googleapis.com``.
+- A value larger than ``PART_SIZE`` (128 MiB; a shard) goes up as a resumable upload, one part
+  at a time; a value given in pieces (``put_parts``) is cut into parts and never joined whole.
 - Transfer encodings are the object's ``contentEncoding``. Reads send ``Accept-Encoding: gzip``,
   so GCS sends the stored bytes instead of decompressing them on the way ("decompressive
   transcoding", which also ignores ranges), and the store decodes what the header says.
@@ -40,7 +42,7 @@ from bigarrays.errors import (
     VersionConflictError,
 )
 from bigarrays.stores import content_encoding
-from bigarrays.stores.base import ANY_VERSION, Buffer
+from bigarrays.stores.base import ANY_VERSION, Buffer, PutMode, cut_parts
 from bigarrays.stores.http import Pool, Response, check_status, parse_content_range
 from bigarrays.stores.remote import (
     RemoteStore,
@@ -121,6 +123,9 @@ class _Client:
 
 class GCSStore(RemoteStore):
     schemes = ("gs",)
+    #: Values larger than this go up as a resumable upload, in parts of this size (a multiple
+    #: of the 256 KiB that GCS asks of every part but the last).
+    PART_SIZE = 128 * 2**20
 
     def __init__(
         self,
@@ -368,6 +373,8 @@ class GCSStore(RemoteStore):
         new object's generation."""
         content_encoding.check(encoding)
         data = to_bytes(value)
+        if len(data) > self.PART_SIZE:
+            return self._put_resumable(key, [memoryview(data)], encoding, generation)
         name = self._name(key)
         base = f"{self.endpoint}/upload/storage/v1/b/{quote(self.bucket, safe='')}/o"
         what = f"PUT {self.url}/{key}"
@@ -394,6 +401,76 @@ class GCSStore(RemoteStore):
         r = self._request("POST", f"{base}?{urlencode(query)}", what, headers=headers, body=body,
                           missing_ok=False, conflict_key=key)  # fmt: skip
         return self._uploaded_generation(r, key)
+
+    def _put_parts(
+        self, key: str, parts: list[memoryview], mode: PutMode, version: str | None
+    ) -> str:
+        """A value larger than a part goes up as a resumable upload whose parts are cut from
+        ``parts`` one at a time: a shard is never joined whole, only one part's bytes are."""
+        if sum(p.nbytes for p in parts) <= self.PART_SIZE:
+            value = b"".join(parts)
+            if mode == "overwrite":
+                return self._put(key, value, None)
+            return self._put_if_version(key, value, version, None)
+        generation = None
+        if mode == "create":
+            generation = "0"
+        elif mode == "if_version" and version != ANY_VERSION:
+            generation = version
+        return self._put_resumable(key, parts, None, generation)
+
+    def _put_resumable(
+        self, key: str, parts: list[memoryview], encoding: str | None, generation: str | None
+    ) -> str:
+        """Open a resumable upload session (its precondition ``generation`` given there, as
+        GCS takes it) and send the value in parts of :attr:`PART_SIZE`; the new generation."""
+        name = self._name(key)
+        total = sum(p.nbytes for p in parts)
+        what = f"PUT {self.url}/{key}"
+        query = {"uploadType": "resumable", "name": name}
+        if generation is not None:
+            query["ifGenerationMatch"] = generation
+        meta: dict[str, str] = {"name": name, "contentType": "application/octet-stream"}
+        if encoding is not None:
+            meta["contentEncoding"] = encoding
+        headers = {"Content-Type": "application/json; charset=UTF-8",
+                   "X-Upload-Content-Type": "application/octet-stream",
+                   "X-Upload-Content-Length": str(total)}  # fmt: skip
+        base = f"{self.endpoint}/upload/storage/v1/b/{quote(self.bucket, safe='')}/o"
+        r = self._request("POST", f"{base}?{urlencode(query)}", what, headers=headers,
+                          body=json.dumps(meta).encode(), missing_ok=False,
+                          conflict_key=key)  # fmt: skip
+        session = None if r is None else r.header("Location")
+        if not session:
+            raise StoreError(f"{what}: the server opened no upload session (no Location)")
+        offset, answer = 0, None
+        for piece in cut_parts(parts, self.PART_SIZE):
+            answer = self._send_part(session, piece, offset, total, what, key)
+            offset += len(piece)
+            del piece  # before the next part is cut: one part held at a time
+        return self._uploaded_generation(answer, key)
+
+    def _send_part(
+        self, session: str, piece: bytes, offset: int, total: int, what: str, key: str
+    ) -> Response:
+        """PUT one part of a resumable upload; GCS answers 308 until the last. A part sent
+        again after a lost answer is fine: GCS ignores bytes at offsets it has persisted."""
+        client: _Client = self.client()
+        end = offset + len(piece)
+        headers = {"Content-Range": f"bytes {offset}-{end - 1}/{total}"}
+
+        def attempt() -> Response:
+            r = client.pool.request("PUT", session, headers=headers, body=piece)
+            if r.status == 308 and end < total:
+                return r
+            if r.status == 412:  # the precondition, checked again as the object is made
+                raise VersionConflictError(key, self.url)
+            self._check(r, what)
+            if r.status >= 300:
+                raise StoreError(f"{what}: HTTP {r.status} to a part of a resumable upload")
+            return r
+
+        return self._call(what, attempt)
 
     def _uploaded_generation(self, r: Response | None, key: str) -> str:
         """The generation an upload's answer (the new object's metadata) names."""

@@ -9,6 +9,9 @@ the layout other tools make by default. The package is the extra ``lmdb``.
 - Any number of reader processes and one writer process at a time: LMDB's lock file serializes
   writers (a second writing process waits for the first's transaction, it does not fail), and
   readers never wait. Readers see each commit at once.
+- A value is stored from one buffer (py-lmdb cannot reserve the space and fill it in place), so a
+  value given in pieces (``put_parts``, a shard) is joined once, into bytes the store owns until
+  the commit, and not copied again.
 - Writes from many threads are committed together (group commit): a thread that finds a commit in
   progress queues its put, and the next commit takes every queued put in one transaction, so the
   disk flush is paid once per batch rather than once per chunk. Commits flush the data but not the
@@ -49,6 +52,7 @@ from bigarrays.stores.base import (
     ANY_ENCODING,
     ANY_VERSION,
     Buffer,
+    PutMode,
     Store,
     cut_range,
     local_disk_concurrency,
@@ -554,8 +558,19 @@ class LmdbStore(Store):
     def _put_if_version(
         self, key: str, value: Buffer, version: str | None, encoding: str | None
     ) -> str:
+        # The caller may reuse its buffer before the commit (an interrupted wait): a copy.
+        return self._put_blob(key, bytes(memoryview(value).cast("B")), version, encoding)
+
+    def _put_parts(
+        self, key: str, parts: list[memoryview], mode: PutMode, version: str | None
+    ) -> str:
+        # LMDB stores a value from one buffer (py-lmdb has no MDB_RESERVE to fill in place):
+        # the parts are joined once, into bytes of our own, and not copied again.
+        blob = b"".join(parts)
+        return self._put_blob(key, blob, ANY_VERSION if mode == "overwrite" else version, None)
+
+    def _put_blob(self, key: str, blob: bytes, version: str | None, encoding: str | None) -> str:
         content_encoding.check(encoding)
-        blob = bytes(memoryview(value).cast("B"))  # the caller may reuse its buffer before commit
         self._check_key(key)
         variants = self._variants(key)
         target = next(raw for raw, e in variants if e == encoding)

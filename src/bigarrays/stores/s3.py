@@ -17,6 +17,9 @@ shared files, SSO, container and instance roles).
 - Single-object GETs, PUTs, HEADs and DELETEs (every chunk) are sent by
   :mod:`bigarrays.stores.s3_objects`, signed by botocore but without boto3's per-request
   machinery, at half its CPU; boto3 does the rest.
+- A value larger than ``MULTIPART_THRESHOLD`` goes up as a multipart upload of ``PART_SIZE``
+  parts; one given in pieces (``put_parts``, a shard) does so from one part's size on, its parts
+  cut from the pieces one at a time, so the value is never joined whole.
 - botocore's own retries are off: :mod:`bigarrays.stores.retry` does them, the same for every
   backend. Checksums are computed only where S3 requires them, which S3-compatible servers that
   lack the newer checksum headers need.
@@ -41,7 +44,7 @@ from bigarrays.errors import (
     VersionConflictError,
 )
 from bigarrays.stores import content_encoding
-from bigarrays.stores.base import ANY_VERSION, Buffer
+from bigarrays.stores.base import ANY_VERSION, Buffer, PutMode, cut_parts
 from bigarrays.stores.remote import (
     RemoteStore,
     as_stored,
@@ -357,7 +360,7 @@ class S3Store(RemoteStore):
         if encoding is not None:
             extra["ContentEncoding"] = encoding
         if len(body) > self.MULTIPART_THRESHOLD:
-            return self._put_multipart(key, name, body, extra, condition or {})
+            return self._put_multipart(key, name, [memoryview(body)], extra, condition or {})
         tries = 0
 
         def put(s3: Any) -> str:
@@ -389,18 +392,39 @@ class S3Store(RemoteStore):
         except Exception:
             return None
 
+    def _put_parts(
+        self, key: str, parts: list[memoryview], mode: PutMode, version: str | None
+    ) -> str:
+        """A value larger than a part goes up as a multipart upload whose parts are cut from
+        ``parts`` one at a time: a shard is never joined whole, only one part's bytes are."""
+        if sum(p.nbytes for p in parts) <= self.PART_SIZE:
+            value = b"".join(parts)
+            if mode == "overwrite":
+                return self._put(key, value, None)
+            return self._put_if_version(key, value, version, None)
+        condition = {}
+        if mode == "create":
+            condition = {"IfNoneMatch": "*"}
+        elif mode == "if_version" and version != ANY_VERSION:
+            condition = {"IfMatch": str(version)}
+        extra = {"ContentType": "application/octet-stream"}
+        return self._put_multipart(key, self._name(key), parts, extra, condition)
+
     def _put_multipart(
-        self, key: str, name: str, body: bytes, extra: dict[str, str], condition: dict[str, str]
+        self,
+        key: str,
+        name: str,
+        body: list[memoryview],
+        extra: dict[str, str],
+        condition: dict[str, str],
     ) -> str:
         created = self._request("PUT", key, lambda s3: s3.create_multipart_upload(
             Bucket=self.bucket, Key=name, **extra))  # fmt: skip
         assert not isinstance(created, _Missing)
         upload_id = created["UploadId"]
-        view = memoryview(body)
         parts = []
         try:
-            for number, offset in enumerate(range(0, len(body), self.PART_SIZE), start=1):
-                piece = bytes(view[offset : offset + self.PART_SIZE])
+            for number, piece in enumerate(cut_parts(body, self.PART_SIZE), start=1):
 
                 def upload(s3: Any, n: int = number, p: bytes = piece) -> Any:
                     return s3.upload_part(Bucket=self.bucket, Key=name, UploadId=upload_id,
@@ -409,6 +433,7 @@ class S3Store(RemoteStore):
                 done = self._request("PUT", key, upload)
                 assert not isinstance(done, _Missing)
                 parts.append({"PartNumber": number, "ETag": done["ETag"]})
+                del piece, upload  # before the next part is cut: one part held at a time
 
             def complete(s3: Any) -> Any:
                 try:

@@ -11,8 +11,9 @@ what bigarrays writes: chunks are compressed already) are read in place; deflate
 ``zip`` makes by default) are inflated whole on every read.
 
 Writing appends. A ``put`` writes a local header and the value at the end of the file, and the new
-entry supersedes an older one of the same name; the central directory, which lists only live
-entries, is written by :meth:`ZipStore.checkpoint`, :meth:`ZipStore.close` (so by
+entry supersedes an older one of the same name (a value given in pieces, ``put_parts``, is
+written from them in turn with ``pwritev``, never joined); the central directory, which lists
+only live entries, is written by :meth:`ZipStore.checkpoint`, :meth:`ZipStore.close` (so by
 ``BigArray.close()`` and ``with ba.open(...)``); a handle dropped without ``close`` is settled at
 the next open or close of a zip handle in the process, at interpreter exit at the latest (never
 from inside the garbage collector, which may run while a write holds the archive). The
@@ -59,6 +60,7 @@ from bigarrays.stores.base import (
     ANY_ENCODING,
     ANY_VERSION,
     Buffer,
+    PutMode,
     Store,
     local_disk_concurrency,
     normalize_key,
@@ -216,7 +218,11 @@ class ZipStore(Store):
         return self._archive.read(entry, key, start, length)
 
     def _put(
-        self, key: str, value: Buffer, encoding: str | None, version: str | None = ANY_VERSION
+        self,
+        key: str,
+        value: Buffer | list[memoryview],
+        encoding: str | None,
+        version: str | None = ANY_VERSION,
     ) -> str:
         content_encoding.check(encoding)
         archive = self._usable()
@@ -229,6 +235,12 @@ class ZipStore(Store):
         target = name + content_encoding.SUFFIXES[encoding] if encoding else name
         drop = [n for n, _ in self._variants(name) if n != target]
         return f"{archive.put(target, value, drop, self._checker(key, name, version)):x}"
+
+    def _put_parts(
+        self, key: str, parts: list[memoryview], mode: PutMode, version: str | None
+    ) -> str:
+        # The parts are appended to the entry one after another: a shard is never joined.
+        return self._put(key, parts, None, ANY_VERSION if mode == "overwrite" else version)
 
     def _delete(self, key: str, version: str | None = ANY_VERSION) -> None:
         archive = self._usable()

@@ -60,6 +60,11 @@ _UTF8_FLAG = 0x800
 _MADE_BY = (3 << 8) | 45  # Unix, zip 4.5
 _FILE_ATTRS = (0o100644 & 0xFFFF) << 16
 _SCAN_BLOCK = 1 << 20
+#: Buffers one ``pwritev`` takes at most (POSIX guarantees 16; Linux and macOS take 1024).
+try:
+    _IOV_MAX = max(16, os.sysconf("SC_IOV_MAX"))  # -1: no limit known
+except (AttributeError, ValueError, OSError):  # pragma: no cover - no sysconf, or no such name
+    _IOV_MAX = 16
 
 
 @dataclass(slots=True)
@@ -101,7 +106,7 @@ def _pwrite(fd: int, buffers: Sequence[Buffer], offset: int) -> None:
     views = [memoryview(b).cast("B") for b in buffers]
     views = [v for v in views if len(v)]
     while views:
-        n = os.pwritev(fd, views, offset)
+        n = os.pwritev(fd, views[:_IOV_MAX], offset)
         offset += n
         while views and n >= len(views[0]):
             n -= len(views[0])
@@ -404,17 +409,24 @@ class Archive:
 
     # -- writing ---------------------------------------------------------------------------------
     def put(
-        self, name: str, value: Buffer, drop: Sequence[str], check: EntryCheck | None = None
+        self,
+        name: str,
+        value: Buffer | list[memoryview],
+        drop: Sequence[str],
+        check: EntryCheck | None = None,
     ) -> int:
-        """Append ``value`` as entry ``name`` and drop the entries ``drop``; the entry's offset.
+        """Append ``value`` (or a list of its parts, written in turn, never joined) as entry
+        ``name`` and drop the entries ``drop``; the entry's offset.
 
         ``check(entries)``, when given, runs under the lock before the write and again before the
         entry is published; an exception from it stops the put (a conditional write).
         """
-        data = memoryview(value).cast("B")
+        parts = [memoryview(p).cast("B") for p in (value if isinstance(value, list) else [value])]
         raw_name = name.encode()
-        crc = _crc32(data)
-        n = len(data)
+        crc = 0
+        for part in parts:
+            crc = _crc32(part, crc)
+        n = sum(len(part) for part in parts)
         big = n >= _ZIP64_LIMIT
         extra = _zip64_extra(n, n) if big else b""
         dos_time, dos_date = _dos_now()
@@ -434,7 +446,7 @@ class Archive:
         published = False
         try:
             try:
-                _pwrite(fd, [header, data], offset)
+                _pwrite(fd, [header, *parts], offset)
             except OSError as exc:
                 raise _write_error(self.path, exc) from exc
             entry = Entry(raw_name, offset, n, n, crc, 0, _UTF8_FLAG, dos_time, dos_date,

@@ -120,6 +120,12 @@ class PrecomputedDataset(Dataset):
         dataset._seen = version
         return dataset
 
+    def drop_renamed(self, before: Dataset, box: Box) -> None:
+        from bigarrays.formats.precomputed.resize import drop_old_names
+
+        if isinstance(before, PrecomputedDataset):
+            drop_old_names(self.store, before.info, box)
+
     def ahead(self, bounds: Box, mip: int = 0) -> ChunkSource:
         from bigarrays.formats.precomputed.resize import stored_extent
 

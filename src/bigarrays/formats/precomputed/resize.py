@@ -20,11 +20,13 @@ are part of every chunk's name. Two ways to change them follow from that:
   which viewers ignore), then copies, then stores the new info and deletes the old names. A
   writer notes the info's version before it writes and looks again after
   (``PrecomputedDataset.renamed``): a write made before the mark was copied; a writer that
-  finds the version changed waits for the mark to go and writes again under the new names.
+  finds the version changed waits for the mark to go and writes again under the new names,
+  then deletes what it left under the old ones (``drop_old_names``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import time
 from collections.abc import Callable, Iterator
@@ -357,14 +359,62 @@ def _drop_unnamed(store: Store, written: list[tuple[str, Box]]) -> None:
     scale = Info.from_bytes(data).scales[0]
     grid = ChunkGrid(scale.voxel_offset, scale.size, scale.chunk_size)
     for key, box in written:
-        start, stop = box.start[:3], box.stop[:3]
-        named = grid.bounds.contains(Box(start, stop)) and all(
-            (a - o) % c == 0 and b == min(a + c, e)
-            for a, b, o, c, e in zip(start, stop, grid.origin, grid.chunk, grid.bounds.stop,
-                                     strict=True)
-        )  # fmt: skip
-        if not named:
+        if not _named(grid, box):
             store.delete(key)
+
+
+def _named(grid: ChunkGrid, box: Box) -> bool:
+    """True when ``grid`` (x, y, z) names a chunk by ``box``'s x, y and z: a chunk's clipped box."""
+    start, stop = box.start[:3], box.stop[:3]
+    return grid.bounds.contains(Box(start, stop)) and all(
+        (a - o) % c == 0 and b == min(a + c, e)
+        for a, b, o, c, e in zip(start, stop, grid.origin, grid.chunk, grid.bounds.stop,
+                                 strict=True)
+    )  # fmt: skip
+
+
+def drop_old_names(store: Store, old: Info, box: Box) -> None:
+    """Delete the chunks of ``box`` (over the first scale's grid axes) that a write made with
+    ``old`` left under names the stored info no longer gives.
+
+    That is what a writer leaves that lost the race with a resize: it wrote with the old info
+    after the resize had copied (and deleted) the old names, then found the info changed and
+    wrote its box again under the new names (``renamed_info``). Every writer that wrote with an
+    old info writes again so, which is why such a chunk holds nothing to keep. A chunk goes only
+    if it is still at the version read BEFORE the info was found not to name it and no resize
+    to be under way: a resize that names it again afterwards marks the info first and then
+    rewrites (or deletes) the chunk, so the conditional delete fails and the chunk stays. Stores
+    without versions cannot tell, and keep such chunks (a later resize that names them again
+    replaces them).
+    """
+    scale = old.scales[0]
+    if (
+        not store.conditional_writes
+        or scale.sharding is not None
+        or stored_extent(scale) is not None
+    ):
+        return
+    layout = ChunkLayout(store, old, 0)
+    found = []
+    for index in layout.grid.indices(box):
+        key = layout.key(index)
+        data, version = store.get_range_with_version(key, 0, 1)
+        if data is not None and version is not None:
+            found.append((key, layout.grid.chunk_box(index), version))
+    data, _ = _read_info(store)
+    if not found or data is None:
+        return
+    stored = _parse(data, store.url)
+    if resizing(stored):
+        return  # the resize under way may be naming them again: the next one replaces them
+    now = stored.scales[0]
+    grid = ChunkGrid(now.voxel_offset, now.size, now.chunk_size)
+    for key, chunk, version in found:
+        if now.key == scale.key and _named(grid, chunk):
+            continue
+        # A conflict: rewritten since it was read, so no longer this write's leftover.
+        with contextlib.suppress(VersionConflictError):
+            store.delete_if_version(key, version)
 
 
 def renamed_info(

@@ -18,6 +18,7 @@ import numpy as np
 
 from bigarrays.box import Box
 from bigarrays.chunk_source import ChunkSource
+from bigarrays.codecs import blosc as blosc_codec
 from bigarrays.codecs.chain import CodecChain
 from bigarrays.codecs.zarr_v2 import V2Chain
 from bigarrays.errors import (
@@ -270,28 +271,46 @@ def open_zarr(store: Store, found: str, document: bytes) -> ZarrDataset:
     return ZarrDataset(store, arrays, group, multiscale)
 
 
-def _v3_codecs(dtype: np.dtype, compression: str | None, level: int | None) -> list[dict]:
+#: ``create``'s ``blosc_shuffle`` names, as Zarr v3 and v2 write them.
+_SHUFFLES = {"none": ("noshuffle", 0), "byte": ("shuffle", 1), "bit": ("bitshuffle", 2)}
+
+
+def _blosc(dtype: np.dtype, blosc: tuple[str | None, str | None]) -> tuple[str, str]:
+    """The blosc codec and shuffle asked for (``create``'s names), Zarr's defaults else."""
+    cname, shuffle = blosc
+    return cname or "zstd", shuffle or ("byte" if dtype.itemsize > 1 else "bit")
+
+
+def _v3_codecs(
+    dtype: np.dtype, compression: str | None, level: int | None,
+    blosc: tuple[str | None, str | None] = (None, None),
+) -> list[dict]:  # fmt: skip
     codecs: list[dict[str, Any]] = [{"name": "bytes", "configuration": {"endian": "little"}}]
     if compression == "zstd":
         codecs.append({"name": "zstd", "configuration": {"level": level, "checksum": False}})
     elif compression == "gzip":
         codecs.append({"name": "gzip", "configuration": {"level": level}})
     elif compression == "blosc":
+        cname, shuffle = _blosc(dtype, blosc)
         codecs.append({"name": "blosc", "configuration": {
-            "cname": "zstd", "clevel": level, "typesize": dtype.itemsize,
-            "shuffle": "shuffle" if dtype.itemsize > 1 else "bitshuffle", "blocksize": 0,
+            "cname": cname, "clevel": level, "typesize": dtype.itemsize,
+            "shuffle": _SHUFFLES[shuffle][0], "blocksize": 0,
         }})  # fmt: skip
     return codecs
 
 
-def _v2_compressor(dtype: np.dtype, compression: str | None, level: int | None) -> dict | None:
+def _v2_compressor(
+    dtype: np.dtype, compression: str | None, level: int | None,
+    blosc: tuple[str | None, str | None] = (None, None),
+) -> dict | None:  # fmt: skip
     if compression == "zstd":
         return {"id": "zstd", "level": level}
     if compression == "gzip":
         return {"id": "gzip", "level": level}
     if compression == "blosc":
-        return {"id": "blosc", "cname": "zstd", "clevel": level, "blocksize": 0,
-                "shuffle": 1 if dtype.itemsize > 1 else 2}  # fmt: skip
+        cname, shuffle = _blosc(dtype, blosc)
+        return {"id": "blosc", "cname": cname, "clevel": level, "blocksize": 0,
+                "shuffle": _SHUFFLES[shuffle][1]}  # fmt: skip
     return None
 
 
@@ -307,8 +326,10 @@ def create_zarr(
     compression: str | None,
     compression_level: int | None,
     attributes: dict[str, Any] | None,
+    blosc: tuple[str | None, str | None] = (None, None),
 ) -> ZarrDataset:
-    """The metadata of a new Zarr array, checked as a reader would; nothing is written here."""
+    """The metadata of a new Zarr array, checked as a reader would; nothing is written here.
+    ``blosc`` is ``(blosc_cname, blosc_shuffle)`` as ``create`` takes them."""
     shape = tuple(int(n) for n in shape)
     if chunks is None:
         # Whole chunks of 64 along the last three axes (z, y, x), one step along the others (t, c).
@@ -325,6 +346,10 @@ def create_zarr(
         raise UnsupportedError(
             f"compression {compression!r} for Zarr: one of {', '.join(COMPRESSIONS)} or None"
         )
+    if compression == "blosc":
+        blosc_codec.check(None, *blosc)
+    elif blosc != (None, None):
+        raise InvalidInfoError("blosc_cname and blosc_shuffle apply to compression='blosc' only")
     np_dtype = np.dtype(dtype)
     level = compression_level
     if level is None:
@@ -335,7 +360,7 @@ def create_zarr(
         v3_name(np_dtype)  # a data type Zarr v3 has, or a typed error
         meta = ArrayMetadataV3(
             shape=shape, data_type=np_dtype, chunk_shape=chunks, fill_value=fill,
-            codecs=tuple(_v3_codecs(np_dtype, compression, level)),
+            codecs=tuple(_v3_codecs(np_dtype, compression, level, blosc)),
             attributes=dict(attributes or {}),
             dimension_names=None if dims is None else tuple(dims),
         ).checked()  # fmt: skip
@@ -347,7 +372,7 @@ def create_zarr(
     meta = ArrayMetadataV2(
         shape=shape, chunks=chunks, dtype=np_dtype.newbyteorder("<") if np_dtype.itemsize > 1
         else np_dtype, fill_value=fill, order="C",
-        compressor=_v2_compressor(np_dtype, compression, level),
+        compressor=_v2_compressor(np_dtype, compression, level, blosc),
     ).checked()  # fmt: skip
     return ZarrDataset(store, [ZarrArray("", meta, attrs)])
 
