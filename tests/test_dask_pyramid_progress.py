@@ -121,3 +121,21 @@ def test_downsample_dask_shows_a_bar_on_a_terminal_only(
     local.downsample((2, 2, 2), num_mips=2)
     for k in (1, 2):  # and the levels are the local run's
         np.testing.assert_array_equal(ba.open(url, mip=k)[...], local.at_mip(k)[...])
+
+
+def test_a_memory_or_zip_pyramid_is_refused_on_worker_processes(
+    dask_client: Client, tmp_path: Path
+) -> None:
+    """Worker processes would write their levels into stores of their own, lost: refused
+    before any level is added, as ``cp --dask`` refuses them."""
+    from bigarrays.errors import UnsupportedError
+
+    for url in ("memory://pyramid-on-dask", tmp_path / "v.zip"):
+        vol = ba.create(url, shape=(64, 64, 64), dtype="uint8", chunks=(32, 32, 32))
+        vol[...] = 1
+        with pytest.raises(UnsupportedError, match="cannot be shared by the worker processes"):
+            vol.downsample(num_mips=1, scheduler=dask_client)
+        assert vol.mips == 1
+        vol.downsample(num_mips=1, scheduler="threads")  # in this process: fine
+        assert vol.mips == 2
+        vol.close()

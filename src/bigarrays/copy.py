@@ -208,7 +208,8 @@ def _copy_on_dask(
     progress: bool | None, overwrite: bool, scheduler: Any, batch: int,
 ) -> tuple[int, int]:  # fmt: skip
     """:func:`_copy` with ``keys`` copied by Dask tasks of ``batch`` keys each."""
-    from bigarrays.adapters.dask_copy import check_reachable, copy_on_dask
+    from bigarrays.adapters.dask_copy import copy_on_dask
+    from bigarrays.adapters.dask_run import check_reachable
 
     _refuse_same(source, target)
     check_reachable(source, target, scheduler)

@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-from bigarrays.adapters.dask_run import graph_key, run_tasks
+from bigarrays.adapters.dask_run import check_reachable, graph_key, run_tasks
 from bigarrays.array import BigArray
 from bigarrays.box import Box
 from bigarrays.convert import ConvertResult
@@ -252,28 +252,6 @@ def copy_on_dask(
 
 
 # -- shared ----------------------------------------------------------------------------------------
-#: Dask schedulers that run every task in this process.
-IN_PROCESS = (None, "threads", "threading", "sync", "synchronous", "single-threaded")
-
-
-def check_reachable(source: Store, target: Store, scheduler: Any) -> None:
-    """Refuse stores that other processes cannot share, before anything is written: a memory
-    store (another process sees an empty one of its own, so writes would be lost) and a zip
-    file as the destination (writers in several processes would corrupt its directory)."""
-    from bigarrays.stores.memory import MemoryStore
-    from bigarrays.stores.zip import ZipStore
-
-    if isinstance(scheduler, str | None) and scheduler in IN_PROCESS:
-        return
-    for store, role in ((source, "source"), (target, "destination")):
-        if isinstance(store, MemoryStore) or (
-            role == "destination" and isinstance(store, ZipStore)
-        ):
-            raise UnsupportedError(
-                f"the {role} {store.url} cannot be shared by the worker processes of "
-                f"{scheduler!r}: use a store that every worker reaches (S3, GCS, a shared file "
-                "system), or scheduler='threads'"
-            )
 
 
 def _refuse_same(source: Store, target: Store) -> None:

@@ -15,8 +15,9 @@ from collections.abc import Sequence
 from contextlib import nullcontext
 from typing import Any
 
-from bigarrays.errors import MissingDependencyError
+from bigarrays.errors import MissingDependencyError, UnsupportedError
 from bigarrays.progress import progress_bar
+from bigarrays.stores import Store
 
 try:
     from dask.base import compute as dask_compute
@@ -25,7 +26,30 @@ try:
 except ImportError:  # pragma: no cover - the extra is part of the test environment
     raise MissingDependencyError("dask", "dask", "running jobs on Dask") from None
 
-__all__ = ["graph_key", "run_tasks"]
+__all__ = ["check_reachable", "graph_key", "run_tasks"]
+
+#: Dask schedulers that run every task in this process.
+IN_PROCESS = (None, "threads", "threading", "sync", "synchronous", "single-threaded")
+
+
+def check_reachable(source: Store, target: Store, scheduler: Any) -> None:
+    """Refuse stores that other processes cannot share, before anything is written: a memory
+    store (another process sees an empty one of its own, so writes would be lost) and a zip
+    file as the destination (writers in several processes would corrupt its directory)."""
+    from bigarrays.stores.memory import MemoryStore
+    from bigarrays.stores.zip import ZipStore
+
+    if isinstance(scheduler, str | None) and scheduler in IN_PROCESS:
+        return
+    for store, role in ((source, "source"), (target, "destination")):
+        if isinstance(store, MemoryStore) or (
+            role == "destination" and isinstance(store, ZipStore)
+        ):
+            raise UnsupportedError(
+                f"the {role} {store.url} cannot be shared by the worker processes of "
+                f"{scheduler!r}: use a store that every worker reaches (S3, GCS, a shared file "
+                "system), or scheduler='threads'"
+            )
 
 
 def graph_key(value: Any, name: str) -> Delayed:

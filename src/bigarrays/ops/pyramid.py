@@ -144,6 +144,8 @@ def build(
     """
     if dataset.store.read_only:
         raise ReadOnlyError(f"{dataset.store.url} is read-only: a pyramid cannot be written there")
+    if scheduler is not None:
+        _check_workers_reach(dataset, scheduler)  # before any level is added
     base = dataset.level(0)
     method = resolve_method(method, dataset, dataset.dtype)
     steps = _steps(base, factor, num_mips)
@@ -268,11 +270,20 @@ def run_on_dask(
         raise MissingDependencyError("dask", "dask", "running a pyramid on Dask") from exc
     from bigarrays.adapters.dask_run import graph_key, run_tasks
 
+    _check_workers_reach(dataset, scheduler)
     plan = [(k, t.grid, t.affected) for k, t in enumerate(targets, start=1)]
     shared = graph_key(dataset, "bigarrays-pyramid-dataset")
     task = delayed(_pool_block_task, pure=False)
     tasks = [task(shared, plan, block, method, fresh, threads) for block in blocks]
     run_tasks(tasks, [1] * len(tasks), scheduler, progress, f"pyramid of {dataset.store.url}")
+
+
+def _check_workers_reach(dataset: Dataset, scheduler: Any) -> None:
+    """Refuse a store that the processes of ``scheduler`` would each see a copy of (memory) or
+    corrupt by writing at once (zip): the levels are read and written where the tasks run."""
+    from bigarrays.adapters.dask_run import check_reachable
+
+    check_reachable(dataset.store, dataset.store, scheduler)
 
 
 def _pool_block_task(
