@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from bigarrays.codecs import gzip
-from bigarrays.codecs.zarr_v2 import V2Chain
+from bigarrays.codecs.zarr_v2 import V2Chain, unshuffle
 from bigarrays.errors import CorruptChunkError
 
 SHAPE = (6, 5, 4)
@@ -162,3 +162,11 @@ def test_hdf5_chunks_are_decoded_into_the_engine_buffer(tmp_path: Any, monkeypat
     assert np.array_equal(vol[3:37, 5:29, 1:19], data[3:37, 5:29, 1:19])
     assert calls["into"] == 2 * 3 * 2 * 3
     assert calls["decode"] == 0
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 4, 5, 8, 16])
+def test_unshuffle_matches_numcodecs(k: int) -> None:
+    shuffled = np.random.default_rng(k).integers(0, 256, k * 1000, dtype=np.uint8)
+    out = bytearray(k * 1000)
+    unshuffle(shuffled.reshape(k, 1000), out)
+    assert bytes(out) == numcodecs.Shuffle(k).decode(shuffled).tobytes()

