@@ -6,6 +6,11 @@ one reference also fetches the references that follow it in the file (gaps up to
 the span up to its ``max_span``), and keeps their bytes until their keys are asked for. A key
 whose span is already on its way waits for it instead of asking again. The bytes kept are
 bounded (``limit``); past it the oldest pieces are dropped and read again if asked for.
+
+A piece handed out is not read ahead again until its key is asked for a second time (a new read
+of the region): the engine walks the chunks in its own order (the first axis fastest), not the
+file's, so a read of the references after one would otherwise fetch again chunks already handed
+out, and keep them, never asked for, until the limit dropped them.
 """
 
 from __future__ import annotations
@@ -41,12 +46,18 @@ class ReadAhead:
         self._kept: OrderedDict[str, bytes] = OrderedDict()
         self._kept_bytes = 0
         self._pending: dict[str, threading.Event] = {}
+        #: Keys handed out since the current read began (none is asked twice in one read).
+        self._served: set[str] = set()
         #: Requests made (what a merged read saves).
         self.requests = 0
 
     def get(self, key: str, ref: Target, read: Reader) -> bytes | None:
         """The bytes of ``ref`` (the reference of ``key``), read with ``read(offset, length)``
         together with the references that follow it."""
+        with self._lock:
+            if key in self._served:  # asked again: a new read of the region begins
+                self._served.clear()
+            self._served.add(key)
         while True:
             with self._lock:
                 if key in self._kept:
@@ -88,7 +99,7 @@ class ReadAhead:
         for offset, length, k in self._order[i:]:
             if k == key:
                 continue
-            if k in self._kept or k in self._pending:
+            if k in self._kept or k in self._pending or k in self._served:
                 break
             too_far = offset - end > self._policy.gap
             if too_far or offset + length - run[0][1] > min(self._policy.max_span, MAX_SPAN):
