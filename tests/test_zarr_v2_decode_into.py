@@ -8,9 +8,11 @@ import gzip as stdlib_gzip
 import zlib
 from typing import Any
 
+import h5py
 import numcodecs
 import numpy as np
 import pytest
+import zarr
 
 from bigarrays.codecs import gzip
 from bigarrays.codecs.zarr_v2 import V2Chain, unshuffle
@@ -136,7 +138,6 @@ def test_inflate_into_declines(stored: bytes, size: int, why: str) -> None:
 
 
 def test_hdf5_chunks_are_decoded_into_the_engine_buffer(tmp_path: Any, monkeypatch: Any) -> None:
-    h5py = pytest.importorskip("h5py")
     import bigarrays as ba
     from bigarrays.refs import index_hdf5, write_references
 
@@ -170,3 +171,17 @@ def test_unshuffle_matches_numcodecs(k: int) -> None:
     out = bytearray(k * 1000)
     unshuffle(shuffled.reshape(k, 1000), out)
     assert bytes(out) == numcodecs.Shuffle(k).decode(shuffled).tobytes()
+
+
+def test_cached_chunks_are_not_the_engine_buffer(tmp_path: Any) -> None:
+    import bigarrays as ba
+
+    data = np.random.default_rng(3).integers(0, 5000, (20, 30), dtype="<u2")
+    z = zarr.create_array(str(tmp_path / "z"), shape=data.shape, chunks=(8, 8), dtype="<u2",
+                          zarr_format=2, compressors=numcodecs.Zlib(1),
+                          filters=[numcodecs.Shuffle(2)])  # fmt: skip
+    z[...] = data
+    vol = ba.open(str(tmp_path / "z"), cache_bytes=1 << 20, threads=2)
+    for _ in range(3):
+        assert np.array_equal(vol[:, :], data)
+        assert np.array_equal(vol[3:17, 5:29], data[3:17, 5:29])
