@@ -129,3 +129,49 @@ def test_a_3d_read_over_http_transfers_the_stored_bytes_once(
         got.clear()
         np.testing.assert_array_equal(vol[:, :, :], data)
         assert sum(got) == len(blob)
+
+
+def test_pieces_read_ahead_fit_under_the_limit_and_are_never_read_twice() -> None:
+    grid = (6, 5, 4)
+    refs = _file_order_refs(grid)
+    blob = np.random.default_rng(1).bytes(len(refs) * SIZE)
+    reads: list[int] = []
+
+    def read(offset: int, length: int) -> bytes:
+        reads.append(length)
+        return blob[offset : offset + length]
+
+    # Room for 10 pieces: the first column of the engine's walk would read ahead 2 x 30.
+    ahead = ReadAhead(refs.items(), POLICY, limit=10 * SIZE)
+    for key in _engine_order(grid):
+        ref = refs[key]
+        assert ahead.get(key, ref, read) == blob[ref.offset : ref.offset + SIZE]  # type: ignore[operator]
+    assert sum(reads) == len(refs) * SIZE
+    assert len(reads) < len(refs)
+
+
+def test_stale_pieces_make_room_for_new_runs() -> None:
+    refs = _file_order_refs((200,))
+    blob = np.random.default_rng(2).bytes(len(refs) * SIZE)
+    reads: list[tuple[int, int]] = []
+
+    def read(offset: int, length: int) -> bytes:
+        reads.append((offset, length))
+        return blob[offset : offset + length]
+
+    def get(i: int) -> None:
+        ref = refs[str(i)]
+        assert ahead.get(str(i), ref, read) == blob[i * SIZE : i * SIZE + SIZE]
+
+    # Room for three pieces; a piece is stale after 64 requests.
+    ahead = ReadAhead(refs.items(), POLICY, limit=3 * SIZE)
+    get(0)  # reads 1 and 2 ahead, which no one asks for
+    get(10)  # reads 11 ahead: the room is full
+    assert reads == [(0, 3 * SIZE), (10 * SIZE, 2 * SIZE)]
+    # Cutouts elsewhere, walked backwards so that none reads ahead (the piece after each was
+    # just handed out): each is read alone, and 1, 2 and 11 stay while they are recent.
+    for i in range(150, 150 - 70, -1):
+        get(i)
+    assert reads[2:] == [(i * SIZE, SIZE) for i in range(150, 80, -1)]
+    get(20)  # 1, 2 and 11 are stale now: dropped to make room for a merged read
+    assert reads[-1] == (20 * SIZE, 3 * SIZE)
