@@ -146,6 +146,8 @@ class ReadAhead:
         data = read(start, stop - start)
         if data is None:
             return None
+        if len(run) == 1:
+            return data  # a read of one piece: as it came, not copied
         view = memoryview(data)
         with self._lock:
             for k, offset, length in run[1:]:
