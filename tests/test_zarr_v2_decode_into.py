@@ -98,7 +98,7 @@ def damaged(c: V2Chain, chunk: np.ndarray) -> dict[str, bytes]:
         "too long": zlib.compress(raw + b"\0\0", 4),
         "too short": zlib.compress(raw[:-2], 4),
         "not deflate": b"\x00" * 40,
-        "gzip too long": stdlib_gzip.compress(raw + b"\0\0"),
+        "gzip too long": stdlib_gzip.compress(raw + b"\0\0", mtime=0),
     }
 
 
@@ -114,7 +114,8 @@ def test_damage_is_corrupt_and_names_the_key(case: str) -> None:
 
 @pytest.mark.parametrize(
     ("stored", "size"),
-    [(zlib.compress(b"x" * 100), 100), (stdlib_gzip.compress(b"x" * 100), 100)],
+    [(zlib.compress(b"x" * 100), 100), (stdlib_gzip.compress(b"x" * 100, mtime=0), 100)],
+    ids=["zlib", "gzip"],
 )
 def test_inflate_into_reads_zlib_and_gzip(stored: bytes, size: int) -> None:
     out = bytearray(size)
@@ -132,6 +133,7 @@ def test_inflate_into_reads_zlib_and_gzip(stored: bytes, size: int) -> None:
         (b"\x78", 1, "too short for a zlib stream"),
         (zlib.compress(b"x" * 100)[:-1] + b"\0", 100, "a wrong Adler-32"),
     ],
+    ids=["long", "short", "dictionary", "truncated", "adler32"],
 )  # fmt: skip
 def test_inflate_into_declines(stored: bytes, size: int, why: str) -> None:
     assert gzip.inflate_into(stored, memoryview(bytearray(size))) is None, why
