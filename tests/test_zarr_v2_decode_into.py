@@ -99,12 +99,15 @@ def damaged(c: V2Chain, chunk: np.ndarray) -> dict[str, bytes]:
         "too short": zlib.compress(raw[:-2], 4),
         "not deflate": b"\x00" * 40,
         "gzip too long": stdlib_gzip.compress(raw + b"\0\0", mtime=0),
+        "trailing bytes": stored + b"\0" * 8,
     }
 
 
 @pytest.mark.parametrize(
-    "case", ["checksum", "truncated", "too long", "too short", "not deflate", "gzip too long"]
-)
+    "case",
+    ["checksum", "truncated", "too long", "too short", "not deflate", "gzip too long",
+     "trailing bytes"],
+)  # fmt: skip
 def test_damage_is_corrupt_and_names_the_key(case: str) -> None:
     c = chain("uint16", "zlib", 2)
     stored = damaged(c, values("uint16"))[case]
@@ -132,8 +135,9 @@ def test_inflate_into_reads_zlib_and_gzip(stored: bytes, size: int) -> None:
          1, "a preset dictionary"),
         (b"\x78", 1, "too short for a zlib stream"),
         (zlib.compress(b"x" * 100)[:-1] + b"\0", 100, "a wrong Adler-32"),
+        (zlib.compress(b"x" * 100) + b"\0", 100, "bytes after the stream"),
     ],
-    ids=["long", "short", "dictionary", "truncated", "adler32"],
+    ids=["long", "short", "dictionary", "truncated", "adler32", "trailing"],
 )  # fmt: skip
 def test_inflate_into_declines(stored: bytes, size: int, why: str) -> None:
     assert gzip.inflate_into(stored, memoryview(bytearray(size))) is None, why

@@ -174,7 +174,19 @@ def inflate_into(data: bytes, out: memoryview) -> int | None:
         got = deflate_decode(data, out=out)
     except Exception:  # DeflateError: damaged, or more bytes than ``out`` holds
         return None
-    return len(out) if len(got) == len(out) else None
+    # libdeflate stops at the end of the stream and ignores what follows; the stream's Adler-32
+    # in the last four bytes proves that nothing does (8 us for 512 KiB through zlib-ng).
+    if len(got) != len(out) or _adler32(out) != int.from_bytes(data[-4:], "big"):
+        return None
+    return len(out)
+
+
+def _adler32(data: Buffer) -> int:
+    try:
+        from zlib_ng import zlib_ng
+    except ImportError:  # pragma: no cover - zlib-ng is a core dependency
+        return zlib.adler32(data)
+    return int(zlib_ng.adler32(data))
 
 
 class GzipCodec(BytesBytesCodec):
