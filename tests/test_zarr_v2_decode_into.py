@@ -191,3 +191,26 @@ def test_cached_chunks_are_not_the_engine_buffer(tmp_path: Any) -> None:
     for _ in range(3):
         assert np.array_equal(vol[:, :], data)
         assert np.array_equal(vol[3:17, 5:29], data[3:17, 5:29])
+
+
+def test_a_chain_pickles_and_decodes_into_after() -> None:
+    import pickle
+
+    c = chain("uint16", "zlib", 2)
+    chunk = values("uint16")
+    again = pickle.loads(pickle.dumps(c))
+    assert np.array_equal(again.decode_into(c.encode(chunk), "k", bytearray(c.nbytes)), chunk)
+
+
+def test_chains_of_different_chunk_sizes_share_a_thread() -> None:
+    small, large = (
+        chain("uint16", "zlib", 2),
+        V2Chain.from_zarray(
+            {"id": "zlib", "level": 1}, [{"id": "shuffle", "elementsize": 4}], "<f4", (9, 7, 5)
+        ),
+    )
+    a = values("uint16")
+    b = np.random.default_rng(5).normal(size=(9, 7, 5)).astype("<f4")
+    for _ in range(2):
+        assert np.array_equal(large.decode_into(large.encode(b), "b", bytearray(large.nbytes)), b)
+        assert np.array_equal(small.decode_into(small.encode(a), "a", bytearray(small.nbytes)), a)

@@ -18,7 +18,7 @@ import math
 import sys
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -61,6 +61,19 @@ def _codec(config: Any, role: str) -> Any:
         ) from None
     except Exception as exc:  # TypeError / ValueError of a codec's constructor
         raise InvalidCodecError(config["id"], f"cannot build it from {config}: {exc}") from None
+
+
+#: Per thread, where shuffled chunks are inflated before they are unshuffled.
+_THREAD = threading.local()
+
+
+def _inflate_buffer(n: int) -> bytearray:
+    """This thread's buffer of at least ``n`` bytes, kept for its next chunks (the largest
+    asked for so far)."""
+    buffer: bytearray | None = getattr(_THREAD, "inflated", None)
+    if buffer is None or len(buffer) < n:
+        buffer = _THREAD.inflated = bytearray(n)
+    return buffer
 
 
 _WIDER: dict[int, np.dtype[Any]] = {1: np.dtype("<u2"), 2: np.dtype("<u4")}
@@ -106,8 +119,6 @@ class V2Chain:
     compressor: Any
     #: The size of the compressor's output for one chunk, when filters cannot change it.
     filtered_size: int | None
-    #: Per thread, the inflated bytes of a shuffled chunk before they are unshuffled.
-    _inflated: threading.local = field(default_factory=threading.local, repr=False)
 
     @classmethod
     def from_zarray(
@@ -255,12 +266,10 @@ class V2Chain:
             if gzip.inflate_into(data, memoryview(out)[:n]) is None:
                 return self.decode(data, key)
         else:
-            inflated = getattr(self._inflated, "buffer", None)
-            if inflated is None or len(inflated) != n:
-                inflated = self._inflated.buffer = bytearray(n)
-            if gzip.inflate_into(data, memoryview(inflated)) is None:
+            inflated = _inflate_buffer(n)
+            if gzip.inflate_into(data, memoryview(inflated)[:n]) is None:
                 return self.decode(data, key)
-            unshuffle(np.frombuffer(inflated, np.uint8).reshape(k, n // k), out)
+            unshuffle(np.frombuffer(inflated, np.uint8, n).reshape(k, n // k), out)
         values: np.ndarray = np.frombuffer(out, self.dtype, n // self.dtype.itemsize)
         return values.reshape(self.chunk_shape, order=self.order)
 
