@@ -5,6 +5,7 @@ stream this path declines goes through the general decode, which names what is w
 from __future__ import annotations
 
 import gzip as stdlib_gzip
+import threading
 import zlib
 from typing import Any
 
@@ -214,3 +215,17 @@ def test_chains_of_different_chunk_sizes_share_a_thread() -> None:
     for _ in range(2):
         assert np.array_equal(large.decode_into(large.encode(b), "b", bytearray(large.nbytes)), b)
         assert np.array_equal(small.decode_into(small.encode(a), "a", bytearray(small.nbytes)), a)
+
+
+def test_a_thread_keeps_no_buffer_past_the_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    from bigarrays.codecs import zarr_v2
+
+    c = chain("uint16", "zlib", 2)
+    chunk = values("uint16")
+    monkeypatch.setattr(zarr_v2, "KEEP_BYTES", c.nbytes - 1)
+    monkeypatch.setattr(zarr_v2, "_THREAD", threading.local())
+    assert np.array_equal(c.decode_into(c.encode(chunk), "k", bytearray(c.nbytes)), chunk)
+    assert getattr(zarr_v2._THREAD, "inflated", None) is None
+    monkeypatch.setattr(zarr_v2, "KEEP_BYTES", c.nbytes)
+    assert np.array_equal(c.decode_into(c.encode(chunk), "k", bytearray(c.nbytes)), chunk)
+    assert len(zarr_v2._THREAD.inflated) == c.nbytes

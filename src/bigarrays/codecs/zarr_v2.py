@@ -65,14 +65,19 @@ def _codec(config: Any, role: str) -> Any:
 
 #: Per thread, where shuffled chunks are inflated before they are unshuffled.
 _THREAD = threading.local()
+#: The largest buffer a thread keeps: a larger chunk gets one of its own, freed after it.
+KEEP_BYTES = 16 << 20
 
 
 def _inflate_buffer(n: int) -> bytearray:
-    """This thread's buffer of at least ``n`` bytes, kept for its next chunks (the largest
-    asked for so far)."""
+    """A buffer of at least ``n`` bytes: this thread's, kept for its next chunks (the largest
+    asked for so far, up to ``KEEP_BYTES``)."""
     buffer: bytearray | None = getattr(_THREAD, "inflated", None)
-    if buffer is None or len(buffer) < n:
-        buffer = _THREAD.inflated = bytearray(n)
+    if buffer is not None and len(buffer) >= n:
+        return buffer
+    buffer = bytearray(n)
+    if n <= KEEP_BYTES:
+        _THREAD.inflated = buffer
     return buffer
 
 
