@@ -149,11 +149,15 @@ class ReadAhead:
         if len(run) == 1:
             return data  # a read of one piece: as it came, not copied
         view = memoryview(data)
+        # Cut before taking the lock: the other threads' look-ups do not wait on the copies.
+        pieces = [
+            (k, bytes(view[offset - start : offset - start + length]))
+            for k, offset, length in run[1:]
+            if offset + length - start <= len(view)
+        ]
         with self._lock:
-            for k, offset, length in run[1:]:
-                if offset + length - start <= len(view):
-                    piece = bytes(view[offset - start : offset - start + length])
-                    self._kept[k] = piece
-                    self._kept_at[k] = self._gets
-                    self._kept_bytes += len(piece)
+            for k, piece in pieces:
+                self._kept[k] = piece
+                self._kept_at[k] = self._gets
+                self._kept_bytes += len(piece)
         return bytes(view[: run[0][2]])
