@@ -144,6 +144,51 @@ def gunzip_into(data: bytes, out: memoryview) -> int | None:
     return n
 
 
+def _zlib_header(data: bytes) -> bool:
+    """Whether ``data`` starts with a zlib stream's header: deflate, no preset dictionary."""
+    return (
+        len(data) >= 6
+        and data[0] & 0x0F == 8
+        and not data[1] & 0x20
+        and ((data[0] << 8) | data[1]) % 31 == 0
+    )
+
+
+def inflate_into(data: bytes, out: memoryview) -> int | None:
+    """Inflate a gzip member or a zlib stream ``data`` into ``out`` if it holds exactly
+    ``len(out)`` bytes: :func:`gunzip_into` for gzip, libdeflate's zlib decoder (which checks the
+    stream's Adler-32) for zlib, what HDF5's deflate filter and numcodecs' ``zlib`` write.
+
+    Returns ``len(out)``; None whenever this path does not apply or the stream is damaged, and the
+    caller then decodes with :func:`decompress`, which names what is wrong.
+    """
+    if data[:2] == MAGIC:
+        return gunzip_into(data, out)
+    if not _zlib_header(data):
+        return None
+    try:
+        from imagecodecs import deflate_decode
+    except ImportError:  # pragma: no cover - imagecodecs is a core dependency
+        return None
+    try:
+        got = deflate_decode(data, out=out)
+    except Exception:  # DeflateError: damaged, or more bytes than ``out`` holds
+        return None
+    # libdeflate stops at the end of the stream and ignores what follows; the stream's Adler-32
+    # in the last four bytes proves that nothing does (8 us for 512 KiB through zlib-ng).
+    if len(got) != len(out) or _adler32(out) != int.from_bytes(data[-4:], "big"):
+        return None
+    return len(out)
+
+
+def _adler32(data: Buffer) -> int:
+    try:
+        from zlib_ng import zlib_ng
+    except ImportError:  # pragma: no cover - zlib-ng is a core dependency
+        return zlib.adler32(data)
+    return int(zlib_ng.adler32(data))
+
+
 class GzipCodec(BytesBytesCodec):
     """Zarr v3's ``gzip`` codec: one gzip member at ``level`` (0-9)."""
 

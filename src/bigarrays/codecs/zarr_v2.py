@@ -15,6 +15,8 @@ is wrong. In every case a chunk that decodes to another size than the chunk's is
 from __future__ import annotations
 
 import math
+import sys
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -59,6 +61,56 @@ def _codec(config: Any, role: str) -> Any:
         ) from None
     except Exception as exc:  # TypeError / ValueError of a codec's constructor
         raise InvalidCodecError(config["id"], f"cannot build it from {config}: {exc}") from None
+
+
+#: Per thread, where shuffled chunks are inflated before they are unshuffled.
+_THREAD = threading.local()
+#: The largest buffer a thread keeps: a larger chunk gets one of its own, freed after it.
+KEEP_BYTES = 16 << 20
+
+
+def _inflate_buffer(n: int) -> bytearray:
+    """A buffer of at least ``n`` bytes: this thread's, kept for its next chunks (the largest
+    asked for so far, up to ``KEEP_BYTES``)."""
+    buffer: bytearray | None = getattr(_THREAD, "inflated", None)
+    if buffer is not None and len(buffer) >= n:
+        return buffer
+    buffer = bytearray(n)
+    if n <= KEEP_BYTES:
+        _THREAD.inflated = buffer
+    return buffer
+
+
+_WIDER: dict[int, np.dtype[Any]] = {1: np.dtype("<u2"), 2: np.dtype("<u4")}
+
+
+def unshuffle(planes: np.ndarray, out: bytearray) -> None:
+    """Interleave the ``k`` byte planes of shuffled data (``(k, m)`` uint8: byte j of every
+    element in plane j) into ``out``, as numcodecs' ``shuffle`` decodes them, with NumPy
+    operations that release the GIL.
+
+    On a little-endian machine element sizes 2 and 4 are merged pairwise into wider integers
+    (``plane_0 | plane_1 << 8``, then pairs of those): 4x and 2x faster for a 512 KiB chunk than
+    the general way, one strided copy per plane (as fast for size 8).
+    """
+    k, m = planes.shape
+    if sys.byteorder == "little" and k in (2, 4):
+        level, width = planes, 1
+        while level.shape[0] > 1:
+            wide = _WIDER[width]
+            half = level.shape[0] // 2
+            merged = (
+                np.frombuffer(out, wide, m).reshape(1, m)
+                if half == 1
+                else np.empty((half, m), wide)
+            )
+            np.left_shift(level[1::2], 8 * width, out=merged, dtype=wide)
+            np.bitwise_or(merged, level[0::2], out=merged)
+            level, width = merged, width * 2
+        return
+    elements = np.frombuffer(out, np.uint8, k * m).reshape(m, k)
+    for j in range(k):
+        elements[:, j] = planes[j]
 
 
 @dataclass(frozen=True, eq=False)
@@ -187,6 +239,44 @@ class V2Chain:
             )  # fmt: skip
         out: np.ndarray = values.reshape(self.chunk_shape, order=self.order)
         return out if self.dtype.isnative else out.astype(self.dtype.newbyteorder("="))
+
+    @property
+    def _into_shuffle(self) -> int | None:
+        """The element size of the chain's one ``shuffle`` filter (1: no filter) when
+        :meth:`decode_into` can inflate and unshuffle its chunks itself; None when it cannot."""
+        if self.compressor is None or self.compressor.codec_id not in ("gzip", "zlib"):
+            return None
+        if not self.dtype.isnative or self.dtype.hasobject:
+            return None
+        if not self.filters:
+            return 1
+        if len(self.filters) > 1 or self.filters[0].codec_id != "shuffle":
+            return None
+        size = int(self.filters[0].elementsize)
+        return size if size >= 1 and self.nbytes % size == 0 else None
+
+    def decode_into(self, data: bytes, key: str, out: bytearray) -> np.ndarray:
+        """:meth:`decode`, into ``out`` (at least a chunk's bytes) when the chain is a gzip or
+        zlib compressor and at most a ``shuffle`` filter: HDF5's deflate chunks, Zarr v2's gzip
+        ones. libdeflate inflates without the GIL straight into the buffer, and the unshuffle
+        is NumPy copies, which release it too (numcodecs' holds it), so a chunk is decoded on
+        every core with no allocation. The returned array is a view of ``out``; any other
+        chain, or a stream this path declines, goes through :meth:`decode`.
+        """
+        k = self._into_shuffle
+        n = self.nbytes
+        if k is None or len(out) < n:
+            return self.decode(data, key)
+        if k == 1:
+            if gzip.inflate_into(data, memoryview(out)[:n]) is None:
+                return self.decode(data, key)
+        else:
+            inflated = _inflate_buffer(n)
+            if gzip.inflate_into(data, memoryview(inflated)[:n]) is None:
+                return self.decode(data, key)
+            unshuffle(np.frombuffer(inflated, np.uint8, n).reshape(k, n // k), out)
+        values: np.ndarray = np.frombuffer(out, self.dtype, n // self.dtype.itemsize)
+        return values.reshape(self.chunk_shape, order=self.order)
 
     def to_zarray(self) -> dict[str, Any]:
         """The ``compressor`` and ``filters`` members of the ``.zarray``."""

@@ -19,6 +19,7 @@ a writable store.
 from __future__ import annotations
 
 import json
+import os
 import re
 import threading
 from collections import defaultdict
@@ -31,12 +32,14 @@ from bigarrays.errors import (
     InvalidReferencesError,
     ReadOnlyError,
 )
+from bigarrays.refs.local import LocalFiles
 from bigarrays.refs.model import Ref, Target
 from bigarrays.refs.ranged import open_file_store
 from bigarrays.refs.read import JsonTable, ParquetTable, Table
 from bigarrays.refs.readahead import ReadAhead
 from bigarrays.stores import join_url, open_store, split_scheme
 from bigarrays.stores.base import Buffer, Run, Store
+from bigarrays.stores.file import FileStore
 from bigarrays.stores.ranges import LOCAL, REMOTE
 
 SCHEME = "reference://"
@@ -81,6 +84,7 @@ class ReferenceStore(Store):
         self._target_options = dict(target_options or {})
         self._stores: dict[str, tuple[Store, str]] = {}
         self._ahead: dict[str, ReadAhead] = {}
+        self._local = LocalFiles()
         self._lock = threading.Lock()
         self.table = self._load()
 
@@ -165,14 +169,19 @@ class ReferenceStore(Store):
     def _read(self, key: str, ref: Target) -> bytes:
         store, name = self._target(ref.url)
         if ref.offset is None:
-            data = store.get(name)
-        else:
-            ahead = self._read_ahead(ref.url, store)
-            if ahead is None:
-                data = store.get_range(name, ref.offset, ref.length)
-            else:
-                data = ahead.get(key, ref, lambda a, n: store.get_range(name, a, n))
-        return self._checked(key, ref, data)
+            return self._checked(key, ref, store.get(name))
+        return self._checked(key, ref, self._read_range(key, ref, store, name))
+
+    def _read_range(self, key: str, ref: Target, store: Store, name: str) -> bytes | None:
+        assert ref.offset is not None
+        if isinstance(store, FileStore) and ref.length is not None:
+            fd = self._local.fd(os.path.join(store.root, name))
+            if fd is not None:
+                return self._local.read(fd, ref.offset, ref.length)
+        ahead = self._read_ahead(ref.url, store)
+        if ahead is None:
+            return store.get_range(name, ref.offset, ref.length)
+        return ahead.get(key, ref, lambda a, n: store.get_range(name, a, n))
 
     def _read_ahead(self, url: str, store: Store) -> ReadAhead | None:
         """The merged reads of target ``url``: for remote targets of references held in
@@ -266,3 +275,4 @@ class ReferenceStore(Store):
             stores, self._stores = list(self._stores.values()), {}
         for store, _ in stores:
             store.close()
+        self._local.close()

@@ -20,6 +20,7 @@ import numpy as np
 from bigarrays.box import Box, ChunkGrid, ChunkPiece, Vec
 from bigarrays.chunk_source import INLINE_CHUNKS, ChunkSourceBase, Order
 from bigarrays.codecs.chain import BytesCodec, CodecChain, TransposeCodec
+from bigarrays.codecs.zarr_v2 import V2Chain
 from bigarrays.errors import UnsupportedError
 from bigarrays.fill import filled, is_fill
 from bigarrays.formats.merge import merge_into_object
@@ -132,7 +133,12 @@ class ZarrChunks(ChunkSourceBase):
         """The part ``in_chunk`` of chunk ``index``; with :attr:`fast_raw`, only the rows along
         the first axis that ``in_chunk`` needs, read straight into ``scratch``."""
         if not self.fast_raw:
-            return self.load(index), in_chunk
+            if not isinstance(self.chain, V2Chain):
+                return self.load(index), in_chunk
+            # Decoded into the scratch buffer where the chain can (inflate + unshuffle).
+            key = self.key(index)
+            data = self.store.get(key, max_size=self._max_stored, encoding=None)
+            return (None if data is None else self.chain.decode_into(data, key, scratch)), in_chunk
         shape = self.grid.chunk
         row = math.prod(shape[1:]) * self.dtype.itemsize
         rows = in_chunk[0] if shape else slice(0, 1)
