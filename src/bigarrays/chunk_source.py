@@ -33,6 +33,12 @@ Order = Literal["C", "F"]
 #: local file): see ``formats.precomputed.chunks.ChunkLayout.inline_chunks`` for the measurement.
 INLINE_CHUNKS = 128
 
+#: ``inline_chunks`` of raw Zarr chunks of a local file. Their pieces paste into C-ordered
+#: output more slowly than precomputed's, so the pool pays off sooner: an unaligned 256³ cutout
+#: of 125 chunks of 64³ uint8 took 10.3-11.7 ms serial and 7.9-8.3 ms on the pool of 4 (load
+#: 0.3; precomputed: 7.5-8.0 serial, 7.7 pool); at 64 chunks serial was as fast or faster.
+ZARR_INLINE_CHUNKS = 64
+
 #: ``inline_chunks`` of sharded sources whose raw chunks come from a local file: a request that
 #: touches at most a 2x2x2 block of chunks reads a few ranges of a shard through one open, which
 #: costs less than the hand-overs to and from the pool (1,000 random 32³ cutouts of a 512³ shard

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from bigarrays.box import Box, ChunkGrid, ChunkPiece, Vec
-from bigarrays.chunk_source import INLINE_CHUNKS, ChunkSourceBase, Order
+from bigarrays.chunk_source import ZARR_INLINE_CHUNKS, ChunkSourceBase, Order
 from bigarrays.codecs.chain import BytesCodec, CodecChain, TransposeCodec
 from bigarrays.codecs.zarr_v2 import V2Chain
 from bigarrays.errors import UnsupportedError
@@ -110,8 +110,8 @@ class ZarrChunks(ChunkSourceBase):
         #: machine's byte order), on a store that reads into buffers: read straight into the
         #: engine's scratch buffer, as precomputed's raw chunks are.
         self.fast_raw = store.reads_into_buffers and plain_bytes(chain, self.dtype)
-        #: A few raw chunks cost less than handing them to the pool (``INLINE_CHUNKS``).
-        self.inline_chunks = INLINE_CHUNKS if self.fast_raw else 1
+        #: A few raw chunks cost less than handing them to the pool (``ZARR_INLINE_CHUNKS``).
+        self.inline_chunks = ZARR_INLINE_CHUNKS if self.fast_raw else 1
 
     @property
     def url(self) -> str:
