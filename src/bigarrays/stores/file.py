@@ -517,11 +517,11 @@ class FileStore(Store):
             raise StoreError(f"cannot read {path}: {exc}") from exc
         finally:
             os.close(fd)
-        if not plain:
-            return super()._get_spans(key, spans, checked, version, None)
-        if stale:
+        if parts is None:
+            if not plain:
+                return super()._get_spans(key, spans, checked, version, None)
             raise StaleReadError(key, self.url)
-        return parts  # type: ignore[return-value]
+        return [*parts]
 
     def _open_lock(self, lock: str) -> int:
         parent = os.path.dirname(lock)
