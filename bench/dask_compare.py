@@ -13,7 +13,9 @@ read, each result checked against the source array) and prints MiB/s of voxels (
 against a direct ``vol[...]`` (and ``vol[...].sum()``, the same work without Dask), and
 CloudVolume's ``cloudvolume.dask.from_cloudvolume(...).sum()``. Writes: ``ba.from_dask``
 against a direct ``vol[...] = data``, CloudVolume's ``to_cloudvolume`` and
-``dask.array.to_zarr`` into a zarr-python v3 array of the same chunks, uncompressed. With
+``dask.array.to_zarr`` into a zarr-python v3 array of the same chunks, uncompressed; and, as
+"write zarr" rows, ``ba.from_dask`` into a Zarr v3 array against a direct write of it and
+``to_zarr`` (the same format on both sides: no transposition into x-fastest chunks). With
 --workers, the same Dask rows on a ``distributed.LocalCluster`` of that many single-threaded
 worker processes.
 """
@@ -148,15 +150,31 @@ def writes(b: Bench, scheduler: Any, tag: str) -> None:
             b.time("write", f"bigarrays vol[...] = {name}", direct, check_ba,
                    lambda: b.fresh("direct"))  # fmt: skip
         del c_order
+        # The same voxels into a Zarr array (C order, as Dask's blocks): no transposition, the
+        # like of what dask.array.to_zarr writes.
+        zarr_c = np.ascontiguousarray(data)
+
+        def direct_zarr(path: str) -> str:
+            ba.create(path, shape=data.shape, dtype="uint8", chunks=same, format="zarr")[...] = (
+                zarr_c
+            )
+            return path
+
+        b.time("write zarr", "bigarrays zarr vol[...] = data (C order)", direct_zarr, check_ba,
+               lambda: b.fresh("direct-zarr"))  # fmt: skip
+        del zarr_c
     for block in (c, 4 * c):
         darr = source(data, block, scheduler)
 
-        def from_dask(path: str, darr: da.Array = darr) -> str:
-            ba.from_dask(darr, path, chunks=same, scheduler=scheduler)
+        def from_dask(path: str, darr: da.Array = darr, **options: Any) -> str:
+            ba.from_dask(darr, path, chunks=same, scheduler=scheduler, **options)
             return path
 
         b.time("write", f"bigarrays from_dask(dask chunks {block}³) [{tag}]", from_dask, check_ba,
                lambda: b.fresh("from-dask"))  # fmt: skip
+        b.time("write zarr", f"bigarrays from_dask(dask chunks {block}³) into Zarr [{tag}]",
+               lambda path, f=from_dask: f(path, format="zarr"), check_ba,
+               lambda: b.fresh("from-dask-zarr"))  # fmt: skip
     if tag != "threads" and not b.args.cluster_peers:
         return
     from cloudvolume.dask import to_cloudvolume
@@ -186,8 +204,9 @@ def writes(b: Bench, scheduler: Any, tag: str) -> None:
         return zarr.create_array(b.fresh("zarr"), shape=data.shape, chunks=same, dtype="uint8",
                                  compressors=None, fill_value=0)  # fmt: skip
 
-    b.time("write", f"dask.array.to_zarr (zarr-python) [{tag}]", to_zarr,
-           lambda state: bool(np.array_equal(state[0][...], data)), zarr_array)  # fmt: skip
+    for section in ("write", "write zarr"):  # a peer of both: the precomputed and Zarr rows
+        b.time(section, f"dask.array.to_zarr (zarr-python) [{tag}]", to_zarr,
+               lambda state: bool(np.array_equal(state[0][...], data)), zarr_array)  # fmt: skip
 
 
 def report(b: Bench) -> str:
@@ -195,6 +214,7 @@ def report(b: Bench) -> str:
     base = {
         "read": rates.get(("read", "bigarrays vol[...].sum()")),
         "write": rates.get(("write", "bigarrays vol[...] = data (C order)")),
+        "write zarr": rates.get(("write zarr", "bigarrays zarr vol[...] = data (C order)")),
     }
 
     def tag(name: str) -> str:
