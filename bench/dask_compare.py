@@ -117,9 +117,13 @@ def reads(b: Bench, path: str, cv_path: str, scheduler: Any, tag: str) -> None:
 
 
 def source(data: np.ndarray, block: int, scheduler: Any) -> da.Array:
-    """``data`` as a Dask array of ``block``³ chunks, held where the scheduler computes: on a
-    cluster, persisted in the workers' memory first, so a row times the writes, not the
-    shipping of the array in the graph."""
+    """``data`` (C-ordered) as a Dask array of ``block``³ chunks, held where the scheduler
+    computes: on a cluster, persisted in the workers' memory first, so a row times the writes,
+    not the shipping of the array in the graph.
+
+    ``from_array`` hands its blocks over C-ordered, copying them so: from a C-ordered array that
+    copy is a plain one, as the direct C-ordered write's input is given; from the Fortran-ordered
+    volume it would be a transposition inside every Dask row that no direct row pays."""
     darr = da.from_array(data, chunks=block)
     if isinstance(scheduler, str):
         return darr
@@ -133,15 +137,16 @@ def source(data: np.ndarray, block: int, scheduler: Any) -> da.Array:
 def writes(b: Bench, scheduler: Any, tag: str) -> None:
     data, c = b.data, b.args.chunk
     same = (c, c, c)
+    # Dask hands blocks over in C order; the direct rows write the same C-ordered voxels (and
+    # the volume's own Fortran-ordered ones, for scale: a precomputed volume stores x fastest,
+    # so a C-ordered write transposes).
+    c_data = np.ascontiguousarray(data)
 
     def check_ba(state: Any) -> bool:
         return bool(np.array_equal(ba.open(state[0])[...], data))
 
     if tag == "threads":
-        # Dask hands blocks over in C order (from_array copies them so); the volume stores x
-        # fastest, so a write transposes them. The direct row writes the same C-ordered voxels.
-        c_order = np.ascontiguousarray(data)
-        for name, voxels in (("data (C order)", c_order), ("data (Fortran order)", data)):
+        for name, voxels in (("data (C order)", c_data), ("data (Fortran order)", data)):
 
             def direct(path: str, voxels: np.ndarray = voxels) -> str:
                 ba.create(path, shape=data.shape, dtype="uint8", chunks=same)[...] = voxels
@@ -149,22 +154,19 @@ def writes(b: Bench, scheduler: Any, tag: str) -> None:
 
             b.time("write", f"bigarrays vol[...] = {name}", direct, check_ba,
                    lambda: b.fresh("direct"))  # fmt: skip
-        del c_order
+
         # The same voxels into a Zarr array (C order, as Dask's blocks): no transposition, the
         # like of what dask.array.to_zarr writes.
-        zarr_c = np.ascontiguousarray(data)
-
         def direct_zarr(path: str) -> str:
             ba.create(path, shape=data.shape, dtype="uint8", chunks=same, format="zarr")[...] = (
-                zarr_c
+                c_data
             )
             return path
 
         b.time("write zarr", "bigarrays zarr vol[...] = data (C order)", direct_zarr, check_ba,
                lambda: b.fresh("direct-zarr"))  # fmt: skip
-        del zarr_c
     for block in (c, 4 * c):
-        darr = source(data, block, scheduler)
+        darr = source(c_data, block, scheduler)
 
         def from_dask(path: str, darr: da.Array = darr, **options: Any) -> str:
             ba.from_dask(darr, path, chunks=same, scheduler=scheduler, **options)
@@ -179,7 +181,7 @@ def writes(b: Bench, scheduler: Any, tag: str) -> None:
         return
     from cloudvolume.dask import to_cloudvolume
 
-    darr = source(data, c, scheduler)
+    darr = source(c_data, c, scheduler)
 
     def cloudvolume(path: str) -> str:
         to_cloudvolume(darr, f"file://{path}", compute=False, compress=False).compute(
