@@ -84,6 +84,18 @@ def _pread_all(fd: int, start: int, stop: int) -> bytes:
     return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
+def _open_to_read(path: Path) -> int | None:
+    """A descriptor of the file at ``path`` opened to read, or None when there is no file."""
+    try:
+        return os.open(path, os.O_RDONLY)
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        return None
+    except PermissionError as exc:
+        raise AccessDeniedError(f"cannot read {path}: permission denied") from exc
+    except OSError as exc:
+        raise StoreError(f"cannot read {path}: {exc}") from exc
+
+
 def _fstat(fd: int, path: str | Path) -> os.stat_result:
     try:
         return os.fstat(fd)
@@ -211,14 +223,9 @@ class FileStore(Store):
     ) -> bool:
         """See :meth:`Store.read_ranges_into`: ``os.preadv`` of the plain file, one open."""
         path = self._path(key)
-        try:
-            fd = os.open(path, os.O_RDONLY)
-        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        fd = _open_to_read(path)
+        if fd is None:
             return False
-        except PermissionError as exc:
-            raise AccessDeniedError(f"cannot read {path}: permission denied") from exc
-        except OSError as exc:
-            raise StoreError(f"cannot read {path}: {exc}") from exc
         try:
             st = _fstat(fd, path)
             if not stat.S_ISREG(st.st_mode):
@@ -464,14 +471,9 @@ class FileStore(Store):
         """A range of the plain file and its version, fstat'ed on the same open file (so the
         version names exactly these bytes); None when there is no plain file."""
         path = self._path(key)
-        try:
-            fd = os.open(path, os.O_RDONLY)
-        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        fd = _open_to_read(path)
+        if fd is None:
             return None
-        except PermissionError as exc:
-            raise AccessDeniedError(f"cannot read {path}: permission denied") from exc
-        except OSError as exc:
-            raise StoreError(f"cannot read {path}: {exc}") from exc
         try:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
@@ -497,15 +499,9 @@ class FileStore(Store):
         if run is not None and len(spans) > 1 and sum(s.length for s in spans) > _SERIAL_SPANS:
             return super()._get_spans(key, spans, checked, version, run)
         path = self._path(key)
-        try:
-            fd = os.open(path, os.O_RDONLY)
-        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
-            # No plain file: perhaps KEY.gz, which the generic path reads whole and cuts.
+        fd = _open_to_read(path)
+        if fd is None:  # no plain file: perhaps KEY.gz, which the generic path reads and cuts
             return super()._get_spans(key, spans, checked, version, None)
-        except PermissionError as exc:
-            raise AccessDeniedError(f"cannot read {path}: permission denied") from exc
-        except OSError as exc:
-            raise StoreError(f"cannot read {path}: {exc}") from exc
         try:
             st = os.fstat(fd)
             plain = stat.S_ISREG(st.st_mode)

@@ -394,14 +394,11 @@ class S3Store(RemoteStore):
 
     def _put_parts(
         self, key: str, parts: list[memoryview], mode: PutMode, version: str | None
-    ) -> str:
+    ) -> str | None:
         """A value larger than a part goes up as a multipart upload whose parts are cut from
         ``parts`` one at a time: a shard is never joined whole, only one part's bytes are."""
         if sum(p.nbytes for p in parts) <= self.PART_SIZE:
-            value = b"".join(parts)
-            if mode == "overwrite":
-                return self._put(key, value, None)
-            return self._put_if_version(key, value, version, None)
+            return super()._put_parts(key, parts, mode, version)  # joined: one request
         condition = {}
         if mode == "create":
             condition = {"IfNoneMatch": "*"}
