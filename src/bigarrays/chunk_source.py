@@ -56,6 +56,13 @@ class Runner(Protocol):
     def __call__(self, fn: Callable[[T], None], items: Iterable[T], /) -> None: ...
 
 
+def run_serially(fn: Callable[[T], None], items: Iterable[T], /) -> None:
+    """A :class:`Runner` that calls ``fn`` on every item on this thread: for requests too small
+    to share out, and for the one-chunk calls of a batched source."""
+    for item in items:
+        fn(item)
+
+
 class ChunkSource(Protocol):
     """What the engine needs of a level's chunks (see the module notes)."""
 

@@ -21,7 +21,7 @@ from typing import TypeVar
 import numpy as np
 
 from bigarrays.box import Box, ChunkPiece
-from bigarrays.chunk_source import ChunkSource
+from bigarrays.chunk_source import ChunkSource, run_serially
 from bigarrays.errors import ChunkNotFoundError, UnsupportedError
 from bigarrays.fill import filled, is_fill
 from bigarrays.transpose import ordered_copy
@@ -87,12 +87,6 @@ def run_bounded(
 
 
 _END = object()
-
-
-def _serial(fn: Callable[[T], None], items: Iterable[T]) -> None:
-    """A :class:`Runner` that calls ``fn`` on this thread: for requests too small to share."""
-    for item in items:
-        fn(item)
 
 
 class ChunkEngine:
@@ -184,7 +178,7 @@ class ChunkEngine:
                 done(1)
 
             listed = list(source.grid.pieces(box))
-            source.read_pieces(listed, _serial if len(listed) <= source.inline_chunks
+            source.read_pieces(listed, run_serially if len(listed) <= source.inline_chunks
                                else self.run, paste)  # fmt: skip
             return out
 

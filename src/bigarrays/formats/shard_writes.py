@@ -13,12 +13,13 @@ The formats differ only in how a chunk is placed in a shard and how chunks and s
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from bigarrays.box import Box, ChunkPiece, Vec
+from bigarrays.chunk_source import run_serially
 from bigarrays.errors import ReadOnlyError, UnsupportedError
 from bigarrays.fill import filled
 from bigarrays.formats.sharding import (
@@ -36,11 +37,6 @@ DEFAULT_WRITE_BATCH_BYTES = 256 << 20
 
 #: Where each piece of a write goes: its shard and the format's id of the chunk in that shard.
 Targets = Sequence[tuple[Any, int]]
-
-
-def _inline_run(fn: Callable[[Any], None], items: Iterable[Any]) -> None:
-    for item in items:
-        fn(item)
 
 
 class ShardWriter:
@@ -243,12 +239,12 @@ class ShardWriter:
         def keep(_: ChunkPiece, chunk: np.ndarray | None) -> None:
             out[0] = chunk
 
-        self.read_pieces([self._whole_piece(index)], _inline_run, keep)
+        self.read_pieces([self._whole_piece(index)], run_serially, keep)
         return out[0]
 
     def save(self, index: Vec, chunk: np.ndarray) -> None:
         """Store one whole chunk: a read-merge-write of its shard, unless it is all the shard."""
-        self.write_pieces([self._whole_piece(index)], lambda _: chunk, _inline_run, lambda _: None)
+        self.write_pieces([self._whole_piece(index)], lambda _: chunk, run_serially, lambda _: None)
 
     def delete(self, index: Vec) -> None:
         fill = filled(self.grid.chunk_box(index).shape, self.dtype, self.fill_value, self.order)
