@@ -31,10 +31,9 @@ from __future__ import annotations
 
 import math
 import os
-import threading
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -181,9 +180,11 @@ def _largest_object(source: Store, found: str, document: bytes) -> int:
 
 
 def copy_objects(
-    source: Store, target: Store, keys: Sequence[str], threads: int
-) -> tuple[int, int]:
-    """Copy ``keys`` as stored (encoding kept), ``threads`` at a time: (objects, bytes) moved."""
+    source: Store, target: Store, keys: Sequence[str], threads: int,
+    on_done: Callable[[], None] | None = None,
+) -> tuple[int, int]:  # fmt: skip
+    """Copy ``keys`` as stored (encoding kept), ``threads`` at a time, calling ``on_done`` after
+    each: (objects, bytes) moved."""
     moved: list[int] = []
 
     def one(key: str) -> None:
@@ -197,9 +198,9 @@ def copy_objects(
     workers = min(threads, len(keys))
     if workers > 1:
         with ThreadPoolExecutor(workers, thread_name_prefix="bigarrays-cp") as pool:
-            run_bounded(one, keys, pool, workers)
+            run_bounded(one, keys, pool, workers, on_done)
     else:
-        run_bounded(one, keys, None, 1)
+        run_bounded(one, keys, None, 1, on_done)
     return len(moved), sum(moved)
 
 
@@ -242,26 +243,9 @@ def _copy(
     clear_destination(target, overwrite)
 
     workers = threads or min(source.default_concurrency, target.default_concurrency)
-    lock = threading.Lock()
-    moved = [0, 0]
-
-    def copy_one(key: str) -> None:
-        found = source.get_encoded(key)
-        if found is None:
-            return  # deleted since it was listed
-        data, encoding = found
-        target.put(key, data, content_encoding=encoding)
-        with lock:
-            moved[0] += 1
-            moved[1] += len(data)
-
     description = f"copying {source.url} to {target.url}"
     with progress_bar(len(keys) + len(last), description, progress) as advance:
-        if workers > 1 and len(keys) > 1:
-            with ThreadPoolExecutor(workers, thread_name_prefix="bigarrays-cp") as pool:
-                run_bounded(copy_one, keys, pool, workers, advance)
-        else:
-            run_bounded(copy_one, keys, None, 1, advance)
+        objects, size = copy_objects(source, target, keys, workers, advance)
         # The metadata last, so that an interrupted copy leaves no dataset behind.
-        run_bounded(copy_one, last, None, 1, advance)
-    return moved[0], moved[1]
+        more, extra = copy_objects(source, target, last, 1, advance)
+    return objects + more, size + extra
