@@ -12,6 +12,8 @@ import os
 import stat
 import threading
 
+from bigarrays.stores.file import pread_all
+
 
 class LocalFiles:
     """Open read-only descriptors of local files, by path, until :meth:`close`."""
@@ -42,19 +44,7 @@ class LocalFiles:
     @staticmethod
     def read(fd: int, offset: int, length: int) -> bytes:
         """``length`` bytes at ``offset`` (fewer at the end of the file)."""
-        data = os.pread(fd, length, offset)
-        if len(data) in (0, length):
-            return data
-        # A short read before the end (network file systems): read on until done or the end.
-        parts = [data]
-        got = len(data)
-        while got < length:
-            part = os.pread(fd, length - got, offset + got)
-            if not part:
-                break
-            parts.append(part)
-            got += len(part)
-        return b"".join(parts)
+        return pread_all(fd, offset, offset + length)
 
     def close(self) -> None:
         with self._lock:

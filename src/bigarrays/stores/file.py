@@ -72,8 +72,9 @@ def _write_all(fd: int, view: memoryview) -> None:
 _SERIAL_SPANS = 4 << 20
 
 
-def _pread_all(fd: int, start: int, stop: int) -> bytes:
-    """Bytes ``[start, stop)`` of an open file (fewer at its end)."""
+def pread_all(fd: int, start: int, stop: int) -> bytes:
+    """Bytes ``[start, stop)`` of an open file (fewer at its end), read on where a ``pread``
+    returns less than asked before the end."""
     parts, pos = [], start
     while pos < stop:  # pread may return less than asked (huge ranges, network disks)
         part = os.pread(fd, stop - pos, pos)
@@ -482,7 +483,7 @@ class FileStore(Store):
             if start < 0:
                 start = max(0, st.st_size + start)
             stop = st.st_size if length is None else min(st.st_size, start + length)
-            return _pread_all(fd, start, stop), version
+            return pread_all(fd, start, stop), version
         except OSError as exc:
             raise StoreError(f"cannot read {path}: {exc}") from exc
         finally:
@@ -507,7 +508,7 @@ class FileStore(Store):
             plain = stat.S_ISREG(st.st_mode)
             stale = checked and version != ANY_VERSION and self._version_of(st) != version
             parts = None if not plain or stale else [
-                _pread_all(fd, s.start, min(s.end, st.st_size)) for s in spans
+                pread_all(fd, s.start, min(s.end, st.st_size)) for s in spans
             ]  # fmt: skip
         except OSError as exc:
             raise StoreError(f"cannot read {path}: {exc}") from exc
