@@ -14,6 +14,7 @@ is wrong. In every case a chunk that decodes to another size than the chunk's is
 
 from __future__ import annotations
 
+import functools
 import math
 import sys
 import threading
@@ -240,7 +241,7 @@ class V2Chain:
         out: np.ndarray = values.reshape(self.chunk_shape, order=self.order)
         return out if self.dtype.isnative else out.astype(self.dtype.newbyteorder("="))
 
-    @property
+    @functools.cached_property  # asked once per chunk decoded
     def _into_shuffle(self) -> int | None:
         """The element size of the chain's one ``shuffle`` filter (1: no filter) when
         :meth:`decode_into` can inflate and unshuffle its chunks itself; None when it cannot."""
