@@ -71,6 +71,14 @@ def test_client_files_are_served_with_their_types(plain_volume):
     assert gzip.decompress(packed) == plain
 
 
+def test_the_page_declares_an_icon_so_browsers_do_not_ask_for_favicon(plain_volume):
+    viewer = plain_volume.view()
+    status, _, body = fetch(viewer.url.split("#", 1)[0])
+    assert status == 200
+    head = body[: body.index(b"</head>")]
+    assert b'<link rel="icon" href="data:,">' in head
+
+
 def test_wrong_or_missing_token_is_404(plain_volume):
     viewer = plain_volume.view()
     data = viewer.data_url()

@@ -153,7 +153,7 @@ class Shot:
     panel: tuple[int, int, int, int]  # left, top, width, height
     path: Path
     state: dict[str, Any]
-    #: The page's console errors (failed requests, uncaught exceptions), the favicon's aside.
+    #: The page's console errors (failed requests, uncaught exceptions).
     errors: list[str]
 
     def region(self, x0: float, y0: float, x1: float, y1: float) -> np.ndarray:
@@ -325,7 +325,7 @@ class Browser:
             round(height * ratio),
         )
         state = self.driver.execute_script("return window.viewer.state.toJSON();")
-        errors = [m for m in self.console("SEVERE") if "/favicon.ico " not in m]
+        errors = self.console("SEVERE")
         return Shot(image=image, panel=panel, path=path, state=state, errors=errors)
 
     def time_to_ready(

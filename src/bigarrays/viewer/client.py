@@ -56,6 +56,10 @@ var t=s.replace(re,base);
 if(t!==s)history.replaceState(null,"",p+location.search+"#!"+encodeURIComponent(t));
 })();</script>"""
 
+#: The client ships no icon; an empty one keeps browsers from asking the server root for
+#: ``/favicon.ico``, a 404 in every log.
+_ICON = '<link rel="icon" href="data:,">'
+
 
 #: Suffixes of the files worth sending gzip-compressed (about 5 MB in all, 1.5 MB compressed):
 #: the page is fetched through a notebook server's proxy from far away as often as from here.
@@ -114,7 +118,7 @@ class Client:
         return found
 
     def _page(self, body: bytes) -> bytes:
-        script = (_SCRIPT % self.token).encode()
+        script = (_SCRIPT % self.token + _ICON).encode()
         head = body.find(b"<head>")
         if head < 0:
             return script + body
