@@ -8,6 +8,7 @@ artifact directory (see ``viewer_browser_support.artifact_dir``).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -70,6 +71,13 @@ def assert_quadrants(means: dict[str, float]) -> None:
     assert means["top_right"] > means["bottom_right"] + 30, means
 
 
+def colour_plane(shot: Shot, index: int) -> Shot:
+    """``shot`` with its colour ``index`` (0 red, 1 green, 2 blue) in every colour: the
+    brightness one channel of a multi-channel image adds."""
+    plane = np.repeat(shot.image[..., index : index + 1], 3, axis=2)
+    return dataclasses.replace(shot, image=plane)
+
+
 def assert_mirrored(means: dict[str, float]) -> None:
     """The quadrants mirrored in x: bright right column, top-left brighter than bottom-left."""
     right = min(means["top_right"], means["bottom_right"])
@@ -109,10 +117,14 @@ def test_static_server_renders_a_precomputed_volume(browser: Browser, tmp_path: 
 # -- through ba.view ----------------------------------------------------------------------------
 
 
-def view_and_load(browser: Browser, name: str, *sources: object, **options: object) -> Shot:
+def view_and_load(
+    browser: Browser, name: str, *sources: object, layers: int | None = None, **options: object
+) -> Shot:
+    """``sources`` viewed in an "xy" panel, once the data of its ``layers`` (one per source by
+    default) is drawn."""
     viewer = ba.view(*sources, layout="xy", **options)
     try:
-        shot = browser.load(viewer.url, name, layers=len(sources))
+        shot = browser.load(viewer.url, name, layers=layers or len(sources))
     finally:
         viewer.close()
     assert_clean(shot)
@@ -192,11 +204,25 @@ def test_view_ome_zarr_multiscale(browser: Browser, tmp_path: Path) -> None:
         chunks=(1, 8, 32, 32),
         resolution=(40, 8, 8),
     )
-    # Both channels: Neuroglancer shows one of them, the middle one by default.
-    img[0, :, :, :] = img[1, :, :, :] = quadrants(dtype="uint16").T * np.uint16(100)
+    # Two channels, shown added up in red and green: the quadrants, and the quadrants
+    # mirrored in x.
+    img[0, :, :, :] = quadrants(dtype="uint16").T * np.uint16(100)
+    img[1, :, :, :] = quadrants(dtype="uint16")[::-1].T * np.uint16(100)
     img.downsample(num_mips=2)
-    shot = view_and_load(browser, "view_ome_zarr", img)
-    assert_quadrants(quadrant_means(shot))
+    shot = view_and_load(browser, "view_ome_zarr", img, layers=2)
+    assert_quadrants(quadrant_means(colour_plane(shot, 0)))
+    assert_mirrored(quadrant_means(colour_plane(shot, 1)))
+    assert max(quadrant_means(colour_plane(shot, 2)).values()) < 30  # no channel is blue
+
+
+def test_view_precomputed_channels_in_colour(browser: Browser, tmp_path: Path) -> None:
+    vol = ba.create(tmp_path / "vol", shape=SHAPE, num_channels=2, dtype="uint8",
+                    chunks=(32, 32, 8), resolution=(8, 8, 8))  # fmt: skip
+    vol[:, :, :, 0] = quadrants()
+    vol[:, :, :, 1] = quadrants()[::-1]
+    shot = view_and_load(browser, "view_precomputed_channels", vol, layers=2)
+    assert_quadrants(quadrant_means(colour_plane(shot, 0)))
+    assert_mirrored(quadrant_means(colour_plane(shot, 1)))
 
 
 def test_view_ome_zarr_translated(browser: Browser, tmp_path: Path) -> None:

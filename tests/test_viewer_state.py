@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -228,3 +230,76 @@ def test_kernel_and_notebook_server_detection(monkeypatch):
     found = route(DIRECT, 8123, "TOKEN", env={}, proxy=True)
     assert found.page == "/nb/proxy/8123/TOKEN/"
     assert found.data == "http://localhost:8890/nb/proxy/8123/TOKEN/"
+
+
+def _two_channels(n: int = 2) -> np.ndarray:
+    data = np.zeros((16, 16, 4, n), np.uint16)
+    for c in range(n):
+        data[..., c] = np.arange(16 * 16 * 4, dtype=np.uint16).reshape(16, 16, 4) * (c + 1)
+    return data
+
+
+def test_a_multichannel_image_gets_a_coloured_layer_per_channel():
+    viewer = ba.view(_two_channels(3), layers=["cells"])
+    layers = viewer.state["layers"]
+    assert [layer["name"] for layer in layers] == ["cells c0", "cells c1", "cells c2"]
+    assert viewer.state["selectedLayer"] == {"layer": "cells c0"}
+    assert {layer["blend"] for layer in layers} == {"additive"}
+    controls = [layer["shaderControls"] for layer in layers]
+    assert [c["color"] for c in controls] == ["#ff0000", "#00ff00", "#0000ff"]
+    # A channel dimension (precomputed's c^): the shader picks the channel.
+    assert [c["normalized"]["channel"] for c in controls] == [[0], [1], [2]]
+    # Each channel's contrast comes from its own values (channel 2 is 3x channel 0).
+    hi0 = controls[0]["normalized"]["range"][1]
+    hi2 = controls[2]["normalized"]["range"][1]
+    assert hi2 == pytest.approx(3 * hi0, rel=0.01)
+    # Indexing the viewer by name still goes by source.
+    viewer["cells"] = np.zeros((8, 8, 8), np.uint8)
+    assert [layer["name"] for layer in viewer.state["layers"]] == ["cells"]
+
+
+def test_one_layer_for_one_channel_many_channels_or_the_callers_shader():
+    assert len(ba.view(_two_channels(1)).state["layers"]) == 1
+    assert len(ba.view(_two_channels(7)).state["layers"]) == 1  # Neuroglancer's slider
+    shader = "void main() { emitGrayscale(toNormalized(getDataValue(1))); }"
+    mine = ba.view(_two_channels(2), layers=[{"name": "mine", "shader": shader}]).state["layers"]
+    assert [(layer["name"], layer["shader"]) for layer in mine] == [("mine", shader)]
+    seg = ba.view(np.zeros((8, 8, 8, 2), np.uint32), layer_type="segmentation")
+    assert len(seg.state["layers"]) == 1
+
+
+def test_ome_zarr_channels_take_the_omero_colours_labels_and_windows(tmp_path):
+    path = tmp_path / "img.ome.zarr"
+    img = ba.create(path, shape=(2, 4, 32, 32), dtype="uint16", dims=("c", "z", "y", "x"),
+                    chunks=(1, 4, 32, 32))  # fmt: skip
+    img[0] = 100
+    img[1] = 900
+    img.close()
+    document = json.loads((path / "zarr.json").read_text())
+    document["attributes"]["ome"]["omero"] = {
+        "channels": [
+            {"label": "DAPI", "color": "0000FF", "window": {"start": 10, "end": 500}},
+            {"label": "GFP", "color": "not a colour"},
+        ]
+    }
+    (path / "zarr.json").write_text(json.dumps(document))
+    layers = ba.view(str(path)).state["layers"]
+    assert [layer["name"] for layer in layers] == ["img.ome.zarr DAPI", "img.ome.zarr GFP"]
+    dapi, gfp = (layer["shaderControls"] for layer in layers)
+    assert dapi == {"normalized": {"range": [10, 500]}, "color": "#0000ff"}
+    assert gfp["color"] == "#00ff00"  # the palette's second colour
+    assert gfp["normalized"]["range"] == [900, 901]  # from the data: one value
+    # An OME-Zarr channel axis is a local dimension (c'): its position picks the channel.
+    assert [layer["localPosition"] for layer in layers] == [[0], [1]]
+    assert {json.dumps(layer["localDimensions"]) for layer in layers} == {'{"c\'": [1, ""]}'}
+
+
+def test_repeated_omero_labels_give_numbered_channels(tmp_path):
+    path = tmp_path / "img.ome.zarr"
+    img = ba.create(path, shape=(2, 4, 32, 32), dtype="uint8", dims=("c", "z", "y", "x"))
+    img.close()
+    document = json.loads((path / "zarr.json").read_text())
+    document["attributes"]["ome"]["omero"] = {"channels": [{"label": "a"}, {"label": "a"}]}
+    (path / "zarr.json").write_text(json.dumps(document))
+    names = [layer["name"] for layer in ba.view(str(path)).state["layers"]]
+    assert names == ["img.ome.zarr c0", "img.ome.zarr c1"]

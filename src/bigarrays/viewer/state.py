@@ -1,7 +1,10 @@
 """The Neuroglancer state a viewer opens with, and the URL that carries it.
 
 One layer per source: ``image`` with a contrast range from a sample of the data (the 0.5th and
-99.5th percentiles), ``segmentation`` for labels. The global dimensions are the first source's
+99.5th percentiles), ``segmentation`` for labels. An image of 2 to 6 channels gets a layer per
+channel instead, each in its own colour (OME-Zarr's ``omero`` colours, labels and windows where
+the image has them) and added up, as microscopy viewers show them; Neuroglancer alone would
+show one channel and a slider. The global dimensions are the first source's
 (x, y, z first, in metres or seconds as Neuroglancer counts them), the position is the centre of
 its bounds, and the zoom shows all of it: ``crossSectionScale`` is voxels per screen pixel (a
 panel is taken as about 450 pixels, 250 in the 4-panel layout, to fit a notebook's frame) and
@@ -13,7 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import quote
 
@@ -37,6 +40,30 @@ class Dimension:
     hi: float
 
 
+#: Colours of the channels of a multi-channel image, in order, where the data names none.
+PALETTE = ("#ff0000", "#00ff00", "#0000ff", "#ff00ff", "#ffff00", "#00ffff")
+#: An image of more channels keeps Neuroglancer's single layer and its channel slider.
+MAX_CHANNEL_LAYERS = len(PALETTE)
+_CHANNEL_SHADER = (
+    "#uicontrol invlerp normalized\n"
+    "#uicontrol vec3 color color\n"
+    "void main() { emitRGB(color * normalized()); }\n"
+)
+
+
+@dataclass(frozen=True)
+class Channel:
+    """One channel of a multi-channel image, shown as a layer of its own."""
+
+    index: int
+    label: str
+    colour: str  # "#rrggbb"
+    contrast: tuple[float, float] | None
+    #: The local dimension whose position picks the channel (``c'``: an OME-Zarr channel
+    #: axis), or "" where the shader picks it from a channel dimension (precomputed's ``c^``).
+    local: str = ""
+
+
 @dataclass(frozen=True)
 class LayerSpec:
     """What the state needs of one source."""
@@ -50,6 +77,7 @@ class LayerSpec:
     dims: tuple[Dimension, ...] = ()
     contrast: tuple[float, float] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    channels: tuple[Channel, ...] = ()
 
 
 def spatial_dimensions(dims: Sequence[Dimension]) -> list[Dimension]:
@@ -82,6 +110,39 @@ def _layer(spec: LayerSpec) -> dict[str, Any]:
     return layer
 
 
+def _layers(spec: LayerSpec) -> list[dict[str, Any]]:
+    """The layers of ``spec``: one, or one per channel. State the caller gave that picks the
+    channel or colours the layer (a shader, a local position) keeps the single layer."""
+    if (
+        spec.layer_type != "image"
+        or len(spec.channels) < 2
+        or {"shader", "localPosition", "shaderControls"} & spec.extra.keys()
+    ):
+        return [_layer(spec)]
+    layers = []
+    for channel in spec.channels:
+        normalized: dict[str, Any] = {}
+        if channel.contrast is not None:
+            normalized["range"] = [_number(v) for v in channel.contrast]
+        layer: dict[str, Any] = {
+            "type": "image",
+            "source": spec.url,
+            "name": f"{spec.name} {channel.label}",
+            "blend": "additive",
+            "opacity": 1.0,
+            "shader": _CHANNEL_SHADER,
+            "shaderControls": {"normalized": normalized, "color": channel.colour},
+        }
+        if channel.local:
+            layer["localDimensions"] = {channel.local: [1, ""]}
+            layer["localPosition"] = [channel.index]  # a channel's centre is its index
+        else:
+            normalized["channel"] = [channel.index]
+        layer.update(spec.extra)
+        layers.append(layer)
+    return layers
+
+
 def _number(v: float) -> float | int:
     return int(v) if float(v).is_integer() else float(v)
 
@@ -96,7 +157,7 @@ def build_state(
     """The state (a JSON-able dict) showing ``specs``; see the module notes."""
     if layout not in LAYOUTS:
         raise InvalidArgumentError(f"layout must be one of {', '.join(LAYOUTS)}; got {layout!r}")
-    specs = _named(specs, layers)
+    specs = named(specs, layers)
     state: dict[str, Any] = {}
     dims = specs[0].dims if specs else ()
     if dims:
@@ -117,14 +178,14 @@ def build_state(
                 f"got {len(position)}"
             )
         state["position"] = [float(v) for v in position]
-    state["layers"] = [_layer(s) for s in specs]
+    state["layers"] = [layer for s in specs for layer in _layers(s)]
     if specs:
-        state["selectedLayer"] = {"layer": specs[0].name}
+        state["selectedLayer"] = {"layer": state["layers"][0]["name"]}
     state["layout"] = layout
     return state
 
 
-def _named(
+def named(
     specs: Sequence[LayerSpec], layers: Sequence[str | Mapping[str, Any]] | None
 ) -> list[LayerSpec]:
     """``specs`` with the caller's names and layer state merged in, one entry per source."""
@@ -139,12 +200,12 @@ def _named(
     for i, given in enumerate(layers):
         spec = out[i]
         if isinstance(given, str):
-            out[i] = LayerSpec(given, spec.url, spec.layer_type, spec.dims, spec.contrast)
+            out[i] = replace(spec, name=given)
         elif isinstance(given, Mapping):
             extra = dict(given)
             name = str(extra.pop("name", spec.name))
             kind = str(extra.pop("type", spec.layer_type))
-            out[i] = LayerSpec(name, spec.url, kind, spec.dims, spec.contrast, extra)
+            out[i] = replace(spec, name=name, layer_type=kind, extra=extra)
         else:
             raise InvalidArgumentError(
                 f"layers[{i}] must be a name or a dict of layer state, got {given!r}"
@@ -160,8 +221,7 @@ def _unique(specs: list[LayerSpec]) -> list[LayerSpec]:
         n = seen.get(spec.name, 0)
         seen[spec.name] = n + 1
         if n:
-            spec = LayerSpec(f"{spec.name}-{n + 1}", spec.url, spec.layer_type, spec.dims,
-                             spec.contrast, spec.extra)  # fmt: skip
+            spec = replace(spec, name=f"{spec.name}-{n + 1}")
         out.append(spec)
     return out
 

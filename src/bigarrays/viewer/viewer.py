@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import html
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from bigarrays.errors import InvalidArgumentError
 from bigarrays.viewer.jupyter import Route, route
@@ -18,10 +21,14 @@ from bigarrays.viewer.memory_source import MemorySource
 from bigarrays.viewer.server import ViewerServer, get_server
 from bigarrays.viewer.sources import DatasetSource, Source
 from bigarrays.viewer.state import (
+    MAX_CHANNEL_LAYERS,
+    PALETTE,
+    Channel,
     Dimension,
     LayerSpec,
     build_state,
     contrast_range,
+    named,
     spatial_dimensions,
     state_url,
 )
@@ -123,7 +130,7 @@ class Viewer:
 
     def _index(self, layer: int | str) -> int:
         if isinstance(layer, str):
-            names = [entry["name"] for entry in self.state["layers"]]
+            names = [spec.name for spec in named([e.spec for e in self._entries], self.layers)]
             if layer not in names:
                 raise KeyError(f"the viewer has no layer {layer!r}; its layers are {names}")
             return names.index(layer)
@@ -162,6 +169,9 @@ class Viewer:
         )
 
 
+_HEX_COLOUR = re.compile(r"[0-9a-fA-F]{6}")
+
+
 def _name(url: str) -> str:
     return url.rstrip("/").rsplit("/", 1)[-1] or "data"
 
@@ -173,12 +183,58 @@ def _dataset_spec(vol: BigArray, layer_type: str | None) -> LayerSpec:
         kind = layer_type or base.layer_type
         dims = _dataset_dims(base)
         contrast = None
+        channels: tuple[Channel, ...] = ()
         if kind == "image":
-            contrast = contrast_range(_central_sample(base))
+            axis, local, omero = _channel_axis(base)
+            sample = _central_sample(base, whole=axis)
+            contrast = contrast_range(sample)
+            if axis is not None:
+                channels = image_channels(sample, axis, local, omero)
     finally:
         if base is not vol:
             base.close()  # its reader threads; the store stays open, it is vol's
-    return LayerSpec(_name(vol.url), "", kind, dims, contrast)
+    return LayerSpec(_name(vol.url), "", kind, dims, contrast, channels=channels)
+
+
+def _channel_axis(vol: BigArray) -> tuple[int | None, str, list[dict[str, Any]]]:
+    """The axis of ``vol``'s channels, the local dimension Neuroglancer makes of it ("" for a
+    channel dimension) and OME-Zarr's ``omero`` entries for them."""
+    if vol.format == "precomputed":
+        return (3 if len(vol.dims) == 4 else None), "", []
+    from bigarrays.viewer.zarr_dims import channel_axis, omero_channels
+
+    found = channel_axis(vol)
+    if found is None:
+        return None, "", []
+    return found[0], found[1], omero_channels(vol)
+
+
+def image_channels(
+    sample: np.ndarray, axis: int, local: str, omero: Sequence[Mapping[str, Any]] = ()
+) -> tuple[Channel, ...]:
+    """The channels of an image whose ``sample`` holds every channel along ``axis``: one
+    layer each when there are 2 to :data:`MAX_CHANNEL_LAYERS`, else none (one layer)."""
+    n = sample.shape[axis]
+    if not 2 <= n <= MAX_CHANNEL_LAYERS:
+        return ()
+    entries = [dict(omero[i]) if i < len(omero) else {} for i in range(n)]
+    labels = [str(e.get("label") or "") for e in entries]
+    if len(set(labels)) < n or "" in labels:
+        labels = [f"c{i}" for i in range(n)]
+    channels = []
+    for i, entry in enumerate(entries):
+        colour = str(entry.get("color", ""))
+        colour = f"#{colour.lower()}" if _HEX_COLOUR.fullmatch(colour) else PALETTE[i]
+        window = entry.get("window")
+        contrast = None
+        if isinstance(window, Mapping):
+            lo, hi = window.get("start"), window.get("end")
+            if isinstance(lo, int | float) and isinstance(hi, int | float) and hi > lo:
+                contrast = (float(lo), float(hi))
+        if contrast is None:
+            contrast = contrast_range(np.take(sample, i, axis=axis))
+        channels.append(Channel(i, labels[i], colour, contrast, local))
+    return tuple(channels)
 
 
 def _dataset_dims(vol: BigArray) -> tuple[Dimension, ...]:
@@ -193,14 +249,16 @@ def _dataset_dims(vol: BigArray) -> tuple[Dimension, ...]:
     return zarr_dimensions(vol)
 
 
-def _central_sample(vol: BigArray, max_voxels: int = 1 << 20) -> Any:
+def _central_sample(vol: BigArray, max_voxels: int = 1 << 20, whole: int | None = None) -> Any:
+    """A central box of ``vol`` of about ``max_voxels``: its two longest axes, 4 voxels of the
+    others, and all of axis ``whole``."""
     bounds = vol.bounds
     extents = [hi - lo for lo, hi in zip(bounds.start, bounds.stop, strict=True)]
     largest = sorted(range(len(extents)), key=lambda i: -extents[i])[:2]
     side = max(1, int((max_voxels / 4) ** 0.5))
     key = []
     for i, (lo, hi) in enumerate(zip(bounds.start, bounds.stop, strict=True)):
-        n = min(hi - lo, side if i in largest else 4)
+        n = hi - lo if i == whole else min(hi - lo, side if i in largest else 4)
         a = lo + (hi - lo - n) // 2
         key.append(slice(a, a + n))
     return vol[tuple(key)]
@@ -213,9 +271,12 @@ def _memory_spec(source: MemorySource, name: str, layer_type: str | None) -> Lay
         for n, r, lo, hi in zip("xyz", source.resolution, bounds.start, bounds.stop, strict=True)
     )
     contrast = None
+    channels: tuple[Channel, ...] = ()
     if source.layer_type == "image":
-        contrast = contrast_range(source.sample())
-    return LayerSpec(name, "", source.layer_type, dims, contrast)
+        sample = source.sample()
+        contrast = contrast_range(sample)
+        channels = image_channels(sample, 3, "")
+    return LayerSpec(name, "", source.layer_type, dims, contrast, channels=channels)
 
 
 def _entry(

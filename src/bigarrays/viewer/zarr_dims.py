@@ -72,6 +72,27 @@ def _axes(vol: BigArray) -> list[AxisInfo]:
     return names
 
 
+def channel_axis(vol: BigArray) -> tuple[int, str] | None:
+    """The OME-Zarr channel axis of ``vol`` and the local dimension Neuroglancer makes of it
+    (its name and a prime), or None."""
+    for i, (name, kind, _) in enumerate(_axes(vol)):
+        if kind == "channel":
+            return i, f"{name}'"
+    return None
+
+
+def omero_channels(vol: BigArray) -> list[dict[str, Any]]:
+    """The ``omero`` channel entries of an OME-Zarr image (label, colour, window), or []."""
+    attributes = vol.info.get("attributes", vol.info)
+    if not isinstance(attributes, dict):
+        return []
+    for holder in (attributes.get("ome"), attributes):  # NGFF 0.5, then 0.4
+        omero = holder.get("omero") if isinstance(holder, dict) else None
+        if isinstance(omero, dict) and isinstance(omero.get("channels"), list):
+            return [c if isinstance(c, dict) else {} for c in omero["channels"]]
+    return []
+
+
 def zarr_dimensions(vol: BigArray) -> tuple[Dimension, ...]:
     axes = _axes(vol)
     bounds = vol.level.bounds
