@@ -163,3 +163,28 @@ def test_delete_folder_stays_inside_its_folder(
         store.put(key, b"v")
     delete_folder(store, folder, keep=keep)
     assert set(store.list("")) == left
+
+
+def test_the_viewer_serves_a_scale_beside_the_dataset_under_an_alias(tmp_path: Path) -> None:
+    from viewer_helpers import fetch
+
+    vol, _ = shared_dataset(tmp_path)
+    (tmp_path / "secret.txt").write_bytes(SECRET)
+    viewer = ba.view(ba.open(vol, allow_parent_keys=True))
+    try:
+        base = viewer.data_url()
+        status, headers, body = fetch(base + "info")
+        assert status == 200
+        assert headers["Content-Type"] == "application/json"
+        # The browser would resolve "../shared" against the data URL itself.
+        assert [s["key"] for s in json.loads(body)["scales"]] == [".../shared"]
+        chunk = ".../shared/0-8_0-8_0-8"
+        status, _, body = fetch(base + chunk)
+        assert status == 200
+        assert body == (tmp_path / "shared" / "0-8_0-8_0-8").read_bytes()
+        status, headers, part = fetch(base + chunk, {"Range": "bytes=0-9"})
+        assert (status, part) == (206, body[:10])
+        # Only the scales the info names are aliased.
+        assert fetch(base + ".../secret.txt")[0] == 404
+    finally:
+        viewer.close()

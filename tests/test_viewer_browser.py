@@ -225,6 +225,19 @@ def test_view_precomputed_channels_in_colour(browser: Browser, tmp_path: Path) -
     assert_mirrored(quadrant_means(colour_plane(shot, 1)))
 
 
+def test_view_a_scale_kept_beside_the_dataset(browser: Browser, tmp_path: Path) -> None:
+    # Key "../shared": the viewer serves it under an alias the browser does not resolve.
+    vol = ba.create(tmp_path / "vol", shape=SHAPE, dtype="uint8", chunks=(32, 32, 8),
+                    resolution=(8, 8, 8))  # fmt: skip
+    vol[:, :, :] = quadrants()
+    info = json.loads((tmp_path / "vol" / "info").read_text())
+    (tmp_path / "vol" / info["scales"][0]["key"]).rename(tmp_path / "shared")
+    info["scales"][0]["key"] = "../shared"
+    (tmp_path / "vol" / "info").write_text(json.dumps(info))
+    shared = ba.open(tmp_path / "vol", allow_parent_keys=True)
+    assert_quadrants(quadrant_means(view_and_load(browser, "view_parent_key", shared)))
+
+
 def test_view_ome_zarr_translated(browser: Browser, tmp_path: Path) -> None:
     # An image placed far from the origin by its multiscale's translation (as ome-zarr-py and
     # converters write them): the view starts on it, not on an empty region at the origin.

@@ -10,6 +10,7 @@ from them. In-memory arrays are served by :mod:`bigarrays.viewer.memory_source`.
 from __future__ import annotations
 
 import abc
+import json
 import warnings
 from collections.abc import Container
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from bigarrays.errors import ViewerCompatibilityWarning
 from bigarrays.stores import Store
+from bigarrays.stores.base import is_outside, normalize_key
 from bigarrays.stores.content_encoding import ANY_ENCODING, SUFFIXES
 
 if TYPE_CHECKING:
@@ -82,6 +84,11 @@ class DatasetSource(Source):
     A value stored with a transfer encoding (a precomputed volume's gzip chunks, ``KEY.gz`` on a
     disk or a ``Content-Encoding`` on S3) is sent as stored with that ``Content-Encoding`` when
     the client takes it, so the browser decompresses it; otherwise it is decoded here.
+
+    A precomputed scale kept beside the dataset (key ``../other/8_8_8``, opened with
+    ``allow_parent_keys=True``) is served under an alias, ``.../other/8_8_8``, in the info and
+    in the chunk URLs: the browser would resolve ``..`` itself and ask for a path outside the
+    source, which the server refuses.
     """
 
     def __init__(self, vol: BigArray) -> None:
@@ -92,10 +99,15 @@ class DatasetSource(Source):
         #: Scale key prefix -> the transfer encoding its chunks are stored with, where the
         #: precomputed info records it: such a chunk is then found in one lookup (KEY.gz).
         self.encodings: dict[str, str | None] = {}
+        #: Alias prefix -> the scale key prefix outside the dataset it stands for.
+        self.aliases: dict[str, str] = {}
         if vol.format == "precomputed":
             for mip in range(vol.mips):
                 with vol.at_mip(mip) as level:
                     scale = level.scale
+                key = normalize_key(scale.key)
+                if is_outside(key):
+                    self.aliases[_alias(key) + "/"] = key + "/"
                 if scale.sharding is None and scale.compression in SUFFIXES:
                     self.encodings[scale.key.strip("/") + "/"] = scale.compression
                 if scale.compression not in (None, *SUFFIXES):
@@ -113,7 +125,29 @@ class DatasetSource(Source):
                 return encoding
         return ANY_ENCODING
 
+    def _key(self, key: str) -> str:
+        """The store key an alias in ``key`` stands for (``key`` itself if it holds none)."""
+        for alias, real in self.aliases.items():
+            if key.startswith(alias):
+                return real + key[len(alias) :]
+        return key
+
+    def _info(self) -> Reply | None:
+        """The info, its scales outside the dataset renamed to their aliases."""
+        plain = self.store.get("info")
+        if plain is None:
+            return None
+        info = json.loads(plain)
+        for scale in info.get("scales", []):
+            key = normalize_key(str(scale.get("key", "")))
+            if is_outside(key):
+                scale["key"] = _alias(key)
+        return Reply(json.dumps(info).encode(), "application/json")
+
     def get(self, key: str, accept: Container[str]) -> Reply | None:
+        if self.aliases and key == "info":
+            return self._info()
+        key = self._key(key)
         kind = content_type(key)
         found = self.store.get_encoded(key, encoding=self._hint(key))
         if found is None:
@@ -125,7 +159,18 @@ class DatasetSource(Source):
         return Reply(body, kind, encoding)
 
     def size(self, key: str) -> int | None:
-        return self.store.size(key)
+        if self.aliases and key == "info":
+            return super().size(key)
+        return self.store.size(self._key(key))
 
     def get_range(self, key: str, start: int, stop: int | None) -> bytes | None:
-        return self.store.get_range(key, start, None if stop is None else stop - start)
+        if self.aliases and key == "info":
+            return super().get_range(key, start, stop)
+        length = None if stop is None else stop - start
+        return self.store.get_range(self._key(key), start, length)
+
+
+def _alias(key: str) -> str:
+    """``key`` (normalized, outside the dataset) with each ``..`` segment as ``...``: a name
+    browsers leave as it is, and no key a precomputed info names."""
+    return "/".join("..." if part == ".." else part for part in key.split("/"))
