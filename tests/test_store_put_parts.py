@@ -134,6 +134,32 @@ def test_s3_uploads_a_value_in_pieces_part_by_part(
     assert store.get("small") == parts[0].tobytes()
 
 
+def test_s3_a_refused_completion_is_a_conflict_and_the_upload_is_aborted(
+    s3_bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # S3 answers 412 at completion when If-Match no longer holds (moto never does): the
+    # writer gets the conflict it retries on, the parts are dropped, the old value stays.
+    from botocore.exceptions import ClientError
+
+    monkeypatch.setattr(S3Store, "PART_SIZE", 5 * MiB)
+    store = open_store(f"s3://{s3_bucket}/p")
+    assert isinstance(store, S3Store)
+    old = pieces(12 * MiB, 3)
+    version = store.put_parts("shard/0", old)
+    s3 = store.client().s3
+
+    def refused(**kwargs: Any) -> Any:
+        error = {"Code": "PreconditionFailed", "Message": "At least one of the pre-conditions"}
+        raise ClientError({"Error": error, "ResponseMetadata": {"HTTPStatusCode": 412}},
+                          "CompleteMultipartUpload")  # fmt: skip
+
+    monkeypatch.setattr(s3, "complete_multipart_upload", refused)
+    with pytest.raises(VersionConflictError):
+        store.put_parts("shard/0", old[::-1], mode="if_version", version=version)
+    assert s3.list_multipart_uploads(Bucket=s3_bucket).get("Uploads", []) == []
+    assert store.get("shard/0") == b"".join(p.tobytes() for p in old)
+
+
 @pytest.fixture
 def gcs_store(gcs_bucket: str, monkeypatch: pytest.MonkeyPatch) -> GCSStore:
     monkeypatch.setattr(GCSStore, "PART_SIZE", 256 * 1024)  # the smallest part GCS takes
@@ -212,3 +238,28 @@ def test_gcs_a_resumable_upload_names_its_precondition(
     gcs_store.put_parts("a", parts)
     assert ["ifGenerationMatch=0" in opened[0], f"ifGenerationMatch={version}" in opened[1],
             "ifGenerationMatch" in opened[2]] == [True, True, False]  # fmt: skip
+
+
+def test_gcs_a_resumable_upload_refused_at_its_last_part_is_a_conflict(
+    gcs_store: GCSStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GCS checks the precondition again as the object is made, at the last part, and answers
+    # 412 (the emulator never does): the writer gets the conflict it retries on.
+    import urllib3
+
+    old = pieces(MiB, 2)
+    version = gcs_store.put_parts("a", old)
+    pool = gcs_store.client().pool
+    real = pool.request
+    last_part = f"bytes {MiB - 256 * 1024}-{MiB - 1}/{MiB}"
+
+    def request(method: str, url: str, **kwargs: Any) -> Any:
+        if method == "PUT" and kwargs.get("headers", {}).get("Content-Range") == last_part:
+            return urllib3.HTTPResponse(body=b"", status=412, preload_content=True)
+        return real(method, url, **kwargs)
+
+    monkeypatch.setattr(pool, "request", request)
+    with pytest.raises(VersionConflictError):
+        gcs_store.put_parts("a", old[::-1], mode="if_version", version=version)
+    monkeypatch.setattr(pool, "request", real)
+    assert gcs_store.get("a") == b"".join(p.tobytes() for p in old)
