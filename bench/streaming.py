@@ -2,6 +2,7 @@
 
     python bench/streaming.py                      # 256 frames per run
     python bench/streaming.py --frames 512 --dir /data/scratch
+    python bench/streaming.py --settings zstd "raw, sharded" --tools bigarrays
 
 2048x2048 uint16 frames from memory (a few camera-like images, noisy and smooth, cycled) are
 appended along t to a Zarr v3 array on local disk with 256x256 chunks in y/x, 64 frames deep:
@@ -135,6 +136,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--frames", type=int, default=256)
     parser.add_argument("--dir", default=None, help="scratch folder on the disk to measure")
+    parser.add_argument(
+        "--settings",
+        nargs="+",
+        default=None,
+        metavar="SETTING",
+        help="rows to run, as the table names them ('raw', 'zstd, sharded', ...)",
+    )
+    parser.add_argument(
+        "--tools",
+        nargs="+",
+        default=list(RUNNERS),
+        choices=list(RUNNERS),
+        help="tools to measure (os.write is the baseline of the MiB/s ratio)",
+    )
     parser.add_argument("--child", nargs=5, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -144,25 +159,38 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="bench-stream-", dir=args.dir))
     print(f"{args.frames} frames of {SIDE}x{SIDE} uint16 ({args.frames * SIDE * SIDE * 2 / MiB:.0f}"
           f" MiB), chunks {DEPTH}x{CHUNK}x{CHUNK}, to {root}")  # fmt: skip
-    plain = measure("os.write", root, args.frames, "raw", False)
-    print(f"os.write: {plain['fps']:.1f} frames/s, {plain['mibs']:.0f} MiB/s; load average "
-          f"{_load()}")  # fmt: skip
+    rows = [(codec, sharded) for sharded in (False, True) for codec in CODECS]
+    names = [f"{codec}{', sharded' if sharded else ''}" for codec, sharded in rows]
+    unknown = set(args.settings or ()) - set(names)
+    if unknown:
+        parser.error(f"unknown settings {sorted(unknown)}: choose from {names}")
+    plain = {"mibs": float("nan")}
+    if "os.write" in args.tools:
+        plain = measure("os.write", root, args.frames, "raw", False)
+        print(f"os.write: {plain['fps']:.1f} frames/s, {plain['mibs']:.0f} MiB/s; load average "
+              f"{_load()}")  # fmt: skip
     print(
         "| setting | bigarrays fps | acquire-zarr fps | ratio | bigarrays MiB/s | vs os.write "
-        "| bigarrays peak MiB | acquire-zarr peak MiB | stored MiB (ba / az) |"
+        "| bigarrays peak MiB | acquire-zarr peak MiB | stored MiB (ba / az) | load |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    missing = {"fps": float("nan"), "mibs": float("nan"), "peak": float("nan"),
+               "stored": float("nan")}  # fmt: skip
     try:
-        for sharded in (False, True):
-            for codec in CODECS:
+        for (codec, sharded), name in zip(rows, names, strict=True):
+            if args.settings and name not in args.settings:
+                continue
+            ba = missing
+            if "bigarrays" in args.tools:
                 ba = measure("bigarrays", root, args.frames, codec, sharded)
+            az = missing
+            if "acquire-zarr" in args.tools:
                 az = measure("acquire-zarr", root, args.frames, codec, sharded)
-                name = f"{codec}{', sharded' if sharded else ''}"
-                ratio = ba["fps"] / az["fps"]
-                print(f"| {name} | {ba['fps']:.1f} | {az['fps']:.1f} | {ratio:.2f}x "
-                      f"| {ba['mibs']:.0f} | {ba['mibs'] / plain['mibs']:.0%} | {ba['peak']:.0f} "
-                      f"| {az['peak']:.0f} | {ba['stored']:.0f} / {az['stored']:.0f} |",
-                      flush=True)  # fmt: skip
+            ratio = ba["fps"] / az["fps"]
+            print(f"| {name} | {ba['fps']:.1f} | {az['fps']:.1f} | {ratio:.2f}x "
+                  f"| {ba['mibs']:.0f} | {ba['mibs'] / plain['mibs']:.0%} | {ba['peak']:.0f} "
+                  f"| {az['peak']:.0f} | {ba['stored']:.0f} / {az['stored']:.0f} "
+                  f"| {os.getloadavg()[0]:.2f} |", flush=True)  # fmt: skip
     finally:
         shutil.rmtree(root, ignore_errors=True)
     print(f"load average at the end: {_load()}")

@@ -1,0 +1,152 @@
+"""Slabs of a sharded Zarr level kept inner chunk after inner chunk, and their write.
+
+A stream copies each frame once, into its place in every inner chunk of the slab (the slab is an
+array of chunks, each one contiguous). A slab of whole shards is then written without cutting
+its chunks out again: an inner chunk is compressed straight from the slab on the pool or, when
+the chain stores values as they lie in memory (plain bytes), put as it is, from the slab. The
+shards are the bytes the engine writes for the same voxels: the chain encodes the same values
+(edge chunks padded with the fill value, as Zarr stores them), chunks all fill are left out,
+and the format lays the shard out (``encode_shard_parts``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from bigarrays.box import Box
+from bigarrays.codecs.chain import BytesCodec, CodecChain
+from bigarrays.fill import filled, is_fill
+from bigarrays.formats.sharding import Run, run_few
+from bigarrays.formats.zarr.sharded_chunks import ShardedZarrChunks
+
+#: A run of an axis copied in one go: (the block's slice, the chunks' slice, the slice inside
+#: them, the shape the block's run takes: (chunks, inside)).
+_Run = tuple[slice, slice, slice, tuple[int, int]]
+
+
+class ChunkSlab:
+    """A slab of ``shape`` voxels held as an array of contiguous chunks of ``chunk``; the part
+    of edge chunks past ``shape`` holds the fill value."""
+
+    def __init__(self, shape: Sequence[int], chunk: Sequence[int], dtype: np.dtype, fill: Any):
+        self.shape = tuple(shape)
+        self.chunk = tuple(chunk)
+        self.counts = tuple(-(-n // c) for n, c in zip(self.shape, self.chunk, strict=True))
+        self.data = filled((*self.counts, *self.chunk), dtype, fill, "C")
+        self.nbytes = int(self.data.nbytes)
+        d = len(self.shape)
+        # Chunks and voxels interleaved per axis: (n0, c0, n1, c1, ...), a view of ``data``.
+        self._blocks = self.data.transpose([k for i in range(d) for k in (i, d + i)])
+
+    def put(self, block: np.ndarray, at: Sequence[int]) -> None:
+        """Copy ``block`` into the slab, its corner at ``at``."""
+        runs = [_runs(a, n, c) for a, n, c in zip(at, block.shape, self.chunk, strict=True)]
+        for combo in itertools.product(*runs):
+            src = block[tuple(r[0] for r in combo)]
+            dst = self._blocks[tuple(s for r in combo for s in (r[1], r[2]))]
+            dst[...] = src.reshape([n for r in combo for n in r[3]])
+
+    def logical(self, stop: Sequence[int]) -> np.ndarray:
+        """A copy of the voxels ``[0, stop)`` as one array (for the writes that cut chunks)."""
+        whole = self._blocks.reshape([n * c for n, c in zip(self.counts, self.chunk, strict=True)])
+        return np.ascontiguousarray(whole[tuple(slice(0, n) for n in stop)])
+
+
+def _runs(at: int, n: int, chunk: int) -> list[_Run]:
+    """``[at, at + n)`` of one axis in runs that each fill whole chunks or lie in one chunk."""
+    out: list[_Run] = []
+    pos, stop = at, at + n
+    while pos < stop:
+        q, off = divmod(pos, chunk)
+        if off == 0 and stop - pos >= chunk:
+            m = (stop - pos) // chunk
+            out.append((slice(pos - at, pos - at + m * chunk), slice(q, q + m), slice(0, chunk),
+                        (m, chunk)))  # fmt: skip
+            pos += m * chunk
+        else:
+            k = min(stop, (q + 1) * chunk) - pos
+            out.append((slice(pos - at, pos - at + k), slice(q, q + 1), slice(off, off + k),
+                        (1, k)))  # fmt: skip
+            pos += k
+    return out
+
+
+def fits(source: Any, box: Box) -> bool:
+    """Whether slabs of ``box`` on ``source`` can be kept as chunks and written whole: a
+    sharded Zarr level (C order) and a box that starts on its inner chunks."""
+    if not isinstance(source, ShardedZarrChunks) or source.order != "C":
+        return False
+    grid = source.grid
+    return all((s - o) % c == 0 for s, o, c in zip(box.start, grid.origin, grid.chunk, strict=True))
+
+
+def as_they_lie(chain: Any, dtype: np.dtype) -> bool:
+    """Whether ``chain`` serialises a chunk as its values in C order and this machine's byte
+    order (then its bytes-to-bytes codecs, if any): a contiguous chunk is encoded from its own
+    memory."""
+    if not isinstance(chain, CodecChain) or chain.array_array or dtype == np.bool_:
+        return False
+    codec = chain.array_bytes
+    return isinstance(codec, BytesCodec) and (
+        dtype.itemsize == 1 or codec.stored == dtype.newbyteorder("=")
+    )
+
+
+def write_shards(
+    source: ShardedZarrChunks,
+    box: Box,
+    slab: ChunkSlab,
+    run: Run,
+    encoded: Callable[[int], None],
+) -> None:
+    """Write the shards ``slab`` (placed at ``box.start``, whole shards) fills. ``encoded`` is
+    told the bytes its chunks were encoded into once they all are, when they no longer point
+    into the slab (-1: they still do, and the slab must be kept until this returns)."""
+    grid = source.grid
+    first = [(s - o) // c for s, o, c in zip(box.start, grid.origin, grid.chunk, strict=True)]
+    by_shard: dict[Any, list[tuple[int, tuple[int, ...]]]] = {}
+    for g in np.ndindex(*slab.counts):
+        shard, cid = source.locate(tuple(f + i for f, i in zip(first, g, strict=True)))
+        by_shard.setdefault(shard, []).append((cid, g))
+    chain, fill = source.chain, source.fill_value
+    direct = as_they_lie(chain, source.dtype)
+    views = direct and not chain.bytes_bytes
+    payloads: dict[Any, dict[int, Any]] = {shard: {} for shard in by_shard}
+
+    def encode(item: tuple[Any, int, tuple[int, ...]]) -> None:
+        shard, cid, g = item
+        chunk = slab.data[g]
+        if is_fill(chunk, fill):
+            return
+        if not direct:
+            data: Any = chain.encode(chunk)
+        else:
+            data = memoryview(chunk).cast("B")
+            for bb in chain.bytes_bytes:
+                data = bb.encode(data)
+        payloads[shard][cid] = data
+
+    run_few(run, encode, [(s, cid, g) for s, items in by_shard.items() for cid, g in items])
+    encoded(-1 if views else sum(len(d) for p in payloads.values() for d in p.values()))
+
+    def put(shard: Any) -> None:
+        try:
+            source._put_whole(source.shard_key(shard), source.encode_shard_parts(payloads[shard]))
+        finally:
+            source.forget_index(shard)
+        payloads[shard] = {}
+
+    run_few(run, put, sorted(by_shard))
+
+
+def slab_nbytes(shape: Sequence[int], chunk: Sequence[int], itemsize: int) -> int:
+    """What a :class:`ChunkSlab` of ``shape`` holds, edge chunks padded."""
+    return math.prod(-(-n // c) * c for n, c in zip(shape, chunk, strict=True)) * itemsize
+
+
+__all__ = ["ChunkSlab", "as_they_lie", "fits", "slab_nbytes", "write_shards"]
