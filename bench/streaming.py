@@ -10,7 +10,8 @@ raw, blosc-lz4 (level 1, byte shuffle) and zstd (level 1), unsharded and sharded
 shard). Each run is its own process, so its peak memory (ru_maxrss) is its own; a run ends when
 the writer is closed (the data on disk, the metadata written). The baseline writes the same
 bytes with plain ``os.write`` calls of one frame each to one file. Printed: frames per second,
-MiB/s of frame data, peak RSS, and the ratios to acquire-zarr and to os.write.
+MiB/s of frame data, peak RSS, CPU seconds (user + system, comparable when the machine is
+shared) and the ratios to acquire-zarr and to os.write.
 """
 
 from __future__ import annotations
@@ -113,8 +114,10 @@ def child(tool: str, path: str, frames: int, codec: str, sharded: bool) -> None:
     started = time.perf_counter()
     RUNNERS[tool](Path(path), frames, codec, sharded, images)
     seconds = time.perf_counter() - started
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    print(json.dumps({"seconds": seconds, "peak": peak}))
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    # CPU seconds are comparable on a shared machine, where the wall clock is not.
+    cpu = usage.ru_utime + usage.ru_stime
+    print(json.dumps({"seconds": seconds, "peak": usage.ru_maxrss * 1024, "cpu": cpu}))
 
 
 def measure(tool: str, root: Path, frames: int, codec: str, sharded: bool) -> dict[str, float]:
@@ -129,7 +132,7 @@ def measure(tool: str, root: Path, frames: int, codec: str, sharded: bool) -> di
     shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink()
     nbytes = frames * SIDE * SIDE * 2
     return {"fps": frames / result["seconds"], "mibs": nbytes / MiB / result["seconds"],
-            "peak": result["peak"] / MiB, "stored": size / MiB}  # fmt: skip
+            "peak": result["peak"] / MiB, "stored": size / MiB, "cpu": result["cpu"]}  # fmt: skip
 
 
 def main() -> None:
@@ -171,11 +174,11 @@ def main() -> None:
               f"{_load()}")  # fmt: skip
     print(
         "| setting | bigarrays fps | acquire-zarr fps | ratio | bigarrays MiB/s | vs os.write "
-        "| bigarrays peak MiB | acquire-zarr peak MiB | stored MiB (ba / az) | load |"
+        "| bigarrays peak MiB | acquire-zarr peak MiB | stored MiB (ba / az) | CPU s (ba / az) "
+        "| load |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
-    missing = {"fps": float("nan"), "mibs": float("nan"), "peak": float("nan"),
-               "stored": float("nan")}  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    missing = dict.fromkeys(("fps", "mibs", "peak", "stored", "cpu"), float("nan"))
     try:
         for (codec, sharded), name in zip(rows, names, strict=True):
             if args.settings and name not in args.settings:
@@ -190,7 +193,8 @@ def main() -> None:
             print(f"| {name} | {ba['fps']:.1f} | {az['fps']:.1f} | {ratio:.2f}x "
                   f"| {ba['mibs']:.0f} | {ba['mibs'] / plain['mibs']:.0%} | {ba['peak']:.0f} "
                   f"| {az['peak']:.0f} | {ba['stored']:.0f} / {az['stored']:.0f} "
-                  f"| {os.getloadavg()[0]:.2f} |", flush=True)  # fmt: skip
+                  f"| {ba['cpu']:.1f} / {az['cpu']:.1f} | {os.getloadavg()[0]:.2f} |",
+                  flush=True)  # fmt: skip
     finally:
         shutil.rmtree(root, ignore_errors=True)
     print(f"load average at the end: {_load()}")

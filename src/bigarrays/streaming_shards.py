@@ -11,9 +11,11 @@ and the format lays the shard out (``encode_shard_parts``).
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from typing import Any
 
 import numpy as np
@@ -103,10 +105,12 @@ def write_shards(
     slab: ChunkSlab,
     run: Run,
     encoded: Callable[[int], None],
+    encoding: AbstractContextManager[Any] | None = None,
 ) -> None:
     """Write the shards ``slab`` (placed at ``box.start``, whole shards) fills. ``encoded`` is
     told the bytes its chunks were encoded into once they all are, when they no longer point
-    into the slab (-1: they still do, and the slab must be kept until this returns)."""
+    into the slab (-1: they still do, and the slab must be kept until this returns). The
+    chunks are encoded (on the pool) inside ``encoding``, the shards put outside it."""
     grid = source.grid
     first = [(s - o) // c for s, o, c in zip(box.start, grid.origin, grid.chunk, strict=True)]
     by_shard: dict[Any, list[tuple[int, tuple[int, ...]]]] = {}
@@ -131,7 +135,8 @@ def write_shards(
                 data = bb.encode(data)
         payloads[shard][cid] = data
 
-    run_few(run, encode, [(s, cid, g) for s, items in by_shard.items() for cid, g in items])
+    with encoding or contextlib.nullcontext():
+        run_few(run, encode, [(s, cid, g) for s, items in by_shard.items() for cid, g in items])
     encoded(-1 if views else sum(len(d) for p in payloads.values() for d in p.values()))
 
     def put(shard: Any) -> None:

@@ -109,6 +109,9 @@ class Stream:
         self._spare: np.ndarray | ChunkSlab | None = None
         self._cond = threading.Condition()
         self._growing = threading.Lock()
+        # One slab is encoded at a time (on the whole pool): a second writer overlaps its puts
+        # with that, and holds no second shard being encoded beside the queue.
+        self._encoding = threading.Lock()
         self._pyramid: StreamPyramid | None = None
         if vol.mips > 1:
             if region is not None:
@@ -310,7 +313,7 @@ class Stream:
         source = vol._dataset.ahead(box)
         if isinstance(slab, ChunkSlab):
             if box.shape[self._axis] == self._unit and isinstance(source, ShardedZarrChunks):
-                write_shards(source, box, slab, vol._engine.run, encoded)
+                write_shards(source, box, slab, vol._engine.run, encoded, self._encoding)
                 return
             data = slab.logical(box.shape)  # the slab of the last frames, cut at the end
         else:
