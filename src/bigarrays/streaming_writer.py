@@ -25,7 +25,7 @@ from bigarrays.errors import (
 from bigarrays.formats.shard_writes import ShardWriter
 from bigarrays.formats.zarr.sharded_chunks import ShardedZarrChunks
 from bigarrays.streaming_pyramid import StreamPyramid, refuse_moving_grid
-from bigarrays.streaming_shards import ChunkSlab, fits, write_shards
+from bigarrays.streaming_shards import ChunkSlab, fits, slab_array, write_shards
 
 DEFAULT_QUEUE_BYTES = 1 << 30
 DEFAULT_CHECKPOINT_SECONDS = 5.0
@@ -218,7 +218,7 @@ class Stream:
         shape[self._axis] = self._unit
         if self._chunks is not None:
             return ChunkSlab(shape, self._chunks, self._dtype, self._fill)
-        return np.empty(shape, self._dtype, order=self._order)
+        return slab_array(shape, self._dtype, order=self._order)
 
     def _slab_box(self, stop: int) -> Box:
         start, end = list(self._box.start), list(self._box.stop)
