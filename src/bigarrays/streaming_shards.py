@@ -15,8 +15,8 @@ import contextlib
 import itertools
 import math
 import mmap
+import threading
 from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
 from typing import Any, Literal
 
 import numpy as np
@@ -65,6 +65,11 @@ class ChunkSlab:
         d = len(self.shape)
         # Chunks and voxels interleaved per axis: (n0, c0, n1, c1, ...), a view of ``data``.
         self._blocks = self.data.transpose([k for i in range(d) for k in (i, d + i)])
+
+    def release(self) -> None:
+        """Free the slab's memory now, while a writer may still hold the slab (its encoded
+        shards being put): it is not used again."""
+        self.data = self._blocks = np.empty(0, self.data.dtype)
 
     def put(self, block: np.ndarray, at: Sequence[int]) -> None:
         """Copy ``block`` into the slab, its corner at ``at``."""
@@ -126,12 +131,17 @@ def write_shards(
     slab: ChunkSlab,
     run: Run,
     encoded: Callable[[int], None],
-    encoding: AbstractContextManager[Any] | None = None,
+    encoding: threading.Lock | None = None,
+    putting: threading.Lock | None = None,
 ) -> None:
     """Write the shards ``slab`` (placed at ``box.start``, whole shards) fills. ``encoded`` is
     told the bytes its chunks were encoded into once they all are, when they no longer point
-    into the slab (-1: they still do, and the slab must be kept until this returns). The
-    chunks are encoded (on the pool) inside ``encoding``, the shards put outside it."""
+    into the slab (-1: they still do, and the slab must be kept until this returns).
+
+    The chunks are encoded (on the pool) holding ``encoding``, and encoded shards put holding
+    ``putting``, taken before ``encoding`` is let go: so writers sharing them hold one slab's
+    shards encoding and one's being put, not more. Raw shards (views of the slab) are put
+    without ``putting``: they hold no memory of their own."""
     grid = source.grid
     first = [(s - o) // c for s, o, c in zip(box.start, grid.origin, grid.chunk, strict=True)]
     by_shard: dict[Any, list[tuple[int, tuple[int, ...]]]] = {}
@@ -156,10 +166,6 @@ def write_shards(
                 data = bb.encode(data)
         payloads[shard][cid] = data
 
-    with encoding or contextlib.nullcontext():
-        run_few(run, encode, [(s, cid, g) for s, items in by_shard.items() for cid, g in items])
-    encoded(-1 if views else sum(len(d) for p in payloads.values() for d in p.values()))
-
     def put(shard: Any) -> None:
         try:
             source._put_whole(source.shard_key(shard), source.encode_shard_parts(payloads[shard]))
@@ -167,7 +173,14 @@ def write_shards(
             source.forget_index(shard)
         payloads[shard] = {}
 
-    run_few(run, put, sorted(by_shard))
+    with contextlib.ExitStack() as turn:
+        with encoding or contextlib.nullcontext():
+            items = [(s, cid, g) for s, items in by_shard.items() for cid, g in items]
+            run_few(run, encode, items)
+            if putting is not None and not views:
+                turn.enter_context(putting)
+        encoded(-1 if views else sum(len(d) for p in payloads.values() for d in p.values()))
+        run_few(run, put, sorted(by_shard))
 
 
 __all__ = ["ChunkSlab", "as_they_lie", "fits", "slab_array", "write_shards"]

@@ -106,12 +106,15 @@ class Stream:
         self._queued = 0
         # A written slab, kept for the next one to fill: a fresh one of hundreds of MiB costs
         # the kernel a page fault and a zeroed page for every 4 KiB the frames are copied into.
+        # It counts in the queue's bytes until taken, so that the stream holds no more than
+        # ``queue_bytes``, the slab being filled and the shards being encoded (one at a time).
         self._spare: np.ndarray | ChunkSlab | None = None
         self._cond = threading.Condition()
         self._growing = threading.Lock()
-        # One slab is encoded at a time (on the whole pool): a second writer overlaps its puts
-        # with that, and holds no second shard being encoded beside the queue.
+        # One slab is encoded at a time (on the whole pool) and one slab's encoded shards put
+        # at a time: a second writer overlaps the two (bigarrays.streaming_shards).
         self._encoding = threading.Lock()
+        self._putting = threading.Lock()
         self._pyramid: StreamPyramid | None = None
         if vol.mips > 1:
             if region is not None:
@@ -211,7 +214,7 @@ class Stream:
 
     def _new_slab(self) -> np.ndarray | ChunkSlab:
         with self._cond:
-            spare, self._spare = self._spare, None
+            spare = self._take_spare()
         if spare is not None:
             return spare
         shape = list(self._box.shape)
@@ -227,21 +230,43 @@ class Stream:
 
     def _submit(self) -> None:
         assert self._slab is not None
+        nbytes = self._slab.nbytes
         with self._cond:
+            # The spare, if any, is the next slab to fill: it leaves the queue as this enters.
             while (
                 self._error is None
-                and self._queued
-                and self._queued + self._slab.nbytes > self._queue_bytes
+                and (held := self._queued - self._spare_bytes()) > 0
+                and (held + nbytes > self._queue_bytes)
             ):
                 self._cond.wait()
             if self._error is not None:
                 raise self._failure()
             self._queue.append((self._submitted, self._slab_box(self._stop), self._slab))
             self._submitted += 1
-            self._queued += self._slab.nbytes
+            self._queued += nbytes
+            self._slab = self._take_spare()
             self._cond.notify_all()
-        self._slab = None
         self._slab_start = self._stop
+
+    def _spare_bytes(self) -> int:
+        return 0 if self._spare is None else self._spare.nbytes
+
+    def _take_spare(self) -> np.ndarray | ChunkSlab | None:
+        """The spare slab, out of the queue's count (the caller holds ``_cond``)."""
+        spare, self._spare = self._spare, None
+        self._queued -= 0 if spare is None else spare.nbytes
+        return spare
+
+    def _give_back(self, slab: np.ndarray | ChunkSlab) -> None:
+        """Keep a written ``slab``, counted in the queue, as the spare; free it if there is
+        one, or if the queue holds more than its bytes (encoded shards count there too)
+        (the caller holds ``_cond``)."""
+        if self._spare is None and self._queued <= self._queue_bytes:
+            self._spare = slab
+            return
+        self._queued -= slab.nbytes
+        if isinstance(slab, ChunkSlab):
+            slab.release()  # its shards, encoded, may still be being put
 
     def _resume_partial(self) -> None:
         """Load the frames of a slab begun before a clean close, the one read a resume makes
@@ -269,9 +294,9 @@ class Stream:
                 if n < 0:
                     return
                 with self._cond:
-                    self._queued += n - held[0]
+                    self._queued += n
                     held[:] = [n, 1]
-                    self._spare = slab
+                    self._give_back(slab)
                     self._cond.notify_all()
 
             try:
@@ -284,11 +309,13 @@ class Stream:
                 if time.monotonic() - self._last_checkpoint >= self._checkpoint_seconds:
                     self._checkpoint()
                 with self._cond:  # an append waiting for room sees the checkpoint taken
-                    self._queued -= held[0]
-                    if not held[1]:
-                        # Only one kept: the slabs held never outnumber those queued before.
-                        self._spare = slab
+                    if held[1]:
+                        self._queued -= held[0]
+                    else:
+                        self._give_back(slab)
                     self._cond.notify_all()
+                # Not held while waiting for the next: a slab freed by _give_back goes now.
+                del slab, encoded
             except BaseException as exc:
                 with self._cond:
                     if self._error is None:
@@ -313,7 +340,8 @@ class Stream:
         source = vol._dataset.ahead(box)
         if isinstance(slab, ChunkSlab):
             if box.shape[self._axis] == self._unit and isinstance(source, ShardedZarrChunks):
-                write_shards(source, box, slab, vol._engine.run, encoded, self._encoding)
+                write_shards(source, box, slab, vol._engine.run, encoded, self._encoding,
+                             self._putting)  # fmt: skip
                 return
             data = slab.logical(box.shape)  # the slab of the last frames, cut at the end
         else:
