@@ -1,6 +1,6 @@
-"""Slabs of a sharded Zarr array kept as their inner chunks (``bigarrays.streaming_shards``):
-streams of part of the array, resumed streams and edge chunks store the bytes a whole write
-stores."""
+"""Slabs of a Zarr array kept as their chunks (``bigarrays.streaming_shards``), sharded or
+not: streams of part of the array, resumed streams, chunks of fill and edge chunks store the
+bytes a whole write stores."""
 
 from __future__ import annotations
 
@@ -19,12 +19,18 @@ SHARDED: dict[str, Any] = {
     "sharding": {"chunk_shape": [2, 1, 8, 8]},
     "dims": ("t", "c", "y", "x"),
 }
+UNSHARDED: dict[str, Any] = {k: v for k, v in SHARDED.items() if k != "sharding"}
+LAYOUTS = pytest.mark.parametrize(
+    ("compression", "layout"),
+    [(None, SHARDED), ("zstd", SHARDED), (None, UNSHARDED), ("zstd", UNSHARDED)],
+    ids=["sharded-raw", "sharded-zstd", "raw", "zstd"],
+)
 
 
 def frames(n: int, shape: tuple[int, ...], start: int = 0) -> np.ndarray:
     rng = np.random.default_rng(start)
     out = rng.integers(1, 60000, size=(n, *shape), dtype=np.uint16)
-    out[n // 2] = 0  # a frame of fill: its chunks are left out of their shards
+    out[4:8] = 0  # chunks of fill: left out (of their shards), or deleted (skip_empty)
     return out
 
 
@@ -33,21 +39,23 @@ def stored(path: Path) -> dict[str, bytes]:
             if p.is_file() and p.name != "zarr.json"}  # fmt: skip
 
 
-def whole(path: Path, data: np.ndarray, compression: str | None) -> dict[str, bytes]:
+def whole(
+    path: Path, data: np.ndarray, compression: str | None, layout: dict[str, Any]
+) -> dict[str, bytes]:
     ref = ba.create(str(path), shape=data.shape, dtype="uint16", compression=compression,
-                    **SHARDED)  # fmt: skip
+                    skip_empty="sharding" not in layout, **layout)  # fmt: skip
     ref[...] = data
     ref.close()
     return stored(path)
 
 
-@pytest.mark.parametrize("compression", [None, "zstd"])
+@LAYOUTS
 def test_two_cameras_on_channels_store_what_a_whole_write_does(
-    tmp_path: Path, compression: str | None
+    tmp_path: Path, compression: str | None, layout: dict[str, Any]
 ) -> None:
     url = tmp_path / "s"
     ba.create(str(url), shape=(0, 2, 24, 40), dtype="uint16", compression=compression,
-              **SHARDED).close()  # fmt: skip
+              **layout).close()  # fmt: skip
     data = np.stack([frames(11, (24, 40), start=c) for c in (0, 1)], axis=1)
     streams = [ba.stream(ba.open(str(url), mode="r+"), axis="t", region={"c": c})
                for c in (0, 1)]  # fmt: skip
@@ -58,23 +66,23 @@ def test_two_cameras_on_channels_store_what_a_whole_write_does(
         s.close()
     got = ba.open(str(url))
     np.testing.assert_array_equal(got[...], data)
-    assert stored(url) == whole(tmp_path / "r", data, compression)
+    assert stored(url) == whole(tmp_path / "r", data, compression, layout)
 
 
-@pytest.mark.parametrize("compression", [None, "zstd"])
+@LAYOUTS
 def test_a_resumed_stream_stores_what_a_whole_write_does(
-    tmp_path: Path, compression: str | None
+    tmp_path: Path, compression: str | None, layout: dict[str, Any]
 ) -> None:
     url = str(tmp_path / "s")
     data = frames(13, (2, 24, 40))
     with ba.stream(url, axis="t", shape=(2, 24, 40), dtype="uint16", compression=compression,
-                   **SHARDED) as s:  # fmt: skip
+                   **layout) as s:  # fmt: skip
         s.append(data[:5])  # ends inside a slab: resumed, it is read back into chunks
     with ba.stream(url, axis="t", resume=True) as s:
         for f in data[5:]:
             s.append(f)
     np.testing.assert_array_equal(ba.open(url)[...], data)
-    assert stored(tmp_path / "s") == whole(tmp_path / "r", data, compression)
+    assert stored(tmp_path / "s") == whole(tmp_path / "r", data, compression, layout)
 
 
 def test_a_chunk_slab_round_trips_blocks_at_any_offset() -> None:

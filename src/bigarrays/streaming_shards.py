@@ -1,12 +1,13 @@
-"""Slabs of a sharded Zarr level kept inner chunk after inner chunk, and their write.
+"""Slabs of a Zarr level kept chunk after chunk, and their write.
 
-A stream copies each frame once, into its place in every inner chunk of the slab (the slab is an
-array of chunks, each one contiguous). A slab of whole shards is then written without cutting
-its chunks out again: an inner chunk is compressed straight from the slab on the pool or, when
-the chain stores values as they lie in memory (plain bytes), put as it is, from the slab. The
-shards are the bytes the engine writes for the same voxels: the chain encodes the same values
-(edge chunks padded with the fill value, as Zarr stores them), chunks all fill are left out,
-and the format lays the shard out (``encode_shard_parts``).
+A stream copies each frame once, into its place in every chunk of the slab (the slab is an
+array of chunks, each one contiguous). A slab of whole chunks (or whole shards, whose inner
+chunks these are) is then written without cutting its chunks out again: a chunk is compressed
+straight from the slab on the pool or, when the chain stores values as they lie in memory
+(plain bytes), put as it is, from the slab. The bytes are those the engine writes for the same
+voxels: the chain encodes the same values (edge chunks padded with the fill value, as Zarr
+stores them), chunks all fill are left out as the engine leaves them out, and the format lays
+a shard out (``encode_shard_parts``).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from bigarrays.box import Box
 from bigarrays.codecs.chain import BytesCodec, CodecChain
 from bigarrays.fill import is_fill
 from bigarrays.formats.sharding import Run, run_few
+from bigarrays.formats.zarr.chunks import ZarrChunks
 from bigarrays.formats.zarr.sharded_chunks import ShardedZarrChunks
 
 #: A run of an axis copied in one go: (the block's slice, the chunks' slice, the slice inside
@@ -105,9 +107,9 @@ def _runs(at: int, n: int, chunk: int) -> list[_Run]:
 
 
 def fits(source: Any, box: Box) -> bool:
-    """Whether slabs of ``box`` on ``source`` can be kept as chunks and written whole: a
-    sharded Zarr level (C order) and a box that starts on its inner chunks."""
-    if not isinstance(source, ShardedZarrChunks) or source.order != "C":
+    """Whether slabs of ``box`` on ``source`` can be kept as chunks and written whole: a Zarr
+    level (C order; sharded or not) and a box that starts on its (inner) chunks."""
+    if not isinstance(source, ShardedZarrChunks | ZarrChunks) or source.order != "C":
         return False
     grid = source.grid
     return all((s - o) % c == 0 for s, o, c in zip(box.start, grid.origin, grid.chunk, strict=True))
@@ -123,6 +125,43 @@ def as_they_lie(chain: Any, dtype: np.dtype) -> bool:
     return isinstance(codec, BytesCodec) and (
         dtype.itemsize == 1 or codec.stored == dtype.newbyteorder("=")
     )
+
+
+def _chunk_indices(grid: Any, box: Box, slab: ChunkSlab) -> list[tuple[tuple[int, ...], Any]]:
+    """Each chunk of ``slab`` (placed at ``box.start``): its place in the slab, its grid index."""
+    first = [(s - o) // c for s, o, c in zip(box.start, grid.origin, grid.chunk, strict=True)]
+    return [(g, tuple(f + i for f, i in zip(first, g, strict=True)))
+            for g in np.ndindex(*slab.counts)]  # fmt: skip
+
+
+def _encoder(chain: Any, dtype: np.dtype) -> Callable[[np.ndarray], Any]:
+    """A whole chunk's stored bytes, taken from its own memory where the chain allows."""
+    if not as_they_lie(chain, dtype):
+        return chain.encode  # type: ignore[no-any-return]
+
+    def encode(chunk: np.ndarray) -> Any:
+        data: Any = chunk.data.cast("B")
+        for bb in chain.bytes_bytes:
+            data = bb.encode(data)
+        return data
+
+    return encode
+
+
+def write_chunks(source: ZarrChunks, box: Box, slab: ChunkSlab, run: Run, skip_empty: bool) -> None:
+    """Write the chunks of an unsharded Zarr level that ``slab`` (at ``box.start``) fills, each
+    encoded from the slab and put on the pool, as the engine writes whole chunks."""
+    encode = _encoder(source.chain, source.dtype)
+
+    def put(item: tuple[tuple[int, ...], Any]) -> None:
+        g, index = item
+        chunk = slab.data[g]
+        if skip_empty and is_fill(chunk, source.fill_value):
+            source.delete(index)
+        else:
+            source.store.put(source.key(index), encode(chunk))
+
+    run_few(run, put, _chunk_indices(source.grid, box, slab))
 
 
 def write_shards(
@@ -142,29 +181,20 @@ def write_shards(
     ``putting``, taken before ``encoding`` is let go: so writers sharing them hold one slab's
     shards encoding and one's being put, not more. Raw shards (views of the slab) are put
     without ``putting``: they hold no memory of their own."""
-    grid = source.grid
-    first = [(s - o) // c for s, o, c in zip(box.start, grid.origin, grid.chunk, strict=True)]
     by_shard: dict[Any, list[tuple[int, tuple[int, ...]]]] = {}
-    for g in np.ndindex(*slab.counts):
-        shard, cid = source.locate(tuple(f + i for f, i in zip(first, g, strict=True)))
+    for g, index in _chunk_indices(source.grid, box, slab):
+        shard, cid = source.locate(index)
         by_shard.setdefault(shard, []).append((cid, g))
     chain, fill = source.chain, source.fill_value
-    direct = as_they_lie(chain, source.dtype)
-    views = direct and not chain.bytes_bytes
+    views = as_they_lie(chain, source.dtype) and not chain.bytes_bytes
+    to_bytes = _encoder(chain, source.dtype)
     payloads: dict[Any, dict[int, Any]] = {shard: {} for shard in by_shard}
 
     def encode(item: tuple[Any, int, tuple[int, ...]]) -> None:
         shard, cid, g = item
         chunk = slab.data[g]
-        if is_fill(chunk, fill):
-            return
-        if not direct:
-            data: Any = chain.encode(chunk)
-        else:
-            data = memoryview(chunk).cast("B")
-            for bb in chain.bytes_bytes:
-                data = bb.encode(data)
-        payloads[shard][cid] = data
+        if not is_fill(chunk, fill):
+            payloads[shard][cid] = to_bytes(chunk)
 
     def put(shard: Any) -> None:
         try:
@@ -183,4 +213,4 @@ def write_shards(
         run_few(run, put, sorted(by_shard))
 
 
-__all__ = ["ChunkSlab", "as_they_lie", "fits", "slab_array", "write_shards"]
+__all__ = ["ChunkSlab", "as_they_lie", "fits", "slab_array", "write_chunks", "write_shards"]

@@ -23,9 +23,16 @@ from bigarrays.errors import (
     StreamWriteError,
 )
 from bigarrays.formats.shard_writes import ShardWriter
+from bigarrays.formats.zarr.chunks import ZarrChunks
 from bigarrays.formats.zarr.sharded_chunks import ShardedZarrChunks
 from bigarrays.streaming_pyramid import StreamPyramid, refuse_moving_grid
-from bigarrays.streaming_shards import ChunkSlab, fits, slab_array, write_shards
+from bigarrays.streaming_shards import (
+    ChunkSlab,
+    fits,
+    slab_array,
+    write_chunks,
+    write_shards,
+)
 
 DEFAULT_QUEUE_BYTES = 1 << 30
 DEFAULT_CHECKPOINT_SECONDS = 5.0
@@ -127,8 +134,8 @@ class Stream:
         # A fixed grid too small for even the next slab (a sharded precomputed volume made
         # without max_shape) is refused now rather than by the writer thread later.
         ahead = vol._dataset.ahead(self._slab_box(self._slab_start + self._unit))
-        # Slabs of a sharded Zarr level are kept as their inner chunks, which are then
-        # encoded (or put, raw) from where the frames were copied (bigarrays.streaming_shards).
+        # Slabs of a Zarr level are kept as their (inner) chunks, which are then encoded (or
+        # put, raw) from where the frames were copied (bigarrays.streaming_shards).
         self._chunks: tuple[int, ...] | None = None
         if self._pyramid is None and fits(ahead, self._slab_box(self._slab_start + self._unit)):
             self._chunks = tuple(ahead.grid.chunk)
@@ -342,6 +349,9 @@ class Stream:
             if box.shape[self._axis] == self._unit and isinstance(source, ShardedZarrChunks):
                 write_shards(source, box, slab, vol._engine.run, encoded, self._encoding,
                              self._putting)  # fmt: skip
+                return
+            if box.shape[self._axis] == self._unit and isinstance(source, ZarrChunks):
+                write_chunks(source, box, slab, vol._engine.run, self._skip_empty)
                 return
             data = slab.logical(box.shape)  # the slab of the last frames, cut at the end
         else:
