@@ -2,6 +2,7 @@
 
     python bench/streaming.py                      # 256 frames per run
     python bench/streaming.py --frames 512 --dir /data/scratch
+    python bench/streaming.py --settings zstd "raw, sharded" --tools bigarrays
 
 2048x2048 uint16 frames from memory (a few camera-like images, noisy and smooth, cycled) are
 appended along t to a Zarr v3 array on local disk with 256x256 chunks in y/x, 64 frames deep:
@@ -9,7 +10,8 @@ raw, blosc-lz4 (level 1, byte shuffle) and zstd (level 1), unsharded and sharded
 shard). Each run is its own process, so its peak memory (ru_maxrss) is its own; a run ends when
 the writer is closed (the data on disk, the metadata written). The baseline writes the same
 bytes with plain ``os.write`` calls of one frame each to one file. Printed: frames per second,
-MiB/s of frame data, peak RSS, and the ratios to acquire-zarr and to os.write.
+MiB/s of frame data, peak RSS, CPU seconds (user + system, comparable when the machine is
+shared) and the ratios to acquire-zarr and to os.write.
 """
 
 from __future__ import annotations
@@ -112,8 +114,10 @@ def child(tool: str, path: str, frames: int, codec: str, sharded: bool) -> None:
     started = time.perf_counter()
     RUNNERS[tool](Path(path), frames, codec, sharded, images)
     seconds = time.perf_counter() - started
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    print(json.dumps({"seconds": seconds, "peak": peak}))
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    # CPU seconds are comparable on a shared machine, where the wall clock is not.
+    cpu = usage.ru_utime + usage.ru_stime
+    print(json.dumps({"seconds": seconds, "peak": usage.ru_maxrss * 1024, "cpu": cpu}))
 
 
 def measure(tool: str, root: Path, frames: int, codec: str, sharded: bool) -> dict[str, float]:
@@ -128,13 +132,27 @@ def measure(tool: str, root: Path, frames: int, codec: str, sharded: bool) -> di
     shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink()
     nbytes = frames * SIDE * SIDE * 2
     return {"fps": frames / result["seconds"], "mibs": nbytes / MiB / result["seconds"],
-            "peak": result["peak"] / MiB, "stored": size / MiB}  # fmt: skip
+            "peak": result["peak"] / MiB, "stored": size / MiB, "cpu": result["cpu"]}  # fmt: skip
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--frames", type=int, default=256)
     parser.add_argument("--dir", default=None, help="scratch folder on the disk to measure")
+    parser.add_argument(
+        "--settings",
+        nargs="+",
+        default=None,
+        metavar="SETTING",
+        help="rows to run, as the table names them ('raw', 'zstd, sharded', ...)",
+    )
+    parser.add_argument(
+        "--tools",
+        nargs="+",
+        default=list(RUNNERS),
+        choices=list(RUNNERS),
+        help="tools to measure (os.write is the baseline of the MiB/s ratio)",
+    )
     parser.add_argument("--child", nargs=5, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -144,25 +162,39 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="bench-stream-", dir=args.dir))
     print(f"{args.frames} frames of {SIDE}x{SIDE} uint16 ({args.frames * SIDE * SIDE * 2 / MiB:.0f}"
           f" MiB), chunks {DEPTH}x{CHUNK}x{CHUNK}, to {root}")  # fmt: skip
-    plain = measure("os.write", root, args.frames, "raw", False)
-    print(f"os.write: {plain['fps']:.1f} frames/s, {plain['mibs']:.0f} MiB/s; load average "
-          f"{_load()}")  # fmt: skip
+    rows = [(codec, sharded) for sharded in (False, True) for codec in CODECS]
+    names = [f"{codec}{', sharded' if sharded else ''}" for codec, sharded in rows]
+    unknown = set(args.settings or ()) - set(names)
+    if unknown:
+        parser.error(f"unknown settings {sorted(unknown)}: choose from {names}")
+    plain = {"mibs": float("nan")}
+    if "os.write" in args.tools:
+        plain = measure("os.write", root, args.frames, "raw", False)
+        print(f"os.write: {plain['fps']:.1f} frames/s, {plain['mibs']:.0f} MiB/s; load average "
+              f"{_load()}")  # fmt: skip
     print(
         "| setting | bigarrays fps | acquire-zarr fps | ratio | bigarrays MiB/s | vs os.write "
-        "| bigarrays peak MiB | acquire-zarr peak MiB | stored MiB (ba / az) |"
+        "| bigarrays peak MiB | acquire-zarr peak MiB | stored MiB (ba / az) | CPU s (ba / az) "
+        "| load |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    missing = dict.fromkeys(("fps", "mibs", "peak", "stored", "cpu"), float("nan"))
     try:
-        for sharded in (False, True):
-            for codec in CODECS:
+        for (codec, sharded), name in zip(rows, names, strict=True):
+            if args.settings and name not in args.settings:
+                continue
+            ba = missing
+            if "bigarrays" in args.tools:
                 ba = measure("bigarrays", root, args.frames, codec, sharded)
+            az = missing
+            if "acquire-zarr" in args.tools:
                 az = measure("acquire-zarr", root, args.frames, codec, sharded)
-                name = f"{codec}{', sharded' if sharded else ''}"
-                ratio = ba["fps"] / az["fps"]
-                print(f"| {name} | {ba['fps']:.1f} | {az['fps']:.1f} | {ratio:.2f}x "
-                      f"| {ba['mibs']:.0f} | {ba['mibs'] / plain['mibs']:.0%} | {ba['peak']:.0f} "
-                      f"| {az['peak']:.0f} | {ba['stored']:.0f} / {az['stored']:.0f} |",
-                      flush=True)  # fmt: skip
+            ratio = ba["fps"] / az["fps"]
+            print(f"| {name} | {ba['fps']:.1f} | {az['fps']:.1f} | {ratio:.2f}x "
+                  f"| {ba['mibs']:.0f} | {ba['mibs'] / plain['mibs']:.0%} | {ba['peak']:.0f} "
+                  f"| {az['peak']:.0f} | {ba['stored']:.0f} / {az['stored']:.0f} "
+                  f"| {ba['cpu']:.1f} / {az['cpu']:.1f} | {os.getloadavg()[0]:.2f} |",
+                  flush=True)  # fmt: skip
     finally:
         shutil.rmtree(root, ignore_errors=True)
     print(f"load average at the end: {_load()}")

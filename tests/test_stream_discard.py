@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import bigarrays as ba
-from bigarrays.errors import InvalidArgumentError, StoreError
+from bigarrays.errors import BigArraysError, InvalidArgumentError, StoreError
 from bigarrays.stores import open_store
 from bigarrays.stores.zip import ZipStore
 
@@ -83,17 +83,46 @@ def test_a_dataset_that_was_there_is_never_deleted(tmp_path: Path, name: str) ->
     np.testing.assert_array_equal(ba.open(str(path))[...], np.moveaxis(frames, 0, 2))
 
 
-def test_the_dataset_a_stream_replaced_is_not_restored_but_the_new_one_goes(
-    tmp_path: Path,
+@pytest.mark.parametrize(
+    ("name", "refused"),
+    [
+        ("run", {"region": {"q": 1}}),
+        ("run", {"sharding": True}),  # a sharded grid without max_shape cannot grow
+        ("run.zip", {"region": {"y": slice(0, 5)}}),
+        ("img.ome.zarr", {"mips": 1, "factor": (2, 2, 2), "chunks": (3, 16, 16)}),
+    ],
+)
+def test_overwrite_keeps_the_old_dataset_when_the_stream_is_refused(
+    tmp_path: Path, name: str, refused: dict[str, object]
 ) -> None:
-    """overwrite=True deletes the old dataset as ``create`` does; a refusal after that leaves
-    neither: no file stays (the folders, which were there, do)."""
+    """overwrite=True deletes the old dataset only once nothing the options decide can refuse
+    the stream any more."""
+    path = tmp_path / name
+    options: dict[str, object] = dict(OPTIONS)
+    if name.endswith(".zarr"):
+        options.update(shape=(24, 40), dims=("z", "y", "x"), chunks=(8, 16, 16))
+    frame = np.arange(np.prod(options["shape"]), dtype=np.uint16).reshape(options["shape"])
+    with ba.stream(str(path), **options) as s:
+        for i in range(8):
+            s.append(frame + i)
+    before = {p: p.read_bytes() for p in path.rglob("*") if p.is_file()} if path.is_dir() else (
+        {path: path.read_bytes()})  # fmt: skip
+    with pytest.raises(BigArraysError):
+        ba.stream(str(path), overwrite=True, **{**options, **refused})
+    after = {p: p.read_bytes() for p in path.rglob("*") if p.is_file()} if path.is_dir() else (
+        {path: path.read_bytes()})  # fmt: skip
+    assert after == before
+    assert ba.open(str(path)).shape[0 if name.endswith(".zarr") else 2] == 8
+    assert list(tmp_path.iterdir()) == [path]
+
+
+def test_overwrite_replaces_the_old_dataset_once_the_stream_is_accepted(tmp_path: Path) -> None:
     path = tmp_path / "run"
     with ba.stream(str(path), **OPTIONS) as s:
         s.append(np.ones((*FRAME, 8), np.uint16))
-    with pytest.raises(InvalidArgumentError):
-        ba.stream(str(path), overwrite=True, region={"q": 1}, **OPTIONS)
-    assert [p for p in path.rglob("*") if not p.is_dir()] == []
+    with ba.stream(str(path), overwrite=True, **OPTIONS) as s:
+        s.append(np.full(FRAME, 7, np.uint16))
+    np.testing.assert_array_equal(ba.open(str(path))[...], np.full((*FRAME, 1), 7, np.uint16))
 
 
 def test_a_zarr_stream_along_an_unnamed_axis_is_refused_before_anything_is_made(

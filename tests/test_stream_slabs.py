@@ -1,11 +1,12 @@
 """The streaming writer fills the slabs it has written again rather than taking fresh memory
-for each, a slab filled again never lets the frames it held before reach the store, and a
-sharded target has one encoded shard in flight at a time."""
+for each, a slab filled again never lets the frames it held before reach the store, and the
+shards of a sharded target in flight count in the queue's bytes."""
 
 from __future__ import annotations
 
 import threading
 import uuid
+from typing import Any
 
 import numpy as np
 import pytest
@@ -26,9 +27,9 @@ def test_written_slabs_are_filled_again(monkeypatch: pytest.MonkeyPatch) -> None
     seen: list[np.ndarray] = []  # holding them keeps a fresh slab from reusing a freed address
     write = Stream._write
 
-    def spy(self: Stream, box: Box, slab: np.ndarray) -> None:
+    def spy(self: Stream, box: Box, slab: np.ndarray, *rest: Any) -> None:
         seen.append(slab)
-        write(self, box, slab)
+        write(self, box, slab, *rest)
 
     monkeypatch.setattr(Stream, "_write", spy)
     url = f"memory://slabs-{uuid.uuid4().hex}"
@@ -58,42 +59,53 @@ def test_a_slab_filled_again_in_part_stores_only_its_new_frames() -> None:
     np.testing.assert_array_equal(got[:, :, 19:], 0)  # never the old frames
 
 
-class OverlapRecorder(MemoryStore):
-    """Records how many shard puts were under way at once; a put waits a little for another to
-    start, so that two writers, if there were two, would be seen overlapping."""
+class InFlight(MemoryStore):
+    """Records the most bytes of shards being put at once; a put waits a little for another to
+    start, so that puts that may overlap are seen overlapping."""
 
     def __init__(self, name: str) -> None:
         super().__init__(name)
-        self.active = self.most = 0
+        self.active = self.most = self.puts_at_once = 0
+        self.count = 0
         self.lock = threading.Lock()
         self.second = threading.Event()
 
     def _put_parts(
         self, key: str, parts: list[memoryview], mode: PutMode, version: str | None
     ) -> str | None:
+        size = sum(p.nbytes for p in parts)
         with self.lock:
-            self.active += 1
+            self.active += size
+            self.count += 1
             self.most = max(self.most, self.active)
-            if self.active > 1:
+            self.puts_at_once = max(self.puts_at_once, self.count)
+            if self.count > 1:
                 self.second.set()
         self.second.wait(0.2)
         try:
             return super()._put_parts(key, parts, mode, version)
         finally:
             with self.lock:
-                self.active -= 1
+                self.active -= size
+                self.count -= 1
 
 
-def test_a_sharded_stream_holds_one_encoded_shard_at_a_time() -> None:
+@pytest.mark.parametrize(("compression", "at_once"), [(None, 2), ("zstd", 1)])
+def test_shards_in_flight_stay_within_the_queue(compression: str | None, at_once: int) -> None:
+    """Raw shards are put from their slabs, which the queue counts: two writers put two at
+    once. Encoded shards are put one slab at a time, while the next slab is encoded. What
+    they hold never passes the queue's bytes."""
     name = f"slabs-{uuid.uuid4().hex}"
-    store = OverlapRecorder(name)
+    store = InFlight(name)
+    slab = 8 * 16 * 16 * 2
     try:
-        frames = np.arange(32 * 16 * 16, dtype="uint16").reshape(32, 16, 16) + 1
+        frames = np.arange(64 * 16 * 16, dtype=np.uint16).reshape(64, 16, 16) % 1000
         with ba.stream(store, axis="t", shape=(16, 16), dtype="uint16", format="zarr",
-                       dims=("t", "y", "x"), chunks=(8, 16, 16),
-                       sharding={"chunk_shape": [8, 8, 8]}) as s:  # fmt: skip
-            s.append(frames)  # four slabs queued at once
-        assert store.most == 1
+                       dims=("t", "y", "x"), chunks=(8, 16, 16), compression=compression,
+                       sharding={"chunk_shape": [8, 8, 8]}, queue_bytes=2 * slab) as s:  # fmt: skip
+            s.append(frames)  # eight slabs, two in the queue at once
+        assert store.puts_at_once == at_once
+        assert store.most <= 2 * slab + 2 * 4 * 16 + 8  # two shards' index and checksum
         np.testing.assert_array_equal(ba.open(store)[...], frames)
     finally:
         drop_namespace(name)

@@ -163,8 +163,32 @@ def _stored(root: Path) -> dict[str, bytes]:
             "sharding": True,
             "compression": "zstd",
         },
+        # Inner chunks cut by the frame's edges (24 of 32, 40 of 64), raw: put from the slab.
+        {
+            "format": "zarr",
+            "dims": ("z", "y", "x"),
+            "chunks": (8, 32, 32),
+            "sharding": {"chunk_shape": [4, 16, 16]},
+            "compression": None,
+            "fill_value": 3,
+        },
+        {
+            "format": "zarr",
+            "dims": ("z", "y", "x"),
+            "chunks": (8, 32, 32),
+            "sharding": {"chunk_shape": [4, 16, 16]},
+            "compression": "blosc",
+        },
     ],
-    ids=["precomputed", "precomputed-gzip", "precomputed-sharded", "zarr", "zarr-sharded"],
+    ids=[
+        "precomputed",
+        "precomputed-gzip",
+        "precomputed-sharded",
+        "zarr",
+        "zarr-sharded",
+        "zarr-sharded-raw-edges",
+        "zarr-sharded-blosc",
+    ],
 )
 def test_stream_writes_the_bytes_a_whole_write_does(tmp_path: Path, options: dict) -> None:
     n = 37

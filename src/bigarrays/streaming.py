@@ -17,12 +17,17 @@ a ``region`` of whole units of its own) can share one array.
 
 from __future__ import annotations
 
+import inspect
+import os
+import uuid
 from collections.abc import Mapping
 from typing import Any
 
 from bigarrays.api import _format_of, create, open
 from bigarrays.array import BigArray
 from bigarrays.errors import DatasetExistsError, DatasetNotFoundError, InvalidArgumentError
+from bigarrays.stores.base import Store
+from bigarrays.stores.memory import drop_namespace
 from bigarrays.streaming_discard import Container, container_before, discard
 from bigarrays.streaming_pyramid import add_levels, refuse_moving_grid
 from bigarrays.streaming_writer import (
@@ -65,7 +70,9 @@ def stream(
 
     A stream refused before its first frame (an option that does not fit the dataset, a store
     that refuses a write) deletes the dataset it created, and the folder or file made for it
-    (``bigarrays.streaming_discard``); a dataset that was there before is never touched.
+    (``bigarrays.streaming_discard``); a dataset that was there before is never touched. With
+    ``overwrite=True`` the stream is first opened on a copy of the new dataset made in memory,
+    so that what the options alone refuse is refused before the old dataset is deleted.
 
     ``region`` restricts the stream to part of the other axes, ``{"c": 1}`` or
     ``{"x": slice(0, 1024)}``, on whole write units, so that several streams can fill one array.
@@ -113,6 +120,9 @@ def stream(
                 "a precomputed volume streamed with mips= needs max_shape= (or max_bounds=): "
                 "its levels' chunk names follow their grids, which must not move as it grows"
             )
+        if overwrite:
+            _check_in_memory(target, axis, shape, dtype, threads, options, region, mips,
+                             factor, method)  # fmt: skip
         where = container_before(target)
         vol = _create(target, axis, shape, dtype, overwrite, threads, options)
         made = True
@@ -128,6 +138,46 @@ def stream(
         else:
             vol.close()
         raise
+
+
+#: What ``create`` takes besides the store's own options (which a store in memory refuses).
+_CREATE_OPTIONS = frozenset(inspect.signature(create).parameters) - frozenset(
+    ("url", "shape", "dtype", "overwrite", "threads")
+)
+
+
+def _check_in_memory(
+    target: Any,
+    axis: int | str,
+    shape: tuple[int, ...] | None,
+    dtype: Any,
+    threads: int | None,
+    options: dict[str, Any],
+    region: Mapping[str, int | slice] | None,
+    mips: int | None,
+    factor: Any,
+    method: str,
+) -> None:
+    """Open the stream on a copy of its new dataset made in memory, then drop it: whatever the
+    metadata alone refuses (an axis, a region, a pyramid that does not fit the chunks) is
+    refused before ``overwrite=True`` deletes the dataset that is there now."""
+    name = target.url if isinstance(target, Store) else os.fspath(target)
+    # The name's last part keeps what its suffix tells create (an OME-Zarr image's .ome.zarr).
+    tail = name.rstrip("/").rsplit("/", 1)[-1]
+    url = f"memory://bigarrays-stream-check-{uuid.uuid4().hex}/{tail}"
+    known = {k: v for k, v in options.items() if k in _CREATE_OPTIONS}
+    known["format"] = _format_of(target, options.get("format"))
+    try:
+        vol = _create(url, axis, shape, dtype, False, threads, known)
+        try:
+            if mips:
+                _add_levels(vol, axis, mips, factor, method)
+            Stream(vol, axis, region=region, owns_array=True, method=method).abort()
+        except BaseException:
+            vol.close()
+            raise
+    finally:
+        drop_namespace(url)
 
 
 def _add_levels(vol: BigArray, axis: int | str, mips: int, factor: Any, method: str) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +23,16 @@ from bigarrays.errors import (
     StreamWriteError,
 )
 from bigarrays.formats.shard_writes import ShardWriter
+from bigarrays.formats.zarr.chunks import ZarrChunks
+from bigarrays.formats.zarr.sharded_chunks import ShardedZarrChunks
 from bigarrays.streaming_pyramid import StreamPyramid, refuse_moving_grid
+from bigarrays.streaming_shards import (
+    ChunkSlab,
+    fits,
+    slab_array,
+    write_chunks,
+    write_shards,
+)
 
 DEFAULT_QUEUE_BYTES = 1 << 30
 DEFAULT_CHECKPOINT_SECONDS = 5.0
@@ -86,7 +95,7 @@ class Stream:
         # Where the next frame goes (absolute, along the axis) and the start of the open slab.
         self._stop = level.bounds.stop[la]
         self._slab_start = self._stop - (self._stop - self._origin) % self._unit
-        self._slab: np.ndarray | None = None
+        self._slab: np.ndarray | ChunkSlab | None = None
         # Where the stream began: frames appended are counted from it as they enter a slab.
         self._start = self._stop
         self._frame_bytes = int(np.prod(self._frame_shape, dtype=np.int64)) * self._dtype.itemsize
@@ -98,15 +107,21 @@ class Stream:
         self._error: BaseException | None = None
         # Slabs not yet taken by a writer, numbered in order; the numbers of those written,
         # until every slab before them is written too (the extent may move over them then).
-        self._queue: deque[tuple[int, Box, np.ndarray]] = deque()
+        self._queue: deque[tuple[int, Box, np.ndarray | ChunkSlab]] = deque()
         self._submitted = self._finished = 0
         self._done: dict[int, int] = {}
         self._queued = 0
         # A written slab, kept for the next one to fill: a fresh one of hundreds of MiB costs
         # the kernel a page fault and a zeroed page for every 4 KiB the frames are copied into.
-        self._spare: np.ndarray | None = None
+        # It counts in the queue's bytes until taken, so that the stream holds no more than
+        # ``queue_bytes``, the slab being filled and the shards being encoded (one at a time).
+        self._spare: np.ndarray | ChunkSlab | None = None
         self._cond = threading.Condition()
         self._growing = threading.Lock()
+        # One slab is encoded at a time (on the whole pool) and one slab's encoded shards put
+        # at a time: a second writer overlaps the two (bigarrays.streaming_shards).
+        self._encoding = threading.Lock()
+        self._putting = threading.Lock()
         self._pyramid: StreamPyramid | None = None
         if vol.mips > 1:
             if region is not None:
@@ -118,17 +133,25 @@ class Stream:
             self._pyramid = StreamPyramid(vol, la, self._box, self._unit, method)
         # A fixed grid too small for even the next slab (a sharded precomputed volume made
         # without max_shape) is refused now rather than by the writer thread later.
-        vol._dataset.ahead(self._slab_box(self._slab_start + self._unit))
+        ahead = vol._dataset.ahead(self._slab_box(self._slab_start + self._unit))
+        # Slabs of a Zarr level are kept as their (inner) chunks, which are then encoded (or
+        # put, raw) from where the frames were copied (bigarrays.streaming_shards).
+        self._chunks: tuple[int, ...] | None = None
+        if self._pyramid is None and fits(ahead, self._slab_box(self._slab_start + self._unit)):
+            self._chunks = tuple(ahead.grid.chunk)
+        self._fill = level.source.fill_value
         if self._slab_start < self._stop:
             self._resume_partial()
         self._fsync = fsync
         if fsync:
             vol.store.checkpoint()  # stores that count what a checkpoint flushes start here
         # Two writers: one slab's last puts overlap the next slab's encoding. A sharded level
-        # gets one: a writer holds its whole shard encoded until the put, so a second would
-        # hold a second shard beside the queue, and measured no faster (the pool encodes a
-        # shard's chunks in parallel already).
-        writers = 1 if isinstance(level.source, ShardWriter) else WRITERS
+        # written through the engine gets one: a writer holds its whole shard encoded until the
+        # put, so a second would hold a second shard beside the queue. Slabs kept as chunks
+        # give theirs back as soon as they are encoded (raw ones are put from the slab), and
+        # the encoded bytes count in the queue until put.
+        one = isinstance(level.source, ShardWriter) and self._chunks is None
+        writers = 1 if one else WRITERS
         self._writers = [threading.Thread(target=self._run, name="bigarrays-stream", daemon=True)
                          for _ in range(writers)]  # fmt: skip
         for writer in self._writers:
@@ -152,11 +175,9 @@ class Stream:
                 self._slab = self._new_slab()
             at = self._stop - self._slab_start
             n = min(depth - done, self._unit - at)
-            into: list[Any] = [slice(None)] * block.ndim
-            into[self._axis] = slice(at, at + n)
             take: list[Any] = [slice(None)] * block.ndim
             take[self._axis] = slice(done, done + n)
-            self._slab[tuple(into)] = block[tuple(take)]
+            self._put(self._slab, block[tuple(take)], at)
             done += n
             self._stop += n
             if self._stop - self._slab_start == self._unit:
@@ -187,14 +208,27 @@ class Stream:
         full[self._axis] = depth
         return data.reshape(full)
 
-    def _new_slab(self) -> np.ndarray:
+    def _put(self, slab: np.ndarray | ChunkSlab, part: np.ndarray, at: int) -> None:
+        """Copy ``part`` into ``slab``, ``at`` frames into it along the axis."""
+        if isinstance(slab, ChunkSlab):
+            corner = [0] * part.ndim
+            corner[self._axis] = at
+            slab.put(part, corner)
+            return
+        into: list[Any] = [slice(None)] * part.ndim
+        into[self._axis] = slice(at, at + part.shape[self._axis])
+        slab[tuple(into)] = part
+
+    def _new_slab(self) -> np.ndarray | ChunkSlab:
         with self._cond:
-            spare, self._spare = self._spare, None
+            spare = self._take_spare()
         if spare is not None:
             return spare
         shape = list(self._box.shape)
         shape[self._axis] = self._unit
-        return np.empty(shape, self._dtype, order=self._order)
+        if self._chunks is not None:
+            return ChunkSlab(shape, self._chunks, self._dtype, self._fill)
+        return slab_array(shape, self._dtype, order=self._order)
 
     def _slab_box(self, stop: int) -> Box:
         start, end = list(self._box.start), list(self._box.stop)
@@ -203,31 +237,50 @@ class Stream:
 
     def _submit(self) -> None:
         assert self._slab is not None
+        nbytes = self._slab.nbytes
         with self._cond:
+            # The spare, if any, is the next slab to fill: it leaves the queue as this enters.
             while (
                 self._error is None
-                and self._queued
-                and self._queued + self._slab.nbytes > self._queue_bytes
+                and (held := self._queued - self._spare_bytes()) > 0
+                and (held + nbytes > self._queue_bytes)
             ):
                 self._cond.wait()
             if self._error is not None:
                 raise self._failure()
             self._queue.append((self._submitted, self._slab_box(self._stop), self._slab))
             self._submitted += 1
-            self._queued += self._slab.nbytes
+            self._queued += nbytes
+            self._slab = self._take_spare()
             self._cond.notify_all()
-        self._slab = None
         self._slab_start = self._stop
+
+    def _spare_bytes(self) -> int:
+        return 0 if self._spare is None else self._spare.nbytes
+
+    def _take_spare(self) -> np.ndarray | ChunkSlab | None:
+        """The spare slab, out of the queue's count (the caller holds ``_cond``)."""
+        spare, self._spare = self._spare, None
+        self._queued -= 0 if spare is None else spare.nbytes
+        return spare
+
+    def _give_back(self, slab: np.ndarray | ChunkSlab) -> None:
+        """Keep a written ``slab``, counted in the queue, as the spare; free it if there is
+        one, or if the queue holds more than its bytes (encoded shards count there too)
+        (the caller holds ``_cond``)."""
+        if self._spare is None and self._queued <= self._queue_bytes:
+            self._spare = slab
+            return
+        self._queued -= slab.nbytes
+        if isinstance(slab, ChunkSlab):
+            slab.release()  # its shards, encoded, may still be being put
 
     def _resume_partial(self) -> None:
         """Load the frames of a slab begun before a clean close, the one read a resume makes
         (a checkpoint taken while streaming lies on a slab boundary: nothing to read)."""
         self._slab = self._new_slab()
         box = self._slab_box(self._stop)
-        part: list[Any] = [slice(None)] * self._slab.ndim
-        part[self._axis] = slice(0, self._stop - self._slab_start)
-        engine = self.array._engine
-        self._slab[tuple(part)] = engine.read(self.array.level.source, box)
+        self._put(self._slab, self.array._engine.read(self.array.level.source, box), 0)
 
     # -- the writer thread ---------------------------------------------------------------------
     def _run(self) -> None:
@@ -238,8 +291,23 @@ class Stream:
                 if not self._queue or self._error is not None:
                     return
                 seq, box, slab = self._queue.popleft()
+            # The bytes this slab counts for in the queue (its encoded shards once it is given
+            # back, as soon as they no longer point into it), and whether it was.
+            held = [slab.nbytes, 0]
+
+            def encoded(
+                n: int, slab: np.ndarray | ChunkSlab = slab, held: list[int] = held
+            ) -> None:
+                if n < 0:
+                    return
+                with self._cond:
+                    self._queued += n
+                    held[:] = [n, 1]
+                    self._give_back(slab)
+                    self._cond.notify_all()
+
             try:
-                self._write(box, slab)
+                self._write(box, slab, encoded)
                 with self._cond:
                     self._done[seq] = box.stop[self._axis]
                     while self._finished in self._done:
@@ -248,10 +316,13 @@ class Stream:
                 if time.monotonic() - self._last_checkpoint >= self._checkpoint_seconds:
                     self._checkpoint()
                 with self._cond:  # an append waiting for room sees the checkpoint taken
-                    self._queued -= slab.nbytes
-                    # Only one kept: the slabs held never outnumber those queued before.
-                    self._spare = slab
+                    if held[1]:
+                        self._queued -= held[0]
+                    else:
+                        self._give_back(slab)
                     self._cond.notify_all()
+                # Not held while waiting for the next: a slab freed by _give_back goes now.
+                del slab, encoded
             except BaseException as exc:
                 with self._cond:
                     if self._error is None:
@@ -261,7 +332,12 @@ class Stream:
                     self._cond.notify_all()
                 return
 
-    def _write(self, box: Box, slab: np.ndarray) -> None:
+    def _write(
+        self,
+        box: Box,
+        slab: np.ndarray | ChunkSlab,
+        encoded: Callable[[int], None] = lambda _: None,
+    ) -> None:
         vol = self.array
         if box.start[self._axis] < self._checkpointed < box.stop[self._axis]:
             # A slab begun before a resume: its edge chunk is stored under the name the stored
@@ -269,7 +345,17 @@ class Stream:
             # then replaces that chunk (frames before the end stay readable throughout).
             self._grow_to(box.stop[self._axis])
         source = vol._dataset.ahead(box)
-        data = slab[tuple(slice(0, n) for n in box.shape)]
+        if isinstance(slab, ChunkSlab):
+            if box.shape[self._axis] == self._unit and isinstance(source, ShardedZarrChunks):
+                write_shards(source, box, slab, vol._engine.run, encoded, self._encoding,
+                             self._putting)  # fmt: skip
+                return
+            if box.shape[self._axis] == self._unit and isinstance(source, ZarrChunks):
+                write_chunks(source, box, slab, vol._engine.run, self._skip_empty)
+                return
+            data = slab.logical(box.shape)  # the slab of the last frames, cut at the end
+        else:
+            data = slab[tuple(slice(0, n) for n in box.shape)]
         vol._engine.write(source, box, data, skip_empty=self._skip_empty)
         if self._pyramid is not None:
             self._pyramid.add(box, data)

@@ -1,0 +1,102 @@
+"""Slabs of a Zarr array kept as their chunks (``bigarrays.streaming_shards``), sharded or
+not: streams of part of the array, resumed streams, chunks of fill and edge chunks store the
+bytes a whole write stores."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import bigarrays as ba
+from bigarrays.streaming_shards import ChunkSlab
+
+SHARDED: dict[str, Any] = {
+    "format": "zarr",
+    "chunks": (4, 1, 16, 16),
+    "sharding": {"chunk_shape": [2, 1, 8, 8]},
+    "dims": ("t", "c", "y", "x"),
+}
+UNSHARDED: dict[str, Any] = {k: v for k, v in SHARDED.items() if k != "sharding"}
+LAYOUTS = pytest.mark.parametrize(
+    ("compression", "layout"),
+    [(None, SHARDED), ("zstd", SHARDED), (None, UNSHARDED), ("zstd", UNSHARDED)],
+    ids=["sharded-raw", "sharded-zstd", "raw", "zstd"],
+)
+
+
+def frames(n: int, shape: tuple[int, ...], start: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(start)
+    out = rng.integers(1, 60000, size=(n, *shape), dtype=np.uint16)
+    out[4:8] = 0  # chunks of fill: left out (of their shards), or deleted (skip_empty)
+    return out
+
+
+def stored(path: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(path)): p.read_bytes() for p in path.rglob("*")
+            if p.is_file() and p.name != "zarr.json"}  # fmt: skip
+
+
+def whole(
+    path: Path, data: np.ndarray, compression: str | None, layout: dict[str, Any]
+) -> dict[str, bytes]:
+    ref = ba.create(str(path), shape=data.shape, dtype="uint16", compression=compression,
+                    skip_empty="sharding" not in layout, **layout)  # fmt: skip
+    ref[...] = data
+    ref.close()
+    return stored(path)
+
+
+@LAYOUTS
+def test_two_cameras_on_channels_store_what_a_whole_write_does(
+    tmp_path: Path, compression: str | None, layout: dict[str, Any]
+) -> None:
+    url = tmp_path / "s"
+    ba.create(str(url), shape=(0, 2, 24, 40), dtype="uint16", compression=compression,
+              **layout).close()  # fmt: skip
+    data = np.stack([frames(11, (24, 40), start=c) for c in (0, 1)], axis=1)
+    streams = [ba.stream(ba.open(str(url), mode="r+"), axis="t", region={"c": c})
+               for c in (0, 1)]  # fmt: skip
+    for t in range(11):
+        for c, s in enumerate(streams):
+            s.append(data[t, c])
+    for s in streams:
+        s.close()
+    got = ba.open(str(url))
+    np.testing.assert_array_equal(got[...], data)
+    assert stored(url) == whole(tmp_path / "r", data, compression, layout)
+
+
+@LAYOUTS
+def test_a_resumed_stream_stores_what_a_whole_write_does(
+    tmp_path: Path, compression: str | None, layout: dict[str, Any]
+) -> None:
+    url = str(tmp_path / "s")
+    data = frames(13, (2, 24, 40))
+    with ba.stream(url, axis="t", shape=(2, 24, 40), dtype="uint16", compression=compression,
+                   **layout) as s:  # fmt: skip
+        s.append(data[:5])  # ends inside a slab: resumed, it is read back into chunks
+    with ba.stream(url, axis="t", resume=True) as s:
+        for f in data[5:]:
+            s.append(f)
+    np.testing.assert_array_equal(ba.open(url)[...], data)
+    assert stored(tmp_path / "s") == whole(tmp_path / "r", data, compression, layout)
+
+
+def test_a_chunk_slab_round_trips_blocks_at_any_offset() -> None:
+    slab = ChunkSlab((6, 10, 7), (4, 3, 5), np.dtype("int32"), 9)
+    assert slab.data.shape == (2, 4, 2, 4, 3, 5)
+    model = np.full((6, 10, 7), 9, np.int32)
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        at = [int(rng.integers(0, n)) for n in model.shape]
+        size = [int(rng.integers(1, n - a + 1)) for a, n in zip(at, model.shape, strict=True)]
+        block = rng.integers(0, 1000, size=size, dtype=np.int32)
+        slab.put(block, at)
+        model[tuple(slice(a, a + n) for a, n in zip(at, size, strict=True))] = block
+    np.testing.assert_array_equal(slab.logical(model.shape), model)
+    np.testing.assert_array_equal(slab.logical((3, 4, 5)), model[:3, :4, :5])
+    # Past the voxels, edge chunks hold the fill value (what Zarr pads them with).
+    assert (slab.data[1, 3, 1][2:, 1:, 2:] == 9).all()
