@@ -8,8 +8,8 @@ coordinates, which is why ``dask.array.from_array(vol)`` would misplace every vo
 whose offset is not 0.
 
 In: every block edge of the Dask array inside the region must lie on a unit edge of the target:
-blocks that do, and are not small, are written as they come; others are rechunked. Each unit is then written by exactly one task, and no two tasks ever write the
-same chunk or shard; only the units that the region's own edges cut are written in part, by the
+blocks that do, and are not small, are written as they come; others are rechunked. Each unit is
+then written by exactly one task, and no two tasks ever write the same chunk or shard; only the units that the region's own edges cut are written in part, by the
 engine's conditional read-merge-writes, which are safe against other writers. A store without
 conditional writes cannot do that safely, so such a region is refused before anything is
 written, naming the aligned box to write instead.
