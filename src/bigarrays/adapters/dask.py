@@ -9,10 +9,11 @@ whose offset is not 0.
 
 In: every block edge of the Dask array inside the region must lie on a unit edge of the target:
 blocks that do, and are not small, are written as they come; others are rechunked. Each unit is
-then written by exactly one task, and no two tasks ever write the same chunk or shard; only the units that the region's own edges cut are written in part, by the
-engine's conditional read-merge-writes, which are safe against other writers. A store without
-conditional writes cannot do that safely, so such a region is refused before anything is
-written, naming the aligned box to write instead.
+then written by exactly one task, and no two tasks ever write the same chunk or shard; only the
+units that the region's own edges cut are written in part, by the engine's conditional
+read-merge-writes, which are safe against other writers. A store without conditional writes
+cannot do that safely, so such a region is refused before anything is written, naming the
+aligned box to write instead.
 
 The volume travels in the graph once, as a key of its own that the tasks depend on: a worker
 unpickles it (it reopens its store from its settings) once, not once per task.
