@@ -18,7 +18,8 @@ from bigarrays.transpose import fortran_copy, ordered_copy
 # Every kind of 1, 2 and 4 bytes (the kernels move their bits), in both byte orders, and some
 # the kernels leave to NumPy.
 DTYPES = ["uint8", "int8", "bool", "uint16", ">u2", "int16", "float16", "uint32", ">i4",
-          "float32", ">f4", "int32", "uint64", "float64", "complex64", "S3", "V4"]  # fmt: skip
+          "float32", ">f4", "int32", "U1", "uint64", "float64", "complex64", "S3",
+          "M8[s]"]  # fmt: skip
 
 
 @pytest.fixture
