@@ -6,6 +6,7 @@ Run by hand, never by the test suite::
     python bench/dask_compare.py --size 128 --repeat 1 --workers ''   # a smoke run, ~10 s
     python bench/dask_compare.py --workers 1,2        # plus our rows on a LocalCluster
     python bench/dask_compare.py --cluster-peers      # and the peers' there too (slow)
+    python bench/dask_compare.py --only write --workers ''   # repeat the threaded write rows
 
 Every row moves the whole volume on local disk (a fresh folder per write, a fresh handle per
 read, each result checked against the source array) and prints MiB/s of voxels (median of
@@ -57,6 +58,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="run CloudVolume and zarr-python on the cluster too (slow: minutes)",
     )
     p.add_argument("--no-threads", action="store_true", help="only the cluster rows")
+    p.add_argument("--only", choices=("read", "write"), default=None,
+                   help="only the read rows or only the write rows (to repeat them)")  # fmt: skip
     return p.parse_args(argv)
 
 
@@ -268,8 +271,10 @@ def main(argv: list[str] | None = None) -> int:
                 f"dask {dask.__version__}, median of {args.repeat}")  # fmt: skip
         if not args.no_threads:
             with dask.config.set(scheduler="threads"):
-                reads(b, path, cv_path, "threads", "threads")
-                writes(b, "threads", "threads")
+                if args.only != "write":
+                    reads(b, path, cv_path, "threads", "threads")
+                if args.only != "read":
+                    writes(b, "threads", "threads")
         for n in [int(w) for w in args.workers.split(",") if w.strip()]:
             from distributed import Client, LocalCluster
 
@@ -279,8 +284,10 @@ def main(argv: list[str] | None = None) -> int:
                 Client(cluster) as client,
             ):  # fmt: skip
                 tag = f"{n} process{'es' if n > 1 else ''}"
-                reads(b, path, cv_path, client, tag)
-                writes(b, client, tag)
+                if args.only != "write":
+                    reads(b, path, cv_path, client, tag)
+                if args.only != "read":
+                    writes(b, client, tag)
         print(report(b))
     finally:
         shutil.rmtree(root, ignore_errors=True)

@@ -7,11 +7,13 @@ read's speed; blocks of whole units of ~32 MiB keep the grid alignment and lose 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pytest
 
 import bigarrays as ba
-from bigarrays.adapters.dask import DEFAULT_BLOCK_BYTES, grown_units
+from bigarrays.adapters.dask import DEFAULT_BLOCK_BYTES, MIN_TASK_BYTES, grown_units
 
 
 def test_default_blocks_are_whole_units_grown_to_the_byte_target(tmp_path: Path) -> None:
@@ -54,4 +56,57 @@ def test_store_merges_small_dask_blocks_into_blocks_of_the_byte_target(tmp_path:
     # 8 MiB in 32 KiB Dask chunks: one task, not 256.
     assert len(lazy.dask.layers[stored]) == 1
     lazy.compute(scheduler="threads")
+    np.testing.assert_array_equal(ba.open(vol.url)[...], data)
+
+
+def test_store_writes_aligned_blocks_as_they_come(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Blocks of whole units and of MIN_TASK_BYTES or more are not rechunked: a rechunk would
+    copy every voxel once more for fewer tasks that cost less than that copy."""
+    import dask.array as da
+
+    vol = ba.create(tmp_path / "v", shape=(256, 256, 64), dtype="uint8", chunks=(32, 32, 32),
+                    voxel_offset=(32, -32, 0), progress=False)  # fmt: skip
+    data = np.random.default_rng(5).integers(0, 255, size=vol.shape, dtype=np.uint8)
+    darr = da.from_array(data, chunks=(128, 128, 64))  # 1 MiB blocks, edges on chunk edges
+    assert MIN_TASK_BYTES <= 128 * 128 * 64
+
+    def refuse(*_: Any, **__: Any) -> None:
+        raise AssertionError("rechunked")
+
+    monkeypatch.setattr(da.Array, "rechunk", refuse)
+    lazy = ba.store(darr, vol, compute=False)
+    stored = next(k for k in lazy.dask.layers if k.startswith("bigarrays-store"))
+    assert len(lazy.dask.layers[stored]) == darr.npartitions == 4
+    assert int(lazy.compute(scheduler="threads")) == data.size
+    np.testing.assert_array_equal(ba.open(vol.url)[...], data)
+    # Off the unit edges they are rechunked, whatever their size.
+    monkeypatch.undo()
+    shifted = ba.create(tmp_path / "w", shape=(256, 256, 64), dtype="uint8", chunks=(32, 32, 32),
+                        voxel_offset=(16, 0, 0), progress=False)  # fmt: skip
+    ba.store(darr, shifted, scheduler="threads")
+    np.testing.assert_array_equal(ba.open(shifted.url)[...], data)
+
+
+def test_store_computes_the_writes_and_nothing_after_them(tmp_path: Path) -> None:
+    """compute=True runs the write tasks alone: no reduction of their counts, which in a graph
+    of small blocks doubled the tasks the scheduler ran."""
+    import dask.array as da
+    from dask.callbacks import Callback
+
+    vol = ba.create(tmp_path / "v", shape=(128, 128, 128), dtype="uint8", chunks=(64, 64, 64),
+                    progress=False)  # fmt: skip
+    data = np.random.default_rng(6).integers(0, 255, size=vol.shape, dtype=np.uint8)
+    keys: list[str] = []
+
+    def seen(key: Any, *_: Any) -> None:
+        keys.append(key[0] if isinstance(key, tuple) else key)
+
+    with Callback(posttask=seen):  # type: ignore[no-untyped-call]
+        ba.store(da.from_array(data, chunks=(64, 128, 128)), vol, scheduler="sync")
+    writes = [k for k in keys if str(k).startswith("bigarrays-store-")]
+    assert len(writes) >= 2
+    # Only the source's blocks, the writes and Dask's own finalize step ran: no "sum-..." tree.
+    assert all(str(k).startswith(("bigarrays-", "array-", "finalize-")) for k in keys), set(keys)
     np.testing.assert_array_equal(ba.open(vol.url)[...], data)

@@ -7,12 +7,13 @@ first voxel, ``vol.bounds.start``: Dask indexes from 0 where bigarrays takes abs
 coordinates, which is why ``dask.array.from_array(vol)`` would misplace every voxel of a volume
 whose offset is not 0.
 
-In: the Dask array is rechunked so that every block edge inside the region lies on a unit edge
-of the target. Each unit is then written by exactly one task, and no two tasks ever write the
-same chunk or shard; only the units that the region's own edges cut are written in part, by the
-engine's conditional read-merge-writes, which are safe against other writers. A store without
-conditional writes cannot do that safely, so such a region is refused before anything is
-written, naming the aligned box to write instead.
+In: every block edge of the Dask array inside the region must lie on a unit edge of the target:
+blocks that do, and are not small, are written as they come; others are rechunked. Each unit is
+then written by exactly one task, and no two tasks ever write the same chunk or shard; only the
+units that the region's own edges cut are written in part, by the engine's conditional
+read-merge-writes, which are safe against other writers. A store without conditional writes
+cannot do that safely, so such a region is refused before anything is written, naming the
+aligned box to write instead.
 
 The volume travels in the graph once, as a key of its own that the tasks depend on: a worker
 unpickles it (it reopens its store from its settings) once, not once per task.
@@ -58,6 +59,10 @@ __all__ = ["DEFAULT_BLOCK_BYTES", "from_dask", "store", "to_dask"]
 #: engine's threads and Dask's cost per task vanishes beside it, small enough that a few blocks
 #: per core keep every core busy and the memory of the blocks in flight modest.
 DEFAULT_BLOCK_BYTES = 32 << 20
+
+#: The smallest blocks of a Dask array that :func:`store` writes as they come, when their edges
+#: lie on the target's unit edges; smaller ones are merged by a rechunk.
+MIN_TASK_BYTES = 1 << 20
 
 
 # -- geometry --------------------------------------------------------------------------------------
@@ -276,11 +281,13 @@ def store(
     write units (``ba.store``).
 
     ``region`` is any index that ``vol[...]`` takes (absolute coordinates; None: the whole
-    volume) and ``darr`` has the shape ``vol[region]`` would have. ``darr`` is rechunked so that
-    its block edges inside the region lie on the edges of the level's write units (chunks, or
-    whole shards on a sharded level), anchored at the grid's origin: no two tasks write the same
-    chunk or shard. A block is ``blocks`` (as ``chunks`` of :meth:`BigArray.to_dask`; None:
-    the multiple of the unit nearest ``darr``'s own chunks) rounded up to whole units.
+    volume) and ``darr`` has the shape ``vol[region]`` would have. Its block edges inside the
+    region must lie on the edges of the level's write units (chunks, or whole shards on a
+    sharded level), anchored at the grid's origin, so that no two tasks write the same chunk or
+    shard: ``darr`` is rechunked unless they do. A block is ``blocks`` (as ``chunks`` of
+    :meth:`BigArray.to_dask`) rounded up to whole units; with None, ``darr``'s own blocks when
+    they lie so and hold at least :data:`MIN_TASK_BYTES`, else the multiple of the unit nearest
+    them (grown to about :data:`DEFAULT_BLOCK_BYTES` if smaller).
 
     The units that the region's edges cut are merged by conditional writes; on a store without
     conditional writes such a region is refused with
@@ -298,13 +305,50 @@ def store(
             "with vol[region] = data"
         )
     box, dropped = _target_box(vol, region, darr, casting)
+    source = _aligned(darr, vol, box, dropped, blocks)
+    tag = uuid.uuid4().hex
+    writer = delayed(
+        BoxWriter(vol, box, dropped, casting), name=f"bigarrays-target-{tag}", traverse=False
+    )
+    written = da.map_blocks(  # type: ignore[no-untyped-call]
+        _write_block, source, writer, ArraySliceDep(source.chunks),
+        chunks=tuple((1,) * len(c) for c in source.chunks), dtype=np.int64,
+        meta=np.empty((0,) * source.ndim, dtype=np.int64), name=f"bigarrays-store-{tag}",
+    )  # fmt: skip
+    if compute:
+        # The counts as they are: summing them would double the tasks of a graph of small
+        # blocks, each costing the scheduler as much as the write of a chunk.
+        dask_compute(written, **compute_kwargs)  # type: ignore[no-untyped-call]
+        return None
+    parts = written.to_delayed(optimize_graph=False).ravel().tolist()
+    total = delayed(_total, pure=True)(*parts, dask_key_name=f"bigarrays-written-{tag}")
+    lazy: da.Array = da.from_delayed(total, shape=(), dtype=np.int64)  # type: ignore[no-untyped-call]
+    return lazy
+
+
+def _total(*counts: np.ndarray) -> np.int64:
+    return np.int64(sum(int(c.sum()) for c in counts))
+
+
+def _aligned(
+    darr: da.Array, vol: BigArray, box: Box, dropped: Sequence[bool], blocks: Any
+) -> da.Array:
+    """``darr`` with its block edges inside ``box`` on the edges of the level's write units:
+    as it is if they lie there already and its blocks are not small (with ``blocks`` None),
+    else rechunked into blocks of ``blocks`` or of about :data:`DEFAULT_BLOCK_BYTES`."""
     level = vol.level
     kept = [g for g, d in enumerate(dropped) if not d]
     units = [level.unit[g] for g in kept]
+    origin = level.source.grid.origin
+    if blocks is None and _on_unit_edges(darr.chunks, box, kept, units, origin):
+        # A rechunk copies every voxel once more, where a task more costs the scheduler about
+        # what the copy of a megabyte does: blocks of whole units are written as they are.
+        typical = math.prod(max(c, default=0) for c in darr.chunks)
+        if typical * darr.dtype.itemsize >= MIN_TASK_BYTES:
+            return darr
     natural = [
         max(1, round(max(c, default=1) / u)) * u for c, u in zip(darr.chunks, units, strict=True)
     ]
-    origin = level.source.grid.origin
     if math.prod(natural) * darr.dtype.itemsize < DEFAULT_BLOCK_BYTES:
         # Small blocks cost more in tasks than the rechunk that merges them costs in copies.
         spans = [len(block_sizes(box.start[g], box.stop[g], origin[g], u))
@@ -316,21 +360,27 @@ def store(
         block_sizes(box.start[g], box.stop[g], origin[g], b)
         for g, b in zip(kept, shape, strict=True)
     )
-    source = darr if darr.chunks == aligned else darr.rechunk(aligned)  # type: ignore[no-untyped-call]
-    tag = uuid.uuid4().hex
-    writer = delayed(
-        BoxWriter(vol, box, dropped, casting), name=f"bigarrays-target-{tag}", traverse=False
-    )
-    written = da.map_blocks(  # type: ignore[no-untyped-call]
-        _write_block, source, writer, ArraySliceDep(source.chunks),
-        chunks=tuple((1,) * len(c) for c in source.chunks), dtype=np.int64,
-        meta=np.empty((0,) * source.ndim, dtype=np.int64), name=f"bigarrays-store-{tag}",
-    )  # fmt: skip
-    total: da.Array = written.sum()
-    if not compute:
-        return total
-    dask_compute(total, **compute_kwargs)  # type: ignore[no-untyped-call]
-    return None
+    if darr.chunks == aligned:
+        return darr
+    rechunked: da.Array = darr.rechunk(aligned)  # type: ignore[no-untyped-call]
+    return rechunked
+
+
+def _on_unit_edges(
+    chunks: Sequence[Sequence[int]],
+    box: Box,
+    kept: Sequence[int],
+    units: Sequence[int],
+    origin: Sequence[int],
+) -> bool:
+    """Whether every block edge inside ``box`` lies on a unit edge of the grid."""
+    for sizes, g, u in zip(chunks, kept, units, strict=True):
+        edge = box.start[g]
+        for n in sizes[:-1]:
+            edge += n
+            if (edge - origin[g]) % u:
+                return False
+    return True
 
 
 def _target_box(

@@ -223,13 +223,18 @@ class ChunkLayout(ChunkSourceBase):
     def save_view(self, index: Vec, box: Box, part: np.ndarray, scratch: bytearray) -> None:
         """Store ``part`` (the whole chunk ``box``, any layout) through ``scratch`` when it can.
 
-        With :attr:`fast_raw`, ``part`` is copied once into ``scratch`` in the file's layout and
-        written from there: no bytes object per chunk. Otherwise this is :meth:`save`.
+        With :attr:`fast_raw`, ``part`` is written as it lies when it is laid out as the file
+        (the engine's transposed copy of a C-ordered piece is), else copied once into
+        ``scratch`` in the file's layout and written from there: no bytes object per chunk.
+        Otherwise this is :meth:`save`.
         """
         if not self.fast_raw:
             self.save(index, part)
             return
         shape = box.shape
+        if part.dtype == self.dtype and part.shape == shape and part.flags.f_contiguous:
+            self.store.put(self.key_of(box), part.reshape(-1, order="F").view(np.uint8).data)
+            return
         count = math.prod(shape)
         arr = np.frombuffer(scratch, self.dtype, count).reshape(shape, order="F")
         np.copyto(arr, part, casting="unsafe")
