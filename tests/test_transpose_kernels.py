@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from bigarrays import transpose
 from bigarrays.ops import transpose_jit
 from bigarrays.transpose import fortran_copy, ordered_copy
 
@@ -20,6 +21,12 @@ from bigarrays.transpose import fortran_copy, ordered_copy
 DTYPES = ["uint8", "int8", "bool", "uint16", ">u2", "int16", "float16", "uint32", ">i4",
           "float32", ">f4", "int32", "U1", "uint64", "float64", "complex64", "S3",
           "M8[s]"]  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def _kernels_for_any_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The small arrays hypothesis draws go through the kernels too."""
+    monkeypatch.setattr(transpose, "MIN_KERNEL_BYTES", 0)
 
 
 @pytest.fixture
@@ -135,3 +142,19 @@ def test_a_piece_laid_out_as_the_file_is_written_as_it_lies(tmp_path: Any) -> No
     source.save_view(index, box, c_part, scratch)
     assert scratch != bytearray(b"\xab" * (part.nbytes + 1))
     np.testing.assert_array_equal(ba.open(tmp_path / "v")[16:32, 0:16, 0:16], c_part[..., 0])
+
+
+def test_a_small_write_does_not_load_the_kernels(tmp_path: Any) -> None:
+    # numba's import and cache cost about a second: a notebook's first small write skips them.
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, numpy as np, bigarrays as ba\n"
+        f"vol = ba.create({str(tmp_path / 'v')!r}, shape=(64, 64, 64), chunks=(32, 32, 32))\n"
+        "vol[0:32, 0:32, 0:32] = np.ones((32, 32, 32), np.uint8)\n"
+        "assert vol[0:32, 0:32, 0:32].sum() == 32**3\n"
+        "print('numba' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"

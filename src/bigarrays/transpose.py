@@ -26,6 +26,10 @@ __all__ = ["fortran_copy", "ordered_copy"]
 #: whole, 2.3 GiB/s in 64³ cubes).
 TILE = 64
 TILE_BYTES = 1 << 20
+#: Smaller copies go through NumPy: they take microseconds either way, and the kernels' first
+#: use in a process costs about a second (numba's import and its cache), which a notebook's
+#: first small write should not pay.
+MIN_KERNEL_BYTES = 1 << 16
 
 
 def fortran_copy(a: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
@@ -74,7 +78,8 @@ def _per_word(a: np.ndarray, out: np.ndarray) -> int:
     """Elements to a 64-bit word if the kernels copy ``a`` into ``out`` (its last axis and
     ``out``'s first contiguous, the same plain dtype of 1, 2 or 4 bytes), else 0."""
     if (
-        a.itemsize not in (1, 2, 4) or a.dtype != out.dtype or a.dtype.hasobject
+        a.nbytes < MIN_KERNEL_BYTES
+        or a.itemsize not in (1, 2, 4) or a.dtype != out.dtype or a.dtype.hasobject
         or a.ndim < 2 or a.size == 0 or a.strides[-1] != a.itemsize
         or out.strides[0] != a.itemsize or sys.byteorder != "little"
     ):  # fmt: skip
