@@ -5,7 +5,8 @@ The engine sees the grid of INNER chunks, so a cutout decodes only the inner chu
 Reading (``read_pieces``): pieces are grouped by shard; each shard's index (its first or last
 bytes, a fixed size) is read once with its shard's version and kept in a bounded cache; inner
 chunks are read by ranged reads held to that version (``get_ranges_if_version``), which merges
-ranges that lie close together in a shard into one read. A shard found at another version drops
+ranges that lie close together in a shard into one read (raw inner chunks of a local file are
+read row by row into the threads' buffers instead). A shard found at another version drops
 its cached index and is read again. An index entry that cannot be right (past the shard, longer
 than an inner chunk can be stored in, overflowing) is CorruptChunkError.
 
@@ -41,6 +42,7 @@ from bigarrays.formats.sharding import (
     Run,
     ShardRanges,
     VersionedCache,
+    run_few,
     worth_keeping,
 )
 from bigarrays.formats.zarr.chunks import plain_bytes, whole_chunk
@@ -65,6 +67,25 @@ class ShardIndex:
     @property
     def nbytes(self) -> int:
         return int(self.table.nbytes)
+
+
+#: Raw inner chunks read per task by a request shared out on the pool: enough to spread the open
+#: of a shard over several chunks, few enough that both cores get work from a 256³ cutout.
+ROW_BATCH = 8
+
+RowBatch = tuple[tuple[Shard, "str | None"], list[tuple[int, int, int]]]
+
+
+def row_batches(ranges: ShardRanges) -> list[RowBatch]:
+    """The raw chunks of each (shard, version) in the order they lie in the shard, cut into
+    tasks of :data:`ROW_BATCH` chunks: each task reads its chunks through one open of the shard
+    into its thread's buffer, so a large request of raw chunks allocates nothing per chunk."""
+    batches: list[RowBatch] = []
+    for group, members in ranges.items():
+        ordered = sorted(members, key=lambda m: m[1])
+        for i in range(0, len(ordered), ROW_BATCH):
+            batches.append((group, ordered[i : i + ROW_BATCH]))
+    return batches
 
 
 class ShardedZarrChunks(ShardWriter, ChunkSourceBase):
@@ -94,8 +115,9 @@ class ShardedZarrChunks(ShardWriter, ChunkSourceBase):
         self._prefix = f"{prefix.strip('/')}/" if prefix.strip("/") else ""
         self.chunk_nbytes = math.prod(inner) * self.dtype.itemsize
         self.merges_safely = store.conditional_writes
-        #: Raw inner chunks of a local file: a small request reads just the rows (along the
-        #: first axis) that it needs of each chunk into a buffer of this thread's.
+        #: Raw inner chunks of a local file: each is read as just the rows (along the first
+        #: axis) that its piece needs, into a buffer of this thread's; a small request on the
+        #: calling thread, a larger one in tasks of a few chunks on the pool.
         self.rows_in_place = (
             store.reads_into_buffers and plain_bytes(self.chain, self.dtype) and len(inner) > 0
         )
@@ -206,12 +228,14 @@ class ShardedZarrChunks(ShardWriter, ChunkSourceBase):
 
         def read_rows(ranges: ShardRanges, run: Run, first: bool, _: object,
                       changed: Changed) -> None:  # fmt: skip
-            for group, members in ranges.items():
-                self._read_rows(group, members, pieces, emit, changed)
+            def read(batch: RowBatch) -> None:
+                self._read_rows(batch[0], batch[1], pieces, emit, changed)
 
-        small = self.rows_in_place and len(pieces) <= self.inline_chunks
+            run_few(run, read, row_batches(ranges))
+
         shards, positions = [s for s, _ in located], [q for _, q in located]
-        IndexedRead(self, shards, positions, read_rows if small else None).run(run, decode)
+        rows = read_rows if self.rows_in_place else None
+        IndexedRead(self, shards, positions, rows).run(run, decode)
 
     def _read_rows(
         self,
