@@ -14,6 +14,7 @@ merges byte ranges, puts each shard once).
 from __future__ import annotations
 
 import concurrent.futures as cf
+import functools
 import threading
 from collections.abc import Callable, Iterable, Sized
 from typing import TypeVar
@@ -156,13 +157,19 @@ class ChunkEngine:
         the source's chunk grid (a caller that reads many boxes reuses one array, which spares
         the zeroing of fresh pages box after box); missing chunks are filled in it.
         """
-        reused = out is not None
-        if out is None:
+        # Whether every voxel of ``out`` gets pasted over or filled piece by piece.
+        unfilled = out is not None
+        if out is None and source.grid.bounds.contains(box):
+            # Every voxel is inside a piece: a zeroed array would be written twice (a large
+            # one is often reused heap memory, which calloc has to clear).
+            out = np.empty(box.shape, source.dtype, order=source.order)
+            unfilled = True
+        elif out is None:
             # np.zeros maps zero pages lazily: voxels never pasted over cost nothing until read.
             out = filled(box.shape, source.dtype, source.fill_value, source.order)
 
         def missing(piece: ChunkPiece) -> None:
-            if reused:
+            if unfilled:
                 out[piece.in_box] = source.fill_value
 
         if source.batched:
@@ -174,7 +181,7 @@ class ChunkEngine:
                         raise ChunkNotFoundError(source.key(piece.chunk_index), source.url)
                     missing(piece)
                 else:
-                    out[piece.in_box] = chunk[piece.in_chunk]
+                    paste_into(out[piece.in_box], chunk[piece.in_chunk])
                 done(1)
 
             listed = list(source.grid.pieces(box))
@@ -199,7 +206,7 @@ class ChunkEngine:
                 missing(piece)
                 return
             # out[()] of a 0-d array is a scalar, not a view to paste into.
-            np.copyto(out[piece.in_box] if out.ndim else out[...], chunk[part], casting="unsafe")
+            paste_into(out[piece.in_box] if out.ndim else out[...], chunk[part])
 
         pieces = source.grid.pieces(box)
         if count is None:
@@ -266,6 +273,32 @@ class ChunkEngine:
             source.save_view(piece.chunk_index, piece.chunk_box, part, scratch)
 
         self._run(cut_and_put, source.grid.pieces(box), on_chunk)
+
+
+@functools.lru_cache(maxsize=64)
+def _row_type(nbytes: int) -> np.dtype:
+    return np.dtype((np.void, nbytes))
+
+
+def paste_into(dst: np.ndarray, src: np.ndarray) -> None:
+    """``np.copyto(dst, src, casting="unsafe")``, a row at a time where it can.
+
+    A chunk's part pasted into a larger array is a copy of many short rows (64 bytes for 64³
+    chunks of uint8), and NumPy's strided copy pays per element within a row; with the rows
+    viewed as one opaque element each (C or F order alike) it is one memcpy per row, about
+    twice as fast.
+    """
+    if dst.ndim > 1 and dst.dtype == src.dtype and not dst.dtype.hasobject:
+        k = dst.dtype.itemsize
+        if dst.strides[-1] == k and src.strides[-1] == k and dst.shape[-1] > 1:
+            row = _row_type(k * dst.shape[-1])
+            np.copyto(dst.view(row), src.view(row))
+            return
+        if dst.strides[0] == k and src.strides[0] == k and dst.shape[0] > 1:
+            row = _row_type(k * dst.shape[0])
+            np.copyto(dst.T.view(row), src.T.view(row))
+            return
+    np.copyto(dst, src, casting="unsafe")
 
 
 def _cut(
