@@ -1,0 +1,58 @@
+"""zstd decoding keeps one decompression context per thread: a new one per chunk cost a few
+percent of every chunk's decoding, and a context is not safe to share between threads."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import numpy as np
+import pytest
+import zstandard
+
+from bigarrays.codecs import zstd
+from bigarrays.errors import CorruptChunkError
+
+
+def test_one_context_per_thread_decodes_frame_after_frame(monkeypatch: pytest.MonkeyPatch) -> None:
+    made: list[int] = []
+    real = zstandard.ZstdDecompressor
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        made.append(threading.get_ident())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(zstandard, "ZstdDecompressor", counting)
+    monkeypatch.setattr(zstd, "_local", threading.local())
+    values = [np.arange(i, i + 5000, dtype=np.uint32).tobytes() for i in range(4)]
+    frames = [zstd.compress(v) for v in values]
+
+    def decode_all() -> None:
+        for _ in range(3):
+            for frame, value in zip(frames, values, strict=True):
+                assert zstd.decompress(frame, "k", 1 << 20) == value
+
+    decode_all()
+    assert len(made) == 1
+    others = [threading.Thread(target=decode_all) for _ in range(2)]
+    for t in others:
+        t.start()
+    for t in others:
+        t.join()
+    assert len(made) == 3
+    assert len(set(made)) == 3
+
+
+def test_a_damaged_frame_leaves_the_context_usable() -> None:
+    value = np.arange(20000, dtype=np.uint16).tobytes()
+    frame = zstd.compress(value)
+    cut = frame[: len(frame) // 2]
+    with pytest.raises(CorruptChunkError):
+        zstd.decompress(cut, "k", 1 << 20)
+    damaged = bytearray(frame)
+    damaged[len(frame) // 2] ^= 0xFF
+    with pytest.raises(CorruptChunkError):
+        zstd.decompress(bytes(damaged), "k", 1 << 20)
+    assert zstd.decompress(frame, "k", 1 << 20) == value
+    # Several frames back to back still decode as one value.
+    assert zstd.decompress(frame + frame, "k", 1 << 20) == value + value
