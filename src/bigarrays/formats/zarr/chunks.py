@@ -34,6 +34,29 @@ STORED_FACTOR = 2
 STORED_SLACK = 1 << 20
 
 
+#: Chunk keys an array remembers: a key is string work and a bounds check, paid again by every
+#: read of its chunk, and small cutouts of one region ask for the same keys over and over.
+KEY_CACHE_SIZE = 8192
+
+
+class KeyCache:
+    """Keys by grid index, computed by ``make`` once while fewer than :data:`KEY_CACHE_SIZE`
+    are held (then it starts again); safe to share between threads (a race computes one twice)."""
+
+    def __init__(self, make: Callable[[tuple[int, ...]], str]) -> None:
+        self._make = make
+        self._keys: dict[tuple[int, ...], str] = {}
+
+    def __call__(self, index: Vec) -> str:
+        index = index if type(index) is tuple else tuple(index)
+        key = self._keys.get(index)
+        if key is None:
+            if len(self._keys) >= KEY_CACHE_SIZE:
+                self._keys.clear()
+            key = self._keys[index] = self._make(index)
+        return key
+
+
 class Chain(Protocol):
     """A Zarr codec chain (``codecs.chain.CodecChain`` or ``codecs.zarr_v2.V2Chain``)."""
 
@@ -103,6 +126,7 @@ class ZarrChunks(ChunkSourceBase):
         self.order: Order = stored_order(chain)
         self._chunk_key = chunk_key
         self._prefix = f"{prefix.strip('/')}/" if prefix.strip("/") else ""
+        self._keys = KeyCache(lambda index: self._prefix + self._chunk_key(index))
         self.chunk_nbytes = math.prod(chunks) * self.dtype.itemsize
         self.merges_safely = store.conditional_writes
         self._max_stored = STORED_FACTOR * self.chunk_nbytes + STORED_SLACK
@@ -118,7 +142,7 @@ class ZarrChunks(ChunkSourceBase):
         return self.store.url
 
     def key(self, index: Vec) -> str:
-        return self._prefix + self._chunk_key(tuple(index))
+        return self._keys(index)
 
     # -- reading ---------------------------------------------------------------------------------
     def load(self, index: Vec) -> np.ndarray | None:

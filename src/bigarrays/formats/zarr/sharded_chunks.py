@@ -45,7 +45,7 @@ from bigarrays.formats.sharding import (
     run_few,
     worth_keeping,
 )
-from bigarrays.formats.zarr.chunks import plain_bytes, whole_chunk
+from bigarrays.formats.zarr.chunks import KeyCache, plain_bytes, whole_chunk
 from bigarrays.formats.zarr.metadata_v3 import ArrayMetadataV3
 from bigarrays.formats.zarr.sharding import ABSENT, ShardingConfig
 from bigarrays.stores import Store
@@ -113,6 +113,7 @@ class ShardedZarrChunks(ShardWriter, ChunkSourceBase):
         self.fill_value = meta.fill_value
         self.chain = self.config.codecs
         self._prefix = f"{prefix.strip('/')}/" if prefix.strip("/") else ""
+        self._shard_keys = KeyCache(lambda shard: self._prefix + self.meta.chunk_key(shard))
         self.chunk_nbytes = math.prod(inner) * self.dtype.itemsize
         self.merges_safely = store.conditional_writes
         #: Raw inner chunks of a local file: each is read as just the rows (along the first
@@ -144,7 +145,7 @@ class ShardedZarrChunks(ShardWriter, ChunkSourceBase):
         return shard, pos
 
     def shard_key(self, shard: Shard) -> str:
-        return self._prefix + self.meta.chunk_key(shard)
+        return self._shard_keys(shard)
 
     def key(self, index: Vec) -> str:
         """The key of the inner chunk's shard, then ``#`` and its position in the shard."""
