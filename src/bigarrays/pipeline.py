@@ -184,7 +184,7 @@ class ChunkEngine:
                     paste_into(out[piece.in_box], chunk[piece.in_chunk])
                 done(1)
 
-            listed = list(source.grid.pieces(box))
+            listed = list(source.grid.pieces(box, source.order))
             source.read_pieces(listed, run_serially if len(listed) <= source.inline_chunks
                                else self.run, paste)  # fmt: skip
             return out
@@ -208,7 +208,9 @@ class ChunkEngine:
             # out[()] of a 0-d array is a scalar, not a view to paste into.
             paste_into(out[piece.in_box] if out.ndim else out[...], chunk[part])
 
-        pieces = source.grid.pieces(box)
+        # Chunks in the order they lie in the output (and, for Zarr, in a shard): C-ordered
+        # sources last axis fastest.
+        pieces = source.grid.pieces(box, source.order)
         if count is None:
             count = source.grid.count(box)
         if count <= source.inline_chunks:
@@ -236,7 +238,7 @@ class ChunkEngine:
             def part(piece: ChunkPiece) -> np.ndarray:
                 return _cut(data, piece, source)
 
-            source.write_pieces(list(source.grid.pieces(box)), part, self.run,
+            source.write_pieces(list(source.grid.pieces(box, source.order)), part, self.run,
                                 self._counter(on_chunk))  # fmt: skip
             return
 
@@ -272,7 +274,7 @@ class ChunkEngine:
                 scratch = local.scratch = bytearray(nbytes)
             source.save_view(piece.chunk_index, piece.chunk_box, part, scratch)
 
-        self._run(cut_and_put, source.grid.pieces(box), on_chunk)
+        self._run(cut_and_put, source.grid.pieces(box, source.order), on_chunk)
 
 
 @functools.lru_cache(maxsize=64)
