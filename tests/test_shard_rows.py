@@ -243,3 +243,23 @@ def test_large_reads_go_through_thread_buffers_too(tmp_path: Path, threads: int)
     np.testing.assert_array_equal(reader[box], model[box])
     assert len(calls) > 1
     assert max(calls) <= 8
+
+
+def test_ranged_reads_into_buffers_make_no_path_objects(tmp_path: Path) -> None:
+    """Small sharded reads name their shard file with a plain string (pathlib cost a tenth of
+    such a read), and a key that could climb out of the root is still refused."""
+    vol = _sharded(tmp_path / "a.zarr", (16, 16), (4, 4), "uint8")
+    vol[...] = np.arange(256, dtype=np.uint8).reshape(16, 16)
+    reader = ba.open(tmp_path / "a.zarr")
+    store = _source(reader).store
+    reader[0:16, 0:16]  # the shard indexes, read once and cached
+
+    def no_paths(key: str) -> Path:
+        raise AssertionError(f"a Path was made for {key!r}")
+
+    store._path = no_paths  # type: ignore[method-assign]
+    np.testing.assert_array_equal(reader[3:9, 2:7], vol[3:9, 2:7])
+    buffer = memoryview(bytearray(16))
+    for key in ("/etc/passwd", "../outside", "a/../../outside"):
+        with pytest.raises(ValueError, match="root"):
+            store.read_ranges_into(key, [(0, 4)], buffer, lambda i, v: None, ANY_VERSION)
