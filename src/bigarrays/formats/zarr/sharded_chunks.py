@@ -203,7 +203,7 @@ class ShardedZarrChunks(ShardWriter, ChunkSourceBase):
 
     @staticmethod
     def find(index: ShardIndex, pos: int) -> tuple[int, int] | None:
-        offset, nbytes = (int(v) for v in index.table[pos])
+        offset, nbytes = index.table[pos].tolist()
         return None if offset == ABSENT else (offset, offset + nbytes)
 
     def still_absent(self, shard: Shard, cached: ShardIndex) -> bool:
@@ -272,7 +272,8 @@ class ShardedZarrChunks(ShardWriter, ChunkSourceBase):
             piece = pieces[p]
             rows = piece.in_chunk[0]
             part = np.frombuffer(view, self.dtype).reshape(rows.stop - rows.start, *shape[1:])
-            emit(piece._replace(in_chunk=(slice(0, part.shape[0]), *piece.in_chunk[1:])), part)
+            in_chunk = (slice(0, part.shape[0]), *piece.in_chunk[1:])
+            emit(ChunkPiece(piece.chunk_index, piece.chunk_box, in_chunk, piece.in_box), part)
             done.add(p)
 
         try:
