@@ -55,3 +55,29 @@ def test_the_engine_reads_and_writes_chunks_in_the_sources_order(
     key = (lambda i: i) if order == "C" else (lambda i: i[::-1])
     assert seen[:half] == sorted(seen[:half], key=key)
     assert len(set(seen[:half])) == 3 * 5 * 4
+
+
+@pytest.mark.parametrize("chunks", [1, 2, 3, 6])
+def test_a_request_of_few_chunks_hands_the_pool_no_idle_workers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunks: int
+) -> None:
+    vol = ba.create(tmp_path / "a", shape=(8, 8, 48), dtype="uint8", chunks=(8, 8, 8),
+                    format="zarr", compression="zstd", threads=4, progress=False)  # fmt: skip
+    model = np.arange(8 * 8 * 48, dtype=np.uint8).reshape(8, 8, 48)
+    vol[...] = model
+    reader = ba.open(tmp_path / "a", threads=4)
+    assert reader.level.source.inline_chunks == 1
+    executor = reader._engine.executor
+    assert executor is not None
+    submitted: list[object] = []
+    submit = executor.submit
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        submitted.append(args[0])
+        return submit(*args, **kwargs)
+
+    monkeypatch.setattr(executor, "submit", counting)
+    box = np.s_[:, :, 0 : 8 * chunks]
+    np.testing.assert_array_equal(reader[box], model[box])
+    # The caller is one of the workers.
+    assert len(submitted) == min(4, chunks) - 1

@@ -118,9 +118,12 @@ class ChunkEngine:
 
     def _run(
         self, fn: Callable[[ChunkPiece], None], pieces: Iterable[ChunkPiece],
-        on_done: Callable[[], None] | None,
+        on_done: Callable[[], None] | None, count: int | None = None,
     ) -> None:  # fmt: skip
-        run_bounded(fn, pieces, self.executor, self.threads, on_done)
+        """``run_bounded`` of the pieces of a box; ``count``, how many there are, spares a
+        request of a few chunks the hand-over of idle workers to the pool."""
+        workers = self.threads if count is None else min(self.threads, count)
+        run_bounded(fn, pieces, self.executor, workers, on_done)
 
     def run(self, fn: Callable[[T], None], items: Iterable[T]) -> None:
         """The :class:`Runner` handed to batched sources."""
@@ -216,7 +219,7 @@ class ChunkEngine:
         if count <= source.inline_chunks:
             run_bounded(fetch_and_paste, pieces, None, 1, on_chunk)  # few chunks: no pool
         else:
-            self._run(fetch_and_paste, pieces, on_chunk)
+            self._run(fetch_and_paste, pieces, on_chunk, count)
         return out
 
     def write(
@@ -274,7 +277,8 @@ class ChunkEngine:
                 scratch = local.scratch = bytearray(nbytes)
             source.save_view(piece.chunk_index, piece.chunk_box, part, scratch)
 
-        self._run(cut_and_put, source.grid.pieces(box, source.order), on_chunk)
+        self._run(cut_and_put, source.grid.pieces(box, source.order), on_chunk,
+                  source.grid.count(box))  # fmt: skip
 
 
 @functools.lru_cache(maxsize=64)
