@@ -21,6 +21,7 @@ from bigarrays.box import Box, ChunkGrid, ChunkPiece, Vec
 from bigarrays.chunk_source import ZARR_INLINE_CHUNKS, ChunkSourceBase, Order
 from bigarrays.codecs.chain import BytesCodec, CodecChain, TransposeCodec
 from bigarrays.codecs.zarr_v2 import V2Chain
+from bigarrays.codecs.zstd import ZstdCodec
 from bigarrays.errors import UnsupportedError
 from bigarrays.fill import filled, is_fill
 from bigarrays.formats.merge import merge_into_object
@@ -100,6 +101,22 @@ def plain_bytes(chain: Chain, dtype: np.dtype) -> bool:
     if not isinstance(codec, BytesCodec) or dtype == np.bool_:
         return False
     return dtype.itemsize == 1 or codec.stored == dtype.newbyteorder("=")
+
+
+def decodes_buffers(chain: Chain) -> bool:
+    """Whether ``chain`` is compressed by codecs that decode from any buffer into new memory
+    (zstd), so that a chunk's stored bytes may be read into a reused buffer."""
+    return (
+        isinstance(chain, CodecChain)
+        and bool(chain.bytes_bytes)
+        and all(isinstance(c, ZstdCodec) for c in chain.bytes_bytes)
+    )
+
+
+def stored_buffer_bytes(chunk_nbytes: int) -> int:
+    """A thread's buffer for compressed chunks' stored bytes: room for zstd's worst case
+    (``ZSTD_compressBound``: a few bytes per 128 KiB block, and the frame's header)."""
+    return chunk_nbytes + chunk_nbytes // 128 + 4096
 
 
 class ZarrChunks(ChunkSourceBase):

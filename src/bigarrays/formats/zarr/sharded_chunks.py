@@ -24,12 +24,12 @@ import math
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TypeVar, cast
 
 import numpy as np
 
 from bigarrays.box import Box, ChunkGrid, ChunkPiece, Vec
-from bigarrays.chunk_source import SHARD_INLINE_CHUNKS, ChunkSourceBase, Order
+from bigarrays.chunk_source import SHARD_INLINE_CHUNKS, ChunkSourceBase, Order, run_serially
 from bigarrays.errors import (
     CorruptChunkError,
     StaleReadError,
@@ -42,10 +42,17 @@ from bigarrays.formats.sharding import (
     Run,
     ShardRanges,
     VersionedCache,
+    read_shard_ranges,
     run_few,
     worth_keeping,
 )
-from bigarrays.formats.zarr.chunks import KeyCache, plain_bytes, whole_chunk
+from bigarrays.formats.zarr.chunks import (
+    KeyCache,
+    decodes_buffers,
+    plain_bytes,
+    stored_buffer_bytes,
+    whole_chunk,
+)
 from bigarrays.formats.zarr.metadata_v3 import ArrayMetadataV3
 from bigarrays.formats.zarr.sharding import ABSENT, ShardingConfig
 from bigarrays.stores import Store
@@ -124,6 +131,10 @@ class ShardedZarrChunks(ShardWriter, ChunkSourceBase):
         )
         if self.rows_in_place:
             self.inline_chunks = SHARD_INLINE_CHUNKS
+        #: zstd inner chunks of a local file: each chunk's stored bytes are read into a buffer
+        #: of this thread's and decoded from there, rather than read as spans of the shard and
+        #: copied out chunk by chunk into new bytes.
+        self.stored_in_place = store.reads_into_buffers and decodes_buffers(self.chain)
         self._local = threading.local()
         self.cache: VersionedCache[ShardIndex] = VersionedCache(cache_bytes)
         self.write_batch_bytes = write_batch_bytes
@@ -234,9 +245,57 @@ class ShardedZarrChunks(ShardWriter, ChunkSourceBase):
 
             run_few(run, read, row_batches(ranges))
 
+        def read_stored(ranges: ShardRanges, run: Run, first: bool,
+                        emit: Callable[[int, bytes], None], changed: Changed) -> None:  # fmt: skip
+            def read(batch: RowBatch) -> None:
+                self._read_stored(batch[0], batch[1], first, emit, changed)
+
+            run_few(run, read, row_batches(ranges))
+
         shards, positions = [s for s, _ in located], [q for _, q in located]
-        rows = read_rows if self.rows_in_place else None
-        IndexedRead(self, shards, positions, rows).run(run, decode)
+        how = read_rows if self.rows_in_place else read_stored if self.stored_in_place else None
+        IndexedRead(self, shards, positions, how).run(run, decode)
+
+    def _read_stored(
+        self,
+        group: tuple[Shard, str | None],
+        members: Sequence[tuple[int, int, int]],
+        first: bool,
+        emit: Callable[[int, bytes], None],
+        changed: Changed,
+    ) -> None:
+        """Emit the stored bytes of the compressed chunks ``members`` (``(position, start,
+        end)`` in the shard), each read into this thread's buffer, held to the version of the
+        index that placed them; ``emit`` decodes them before the next is read."""
+        buffer = getattr(self._local, "stored", None)
+        if buffer is None:
+            buffer = self._local.stored = memoryview(
+                bytearray(stored_buffer_bytes(self.chunk_nbytes))
+            )
+        if any(b - a > len(buffer) for _, a, b in members):  # stored larger than zstd makes
+            read_shard_ranges(self.store, self.shard_key, {group: members}, run_serially,
+                              first, emit, changed)  # fmt: skip
+            return
+        (shard, version), key = group, self.shard_key(group[0])
+        done: set[int] = set()
+
+        def each(i: int, view: memoryview) -> None:
+            p, a, b = members[i]
+            if len(view) != b - a:
+                raise CorruptChunkError(key, "the shard is shorter than its index says")
+            # zstd decodes from the view into new memory: nothing emitted refers to the buffer.
+            emit(p, cast(bytes, view))
+            done.add(p)
+
+        try:
+            found = self.store.read_ranges_into(
+                key, [(a, b - a) for _, a, b in members], buffer, each,
+                ANY_VERSION if version is None else version,
+            )  # fmt: skip
+        except StaleReadError:
+            found = False
+        if not found:  # rewritten or removed since its index was read
+            changed(shard, [p for p, _, _ in members if p not in done])
 
     def _read_rows(
         self,
