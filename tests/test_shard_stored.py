@@ -105,3 +105,26 @@ def test_a_rewritten_shard_is_read_again(tmp_path: Path) -> None:
             [[0 * np.ones((8, 8)), np.ones((8, 8))], [np.ones((8, 8)), 7 * np.ones((8, 8))]]
         )
     ).all()
+
+
+def test_few_chunks_are_decoded_one_per_task_and_many_in_batches(tmp_path: Path) -> None:
+    model = np.random.default_rng(2).integers(0, 255, (32, 32, 32)).astype(np.uint8)
+    vol = _sharded(tmp_path / "a.zarr", (32, 32, 32), (4, 4, 4), "uint8")
+    vol[...] = model
+    reader = ba.open(tmp_path / "a.zarr", threads=3)
+    store = _source(reader).store
+    reader[...]  # the shard indexes, read once and cached
+    calls: list[int] = []
+    original = store.read_ranges_into
+
+    def spy(key: str, ranges: Any, *args: Any) -> bool:
+        calls.append(len(ranges))
+        return original(key, ranges, *args)
+
+    store.read_ranges_into = spy  # type: ignore[method-assign]
+    np.testing.assert_array_equal(reader[1:3, 1:3, 2:10], model[1:3, 1:3, 2:10])
+    assert calls == [1, 1, 1]
+    calls.clear()
+    np.testing.assert_array_equal(reader[1:31, 2:30, 3:29], model[1:31, 2:30, 3:29])
+    assert sum(calls) == 8 * 8 * 8
+    assert max(calls) == 8

@@ -83,15 +83,15 @@ ROW_BATCH = 8
 RowBatch = tuple[tuple[Shard, "str | None"], list[tuple[int, int, int]]]
 
 
-def row_batches(ranges: ShardRanges) -> list[RowBatch]:
-    """The raw chunks of each (shard, version) in the order they lie in the shard, cut into
-    tasks of :data:`ROW_BATCH` chunks: each task reads its chunks through one open of the shard
-    into its thread's buffer, so a large request of raw chunks allocates nothing per chunk."""
+def row_batches(ranges: ShardRanges, per: int = ROW_BATCH) -> list[RowBatch]:
+    """The chunks of each (shard, version) in the order they lie in the shard, cut into tasks
+    of ``per`` chunks: each task reads its chunks through one open of the shard into its
+    thread's buffer, so a large request allocates nothing per chunk for their stored bytes."""
     batches: list[RowBatch] = []
     for group, members in ranges.items():
         ordered = sorted(members, key=lambda m: m[1])
-        for i in range(0, len(ordered), ROW_BATCH):
-            batches.append((group, ordered[i : i + ROW_BATCH]))
+        for i in range(0, len(ordered), per):
+            batches.append((group, ordered[i : i + per]))
     return batches
 
 
@@ -250,7 +250,10 @@ class ShardedZarrChunks(ShardWriter, ChunkSourceBase):
             def read(batch: RowBatch) -> None:
                 self._read_stored(batch[0], batch[1], first, emit, changed)
 
-            run_few(run, read, row_batches(ranges))
+            # Decoding dominates: a request of a few chunks decodes each on its own worker, a
+            # large one in tasks of up to ROW_BATCH.
+            n = sum(len(members) for members in ranges.values())
+            run_few(run, read, row_batches(ranges, min(ROW_BATCH, max(1, n // ROW_BATCH))))
 
         shards, positions = [s for s, _ in located], [q for _, q in located]
         how = read_rows if self.rows_in_place else read_stored if self.stored_in_place else None
