@@ -8,7 +8,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-import zstandard
 
 from bigarrays.codecs import zstd
 from bigarrays.errors import CorruptChunkError
@@ -16,13 +15,15 @@ from bigarrays.errors import CorruptChunkError
 
 def test_one_context_per_thread_decodes_frame_after_frame(monkeypatch: pytest.MonkeyPatch) -> None:
     made: list[int] = []
-    real = zstandard.ZstdDecompressor
+    # The module zstd decodes with (a test of a missing package may have imported it afresh).
+    module = zstd._zstandard()
+    real = module.ZstdDecompressor
 
     def counting(*args: Any, **kwargs: Any) -> Any:
         made.append(threading.get_ident())
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(zstandard, "ZstdDecompressor", counting)
+    monkeypatch.setattr(module, "ZstdDecompressor", counting)
     monkeypatch.setattr(zstd, "_local", threading.local())
     values = [np.arange(i, i + 5000, dtype=np.uint32).tobytes() for i in range(4)]
     frames = [zstd.compress(v) for v in values]
@@ -35,7 +36,13 @@ def test_one_context_per_thread_decodes_frame_after_frame(monkeypatch: pytest.Mo
     decode_all()
     me = threading.get_ident()
     assert made.count(me) == 1
-    others = [threading.Thread(target=decode_all) for _ in range(2)]
+    both_done = threading.Barrier(2)
+
+    def decode_and_wait() -> None:
+        decode_all()
+        both_done.wait(timeout=60)  # alive together: the two threads' idents differ
+
+    others = [threading.Thread(target=decode_and_wait) for _ in range(2)]
     for t in others:
         t.start()
     for t in others:
