@@ -216,3 +216,50 @@ def test_run_bounded_raises_the_first_error_after_every_worker_returned() -> Non
     with cf.ThreadPoolExecutor(2) as pool, pytest.raises(ValueError, match="item 3"):
         run_bounded(fn, list(range(10)), pool, 2)
     assert 3 not in finished
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_large_reads_go_through_thread_buffers_too(tmp_path: Path, threads: int) -> None:
+    """A read of many raw inner chunks (past ``inline_chunks``, on the pool) reads their rows
+    into the threads' buffers, never a bytes object per chunk, in tasks of a few chunks."""
+    shape = (40, 36, 28)
+    model = (np.arange(int(np.prod(shape))) % 65521).astype(np.uint16).reshape(shape)
+    vol = _sharded(tmp_path / "a.zarr", shape, (4, 4, 4), "uint16")
+    vol[...] = model
+    vol[8:12, 0:4, 0:4] = 0  # an absent inner chunk among them
+    model[8:12, 0:4, 0:4] = 0
+    reader = ba.open(tmp_path / "a.zarr", threads=threads)
+    source = _source(reader)
+    source.store._get_spans = None  # type: ignore[assignment,method-assign]  # any use fails
+    calls: list[int] = []
+    original = source.store.read_ranges_into
+
+    def spy(key: str, ranges: Any, *args: Any) -> bool:
+        calls.append(len(ranges))
+        return original(key, ranges, *args)
+
+    source.store.read_ranges_into = spy  # type: ignore[method-assign]
+    box = np.s_[3:37, 1:35, 2:27]
+    np.testing.assert_array_equal(reader[box], model[box])
+    assert len(calls) > 1
+    assert max(calls) <= 8
+
+
+def test_ranged_reads_into_buffers_make_no_path_objects(tmp_path: Path) -> None:
+    """Small sharded reads name their shard file with a plain string (pathlib cost a tenth of
+    such a read), and a key that could climb out of the root is still refused."""
+    vol = _sharded(tmp_path / "a.zarr", (16, 16), (4, 4), "uint8")
+    vol[...] = np.arange(256, dtype=np.uint8).reshape(16, 16)
+    reader = ba.open(tmp_path / "a.zarr")
+    store = _source(reader).store
+    reader[0:16, 0:16]  # the shard indexes, read once and cached
+
+    def no_paths(key: str) -> Path:
+        raise AssertionError(f"a Path was made for {key!r}")
+
+    store._path = no_paths  # type: ignore[method-assign]
+    np.testing.assert_array_equal(reader[3:9, 2:7], vol[3:9, 2:7])
+    buffer = memoryview(bytearray(16))
+    for key in ("/etc/passwd", "../outside", "a/../../outside"):
+        with pytest.raises(ValueError, match="root"):
+            store.read_ranges_into(key, [(0, 4)], buffer, lambda i, v: None, ANY_VERSION)

@@ -208,8 +208,10 @@ class ChunkGrid:
         for rev in itertools.product(*reversed(ranges)):
             yield rev[::-1]
 
-    def pieces(self, box: Box) -> Iterator[ChunkPiece]:
-        """Every chunk that ``box`` touches inside the bounds, with its slices, x varying fastest.
+    def pieces(self, box: Box, order: str = "F") -> Iterator[ChunkPiece]:
+        """Every chunk that ``box`` touches inside the bounds, with its slices, x (the first
+        axis) varying fastest; with ``order="C"`` the last axis varies fastest, the order in
+        which chunks lie in a C-ordered array.
 
         The geometry is separable: each axis' chunk ranges and slices are computed once, and a
         piece is a combination of one entry per axis, so the per-chunk cost is a few tuple
@@ -229,6 +231,11 @@ class ChunkGrid:
         trusted = Box._trusted
         if not per_axis:  # a grid of no axes is one chunk (zip below would yield no fields)
             yield ChunkPiece((), trusted((), ()), (), ())
+            return
+        if order == "C":
+            for combo in itertools.product(*per_axis):
+                index, starts, stops, in_chunk, in_box = zip(*combo, strict=True)
+                yield ChunkPiece(index, trusted(starts, stops), in_chunk, in_box)
             return
         for combo in itertools.product(*reversed(per_axis)):
             # Transposed: per field, a tuple over the axes (x first).

@@ -102,6 +102,48 @@ def expand_key(key: Any, names: Sequence[str], note: str = "") -> tuple[Any, ...
 
 def parse_key(key: Any, axes: Sequence[Axis], bounds: Box) -> Selection:
     """The selection that ``key`` names in a level with ``axes`` and ``bounds`` (every axis)."""
+    plain = plain_selection(key, axes, bounds)
+    return plain if plain is not None else _parse_key(key, axes, bounds)
+
+
+def plain_selection(key: Any, axes: Sequence[Axis], bounds: Box) -> Selection | None:
+    """The selection of the common key, one slice per visible axis with integer bounds (or
+    none) and no step, on axes that take absolute coordinates; None for any other key.
+
+    It is what the general path gives such a key, without the checks that it passes: a small
+    cutout's indexing took a tenth of its time on that path.
+    """
+    if type(key) is not tuple:
+        return None
+    starts: list[int] = []
+    stops: list[int] = []
+    dropped: list[bool] = []
+    n = 0
+    for axis, lo, hi in zip(axes, bounds.start, bounds.stop, strict=True):
+        if axis.hidden:
+            starts.append(lo)
+            stops.append(lo + 1)
+            dropped.append(True)
+            continue
+        if axis.positional or n >= len(key):
+            return None
+        item = key[n]
+        n += 1
+        if type(item) is not slice or item.step is not None:
+            return None
+        a = lo if item.start is None else item.start
+        b = hi if item.stop is None else item.stop
+        if type(a) is not int or type(b) is not int:  # bools, NumPy integers: the general path
+            return None
+        starts.append(a)
+        stops.append(b if b > a else a)
+        dropped.append(False)
+    if n != len(key):
+        return None
+    return Selection(Box._trusted(tuple(starts), tuple(stops)), tuple(dropped))
+
+
+def _parse_key(key: Any, axes: Sequence[Axis], bounds: Box) -> Selection:
     visible = [i for i, a in enumerate(axes) if not a.hidden]
     spatial = [i for i in visible if not axes[i].positional]
     if isinstance(key, Box):

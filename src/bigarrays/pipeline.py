@@ -14,6 +14,7 @@ merges byte ranges, puts each shard once).
 from __future__ import annotations
 
 import concurrent.futures as cf
+import functools
 import threading
 from collections.abc import Callable, Iterable, Sized
 from typing import TypeVar
@@ -117,9 +118,12 @@ class ChunkEngine:
 
     def _run(
         self, fn: Callable[[ChunkPiece], None], pieces: Iterable[ChunkPiece],
-        on_done: Callable[[], None] | None,
+        on_done: Callable[[], None] | None, count: int | None = None,
     ) -> None:  # fmt: skip
-        run_bounded(fn, pieces, self.executor, self.threads, on_done)
+        """``run_bounded`` of the pieces of a box; ``count``, how many there are, spares a
+        request of a few chunks the hand-over of idle workers to the pool."""
+        workers = self.threads if count is None else min(self.threads, count)
+        run_bounded(fn, pieces, self.executor, workers, on_done)
 
     def run(self, fn: Callable[[T], None], items: Iterable[T]) -> None:
         """The :class:`Runner` handed to batched sources."""
@@ -156,13 +160,19 @@ class ChunkEngine:
         the source's chunk grid (a caller that reads many boxes reuses one array, which spares
         the zeroing of fresh pages box after box); missing chunks are filled in it.
         """
-        reused = out is not None
-        if out is None:
+        # Whether every voxel of ``out`` gets pasted over or filled piece by piece.
+        unfilled = out is not None
+        if out is None and source.grid.bounds.contains(box):
+            # Every voxel is inside a piece: a zeroed array would be written twice (a large
+            # one is often reused heap memory, which calloc has to clear).
+            out = np.empty(box.shape, source.dtype, order=source.order)
+            unfilled = True
+        elif out is None:
             # np.zeros maps zero pages lazily: voxels never pasted over cost nothing until read.
             out = filled(box.shape, source.dtype, source.fill_value, source.order)
 
         def missing(piece: ChunkPiece) -> None:
-            if reused:
+            if unfilled:
                 out[piece.in_box] = source.fill_value
 
         if source.batched:
@@ -174,10 +184,10 @@ class ChunkEngine:
                         raise ChunkNotFoundError(source.key(piece.chunk_index), source.url)
                     missing(piece)
                 else:
-                    out[piece.in_box] = chunk[piece.in_chunk]
+                    paste_into(out[piece.in_box], chunk[piece.in_chunk])
                 done(1)
 
-            listed = list(source.grid.pieces(box))
+            listed = list(source.grid.pieces(box, source.order))
             source.read_pieces(listed, run_serially if len(listed) <= source.inline_chunks
                                else self.run, paste)  # fmt: skip
             return out
@@ -199,15 +209,17 @@ class ChunkEngine:
                 missing(piece)
                 return
             # out[()] of a 0-d array is a scalar, not a view to paste into.
-            np.copyto(out[piece.in_box] if out.ndim else out[...], chunk[part], casting="unsafe")
+            paste_into(out[piece.in_box] if out.ndim else out[...], chunk[part])
 
-        pieces = source.grid.pieces(box)
+        # Chunks in the order they lie in the output (and, for Zarr, in a shard): C-ordered
+        # sources last axis fastest.
+        pieces = source.grid.pieces(box, source.order)
         if count is None:
             count = source.grid.count(box)
         if count <= source.inline_chunks:
             run_bounded(fetch_and_paste, pieces, None, 1, on_chunk)  # few chunks: no pool
         else:
-            self._run(fetch_and_paste, pieces, on_chunk)
+            self._run(fetch_and_paste, pieces, on_chunk, count)
         return out
 
     def write(
@@ -229,7 +241,7 @@ class ChunkEngine:
             def part(piece: ChunkPiece) -> np.ndarray:
                 return _cut(data, piece, source)
 
-            source.write_pieces(list(source.grid.pieces(box)), part, self.run,
+            source.write_pieces(list(source.grid.pieces(box, source.order)), part, self.run,
                                 self._counter(on_chunk))  # fmt: skip
             return
 
@@ -265,7 +277,34 @@ class ChunkEngine:
                 scratch = local.scratch = bytearray(nbytes)
             source.save_view(piece.chunk_index, piece.chunk_box, part, scratch)
 
-        self._run(cut_and_put, source.grid.pieces(box), on_chunk)
+        self._run(cut_and_put, source.grid.pieces(box, source.order), on_chunk,
+                  source.grid.count(box))  # fmt: skip
+
+
+@functools.lru_cache(maxsize=64)
+def _row_type(nbytes: int) -> np.dtype:
+    return np.dtype((np.void, nbytes))
+
+
+def paste_into(dst: np.ndarray, src: np.ndarray) -> None:
+    """``np.copyto(dst, src, casting="unsafe")``, a row at a time where it can.
+
+    A chunk's part pasted into a larger array is a copy of many short rows (64 bytes for 64³
+    chunks of uint8), and NumPy's strided copy pays per element within a row; with the rows
+    viewed as one opaque element each (C or F order alike) it is one memcpy per row, about
+    twice as fast.
+    """
+    if dst.ndim > 1 and dst.dtype == src.dtype and not dst.dtype.hasobject:
+        k = dst.dtype.itemsize
+        if dst.strides[-1] == k and src.strides[-1] == k and dst.shape[-1] > 1:
+            row = _row_type(k * dst.shape[-1])
+            np.copyto(dst.view(row), src.view(row))
+            return
+        if dst.strides[0] == k and src.strides[0] == k and dst.shape[0] > 1:
+            row = _row_type(k * dst.shape[0])
+            np.copyto(dst.T.view(row), src.T.view(row))
+            return
+    np.copyto(dst, src, casting="unsafe")
 
 
 def _cut(

@@ -66,7 +66,11 @@ def _unzstd(data: bytes, max_size: int | None) -> bytes:
         raise ValueError(f"the zstd frame announces {size} bytes")
     if max_size is not None and size > max_size:
         raise TooLarge
-    dctx = zstandard.ZstdDecompressor()
+    # A new context per frame cost 6 % of decoding a 64³ chunk; like a compressor, one is not
+    # safe to share between threads, and each call starts a new frame session on it.
+    dctx = getattr(_local, "dctx", None)
+    if dctx is None:
+        dctx = _local.dctx = zstandard.ZstdDecompressor()
     if size >= 0:
         try:
             # The output buffer is the announced size: a frame that holds more fails here.

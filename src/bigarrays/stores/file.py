@@ -85,7 +85,7 @@ def pread_all(fd: int, start: int, stop: int) -> bytes:
     return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
-def _open_to_read(path: Path) -> int | None:
+def _open_to_read(path: str | Path) -> int | None:
     """A descriptor of the file at ``path`` opened to read, or None when there is no file."""
     try:
         return os.open(path, os.O_RDONLY)
@@ -147,6 +147,14 @@ class FileStore(Store):
         # ``key`` is checked (Store._key): ".." appears only when allow_parent_keys says so.
         return self.root / key
 
+    def _chunk_path(self, key: str) -> str:
+        """The path of ``key`` for the per-chunk reads, a string made without pathlib (which
+        cost a tenth of a small sharded read)."""
+        if ".." in key or "\\" in key or "\x00" in key or key[:1] == "/":
+            # The hot path takes keys as given; only those that might climb out pay the check.
+            key = self._key(key)
+        return f"{self._root_str}/{key}"
+
     def _read(self, path: str | Path, start: int = 0, length: int | None = None) -> bytes | None:
         try:
             with open(path, "rb", buffering=0) as f:
@@ -188,10 +196,7 @@ class FileStore(Store):
         encoding: str | None = ANY_ENCODING,
     ) -> int | None:
         """See :meth:`Store.read_into`: ``os.preadv`` of the plain file (not ``KEY.gz``)."""
-        if ".." in key or "\\" in key or "\x00" in key or key[:1] == "/":
-            # The hot path takes keys as given; only those that might climb out pay the check.
-            key = self._key(key)
-        path = f"{self._root_str}/{key}"
+        path = self._chunk_path(key)
         try:
             fd = os.open(path, os.O_RDONLY)
         except (FileNotFoundError, NotADirectoryError):
@@ -223,7 +228,7 @@ class FileStore(Store):
         version: str | None,
     ) -> bool:
         """See :meth:`Store.read_ranges_into`: ``os.preadv`` of the plain file, one open."""
-        path = self._path(key)
+        path = self._chunk_path(key)
         fd = _open_to_read(path)
         if fd is None:
             return False

@@ -21,6 +21,7 @@ from bigarrays.box import Box, ChunkGrid, ChunkPiece, Vec
 from bigarrays.chunk_source import ZARR_INLINE_CHUNKS, ChunkSourceBase, Order
 from bigarrays.codecs.chain import BytesCodec, CodecChain, TransposeCodec
 from bigarrays.codecs.zarr_v2 import V2Chain
+from bigarrays.codecs.zstd import ZstdCodec
 from bigarrays.errors import UnsupportedError
 from bigarrays.fill import filled, is_fill
 from bigarrays.formats.merge import merge_into_object
@@ -32,6 +33,29 @@ from bigarrays.stores.base import NOT_FOUND
 #: by a few bytes per block), none for a bomb.
 STORED_FACTOR = 2
 STORED_SLACK = 1 << 20
+
+
+#: Chunk keys an array remembers: a key is string work and a bounds check, paid again by every
+#: read of its chunk, and small cutouts of one region ask for the same keys over and over.
+KEY_CACHE_SIZE = 8192
+
+
+class KeyCache:
+    """Keys by grid index, computed by ``make`` once while fewer than :data:`KEY_CACHE_SIZE`
+    are held (then it starts again); safe to share between threads (a race computes one twice)."""
+
+    def __init__(self, make: Callable[[tuple[int, ...]], str]) -> None:
+        self._make = make
+        self._keys: dict[tuple[int, ...], str] = {}
+
+    def __call__(self, index: Vec) -> str:
+        index = index if type(index) is tuple else tuple(index)
+        key = self._keys.get(index)
+        if key is None:
+            if len(self._keys) >= KEY_CACHE_SIZE:
+                self._keys.clear()
+            key = self._keys[index] = self._make(index)
+        return key
 
 
 class Chain(Protocol):
@@ -79,6 +103,22 @@ def plain_bytes(chain: Chain, dtype: np.dtype) -> bool:
     return dtype.itemsize == 1 or codec.stored == dtype.newbyteorder("=")
 
 
+def decodes_buffers(chain: Chain) -> bool:
+    """Whether ``chain`` is compressed by codecs that decode from any buffer into new memory
+    (zstd), so that a chunk's stored bytes may be read into a reused buffer."""
+    return (
+        isinstance(chain, CodecChain)
+        and bool(chain.bytes_bytes)
+        and all(isinstance(c, ZstdCodec) for c in chain.bytes_bytes)
+    )
+
+
+def stored_buffer_bytes(chunk_nbytes: int) -> int:
+    """A thread's buffer for compressed chunks' stored bytes: room for zstd's worst case
+    (``ZSTD_compressBound``: a few bytes per 128 KiB block, and the frame's header)."""
+    return chunk_nbytes + chunk_nbytes // 128 + 4096
+
+
 class ZarrChunks(ChunkSourceBase):
     """Loads and saves the decoded chunks of one unsharded Zarr array."""
 
@@ -103,6 +143,7 @@ class ZarrChunks(ChunkSourceBase):
         self.order: Order = stored_order(chain)
         self._chunk_key = chunk_key
         self._prefix = f"{prefix.strip('/')}/" if prefix.strip("/") else ""
+        self._keys = KeyCache(lambda index: self._prefix + self._chunk_key(index))
         self.chunk_nbytes = math.prod(chunks) * self.dtype.itemsize
         self.merges_safely = store.conditional_writes
         self._max_stored = STORED_FACTOR * self.chunk_nbytes + STORED_SLACK
@@ -118,7 +159,7 @@ class ZarrChunks(ChunkSourceBase):
         return self.store.url
 
     def key(self, index: Vec) -> str:
-        return self._prefix + self._chunk_key(tuple(index))
+        return self._keys(index)
 
     # -- reading ---------------------------------------------------------------------------------
     def load(self, index: Vec) -> np.ndarray | None:

@@ -5,7 +5,8 @@ The engine sees the grid of INNER chunks, so a cutout decodes only the inner chu
 Reading (``read_pieces``): pieces are grouped by shard; each shard's index (its first or last
 bytes, a fixed size) is read once with its shard's version and kept in a bounded cache; inner
 chunks are read by ranged reads held to that version (``get_ranges_if_version``), which merges
-ranges that lie close together in a shard into one read. A shard found at another version drops
+ranges that lie close together in a shard into one read (raw inner chunks of a local file are
+read row by row into the threads' buffers instead). A shard found at another version drops
 its cached index and is read again. An index entry that cannot be right (past the shard, longer
 than an inner chunk can be stored in, overflowing) is CorruptChunkError.
 
@@ -23,12 +24,12 @@ import math
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TypeVar, cast
 
 import numpy as np
 
 from bigarrays.box import Box, ChunkGrid, ChunkPiece, Vec
-from bigarrays.chunk_source import SHARD_INLINE_CHUNKS, ChunkSourceBase, Order
+from bigarrays.chunk_source import SHARD_INLINE_CHUNKS, ChunkSourceBase, Order, run_serially
 from bigarrays.errors import (
     CorruptChunkError,
     StaleReadError,
@@ -41,9 +42,17 @@ from bigarrays.formats.sharding import (
     Run,
     ShardRanges,
     VersionedCache,
+    read_shard_ranges,
+    run_few,
     worth_keeping,
 )
-from bigarrays.formats.zarr.chunks import plain_bytes, whole_chunk
+from bigarrays.formats.zarr.chunks import (
+    KeyCache,
+    decodes_buffers,
+    plain_bytes,
+    stored_buffer_bytes,
+    whole_chunk,
+)
 from bigarrays.formats.zarr.metadata_v3 import ArrayMetadataV3
 from bigarrays.formats.zarr.sharding import ABSENT, ShardingConfig
 from bigarrays.stores import Store
@@ -65,6 +74,25 @@ class ShardIndex:
     @property
     def nbytes(self) -> int:
         return int(self.table.nbytes)
+
+
+#: Raw inner chunks read per task by a request shared out on the pool: enough to spread the open
+#: of a shard over several chunks, few enough that both cores get work from a 256³ cutout.
+ROW_BATCH = 8
+
+RowBatch = tuple[tuple[Shard, "str | None"], list[tuple[int, int, int]]]
+
+
+def row_batches(ranges: ShardRanges, per: int = ROW_BATCH) -> list[RowBatch]:
+    """The chunks of each (shard, version) in the order they lie in the shard, cut into tasks
+    of ``per`` chunks: each task reads its chunks through one open of the shard into its
+    thread's buffer, so a large request allocates nothing per chunk for their stored bytes."""
+    batches: list[RowBatch] = []
+    for group, members in ranges.items():
+        ordered = sorted(members, key=lambda m: m[1])
+        for i in range(0, len(ordered), per):
+            batches.append((group, ordered[i : i + per]))
+    return batches
 
 
 class ShardedZarrChunks(ShardWriter, ChunkSourceBase):
@@ -92,15 +120,21 @@ class ShardedZarrChunks(ShardWriter, ChunkSourceBase):
         self.fill_value = meta.fill_value
         self.chain = self.config.codecs
         self._prefix = f"{prefix.strip('/')}/" if prefix.strip("/") else ""
+        self._shard_keys = KeyCache(lambda shard: self._prefix + self.meta.chunk_key(shard))
         self.chunk_nbytes = math.prod(inner) * self.dtype.itemsize
         self.merges_safely = store.conditional_writes
-        #: Raw inner chunks of a local file: a small request reads just the rows (along the
-        #: first axis) that it needs of each chunk into a buffer of this thread's.
+        #: Raw inner chunks of a local file: each is read as just the rows (along the first
+        #: axis) that its piece needs, into a buffer of this thread's; a small request on the
+        #: calling thread, a larger one in tasks of a few chunks on the pool.
         self.rows_in_place = (
             store.reads_into_buffers and plain_bytes(self.chain, self.dtype) and len(inner) > 0
         )
         if self.rows_in_place:
             self.inline_chunks = SHARD_INLINE_CHUNKS
+        #: zstd inner chunks of a local file: each chunk's stored bytes are read into a buffer
+        #: of this thread's and decoded from there, rather than read as spans of the shard and
+        #: copied out chunk by chunk into new bytes.
+        self.stored_in_place = store.reads_into_buffers and decodes_buffers(self.chain)
         self._local = threading.local()
         self.cache: VersionedCache[ShardIndex] = VersionedCache(cache_bytes)
         self.write_batch_bytes = write_batch_bytes
@@ -122,7 +156,7 @@ class ShardedZarrChunks(ShardWriter, ChunkSourceBase):
         return shard, pos
 
     def shard_key(self, shard: Shard) -> str:
-        return self._prefix + self.meta.chunk_key(shard)
+        return self._shard_keys(shard)
 
     def key(self, index: Vec) -> str:
         """The key of the inner chunk's shard, then ``#`` and its position in the shard."""
@@ -180,7 +214,7 @@ class ShardedZarrChunks(ShardWriter, ChunkSourceBase):
 
     @staticmethod
     def find(index: ShardIndex, pos: int) -> tuple[int, int] | None:
-        offset, nbytes = (int(v) for v in index.table[pos])
+        offset, nbytes = index.table[pos].tolist()
         return None if offset == ABSENT else (offset, offset + nbytes)
 
     def still_absent(self, shard: Shard, cached: ShardIndex) -> bool:
@@ -206,12 +240,65 @@ class ShardedZarrChunks(ShardWriter, ChunkSourceBase):
 
         def read_rows(ranges: ShardRanges, run: Run, first: bool, _: object,
                       changed: Changed) -> None:  # fmt: skip
-            for group, members in ranges.items():
-                self._read_rows(group, members, pieces, emit, changed)
+            def read(batch: RowBatch) -> None:
+                self._read_rows(batch[0], batch[1], pieces, emit, changed)
 
-        small = self.rows_in_place and len(pieces) <= self.inline_chunks
+            run_few(run, read, row_batches(ranges))
+
+        def read_stored(ranges: ShardRanges, run: Run, first: bool,
+                        emit: Callable[[int, bytes], None], changed: Changed) -> None:  # fmt: skip
+            def read(batch: RowBatch) -> None:
+                self._read_stored(batch[0], batch[1], first, emit, changed)
+
+            # Decoding dominates: a request of a few chunks decodes each on its own worker, a
+            # large one in tasks of up to ROW_BATCH.
+            n = sum(len(members) for members in ranges.values())
+            run_few(run, read, row_batches(ranges, min(ROW_BATCH, max(1, n // ROW_BATCH))))
+
         shards, positions = [s for s, _ in located], [q for _, q in located]
-        IndexedRead(self, shards, positions, read_rows if small else None).run(run, decode)
+        how = read_rows if self.rows_in_place else read_stored if self.stored_in_place else None
+        IndexedRead(self, shards, positions, how).run(run, decode)
+
+    def _read_stored(
+        self,
+        group: tuple[Shard, str | None],
+        members: Sequence[tuple[int, int, int]],
+        first: bool,
+        emit: Callable[[int, bytes], None],
+        changed: Changed,
+    ) -> None:
+        """Emit the stored bytes of the compressed chunks ``members`` (``(position, start,
+        end)`` in the shard), each read into this thread's buffer, held to the version of the
+        index that placed them; ``emit`` decodes them before the next is read."""
+        buffer = getattr(self._local, "stored", None)
+        if buffer is None:
+            buffer = self._local.stored = memoryview(
+                bytearray(stored_buffer_bytes(self.chunk_nbytes))
+            )
+        if any(b - a > len(buffer) for _, a, b in members):  # stored larger than zstd makes
+            read_shard_ranges(self.store, self.shard_key, {group: members}, run_serially,
+                              first, emit, changed)  # fmt: skip
+            return
+        (shard, version), key = group, self.shard_key(group[0])
+        done: set[int] = set()
+
+        def each(i: int, view: memoryview) -> None:
+            p, a, b = members[i]
+            if len(view) != b - a:
+                raise CorruptChunkError(key, "the shard is shorter than its index says")
+            # zstd decodes from the view into new memory: nothing emitted refers to the buffer.
+            emit(p, cast(bytes, view))
+            done.add(p)
+
+        try:
+            found = self.store.read_ranges_into(
+                key, [(a, b - a) for _, a, b in members], buffer, each,
+                ANY_VERSION if version is None else version,
+            )  # fmt: skip
+        except StaleReadError:
+            found = False
+        if not found:  # rewritten or removed since its index was read
+            changed(shard, [p for p, _, _ in members if p not in done])
 
     def _read_rows(
         self,
@@ -247,7 +334,8 @@ class ShardedZarrChunks(ShardWriter, ChunkSourceBase):
             piece = pieces[p]
             rows = piece.in_chunk[0]
             part = np.frombuffer(view, self.dtype).reshape(rows.stop - rows.start, *shape[1:])
-            emit(piece._replace(in_chunk=(slice(0, part.shape[0]), *piece.in_chunk[1:])), part)
+            in_chunk = (slice(0, part.shape[0]), *piece.in_chunk[1:])
+            emit(ChunkPiece(piece.chunk_index, piece.chunk_box, in_chunk, piece.in_box), part)
             done.add(p)
 
         try:
