@@ -303,3 +303,23 @@ def test_repeated_omero_labels_give_numbered_channels(tmp_path):
     (path / "zarr.json").write_text(json.dumps(document))
     names = [layer["name"] for layer in ba.view(str(path)).state["layers"]]
     assert names == ["img.ome.zarr c0", "img.ome.zarr c1"]
+
+
+@pytest.mark.parametrize("channels", [3, 40])
+def test_the_sample_of_a_multichannel_image_stays_bounded(tmp_path, monkeypatch, channels):
+    img = ba.create(tmp_path / "img.ome.zarr", shape=(channels, 16, 1024, 1024), dtype="uint16",
+                    dims=("c", "z", "y", "x"), chunks=(1, 16, 256, 256))  # fmt: skip
+    reads = []
+    real = ba.BigArray.__getitem__
+
+    def counting(self, key):
+        out = real(self, key)
+        reads.append(out.shape)
+        return out
+
+    monkeypatch.setattr(ba.BigArray, "__getitem__", counting)
+    layers = img.view().state["layers"]
+    assert sum(int(np.prod(s)) for s in reads) <= 1 << 20
+    # Every channel is sampled when each gets a layer; 40 keep one layer.
+    assert len(layers) == (channels if channels <= 6 else 1)
+    assert reads[0][0] == (channels if channels <= 6 else 4)

@@ -7,6 +7,7 @@ daemon thread); a viewer is its sources, its layout and position, and the URL th
 from __future__ import annotations
 
 import html
+import math
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -186,6 +187,8 @@ def _dataset_spec(vol: BigArray, layer_type: str | None) -> LayerSpec:
         channels: tuple[Channel, ...] = ()
         if kind == "image":
             axis, local, omero = _channel_axis(base)
+            if axis is not None and base.shape[axis] > MAX_CHANNEL_LAYERS:
+                axis = None  # one layer: the sample stays bounded
             sample = _central_sample(base, whole=axis)
             contrast = contrast_range(sample)
             if axis is not None:
@@ -250,15 +253,18 @@ def _dataset_dims(vol: BigArray) -> tuple[Dimension, ...]:
 
 
 def _central_sample(vol: BigArray, max_voxels: int = 1 << 20, whole: int | None = None) -> Any:
-    """A central box of ``vol`` of about ``max_voxels``: its two longest axes, 4 voxels of the
-    others, and all of axis ``whole``."""
+    """A central box of ``vol`` of at most about ``max_voxels``: all of axis ``whole``, 4 voxels
+    of the other axes but the two longest, and as much of those as the rest leaves room for."""
     bounds = vol.bounds
     extents = [hi - lo for lo, hi in zip(bounds.start, bounds.stop, strict=True)]
-    largest = sorted(range(len(extents)), key=lambda i: -extents[i])[:2]
-    side = max(1, int((max_voxels / 4) ** 0.5))
+    others = [i for i in range(len(extents)) if i != whole]
+    largest = sorted(others, key=lambda i: -extents[i])[:2]
+    sizes = [e if i == whole else min(e, 4) for i, e in enumerate(extents)]
+    rest = math.prod(n for i, n in enumerate(sizes) if i not in largest)
+    side = max(1, int((max_voxels / max(rest, 1)) ** 0.5))
     key = []
     for i, (lo, hi) in enumerate(zip(bounds.start, bounds.stop, strict=True)):
-        n = hi - lo if i == whole else min(hi - lo, side if i in largest else 4)
+        n = min(hi - lo, side) if i in largest else sizes[i]
         a = lo + (hi - lo - n) // 2
         key.append(slice(a, a + n))
     return vol[tuple(key)]
