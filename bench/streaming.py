@@ -120,8 +120,12 @@ def child(tool: str, path: str, frames: int, codec: str, sharded: bool) -> None:
     print(json.dumps({"seconds": seconds, "peak": usage.ru_maxrss * 1024, "cpu": cpu}))
 
 
-def measure(tool: str, root: Path, frames: int, codec: str, sharded: bool) -> dict[str, float]:
+def measure(
+    tool: str, root: Path, frames: int, codec: str, sharded: bool, drop: bool = False
+) -> dict[str, float]:
     path = root / f"{tool}-{codec}-{int(sharded)}"
+    if drop:
+        _drop_caches()
     out = subprocess.run(
         [sys.executable, __file__, "--child", tool, str(path), str(frames), codec,
          str(int(sharded))], check=True, capture_output=True, text=True,
@@ -153,6 +157,11 @@ def main() -> None:
         choices=list(RUNNERS),
         help="tools to measure (os.write is the baseline of the MiB/s ratio)",
     )
+    parser.add_argument(
+        "--drop-caches",
+        action="store_true",
+        help="sync and empty the page cache before each run (root only; see _drop_caches)",
+    )
     parser.add_argument("--child", nargs=5, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -169,7 +178,7 @@ def main() -> None:
         parser.error(f"unknown settings {sorted(unknown)}: choose from {names}")
     plain = {"mibs": float("nan")}
     if "os.write" in args.tools:
-        plain = measure("os.write", root, args.frames, "raw", False)
+        plain = measure("os.write", root, args.frames, "raw", False, args.drop_caches)
         print(f"os.write: {plain['fps']:.1f} frames/s, {plain['mibs']:.0f} MiB/s; load average "
               f"{_load()}")  # fmt: skip
     print(
@@ -185,10 +194,10 @@ def main() -> None:
                 continue
             ba = missing
             if "bigarrays" in args.tools:
-                ba = measure("bigarrays", root, args.frames, codec, sharded)
+                ba = measure("bigarrays", root, args.frames, codec, sharded, args.drop_caches)
             az = missing
             if "acquire-zarr" in args.tools:
-                az = measure("acquire-zarr", root, args.frames, codec, sharded)
+                az = measure("acquire-zarr", root, args.frames, codec, sharded, args.drop_caches)
             ratio = ba["fps"] / az["fps"]
             print(f"| {name} | {ba['fps']:.1f} | {az['fps']:.1f} | {ratio:.2f}x "
                   f"| {ba['mibs']:.0f} | {ba['mibs'] / plain['mibs']:.0%} | {ba['peak']:.0f} "
@@ -198,6 +207,13 @@ def main() -> None:
     finally:
         shutil.rmtree(root, ignore_errors=True)
     print(f"load average at the end: {_load()}")
+
+
+def _drop_caches() -> None:
+    """Empty the page cache (needs root): with it full of earlier runs' files, a run's large
+    allocations wait for the kernel to compact memory, and its CPU time doubles."""
+    os.sync()
+    Path("/proc/sys/vm/drop_caches").write_text("3\n")
 
 
 def _load() -> str:

@@ -42,16 +42,23 @@ def slab_array(
     NumPy asks the kernel for huge pages for large arrays (``madvise``); where the kernel then
     compacts memory to find them on the first touch of each (``defrag`` of ``madvise``, the
     default), a busy machine spent more time there than copying the frames: a slab measured
-    twice to four times the system time of one in plain pages. An anonymous mapping of its own
-    gets huge pages only where they are free.
+    twice to four times the system time of one in plain pages. A private anonymous mapping of
+    its own gets huge pages only where they are free.
     """
     dtype = np.dtype(dtype)
     nbytes = math.prod(shape) * dtype.itemsize
-    out = np.frombuffer(mmap.mmap(-1, max(nbytes, 1)), dtype, math.prod(shape))
+    out = np.frombuffer(_anonymous(max(nbytes, 1)), dtype, math.prod(shape))
     out = out.reshape(shape, order=order)
     if fill is not None and np.asarray(fill, dtype).tobytes() != bytes(dtype.itemsize):
         out[...] = fill  # a fresh mapping reads as zeros already
     return out
+
+
+def _anonymous(nbytes: int) -> mmap.mmap:
+    """Private anonymous memory: a shared mapping (``mmap(-1, n)``'s default) is shmem,
+    whose pages cost the kernel a page cache entry each on the first touch and on the free."""
+    flags = getattr(mmap, "MAP_PRIVATE", 0) | getattr(mmap, "MAP_ANONYMOUS", 0)
+    return mmap.mmap(-1, nbytes, flags=flags) if flags else mmap.mmap(-1, nbytes)
 
 
 class ChunkSlab:
