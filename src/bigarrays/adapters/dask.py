@@ -285,8 +285,8 @@ class PoolGate:
     among them) busy until its last chunk. Two Dask threads writing big blocks at once asked
     for twice the pool: the second write's workers queued behind the first's while its calling
     thread cut chunks beside them, more threads than cores switching over one GIL (on 2 cores,
-    a 512³ write of 256³ blocks came within 3% of the direct write with the blocks written one
-    after another, and trailed it by 10-20% with two at once; see docs/dask.md). A write waits
+    a 512³ write of 256³ blocks into precomputed took 4-5% longer than the direct write with
+    the blocks written one after another, 13-19% with two at once; see docs/dask.md). A write waits
     here until its workers fit beside those already running; blocks of a few chunks still
     write side by side, and an engine of one thread, which never uses a pool, is not gated.
     """
