@@ -206,11 +206,15 @@ class ZarrChunks(ChunkSourceBase):
         """Store ``part`` (the chunk's voxels inside the array, any layout) through ``scratch``
         when it can: with :attr:`fast_raw`, copied once into it at the chunk's full shape (the
         rest of an edge chunk filled) and written from there, with no bytes object per chunk.
-        Otherwise this is :meth:`save`."""
+        A whole chunk already laid out as stored (C order, the array's dtype) is written from
+        its own memory, with no copy. Otherwise this is :meth:`save`."""
         if not self.fast_raw:
             self.save(index, part)
             return
         shape = self.grid.chunk
+        if part.dtype == self.dtype and part.shape == shape and part.flags.c_contiguous:
+            self.store.put(self.key(index), part.reshape(-1).view(np.uint8).data)
+            return
         arr = np.frombuffer(scratch, self.dtype, math.prod(shape)).reshape(shape)
         if part.shape != shape:
             arr[...] = self.fill_value
