@@ -279,26 +279,9 @@ class ShardedZarrChunks(ShardWriter, ChunkSourceBase):
             read_shard_ranges(self.store, self.shard_key, {group: members}, run_serially,
                               first, emit, changed)  # fmt: skip
             return
-        (shard, version), key = group, self.shard_key(group[0])
-        done: set[int] = set()
-
-        def each(i: int, view: memoryview) -> None:
-            p, a, b = members[i]
-            if len(view) != b - a:
-                raise CorruptChunkError(key, "the shard is shorter than its index says")
-            # zstd decodes from the view into new memory: nothing emitted refers to the buffer.
-            emit(p, cast(bytes, view))
-            done.add(p)
-
-        try:
-            found = self.store.read_ranges_into(
-                key, [(a, b - a) for _, a, b in members], buffer, each,
-                ANY_VERSION if version is None else version,
-            )  # fmt: skip
-        except StaleReadError:
-            found = False
-        if not found:  # rewritten or removed since its index was read
-            changed(shard, [p for p, _, _ in members if p not in done])
+        # zstd decodes from the view into new memory: nothing emitted refers to the buffer.
+        self._read_into(group, [(p, a, b - a) for p, a, b in members], buffer,
+                        lambda p, view: emit(p, cast(bytes, view)), changed)  # fmt: skip
 
     def _read_rows(
         self,
@@ -311,7 +294,7 @@ class ShardedZarrChunks(ShardWriter, ChunkSourceBase):
         """Emit the raw chunks ``members`` (``(position, start, end)`` in the shard) of a small
         request, each read as just the rows of it that its piece needs, held to the version of
         the index that placed them (``changed`` for those of a shard rewritten since)."""
-        (shard, version), key = group, self.shard_key(group[0])
+        key = self.shard_key(group[0])
         shape = self.config.chunk_shape
         row = math.prod(shape[1:]) * self.dtype.itemsize
         wanted: list[tuple[int, int, int]] = []
@@ -325,22 +308,40 @@ class ShardedZarrChunks(ShardWriter, ChunkSourceBase):
         scratch = getattr(self._local, "scratch", None)
         if scratch is None:
             scratch = self._local.scratch = memoryview(bytearray(self.chunk_nbytes))
-        done: set[int] = set()
 
-        def each(i: int, view: memoryview) -> None:
-            p, _, nbytes = wanted[i]
-            if len(view) != nbytes:
-                raise CorruptChunkError(key, "the shard is shorter than its index says")
+        def take(p: int, view: memoryview) -> None:
             piece = pieces[p]
             rows = piece.in_chunk[0]
             part = np.frombuffer(view, self.dtype).reshape(rows.stop - rows.start, *shape[1:])
             in_chunk = (slice(0, part.shape[0]), *piece.in_chunk[1:])
             emit(ChunkPiece(piece.chunk_index, piece.chunk_box, in_chunk, piece.in_box), part)
+
+        self._read_into(group, wanted, scratch, take, changed)
+
+    def _read_into(
+        self,
+        group: tuple[Shard, str | None],
+        wanted: Sequence[tuple[int, int, int]],
+        buffer: memoryview,
+        take: Callable[[int, memoryview], None],
+        changed: Changed,
+    ) -> None:
+        """Read ``wanted`` (``(position, start, length)`` in the shard) one after another into
+        ``buffer``, held to the version of the index that placed them, and hand each to
+        ``take``; ``changed`` gets those of a shard rewritten or removed since."""
+        (shard, version), key = group, self.shard_key(group[0])
+        done: set[int] = set()
+
+        def each(i: int, view: memoryview) -> None:
+            p, _, n = wanted[i]
+            if len(view) != n:
+                raise CorruptChunkError(key, "the shard is shorter than its index says")
+            take(p, view)
             done.add(p)
 
         try:
             found = self.store.read_ranges_into(
-                key, [(a, n) for _, a, n in wanted], scratch, each,
+                key, [(a, n) for _, a, n in wanted], buffer, each,
                 ANY_VERSION if version is None else version,
             )  # fmt: skip
         except StaleReadError:
