@@ -344,23 +344,34 @@ class Store(abc.ABC):
             raise self._no_versions()
         return self._put_if_version(norm, value, version, content_encoding)
 
+    #: Whether :meth:`put_parts` writes the parts an iterator gives as they come (a file),
+    #: rather than taking them all before the first write.
+    writes_parts_in_turn = False
+
     def put_parts(
         self,
         key: str,
-        parts: Sequence[Buffer],
+        parts: Iterable[Buffer],
         *,
         mode: PutMode = "overwrite",
         version: str | None = None,
     ) -> str | None:
         """:meth:`put` of ``parts`` one after another as one value, just as atomic and with the
         same modes. A backend that can write them in turn (a file) never joins them, so a value
-        made of many pieces (a shard of chunks) is not copied whole once more; others join."""
+        made of many pieces (a shard of chunks) is not copied whole once more; others join.
+
+        ``parts`` may be an iterator that makes them on the way: where the backend
+        :attr:`writes_parts_in_turn`, each is written as it comes and let go (a shard is stored
+        while its last chunks are still being encoded); an error raised by the iterator stores
+        nothing and leaves the old value."""
         self._check_writable()
         norm = self._key(key)
         _check_mode(mode, version)
-        views = [memoryview(p) for p in parts]  # before any write: a part that is no buffer
         if mode != "overwrite" and not self.conditional_writes:
             raise self._no_versions()
+        if self.writes_parts_in_turn and not isinstance(parts, Sequence):
+            return self._put_parts_in_turn(norm, (memoryview(p) for p in parts), mode, version)
+        views = [memoryview(p) for p in parts]  # before any write: a part that is no buffer
         return self._put_parts(norm, views, mode, version)
 
     def _put_parts(
@@ -371,6 +382,13 @@ class Store(abc.ABC):
         if mode == "overwrite":
             return self._put(key, value, None)
         return self._put_if_version(key, value, version, None)
+
+    def _put_parts_in_turn(
+        self, key: str, parts: Iterator[memoryview], mode: PutMode, version: str | None
+    ) -> str | None:
+        """:meth:`_put_parts` of the parts an iterator gives, each written as it comes (only
+        where the backend :attr:`writes_parts_in_turn`)."""
+        raise NotImplementedError
 
     def delete(self, key: str) -> None:
         """Remove ``key``; removing a key that does not exist is not an error."""

@@ -25,7 +25,7 @@ import fcntl
 import os
 import stat
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -280,33 +280,48 @@ class FileStore(Store):
     def _put(self, key: str, value: Buffer, encoding: str | None) -> str:
         return self._write(key, value, encoding, ANY_VERSION)
 
+    writes_parts_in_turn = True
+
     def _put_parts(
         self, key: str, parts: list[memoryview], mode: PutMode, version: str | None
     ) -> str:
         return self._write(key, parts, None, ANY_VERSION if mode == "overwrite" else version)
 
-    def _write(
-        self, key: str, value: Buffer | list[memoryview], encoding: str | None, version: str | None
+    def _put_parts_in_turn(
+        self, key: str, parts: Iterator[memoryview], mode: PutMode, version: str | None
     ) -> str:
-        """Put ``value`` (or its parts in turn) under the key's lock, if the key is at
-        ``version`` (any: ANY_VERSION); the new version."""
+        return self._write(key, parts, None, ANY_VERSION if mode == "overwrite" else version)
+
+    def _write(
+        self,
+        key: str,
+        value: Buffer | list[memoryview] | Iterator[memoryview],
+        encoding: str | None,
+        version: str | None,
+    ) -> str:
+        """Put ``value`` (or its parts in turn, an iterator's as it gives them) under the key's
+        lock, if the key is at ``version`` (any: ANY_VERSION); the new version."""
         content_encoding.check(encoding)
         # Plain strings and os calls: this runs once per chunk written, and pathlib's objects
         # cost more than the system calls.
         base = os.path.join(self._root_str, key)
         path = base if encoding is None else base + content_encoding.SUFFIXES[encoding]
-        # Before the lock: a value that is no buffer.
-        views = [memoryview(v).cast("B") for v in (value if isinstance(value, list) else [value])]
+        views: Iterable[memoryview]
+        if isinstance(value, Iterator):
+            views = (v.cast("B") for v in value)
+        else:  # before the lock: a value that is no buffer
+            whole = value if isinstance(value, list) else [value]
+            views = [memoryview(v).cast("B") for v in whole]
         fd, lock, held = self._lock(base)
         published = False
         try:
             if version != ANY_VERSION:
                 self._check_version(key, version)
-            try:
-                for view in views:
+            for view in views:  # an iterator's own errors go out as they are
+                try:
                     _write_all(fd, view)
-            except OSError as exc:
-                raise self._write_error(path, exc) from exc
+                except OSError as exc:
+                    raise self._write_error(path, exc) from exc
             # The same key under another encoding would shadow or be shadowed by this one;
             # removed before the rename, while the lock still orders writes of this key.
             self._remove_variants(base, keep=path)

@@ -27,7 +27,7 @@ import gzip
 import pickle
 import random
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -186,6 +186,34 @@ class StoreConformance:
         with pytest.raises(TypeError):
             store.put_parts("bad", [b"x", "text is not bytes"])  # type: ignore[list-item]
         assert not store.exists("bad")
+
+    def test_put_parts_from_iterator(self, store: Store) -> None:
+        """Parts an iterator makes on the way are stored as one value; an iterator that fails
+        part way stores nothing and leaves the old value, its error going out as it is."""
+        big = payload(self.large_size, seed=5)
+        store.put("k", b"old")
+        given: list[int] = []
+
+        pieces: tuple[Buffer, ...] = (big, b"", bytearray(b"mid"), memoryview(b"end"))
+
+        def parts(fail: bool) -> Iterator[Buffer]:
+            for i, part in enumerate(pieces):
+                given.append(i)
+                if fail and i == 2:
+                    raise RuntimeError("the encoder failed")
+                yield part
+
+        with pytest.raises(RuntimeError, match="encoder failed"):
+            store.put_parts("k", parts(True))
+        assert store.get("k") == b"old"
+        version = store.put_parts("k", parts(False))
+        assert store.get("k") == big + b"midend"
+        assert given == [0, 1, 2, 0, 1, 2, 3]
+        if store.conditional_writes:
+            assert version == store.get_with_version("k")[1]
+            with pytest.raises(VersionConflictError):
+                store.put_parts("k", iter([b"x"]), mode="create")
+            assert store.get("k") == big + b"midend"
 
     def test_put_parts_modes(self, store: Store) -> None:
         """put_parts is conditional as put is."""
