@@ -4,6 +4,9 @@ bytes a whole write stores."""
 
 from __future__ import annotations
 
+import errno
+import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +14,9 @@ import numpy as np
 import pytest
 
 import bigarrays as ba
+from bigarrays import streaming_shards
+from bigarrays.errors import StreamWriteError
+from bigarrays.stores import file as file_store
 from bigarrays.streaming_shards import ChunkSlab
 
 SHARDED: dict[str, Any] = {
@@ -114,3 +120,102 @@ def test_a_slab_lies_in_private_memory() -> None:
             assert perms.endswith("p"), line
             return
     raise AssertionError(f"no mapping holds the slab at {address:#x}")
+
+
+# -- compressed shards put while their chunks are encoded ------------------------------------------
+STREAMED: dict[str, Any] = {
+    "format": "zarr",
+    "dims": ("t", "y", "x"),
+    "chunks": (4, 32, 32),
+    "sharding": {"chunk_shape": [4, 16, 16]},  # four inner chunks per shard, a shard per slab
+}
+
+
+def _encoders_counted(monkeypatch: pytest.MonkeyPatch, before: Any) -> list[int]:
+    """Wrap the slab chunks' encoder so that ``before(n)`` runs before the n-th encode (from 1);
+    the calls made."""
+    calls: list[int] = []
+    lock = threading.Lock()
+    make = streaming_shards._encoder
+
+    def encoder(chain: Any, dtype: np.dtype) -> Any:
+        encode = make(chain, dtype)
+
+        def counted(chunk: np.ndarray) -> Any:
+            with lock:
+                calls.append(len(calls) + 1)
+                n = len(calls)
+            before(n)
+            return encode(chunk)
+
+        return counted
+
+    monkeypatch.setattr(streaming_shards, "_encoder", encoder)
+    return calls
+
+
+def test_a_compressed_shard_is_written_while_its_last_chunks_are_encoded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The last chunk's encode waits for the shard's first bytes to reach the file: a put that
+    # began only once every chunk was encoded would leave it waiting out its timeout.
+    written = threading.Event()
+    write_all = file_store._write_all
+
+    def spy(fd: int, view: memoryview) -> None:
+        write_all(fd, view)
+        if "zarr.json" not in os.readlink(f"/proc/self/fd/{fd}"):  # a shard, not the metadata
+            written.set()
+
+    monkeypatch.setattr(file_store, "_write_all", spy)
+    waited: list[bool] = []
+    _encoders_counted(monkeypatch, lambda n: n == 4 and waited.append(written.wait(10)))
+    url = str(tmp_path / "s")
+    data = frames(4, (32, 32))
+    with ba.stream(url, axis="t", shape=(32, 32), dtype="uint16", compression="zstd",
+                   **STREAMED) as s:  # fmt: skip
+        s.append(data)
+    assert waited == [True]
+    np.testing.assert_array_equal(ba.open(url)[...], data)
+    assert stored(tmp_path / "s") == whole(tmp_path / "r", data, "zstd", STREAMED)
+
+
+def test_a_failing_encode_stores_no_shard_and_leaves_no_file_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def fail(n: int) -> None:
+        if n == 3:
+            raise RuntimeError("the encoder failed")
+
+    _encoders_counted(monkeypatch, fail)
+    url = tmp_path / "s"
+    s = ba.stream(str(url), axis="t", shape=(32, 32), dtype="uint16", compression="zstd",
+                  **STREAMED)  # fmt: skip
+    s.append(frames(4, (32, 32)))
+    with pytest.raises(StreamWriteError, match="encoder failed"):
+        s.close()
+    assert sorted(p.name for p in url.rglob("*") if p.is_file()) == ["zarr.json"]
+    assert ba.open(str(url)).shape == (0, 32, 32)
+
+
+def test_a_disk_that_fills_up_mid_shard_stores_no_shard(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_all = file_store._write_all
+    parts: list[int] = []
+
+    def full(fd: int, view: memoryview) -> None:
+        parts.append(len(view))
+        if len(parts) == 2:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        write_all(fd, view)
+
+    monkeypatch.setattr(file_store, "_write_all", full)
+    url = tmp_path / "s"
+    s = ba.stream(str(url), axis="t", shape=(32, 32), dtype="uint16", compression="zstd",
+                  **STREAMED)  # fmt: skip
+    s.append(frames(4, (32, 32)))
+    with pytest.raises(StreamWriteError, match="no space left on device"):
+        s.close()
+    assert sorted(p.name for p in url.rglob("*") if p.is_file()) == ["zarr.json"]
+    assert ba.open(str(url)).shape == (0, 32, 32)

@@ -13,7 +13,7 @@ Everything here is pure computation on arrays and bytes; :mod:`.sharded_chunks` 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Any
@@ -229,21 +229,27 @@ class ShardingConfig:
         that writes them in turn rather than copying a shard of hundreds of MiB whole."""
         if not chunks:
             return None
+        parts = list(self.shard_parts(chunks.get))
+        if self.index_location == "start":
+            return [parts[-1], *parts[:-1]]
+        return parts
+
+    def shard_parts(self, chunk: Callable[[int], Any]) -> Iterator[Any]:
+        """The stored inner chunks in the order a shard holds them, then its index: with the
+        index at the end, the shard's bytes in order. ``chunk(position)`` gives each inner
+        chunk's bytes (None: absent) when it is its turn, so that a put can store a shard while
+        its last chunks are still being encoded."""
         table = self.empty_index().reshape(-1, 2)
-        parts: list[bytes] = []
-        base = self.index_nbytes if self.index_location == "start" else 0
-        at = base
+        at = self.index_nbytes if self.index_location == "start" else 0
         for pos in self.write_order.tolist():
-            data = chunks.get(pos)
+            data = chunk(pos)
             if data is None:
                 continue
-            table[pos] = (at, len(data))
-            parts.append(data)
-            at += len(data)
-        index = self.index_codecs.encode(table.reshape((*self.chunks_per_shard, 2)))
-        if self.index_location == "start":
-            return [index, *parts]
-        return [*parts, index]
+            n = memoryview(data).nbytes
+            table[pos] = (at, n)
+            yield data
+            at += n
+        yield self.index_codecs.encode(table.reshape((*self.chunks_per_shard, 2)))
 
 
 # -- creating sharded arrays ---------------------------------------------------------------------
