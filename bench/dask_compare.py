@@ -10,26 +10,26 @@ Run by hand, never by the test suite::
 
 Every row moves the whole volume on local disk (a fresh folder per write, a fresh handle per
 read, each result checked against the source array) and prints MiB/s of voxels (median of
---repeat, after one untimed run). Reads: ``vol.to_dask().sum()`` on Dask's threaded scheduler
-against a direct ``vol[...]`` (and ``vol[...].sum()``, the same work without Dask), and
-CloudVolume's ``cloudvolume.dask.from_cloudvolume(...).sum()``. Writes: ``ba.from_dask``
-against a direct ``vol[...] = data``, CloudVolume's ``to_cloudvolume`` and
-``dask.array.to_zarr`` into a zarr-python v3 array of the same chunks, uncompressed; and, as
-"write zarr" rows, ``ba.from_dask`` into a Zarr v3 array against a direct write of it and
-``to_zarr`` (the same format on both sides: no transposition into x-fastest chunks). With
---workers, the same Dask rows on a ``distributed.LocalCluster`` of that many single-threaded
-worker processes.
-"""
+--repeat, after one untimed run; the rows of a section take turns, one run of each per round).
+Reads: ``vol.to_dask().sum()`` on Dask's threaded scheduler against a direct ``vol[...]`` (and
+``vol[...].sum()``, the same work without Dask), and CloudVolume's
+``cloudvolume.dask.from_cloudvolume(...).sum()``. Writes: ``ba.from_dask`` against a direct
+``vol[...] = data``, CloudVolume's ``to_cloudvolume`` and ``dask.array.to_zarr`` into a
+zarr-python v3 array of the same chunks, uncompressed; and, as "write zarr" rows,
+``ba.from_dask`` into a Zarr v3 array against a direct write of it and ``to_zarr`` (the same
+format on both sides: no transposition into x-fastest chunks). With --workers, the same Dask
+rows on a ``distributed.LocalCluster`` of that many single-threaded worker processes."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import statistics
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import dask
@@ -69,27 +69,50 @@ class Bench:
         self.mib = data.nbytes / MiB
         self.rows: list[tuple[str, str, float]] = []  # (section, name, MiB/s)
         self.serial = 0
+        self._turns: list[Any] | None = None
 
     def fresh(self, name: str) -> str:
         self.serial += 1
         return os.path.join(self.root, f"{name}-{self.serial}")
 
     def time(self, section: str, name: str, run: Callable[[], Any], check: Callable[[Any], bool],
-             setup: Callable[[], Any] | None = None) -> float:  # fmt: skip
-        seconds = []
-        # The first run of a row pays for imports, and on a cluster for the workers' imports:
-        # untimed, as a long job amortises them.
+             setup: Callable[[], Any] | None = None) -> None:  # fmt: skip
+        row = (section, name, run, check, setup)
+        if self._turns is None:
+            self._run([row])
+        else:
+            self._turns.append(row)
+
+    @contextlib.contextmanager
+    def taking_turns(self) -> Iterator[None]:
+        """Rows timed inside run in rounds, one run of each per round: a slow spell of the
+        machine (writeback, another job) then falls on every row, not on one, and the ratios
+        between them hold."""
+        self._turns = []
+        try:
+            yield
+            rows = self._turns
+        finally:
+            self._turns = None
+        self._run(rows)
+
+    def _run(self, rows: list[tuple[str, str, Callable[..., Any], Callable[[Any], bool],
+                                    Callable[[], Any] | None]]) -> None:  # fmt: skip
+        seconds: list[list[float]] = [[] for _ in rows]
+        # The first round pays for imports, and on a cluster for the workers' imports: untimed,
+        # as a long job amortises them.
         for i in range(self.args.repeat + 1):
-            state = setup() if setup is not None else None
-            took, out = cmp.timed(lambda s=state: run() if s is None else run(s))  # type: ignore[misc]
-            if not check(out if state is None else (state, out)):
-                raise SystemExit(f"{section} / {name}: wrong result")
-            if i:
-                seconds.append(took)
-        rate = self.mib / statistics.median(seconds)
-        self.rows.append((section, name, rate))
-        cmp.log(f"  {section:<6} {name:<58} {rate:8,.0f} MiB/s")
-        return rate
+            for (section, name, run, check, setup), took in zip(rows, seconds, strict=True):
+                state = setup() if setup is not None else None
+                t, out = cmp.timed(lambda s=state, f=run: f() if s is None else f(s))  # type: ignore[misc]
+                if not check(out if state is None else (state, out)):
+                    raise SystemExit(f"{section} / {name}: wrong result")
+                if i:
+                    took.append(t)
+        for (section, name, *_), took in zip(rows, seconds, strict=True):
+            rate = self.mib / statistics.median(took)
+            self.rows.append((section, name, rate))
+            cmp.log(f"  {section:<6} {name:<58} {rate:8,.0f} MiB/s")
 
 
 def reads(b: Bench, path: str, cv_path: str, scheduler: Any, tag: str) -> None:
@@ -272,9 +295,11 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_threads:
             with dask.config.set(scheduler="threads"):
                 if args.only != "write":
-                    reads(b, path, cv_path, "threads", "threads")
+                    with b.taking_turns():
+                        reads(b, path, cv_path, "threads", "threads")
                 if args.only != "read":
-                    writes(b, "threads", "threads")
+                    with b.taking_turns():
+                        writes(b, "threads", "threads")
         for n in [int(w) for w in args.workers.split(",") if w.strip()]:
             from distributed import Client, LocalCluster
 
@@ -285,9 +310,11 @@ def main(argv: list[str] | None = None) -> int:
             ):  # fmt: skip
                 tag = f"{n} process{'es' if n > 1 else ''}"
                 if args.only != "write":
-                    reads(b, path, cv_path, client, tag)
+                    with b.taking_turns():
+                        reads(b, path, cv_path, client, tag)
                 if args.only != "read":
-                    writes(b, client, tag)
+                    with b.taking_turns():
+                        writes(b, client, tag)
         print(report(b))
     finally:
         shutil.rmtree(root, ignore_errors=True)

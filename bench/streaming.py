@@ -21,6 +21,7 @@ import json
 import os
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -111,13 +112,16 @@ RUNNERS = {"bigarrays": run_bigarrays, "acquire-zarr": run_acquire, "os.write": 
 
 def child(tool: str, path: str, frames: int, codec: str, sharded: bool) -> None:
     images = camera_frames()
+    before = resource.getrusage(resource.RUSAGE_SELF)
     started = time.perf_counter()
     RUNNERS[tool](Path(path), frames, codec, sharded, images)
     seconds = time.perf_counter() - started
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    # CPU seconds are comparable on a shared machine, where the wall clock is not.
-    cpu = usage.ru_utime + usage.ru_stime
-    print(json.dumps({"seconds": seconds, "peak": usage.ru_maxrss * 1024, "cpu": cpu}))
+    # CPU seconds of the run alone (not of making the frames), split in user and system time:
+    # the system time (page faults, the page cache) is what moves most from run to run here.
+    user, system = usage.ru_utime - before.ru_utime, usage.ru_stime - before.ru_stime
+    print(json.dumps({"seconds": seconds, "peak": usage.ru_maxrss * 1024, "user": user,
+                      "system": system}))  # fmt: skip
 
 
 def measure(
@@ -134,9 +138,22 @@ def measure(
     size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else (
         path.stat().st_size)  # fmt: skip
     shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink()
+    # The file system here discards freed blocks when its journal commits: without this sync,
+    # that commit (and the run's own writeback) lands in the next run's time.
+    os.sync()
     nbytes = frames * SIDE * SIDE * 2
     return {"fps": frames / result["seconds"], "mibs": nbytes / MiB / result["seconds"],
-            "peak": result["peak"] / MiB, "stored": size / MiB, "cpu": result["cpu"]}  # fmt: skip
+            "peak": result["peak"] / MiB, "stored": size / MiB, "user": result["user"],
+            "system": result["system"]}  # fmt: skip
+
+
+def median_run(runs: list[dict[str, float]]) -> dict[str, float]:
+    """The median of each figure over ``runs`` (the peak: the largest), with the slowest and
+    fastest frame rates beside it."""
+    out = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+    out["peak"] = max(r["peak"] for r in runs)
+    out["fps_min"], out["fps_max"] = min(r["fps"] for r in runs), max(r["fps"] for r in runs)
+    return out
 
 
 def main() -> None:
@@ -162,6 +179,12 @@ def main() -> None:
         action="store_true",
         help="sync and empty the page cache before each run (root only; see _drop_caches)",
     )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="runs of each tool per setting, taking turns (the table gives their median)",
+    )
     parser.add_argument("--child", nargs=5, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -177,36 +200,52 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown settings {sorted(unknown)}: choose from {names}")
     plain = {"mibs": float("nan")}
+    n = args.repeat
     if "os.write" in args.tools:
-        plain = measure("os.write", root, args.frames, "raw", False, args.drop_caches)
-        print(f"os.write: {plain['fps']:.1f} frames/s, {plain['mibs']:.0f} MiB/s; load average "
+        plain = median_run([measure("os.write", root, args.frames, "raw", False, args.drop_caches)
+                            for _ in range(n)])  # fmt: skip
+        print(f"os.write: {plain['fps']:.1f} frames/s ({plain['fps_min']:.1f}-"
+              f"{plain['fps_max']:.1f} in {n} runs), {plain['mibs']:.0f} MiB/s; load average "
               f"{_load()}")  # fmt: skip
     print(
-        "| setting | bigarrays fps | acquire-zarr fps | ratio | bigarrays MiB/s | vs os.write "
-        "| bigarrays peak MiB | acquire-zarr peak MiB | stored MiB (ba / az) | CPU s (ba / az) "
-        "| load |"
+        f"| setting | bigarrays fps (median of {n}; range) | acquire-zarr fps | ratio "
+        "| bigarrays MiB/s | vs os.write | bigarrays peak MiB | acquire-zarr peak MiB "
+        "| stored MiB (ba / az) | CPU s, user + system (ba / az) | load |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|---|")
-    missing = dict.fromkeys(("fps", "mibs", "peak", "stored", "cpu"), float("nan"))
+    missing = dict.fromkeys(("fps", "fps_min", "fps_max", "mibs", "peak", "stored", "user",
+                             "system"), float("nan"))  # fmt: skip
     try:
         for (codec, sharded), name in zip(rows, names, strict=True):
             if args.settings and name not in args.settings:
                 continue
-            ba = missing
-            if "bigarrays" in args.tools:
-                ba = measure("bigarrays", root, args.frames, codec, sharded, args.drop_caches)
-            az = missing
-            if "acquire-zarr" in args.tools:
-                az = measure("acquire-zarr", root, args.frames, codec, sharded, args.drop_caches)
+            tools = [t for t in ("bigarrays", "acquire-zarr") if t in args.tools]
+            runs: dict[str, list[dict[str, float]]] = {t: [] for t in tools}
+            # The tools take turns, so that a slow spell of the machine (writeback, another
+            # job) falls on both, and each figure is the median of its runs.
+            for _ in range(n):
+                for tool in tools:
+                    runs[tool].append(measure(tool, root, args.frames, codec, sharded,
+                                              args.drop_caches))  # fmt: skip
+            ba = median_run(runs["bigarrays"]) if "bigarrays" in runs else missing
+            az = median_run(runs["acquire-zarr"]) if "acquire-zarr" in runs else missing
             ratio = ba["fps"] / az["fps"]
-            print(f"| {name} | {ba['fps']:.1f} | {az['fps']:.1f} | {ratio:.2f}x "
+            print(f"| {name} | {_fps(ba)} | {_fps(az)} | {ratio:.2f}x "
                   f"| {ba['mibs']:.0f} | {ba['mibs'] / plain['mibs']:.0%} | {ba['peak']:.0f} "
                   f"| {az['peak']:.0f} | {ba['stored']:.0f} / {az['stored']:.0f} "
-                  f"| {ba['cpu']:.1f} / {az['cpu']:.1f} | {os.getloadavg()[0]:.2f} |",
+                  f"| {_cpu(ba)} / {_cpu(az)} | {os.getloadavg()[0]:.2f} |",
                   flush=True)  # fmt: skip
     finally:
         shutil.rmtree(root, ignore_errors=True)
     print(f"load average at the end: {_load()}")
+
+
+def _fps(run: dict[str, float]) -> str:
+    return f"{run['fps']:.1f} ({run['fps_min']:.0f}-{run['fps_max']:.0f})"
+
+
+def _cpu(run: dict[str, float]) -> str:
+    return f"{run['user']:.1f} + {run['system']:.1f}"
 
 
 def _drop_caches() -> None:
