@@ -26,6 +26,7 @@ from bigarrays.box import Box
 from bigarrays.codecs.chain import BytesCodec, CodecChain
 from bigarrays.fill import is_fill
 from bigarrays.formats.sharding import Run, run_few
+from bigarrays.formats.shards_in_turn import put_in_turn
 from bigarrays.formats.zarr.chunks import ZarrChunks
 from bigarrays.formats.zarr.sharded_chunks import ShardedZarrChunks
 
@@ -189,7 +190,7 @@ def write_shards(
     shards encoding and one's being put, not more. Raw shards (views of the slab) are put
     without ``putting``: they hold no memory of their own. Where the store writes a value's
     parts as they come (a file) and the index goes last, compressed shards are put while
-    their chunks are encoded instead (:func:`_write_shards_in_turn`)."""
+    their chunks are encoded instead (``bigarrays.formats.shards_in_turn``)."""
     by_shard: dict[Any, list[tuple[int, tuple[int, ...]]]] = {}
     for g, index in _chunk_indices(source.grid, box, slab):
         shard, cid = source.locate(index)
@@ -197,8 +198,19 @@ def write_shards(
     chain, fill = source.chain, source.fill_value
     views = as_they_lie(chain, source.dtype) and not chain.bytes_bytes
     to_bytes = _encoder(chain, source.dtype)
-    if not views and source.config.index_location == "end" and source.store.writes_parts_in_turn:
-        _write_shards_in_turn(source, by_shard, slab, run, encoded, encoding, to_bytes)
+    if not views and source.chunks_then_index and source.store.writes_parts_in_turn:
+        cids = {shard: [cid for cid, _ in by_shard[shard]] for shard in sorted(by_shard)}
+        items = [
+            (shard, cid, g)
+            for shard in cids
+            for cid, g in sorted(by_shard[shard], key=lambda m: source.chunk_rank(m[0]))
+        ]
+
+        def encode_chunk(g: tuple[int, ...]) -> Any:
+            chunk = slab.data[g]
+            return None if is_fill(chunk, fill) else to_bytes(chunk)
+
+        put_in_turn(source, cids, items, encode_chunk, run, encoding=encoding, encoded=encoded)
         return
     payloads: dict[Any, dict[int, Any]] = {shard: {} for shard in by_shard}
 
@@ -223,119 +235,6 @@ def write_shards(
                 turn.enter_context(putting)
         encoded(-1 if views else sum(len(d) for p in payloads.values() for d in p.values()))
         run_few(run, put, sorted(by_shard))
-
-
-class _Abandoned(Exception):
-    """The chunks of a shard will not all come: its put stops, storing nothing."""
-
-
-class _InTurn:
-    """The encoded chunks of one shard, handed by the encoders to its put as each one's turn
-    comes. ``take`` of a chunk not in ``cids`` (past the array's edge) is None at once."""
-
-    def __init__(self, cids: Sequence[int]) -> None:
-        self._expected = set(cids)
-        self._ready: dict[int, Any] = {}
-        self._cond = threading.Condition()
-        self.failed = False
-        #: Chunks taken that are stored (not all fill).
-        self.present = 0
-
-    def give(self, cid: int, data: Any) -> None:
-        with self._cond:
-            if not self.failed:
-                self._ready[cid] = data
-                self._cond.notify_all()
-
-    def take(self, cid: int) -> Any:
-        if cid not in self._expected:
-            return None
-        with self._cond:
-            while cid not in self._ready:
-                if self.failed:
-                    raise _Abandoned
-                self._cond.wait()
-            data = self._ready.pop(cid)
-        self.present += data is not None
-        return data
-
-    def fail(self) -> None:
-        with self._cond:
-            self.failed = True
-            self._ready.clear()
-            self._cond.notify_all()
-
-    @property
-    def held(self) -> int:
-        """Bytes encoded and not yet taken."""
-        with self._cond:
-            return sum(len(d) for d in self._ready.values() if d is not None)
-
-
-def _write_shards_in_turn(
-    source: ShardedZarrChunks,
-    by_shard: dict[Any, list[tuple[int, tuple[int, ...]]]],
-    slab: ChunkSlab,
-    run: Run,
-    encoded: Callable[[int], None],
-    encoding: threading.Lock | None,
-    to_bytes: Callable[[np.ndarray], Any],
-) -> None:
-    """:func:`write_shards` of compressed chunks on a store that writes parts as they come:
-    one thread puts the shards, in turn, as their chunks are encoded on the pool in the order
-    the shard holds them, each chunk's bytes let go once written. The put of a slab's last
-    shard then ends soon after its last chunk is encoded, and the encoded chunks held at once
-    are those not yet written, not a whole slab's. A shard's bytes are those
-    ``encode_shard_parts`` lays out; one whose chunks are all fill is deleted, as it would be."""
-    shards = sorted(by_shard)
-    feeds = {shard: _InTurn([cid for cid, _ in by_shard[shard]]) for shard in shards}
-    rank = {pos: k for k, pos in enumerate(source.config.write_order.tolist())}
-    items = [(shard, cid, g) for shard in shards
-             for cid, g in sorted(by_shard[shard], key=lambda m: rank[m[0]])]  # fmt: skip
-    fill, failure = source.fill_value, []
-
-    def encode(item: tuple[Any, int, tuple[int, ...]]) -> None:
-        shard, cid, g = item
-        feed = feeds[shard]
-        if not feed.failed:
-            chunk = slab.data[g]
-            feed.give(cid, None if is_fill(chunk, fill) else to_bytes(chunk))
-
-    def put_all() -> None:
-        try:
-            for shard in shards:
-                feed = feeds[shard]
-                parts = source.config.shard_parts(feed.take)
-                first = next(parts)  # the first chunk stored, or the index if there is none
-                key = source.shard_key(shard)
-                try:
-                    if feed.present:
-                        source.store.put_parts(key, itertools.chain([first], parts))
-                    else:
-                        source._put_whole(key, None)
-                finally:
-                    source.forget_index(shard)
-        except _Abandoned:
-            pass  # the encoding failed: its error is the one raised
-        except BaseException as exc:
-            failure.append(exc)
-            for feed in feeds.values():
-                feed.fail()
-
-    putter = threading.Thread(target=put_all, name="bigarrays-stream-put", daemon=True)
-    putter.start()
-    try:
-        with encoding or contextlib.nullcontext():
-            run_few(run, encode, items)
-        encoded(sum(feed.held for feed in feeds.values()))
-    except BaseException:
-        for feed in feeds.values():
-            feed.fail()
-        raise
-    finally:
-        putter.join()
-    if failure:
-        raise failure[0]
 
 
 __all__ = ["ChunkSlab", "as_they_lie", "fits", "slab_array", "write_chunks", "write_shards"]

@@ -13,7 +13,7 @@ The formats differ only in how a chunk is placed in a shard and how chunks and s
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -30,6 +30,7 @@ from bigarrays.formats.sharding import (
     put_whole,
     run_few,
 )
+from bigarrays.formats.shards_in_turn import MIN_BYTES_IN_TURN, put_in_turn
 from bigarrays.stores import Store
 
 #: A write holds the new shards of at most this many uncompressed chunk bytes at once.
@@ -84,6 +85,21 @@ class ShardWriter:
 
     def encode_chunk(self, chunk: np.ndarray) -> bytes | None:
         """A chunk's stored bytes; None for one all fill (left out of its shard)."""
+        raise NotImplementedError
+
+    #: Whether a shard is laid out as its chunks, in an order of the format's, then its index
+    #: (:meth:`shard_parts`): whole shards are then put while their chunks are encoded, on a
+    #: store that writes parts as they come (``bigarrays.formats.shards_in_turn``).
+    chunks_then_index: bool = False
+
+    def shard_parts(self, chunk: Callable[[int], Any]) -> Iterator[Any]:
+        """A shard's stored chunks in its order, ``chunk(id)`` giving each (None: absent) when
+        its turn comes, then its index (only where :attr:`chunks_then_index`)."""
+        raise NotImplementedError
+
+    def chunk_rank(self, cid: int) -> int:
+        """Where chunk ``cid`` lies in its shard among the others (where
+        :attr:`chunks_then_index`): the order to encode them in."""
         raise NotImplementedError
 
     def decode_chunk(self, data: bytes, index: Vec, key: str) -> np.ndarray:
@@ -177,6 +193,15 @@ class ShardWriter:
         run: Run,
         done: Callable[[int], None],
     ) -> None:
+        whole = [g for g in batch if g.full]
+        if (
+            whole
+            and self.chunks_then_index
+            and self.store.writes_parts_in_turn
+            and sum(len(g.positions) for g in whole) * self.chunk_nbytes >= MIN_BYTES_IN_TURN
+        ):
+            self._put_in_turn(whole, pieces, targets, part, run, done)
+            batch = [g for g in batch if not g.full]
         run_few(run, self._read_old, [g for g in batch if not g.full])
         run_few(
             run, lambda item: self._encode_piece(item[0], item[1], pieces, targets, part),
@@ -196,6 +221,30 @@ class ShardWriter:
             done(len(g.positions))
 
         run_few(run, commit, batch)
+
+    def _put_in_turn(
+        self,
+        groups: list[ShardWrite],
+        pieces: Sequence[ChunkPiece],
+        targets: Targets,
+        part: Callable[[ChunkPiece], np.ndarray],
+        run: Run,
+        done: Callable[[int], None],
+    ) -> None:
+        """Put shards the write covers wholly while their chunks are encoded, in the order
+        each shard holds them (``bigarrays.formats.shards_in_turn``)."""
+        cids = {g.shard: [targets[i][1] for i in g.positions] for g in groups}
+        counts = {g.shard: len(g.positions) for g in groups}
+        items = [
+            (g.shard, targets[i][1], i)
+            for g in groups
+            for i in sorted(g.positions, key=lambda i: self.chunk_rank(targets[i][1]))
+        ]
+
+        def encode(i: int) -> bytes | None:
+            return self.encode_chunk(part(pieces[i]))
+
+        put_in_turn(self, cids, items, encode, run, shard_done=lambda shard: done(counts[shard]))
 
     def _put_whole(self, key: str, parts: Sequence[bytes] | None) -> None:
         if parts is None:

@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TypeVar, cast
+from typing import Any, TypeVar, cast
 
 import numpy as np
 
@@ -139,6 +139,7 @@ class ShardedZarrChunks(ShardWriter, ChunkSourceBase):
         self.cache: VersionedCache[ShardIndex] = VersionedCache(cache_bytes)
         self.write_batch_bytes = write_batch_bytes
         self.max_shard_bytes = self.config.max_shard_bytes
+        self.chunks_then_index = self.config.index_location == "end"
         self._shard_grid = meta.grid_shape
 
     @property
@@ -367,6 +368,12 @@ class ShardedZarrChunks(ShardWriter, ChunkSourceBase):
 
     def encode_shard_parts(self, chunks: Mapping[int, bytes]) -> list[bytes] | None:
         return self.config.encode_shard_parts(chunks)
+
+    def shard_parts(self, chunk: Callable[[int], Any]) -> Iterator[Any]:
+        return self.config.shard_parts(chunk)
+
+    def chunk_rank(self, cid: int) -> int:
+        return int(self.config.write_rank[cid])
 
     def encode_chunk(self, chunk: np.ndarray) -> bytes | None:
         """The stored bytes of an inner chunk's voxels (padded to the whole inner chunk); None

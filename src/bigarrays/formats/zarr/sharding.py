@@ -162,6 +162,13 @@ class ShardingConfig:
         codes = morton_codes(grid, morton_bits(self.chunks_per_shard))
         return np.argsort(codes, kind="stable")
 
+    @cached_property
+    def write_rank(self) -> np.ndarray:
+        """Each inner chunk's place (by position, C order) in :attr:`write_order`."""
+        rank = np.empty(len(self.write_order), dtype=np.int64)
+        rank[self.write_order] = np.arange(len(self.write_order))
+        return rank
+
     def empty_index(self) -> np.ndarray:
         return np.full((*self.chunks_per_shard, 2), ABSENT, dtype=np.uint64)
 
