@@ -188,14 +188,7 @@ def test_a_failing_encode_stores_no_shard_and_leaves_no_file_behind(
             raise RuntimeError("the encoder failed")
 
     _encoders_counted(monkeypatch, fail)
-    url = tmp_path / "s"
-    s = ba.stream(str(url), axis="t", shape=(32, 32), dtype="uint16", compression="zstd",
-                  **STREAMED)  # fmt: skip
-    s.append(frames(4, (32, 32)))
-    with pytest.raises(StreamWriteError, match="encoder failed"):
-        s.close()
-    assert sorted(p.name for p in url.rglob("*") if p.is_file()) == ["zarr.json"]
-    assert ba.open(str(url)).shape == (0, 32, 32)
+    _a_slab_fails_to_be_written(tmp_path / "s", "encoder failed")
 
 
 def test_a_disk_that_fills_up_mid_shard_stores_no_shard(
@@ -211,11 +204,15 @@ def test_a_disk_that_fills_up_mid_shard_stores_no_shard(
         write_all(fd, view)
 
     monkeypatch.setattr(file_store, "_write_all", full)
-    url = tmp_path / "s"
+    _a_slab_fails_to_be_written(tmp_path / "s", "no space left on device")
+
+
+def _a_slab_fails_to_be_written(url: Path, match: str) -> None:
+    """Stream one slab, whose write fails with ``match``: nothing but the metadata stays."""
     s = ba.stream(str(url), axis="t", shape=(32, 32), dtype="uint16", compression="zstd",
                   **STREAMED)  # fmt: skip
     s.append(frames(4, (32, 32)))
-    with pytest.raises(StreamWriteError, match="no space left on device"):
+    with pytest.raises(StreamWriteError, match=match):
         s.close()
     assert sorted(p.name for p in url.rglob("*") if p.is_file()) == ["zarr.json"]
     assert ba.open(str(url)).shape == (0, 32, 32)
