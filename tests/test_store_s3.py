@@ -27,6 +27,7 @@ from bigarrays.errors import (
     MissingDependencyError,
     StoreError,
     StoreUnavailableError,
+    VersionConflictError,
 )
 from bigarrays.stores import open_store
 from bigarrays.stores.retry import RetryPolicy
@@ -230,6 +231,54 @@ def test_get_ranges_and_large_multipart_upload(
     ranges = [(0, 10), (5 * 2**20 - 3, 7), (len(value) - 4, 100), (100, 0)]
     assert store.get_ranges("big", ranges) == [value[s : s + n] for s, n in ranges]
     assert store.get_ranges("missing", [(0, 1)]) is None
+
+
+def test_parts_from_an_iterator_go_up_as_they_come(
+    s3_bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A value an iterator makes on the way: no larger than a part, one request; larger, a
+    multipart upload whose first part is sent before the iterator has given the last bytes.
+    An iterator that fails part way aborts the upload and keeps the old value."""
+    part = 5 * 2**20
+    monkeypatch.setattr(S3Store, "PART_SIZE", part)
+    store = S3Store(f"s3://{s3_bucket}/turns")
+    pieces = [np.random.default_rng(i).bytes(2 * 2**20 + i) for i in range(6)]  # 12 MiB
+    sent: list[int] = []
+    upload = S3Store._request
+
+    def spy(self: S3Store, method: str, key: str, fn: Any) -> Any:
+        sent.append(given[-1] if given else 0)
+        return upload(self, method, key, fn)
+
+    monkeypatch.setattr(S3Store, "_request", spy)
+    given: list[int] = []
+
+    def parts(fail: bool = False) -> Iterator[bytes]:
+        for i, piece in enumerate(pieces):
+            if fail and i == 5:
+                raise RuntimeError("the encoder failed")
+            given.append(i)
+            yield piece
+
+    store.put("small", b"old")
+    assert store.put_parts("small", iter(pieces[:2])) == store.get_with_version("small")[1]
+    assert store.get("small") == pieces[0] + pieces[1]
+    store.put("big", b"old")
+    given.clear()
+    sent.clear()
+    version = store.put_parts("big", parts())
+    assert store.get("big") == b"".join(pieces)
+    assert version == store.get_with_version("big")[1]
+    # create, then the first part went up once pieces 0-2 (6 MiB) were given, not 0-5.
+    assert sent[:2] == [2, 2]
+    with pytest.raises(RuntimeError, match="encoder failed"):
+        store.put_parts("big", parts(fail=True))
+    assert store.get("big") == b"".join(pieces)
+    client = store.client().s3
+    assert not client.list_multipart_uploads(Bucket=s3_bucket).get("Uploads")
+    with pytest.raises(VersionConflictError):
+        store.put_parts("big", parts(), mode="create")
+    assert store.get("big") == b"".join(pieces)
 
 
 # -- credentials, anonymous access and typed errors ----------------------------------------------

@@ -600,7 +600,7 @@ class Store(abc.ABC):
         raise self._no_versions()
 
 
-def cut_parts(parts: Sequence[memoryview], size: int) -> Iterator[bytes]:
+def cut_parts(parts: Iterable[memoryview], size: int) -> Iterator[bytes]:
     """The bytes of ``parts`` laid end to end, cut into pieces of ``size`` (the last shorter):
     the parts of a multipart upload, made one at a time, so that no more than one is held."""
     out: list[memoryview] = []

@@ -29,9 +29,10 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -63,6 +64,22 @@ from bigarrays.stores.s3_errors import is_conflict, is_missing, s3_error, transl
 from bigarrays.stores.s3_objects import ObjectRequests
 
 T = TypeVar("T")
+
+
+def _condition(mode: PutMode, version: str | None) -> dict[str, str]:
+    """The precondition of a put in ``mode`` as S3 takes it."""
+    if mode == "create":
+        return {"IfNoneMatch": "*"}
+    if mode == "if_version" and version != ANY_VERSION:
+        return {"IfMatch": str(version)}
+    return {}
+
+
+def _emptying(items: list[memoryview]) -> Iterator[memoryview]:
+    """``items`` in turn, each let go by the list as it is given."""
+    items.reverse()
+    while items:
+        yield items.pop()
 
 
 class _Missing:
@@ -399,19 +416,37 @@ class S3Store(RemoteStore):
         ``parts`` one at a time: a shard is never joined whole, only one part's bytes are."""
         if sum(p.nbytes for p in parts) <= self.PART_SIZE:
             return super()._put_parts(key, parts, mode, version)  # joined: one request
-        condition = {}
-        if mode == "create":
-            condition = {"IfNoneMatch": "*"}
-        elif mode == "if_version" and version != ANY_VERSION:
-            condition = {"IfMatch": str(version)}
-        extra = {"ContentType": "application/octet-stream"}
-        return self._put_multipart(key, self._name(key), parts, extra, condition)
+        return self._put_multipart(key, self._name(key), parts,
+                                   {"ContentType": "application/octet-stream"},
+                                   _condition(mode, version))  # fmt: skip
+
+    writes_parts_in_turn = True
+
+    def _put_parts_in_turn(
+        self, key: str, parts: Iterator[memoryview], mode: PutMode, version: str | None
+    ) -> str | None:
+        """Parts an iterator gives: taken until they pass a part's size (a value no larger
+        is one request, as :meth:`_put_parts` makes it); a larger one goes up as a multipart
+        upload whose parts are cut as the iterator gives them, so a shard being encoded is
+        uploaded while its last chunks are, and one part is held, not the shard."""
+        head: list[memoryview] = []
+        held = 0
+        for part in parts:
+            head.append(part)
+            held += part.nbytes
+            if held > self.PART_SIZE:
+                break
+        else:
+            return self._put_parts(key, head, mode, version)
+        return self._put_multipart(key, self._name(key), itertools.chain(_emptying(head), parts),
+                                   {"ContentType": "application/octet-stream"},
+                                   _condition(mode, version))  # fmt: skip
 
     def _put_multipart(
         self,
         key: str,
         name: str,
-        body: list[memoryview],
+        body: Iterable[memoryview],
         extra: dict[str, str],
         condition: dict[str, str],
     ) -> str:
