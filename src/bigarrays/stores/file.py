@@ -8,7 +8,8 @@ than a temp file and a rename would. A waiter that finds the lock file renamed o
 takes a fresh one. Because every write is ordered by the lock, a conditional write
 (``put(mode="if_version")``: compare the file's identity, inode, modification time in ns and
 size, with the expected version) can never be overtaken by a plain ``put`` between its check and
-its rename.
+its rename. A value given in parts (``put_parts``) is written part after part, an iterator's as
+it gives them (a shard whose last chunks are still being encoded), and renamed after the last.
 
 The kernel releases a ``flock`` when its process dies, so a writer killed at any moment leaves at
 worst a lock file that no key lists and that the next writer takes over at once: nothing waits for

@@ -19,7 +19,8 @@ shared files, SSO, container and instance roles).
   machinery, at half its CPU; boto3 does the rest.
 - A value larger than ``MULTIPART_THRESHOLD`` goes up as a multipart upload of ``PART_SIZE``
   parts; one given in pieces (``put_parts``, a shard) does so from one part's size on, its parts
-  cut from the pieces one at a time, so the value is never joined whole.
+  cut from the pieces one at a time, so the value is never joined whole. Pieces an iterator
+  gives (a shard whose chunks are still being encoded) are uploaded as they come.
 - botocore's own retries are off: :mod:`bigarrays.stores.retry` does them, the same for every
   backend. Checksums are computed only where S3 requires them, which S3-compatible servers that
   lack the newer checksum headers need.
