@@ -234,7 +234,7 @@ def test_an_axis_precomputed_has_not_is_refused(tmp_path: Path) -> None:
 
 def test_tiles_are_whole_destination_chunks_covering_the_level() -> None:
     plan = LevelPlan((100, 70, 30), (-5, 3, -1), (1.0, 1.0, 1.0), (16, 16, 8))
-    tiles = _tiles(plan, (32, 16, 8), 2)
+    tiles = _tiles(plan, plan.chunks, (32, 16, 8), 2)
     covered = np.zeros(plan.size, dtype=int)
     for box in tiles:
         for axis in range(3):
@@ -327,9 +327,13 @@ def test_cli_cp_format_errors_and_help(tmp_path: Path) -> None:
     assert bad.returncode == 2
     src = tmp_path / "src"
     make_precomputed(src, 1)
-    mixed = _cli("cp", src, tmp_path / "c", "--format", "zarr", "--shard")
-    assert mixed.returncode == 2
-    assert "--shard" in mixed.stderr
+    v2 = _cli("cp", src, tmp_path / "c", "--format", "zarr2", "--shard")
+    assert v2.returncode == 1
+    assert "Zarr v2 has no sharding" in v2.stderr
+    both = _cli("cp", src, tmp_path / "c", "--format", "zarr", "--unshard", "--shard-size", "1M")
+    assert both.returncode == 1
+    assert "--shard-size" in both.stderr
+    assert not (tmp_path / "c").exists()
     chunks = _cli("cp", src, tmp_path / "c", "--chunks", "8,8,8")
     assert chunks.returncode == 1
     assert "--format" in chunks.stderr

@@ -99,6 +99,24 @@ def test_ome_zarr_to_precomputed_equals_the_local_conversion(
 
 
 @pytest.mark.parametrize("where", SCHEDULERS)
+def test_sharded_conversions_equal_the_local_ones(
+    tmp_path: Path, client: Client, where: str
+) -> None:
+    src = _sharded_source(tmp_path / "src")  # sharded: so is the OME-Zarr image, shards alike
+    local = tmp_path / "local.ome.zarr"
+    convert_format(src.url, local, "zarr", progress=False)
+    convert_on_dask(src.url, tmp_path / "dask.ome.zarr", "zarr", progress=False,
+                    scheduler=_scheduler(where, client), memory_target=4 << 10)  # fmt: skip
+    assert _objects(tmp_path / "dask.ome.zarr") == _objects(local)
+    assert b"sharding_indexed" in _objects(local)["0/zarr.json"]
+    convert_format(local, tmp_path / "back", "precomputed", shard=True, progress=False)
+    convert_on_dask(local, tmp_path / "dask-back", "precomputed", shard=True, progress=False,
+                    scheduler=_scheduler(where, client))  # fmt: skip
+    assert _objects(tmp_path / "dask-back") == _objects(tmp_path / "back")
+    np.testing.assert_array_equal(ba.open(tmp_path / "dask-back")[...], src[...])
+
+
+@pytest.mark.parametrize("where", SCHEDULERS)
 def test_sharded_to_unsharded_equals_the_local_reshard(
     tmp_path: Path, client: Client, where: str
 ) -> None:

@@ -19,11 +19,14 @@ A precomputed segmentation becomes a plain unsigned-integer array (Zarr has no l
 compressed_segmentation codec); the way back is an image of raw chunks. Converting a precomputed
 volume to ``"precomputed"`` re-chunks it (and re-compresses it): a segmentation stays one, raw.
 
-Memory is bounded: a level is copied in tiles of whole destination chunks (so no chunk is read,
-merged and written again) of about :data:`TILE_BYTES`, :data:`TILES_IN_FLIGHT` at a time, each
-tile's chunks read and written by the arrays' thread pools. Chunks that hold only zeros are not
-written. The destination's root metadata is written last: a conversion that fails half-way leaves
-no dataset there, only chunks that the next attempt (with ``overwrite``) replaces.
+Memory is bounded: a level is copied in tiles of whole destination chunks, or whole shards on a
+sharded destination (so no chunk or shard is read, merged and written again), of about
+:data:`TILE_BYTES` (or one shard), :data:`TILES_IN_FLIGHT` at a time, each tile's chunks read and
+written by the arrays' thread pools. The destination is sharded as the source's finest level is
+unless told (``shard``); its shards hold about ``shard_size_bytes`` (1 GiB by default). Chunks that
+hold only zeros are not written. The destination's root metadata is written last: a conversion that
+fails half-way leaves no dataset there, only chunks that the next attempt (with ``overwrite``)
+replaces.
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ from bigarrays.transfer import (
     check_conversion,
     new_dataset,
     open_source,
+    sharding_of,
 )
 
 __all__ = ["DEFAULT_COMPRESSION", "ConvertResult", "LevelPlan", "convert_format"]
@@ -70,11 +74,12 @@ class ConvertResult:
     seconds: float
 
 
-def _tiles(plan: LevelPlan, source_chunks: Vec3, bytes_per_voxel: int) -> list[Box]:
-    """Boxes of whole destination chunks (clipped to the level) that tile it, z slowest: each
-    at least a source chunk wide, so no source chunk is read twice along an axis where one
-    tile would hold it, and grown x first to about :data:`TILE_BYTES`."""
-    chunk, bounds = plan.chunks, plan.bounds
+def _tiles(plan: LevelPlan, unit: Vec3, source_chunks: Vec3, bytes_per_voxel: int) -> list[Box]:
+    """Boxes of whole destination write units (chunks, or whole shards: no shard is written
+    in part, read back and merged), clipped to the level, that tile it, z slowest: each at least
+    a source chunk wide, so no source chunk is read twice along an axis where one tile would
+    hold it, and grown x first to about :data:`TILE_BYTES` (or one shard, if larger)."""
+    chunk, bounds = unit, plan.bounds
     grid = [-(-s // c) for s, c in zip(plan.size, chunk, strict=True)]
     n = [max(1, min(g, -(-s // c))) for g, s, c in zip(grid, source_chunks, chunk, strict=True)]
     for axis in range(3):
@@ -100,6 +105,8 @@ def convert_format(
     overwrite: bool = False,
     threads: int | None = None,
     progress: bool | None = None,
+    shard: bool | None = None,
+    shard_size_bytes: int | None = None,
 ) -> ConvertResult:
     """Convert the dataset at ``src`` (any format, every level) to ``format`` at ``dst``.
 
@@ -107,7 +114,9 @@ def convert_format(
     over Zarr v2) or ``"precomputed"``; see the module's text for how axes and placement carry
     over. ``chunks`` (x, y, z) re-chunks every level (a Zarr chunk is then ``(1,) z, y, x``);
     None keeps each level's source chunks. ``compression`` None picks the format's default
-    (:data:`DEFAULT_COMPRESSION`), ``"none"`` none. A dataset at ``dst`` raises
+    (:data:`DEFAULT_COMPRESSION`), ``"none"`` none. ``shard`` True writes every level sharded,
+    in shards of about ``shard_size_bytes`` uncompressed (default 1 GiB), False unsharded, None
+    as the source's finest level is. A dataset at ``dst`` raises
     :class:`~bigarrays.errors.DatasetExistsError` unless ``overwrite``. ``progress`` True/False
     forces the bar on or off; None shows it on a terminal for long conversions.
     """
@@ -120,8 +129,9 @@ def convert_format(
         try:
             target = open_store(dst, read_only=False)
             try:
+                sharded, size = sharding_of(reader, shard, shard_size_bytes)
                 voxels = _convert(reader, target, format, chunks, compression, overwrite,
-                                  threads, progress)  # fmt: skip
+                                  threads, progress, sharded, size)  # fmt: skip
             finally:
                 if not isinstance(dst, Store):
                     target.close()  # a zip writes its central directory here
@@ -136,6 +146,7 @@ def convert_format(
 def _convert(
     reader: BlockReader, target: Store, format: str, chunks: Vec3 | None,
     compression: str | None, overwrite: bool, threads: int | None, progress: bool | None,
+    shard: bool, shard_size_bytes: int | None,
 ) -> int:  # fmt: skip
     source = reader.dataset.store
     if source.url.rstrip("/") == target.url.rstrip("/"):
@@ -147,13 +158,15 @@ def _convert(
     # Every argument is checked (by building the new metadata) before an old dataset goes. A
     # precomputed segmentation stays one (raw); Zarr has no layer type, so it gives images.
     writer, finish = new_dataset(target, format, plans, dtype, channels, compression, threads,
-                                 reader.dataset.layer_type)  # fmt: skip
+                                 reader.dataset.layer_type, shard, shard_size_bytes)  # fmt: skip
     try:
         clear_destination(target, overwrite)
         work = [
             (mip, box)
             for mip, plan in enumerate(plans)
-            for box in _tiles(plan, reader.plans[mip].chunks, channels * dtype.itemsize)
+            for box in _tiles(
+                plan, writer.unit(mip), reader.plans[mip].chunks, channels * dtype.itemsize
+            )
         ]
         # The bar counts destination chunks: a few large tiles still show steady progress.
         total = sum(math.prod(_chunks_in(box, plans[mip].chunks)) for mip, box in work)

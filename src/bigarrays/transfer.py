@@ -17,6 +17,7 @@ Readers and writers pickle (their arrays reopen their stores from their settings
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -34,14 +35,18 @@ from bigarrays.formats.precomputed.format import (
     open_dataset,
 )
 from bigarrays.formats.precomputed.info import Info
+from bigarrays.formats.precomputed.sharding import DEFAULT_SHARD_BYTES
 from bigarrays.formats.zarr.format import (
+    ZarrArray,
     ZarrDataset,
     create_ome_levels,
     create_zarr,
     open_zarr,
     write_image_metadata,
 )
+from bigarrays.formats.zarr.metadata_v3 import ArrayMetadataV3
 from bigarrays.formats.zarr.ome import level_geometry
+from bigarrays.formats.zarr.sharding import shard_for_size, sharded_metadata
 from bigarrays.formats.zarr.units import nanometres_per
 from bigarrays.stores import Store
 
@@ -53,6 +58,7 @@ __all__ = [
     "check_conversion",
     "new_dataset",
     "open_source",
+    "sharding_of",
 ]
 
 #: What each output format compresses its chunks with unless told.
@@ -168,6 +174,15 @@ class BlockReader:
         names = self.roles or tuple(a.name for a in level.axes)
         return _xyz(level.unit, names)
 
+    @property
+    def shard_bytes(self) -> int | None:
+        """The uncompressed bytes of a shard of the finest level (None: it is not sharded,
+        its read unit is a chunk)."""
+        unit = self.unit(0)
+        if unit == self.plans[0].chunks:
+            return None
+        return math.prod(unit) * self.channels * self.dataset.dtype.itemsize
+
     def close(self) -> None:
         for vol in self.arrays:
             vol.close()
@@ -246,9 +261,22 @@ class BlockWriter:
             vol.close()
 
 
+def sharding_of(
+    reader: BlockReader, shard: bool | None, shard_size_bytes: int | None
+) -> tuple[bool, int | None]:
+    """Whether a conversion's destination is sharded, and its target shard size: as asked, else
+    as the source's finest level (shards of the same uncompressed size)."""
+    source = reader.shard_bytes
+    sharded = source is not None if shard is None else shard
+    if sharded and shard_size_bytes is None and source is not None:
+        return True, source
+    return sharded, shard_size_bytes
+
+
 def new_dataset(
     target: Store, format: str, plans: Sequence[LevelPlan], dtype: np.dtype, channels: int,
     compression: str | None = None, threads: int | None = None, layer_type: str = "image",
+    shard: bool = False, shard_size_bytes: int | None = None,
 ) -> tuple[BlockWriter, Callable[[], object]]:  # fmt: skip
     """A new dataset of ``format`` (``"precomputed"``, ``"zarr"``, ``"zarr2"``) at ``target``
     with one level per plan: its writer, and the callable that writes its root metadata.
@@ -257,19 +285,31 @@ def new_dataset(
     none. Every option is checked by building the metadata, and nothing is written here: the
     writer writes chunks (those that hold only zeros are skipped), and the callable writes every
     metadata document (the info; or each Zarr array's, then the group's). ``layer_type``
-    (precomputed only): a segmentation stays one, of raw chunks.
+    (precomputed only): a segmentation stays one, of raw chunks. ``shard``: every level sharded,
+    shards of about ``shard_size_bytes`` uncompressed (default 1 GiB) of the plan's chunks
+    (precomputed ``neuroglancer_uint64_sharded_v1``; Zarr v3 ``sharding_indexed``, the index at
+    the end; Zarr v2 has no sharding).
     """
     codec_name = DEFAULT_COMPRESSION[format] if compression is None else compression
     codec = None if codec_name == "none" else codec_name
+    if shard_size_bytes is not None and (not shard or shard_size_bytes < 1):
+        raise InvalidArgumentError(
+            f"shard_size_bytes={shard_size_bytes!r}: a positive size, for a sharded conversion"
+        )
     if format == "precomputed":
-        return _precomputed_writer(target, plans, dtype, channels, codec, threads, layer_type)
+        return _precomputed_writer(target, plans, dtype, channels, codec, threads, layer_type,
+                                   shard, shard_size_bytes)  # fmt: skip
+    if shard and format == "zarr2":
+        raise UnsupportedError("Zarr v2 has no sharding: convert to format 'zarr' (v3) to shard")
     version = 3 if format == "zarr" else 2
-    return _zarr_writer(target, version, plans, dtype, channels, codec, threads)
+    target_bytes = (shard_size_bytes or DEFAULT_SHARD_BYTES) if shard else None
+    return _zarr_writer(target, version, plans, dtype, channels, codec, threads, target_bytes)
 
 
 def _precomputed_writer(
     store: Store, plans: Sequence[LevelPlan], dtype: np.dtype, channels: int,
-    compression: str | None, threads: int | None, layer_type: str,
+    compression: str | None, threads: int | None, layer_type: str, shard: bool,
+    shard_size_bytes: int | None,
 ) -> tuple[BlockWriter, Callable[[], object]]:  # fmt: skip
     scales = []
     for plan in plans:
@@ -277,7 +317,8 @@ def _precomputed_writer(
             plan.size, dtype, plan.chunks, plan.voxel_offset, plan.resolution, channels,
             layer_type, "raw", compression, compression_level=None, jpeg_quality=None,
             png_level=None, compressed_segmentation_block_size=None, blosc_cname=None,
-            blosc_shuffle=None, sharding=None, shard_size_bytes=None, skip_empty=True,
+            blosc_shuffle=None, sharding=True if shard else None,
+            shard_size_bytes=shard_size_bytes, skip_empty=not shard,
         )  # fmt: skip
         scales.append(info.scales[0])
     keys = [s.key for s in scales]
@@ -288,30 +329,40 @@ def _precomputed_writer(
         )
     info = Info.from_bytes(info.with_scales(scales).to_bytes())
     dataset = PrecomputedDataset(store, info)
-    arrays = [_writable(dataset, k, threads) for k in range(len(plans))]
+    arrays = [_writable(dataset, k, threads, shard) for k in range(len(plans))]
     return BlockWriter(arrays), lambda: store.put(INFO_KEY, info.to_bytes())
 
 
 def _zarr_writer(
     store: Store, version: int, plans: Sequence[LevelPlan], dtype: np.dtype, channels: int,
-    compression: str | None, threads: int | None,
+    compression: str | None, threads: int | None, shard_bytes: int | None,
 ) -> tuple[BlockWriter, Callable[[], object]]:  # fmt: skip
     lead = (channels,) if channels > 1 else ()
     dims = ("c", "z", "y", "x")[-len(lead) - 3 :]
     levels = []
     for plan in plans:
-        levels.append(create_zarr(
-            store, version=version, shape=lead + plan.size[::-1], dtype=dtype,
-            chunks=(1,) * len(lead) + plan.chunks[::-1], dims=dims, fill_value=0,
-            compression=compression, compression_level=None, attributes=None,
-        ))  # fmt: skip
+        shape, inner = lead + plan.size[::-1], (1,) * len(lead) + plan.chunks[::-1]
+        chunks = inner
+        if shard_bytes is not None:
+            chunks = shard_for_size(shape, inner, np.dtype(dtype).itemsize, shard_bytes)
+        level = create_zarr(
+            store, version=version, shape=shape, dtype=dtype, chunks=chunks, dims=dims,
+            fill_value=0, compression=compression, compression_level=None, attributes=None,
+        )  # fmt: skip
+        meta = level.meta
+        if shard_bytes is not None and isinstance(meta, ArrayMetadataV3):
+            meta = sharded_metadata(meta, inner, "end")
+            level = ZarrDataset(store, [ZarrArray("", meta, dict(meta.attributes))])
+        levels.append(level)
     resolutions = [(1.0,) * len(lead) + plan.resolution[::-1] for plan in plans]
     offsets = [(0,) * len(lead) + plan.voxel_offset[::-1] for plan in plans]
     image = create_ome_levels(levels, resolutions, offsets, unit="nanometer")
-    arrays = [_writable(image, k, threads) for k in range(len(plans))]
+    arrays = [_writable(image, k, threads, shard_bytes is not None) for k in range(len(plans))]
     return BlockWriter(arrays, zarr_axes=True), lambda: write_image_metadata(image)
 
 
-def _writable(dataset: Dataset, mip: int, threads: int | None) -> BigArray:
-    # No bar per tile (the conversion has its own); zero chunks are not written.
-    return BigArray(dataset, mip=mip, mode="r+", threads=threads, progress=False, skip_empty=True)
+def _writable(dataset: Dataset, mip: int, threads: int | None, sharded: bool) -> BigArray:
+    # No bar per tile (the conversion has its own); zero chunks are not written (shards leave
+    # them out by themselves).
+    return BigArray(dataset, mip=mip, mode="r+", threads=threads, progress=False,
+                    skip_empty=not sharded)  # fmt: skip

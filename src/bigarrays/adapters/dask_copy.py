@@ -47,6 +47,7 @@ from bigarrays.transfer import (
     check_conversion,
     new_dataset,
     open_source,
+    sharding_of,
 )
 
 try:
@@ -149,10 +150,14 @@ def convert_on_dask(
     threads: int | None = None,
     progress: bool | None = None,
     memory_target: int = DEFAULT_MEMORY_TARGET,
+    shard: bool | None = None,
+    shard_size_bytes: int | None = None,
 ) -> ConvertResult:
     """:func:`bigarrays.convert.convert_format` as a Dask graph on ``scheduler`` (see
     :func:`run_tasks`), one task per block of about ``memory_target`` bytes of whole
-    destination chunks. Both datasets must be on stores that every worker reaches."""
+    destination chunks (whole shards, on a sharded destination: ``shard`` and
+    ``shard_size_bytes`` as there). Both datasets must be on stores that every worker
+    reaches."""
     xyz = check_conversion(format, chunks, threads)
     _check_memory_target(memory_target)
     started = time.perf_counter()
@@ -165,8 +170,10 @@ def convert_on_dask(
             plans = list(reader.plans)
             if xyz is not None:
                 plans = [replace(plan, chunks=xyz) for plan in plans]
+            sharded, size = sharding_of(reader, shard, shard_size_bytes)
             writer, finish = new_dataset(target, format, plans, dataset.dtype, reader.channels,
-                                         compression, threads, dataset.layer_type)  # fmt: skip
+                                         compression, threads, dataset.layer_type, sharded,
+                                         size)  # fmt: skip
             try:
                 clear_destination(target, overwrite)
                 _run_blocks(reader, writer, plans, scheduler, memory_target, progress,

@@ -28,7 +28,8 @@ def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
                        "format: precomputed scales become an OME-Zarr image (levels '0', '1', "
                        "...; axes (c,) z, y, x), and an OME-Zarr image or Zarr array becomes "
                        "precomputed scales (raw encoding), each level at the same physical "
-                       "place. --dask runs any of these as tasks on a dask.distributed "
+                       "place, sharded as the source is unless --shard or --unshard says "
+                       "otherwise. --dask runs any of these as tasks on a dask.distributed "
                        "cluster. --anon applies to SRC only.",
                        parents=parents)  # fmt: skip
     p.add_argument("src", metavar="SRC", help="source dataset URL or path")
@@ -36,9 +37,9 @@ def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     layout = p.add_mutually_exclusive_group()
     layout.add_argument("--shard", action="store_true", help="write DST sharded")
     layout.add_argument("--unshard", action="store_true", help="write DST unsharded")
-    layout.add_argument("--format", default=None, choices=("zarr", "zarr2", "precomputed"),
-                        help="convert to this format: zarr = OME-Zarr (NGFF 0.5, Zarr v3), "
-                        "zarr2 = OME-Zarr NGFF 0.4 over Zarr v2, precomputed")  # fmt: skip
+    p.add_argument("--format", default=None, choices=("zarr", "zarr2", "precomputed"),
+                   help="convert to this format: zarr = OME-Zarr (NGFF 0.5, Zarr v3), zarr2 = "
+                   "OME-Zarr NGFF 0.4 over Zarr v2 (no sharding), precomputed")  # fmt: skip
     p.add_argument("--chunks", default=None, metavar="X,Y,Z",
                    help="with --format: chunk size of every level along x, y, z as precomputed "
                    "counts them; a Zarr chunk is the reverse, z, y, x (and 1 along c). Default: "
@@ -46,8 +47,13 @@ def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     p.add_argument("--compression", default=None, choices=("zstd", "gzip", "blosc", "br", "none"),
                    help="with --format: chunk compression (default zstd for Zarr, none for "
                    "precomputed, which every reader takes; br is precomputed only)")  # fmt: skip
-    p.add_argument("--shard-size", type=_byte_size, default=None, metavar="BYTES",
-                   help="target shard size, uncompressed, with --shard (default 1GiB)")  # fmt: skip
+    p.add_argument(
+        "--shard-size",
+        type=_byte_size,
+        default=None,
+        metavar="BYTES",
+        help="target shard size, uncompressed, of a sharded DST (default 1GiB)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace a dataset at DST")
     p.add_argument("--threads", type=int, default=None, help="I/O threads (default: auto)")
     p.add_argument("--dask", default=None, metavar="ADDRESS",
@@ -77,7 +83,13 @@ def run(args: argparse.Namespace) -> int:
     on_dask = {} if args.dask is None else {"scheduler": args.dask, "memory_target": args.memory}
     if args.format is not None:
         chunks = None if args.chunks is None else parse_ints(args.chunks, 3, "--chunks")
-        options = {"chunks": chunks, "compression": args.compression, **common}
+        shard = True if args.shard else False if args.unshard else None
+        if args.shard_size is not None and shard is False:
+            raise UsageError("--shard-size is the size of a sharded DST: not with --unshard")
+        if args.shard_size is not None:
+            shard = True
+        options = {"chunks": chunks, "compression": args.compression, "shard": shard,
+                   "shard_size_bytes": args.shard_size, **common}  # fmt: skip
         if on_dask:
             from bigarrays.adapters.dask_copy import convert_on_dask
 

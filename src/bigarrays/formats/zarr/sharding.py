@@ -321,6 +321,34 @@ def plan_sharding(
     return shard, inner, location
 
 
+def shard_for_size(shape: Sequence[int], inner: Sequence[int], itemsize: int,
+                   target_bytes: int) -> Shape:  # fmt: skip
+    """The shard of ``inner`` chunks that holds about ``target_bytes`` of an array of ``shape``:
+    the power of two of chunks nearest ``target_bytes`` (no more than the array holds), given out
+    one doubling at a time to the last three axes in turn, x (the last) first, each up to the
+    chunks it has; one chunk along the other axes. Precomputed's shards take the Morton bits of
+    their chunk ids by the same rule (``choose_sharding``), so a volume converted either way
+    keeps shards of the same box."""
+    if target_bytes < 1:
+        raise ValueError(f"the target shard size must be positive, got {target_bytes}")
+    chunk_bytes = max(1, math.prod(inner) * itemsize)
+    chunks = (target_bytes + chunk_bytes // 2) // chunk_bytes
+    want = max(0, (chunks - 1).bit_length())  # the power of two at or above; ties go up
+    if want and (1 << want) - chunks > chunks - (1 << (want - 1)):
+        want -= 1
+    ndim = len(shape)
+    grid = [-(-n // c) for n, c in zip(shape, inner, strict=True)]
+    room = {i: max(0, math.ceil(math.log2(grid[i]))) if grid[i] > 1 else 0
+            for i in range(max(0, ndim - 3), ndim)}  # fmt: skip
+    bits = dict.fromkeys(room, 0)
+    while want and any(bits[i] < room[i] for i in room):
+        for i in sorted(room, reverse=True):
+            if want and bits[i] < room[i]:
+                bits[i] += 1
+                want -= 1
+    return tuple(c * min(1 << bits.get(i, 0), grid[i]) for i, c in enumerate(inner))
+
+
 def sharded_metadata(meta: ArrayMetadataV3, inner: Sequence[int], location: str) -> ArrayMetadataV3:
     """``meta`` (whose chunks are the shards) with its codecs moved inside ``sharding_indexed``."""
     config = {
