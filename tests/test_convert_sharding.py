@@ -124,3 +124,22 @@ def test_the_shard_rule(
     shape: tuple[int, ...], inner: tuple[int, ...], target: int, expected: tuple[int, ...]
 ) -> None:
     assert shard_for_size(shape, inner, 1, target) == expected
+
+
+def test_channels_round_trip_to_the_same_shards(tmp_path: Path, no_merges: None) -> None:
+    # A precomputed shard holds every channel, a Zarr one a channel: the size in bytes carries
+    # over, so the way back gives the source's shards again.
+    src = tmp_path / "src"
+    with ba.create(src, shape=(100, 90, 40), dtype="uint16", chunks=(32, 32, 16), num_channels=3,
+                   sharding=True, shard_size_bytes=32 * 32 * 16 * 2 * 3 * 8) as vol:  # fmt: skip
+        data = np.random.default_rng(5).integers(0, 999, (100, 90, 40, 3), dtype=np.uint16)
+        vol[...] = data
+        unit = vol.level.unit
+    convert_format(src, tmp_path / "img.ome.zarr", "zarr")
+    np.testing.assert_array_equal(
+        zarr.open_array(str(tmp_path / "img.ome.zarr" / "0"))[:], data.transpose(3, 2, 1, 0)
+    )
+    convert_format(tmp_path / "img.ome.zarr", tmp_path / "back", "precomputed")
+    with ba.open(tmp_path / "back") as back:
+        assert back.level.unit == unit
+        np.testing.assert_array_equal(back[...], data)

@@ -177,11 +177,11 @@ class BlockReader:
     @property
     def shard_bytes(self) -> int | None:
         """The uncompressed bytes of a shard of the finest level (None: it is not sharded,
-        its read unit is a chunk)."""
-        unit = self.unit(0)
-        if unit == self.plans[0].chunks:
+        its read unit is a chunk). A Zarr shard holds the channels its shape spans (one, as
+        ``cp`` writes them), a precomputed one every channel."""
+        if self.unit(0) == self.plans[0].chunks:
             return None
-        return math.prod(unit) * self.channels * self.dataset.dtype.itemsize
+        return math.prod(self.arrays[0].level.unit) * self.dataset.dtype.itemsize
 
     def close(self) -> None:
         for vol in self.arrays:
