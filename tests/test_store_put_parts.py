@@ -202,6 +202,49 @@ def test_gcs_uploads_a_large_value_in_pieces_as_a_resumable_upload(
     assert gcs_store.get("small") == b"abcdef"
 
 
+def test_gcs_uploads_parts_from_an_iterator_as_they_come(
+    gcs_store: GCSStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A value an iterator makes: an upload of unknown size (``/*``) until its last part, which
+    names the size; the first part goes before the iterator has given its last bytes. An
+    iterator that fails stores nothing; one no larger than a part is one request."""
+    ranges = _sent_parts(gcs_store, monkeypatch)
+    parts = pieces(MiB + 1000, 6)
+    whole = b"".join(p.tobytes() for p in parts)
+    given: list[int] = []
+    at_first_part: list[int] = []
+    original = gcs_store._send_part
+
+    def send(*args: Any) -> Any:
+        at_first_part.append(len(given))
+        return original(*args)
+
+    monkeypatch.setattr(gcs_store, "_send_part", send)
+
+    def made(fail: bool = False) -> Any:
+        for i, part in enumerate(parts):
+            if fail and i == 5:
+                raise RuntimeError("the encoder failed")
+            given.append(i)
+            yield part
+
+    gcs_store.put("shard/0", b"old")
+    gcs_store.put_parts("shard/0", made())
+    n, k = len(whole), 256 * 1024
+    assert ranges == [f"bytes {a}-{min(a + k, n) - 1}/{n if a + k >= n else '*'}"
+                      for a in range(0, n, k)]  # fmt: skip
+    assert at_first_part[0] < len(parts)
+    assert gcs_store.get("shard/0") == whole
+    given.clear()
+    with pytest.raises(RuntimeError, match="encoder failed"):
+        gcs_store.put_parts("shard/0", made(fail=True))
+    assert gcs_store.get("shard/0") == whole
+    ranges.clear()
+    gcs_store.put_parts("small", iter([b"abc", b"def"]))
+    assert ranges == []
+    assert gcs_store.get("small") == b"abcdef"
+
+
 def test_gcs_uploads_a_large_encoded_value_as_a_resumable_upload(
     gcs_store: GCSStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -600,6 +600,14 @@ class Store(abc.ABC):
         raise self._no_versions()
 
 
+def drain(items: list[memoryview]) -> Iterator[memoryview]:
+    """``items`` in turn, each let go by the list as it is given (the first parts of a value
+    taken from an iterator, held no longer than they are needed)."""
+    items.reverse()
+    while items:
+        yield items.pop()
+
+
 def cut_parts(parts: Iterable[memoryview], size: int) -> Iterator[bytes]:
     """The bytes of ``parts`` laid end to end, cut into pieces of ``size`` (the last shorter):
     the parts of a multipart upload, made one at a time, so that no more than one is held."""

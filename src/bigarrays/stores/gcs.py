@@ -18,6 +18,8 @@ not usable against either emulator.
   ``https://storage.googleapis.com``.
 - A value larger than ``PART_SIZE`` (128 MiB; a shard) goes up as a resumable upload, one part
   at a time; a value given in pieces (``put_parts``) is cut into parts and never joined whole.
+  Pieces an iterator gives (a shard whose chunks are still being encoded) go up as they come,
+  in an upload of unknown size until its last part.
 - Transfer encodings are the object's ``contentEncoding``. Reads send ``Accept-Encoding: gzip``,
   so GCS sends the stored bytes instead of decompressing them on the way ("decompressive
   transcoding", which also ignores ranges), and the store decodes what the header says.
@@ -25,6 +27,7 @@ not usable against either emulator.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import threading
@@ -42,7 +45,7 @@ from bigarrays.errors import (
     VersionConflictError,
 )
 from bigarrays.stores import content_encoding
-from bigarrays.stores.base import ANY_VERSION, Buffer, PutMode, cut_parts
+from bigarrays.stores.base import ANY_VERSION, Buffer, PutMode, cut_parts, drain
 from bigarrays.stores.http import Pool, Response, check_status, parse_content_range
 from bigarrays.stores.remote import (
     RemoteStore,
@@ -77,6 +80,15 @@ def _emulator_endpoint() -> str | None:
     if not host:
         return None
     return host if "://" in host else f"http://{host}"
+
+
+def _generation(mode: PutMode, version: str | None) -> str | None:
+    """The ``ifGenerationMatch`` of a put in ``mode`` (None: none)."""
+    if mode == "create":
+        return "0"
+    if mode == "if_version" and version != ANY_VERSION:
+        return version
+    return None
 
 
 class _Auth:
@@ -409,20 +421,42 @@ class GCSStore(RemoteStore):
         ``parts`` one at a time: a shard is never joined whole, only one part's bytes are."""
         if sum(p.nbytes for p in parts) <= self.PART_SIZE:
             return super()._put_parts(key, parts, mode, version)  # joined: one request
-        generation = None
-        if mode == "create":
-            generation = "0"
-        elif mode == "if_version" and version != ANY_VERSION:
-            generation = version
-        return self._put_resumable(key, parts, None, generation)
+        return self._put_resumable(key, parts, None, _generation(mode, version))
+
+    writes_parts_in_turn = True
+
+    def _put_parts_in_turn(
+        self, key: str, parts: Iterator[memoryview], mode: PutMode, version: str | None
+    ) -> str | None:
+        """Parts an iterator gives: taken until they pass a part's size (a value no larger is
+        one request, as :meth:`_put_parts` makes it); a larger one goes up as a resumable
+        upload of unknown size whose parts are cut as the iterator gives them (the size is
+        named with the last), so a shard being encoded is uploaded while its last chunks are.
+        The part after the one being sent is cut before it goes: two parts are held."""
+        head: list[memoryview] = []
+        held = 0
+        for part in parts:
+            head.append(part)
+            held += part.nbytes
+            if held > self.PART_SIZE:
+                break
+        else:
+            return self._put_parts(key, head, mode, version)
+        return self._put_resumable(key, itertools.chain(drain(head), parts), None,
+                                   _generation(mode, version))  # fmt: skip
 
     def _put_resumable(
-        self, key: str, parts: list[memoryview], encoding: str | None, generation: str | None
+        self,
+        key: str,
+        parts: list[memoryview] | Iterator[memoryview],
+        encoding: str | None,
+        generation: str | None,
     ) -> str:
         """Open a resumable upload session (its precondition ``generation`` given there, as
-        GCS takes it) and send the value in parts of :attr:`PART_SIZE`; the new generation."""
+        GCS takes it) and send the value in parts of :attr:`PART_SIZE`; the new generation.
+        Parts from an iterator make an upload of unknown size until its last part."""
         name = self._name(key)
-        total = sum(p.nbytes for p in parts)
+        total = sum(p.nbytes for p in parts) if isinstance(parts, list) else None
         what = f"PUT {self.url}/{key}"
         query = {"uploadType": "resumable", "name": name}
         if generation is not None:
@@ -431,8 +465,9 @@ class GCSStore(RemoteStore):
         if encoding is not None:
             meta["contentEncoding"] = encoding
         headers = {"Content-Type": "application/json; charset=UTF-8",
-                   "X-Upload-Content-Type": "application/octet-stream",
-                   "X-Upload-Content-Length": str(total)}  # fmt: skip
+                   "X-Upload-Content-Type": "application/octet-stream"}  # fmt: skip
+        if total is not None:
+            headers["X-Upload-Content-Length"] = str(total)
         base = f"{self.endpoint}/upload/storage/v1/b/{quote(self.bucket, safe='')}/o"
         r = self._request("POST", f"{base}?{urlencode(query)}", what, headers=headers,
                           body=json.dumps(meta).encode(), missing_ok=False,
@@ -441,24 +476,36 @@ class GCSStore(RemoteStore):
         if not session:
             raise StoreError(f"{what}: the server opened no upload session (no Location)")
         offset, answer = 0, None
-        for piece in cut_parts(parts, self.PART_SIZE):
-            answer = self._send_part(session, piece, offset, total, what, key)
-            offset += len(piece)
-            del piece  # before the next part is cut: one part held at a time
+        pieces = cut_parts(parts, self.PART_SIZE)
+        piece = next(pieces, None)
+        while piece is not None:
+            # Of unknown size, the upload learns its size with its last part: the next part is
+            # cut first, to know whether this one is the last.
+            following = next(pieces, None) if total is None else None
+            end = offset + len(piece)
+            last = following is None if total is None else end >= total
+            answer = self._send_part(session, piece, offset, total if total is not None
+                                     else end if last else None, what, key)  # fmt: skip
+            offset = end
+            # Before the next part is cut: one part held at a time (two of unknown size).
+            piece = following if total is None else None
+            if total is not None:
+                piece = next(pieces, None)
         return self._uploaded_generation(answer, key)
 
     def _send_part(
-        self, session: str, piece: bytes, offset: int, total: int, what: str, key: str
+        self, session: str, piece: bytes, offset: int, total: int | None, what: str, key: str
     ) -> Response:
-        """PUT one part of a resumable upload; GCS answers 308 until the last. A part sent
-        again after a lost answer is fine: GCS ignores bytes at offsets it has persisted."""
+        """PUT one part of a resumable upload (``total`` None: of a size not known yet); GCS
+        answers 308 until the last. A part sent again after a lost answer is fine: GCS ignores
+        bytes at offsets it has persisted."""
         client: _Client = self.client()
         end = offset + len(piece)
-        headers = {"Content-Range": f"bytes {offset}-{end - 1}/{total}"}
+        headers = {"Content-Range": f"bytes {offset}-{end - 1}/{'*' if total is None else total}"}
 
         def attempt() -> Response:
             r = client.pool.request("PUT", session, headers=headers, body=piece)
-            if r.status == 308 and end < total:
+            if r.status == 308 and (total is None or end < total):
                 return r
             if r.status == 412:  # the precondition, checked again as the object is made
                 raise VersionConflictError(key, self.url)

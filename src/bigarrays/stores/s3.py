@@ -46,7 +46,7 @@ from bigarrays.errors import (
     VersionConflictError,
 )
 from bigarrays.stores import content_encoding
-from bigarrays.stores.base import ANY_VERSION, Buffer, PutMode, cut_parts
+from bigarrays.stores.base import ANY_VERSION, Buffer, PutMode, cut_parts, drain
 from bigarrays.stores.remote import (
     RemoteStore,
     as_stored,
@@ -74,13 +74,6 @@ def _condition(mode: PutMode, version: str | None) -> dict[str, str]:
     if mode == "if_version" and version != ANY_VERSION:
         return {"IfMatch": str(version)}
     return {}
-
-
-def _emptying(items: list[memoryview]) -> Iterator[memoryview]:
-    """``items`` in turn, each let go by the list as it is given."""
-    items.reverse()
-    while items:
-        yield items.pop()
 
 
 class _Missing:
@@ -439,7 +432,7 @@ class S3Store(RemoteStore):
                 break
         else:
             return self._put_parts(key, head, mode, version)
-        return self._put_multipart(key, self._name(key), itertools.chain(_emptying(head), parts),
+        return self._put_multipart(key, self._name(key), itertools.chain(drain(head), parts),
                                    {"ContentType": "application/octet-stream"},
                                    _condition(mode, version))  # fmt: skip
 
