@@ -479,17 +479,18 @@ class GCSStore(RemoteStore):
         pieces = cut_parts(parts, self.PART_SIZE)
         piece = next(pieces, None)
         while piece is not None:
-            # Of unknown size, the upload learns its size with its last part: the next part is
-            # cut first, to know whether this one is the last.
-            following = next(pieces, None) if total is None else None
-            end = offset + len(piece)
-            last = following is None if total is None else end >= total
-            answer = self._send_part(session, piece, offset, total if total is not None
-                                     else end if last else None, what, key)  # fmt: skip
-            offset = end
-            # Before the next part is cut: one part held at a time (two of unknown size).
-            piece = following if total is None else None
-            if total is not None:
+            size = total
+            if total is None:
+                # An upload of unknown size learns it with its last part: the next part is cut
+                # first, to know whether this one is the last.
+                following = next(pieces, None)
+                size = offset + len(piece) if following is None else None
+            answer = self._send_part(session, piece, offset, size, what, key)
+            offset += len(piece)
+            if total is None:
+                piece = following
+            else:
+                piece = None  # let go before the next part is cut: one part held at a time
                 piece = next(pieces, None)
         return self._uploaded_generation(answer, key)
 
