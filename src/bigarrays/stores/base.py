@@ -600,6 +600,19 @@ class Store(abc.ABC):
         raise self._no_versions()
 
 
+def first_parts(parts: Iterator[memoryview], size: int) -> tuple[list[memoryview], bool]:
+    """The first of ``parts`` until they hold more than ``size`` bytes, and whether they do
+    (False: the iterator ended first, and these are all of them)."""
+    head: list[memoryview] = []
+    held = 0
+    for part in parts:
+        head.append(part)
+        held += part.nbytes
+        if held > size:
+            return head, True
+    return head, False
+
+
 def drain(items: list[memoryview]) -> Iterator[memoryview]:
     """``items`` in turn, each let go by the list as it is given (the first parts of a value
     taken from an iterator, held no longer than they are needed)."""

@@ -45,7 +45,7 @@ from bigarrays.errors import (
     VersionConflictError,
 )
 from bigarrays.stores import content_encoding
-from bigarrays.stores.base import ANY_VERSION, Buffer, PutMode, cut_parts, drain
+from bigarrays.stores.base import ANY_VERSION, Buffer, PutMode, cut_parts, drain, first_parts
 from bigarrays.stores.http import Pool, Response, check_status, parse_content_range
 from bigarrays.stores.remote import (
     RemoteStore,
@@ -433,14 +433,8 @@ class GCSStore(RemoteStore):
         upload of unknown size whose parts are cut as the iterator gives them (the size is
         named with the last), so a shard being encoded is uploaded while its last chunks are.
         The part after the one being sent is cut before it goes: two parts are held."""
-        head: list[memoryview] = []
-        held = 0
-        for part in parts:
-            head.append(part)
-            held += part.nbytes
-            if held > self.PART_SIZE:
-                break
-        else:
+        head, larger = first_parts(parts, self.PART_SIZE)
+        if not larger:
             return self._put_parts(key, head, mode, version)
         return self._put_resumable(key, itertools.chain(drain(head), parts), None,
                                    _generation(mode, version))  # fmt: skip

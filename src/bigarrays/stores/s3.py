@@ -46,7 +46,7 @@ from bigarrays.errors import (
     VersionConflictError,
 )
 from bigarrays.stores import content_encoding
-from bigarrays.stores.base import ANY_VERSION, Buffer, PutMode, cut_parts, drain
+from bigarrays.stores.base import ANY_VERSION, Buffer, PutMode, cut_parts, drain, first_parts
 from bigarrays.stores.remote import (
     RemoteStore,
     as_stored,
@@ -423,14 +423,8 @@ class S3Store(RemoteStore):
         is one request, as :meth:`_put_parts` makes it); a larger one goes up as a multipart
         upload whose parts are cut as the iterator gives them, so a shard being encoded is
         uploaded while its last chunks are, and one part is held, not the shard."""
-        head: list[memoryview] = []
-        held = 0
-        for part in parts:
-            head.append(part)
-            held += part.nbytes
-            if held > self.PART_SIZE:
-                break
-        else:
+        head, larger = first_parts(parts, self.PART_SIZE)
+        if not larger:
             return self._put_parts(key, head, mode, version)
         return self._put_multipart(key, self._name(key), itertools.chain(drain(head), parts),
                                    {"ContentType": "application/octet-stream"},
