@@ -600,6 +600,12 @@ class Store(abc.ABC):
         raise self._no_versions()
 
 
+def version_of_put(mode: PutMode, version: str | None) -> str | None:
+    """The version a put in ``mode`` is held to, as ``_put_if_version`` takes it (overwrite:
+    :data:`ANY_VERSION`; create: None, no value)."""
+    return ANY_VERSION if mode == "overwrite" else version
+
+
 def first_parts(parts: Iterator[memoryview], size: int) -> tuple[list[memoryview], bool]:
     """The first of ``parts`` until they hold more than ``size`` bytes, and whether they do
     (False: the iterator ended first, and these are all of them)."""

@@ -46,6 +46,7 @@ from bigarrays.stores.base import (
     PutMode,
     Run,
     Store,
+    version_of_put,
 )
 from bigarrays.stores.ranges import ByteRange, Span
 
@@ -286,12 +287,12 @@ class FileStore(Store):
     def _put_parts(
         self, key: str, parts: list[memoryview], mode: PutMode, version: str | None
     ) -> str:
-        return self._write(key, parts, None, ANY_VERSION if mode == "overwrite" else version)
+        return self._write(key, parts, None, version_of_put(mode, version))
 
     def _put_parts_in_turn(
         self, key: str, parts: Iterator[memoryview], mode: PutMode, version: str | None
     ) -> str:
-        return self._write(key, parts, None, ANY_VERSION if mode == "overwrite" else version)
+        return self._write(key, parts, None, version_of_put(mode, version))
 
     def _write(
         self,

@@ -45,7 +45,15 @@ from bigarrays.errors import (
     VersionConflictError,
 )
 from bigarrays.stores import content_encoding
-from bigarrays.stores.base import ANY_VERSION, Buffer, PutMode, cut_parts, drain, first_parts
+from bigarrays.stores.base import (
+    ANY_VERSION,
+    Buffer,
+    PutMode,
+    cut_parts,
+    drain,
+    first_parts,
+    version_of_put,
+)
 from bigarrays.stores.http import Pool, Response, check_status, parse_content_range
 from bigarrays.stores.remote import (
     RemoteStore,
@@ -82,13 +90,12 @@ def _emulator_endpoint() -> str | None:
     return host if "://" in host else f"http://{host}"
 
 
-def _generation(mode: PutMode, version: str | None) -> str | None:
-    """The ``ifGenerationMatch`` of a put in ``mode`` (None: none)."""
-    if mode == "create":
-        return "0"
-    if mode == "if_version" and version != ANY_VERSION:
-        return version
-    return None
+def _precondition(version: str | None) -> str | None:
+    """The ``ifGenerationMatch`` of a put at ``version`` (as ``_put_if_version`` takes it: None,
+    only where there is no object, "0"; :data:`ANY_VERSION`, none)."""
+    if version == ANY_VERSION:
+        return None
+    return "0" if version is None else version
 
 
 class _Auth:
@@ -421,7 +428,7 @@ class GCSStore(RemoteStore):
         ``parts`` one at a time: a shard is never joined whole, only one part's bytes are."""
         if sum(p.nbytes for p in parts) <= self.PART_SIZE:
             return super()._put_parts(key, parts, mode, version)  # joined: one request
-        return self._put_resumable(key, parts, None, _generation(mode, version))
+        return self._put_resumable(key, parts, None, _precondition(version_of_put(mode, version)))
 
     writes_parts_in_turn = True
 
@@ -437,7 +444,7 @@ class GCSStore(RemoteStore):
         if not larger:
             return self._put_parts(key, head, mode, version)
         return self._put_resumable(key, itertools.chain(drain(head), parts), None,
-                                   _generation(mode, version))  # fmt: skip
+                                   _precondition(version_of_put(mode, version)))  # fmt: skip
 
     def _put_resumable(
         self,
@@ -574,9 +581,7 @@ class GCSStore(RemoteStore):
     def _put_if_version(
         self, key: str, value: Buffer, version: str | None, encoding: str | None
     ) -> str:
-        if version == ANY_VERSION:
-            return self._put(key, value, encoding)
-        return self._put(key, value, encoding, generation="0" if version is None else version)
+        return self._put(key, value, encoding, generation=_precondition(version))
 
     def _delete_if_version(self, key: str, version: str | None) -> None:
         if version == ANY_VERSION:

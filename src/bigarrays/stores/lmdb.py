@@ -56,6 +56,7 @@ from bigarrays.stores.base import (
     Store,
     cut_range,
     local_disk_concurrency,
+    version_of_put,
 )
 
 T = TypeVar("T")
@@ -567,7 +568,7 @@ class LmdbStore(Store):
         # LMDB stores a value from one buffer (py-lmdb has no MDB_RESERVE to fill in place):
         # the parts are joined once, into bytes of our own, and not copied again.
         blob = b"".join(parts)
-        return self._put_blob(key, blob, ANY_VERSION if mode == "overwrite" else version, None)
+        return self._put_blob(key, blob, version_of_put(mode, version), None)
 
     def _put_blob(self, key: str, blob: bytes, version: str | None, encoding: str | None) -> str:
         content_encoding.check(encoding)

@@ -46,7 +46,15 @@ from bigarrays.errors import (
     VersionConflictError,
 )
 from bigarrays.stores import content_encoding
-from bigarrays.stores.base import ANY_VERSION, Buffer, PutMode, cut_parts, drain, first_parts
+from bigarrays.stores.base import (
+    ANY_VERSION,
+    Buffer,
+    PutMode,
+    cut_parts,
+    drain,
+    first_parts,
+    version_of_put,
+)
 from bigarrays.stores.remote import (
     RemoteStore,
     as_stored,
@@ -67,13 +75,12 @@ from bigarrays.stores.s3_objects import ObjectRequests
 T = TypeVar("T")
 
 
-def _condition(mode: PutMode, version: str | None) -> dict[str, str]:
-    """The precondition of a put in ``mode`` as S3 takes it."""
-    if mode == "create":
-        return {"IfNoneMatch": "*"}
-    if mode == "if_version" and version != ANY_VERSION:
-        return {"IfMatch": str(version)}
-    return {}
+def _condition(version: str | None) -> dict[str, str]:
+    """The precondition of a put at ``version`` (as ``_put_if_version`` takes it: None, only
+    where there is no object; :data:`ANY_VERSION`, none) as S3 takes it."""
+    if version == ANY_VERSION:
+        return {}
+    return {"IfNoneMatch": "*"} if version is None else {"IfMatch": str(version)}
 
 
 class _Missing:
@@ -412,7 +419,7 @@ class S3Store(RemoteStore):
             return super()._put_parts(key, parts, mode, version)  # joined: one request
         return self._put_multipart(key, self._name(key), parts,
                                    {"ContentType": "application/octet-stream"},
-                                   _condition(mode, version))  # fmt: skip
+                                   _condition(version_of_put(mode, version)))  # fmt: skip
 
     writes_parts_in_turn = True
 
@@ -428,7 +435,7 @@ class S3Store(RemoteStore):
             return self._put_parts(key, head, mode, version)
         return self._put_multipart(key, self._name(key), itertools.chain(drain(head), parts),
                                    {"ContentType": "application/octet-stream"},
-                                   _condition(mode, version))  # fmt: skip
+                                   _condition(version_of_put(mode, version)))  # fmt: skip
 
     def _put_multipart(
         self,
@@ -532,8 +539,7 @@ class S3Store(RemoteStore):
     ) -> str:
         if version == ANY_VERSION:
             return self._put(key, value, encoding)  # every S3 PUT is atomic and ordered
-        condition = {"IfNoneMatch": "*"} if version is None else {"IfMatch": version}
-        return self._put(key, value, encoding, condition=condition)
+        return self._put(key, value, encoding, condition=_condition(version))
 
     def _delete_if_version(self, key: str, version: str | None) -> None:
         if version == ANY_VERSION:

@@ -64,6 +64,7 @@ from bigarrays.stores.base import (
     Store,
     local_disk_concurrency,
     normalize_key,
+    version_of_put,
 )
 from bigarrays.stores.file import path_from_url
 from bigarrays.stores.zip_archive import (
@@ -240,7 +241,7 @@ class ZipStore(Store):
         self, key: str, parts: list[memoryview], mode: PutMode, version: str | None
     ) -> str:
         # The parts are appended to the entry one after another: a shard is never joined.
-        return self._put(key, parts, None, ANY_VERSION if mode == "overwrite" else version)
+        return self._put(key, parts, None, version_of_put(mode, version))
 
     def _delete(self, key: str, version: str | None = ANY_VERSION) -> None:
         archive = self._usable()
