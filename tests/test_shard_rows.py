@@ -131,11 +131,13 @@ def test_a_raw_chunk_of_the_wrong_size_is_corrupt(tmp_path: Path) -> None:
         reader[0:2, 0:2]
 
 
-def test_a_rewritten_shard_is_read_again(tmp_path: Path) -> None:
-    """The index cached by one handle is stale after another rewrites the shard: the rows read
-    is refused at the old version and the chunks are read through the new index."""
+@pytest.mark.parametrize("compression", [None, "zstd"], ids=["rows", "stored"])
+def test_a_rewritten_shard_is_read_again(tmp_path: Path, compression: str | None) -> None:
+    """The index cached by one handle is stale after another rewrites the shard: the read of
+    rows (raw) or of stored bytes (zstd) is refused at the old version and the chunks are read
+    through the new index."""
     path = tmp_path / "a.zarr"
-    with _sharded(path, (16, 16), (8, 8), "uint8") as writer:
+    with _sharded(path, (16, 16), (8, 8), "uint8", compression=compression) as writer:
         writer[...] = 1
     reader = ba.open(path)
     assert (reader[0:2, 0:2] == 1).all()
@@ -144,6 +146,9 @@ def test_a_rewritten_shard_is_read_again(tmp_path: Path) -> None:
         writer[8:16, 8:16] = 7
     assert (reader[0:2, 0:2] == 0).all()
     assert (reader[9:11, 9:11] == 7).all()
+    ones = np.ones((8, 8))
+    expected = np.block([[0 * ones, ones], [ones, 7 * ones]])
+    np.testing.assert_array_equal(reader[0:16, 0:16], expected)
 
 
 # -- the store call ----------------------------------------------------------------------------

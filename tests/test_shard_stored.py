@@ -88,25 +88,6 @@ def test_a_shard_cut_short_under_its_index_is_corrupt(tmp_path: Path) -> None:
         reader[12:16, 12:16]
 
 
-def test_a_rewritten_shard_is_read_again(tmp_path: Path) -> None:
-    path = tmp_path / "a.zarr"
-    with _sharded(path, (16, 16), (8, 8), "uint8") as writer:
-        writer[...] = 1
-    reader = ba.open(path)
-    assert (reader[0:2, 0:2] == 1).all()
-    with ba.open(path, mode="r+") as writer:
-        writer[0:8, 0:8] = 0  # inner chunk 0 goes absent: every later offset moves
-        writer[8:16, 8:16] = 7
-    assert (reader[0:2, 0:2] == 0).all()
-    assert (reader[9:11, 9:11] == 7).all()
-    assert (
-        reader[0:16, 0:16]
-        == np.block(
-            [[0 * np.ones((8, 8)), np.ones((8, 8))], [np.ones((8, 8)), 7 * np.ones((8, 8))]]
-        )
-    ).all()
-
-
 def test_few_chunks_are_decoded_one_per_task_and_many_in_batches(tmp_path: Path) -> None:
     model = np.random.default_rng(2).integers(0, 255, (32, 32, 32)).astype(np.uint8)
     vol = _sharded(tmp_path / "a.zarr", (32, 32, 32), (4, 4, 4), "uint8")

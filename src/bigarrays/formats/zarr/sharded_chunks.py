@@ -292,9 +292,9 @@ class ShardedZarrChunks(ShardWriter, ChunkSourceBase):
         emit: Callable[[ChunkPiece, np.ndarray | None], None],
         changed: Changed,
     ) -> None:
-        """Emit the raw chunks ``members`` (``(position, start, end)`` in the shard) of a small
-        request, each read as just the rows of it that its piece needs, held to the version of
-        the index that placed them (``changed`` for those of a shard rewritten since)."""
+        """Emit the raw chunks ``members`` (``(position, start, end)`` in the shard), each read
+        as just the rows of it that its piece needs, held to the version of the index that
+        placed them (``changed`` for those of a shard rewritten since)."""
         key = self.shard_key(group[0])
         shape = self.config.chunk_shape
         row = math.prod(shape[1:]) * self.dtype.itemsize
