@@ -15,7 +15,7 @@ import zarr
 
 import bigarrays as ba
 from bigarrays.convert import LevelPlan, _tiles, convert_format
-from bigarrays.errors import UnsupportedError
+from bigarrays.errors import InvalidArgumentError, UnsupportedError
 from bigarrays.formats.shard_writes import ShardWriter
 from bigarrays.formats.zarr.sharding import shard_for_size
 
@@ -143,3 +143,13 @@ def test_channels_round_trip_to_the_same_shards(tmp_path: Path, no_merges: None)
     with ba.open(tmp_path / "back") as back:
         assert back.level.unit == unit
         np.testing.assert_array_equal(back[...], data)
+
+
+def test_a_shard_size_without_sharding_is_refused(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    _volume(src)
+    for shard, size in ((False, 1 << 20), (True, 0)):
+        with pytest.raises(InvalidArgumentError, match="shard_size_bytes"):
+            convert_format(src, tmp_path / "out.ome.zarr", "zarr", shard=shard,
+                           shard_size_bytes=size)  # fmt: skip
+        assert not (tmp_path / "out.ome.zarr" / "zarr.json").exists()
