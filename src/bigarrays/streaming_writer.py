@@ -25,6 +25,7 @@ from bigarrays.errors import (
 from bigarrays.formats.shard_writes import ShardWriter
 from bigarrays.formats.zarr.chunks import ZarrChunks
 from bigarrays.formats.zarr.sharded_chunks import ShardedZarrChunks
+from bigarrays.streaming_in_place import InPlaceSlab, writes_in_place
 from bigarrays.streaming_pyramid import StreamPyramid, refuse_moving_grid
 from bigarrays.streaming_shards import (
     ChunkSlab,
@@ -33,6 +34,9 @@ from bigarrays.streaming_shards import (
     write_chunks,
     write_shards,
 )
+
+#: What a stream fills with frames: an array, its chunks, or the stored chunks themselves.
+Slab = np.ndarray | ChunkSlab | InPlaceSlab
 
 DEFAULT_QUEUE_BYTES = 1 << 30
 DEFAULT_CHECKPOINT_SECONDS = 5.0
@@ -95,7 +99,7 @@ class Stream:
         # Where the next frame goes (absolute, along the axis) and the start of the open slab.
         self._stop = level.bounds.stop[la]
         self._slab_start = self._stop - (self._stop - self._origin) % self._unit
-        self._slab: np.ndarray | ChunkSlab | None = None
+        self._slab: Slab | None = None
         # Where the stream began: frames appended are counted from it as they enter a slab.
         self._start = self._stop
         self._frame_bytes = int(np.prod(self._frame_shape, dtype=np.int64)) * self._dtype.itemsize
@@ -107,7 +111,7 @@ class Stream:
         self._error: BaseException | None = None
         # Slabs not yet taken by a writer, numbered in order; the numbers of those written,
         # until every slab before them is written too (the extent may move over them then).
-        self._queue: deque[tuple[int, Box, np.ndarray | ChunkSlab]] = deque()
+        self._queue: deque[tuple[int, Box, Slab]] = deque()
         self._submitted = self._finished = 0
         self._done: dict[int, int] = {}
         self._queued = 0
@@ -115,7 +119,7 @@ class Stream:
         # the kernel a page fault and a zeroed page for every 4 KiB the frames are copied into.
         # It counts in the queue's bytes until taken, so that the stream holds no more than
         # ``queue_bytes``, the slab being filled and the shards being encoded (one at a time).
-        self._spare: np.ndarray | ChunkSlab | None = None
+        self._spare: Slab | None = None
         self._cond = threading.Condition()
         self._growing = threading.Lock()
         # One slab is encoded at a time (on the whole pool) and one slab's encoded shards put
@@ -139,6 +143,9 @@ class Stream:
         self._chunks: tuple[int, ...] | None = None
         if self._pyramid is None and fits(ahead, self._slab_box(self._slab_start + self._unit)):
             self._chunks = tuple(ahead.grid.chunk)
+        # Raw chunks on a store that writes at offsets go there frame by frame: no slab in
+        # memory, no copy but the one into the store (bigarrays.streaming_in_place).
+        self._in_place = self._chunks is not None and writes_in_place(ahead)
         self._fill = level.source.fill_value
         if self._slab_start < self._stop:
             self._resume_partial()
@@ -208,24 +215,38 @@ class Stream:
         full[self._axis] = depth
         return data.reshape(full)
 
-    def _put(self, slab: np.ndarray | ChunkSlab, part: np.ndarray, at: int) -> None:
+    def _put(self, slab: Slab, part: np.ndarray, at: int) -> None:
         """Copy ``part`` into ``slab``, ``at`` frames into it along the axis."""
-        if isinstance(slab, ChunkSlab):
+        if isinstance(slab, InPlaceSlab | ChunkSlab):
             corner = [0] * part.ndim
             corner[self._axis] = at
-            slab.put(part, corner)
+            try:
+                slab.put(part, corner)
+            except Exception as exc:
+                if not isinstance(slab, InPlaceSlab):
+                    raise
+                # A write to the store: the stream fails as a writer's failure makes it fail.
+                with self._cond:
+                    if self._error is None:
+                        self._error = exc
+                raise self._failure() from exc
             return
         into: list[Any] = [slice(None)] * part.ndim
         into[self._axis] = slice(at, at + part.shape[self._axis])
         slab[tuple(into)] = part
 
-    def _new_slab(self) -> np.ndarray | ChunkSlab:
+    def _new_slab(self) -> Slab:
         with self._cond:
             spare = self._take_spare()
         if spare is not None:
             return spare
         shape = list(self._box.shape)
         shape[self._axis] = self._unit
+        if self._in_place:
+            box = self._slab_box(self._slab_start + self._unit)
+            source = self.array._dataset.ahead(box)
+            assert isinstance(source, ZarrChunks | ShardedZarrChunks)  # as writes_in_place said
+            return InPlaceSlab(source, box, self._axis, self._skip_empty)
         if self._chunks is not None:
             return ChunkSlab(shape, self._chunks, self._dtype, self._fill)
         return slab_array(shape, self._dtype, order=self._order)
@@ -258,22 +279,31 @@ class Stream:
     def _spare_bytes(self) -> int:
         return 0 if self._spare is None else self._spare.nbytes
 
-    def _take_spare(self) -> np.ndarray | ChunkSlab | None:
+    def _take_spare(self) -> Slab | None:
         """The spare slab, out of the queue's count (the caller holds ``_cond``)."""
         spare, self._spare = self._spare, None
         self._queued -= 0 if spare is None else spare.nbytes
         return spare
 
-    def _give_back(self, slab: np.ndarray | ChunkSlab) -> None:
+    def _give_back(self, slab: Slab) -> None:
         """Keep a written ``slab``, counted in the queue, as the spare; free it if there is
         one, or if the queue holds more than its bytes (encoded shards count there too)
         (the caller holds ``_cond``)."""
+        if isinstance(slab, InPlaceSlab):
+            return  # it holds no memory, and its values are published or dropped
         if self._spare is None and self._queued <= self._queue_bytes:
             self._spare = slab
             return
         self._queued -= slab.nbytes
         if isinstance(slab, ChunkSlab):
             slab.release()  # its shards, encoded, may still be being put
+
+    def _drop_queue(self) -> None:
+        """Forget the slabs not yet taken by a writer (the caller holds ``_cond``)."""
+        for _, _, slab in self._queue:
+            _drop(slab)
+        self._queue.clear()
+        self._queued = 0
 
     def _resume_partial(self) -> None:
         """Load the frames of a slab begun before a clean close, the one read a resume makes
@@ -295,9 +325,7 @@ class Stream:
             # back, as soon as they no longer point into it), and whether it was.
             held = [slab.nbytes, 0]
 
-            def encoded(
-                n: int, slab: np.ndarray | ChunkSlab = slab, held: list[int] = held
-            ) -> None:
+            def encoded(n: int, slab: Slab = slab, held: list[int] = held) -> None:
                 if n < 0:
                     return
                 with self._cond:
@@ -324,18 +352,18 @@ class Stream:
                 # Not held while waiting for the next: a slab freed by _give_back goes now.
                 del slab, encoded
             except BaseException as exc:
+                _drop(slab)
                 with self._cond:
                     if self._error is None:
                         self._error = exc
-                    self._queue.clear()
-                    self._queued = 0
+                    self._drop_queue()
                     self._cond.notify_all()
                 return
 
     def _write(
         self,
         box: Box,
-        slab: np.ndarray | ChunkSlab,
+        slab: Slab,
         encoded: Callable[[int], None] = lambda _: None,
     ) -> None:
         vol = self.array
@@ -344,6 +372,9 @@ class Stream:
             # end gives it, which growing renames, so the end moves first and the whole slab
             # then replaces that chunk (frames before the end stay readable throughout).
             self._grow_to(box.stop[self._axis])
+        if isinstance(slab, InPlaceSlab):
+            slab.publish(box.stop[self._axis])
+            return
         source = vol._dataset.ahead(box)
         if isinstance(slab, ChunkSlab):
             if box.shape[self._axis] == self._unit and isinstance(source, ShardedZarrChunks):
@@ -434,11 +465,13 @@ class Stream:
                 if self._slab is not None and self._stop > self._slab_start:
                     self._write(self._slab_box(self._stop), self._slab)
                     self._written_stop = self._stop
-                self._slab = None
                 self._checkpoint()
         except BaseException as exc:
             self._error = exc
         finally:
+            if self._slab is not None:
+                _drop(self._slab)  # not written (a failure), or published already
+                self._slab = None
             if self._owns_array:
                 try:
                     self.array.close()  # a zip writes its directory here: it may fail too
@@ -452,11 +485,13 @@ class Stream:
         """Stop without writing what is not written yet (the last checkpoint stays)."""
         with self._cond:
             self._closed = True
-            self._queue.clear()
-            self._queued = 0
+            self._drop_queue()
             self._cond.notify_all()
         for writer in self._writers:
             writer.join()
+        if self._slab is not None:
+            _drop(self._slab)
+            self._slab = None
         if self._owns_array:
             self.array.close()
 
@@ -466,6 +501,12 @@ class Stream:
     def __exit__(self, *exc: object) -> None:
         # Frames appended before an error in the acquisition loop are valid: they go out too.
         self.close()
+
+
+def _drop(slab: Slab) -> None:
+    """Let go of a slab that will not be written (its values stored in place are dropped)."""
+    if isinstance(slab, InPlaceSlab):
+        slab.discard()
 
 
 def _region(

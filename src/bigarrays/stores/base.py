@@ -390,6 +390,25 @@ class Store(abc.ABC):
         where the backend :attr:`writes_parts_in_turn`)."""
         raise NotImplementedError
 
+    #: Whether :meth:`open_value` can write a value at offsets before it is published whole
+    #: (a file): a stream copies frames straight to where their chunks are stored.
+    writes_at_offsets = False
+
+    def open_value(self, key: str) -> ValueWriter:
+        """A new value of ``key`` to write at offsets (any order, gaps read as zeros) and then
+        publish whole, as atomically as :meth:`put` (overwrite) stores one: until
+        :meth:`ValueWriter.publish`, readers see the old value. Other writes of the key wait for
+        the publish or :meth:`ValueWriter.discard` where the backend orders them (a file's
+        lock). Only where :attr:`writes_at_offsets`."""
+        self._check_writable()
+        norm = self._key(key)
+        if not self.writes_at_offsets:
+            raise UnsupportedError(f"{self.url} cannot write a value at offsets")
+        return self._open_value(norm)
+
+    def _open_value(self, key: str) -> ValueWriter:
+        raise NotImplementedError
+
     def delete(self, key: str) -> None:
         """Remove ``key``; removing a key that does not exist is not an error."""
         self._check_writable()
@@ -598,6 +617,34 @@ class Store(abc.ABC):
 
     def _delete_if_version(self, key: str, version: str | None) -> None:
         raise self._no_versions()
+
+
+class ValueWriter(abc.ABC):
+    """A value being written at offsets (:meth:`Store.open_value`), unseen until published."""
+
+    @abc.abstractmethod
+    def write_at(self, offset: int, data: Buffer) -> None:
+        """Write ``data`` at byte ``offset`` of the value."""
+
+    @abc.abstractmethod
+    def read_at(self, offset: int, size: int) -> bytes:
+        """The ``size`` bytes at ``offset`` of what has been written."""
+
+    @abc.abstractmethod
+    def truncate(self, size: int) -> None:
+        """Cut the value (or extend it with zeros) to ``size`` bytes."""
+
+    def release(self) -> None:  # noqa: B027 (most values hold nothing open)
+        """Let go of what the value holds open between writes (a file); a later write takes it
+        again."""
+
+    @abc.abstractmethod
+    def publish(self) -> str | None:
+        """Store the value in place of the key's old one; its version."""
+
+    @abc.abstractmethod
+    def discard(self) -> None:
+        """Drop what was written: the key keeps its old value (nothing after a publish)."""
 
 
 def version_of_put(mode: PutMode, version: str | None) -> str | None:

@@ -21,8 +21,10 @@ Transfer encodings live in the file name (``KEY.gz``), the convention CloudVolum
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
+import itertools
 import os
 import stat
 import time
@@ -46,11 +48,14 @@ from bigarrays.stores.base import (
     PutMode,
     Run,
     Store,
+    ValueWriter,
     version_of_put,
 )
 from bigarrays.stores.ranges import ByteRange, Span
 
 _TMP_MARK = ".bigarrays-tmp-"
+#: Numbers the files of values written at offsets (``open_value``) within a process.
+_VALUE_NUMBERS = itertools.count()
 #: Suffix of a key's lock file (it carries the temp mark, so listings never show it).
 _LOCK_SUFFIX = _TMP_MARK + "lock"
 
@@ -324,25 +329,41 @@ class FileStore(Store):
                     _write_all(fd, view)
                 except OSError as exc:
                     raise self._write_error(path, exc) from exc
-            # The same key under another encoding would shadow or be shadowed by this one;
-            # removed before the rename, while the lock still orders writes of this key.
-            self._remove_variants(base, keep=path)
-            try:
-                # A version is (inode, mtime, size). Inodes are reused at once and the kernel's
-                # own mtime may be a coarse tick, so two values of one key written within a tick
-                # could share a version; a clock read in ns keeps them apart.
-                stamp = time.time_ns()
-                os.utime(fd, ns=(stamp, stamp))
-                os.replace(lock, path)
-            except OSError as exc:
-                raise self._write_error(path, exc) from exc
+            version_now = self._publish(fd, lock, base, path)
             published = True
-            if self._unsynced is not None:
-                self._unsynced.add(path)
-            # The renamed file is the open one: its identity is the version of what was put.
-            return self._version_of(os.fstat(fd))
+            return version_now
         finally:
             self._unlock(fd, lock, held, published)
+
+    def _publish(self, fd: int, written: str, base: str, path: str) -> str:
+        """Rename the file ``written`` (open as ``fd``, the new value in it) to ``path``, the key's
+        lock held; the new value's version."""
+        # The same key under another encoding would shadow or be shadowed by this one; removed
+        # before the rename, while the lock still orders writes of this key.
+        self._remove_variants(base, keep=path)
+        try:
+            # A version is (inode, mtime, size). Inodes are reused at once and the kernel's own
+            # mtime may be a coarse tick, so two values of one key written within a tick could
+            # share a version; a clock read in ns keeps them apart.
+            stamp = time.time_ns()
+            os.utime(fd, ns=(stamp, stamp))
+            os.replace(written, path)
+        except OSError as exc:
+            raise self._write_error(path, exc) from exc
+        if self._unsynced is not None:
+            self._unsynced.add(path)
+        # The renamed file is the open one: its identity is the version of what was put.
+        return self._version_of(os.fstat(fd))
+
+    writes_at_offsets = True
+
+    def _open_value(self, key: str) -> ValueWriter:
+        base = os.path.join(self._root_str, key)
+        # A file of its own (the temp mark keeps it out of listings), renamed into place
+        # under the key's lock: the lock is held for the publish only, not while the value is
+        # written (a stream's slab, for as long as its frames take to come).
+        temp = f"{base}{_TMP_MARK}{os.getpid()}-{next(_VALUE_NUMBERS)}"
+        return _FileValue(self, base, temp, self._open_lock(temp))  # folder made, file created
 
     @staticmethod
     def _write_error(path: str, exc: OSError) -> StoreError:
@@ -636,3 +657,64 @@ class FileStore(Store):
                 yield from (rel_dir + name for name in sorted(filenames) if _TMP_MARK not in name)
 
         yield from content_encoding.keys_of(stored(), prefix)
+
+
+class _FileValue(ValueWriter):
+    """A key's new value written at offsets into a file of its own, renamed into place by the
+    publish under the key's lock. The file stays open between writes until released."""
+
+    def __init__(self, store: FileStore, base: str, temp: str, fd: int) -> None:
+        self._store, self._base, self._temp = store, base, temp
+        self._fd: int | None = fd
+        self._done = False
+
+    def _file(self) -> int:
+        if self._fd is None:
+            try:
+                self._fd = os.open(self._temp, os.O_RDWR | os.O_CLOEXEC)
+            except OSError as exc:
+                raise self._store._write_error(self._base, exc) from exc
+        return self._fd
+
+    def write_at(self, offset: int, data: Buffer) -> None:
+        view = memoryview(data).cast("B")
+        fd = self._file()
+        try:
+            while view.nbytes:
+                n = os.pwrite(fd, view, offset)
+                view, offset = view[n:], offset + n
+        except OSError as exc:
+            raise self._store._write_error(self._base, exc) from exc
+
+    def read_at(self, offset: int, size: int) -> bytes:
+        return pread_all(self._file(), offset, offset + size)
+
+    def truncate(self, size: int) -> None:
+        try:
+            os.ftruncate(self._file(), size)
+        except OSError as exc:
+            raise self._store._write_error(self._base, exc) from exc
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            os.close(fd)
+
+    def publish(self) -> str:
+        store = self._store
+        fd = self._file()
+        lock_fd, lock, held = store._lock(self._base)
+        try:
+            version = store._publish(fd, self._temp, self._base, self._base)
+            self._done = True
+            return version
+        finally:
+            store._unlock(lock_fd, lock, held, published=False)
+            self.discard()
+
+    def discard(self) -> None:
+        self.release()
+        if not self._done:
+            self._done = True
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._temp)

@@ -1,0 +1,261 @@
+"""Slabs of raw Zarr chunks written in place: each frame goes straight to where its chunks are
+stored, and a slab's chunks (or shards) are published once it is whole.
+
+Where a level stores chunk values as they lie in memory (the ``bytes`` codec alone, C order) and
+the store writes a value at offsets before publishing it (a file: its lock file, renamed into
+place), a frame needs no slab in memory. Its part of a chunk is one run of the chunk's stored
+bytes per index of the axes before the streamed one (a single run when the streamed axis comes
+first), so it is copied there once, from a buffer of one chunk's part of a frame. A shard's inner
+chunks go where the format lays them out, in its write order, assuming every one of the slab's
+chunks holds data; the index follows at the publish.
+
+The bytes are those the engine writes for the same voxels. Edge chunks are padded with the fill
+value. Chunks all fill are deleted (``skip_empty``) or left out of their shards; where one that
+was left out lies before a stored one in a shard's order, the others are no longer where they
+were placed, and the shard is read back from its unpublished value and put laid out anew (a
+shard's memory, and only for slabs with chunks all fill inside their data).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from bigarrays.box import Box
+from bigarrays.codecs.chain import CodecChain
+from bigarrays.fill import is_fill
+from bigarrays.formats.zarr.chunks import ZarrChunks
+from bigarrays.formats.zarr.sharded_chunks import ShardedZarrChunks
+from bigarrays.stores.base import ValueWriter
+from bigarrays.streaming_shards import as_they_lie
+
+Source = ZarrChunks | ShardedZarrChunks
+
+#: Objects (chunks or shards) a slab keeps open between frames; a slab of more opens them for
+#: every frame, which costs a tenth more time but no file descriptors.
+MAX_OPEN = 256
+
+
+def writes_in_place(source: Any) -> bool:
+    """Whether slabs of ``source`` (a Zarr level whose slabs are kept as chunks) can be written
+    in place: raw chunks as they lie in memory, on a store that writes at offsets."""
+    if not isinstance(source, ShardedZarrChunks | ZarrChunks) or source.order != "C":
+        return False
+    chain = source.chain
+    return (
+        source.store.writes_at_offsets
+        and isinstance(chain, CodecChain)
+        and as_they_lie(chain, source.dtype)
+        and not chain.bytes_bytes
+    )
+
+
+class InPlaceSlab:
+    """One slab of whole (inner) chunks of ``source`` at ``box`` (a whole write unit along
+    ``axis``), its frames written to the store as they are put."""
+
+    #: The slab holds no frames in memory: a stream's queue does not count it.
+    nbytes = 0
+
+    def __init__(self, source: Source, box: Box, axis: int, skip_empty: bool) -> None:
+        grid = source.grid
+        self.source, self.box, self.axis = source, box, axis
+        self._skip_empty = skip_empty
+        self.chunk = tuple(grid.chunk)
+        self.counts = tuple(-(-n // c) for n, c in zip(box.shape, self.chunk, strict=True))
+        self._first = [(s - o) // c for s, o, c in zip(box.start, grid.origin, self.chunk,
+                                                       strict=True)]  # fmt: skip
+        self._fill = np.asarray(source.fill_value, dtype=source.dtype)
+        self._itemsize = source.dtype.itemsize
+        self._chunk_nbytes = math.prod(self.chunk) * self._itemsize
+        # Bytes between neighbours along each axis of a chunk, and each chunk's voxels in the
+        # slab along the other axes (the axis's own slice is the frames').
+        self._strides = [math.prod(self.chunk[i + 1 :]) * self._itemsize
+                         for i in range(len(self.chunk))]  # fmt: skip
+        self._cells = [
+            (g, [slice(i * c, min((i + 1) * c, n)) for i, c, n in zip(g, self.chunk, box.shape,
+                                                                     strict=True)])
+            for g in np.ndindex(*self.counts)
+        ]  # fmt: skip
+        # Per chunk of the slab: whether a voxel not fill was put, and the frames put (along
+        # the axis, inside the chunk: they come in order, so a range).
+        self._data: dict[tuple[int, ...], bool] = {}
+        self._frames: dict[tuple[int, ...], tuple[int, int]] = {}
+        # Frames cut from a block and made contiguous, by shape (the same one, frame after frame).
+        self._buffers: dict[tuple[int, ...], np.ndarray] = {}
+        # Per stored object (a chunk, or a shard): its value being written.
+        self._values: dict[str, ValueWriter] = {}
+        self._place: dict[tuple[int, ...], tuple[str, int]] = {}
+        self._shards: dict[str, tuple[Any, dict[int, tuple[int, ...]]]] = {}
+        if isinstance(source, ShardedZarrChunks):
+            by_shard: dict[Any, dict[int, tuple[int, ...]]] = {}
+            for g in np.ndindex(*self.counts):
+                shard, cid = source.locate(self._index(g))
+                by_shard.setdefault(shard, {})[cid] = g
+            for shard, cids in by_shard.items():
+                key = source.shard_key(shard)
+                self._shards[key] = (shard, cids)
+                for cid, at in _layout(source, cids).items():
+                    self._place[cids[cid]] = (key, at)
+        else:
+            for g in np.ndindex(*self.counts):
+                self._place[g] = (source.key(self._index(g)), 0)
+
+    def _index(self, g: tuple[int, ...]) -> tuple[int, ...]:
+        return tuple(f + i for f, i in zip(self._first, g, strict=True))
+
+    def _value(self, key: str) -> ValueWriter:
+        value = self._values.get(key)
+        if value is None:
+            value = self._values[key] = self.source.store.open_value(key)
+        return value
+
+    # -- frames ----------------------------------------------------------------------------------
+    def put(self, block: np.ndarray, at: Sequence[int]) -> None:
+        """Write ``block`` (whole along every axis but the slab's, where it starts at
+        ``at[axis]``) to its chunks."""
+        k = self.axis
+        a, b = at[k], at[k] + block.shape[k]
+        c = self.chunk[k]
+        for g, cell in self._cells:
+            lo, hi = max(a, g[k] * c), min(b, (g[k] + 1) * c)
+            if lo < hi:
+                cell[k] = slice(lo - a, hi - a)
+                self._put_chunk(g, block[tuple(cell)], lo - g[k] * c)
+        # A whole slab waits for its publish holding no open file; one of many objects holds
+        # none between frames (each frame opens them again).
+        if b == self.box.shape[k] or len(self._values) > MAX_OPEN:
+            for value in self._values.values():
+                value.release()
+
+    def _put_chunk(self, g: tuple[int, ...], part: np.ndarray, dst: int) -> None:
+        """``part`` (of chunk ``g``'s voxels along every axis but the slab's) to its frames
+        from ``dst`` on."""
+        if not self._data.get(g) and not is_fill(part, self._fill):
+            self._data[g] = True
+        k, n = self.axis, part.shape[self.axis]
+        shape = tuple(n if i == k else c for i, c in enumerate(self.chunk))
+        if part.shape == shape and part.flags.c_contiguous:
+            tile = part
+        else:
+            if shape not in self._buffers:
+                self._buffers[shape] = np.empty(shape, self.source.dtype)
+            tile = self._buffers[shape]
+            if part.shape != shape:  # an edge chunk: padded as Zarr stores it
+                tile[...] = self._fill
+            tile[tuple(slice(0, m) for m in part.shape)] = part
+        self._write_frames(g, tile, dst)
+        first, stop = self._frames.get(g, (dst, dst))
+        self._frames[g] = (min(first, dst), max(stop, dst + n))
+
+    def _write_frames(self, g: tuple[int, ...], tile: np.ndarray, dst: int) -> None:
+        """Store ``tile`` (whole along every axis but the slab's) at frame ``dst`` of chunk
+        ``g``: one run of bytes per index of the axes before the slab's."""
+        key, base = self._place[g]
+        value = self._value(key)
+        k, strides = self.axis, self._strides
+        for outer in np.ndindex(*self.chunk[:k]):
+            offset = base + sum(i * s for i, s in zip(outer, strides, strict=False))
+            value.write_at(offset + dst * strides[k], tile[outer].data.cast("B"))
+
+    # -- publishing ------------------------------------------------------------------------------
+    def publish(self, stop: int) -> None:
+        """Store the slab's chunks, its frames put up to ``stop`` along the axis (fewer than a
+        whole unit: the rest of each chunk is fill); the values not stored are dropped."""
+        try:
+            for g in np.ndindex(*self.counts):
+                self._pad(g, stop)
+            if self._shards:
+                for key, (shard, cids) in self._shards.items():
+                    self._publish_shard(key, shard, cids)
+            else:
+                for g in np.ndindex(*self.counts):
+                    self._publish_chunk(g)
+        finally:
+            self.discard()
+
+    def _pad(self, g: tuple[int, ...], stop: int) -> None:
+        """Fill the frames of chunk ``g`` nothing was put to, if it is to be stored."""
+        stored = self._data.get(g) or (not self._shards and not self._skip_empty)
+        if not stored:
+            return
+        k = self.axis
+        c = self.chunk[k]
+        first, end = self._frames.get(g, (0, 0))
+        put = stop - self.box.start[k] - g[k] * c  # the frames of the chunk put
+        assert (first, end) == (0, min(c, max(put, 0))), (g, first, end, put)
+        if end < c:
+            shape = tuple(c - end if i == k else n for i, n in enumerate(self.chunk))
+            self._write_frames(g, np.full(shape, self._fill, self.source.dtype), end)
+
+    def _publish_chunk(self, g: tuple[int, ...]) -> None:
+        key, _ = self._place[g]
+        if self._data.get(g) or not self._skip_empty:
+            self._value(key).publish()
+            return
+        value = self._values.pop(key, None)
+        if value is not None:
+            value.discard()
+        assert isinstance(self.source, ZarrChunks)
+        self.source.delete(self._index(g))  # what an earlier write stored there
+
+    def _publish_shard(self, key: str, shard: Any, cids: dict[int, tuple[int, ...]]) -> None:
+        source = self.source
+        assert isinstance(source, ShardedZarrChunks)
+        present = {cid: g for cid, g in cids.items() if self._data.get(g)}
+        try:
+            if not present:
+                value = self._values.pop(key, None)
+                if value is not None:
+                    value.discard()
+                source._put_whole(key, None)
+                return
+            placed = _layout(source, cids)
+            at = _layout(source, present)
+            if all(placed[cid] == at[cid] for cid in present):
+                value = self._value(key)
+                stand_in = np.zeros(self._chunk_nbytes, np.uint8)  # only its size is read
+                *_, index = source.shard_parts(lambda cid: stand_in if cid in present else None)
+                config = source.config
+                size = config.index_nbytes * (config.index_location == "start")
+                size += len(present) * self._chunk_nbytes
+                if config.index_location == "start":
+                    value.write_at(0, index)
+                    value.truncate(size)
+                else:
+                    value.truncate(size)
+                    value.write_at(size, index)
+                value.publish()
+                return
+            # A chunk all fill lies before a stored one: the others move up.
+            value = self._values.pop(key)
+            try:
+                chunks = {cid: value.read_at(placed[cid], self._chunk_nbytes) for cid in present}
+            finally:
+                value.discard()
+            source._put_whole(key, source.encode_shard_parts(chunks))
+        finally:
+            source.forget_index(shard)
+
+    def discard(self) -> None:
+        """Drop every value not published (a stream aborted, or a failed write)."""
+        values, self._values = self._values, {}
+        for value in values.values():
+            value.discard()
+
+
+def _layout(source: ShardedZarrChunks, cids: dict[int, Any]) -> dict[int, int]:
+    """Where each inner chunk of ``cids`` lies in its shard when they are all it holds."""
+    config = source.config
+    at = config.index_nbytes if config.index_location == "start" else 0
+    out: dict[int, int] = {}
+    for cid in sorted(cids, key=source.chunk_rank):
+        out[cid] = at
+        at += math.prod(config.chunk_shape) * source.dtype.itemsize
+    return out
+
+
+__all__ = ["InPlaceSlab", "writes_in_place"]
