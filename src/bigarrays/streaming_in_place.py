@@ -71,25 +71,28 @@ class InPlaceSlab:
         self._fill = np.asarray(source.fill_value, dtype=source.dtype)
         self._itemsize = source.dtype.itemsize
         self._chunk_nbytes = math.prod(self.chunk) * self._itemsize
-        # Bytes between neighbours along each axis of a chunk, and each chunk's voxels in the
-        # slab along the other axes (the axis's own slice is the frames').
-        self._strides = [math.prod(self.chunk[i + 1 :]) * self._itemsize
-                         for i in range(len(self.chunk))]  # fmt: skip
-        self._cells = [
-            (g, [slice(i * c, min((i + 1) * c, n)) for i, c, n in zip(g, self.chunk, box.shape,
-                                                                     strict=True)])
-            for g in np.ndindex(*self.counts)
-        ]  # fmt: skip
-        # Per chunk of the slab: whether a voxel not fill was put, and the frames put (along
-        # the axis, inside the chunk: they come in order, so a range).
-        self._data: dict[tuple[int, ...], bool] = {}
-        self._frames: dict[tuple[int, ...], tuple[int, int]] = {}
+        # Where each run of a frame's part of a chunk starts in the chunk's bytes (one per index
+        # of the axes before the slab's), and the bytes between frames.
+        k = axis
+        strides = [math.prod(self.chunk[i + 1 :]) * self._itemsize for i in range(len(self.chunk))]
+        self._frame_bytes = strides[k]
+        self._runs = [
+            (sum(i * s for i, s in zip(outer, strides, strict=False)), outer)
+            for outer in np.ndindex(*self.chunk[:k])
+        ]
+        # Each chunk of the slab: its index in the slab, its voxels in the slab along the other
+        # axes (the slab's axis gets the frames' slice), and its object's key and offset there.
+        self._cells: list[tuple[tuple[int, ...], list[slice], str, int]] = []
+        # The chunks of the slab with a voxel put that is not fill; the frames put so far (they
+        # come in order from the slab's start).
+        self._data: set[tuple[int, ...]] = set()
+        self._put = 0
         # Frames cut from a block and made contiguous, by shape (the same one, frame after frame).
         self._buffers: dict[tuple[int, ...], np.ndarray] = {}
         # Per stored object (a chunk, or a shard): its value being written.
         self._values: dict[str, ValueWriter] = {}
-        self._place: dict[tuple[int, ...], tuple[str, int]] = {}
         self._shards: dict[str, tuple[Any, dict[int, tuple[int, ...]]]] = {}
+        place: dict[tuple[int, ...], tuple[str, int]] = {}
         if isinstance(source, ShardedZarrChunks):
             by_shard: dict[Any, dict[int, tuple[int, ...]]] = {}
             for g in np.ndindex(*self.counts):
@@ -99,102 +102,96 @@ class InPlaceSlab:
                 key = source.shard_key(shard)
                 self._shards[key] = (shard, cids)
                 for cid, at in _layout(source, cids).items():
-                    self._place[cids[cid]] = (key, at)
+                    place[cids[cid]] = (key, at)
         else:
             for g in np.ndindex(*self.counts):
-                self._place[g] = (source.key(self._index(g)), 0)
+                place[g] = (source.key(self._index(g)), 0)
+        for g in np.ndindex(*self.counts):
+            cell = [slice(i * c, min((i + 1) * c, n))
+                    for i, c, n in zip(g, self.chunk, box.shape, strict=True)]  # fmt: skip
+            self._cells.append((g, cell, *place[g]))
 
     def _index(self, g: tuple[int, ...]) -> tuple[int, ...]:
         return tuple(f + i for f, i in zip(self._first, g, strict=True))
 
-    def _value(self, key: str) -> ValueWriter:
-        value = self._values.get(key)
-        if value is None:
-            value = self._values[key] = self.source.store.open_value(key)
-        return value
-
     # -- frames ----------------------------------------------------------------------------------
     def put(self, block: np.ndarray, at: Sequence[int]) -> None:
         """Write ``block`` (whole along every axis but the slab's, where it starts at
-        ``at[axis]``) to its chunks."""
+        ``at[axis]``, the first frame not put yet) to its chunks."""
         k = self.axis
         a, b = at[k], at[k] + block.shape[k]
+        assert a == self._put, (a, self._put)
         c = self.chunk[k]
-        for g, cell in self._cells:
+        for g, cell, key, base in self._cells:
             lo, hi = max(a, g[k] * c), min(b, (g[k] + 1) * c)
             if lo < hi:
                 cell[k] = slice(lo - a, hi - a)
-                self._put_chunk(g, block[tuple(cell)], lo - g[k] * c)
+                part = block[tuple(cell)]
+                if g not in self._data and not is_fill(part, self._fill):
+                    self._data.add(g)
+                self._write_frames(key, base, self._tile(part), lo - g[k] * c)
+        self._put = b
         # A whole slab waits for its publish holding no open file; one of many objects holds
         # none between frames (each frame opens them again).
         if b == self.box.shape[k] or len(self._values) > MAX_OPEN:
             for value in self._values.values():
                 value.release()
 
-    def _put_chunk(self, g: tuple[int, ...], part: np.ndarray, dst: int) -> None:
-        """``part`` (of chunk ``g``'s voxels along every axis but the slab's) to its frames
-        from ``dst`` on."""
-        if not self._data.get(g) and not is_fill(part, self._fill):
-            self._data[g] = True
-        k, n = self.axis, part.shape[self.axis]
-        shape = tuple(n if i == k else c for i, c in enumerate(self.chunk))
+    def _tile(self, part: np.ndarray) -> np.ndarray:
+        """``part`` of a chunk (whole along every axis but the slab's) as the contiguous frames
+        that chunk stores: edge chunks padded with the fill value, as Zarr stores them."""
+        k = self.axis
+        shape = tuple(part.shape[k] if i == k else c for i, c in enumerate(self.chunk))
         if part.shape == shape and part.flags.c_contiguous:
-            tile = part
-        else:
-            if shape not in self._buffers:
-                self._buffers[shape] = np.empty(shape, self.source.dtype)
-            tile = self._buffers[shape]
-            if part.shape != shape:  # an edge chunk: padded as Zarr stores it
-                tile[...] = self._fill
-            tile[tuple(slice(0, m) for m in part.shape)] = part
-        self._write_frames(g, tile, dst)
-        first, stop = self._frames.get(g, (dst, dst))
-        self._frames[g] = (min(first, dst), max(stop, dst + n))
+            return part
+        if shape not in self._buffers:
+            self._buffers[shape] = np.empty(shape, self.source.dtype)
+        tile = self._buffers[shape]
+        if part.shape != shape:
+            tile[...] = self._fill
+        tile[tuple(slice(0, m) for m in part.shape)] = part
+        return tile
 
-    def _write_frames(self, g: tuple[int, ...], tile: np.ndarray, dst: int) -> None:
-        """Store ``tile`` (whole along every axis but the slab's) at frame ``dst`` of chunk
-        ``g``: one run of bytes per index of the axes before the slab's."""
-        key, base = self._place[g]
-        value = self._value(key)
-        k, strides = self.axis, self._strides
-        for outer in np.ndindex(*self.chunk[:k]):
-            offset = base + sum(i * s for i, s in zip(outer, strides, strict=False))
-            value.write_at(offset + dst * strides[k], tile[outer].data.cast("B"))
+    def _write_frames(self, key: str, base: int, tile: np.ndarray, dst: int) -> None:
+        """Store ``tile`` (whole along every axis but the slab's) at frame ``dst`` of the chunk
+        at ``base`` in object ``key``: one run of bytes per index of the axes before the slab's."""
+        value = self._values.get(key)
+        if value is None:
+            value = self._values[key] = self.source.store.open_value(key)
+        at = base + dst * self._frame_bytes
+        for offset, outer in self._runs:
+            value.write_at(at + offset, tile[outer].data)
 
     # -- publishing ------------------------------------------------------------------------------
-    def publish(self, stop: int) -> None:
-        """Store the slab's chunks, its frames put up to ``stop`` along the axis (fewer than a
-        whole unit: the rest of each chunk is fill); the values not stored are dropped."""
+    def publish(self) -> None:
+        """Store the slab's chunks (fewer frames than a whole unit: the rest of each chunk is
+        fill); the values not stored are dropped."""
         try:
-            for g in np.ndindex(*self.counts):
-                self._pad(g, stop)
+            for g, _, key, base in self._cells:
+                self._pad(g, key, base)
             if self._shards:
                 for key, (shard, cids) in self._shards.items():
                     self._publish_shard(key, shard, cids)
             else:
-                for g in np.ndindex(*self.counts):
-                    self._publish_chunk(g)
+                for g, _, key, _ in self._cells:
+                    self._publish_chunk(g, key)
         finally:
             self.discard()
 
-    def _pad(self, g: tuple[int, ...], stop: int) -> None:
+    def _pad(self, g: tuple[int, ...], key: str, base: int) -> None:
         """Fill the frames of chunk ``g`` nothing was put to, if it is to be stored."""
-        stored = self._data.get(g) or (not self._shards and not self._skip_empty)
-        if not stored:
+        if g not in self._data and (self._shards or self._skip_empty):
             return
         k = self.axis
         c = self.chunk[k]
-        first, end = self._frames.get(g, (0, 0))
-        put = stop - self.box.start[k] - g[k] * c  # the frames of the chunk put
-        assert (first, end) == (0, min(c, max(put, 0))), (g, first, end, put)
+        end = min(c, max(self._put - g[k] * c, 0))  # the frames of the chunk put
         if end < c:
             shape = tuple(c - end if i == k else n for i, n in enumerate(self.chunk))
-            self._write_frames(g, np.full(shape, self._fill, self.source.dtype), end)
+            self._write_frames(key, base, np.full(shape, self._fill, self.source.dtype), end)
 
-    def _publish_chunk(self, g: tuple[int, ...]) -> None:
-        key, _ = self._place[g]
-        if self._data.get(g) or not self._skip_empty:
-            self._value(key).publish()
+    def _publish_chunk(self, g: tuple[int, ...], key: str) -> None:
+        if g in self._data or not self._skip_empty:
+            self._values[key].publish()
             return
         value = self._values.pop(key, None)
         if value is not None:
@@ -205,7 +202,7 @@ class InPlaceSlab:
     def _publish_shard(self, key: str, shard: Any, cids: dict[int, tuple[int, ...]]) -> None:
         source = self.source
         assert isinstance(source, ShardedZarrChunks)
-        present = {cid: g for cid, g in cids.items() if self._data.get(g)}
+        present = {cid: g for cid, g in cids.items() if g in self._data}
         try:
             if not present:
                 value = self._values.pop(key, None)
@@ -216,7 +213,7 @@ class InPlaceSlab:
             placed = _layout(source, cids)
             at = _layout(source, present)
             if all(placed[cid] == at[cid] for cid in present):
-                value = self._value(key)
+                value = self._values[key]
                 stand_in = np.zeros(self._chunk_nbytes, np.uint8)  # only its size is read
                 *_, index = source.shard_parts(lambda cid: stand_in if cid in present else None)
                 config = source.config

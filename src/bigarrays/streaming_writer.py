@@ -373,7 +373,7 @@ class Stream:
             # then replaces that chunk (frames before the end stay readable throughout).
             self._grow_to(box.stop[self._axis])
         if isinstance(slab, InPlaceSlab):
-            slab.publish(box.stop[self._axis])
+            slab.publish()
             return
         source = vol._dataset.ahead(box)
         if isinstance(slab, ChunkSlab):
