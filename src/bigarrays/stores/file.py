@@ -11,9 +11,14 @@ size, with the expected version) can never be overtaken by a plain ``put`` betwe
 its rename. A value given in parts (``put_parts``) is written part after part, an iterator's as
 it gives them (a shard whose last chunks are still being encoded), and renamed after the last.
 
+A value written at offsets (``open_value``: a stream's raw chunks, filled frame by frame) goes
+into a file of its own beside the key (``KEY.bigarrays-tmp-PID-N``), renamed into place under the
+key's lock when it is published; the lock is not held while the value is written.
+
 The kernel releases a ``flock`` when its process dies, so a writer killed at any moment leaves at
 worst a lock file that no key lists and that the next writer takes over at once: nothing waits for
-a timeout. This holds between threads and processes on one machine, and on network file systems
+a timeout. (A value being written at offsets is left as its own temp file, which no key lists
+either.) This holds between threads and processes on one machine, and on network file systems
 whose ``flock`` is a real lock (NFSv4, or NFSv3 with lockd).
 
 Transfer encodings live in the file name (``KEY.gz``), the convention CloudVolume uses.
