@@ -7,6 +7,9 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -321,3 +324,39 @@ def test_stores_that_cannot_write_at_offsets_say_so() -> None:
     assert not store.writes_at_offsets
     with pytest.raises(UnsupportedError, match="cannot write a value at offsets"):
         store.open_value("k")
+
+
+KILLED_CHILD = """
+import numpy as np
+import bigarrays as ba
+s = ba.stream({url!r}, axis="t", shape=(40, 50), dtype="uint16", compression=None,
+              format="zarr", dims=("t", "y", "x"), chunks=(4, 16, 16), checkpoint_seconds=0)
+for i in range(100000):
+    s.append(np.full((40, 50), i % 60000 + 1, np.uint16))
+    if i % 4 == 0:
+        print(s.stats.checkpointed, flush=True)
+"""
+
+
+def test_a_killed_writer_loses_nothing_before_its_checkpoint_and_resumes(tmp_path: Path) -> None:
+    url = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    child = subprocess.Popen([sys.executable, "-c", KILLED_CHILD.format(url=str(url))],
+                             stdout=subprocess.PIPE, text=True, env=env)  # fmt: skip
+    assert child.stdout is not None
+    for line in child.stdout:
+        if int(line) >= 40:
+            break
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    n = ba.open(str(url)).shape[0]
+    assert n >= 40
+    assert n % 4 == 0
+    expected = np.arange(1, n + 10, dtype=np.uint16)[:, None, None] * np.ones((40, 50), np.uint16)
+    np.testing.assert_array_equal(ba.open(str(url))[...], expected[:n])
+    with ba.stream(str(url), axis="t", resume=True) as s:
+        assert s.position == n
+        s.append(expected[n:])
+    np.testing.assert_array_equal(ba.open(str(url))[...], expected)
+    published = {k: v for k, v in stored(url).items() if ".bigarrays-tmp-" not in k}
+    assert published == whole(tmp_path / "r", expected, T_Y_X)
