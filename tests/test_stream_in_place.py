@@ -10,6 +10,8 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -249,6 +251,9 @@ def test_a_disk_that_fills_up_fails_the_append_and_leaves_the_last_checkpoint(
     s = ba.stream(str(url), axis="t", shape=(16, 16), dtype="uint16", compression=None,
                   checkpoint_seconds=0, **T_Y_X)  # fmt: skip
     s.append(data[:4])
+    deadline = time.monotonic() + 30
+    while s.stats.checkpointed < 4 and time.monotonic() < deadline:  # the first slab stored
+        time.sleep(0.01)
     pwrite = os.pwrite
 
     def full(fd: int, data: Any, offset: int) -> int:
@@ -266,6 +271,43 @@ def test_a_disk_that_fills_up_fails_the_append_and_leaves_the_last_checkpoint(
     got = ba.open(str(url))
     assert got.shape == (4, 16, 16)
     np.testing.assert_array_equal(got[...], data[:4])
+
+
+def test_a_failure_drops_the_slabs_no_writer_took(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Both writers hold a slab (their publishes wait), a third slab waits in the queue, and
+    # the append of a fourth fails: the queued slab's files go with the stream.
+    url = tmp_path / "s"
+    release, started = threading.Event(), threading.Semaphore(0)
+    publish = InPlaceSlab.publish
+
+    def held(slab: InPlaceSlab) -> None:
+        started.release()
+        release.wait(30)
+        publish(slab)
+
+    monkeypatch.setattr(InPlaceSlab, "publish", held)
+    data = camera(13, (16, 16))
+    s = ba.stream(str(url), axis="t", shape=(16, 16), dtype="uint16", compression=None, **T_Y_X)
+    s.append(data[:8])
+    assert started.acquire(timeout=30)
+    assert started.acquire(timeout=30)
+    s.append(data[8:12])
+    assert len(s._queue) == 1
+
+    def full(fd: int, data: Any, offset: int) -> int:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    with monkeypatch.context() as patched:
+        patched.setattr(os, "pwrite", full)
+        with pytest.raises(StreamWriteError, match="no space left on device"):
+            s.append(data[12])
+    release.set()
+    with pytest.raises(StreamWriteError):
+        s.close()
+    assert not [p for p in url.rglob("*") if ".bigarrays-tmp-" in p.name]
+    assert ba.open(str(url)).shape[0] in (0, 4, 8)
 
 
 def test_compressed_or_remote_levels_keep_their_slabs_in_memory(tmp_path: Path) -> None:

@@ -469,8 +469,11 @@ class Stream:
         except BaseException as exc:
             self._error = exc
         finally:
+            # What a failure left unwritten: the slab being filled, slabs no writer took.
+            with self._cond:
+                self._drop_queue()
             if self._slab is not None:
-                _drop(self._slab)  # not written (a failure), or published already
+                _drop(self._slab)
                 self._slab = None
             if self._owns_array:
                 try:
