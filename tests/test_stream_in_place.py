@@ -7,9 +7,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -26,6 +23,7 @@ from bigarrays.errors import StreamWriteError, UnsupportedError
 from bigarrays.stores import open_store
 from bigarrays.streaming_in_place import InPlaceSlab
 from bigarrays.streaming_shards import ChunkSlab
+from test_streaming import kill_once_checkpointed
 
 
 def stored(path: Path) -> dict[str, bytes]:
@@ -382,15 +380,7 @@ for i in range(100000):
 
 def test_a_killed_writer_loses_nothing_before_its_checkpoint_and_resumes(tmp_path: Path) -> None:
     url = tmp_path / "run"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    child = subprocess.Popen([sys.executable, "-c", KILLED_CHILD.format(url=str(url))],
-                             stdout=subprocess.PIPE, text=True, env=env)  # fmt: skip
-    assert child.stdout is not None
-    for line in child.stdout:
-        if int(line) >= 40:
-            break
-    child.send_signal(signal.SIGKILL)
-    child.wait()
+    kill_once_checkpointed(KILLED_CHILD.format(url=str(url)), 40)
     n = ba.open(str(url)).shape[0]
     assert n >= 40
     assert n % 4 == 0

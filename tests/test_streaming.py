@@ -323,18 +323,23 @@ for i in range(100000):
 """
 
 
-def test_a_killed_writer_loses_nothing_before_its_checkpoint(tmp_path: Path) -> None:
-    url = str(tmp_path / "run")
-    script = CHILD.format(tests=str(Path(__file__).parent), url=url)
+def kill_once_checkpointed(script: str, frames: int) -> None:
+    """Run a writer ``script`` that prints its checkpointed extent, and kill it with SIGKILL once
+    that reaches ``frames``."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     child = subprocess.Popen([sys.executable, "-c", textwrap.dedent(script)],
                              stdout=subprocess.PIPE, text=True, env=env)  # fmt: skip
     assert child.stdout is not None
     for line in child.stdout:
-        if int(line) >= 40:
+        if int(line) >= frames:
             break
     child.send_signal(signal.SIGKILL)
     child.wait()
+
+
+def test_a_killed_writer_loses_nothing_before_its_checkpoint(tmp_path: Path) -> None:
+    url = str(tmp_path / "run")
+    kill_once_checkpointed(CHILD.format(tests=str(Path(__file__).parent), url=url), 40)
     vol = ba.open(url)
     n = vol.shape[2]
     assert n >= 40
