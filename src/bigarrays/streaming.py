@@ -6,7 +6,10 @@ levels) that spans the stream's region along the others. A full slab goes to a b
 writer thread hands it to the chunk engine, which cuts, encodes and puts its units on the pool.
 Every unit is written once and nothing is read back, because each slab covers whole units: the
 slab past the stored end goes through a source whose grid already reaches it
-(``Dataset.ahead``), under the names the chunks keep when the end moves past them.
+(``Dataset.ahead``), under the names the chunks keep when the end moves past them. A Zarr slab is
+kept as its chunks (``streaming_shards``); a raw one in a local folder is not kept at all, each
+frame going straight into the files of its chunks, published when the slab is whole
+(``streaming_in_place``).
 
 The stored extent moves at checkpoints only (every ``checkpoint_seconds`` once a slab is written,
 and at close), and only over frames fully written, so a reader, a viewer or a process reopening

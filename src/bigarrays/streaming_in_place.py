@@ -2,12 +2,12 @@
 stored, and a slab's chunks (or shards) are published once it is whole.
 
 Where a level stores chunk values as they lie in memory (the ``bytes`` codec alone, C order) and
-the store writes a value at offsets before publishing it (a file: its lock file, renamed into
-place), a frame needs no slab in memory. Its part of a chunk is one run of the chunk's stored
-bytes per index of the axes before the streamed one (a single run when the streamed axis comes
-first), so it is copied there once, from a buffer of one chunk's part of a frame. A shard's inner
-chunks go where the format lays them out, in its write order, assuming every one of the slab's
-chunks holds data; the index follows at the publish.
+the store writes a value at offsets before publishing it (a file of its own, renamed into place
+under the key's lock), a frame needs no slab in memory. Its part of a chunk is one run of the
+chunk's stored bytes per index of the axes before the streamed one (a single run when the
+streamed axis comes first), so it is copied there once, from a buffer of one chunk's part of a
+frame. A shard's inner chunks go where the format lays them out, in its write order, assuming
+every one of the slab's chunks holds data; the index follows at the publish.
 
 The bytes are those the engine writes for the same voxels. Edge chunks are padded with the fill
 value. Chunks all fill are deleted (``skip_empty``) or left out of their shards; where one that
@@ -35,7 +35,8 @@ from bigarrays.streaming_shards import as_they_lie
 Source = ZarrChunks | ShardedZarrChunks
 
 #: Objects (chunks or shards) a slab keeps open between frames; a slab of more opens them for
-#: every frame, which costs a tenth more time but no file descriptors.
+#: every frame, which cost 15% more time for 2048x2048 frames of 64 chunks, but holds no file
+#: descriptors.
 MAX_OPEN = 256
 
 

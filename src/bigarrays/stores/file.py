@@ -707,14 +707,16 @@ class _FileValue(ValueWriter):
 
     def publish(self) -> str:
         store = self._store
-        fd = self._file()
-        lock_fd, lock, held = store._lock(self._base)
         try:
-            version = store._publish(fd, self._temp, self._base, self._base)
-            self._done = True
-            return version
+            fd = self._file()
+            lock_fd, lock, held = store._lock(self._base)
+            try:
+                version = store._publish(fd, self._temp, self._base, self._base)
+                self._done = True
+                return version
+            finally:
+                store._unlock(lock_fd, lock, held, published=False)
         finally:
-            store._unlock(lock_fd, lock, held, published=False)
             self.discard()
 
     def discard(self) -> None:
