@@ -392,3 +392,55 @@ def test_a_killed_writer_loses_nothing_before_its_checkpoint_and_resumes(tmp_pat
     np.testing.assert_array_equal(ba.open(str(url))[...], expected)
     published = {k: v for k, v in stored(url).items() if ".bigarrays-tmp-" not in k}
     assert published == whole(tmp_path / "r", expected, T_Y_X)
+
+
+def test_with_fsync_a_checkpoint_flushes_the_chunks_published_in_place(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = tmp_path / "s"
+    flushed: list[str] = []
+    fsync = os.fsync
+
+    def spy(fd: int) -> None:
+        flushed.append(os.readlink(f"/proc/self/fd/{fd}"))
+        fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", spy)
+    data = camera(8, (16, 32))
+    with ba.stream(str(url), axis="t", shape=(16, 32), dtype="uint16", compression=None,
+                   fsync=True, **T_Y_X) as s:  # fmt: skip
+        s.append(data)
+    chunks = {str(url / "c" / str(t) / "0" / str(x)) for t in (0, 1) for x in (0, 1)}
+    assert chunks <= set(flushed)
+    assert stored(url) == whole(tmp_path / "r", data, T_Y_X)
+
+
+def test_a_failing_fsync_fails_the_stream_and_the_checkpoint_stays(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = tmp_path / "s"
+    data = camera(12, (16, 16))
+    s = ba.stream(str(url), axis="t", shape=(16, 16), dtype="uint16", compression=None,
+                  fsync=True, checkpoint_seconds=0, **T_Y_X)  # fmt: skip
+    s.append(data[:4])
+    deadline = time.monotonic() + 30
+    while s.stats.checkpointed < 4 and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+    def broken(fd: int) -> None:
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    def acquire() -> None:
+        s.append(data[4:])
+        s.close()
+
+    with monkeypatch.context() as patched:
+        patched.setattr(os, "fsync", broken)
+        with pytest.raises(StreamWriteError, match="Input/output error"):
+            acquire()
+    with contextlib.suppress(StreamWriteError):  # if the append failed before the close
+        s.close()
+    assert not [p for p in url.rglob("*") if ".bigarrays-tmp-" in p.name]
+    got = ba.open(str(url))
+    assert got.shape == (4, 16, 16)
+    np.testing.assert_array_equal(got[...], data[:4])
