@@ -26,10 +26,13 @@ from bigarrays.streaming_shards import ChunkSlab
 from test_streaming import kill_once_checkpointed
 
 
+METADATA = {"zarr.json", ".zarray", ".zattrs", ".zgroup"}
+
+
 def stored(path: Path) -> dict[str, bytes]:
     """Every file under ``path`` but the metadata, temp files included."""
     return {str(p.relative_to(path)): p.read_bytes() for p in path.rglob("*")
-            if p.is_file() and p.name != "zarr.json"}  # fmt: skip
+            if p.is_file() and p.name not in METADATA}  # fmt: skip
 
 
 def whole(
@@ -58,6 +61,7 @@ LAYOUTS: dict[str, dict[str, Any]] = {
     "shard-index-end": {**T_Y_X, "chunks": (4, 32, 32), "sharding": {"chunk_shape": [2, 16, 16]}},
     "shard-index-start": {**T_Y_X, "chunks": (4, 32, 32),
                           "sharding": {"chunk_shape": [2, 16, 16], "index_location": "start"}},
+    "zarr2": {**T_Y_X, "format": "zarr2"},
 }  # fmt: skip
 EACH_LAYOUT = pytest.mark.parametrize("layout", list(LAYOUTS.values()), ids=list(LAYOUTS))
 

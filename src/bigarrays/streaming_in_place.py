@@ -1,13 +1,13 @@
 """Slabs of raw Zarr chunks written in place: each frame goes straight to where its chunks are
 stored, and a slab's chunks (or shards) are published once it is whole.
 
-Where a level stores chunk values as they lie in memory (the ``bytes`` codec alone, C order) and
-the store writes a value at offsets before publishing it (a file of its own, renamed into place
-under the key's lock), a frame needs no slab in memory. Its part of a chunk is one run of the
-chunk's stored bytes per index of the axes before the streamed one (a single run when the
-streamed axis comes first), so it is copied there once, from a buffer of one chunk's part of a
-frame. A shard's inner chunks go where the format lays them out, in its write order, assuming
-every one of the slab's chunks holds data; the index follows at the publish.
+Where a level stores chunk values as they lie in memory (the ``bytes`` codec alone, C order; in Zarr
+v2 no filter and no compressor) and the store writes a value at offsets before publishing it (a file
+of its own, renamed into place under the key's lock), a frame needs no slab in memory. Its part of a
+chunk is one run of the chunk's stored bytes per index of the axes before the streamed one (a single
+run when the streamed axis comes first), so it is copied there once, from a buffer of one chunk's
+part of a frame. A shard's inner chunks go where the format lays them out, in its write order,
+assuming every one of the slab's chunks holds data; the index follows at the publish.
 
 The bytes are those the engine writes for the same voxels. Edge chunks are padded with the fill
 value. Chunks all fill are deleted (``skip_empty``) or left out of their shards; where one that
@@ -25,12 +25,11 @@ from typing import Any
 import numpy as np
 
 from bigarrays.box import Box
-from bigarrays.codecs.chain import CodecChain
 from bigarrays.fill import is_fill
 from bigarrays.formats.zarr.chunks import ZarrChunks
 from bigarrays.formats.zarr.sharded_chunks import ShardedZarrChunks
 from bigarrays.stores.base import ValueWriter
-from bigarrays.streaming_shards import as_they_lie
+from bigarrays.streaming_shards import stored_as_they_lie
 
 Source = ZarrChunks | ShardedZarrChunks
 
@@ -45,13 +44,7 @@ def writes_in_place(source: Any) -> bool:
     in place: raw chunks as they lie in memory, on a store that writes at offsets."""
     if not isinstance(source, ShardedZarrChunks | ZarrChunks) or source.order != "C":
         return False
-    chain = source.chain
-    return (
-        source.store.writes_at_offsets
-        and isinstance(chain, CodecChain)
-        and as_they_lie(chain, source.dtype)
-        and not chain.bytes_bytes
-    )
+    return source.store.writes_at_offsets and stored_as_they_lie(source.chain, source.dtype)
 
 
 class InPlaceSlab:

@@ -24,6 +24,7 @@ import numpy as np
 
 from bigarrays.box import Box
 from bigarrays.codecs.chain import BytesCodec, CodecChain
+from bigarrays.codecs.zarr_v2 import V2Chain
 from bigarrays.fill import is_fill
 from bigarrays.formats.sharding import Run, run_few
 from bigarrays.formats.shards_in_turn import put_in_turn
@@ -126,13 +127,33 @@ def fits(source: Any, box: Box) -> bool:
 def as_they_lie(chain: Any, dtype: np.dtype) -> bool:
     """Whether ``chain`` serialises a chunk as its values in C order and this machine's byte
     order (then its bytes-to-bytes codecs, if any): a contiguous chunk is encoded from its own
-    memory."""
-    if not isinstance(chain, CodecChain) or chain.array_array or dtype == np.bool_:
+    memory. A Zarr v2 chain does so with neither filters nor a compressor."""
+    if dtype == np.bool_:
+        return False
+    native = dtype.newbyteorder("=")
+    if isinstance(chain, V2Chain):
+        return (
+            chain.order == "C"
+            and not chain.filters
+            and chain.compressor is None
+            and (dtype.itemsize == 1 or chain.dtype == native)
+        )
+    if not isinstance(chain, CodecChain) or chain.array_array:
         return False
     codec = chain.array_bytes
-    return isinstance(codec, BytesCodec) and (
-        dtype.itemsize == 1 or codec.stored == dtype.newbyteorder("=")
-    )
+    return isinstance(codec, BytesCodec) and (dtype.itemsize == 1 or codec.stored == native)
+
+
+def stored_as_they_lie(chain: Any, dtype: np.dtype) -> bool:
+    """Whether a chunk's stored bytes are its values' memory in C order (:func:`as_they_lie`
+    with no bytes-to-bytes codec after)."""
+    return as_they_lie(chain, dtype) and not _bytes_bytes(chain)
+
+
+def _bytes_bytes(chain: Any) -> tuple[Any, ...]:
+    """The bytes-to-bytes codecs a chain applies after the values' bytes (a v2 chain that
+    :func:`as_they_lie`, none)."""
+    return tuple(chain.bytes_bytes) if isinstance(chain, CodecChain) else ()
 
 
 def _chunk_indices(grid: Any, box: Box, slab: ChunkSlab) -> list[tuple[tuple[int, ...], Any]]:
@@ -149,7 +170,7 @@ def _encoder(chain: Any, dtype: np.dtype) -> Callable[[np.ndarray], Any]:
 
     def encode(chunk: np.ndarray) -> Any:
         data: Any = chunk.data.cast("B")
-        for bb in chain.bytes_bytes:
+        for bb in _bytes_bytes(chain):
             data = bb.encode(data)
         return data
 
@@ -196,7 +217,7 @@ def write_shards(
         shard, cid = source.locate(index)
         by_shard.setdefault(shard, []).append((cid, g))
     chain, fill = source.chain, source.fill_value
-    views = as_they_lie(chain, source.dtype) and not chain.bytes_bytes
+    views = stored_as_they_lie(chain, source.dtype)
     to_bytes = _encoder(chain, source.dtype)
     if not views and source.chunks_then_index and source.store.writes_parts_in_turn:
         cids = {shard: [cid for cid, _ in by_shard[shard]] for shard in sorted(by_shard)}
@@ -237,4 +258,12 @@ def write_shards(
         run_few(run, put, sorted(by_shard))
 
 
-__all__ = ["ChunkSlab", "as_they_lie", "fits", "slab_array", "write_chunks", "write_shards"]
+__all__ = [
+    "ChunkSlab",
+    "as_they_lie",
+    "fits",
+    "slab_array",
+    "stored_as_they_lie",
+    "write_chunks",
+    "write_shards",
+]
