@@ -25,7 +25,6 @@ from bigarrays.streaming_in_place import InPlaceSlab
 from bigarrays.streaming_shards import ChunkSlab
 from test_streaming import kill_once_checkpointed
 
-
 METADATA = {"zarr.json", ".zarray", ".zattrs", ".zgroup"}
 
 
@@ -208,7 +207,9 @@ def test_a_slab_of_many_chunks_holds_no_file_open_between_frames(
         for fd in os.listdir("/proc/self/fd"):
             with contextlib.suppress(OSError):
                 targets.append(os.readlink(f"/proc/self/fd/{fd}"))
-        return sum(".bigarrays-tmp-" in t and not t.endswith("lock") for t in targets)
+        # A key's lock file, not a value's, even once removed ("... (deleted)").
+        return sum(t.startswith(url) and ".bigarrays-tmp-" in t and ".bigarrays-tmp-lock" not in t
+                   for t in targets)  # fmt: skip
 
     with ba.stream(url, axis="t", shape=(40, 50), dtype="uint16", compression=None,
                    **T_Y_X) as s:  # fmt: skip
@@ -284,10 +285,10 @@ def test_a_failure_drops_the_slabs_no_writer_took(
     release, started = threading.Event(), threading.Semaphore(0)
     publish = InPlaceSlab.publish
 
-    def held(slab: InPlaceSlab) -> None:
+    def held(slab: InPlaceSlab, now: Any) -> None:
         started.release()
         release.wait(30)
-        publish(slab)
+        publish(slab, now)
 
     monkeypatch.setattr(InPlaceSlab, "publish", held)
     data = camera(13, (16, 16))
@@ -448,3 +449,64 @@ def test_a_failing_fsync_fails_the_stream_and_the_checkpoint_stays(
     got = ba.open(str(url))
     assert got.shape == (4, 16, 16)
     np.testing.assert_array_equal(got[...], data[:4])
+
+
+# -- precomputed: raw chunks in Fortran order, edge chunks clipped -------------------------------
+def precomputed_stored(path: Path) -> dict[str, bytes]:
+    return {k: v for k, v in stored(path).items() if k not in ("info", "provenance")}
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("frames", [16, 13, 3], ids=["whole-slabs", "short-last-slab", "short"])
+def test_precomputed_streamed_in_place_stores_what_a_whole_write_does(
+    tmp_path: Path, channels: int, frames: int
+) -> None:
+    # (x, y, z[, c]) streamed along z: a frame is one run of each chunk per channel; edge chunks
+    # along x and y are clipped, and a slab cut short is stored under its clipped names.
+    shape = (40, 50) if channels == 1 else (40, 50, channels)
+    many = {} if channels == 1 else {"num_channels": channels}
+    data = camera(frames, shape, dtype="uint16")
+    data[:8, :16, :16] = 0  # a chunk all fill: left out
+    volume = np.moveaxis(data, 0, 2)
+    url = str(tmp_path / "s")
+    with ba.stream(url, axis="z", shape=(40, 50), dtype="uint16", chunks=(16, 16, 8),
+                   compression=None, **many) as s:  # fmt: skip
+        for frame in data:
+            s.append(frame)
+            assert isinstance(s._slab, InPlaceSlab | None)
+    np.testing.assert_array_equal(ba.open(url)[...], volume)
+    ref = ba.create(str(tmp_path / "r"), shape=volume.shape[:3], dtype="uint16",
+                    chunks=(16, 16, 8), compression=None, skip_empty=True, **many)  # fmt: skip
+    ref[...] = volume
+    assert precomputed_stored(tmp_path / "s") == precomputed_stored(tmp_path / "r")
+    from cloudvolume import CloudVolume
+
+    got = CloudVolume(f"file://{url}", progress=False, fill_missing=True)[...]
+    np.testing.assert_array_equal(got.reshape(volume.shape), volume)
+
+
+def test_a_resumed_precomputed_stream_stores_what_a_whole_write_does(tmp_path: Path) -> None:
+    data = camera(21, (40, 50))
+    url = str(tmp_path / "s")
+    with ba.stream(url, axis="z", shape=(40, 50), dtype="uint16", chunks=(16, 16, 8),
+                   compression=None) as s:  # fmt: skip
+        s.append(np.moveaxis(data[:11], 0, 2))  # ends inside a slab: stored clipped, then renamed
+    with ba.stream(url, axis="z", resume=True) as s:
+        assert isinstance(s._slab, InPlaceSlab)
+        s.append(np.moveaxis(data[11:], 0, 2))
+    volume = np.moveaxis(data, 0, 2)
+    np.testing.assert_array_equal(ba.open(url)[...], volume)
+    ref = ba.create(str(tmp_path / "r"), shape=volume.shape, dtype="uint16", chunks=(16, 16, 8),
+                    compression=None, skip_empty=True)  # fmt: skip
+    ref[...] = volume
+    assert precomputed_stored(tmp_path / "s") == precomputed_stored(tmp_path / "r")
+
+
+def test_compressed_or_sharded_precomputed_keeps_its_slabs_in_memory(tmp_path: Path) -> None:
+    for name, options in [("gzip", {"compression": "gzip"}),
+                          ("sharded", {"compression": None, "sharding": True,
+                                       "max_shape": (40, 50, 64)})]:  # fmt: skip
+        with ba.stream(str(tmp_path / name), axis="z", shape=(40, 50), dtype="uint16",
+                       chunks=(16, 16, 8), **options) as s:  # fmt: skip
+            s.append(camera(1, (40, 50))[0])
+            assert isinstance(s._slab, np.ndarray)

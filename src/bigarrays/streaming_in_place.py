@@ -1,37 +1,44 @@
-"""Slabs of raw Zarr chunks written in place: each frame goes straight to where its chunks are
-stored, and a slab's chunks (or shards) are published once it is whole.
+"""Slabs of raw chunks written in place: each frame goes straight to where its chunks are stored,
+and a slab's chunks (or shards) are published once it is whole.
 
-Where a level stores chunk values as they lie in memory (the ``bytes`` codec alone, C order; in Zarr
-v2 no filter and no compressor) and the store writes a value at offsets before publishing it (a file
-of its own, renamed into place under the key's lock), a frame needs no slab in memory. Its part of a
-chunk is one run of the chunk's stored bytes per index of the axes before the streamed one (a single
-run when the streamed axis comes first), so it is copied there once, from a buffer of one chunk's
-part of a frame. A shard's inner chunks go where the format lays them out, in its write order,
-assuming every one of the slab's chunks holds data; the index follows at the publish.
+Where a level stores chunk values as they lie in memory and the store writes a value at offsets
+before publishing it (a file of its own, renamed into place under the key's lock), a frame needs
+no slab in memory. The levels: Zarr with the ``bytes`` codec alone in C order (in Zarr v2, no
+filter and no compressor), and unsharded precomputed scales of ``raw`` chunks without
+compression (Fortran order). A frame's part of a chunk is one run of the chunk's stored bytes per
+index of the axes that vary slower than the streamed one (a single run when it is the slowest: t
+first in C order, z of ``(x, y, z)`` in Fortran order; one per channel for ``(x, y, z, c)``), so
+it is copied there once, from a buffer of one chunk's part of a frame. A shard's inner chunks go
+where the format lays them out, in its write order, assuming every one of the slab's chunks holds
+data; the index follows at the publish.
 
-The bytes are those the engine writes for the same voxels. Edge chunks are padded with the fill
-value. Chunks all fill are deleted (``skip_empty``) or left out of their shards; where one that
-was left out lies before a stored one in a shard's order, the others are no longer where they
-were placed, and the shard is read back from its unpublished value and put laid out anew (a
-shard's memory, and only for slabs with chunks all fill inside their data).
+The bytes are those the engine writes for the same voxels. Zarr edge chunks are padded with the
+fill value; precomputed ones are clipped to the volume, and a slab cut short at the stream's
+close is stored under its chunks' clipped names (read back from the unpublished values, a chunk
+at a time). Chunks all fill are deleted (``skip_empty``) or left out of their shards; where one
+that was left out lies before a stored one in a shard's order, the others are no longer where
+they were placed, and the shard is read back from its unpublished value and put laid out anew
+(a shard's memory, and only for slabs with chunks all fill inside their data).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from bigarrays.box import Box
 from bigarrays.fill import is_fill
+from bigarrays.formats.precomputed.chunks import ChunkLayout
 from bigarrays.formats.zarr.chunks import ZarrChunks
 from bigarrays.formats.zarr.sharded_chunks import ShardedZarrChunks
 from bigarrays.stores.base import ValueWriter
 from bigarrays.streaming_shards import stored_as_they_lie
 
-Source = ZarrChunks | ShardedZarrChunks
+Source = ZarrChunks | ShardedZarrChunks | ChunkLayout
 
 #: Objects (chunks or shards) a slab keeps open between frames; a slab of more opens them for
 #: every frame, which cost 15% more time for 2048x2048 frames of 64 chunks, but holds no file
@@ -39,12 +46,34 @@ Source = ZarrChunks | ShardedZarrChunks
 MAX_OPEN = 256
 
 
-def writes_in_place(source: Any) -> bool:
-    """Whether slabs of ``source`` (a Zarr level whose slabs are kept as chunks) can be written
-    in place: raw chunks as they lie in memory, on a store that writes at offsets."""
-    if not isinstance(source, ShardedZarrChunks | ZarrChunks) or source.order != "C":
+def writes_in_place(source: Any, box: Box) -> bool:
+    """Whether slabs of ``source`` at ``box`` can be written in place: raw chunks as they lie in
+    memory, on a store that writes at offsets, and a box that starts on the chunk grid."""
+    if isinstance(source, ShardedZarrChunks | ZarrChunks):
+        raw = source.order == "C" and stored_as_they_lie(source.chain, source.dtype)
+    elif isinstance(source, ChunkLayout):
+        # Raw, uncompressed, unsharded, little-endian values (fast_raw's terms) of this machine.
+        raw = source.fast_raw and source.dtype == source.dtype.newbyteorder("=")
+    else:
         return False
-    return source.store.writes_at_offsets and stored_as_they_lie(source.chain, source.dtype)
+    grid = source.grid
+    aligned = all((s - o) % c == 0 for s, o, c in zip(box.start, grid.origin, grid.chunk,
+                                                      strict=True))  # fmt: skip
+    return raw and aligned and source.store.writes_at_offsets
+
+
+@dataclass
+class _Cell:
+    """One chunk of a slab and where its bytes go."""
+
+    g: tuple[int, ...]  # its place in the slab (in chunks)
+    index: tuple[int, ...]  # its index in the level's grid
+    take: list[slice]  # its voxels in the slab (the streamed axis's slice set per block)
+    shape: tuple[int, ...]  # its stored shape (precomputed: clipped to the volume)
+    key: str  # its object: the chunk, or its shard
+    base: int  # where its bytes begin in the object
+    frame_bytes: int  # bytes between its frames
+    runs: list[tuple[int, tuple[int, ...]]]  # each run of a frame: offset, index of slower axes
 
 
 class InPlaceSlab:
@@ -58,25 +87,12 @@ class InPlaceSlab:
         grid = source.grid
         self.source, self.box, self.axis = source, box, axis
         self._skip_empty = skip_empty
+        self._order = source.order
+        self._dtype = source.dtype
         self.chunk = tuple(grid.chunk)
-        self.counts = tuple(-(-n // c) for n, c in zip(box.shape, self.chunk, strict=True))
-        self._first = [(s - o) // c for s, o, c in zip(box.start, grid.origin, self.chunk,
-                                                       strict=True)]  # fmt: skip
+        counts = tuple(-(-n // c) for n, c in zip(box.shape, self.chunk, strict=True))
+        first = [(s - o) // c for s, o, c in zip(box.start, grid.origin, self.chunk, strict=True)]
         self._fill = np.asarray(source.fill_value, dtype=source.dtype)
-        self._itemsize = source.dtype.itemsize
-        self._chunk_nbytes = math.prod(self.chunk) * self._itemsize
-        # Where each run of a frame's part of a chunk starts in the chunk's bytes (one per index
-        # of the axes before the slab's), and the bytes between frames.
-        k = axis
-        strides = [math.prod(self.chunk[i + 1 :]) * self._itemsize for i in range(len(self.chunk))]
-        self._frame_bytes = strides[k]
-        self._runs = [
-            (sum(i * s for i, s in zip(outer, strides, strict=False)), outer)
-            for outer in np.ndindex(*self.chunk[:k])
-        ]
-        # Each chunk of the slab: its index in the slab, its voxels in the slab along the other
-        # axes (the slab's axis gets the frames' slice), and its object's key and offset there.
-        self._cells: list[tuple[tuple[int, ...], list[slice], str, int]] = []
         # The chunks of the slab with a voxel put that is not fill; the frames put so far (they
         # come in order from the slab's start).
         self._data: set[tuple[int, ...]] = set()
@@ -87,10 +103,12 @@ class InPlaceSlab:
         self._values: dict[str, ValueWriter] = {}
         self._shards: dict[str, tuple[Any, dict[int, tuple[int, ...]]]] = {}
         place: dict[tuple[int, ...], tuple[str, int]] = {}
+        indices = {g: tuple(f + i for f, i in zip(first, g, strict=True))
+                   for g in np.ndindex(*counts)}  # fmt: skip
         if isinstance(source, ShardedZarrChunks):
             by_shard: dict[Any, dict[int, tuple[int, ...]]] = {}
-            for g in np.ndindex(*self.counts):
-                shard, cid = source.locate(self._index(g))
+            for g, index in indices.items():
+                shard, cid = source.locate(index)
                 by_shard.setdefault(shard, {})[cid] = g
             for shard, cids in by_shard.items():
                 key = source.shard_key(shard)
@@ -98,15 +116,27 @@ class InPlaceSlab:
                 for cid, at in _layout(source, cids).items():
                     place[cids[cid]] = (key, at)
         else:
-            for g in np.ndindex(*self.counts):
-                place[g] = (source.key(self._index(g)), 0)
-        for g in np.ndindex(*self.counts):
-            cell = [slice(i * c, min((i + 1) * c, n))
-                    for i, c, n in zip(g, self.chunk, box.shape, strict=True)]  # fmt: skip
-            self._cells.append((g, cell, *place[g]))
+            place = {g: (source.key(index), 0) for g, index in indices.items()}
+        self._cells = [self._cell(g, index, *place[g]) for g, index in indices.items()]
 
-    def _index(self, g: tuple[int, ...]) -> tuple[int, ...]:
-        return tuple(f + i for f, i in zip(self._first, g, strict=True))
+    def _cell(self, g: tuple[int, ...], index: tuple[int, ...], key: str, base: int) -> _Cell:
+        k, itemsize = self.axis, self._dtype.itemsize
+        take = [slice(i * c, min((i + 1) * c, n))
+                for i, c, n in zip(g, self.chunk, self.box.shape, strict=True)]  # fmt: skip
+        if isinstance(self.source, ChunkLayout):
+            shape = self.source.grid.chunk_box(index).shape  # clipped, as precomputed stores it
+        else:
+            shape = self.chunk  # padded, as Zarr stores it
+        d = len(shape)
+        if self._order == "C":
+            strides = [math.prod(shape[i + 1 :]) * itemsize for i in range(d)]
+            slower = range(k)
+        else:
+            strides = [math.prod(shape[:i]) * itemsize for i in range(d)]
+            slower = range(k + 1, d)
+        runs = [(sum(i * strides[a] for i, a in zip(outer, slower, strict=True)), outer)
+                for outer in np.ndindex(*(shape[a] for a in slower))]  # fmt: skip
+        return _Cell(g, index, take, tuple(shape), key, base, strides[k], runs)
 
     # -- frames ----------------------------------------------------------------------------------
     def put(self, block: np.ndarray, at: Sequence[int]) -> None:
@@ -116,14 +146,15 @@ class InPlaceSlab:
         a, b = at[k], at[k] + block.shape[k]
         assert a == self._put, (a, self._put)
         c = self.chunk[k]
-        for g, cell, key, base in self._cells:
+        for cell in self._cells:
+            g = cell.g
             lo, hi = max(a, g[k] * c), min(b, (g[k] + 1) * c)
             if lo < hi:
-                cell[k] = slice(lo - a, hi - a)
-                part = block[tuple(cell)]
+                cell.take[k] = slice(lo - a, hi - a)
+                part = block[tuple(cell.take)]
                 if g not in self._data and not is_fill(part, self._fill):
                     self._data.add(g)
-                self._write_frames(key, base, self._tile(part), lo - g[k] * c)
+                self._write_frames(cell, self._tile(part, cell.shape), lo - g[k] * c)
         self._put = b
         # A whole slab waits for its publish holding no open file; one of many objects holds
         # none between frames (each frame opens them again).
@@ -131,67 +162,94 @@ class InPlaceSlab:
             for value in self._values.values():
                 value.release()
 
-    def _tile(self, part: np.ndarray) -> np.ndarray:
+    def _tile(self, part: np.ndarray, stored: tuple[int, ...]) -> np.ndarray:
         """``part`` of a chunk (whole along every axis but the slab's) as the contiguous frames
-        that chunk stores: edge chunks padded with the fill value, as Zarr stores them."""
-        k = self.axis
-        shape = tuple(part.shape[k] if i == k else c for i, c in enumerate(self.chunk))
-        if part.shape == shape and part.flags.c_contiguous:
+        that chunk stores (of ``stored`` shape): Zarr's edge chunks padded with the fill value."""
+        k, order = self.axis, self._order
+        shape = tuple(part.shape[k] if i == k else n for i, n in enumerate(stored))
+        contiguous = part.flags.c_contiguous if order == "C" else part.flags.f_contiguous
+        if part.shape == shape and contiguous:
             return part
         if shape not in self._buffers:
-            self._buffers[shape] = np.empty(shape, self.source.dtype)
+            self._buffers[shape] = np.empty(shape, self._dtype, order=order)
         tile = self._buffers[shape]
         if part.shape != shape:
             tile[...] = self._fill
         tile[tuple(slice(0, m) for m in part.shape)] = part
         return tile
 
-    def _write_frames(self, key: str, base: int, tile: np.ndarray, dst: int) -> None:
-        """Store ``tile`` (whole along every axis but the slab's) at frame ``dst`` of the chunk
-        at ``base`` in object ``key``: one run of bytes per index of the axes before the slab's."""
-        value = self._values.get(key)
+    def _write_frames(self, cell: _Cell, tile: np.ndarray, dst: int) -> None:
+        """Store ``tile`` (whole along every axis but the slab's) at frame ``dst`` of ``cell``'s
+        chunk: one run of bytes per index of the axes slower than the slab's."""
+        value = self._values.get(cell.key)
         if value is None:
-            value = self._values[key] = self.source.store.open_value(key)
-        at = base + dst * self._frame_bytes
-        for offset, outer in self._runs:
-            value.write_at(at + offset, tile[outer].data)
+            value = self._values[cell.key] = self.source.store.open_value(cell.key)
+        at = cell.base + dst * cell.frame_bytes
+        fortran = self._order == "F"
+        for offset, outer in cell.runs:
+            where: tuple[Any, ...] = (Ellipsis, *outer) if fortran else outer
+            value.write_at(at + offset, tile[where].ravel(order="K").data)
 
     # -- publishing ------------------------------------------------------------------------------
-    def publish(self) -> None:
-        """Store the slab's chunks (fewer frames than a whole unit: the rest of each chunk is
-        fill); the values not stored are dropped."""
+    def publish(self, now: Any) -> None:
+        """Store the slab's chunks; the values not stored are dropped. ``now`` is the level's
+        source for the frames put: in a slab cut short at a close, the rest of each Zarr chunk
+        is fill, and precomputed chunks take the clipped names ``now`` gives them."""
         try:
-            for g, _, key, base in self._cells:
-                self._pad(g, key, base)
             if self._shards:
+                for cell in self._cells:
+                    self._pad(cell)
                 for key, (shard, cids) in self._shards.items():
                     self._publish_shard(key, shard, cids)
+            elif isinstance(self.source, ChunkLayout) and self._put < self.box.shape[self.axis]:
+                for cell in self._cells:
+                    self._publish_clipped(cell, now)
             else:
-                for g, _, key, _ in self._cells:
-                    self._publish_chunk(g, key)
+                for cell in self._cells:
+                    self._pad(cell)
+                    self._publish_chunk(cell)
         finally:
             self.discard()
 
-    def _pad(self, g: tuple[int, ...], key: str, base: int) -> None:
-        """Fill the frames of chunk ``g`` nothing was put to, if it is to be stored."""
-        if g not in self._data and (self._shards or self._skip_empty):
-            return
+    def _frames_put(self, cell: _Cell) -> int:
+        """The frames of ``cell``'s chunk put so far."""
         k = self.axis
-        c = self.chunk[k]
-        end = min(c, max(self._put - g[k] * c, 0))  # the frames of the chunk put
-        if end < c:
-            shape = tuple(c - end if i == k else n for i, n in enumerate(self.chunk))
-            self._write_frames(key, base, np.full(shape, self._fill, self.source.dtype), end)
+        return int(min(cell.shape[k], max(self._put - cell.g[k] * self.chunk[k], 0)))
 
-    def _publish_chunk(self, g: tuple[int, ...], key: str) -> None:
-        if g in self._data or not self._skip_empty:
-            self._values[key].publish()
+    def _pad(self, cell: _Cell) -> None:
+        """Fill the frames of ``cell``'s chunk nothing was put to, if it is to be stored."""
+        if cell.g not in self._data and (self._shards or self._skip_empty):
             return
-        value = self._values.pop(key, None)
+        k, end = self.axis, self._frames_put(cell)
+        if end < cell.shape[k]:
+            shape = tuple(cell.shape[k] - end if i == k else n for i, n in enumerate(cell.shape))
+            self._write_frames(cell, np.full(shape, self._fill, self._dtype, self._order), end)
+
+    def _publish_chunk(self, cell: _Cell) -> None:
+        if cell.g in self._data or not self._skip_empty:
+            self._values[cell.key].publish()
+            return
+        value = self._values.pop(cell.key, None)
         if value is not None:
             value.discard()
-        assert isinstance(self.source, ZarrChunks)
-        self.source.delete(self._index(g))  # what an earlier write stored there
+        assert isinstance(self.source, ZarrChunks | ChunkLayout)
+        self.source.delete(cell.index)  # what an earlier write stored there
+
+    def _publish_clipped(self, cell: _Cell, now: Source) -> None:
+        """Store ``cell``'s precomputed chunk, cut short, under the name of its clipped box:
+        the frames put of each run, read back."""
+        assert isinstance(now, ChunkLayout)
+        value = self._values.pop(cell.key, None)
+        try:
+            if value is None or (cell.g not in self._data and self._skip_empty):
+                now.delete(cell.index)
+                return
+            nbytes = self._frames_put(cell) * cell.frame_bytes
+            data = b"".join(value.read_at(cell.base + offset, nbytes) for offset, _ in cell.runs)
+            now.store.put(now.key(cell.index), data)
+        finally:
+            if value is not None:
+                value.discard()
 
     def _publish_shard(self, key: str, shard: Any, cids: dict[int, tuple[int, ...]]) -> None:
         source = self.source
@@ -208,11 +266,12 @@ class InPlaceSlab:
             at = _layout(source, present)
             if all(placed[cid] == at[cid] for cid in present):
                 value = self._values[key]
-                stand_in = np.zeros(self._chunk_nbytes, np.uint8)  # only its size is read
+                nbytes = math.prod(self.chunk) * self._dtype.itemsize
+                stand_in = np.zeros(nbytes, np.uint8)  # only its size is read
                 *_, index = source.shard_parts(lambda cid: stand_in if cid in present else None)
                 config = source.config
                 size = config.index_nbytes * (config.index_location == "start")
-                size += len(present) * self._chunk_nbytes
+                size += len(present) * nbytes
                 if config.index_location == "start":
                     value.write_at(0, index)
                     value.truncate(size)
@@ -224,7 +283,8 @@ class InPlaceSlab:
             # A chunk all fill lies before a stored one: the others move up.
             value = self._values.pop(key)
             try:
-                chunks = {cid: value.read_at(placed[cid], self._chunk_nbytes) for cid in present}
+                size = math.prod(self.chunk) * self._dtype.itemsize
+                chunks = {cid: value.read_at(placed[cid], size) for cid in present}
             finally:
                 value.discard()
             source._put_whole(key, source.encode_shard_parts(chunks))

@@ -22,6 +22,7 @@ from bigarrays.errors import (
     StreamClosedError,
     StreamWriteError,
 )
+from bigarrays.formats.precomputed.chunks import ChunkLayout
 from bigarrays.formats.shard_writes import ShardWriter
 from bigarrays.formats.zarr.chunks import ZarrChunks
 from bigarrays.formats.zarr.sharded_chunks import ShardedZarrChunks
@@ -145,7 +146,9 @@ class Stream:
             self._chunks = tuple(ahead.grid.chunk)
         # Raw chunks on a store that writes at offsets go there frame by frame: no slab in
         # memory, no copy but the one into the store (bigarrays.streaming_in_place).
-        self._in_place = self._chunks is not None and writes_in_place(ahead)
+        self._in_place = self._pyramid is None and writes_in_place(
+            ahead, self._slab_box(self._slab_start + self._unit)
+        )
         self._fill = level.source.fill_value
         if self._slab_start < self._stop:
             self._resume_partial()
@@ -245,7 +248,7 @@ class Stream:
         if self._in_place:
             box = self._slab_box(self._slab_start + self._unit)
             source = self.array._dataset.ahead(box)
-            assert isinstance(source, ZarrChunks | ShardedZarrChunks)  # as writes_in_place said
+            assert isinstance(source, ZarrChunks | ShardedZarrChunks | ChunkLayout)
             return InPlaceSlab(source, box, self._axis, self._skip_empty)
         if self._chunks is not None:
             return ChunkSlab(shape, self._chunks, self._dtype, self._fill)
@@ -372,10 +375,10 @@ class Stream:
             # end gives it, which growing renames, so the end moves first and the whole slab
             # then replaces that chunk (frames before the end stay readable throughout).
             self._grow_to(box.stop[self._axis])
-        if isinstance(slab, InPlaceSlab):
-            slab.publish()
-            return
         source = vol._dataset.ahead(box)
+        if isinstance(slab, InPlaceSlab):
+            slab.publish(source)
+            return
         if isinstance(slab, ChunkSlab):
             if box.shape[self._axis] == self._unit and isinstance(source, ShardedZarrChunks):
                 write_shards(source, box, slab, vol._engine.run, encoded, self._encoding,
