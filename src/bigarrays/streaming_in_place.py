@@ -37,6 +37,7 @@ from bigarrays.formats.zarr.chunks import ZarrChunks
 from bigarrays.formats.zarr.sharded_chunks import ShardedZarrChunks
 from bigarrays.stores.base import ValueWriter
 from bigarrays.streaming_shards import stored_as_they_lie
+from bigarrays.transpose import fortran_copy
 
 Source = ZarrChunks | ShardedZarrChunks | ChunkLayout
 
@@ -175,7 +176,11 @@ class InPlaceSlab:
         tile = self._buffers[shape]
         if part.shape != shape:
             tile[...] = self._fill
-        tile[tuple(slice(0, m) for m in part.shape)] = part
+        inside = tile[tuple(slice(0, m) for m in part.shape)]
+        if order == "F":  # frames come C-ordered: the word-wise transpose (axes of 1 dropped)
+            fortran_copy(np.squeeze(part), np.squeeze(inside))
+        else:
+            inside[...] = part
         return tile
 
     def _write_frames(self, cell: _Cell, tile: np.ndarray, dst: int) -> None:
