@@ -531,3 +531,24 @@ def test_precomputed_frames_of_camera_size_are_transposed_word_by_word(
                     compression=None, skip_empty=True)  # fmt: skip
     ref[...] = volume
     assert precomputed_stored(tmp_path / "s") == precomputed_stored(tmp_path / "r")
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "uint16", "uint32"])
+def test_precomputed_slabs_in_memory_take_camera_frames_word_by_word(
+    tmp_path: Path, dtype: str
+) -> None:
+    # A gzip'd scale keeps its slabs in memory (Fortran-ordered): C-ordered frames are copied
+    # into them by the compiled transpose.
+    data = camera(10, (512, 300), dtype=dtype)
+    volume = np.moveaxis(data, 0, 2)
+    url = str(tmp_path / "s")
+    with ba.stream(url, axis="z", shape=(512, 300), dtype=dtype, chunks=(256, 256, 4),
+                   compression="gzip") as s:  # fmt: skip
+        for frame in data:
+            s.append(frame)
+        assert isinstance(s._slab, np.ndarray)
+    np.testing.assert_array_equal(ba.open(url)[...], volume)
+    from cloudvolume import CloudVolume
+
+    got = CloudVolume(f"file://{url}", progress=False)[...]
+    np.testing.assert_array_equal(got.reshape(volume.shape), volume)

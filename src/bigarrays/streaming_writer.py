@@ -35,6 +35,7 @@ from bigarrays.streaming_shards import (
     write_chunks,
     write_shards,
 )
+from bigarrays.transpose import fortran_copy
 
 #: What a stream fills with frames: an array, its chunks, or the stored chunks themselves.
 Slab = np.ndarray | ChunkSlab | InPlaceSlab
@@ -236,7 +237,10 @@ class Stream:
             return
         into: list[Any] = [slice(None)] * part.ndim
         into[self._axis] = slice(at, at + part.shape[self._axis])
-        slab[tuple(into)] = part
+        if self._order == "F":  # frames come C-ordered: the word-wise transpose (axes of 1 dropped)
+            fortran_copy(np.squeeze(part), np.squeeze(slab[tuple(into)]))
+        else:
+            slab[tuple(into)] = part
 
     def _new_slab(self) -> Slab:
         with self._cond:
