@@ -3,11 +3,14 @@
     python bench/streaming.py                      # 256 frames per run
     python bench/streaming.py --frames 512 --dir /data/scratch
     python bench/streaming.py --settings zstd "raw, sharded" --tools bigarrays
+    python bench/streaming.py --format precomputed    # bigarrays and os.write only
 
 2048x2048 uint16 frames from memory (a few camera-like images, noisy and smooth, cycled) are
 appended along t to a Zarr v3 array on local disk with 256x256 chunks in y/x, 64 frames deep:
 raw, blosc-lz4 (level 1, byte shuffle) and zstd (level 1), unsharded and sharded (8x8 chunks per
-shard). Each run is its own process, so its peak memory (ru_maxrss) is its own; a run ends when
+shard). With ``--format precomputed`` bigarrays writes an unsharded precomputed volume instead
+(256x256x64 chunks along x, y, z; raw and gzip), which acquire-zarr does not write: its columns
+stay empty. Each run is its own process, so its peak memory (ru_maxrss) is its own; a run ends when
 the writer is closed (the data on disk, the metadata written). The baseline writes the same
 bytes with plain ``os.write`` calls of one frame each to one file. Printed: frames per second,
 MiB/s of frame data, peak RSS, CPU seconds (user + system, comparable when the machine is
@@ -48,10 +51,18 @@ def camera_frames(n: int = 4) -> list[np.ndarray]:
 
 
 def run_bigarrays(
-    path: Path, frames: int, codec: str, sharded: bool, images: list[np.ndarray]
-) -> None:
+    path: Path, frames: int, codec: str, sharded: bool, images: list[np.ndarray],
+    fmt: str = "zarr",
+) -> None:  # fmt: skip
     import bigarrays as ba
 
+    if fmt == "precomputed":
+        with ba.stream(str(path), axis="z", shape=(SIDE, SIDE), dtype="uint16",
+                       chunks=(CHUNK, CHUNK, DEPTH), compression=None if codec == "raw" else codec,
+                       queue_bytes=2 * DEPTH * SIDE * SIDE * 2) as s:  # fmt: skip
+            for i in range(frames):
+                s.append(images[i % len(images)])
+        return
     options: dict[str, Any] = {"format": "zarr", "dims": ("t", "y", "x")}
     if codec == "blosc-lz4":
         options.update(compression="blosc", blosc_cname="lz4", compression_level=1,
@@ -70,8 +81,9 @@ def run_bigarrays(
 
 
 def run_acquire(
-    path: Path, frames: int, codec: str, sharded: bool, images: list[np.ndarray]
-) -> None:
+    path: Path, frames: int, codec: str, sharded: bool, images: list[np.ndarray],
+    fmt: str = "zarr",
+) -> None:  # fmt: skip
     import acquire_zarr as az
 
     per_shard = SHARD if sharded else 1
@@ -98,7 +110,10 @@ def run_acquire(
     stream.close()
 
 
-def run_plain(path: Path, frames: int, codec: str, sharded: bool, images: list[np.ndarray]) -> None:
+def run_plain(
+    path: Path, frames: int, codec: str, sharded: bool, images: list[np.ndarray],
+    fmt: str = "zarr",
+) -> None:  # fmt: skip
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
         for i in range(frames):
@@ -110,11 +125,11 @@ def run_plain(path: Path, frames: int, codec: str, sharded: bool, images: list[n
 RUNNERS = {"bigarrays": run_bigarrays, "acquire-zarr": run_acquire, "os.write": run_plain}
 
 
-def child(tool: str, path: str, frames: int, codec: str, sharded: bool) -> None:
+def child(tool: str, path: str, frames: int, codec: str, sharded: bool, fmt: str) -> None:
     images = camera_frames()
     before = resource.getrusage(resource.RUSAGE_SELF)
     started = time.perf_counter()
-    RUNNERS[tool](Path(path), frames, codec, sharded, images)
+    RUNNERS[tool](Path(path), frames, codec, sharded, images, fmt)
     seconds = time.perf_counter() - started
     usage = resource.getrusage(resource.RUSAGE_SELF)
     # CPU seconds of the run alone (not of making the frames), split in user and system time:
@@ -125,14 +140,15 @@ def child(tool: str, path: str, frames: int, codec: str, sharded: bool) -> None:
 
 
 def measure(
-    tool: str, root: Path, frames: int, codec: str, sharded: bool, drop: bool = False
-) -> dict[str, float]:
+    tool: str, root: Path, frames: int, codec: str, sharded: bool, drop: bool = False,
+    fmt: str = "zarr",
+) -> dict[str, float]:  # fmt: skip
     path = root / f"{tool}-{codec}-{int(sharded)}"
     if drop:
         _drop_caches()
     out = subprocess.run(
         [sys.executable, __file__, "--child", tool, str(path), str(frames), codec,
-         str(int(sharded))], check=True, capture_output=True, text=True,
+         str(int(sharded)), fmt], check=True, capture_output=True, text=True,
     ).stdout  # fmt: skip
     result = json.loads(out.strip().splitlines()[-1])
     size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else (
@@ -185,16 +201,26 @@ def main() -> None:
         default=3,
         help="runs of each tool per setting, taking turns (the table gives their median)",
     )
-    parser.add_argument("--child", nargs=5, default=None, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--format",
+        choices=("zarr", "precomputed"),
+        default="zarr",
+        help="what bigarrays writes (precomputed: raw and gzip rows, no acquire-zarr)",
+    )
+    parser.add_argument("--child", nargs=6, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        tool, path, frames, codec, sharded = args.child
-        child(tool, path, int(frames), codec, sharded == "1")
+        tool, path, frames, codec, sharded, fmt = args.child
+        child(tool, path, int(frames), codec, sharded == "1", fmt)
         return
     root = Path(tempfile.mkdtemp(prefix="bench-stream-", dir=args.dir))
+    layout = (f"Zarr chunks {DEPTH}x{CHUNK}x{CHUNK} (t, y, x)" if args.format == "zarr" else
+              f"precomputed chunks {CHUNK}x{CHUNK}x{DEPTH} (x, y, z)")  # fmt: skip
     print(f"{args.frames} frames of {SIDE}x{SIDE} uint16 ({args.frames * SIDE * SIDE * 2 / MiB:.0f}"
-          f" MiB), chunks {DEPTH}x{CHUNK}x{CHUNK}, to {root}")  # fmt: skip
+          f" MiB), {layout}, to {root}")  # fmt: skip
     rows = [(codec, sharded) for sharded in (False, True) for codec in CODECS]
+    if args.format == "precomputed":
+        rows = [("raw", False), ("gzip", False)]
     names = [f"{codec}{', sharded' if sharded else ''}" for codec, sharded in rows]
     unknown = set(args.settings or ()) - set(names)
     if unknown:
@@ -219,18 +245,20 @@ def main() -> None:
         for (codec, sharded), name in zip(rows, names, strict=True):
             if args.settings and name not in args.settings:
                 continue
-            tools = [t for t in ("bigarrays", "acquire-zarr") if t in args.tools]
+            peers = ("acquire-zarr",) if args.format == "zarr" else ()  # it writes Zarr only
+            tools = [t for t in ("bigarrays", *peers) if t in args.tools]
             runs: dict[str, list[dict[str, float]]] = {t: [] for t in tools}
             # The tools take turns, so that a slow spell of the machine (writeback, another
             # job) falls on both, and each figure is the median of its runs.
             for _ in range(n):
                 for tool in tools:
                     runs[tool].append(measure(tool, root, args.frames, codec, sharded,
-                                              args.drop_caches))  # fmt: skip
+                                              args.drop_caches, args.format))  # fmt: skip
             ba = median_run(runs["bigarrays"]) if "bigarrays" in runs else missing
             az = median_run(runs["acquire-zarr"]) if "acquire-zarr" in runs else missing
             ratio = ba["fps"] / az["fps"]
-            print(f"| {name} | {_fps(ba)} | {_fps(az)} | {ratio:.2f}x "
+            ratio_text = "—" if ratio != ratio else f"{ratio:.2f}x"  # NaN: no peer row
+            print(f"| {name} | {_fps(ba)} | {_fps(az)} | {ratio_text} "
                   f"| {ba['mibs']:.0f} | {ba['mibs'] / plain['mibs']:.0%} | {ba['peak']:.0f} "
                   f"| {az['peak']:.0f} | {ba['stored']:.0f} / {az['stored']:.0f} "
                   f"| {_cpu(ba)} / {_cpu(az)} | {os.getloadavg()[0]:.2f} |",
