@@ -21,6 +21,7 @@ import bigarrays as ba
 from bigarrays import streaming_in_place
 from bigarrays.errors import StreamWriteError, UnsupportedError
 from bigarrays.stores import open_store
+from bigarrays.streaming import Stream
 from bigarrays.streaming_in_place import InPlaceSlab
 from bigarrays.streaming_shards import ChunkSlab
 from test_streaming import kill_once_checkpointed
@@ -246,17 +247,24 @@ def test_an_aborted_stream_leaves_no_temp_file(tmp_path: Path) -> None:
     assert ba.open(str(url)).shape[0] in (0, 4)
 
 
+def one_slab_checkpointed(url: Path, data: np.ndarray, **options: Any) -> Stream:
+    """A stream of ``data``'s frames (16 x 16) to ``url`` whose first slab of four is stored and
+    checkpointed."""
+    s = ba.stream(str(url), axis="t", shape=(16, 16), dtype="uint16", compression=None,
+                  checkpoint_seconds=0, **T_Y_X, **options)  # fmt: skip
+    s.append(data[:4])
+    deadline = time.monotonic() + 30
+    while s.stats.checkpointed < 4 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return s
+
+
 def test_a_disk_that_fills_up_fails_the_append_and_leaves_the_last_checkpoint(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     url = tmp_path / "s"
     data = camera(12, (16, 16))
-    s = ba.stream(str(url), axis="t", shape=(16, 16), dtype="uint16", compression=None,
-                  checkpoint_seconds=0, **T_Y_X)  # fmt: skip
-    s.append(data[:4])
-    deadline = time.monotonic() + 30
-    while s.stats.checkpointed < 4 and time.monotonic() < deadline:  # the first slab stored
-        time.sleep(0.01)
+    s = one_slab_checkpointed(url, data)
     pwrite = os.pwrite
 
     def full(fd: int, data: Any, offset: int) -> int:
@@ -425,12 +433,7 @@ def test_a_failing_fsync_fails_the_stream_and_the_checkpoint_stays(
 ) -> None:
     url = tmp_path / "s"
     data = camera(12, (16, 16))
-    s = ba.stream(str(url), axis="t", shape=(16, 16), dtype="uint16", compression=None,
-                  fsync=True, checkpoint_seconds=0, **T_Y_X)  # fmt: skip
-    s.append(data[:4])
-    deadline = time.monotonic() + 30
-    while s.stats.checkpointed < 4 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    s = one_slab_checkpointed(url, data, fsync=True)
 
     def broken(fd: int) -> None:
         raise OSError(errno.EIO, os.strerror(errno.EIO))
@@ -512,43 +515,29 @@ def test_compressed_or_sharded_precomputed_keeps_its_slabs_in_memory(tmp_path: P
             assert isinstance(s._slab, np.ndarray)
 
 
+@pytest.mark.parametrize("compression", [None, "gzip"], ids=["raw-in-place", "gzip-in-memory"])
 @pytest.mark.parametrize("dtype", ["uint8", "uint16", "uint32", "uint64"])
-def test_precomputed_frames_of_camera_size_are_transposed_word_by_word(
-    tmp_path: Path, dtype: str
+def test_precomputed_camera_frames_are_transposed_word_by_word(
+    tmp_path: Path, dtype: str, compression: str | None
 ) -> None:
     # Parts of 256 x 256: large enough for the compiled C-to-Fortran copy (8-byte values take
-    # NumPy's); a frame given C-ordered, as cameras and NumPy give them.
+    # NumPy's), into the chunk files (raw, in place) or into a Fortran-ordered slab in memory
+    # (gzip); frames given C-ordered, as cameras and NumPy give them.
     data = camera(6, (512, 300), dtype=dtype)
     volume = np.moveaxis(data, 0, 2)
     url = str(tmp_path / "s")
     with ba.stream(url, axis="z", shape=(512, 300), dtype=dtype, chunks=(256, 256, 4),
-                   compression=None) as s:  # fmt: skip
+                   compression=compression) as s:  # fmt: skip
         for frame in data:
             s.append(frame)
-        assert isinstance(s._slab, InPlaceSlab)
-    np.testing.assert_array_equal(ba.open(url)[...], volume)
-    ref = ba.create(str(tmp_path / "r"), shape=volume.shape, dtype=dtype, chunks=(256, 256, 4),
-                    compression=None, skip_empty=True)  # fmt: skip
-    ref[...] = volume
-    assert precomputed_stored(tmp_path / "s") == precomputed_stored(tmp_path / "r")
-
-
-@pytest.mark.parametrize("dtype", ["uint8", "uint16", "uint32"])
-def test_precomputed_slabs_in_memory_take_camera_frames_word_by_word(
-    tmp_path: Path, dtype: str
-) -> None:
-    # A gzip'd scale keeps its slabs in memory (Fortran-ordered): C-ordered frames are copied
-    # into them by the compiled transpose.
-    data = camera(10, (512, 300), dtype=dtype)
-    volume = np.moveaxis(data, 0, 2)
-    url = str(tmp_path / "s")
-    with ba.stream(url, axis="z", shape=(512, 300), dtype=dtype, chunks=(256, 256, 4),
-                   compression="gzip") as s:  # fmt: skip
-        for frame in data:
-            s.append(frame)
-        assert isinstance(s._slab, np.ndarray)
+        assert isinstance(s._slab, InPlaceSlab if compression is None else np.ndarray)
     np.testing.assert_array_equal(ba.open(url)[...], volume)
     from cloudvolume import CloudVolume
 
     got = CloudVolume(f"file://{url}", progress=False)[...]
     np.testing.assert_array_equal(got.reshape(volume.shape), volume)
+    if compression is None:
+        ref = ba.create(str(tmp_path / "r"), shape=volume.shape, dtype=dtype,
+                        chunks=(256, 256, 4), compression=None, skip_empty=True)  # fmt: skip
+        ref[...] = volume
+        assert precomputed_stored(tmp_path / "s") == precomputed_stored(tmp_path / "r")
