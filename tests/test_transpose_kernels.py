@@ -92,6 +92,19 @@ def test_a_chunk_is_transposed_by_the_kernel(
     assert set(kernel_calls) == {8 // a.itemsize}
 
 
+@pytest.mark.parametrize("shape", [(1, 64, 48), (64, 48, 1, 1), (64, 1, 48, 1)])
+def test_axes_of_one_take_no_part_in_the_layout(
+    kernel_calls: list[int], shape: tuple[int, ...]
+) -> None:
+    # A camera frame one voxel thick, with one channel, into a Fortran-ordered slab or chunk:
+    # the strides of its axes of extent 1 say nothing, and the kernel still takes it.
+    a = np.random.default_rng(2).integers(0, 60000, size=shape).astype(np.uint16)
+    out = np.empty(shape, np.uint16, order="F")
+    assert fortran_copy(a, out) is out
+    np.testing.assert_array_equal(out, a)
+    assert kernel_calls == [4]
+
+
 @pytest.mark.parametrize(
     "a",
     [

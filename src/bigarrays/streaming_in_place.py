@@ -177,8 +177,8 @@ class InPlaceSlab:
         if part.shape != shape:
             tile[...] = self._fill
         inside = tile[tuple(slice(0, m) for m in part.shape)]
-        if order == "F":  # frames come C-ordered: the word-wise transpose (axes of 1 dropped)
-            fortran_copy(np.squeeze(part), np.squeeze(inside))
+        if order == "F":  # frames come C-ordered: the word-wise transpose
+            fortran_copy(part, inside)
         else:
             inside[...] = part
         return tile
@@ -269,9 +269,9 @@ class InPlaceSlab:
                 return
             placed = _layout(source, cids)
             at = _layout(source, present)
+            nbytes = math.prod(self.chunk) * self._dtype.itemsize
             if all(placed[cid] == at[cid] for cid in present):
                 value = self._values[key]
-                nbytes = math.prod(self.chunk) * self._dtype.itemsize
                 stand_in = np.zeros(nbytes, np.uint8)  # only its size is read
                 *_, index = source.shard_parts(lambda cid: stand_in if cid in present else None)
                 config = source.config
@@ -288,8 +288,7 @@ class InPlaceSlab:
             # A chunk all fill lies before a stored one: the others move up.
             value = self._values.pop(key)
             try:
-                size = math.prod(self.chunk) * self._dtype.itemsize
-                chunks = {cid: value.read_at(placed[cid], size) for cid in present}
+                chunks = {cid: value.read_at(placed[cid], nbytes) for cid in present}
             finally:
                 value.discard()
             source._put_whole(key, source.encode_shard_parts(chunks))

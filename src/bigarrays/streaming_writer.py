@@ -237,8 +237,8 @@ class Stream:
             return
         into: list[Any] = [slice(None)] * part.ndim
         into[self._axis] = slice(at, at + part.shape[self._axis])
-        if self._order == "F":  # frames come C-ordered: the word-wise transpose (axes of 1 dropped)
-            fortran_copy(np.squeeze(part), np.squeeze(slab[tuple(into)]))
+        if self._order == "F":  # frames come C-ordered: the word-wise transpose
+            fortran_copy(part, slab[tuple(into)])
         else:
             slab[tuple(into)] = part
 

@@ -37,16 +37,18 @@ def fortran_copy(a: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     or into ``out`` (of ``a``'s shape and dtype), which is returned."""
     if out is None:
         out = np.empty(a.shape, dtype=a.dtype, order="F")
-    k = _per_word(a, out)
+    # Axes of extent 1 (a frame one voxel thick, a single channel) take no part in the layout.
+    src, dst = np.squeeze(a), np.squeeze(out)
+    k = _per_word(src, dst)
     if not k:
         np.copyto(out, a)
         return out
-    if a.nbytes <= TILE_BYTES or all(n <= TILE for n in a.shape):
-        _tile_copy(a, k, out)
+    if src.nbytes <= TILE_BYTES or all(n <= TILE for n in src.shape):
+        _tile_copy(src, k, dst)
         return out
-    for starts in itertools.product(*(range(0, n, TILE) for n in a.shape)):
+    for starts in itertools.product(*(range(0, n, TILE) for n in src.shape)):
         tile = tuple(slice(i, i + TILE) for i in starts)
-        _tile_copy(a[tile], k, out[tile])
+        _tile_copy(src[tile], k, dst[tile])
     return out
 
 
