@@ -541,3 +541,35 @@ def test_precomputed_camera_frames_are_transposed_word_by_word(
                         chunks=(256, 256, 4), compression=None, skip_empty=True)  # fmt: skip
         ref[...] = volume
         assert precomputed_stored(tmp_path / "s") == precomputed_stored(tmp_path / "r")
+
+
+def test_raw_zarr_v2_slabs_in_memory_are_put_as_they_lie(monkeypatch: pytest.MonkeyPatch) -> None:
+    # On a store without writes at offsets a raw v2 slab is kept as chunks, each put from the
+    # slab's own memory (no encode), storing the bytes a whole write stores.
+    from bigarrays.codecs.zarr_v2 import V2Chain
+
+    def no_encode(self: V2Chain, chunk: np.ndarray) -> bytes:
+        raise AssertionError("a raw v2 chunk of a slab was encoded")
+
+    data = camera(11, (40, 50))
+    layout = LAYOUTS["zarr2"]
+    with monkeypatch.context() as patched:
+        patched.setattr(V2Chain, "encode", no_encode)
+        with ba.stream("memory://v2-as-they-lie", axis="t", shape=(40, 50), dtype="uint16",
+                       compression=None, **layout) as s:  # fmt: skip
+            s.append(data[:7])
+            assert isinstance(s._slab, ChunkSlab)
+            s.append(data[7])
+        # The last three frames are cut from the slab by the engine, which encodes them.
+    with ba.stream("memory://v2-as-they-lie", axis="t", resume=True) as s:
+        s.append(data[8:])
+    ref = ba.create("memory://v2-whole", shape=data.shape, dtype="uint16", compression=None,
+                    skip_empty=True, **layout)  # fmt: skip
+    ref[...] = data
+
+    def chunks(url: str) -> dict[str, bytes | None]:
+        store = open_store(url)
+        return {k: store.get(k) for k in store.list("") if k.split("/")[-1] not in METADATA}
+
+    assert chunks("memory://v2-as-they-lie") == chunks("memory://v2-whole")
+    assert len(chunks("memory://v2-whole")) == 36

@@ -79,7 +79,8 @@ def stream(
 
     ``region`` restricts the stream to part of the other axes, ``{"c": 1}`` or
     ``{"x": slice(0, 1024)}``, on whole write units, so that several streams can fill one array.
-    ``queue_bytes``: full slabs that may wait before ``append`` blocks. ``checkpoint_seconds``:
+    ``queue_bytes``: full slabs that may wait before ``append`` blocks (a raw level in a local
+    folder holds no slabs: its frames go straight to the chunk files). ``checkpoint_seconds``:
     how often the stored extent follows the frames written. ``skip_empty``: chunks that hold
     only the fill value are not stored (unsharded levels).
 
