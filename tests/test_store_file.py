@@ -407,3 +407,39 @@ def test_dot_dot_keys_resolve_beside_the_root_when_allowed(tmp_path: Path) -> No
     assert set(FileStore(tmp_path / "shared").list()) == {"8_8_40/0-64_0-64_0-64"}
     vol.delete("../shared/8_8_40/0-64_0-64_0-64")
     assert not (tmp_path / "shared" / "8_8_40" / "0-64_0-64_0-64").exists()
+
+
+def test_a_failed_flush_fails_every_later_flush(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # After a failed fsync the kernel may have dropped the pages it could not write, and a
+    # second fsync can succeed over lost data: no later checkpoint may claim the disk holds it.
+    store = FileStore(tmp_path)
+    store.checkpoint()  # starts keeping count
+    store.put("a", b"1")
+    flushed: list[str] = []
+
+    def broken(fd: int) -> None:
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    with monkeypatch.context() as patched:
+        patched.setattr(os, "fsync", broken)
+        with pytest.raises(StoreError, match="Input/output error"):
+            store.checkpoint()
+    fsync = os.fsync
+
+    def spy(fd: int) -> None:
+        flushed.append(os.readlink(f"/proc/self/fd/{fd}"))
+        fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", spy)
+    store.put("b", b"2")
+    with pytest.raises(StoreError, match="an earlier flush failed"):
+        store.checkpoint()
+    assert flushed == []
+    store.checkpoint(flush=False)  # no flush asked: nothing to report
+    fresh = FileStore(tmp_path)
+    fresh.checkpoint()
+    fresh.put("c", b"3")
+    fresh.checkpoint()
+    assert str(tmp_path / "c") in flushed

@@ -143,6 +143,8 @@ class FileStore(Store):
         self._made_dirs: set[str] = set()
         # Files written since the last checkpoint, once a checkpoint was asked for.
         self._unsynced: set[str] | None = None
+        # A flush that failed, which every later flush reports again (see checkpoint).
+        self._flush_failure: StoreError | None = None
 
     @property
     def url(self) -> str:
@@ -411,9 +413,19 @@ class FileStore(Store):
     def checkpoint(self, *, flush: bool = True) -> None:
         """With ``flush``, flush to disk the files written since the last such checkpoint, then
         their folders (the renames). The first call starts keeping count: a store never
-        checkpointed pays nothing, and what it wrote before is the page cache's to flush."""
+        checkpointed pays nothing, and what it wrote before is the page cache's to flush.
+
+        A failed flush fails every later one too: the kernel may have dropped the pages it
+        could not write and reports that once, so a second ``fsync`` could succeed over lost
+        data (and the files it did not reach would go unflushed). Open the store again to go
+        on after checking what reached the disk."""
         if not flush:
             return
+        if self._flush_failure is not None:
+            raise StoreError(
+                f"cannot flush {self.url}: an earlier flush failed ({self._flush_failure}); "
+                "what was written since may not be on disk"
+            ) from self._flush_failure
         if self._unsynced is None:
             self._unsynced = set()
             return
@@ -426,7 +438,8 @@ class FileStore(Store):
             try:
                 os.fsync(fd)
             except OSError as exc:
-                raise self._write_error(path, exc) from exc
+                self._flush_failure = self._write_error(path, exc)
+                raise self._flush_failure from exc
             finally:
                 os.close(fd)
 
