@@ -112,3 +112,21 @@ def test_repeated_cutouts_of_a_sharded_scale_hit_the_cache(tmp_path: Path) -> No
         np.testing.assert_array_equal(vol[6:21, 4:19, 3:18], d[6:21, 4:19, 3:18])
         assert store.reads == 0, "every chunk should have come from the cache"
         assert vol.cache.hits >= 8
+
+
+@pytest.mark.parametrize("fmt", ["zarr", "precomputed"])
+def test_a_chunk_read_in_part_is_cached_whole(tmp_path: Path, fmt: str) -> None:
+    # Raw inner chunks of a local shard are read as just the rows a piece needs: the cache must
+    # still keep (and later serve) the whole chunk, not the rows of the first request.
+    d = np.arange(64**3, dtype=np.uint16).reshape((64,) * 3)
+    sharding = {"chunk_shape": [16] * 3} if fmt == "zarr" else True
+    chunks = (32,) * 3 if fmt == "zarr" else (16,) * 3
+    with ba.create(str(tmp_path / "s"), shape=d.shape, dtype="uint16", chunks=chunks,
+                   format=fmt, sharding=sharding, progress=False) as v:  # fmt: skip
+        v[...] = d
+    with ba.open(str(tmp_path / "s"), cache_bytes=1 << 20, progress=False) as vol:
+        np.testing.assert_array_equal(vol[10:12, 0:16, 0:16], d[10:12, 0:16, 0:16])
+        np.testing.assert_array_equal(vol[0:2, 0:16, 0:16], d[0:2, 0:16, 0:16])
+        np.testing.assert_array_equal(vol[0:16, 3:9, 0:16], d[0:16, 3:9, 0:16])
+        assert vol.cache is not None
+        assert vol.cache.hits >= 2

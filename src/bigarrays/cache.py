@@ -116,8 +116,7 @@ class CachedSource:
         if chunk is not None:
             return chunk, in_chunk
         # The cache keeps whole chunks: read all of this one, whatever part was asked for.
-        whole = tuple(slice(0, n) for n in box.shape)
-        got, part = self.inner.load_view(index, box, scratch, whole)
+        got, part = self.inner.load_view(index, box, scratch, _whole_slices(box))
         if got is None:
             return None, in_chunk
         chunk = got[part]
@@ -130,21 +129,24 @@ class CachedSource:
         run: Runner,
         emit: Callable[[ChunkPiece, np.ndarray | None], None],
     ) -> None:
-        missing = []
+        # The cache keeps whole chunks: the inner source is asked for all of each missing one
+        # (it may otherwise give only the part a piece needs, such as a raw chunk's rows).
+        asked: dict[Vec, ChunkPiece] = {}
         for piece in pieces:
             chunk = self.cache.get(piece.chunk_index)
             if chunk is None:
-                missing.append(piece)
+                asked[piece.chunk_index] = piece
             else:
                 emit(piece, chunk)
 
-        def keep(piece: ChunkPiece, chunk: np.ndarray | None) -> None:
+        def keep(whole: ChunkPiece, chunk: np.ndarray | None) -> None:
             if chunk is not None:
-                self.cache.put(piece.chunk_index, chunk)
-            emit(piece, chunk)
+                chunk = chunk[whole.in_chunk]
+                self.cache.put(whole.chunk_index, chunk)
+            emit(asked[whole.chunk_index], chunk)
 
-        if missing:
-            self.inner.read_pieces(missing, run, keep)
+        if asked:
+            self.inner.read_pieces([_whole(p) for p in asked.values()], run, keep)
 
     # -- writing: drop what is replaced ----------------------------------------------------------
     def save(self, index: Vec, chunk: np.ndarray) -> None:
@@ -175,3 +177,12 @@ class CachedSource:
         finally:
             for piece in pieces:  # also when the write failed half-way: what is stored is unknown
                 self.cache.discard(piece.chunk_index)
+
+
+def _whole_slices(chunk_box: Box) -> tuple[slice, ...]:
+    return tuple(slice(0, n) for n in chunk_box.shape)
+
+
+def _whole(piece: ChunkPiece) -> ChunkPiece:
+    """``piece`` asking for the whole of its chunk (``in_box`` is not used by the sources)."""
+    return piece._replace(in_chunk=_whole_slices(piece.chunk_box))
