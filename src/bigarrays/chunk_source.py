@@ -11,7 +11,8 @@ so a format implements only what it does better.
   ``save_view`` may go through a scratch buffer the engine keeps per thread (zero-copy raw chunks).
 - Many chunks at once (``batched``): ``read_pieces`` / ``write_pieces`` get every piece of a box
   and the engine's bounded pool, and plan their own requests (shards: one read per byte range, one
-  write per shard).
+  write per shard). ``read_pieces`` may emit a chunk (or the part of it that a piece needs) as a
+  view of a buffer it reuses once ``emit`` returns: an ``emit`` that keeps a chunk copies it.
 
 Chunks are decoded arrays of the grid's full chunk axes in the source's ``order`` ("F" for
 precomputed); the part of a chunk outside the bounds, if the format stores it, is never pasted.

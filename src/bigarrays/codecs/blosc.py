@@ -18,6 +18,8 @@ import struct
 import threading
 from typing import Any, ClassVar
 
+import numpy as np
+
 from bigarrays.codecs.bytes_bytes import Buffer, BytesBytesCodec, is_int, read_config
 from bigarrays.errors import CorruptChunkError, MissingDependencyError, UnsupportedError
 
@@ -151,6 +153,33 @@ class BloscCompressor:
         encoding can take) are checked against the frame's header before anything is decoded:
         c-blosc allocates what the header announces, so a 40-byte frame could ask for 4 GiB.
         """
+        nbytes = self._check_frame(data, key, expected_size, max_size)
+        try:
+            out: bytes = self._blosc.decompress(data)
+        except Exception as exc:  # RuntimeError, ValueError, SystemError from c-blosc
+            raise CorruptChunkError(key, f"cannot decode blosc frame: {exc}") from None
+        if len(out) != nbytes:
+            raise CorruptChunkError(key, f"blosc frame decoded to {len(out)} bytes, not {nbytes}")
+        return out
+
+    def decode_into(self, data: Buffer, out: memoryview) -> bool:
+        """Decode the frame ``data`` into ``out`` if it holds exactly ``len(out)`` bytes; False
+        otherwise: see :meth:`BytesBytesCodec.decode_into`."""
+        try:
+            self._check_frame(data, "", len(out), None)
+        except CorruptChunkError:
+            return False
+        # c-blosc writes the frame's size, checked above to be the buffer's, and no more.
+        target = np.frombuffer(out, np.uint8)
+        try:
+            return bool(self._blosc.decompress_ptr(data, target.ctypes.data) == len(out))
+        except Exception:  # damage: decode names it
+            return False
+
+    def _check_frame(
+        self, data: Buffer, key: str, expected_size: int | None, max_size: int | None
+    ) -> int:
+        """The size the frame ``data`` decodes to, after checking its header."""
         if len(data) < HEADER.size:
             raise CorruptChunkError(key, f"{len(data)} bytes is too short for a blosc frame")
         version, _, flags, _, nbytes, _, cbytes = HEADER.unpack_from(data)
@@ -175,13 +204,7 @@ class BloscCompressor:
             raise CorruptChunkError(
                 key, f"blosc frame uses {_CODES[code]!r}, which this blosc library lacks"
             )
-        try:
-            out: bytes = self._blosc.decompress(data)
-        except Exception as exc:  # RuntimeError, ValueError, SystemError from c-blosc
-            raise CorruptChunkError(key, f"cannot decode blosc frame: {exc}") from None
-        if len(out) != nbytes:
-            raise CorruptChunkError(key, f"blosc frame decoded to {len(out)} bytes, not {nbytes}")
-        return out
+        return int(nbytes)
 
 
 #: Zarr v3's shuffle names -> bigarrays'.
@@ -251,3 +274,6 @@ class BloscCodec(BytesBytesCodec):
 
     def decode(self, data: bytes, key: str = "", max_size: int | None = None) -> bytes:
         return self._compressor.decode(data, key, max_size=max_size)
+
+    def decode_into(self, data: Buffer, out: memoryview) -> bool:
+        return self._compressor.decode_into(data, out)

@@ -66,6 +66,13 @@ class BytesBytesCodec(abc.ABC):
         """The bytes ``data`` holds; :class:`CorruptChunkError` naming ``key`` when it cannot be
         decoded or decodes to more than ``max_size`` bytes."""
 
+    def decode_into(self, data: Buffer, out: memoryview) -> bool:
+        """Decode ``data`` straight into ``out`` if it holds exactly ``len(out)`` bytes: no
+        allocation, so a reused buffer costs no page faults. False whenever this path does not
+        apply or the data is damaged, and the caller then calls :meth:`decode`, which names what
+        is wrong; ``out`` may then hold anything. The default has no such path."""
+        return False
+
     @abc.abstractmethod
     def configuration(self) -> dict[str, Any] | None:
         """The ``configuration`` member of the codec's JSON (None: the codec has none)."""

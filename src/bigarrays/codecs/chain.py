@@ -19,7 +19,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, cast
 
 import numpy as np
 
@@ -317,8 +317,35 @@ class CodecChain:
         transposed view rather than a C-ordered copy. Damage, a wrong size, or output past what
         a chunk can take raise :class:`CorruptChunkError` naming ``key``.
         """
-        for bb, bound in zip(reversed(self.bytes_bytes), reversed(self._bounds), strict=True):
+        return self._decode(data, key, None)
+
+    def decode_into(self, data: bytes, key: str, out: bytearray) -> np.ndarray:
+        """:meth:`decode`, with the serialized chunk decoded straight into ``out`` (of at least
+        a chunk's bytes) where the innermost bytes codec can (zstd, gzip, blosc): no
+        allocation per chunk. The result may be a view of ``out``, valid until it is reused."""
+        return self._decode(data, key, out)
+
+    @cached_property
+    def _serialized_nbytes(self) -> int | None:
+        """The size of a serialized chunk where it is fixed (the ``bytes`` codec's), else None."""
+        if not isinstance(self.array_bytes, BytesCodec):
+            return None
+        return self.array_bytes.nbytes
+
+    def _decode(self, data: bytes, key: str, out: bytearray | None) -> np.ndarray:
+        steps = list(zip(self.bytes_bytes, self._bounds, strict=True))
+        size = self._serialized_nbytes
+        view = None
+        if out is not None and steps and size is not None and len(out) >= size:
+            # The innermost codec (the first applied when encoding) decodes into ``out``.
+            view, (into, _), steps = memoryview(out)[:size], steps[0], steps[1:]
+        for bb, bound in reversed(steps):
             data = bb.decode(data, key, bound)
+        if view is not None:
+            if into.decode_into(data, view):
+                data = cast(bytes, view)  # the bytes codec takes any buffer
+            else:  # not this path, or damage: the codec's decode names which
+                data = into.decode(data, key, self._bounds[0])
         chunk = self.array_bytes.decode(data, key)
         for aa in reversed(self.array_array):
             chunk = aa.decode(chunk)

@@ -115,7 +115,7 @@ def decompress(data: bytes, key: str = "", max_size: int | None = None) -> bytes
         raise_corrupt(exc, "gzip data", key, len(data), max_size)
 
 
-def gunzip_into(data: bytes, out: memoryview) -> int | None:
+def gunzip_into(data: Buffer, out: memoryview) -> int | None:
     """Inflate the gzip member ``data`` into ``out`` if it holds exactly ``len(out)`` bytes.
 
     The zero-allocation path of gzip'd raw chunks: libdeflate (through imagecodecs) inflates
@@ -214,3 +214,6 @@ class GzipCodec(BytesBytesCodec):
 
     def decode(self, data: bytes, key: str = "", max_size: int | None = None) -> bytes:
         return decompress(data, key, max_size)
+
+    def decode_into(self, data: Buffer, out: memoryview) -> bool:
+        return gunzip_into(data, out) is not None

@@ -59,6 +59,15 @@ def compress(data: Buffer, level: int = DEFAULT_LEVEL, checksum: bool = True) ->
     return out
 
 
+def _decompressor() -> Any:
+    # A new context per frame cost 6 % of decoding a 64³ chunk; like a compressor, one is not
+    # safe to share between threads, and each call starts a new frame session on it.
+    dctx = getattr(_local, "dctx", None)
+    if dctx is None:
+        dctx = _local.dctx = _zstandard().ZstdDecompressor()
+    return dctx
+
+
 def _unzstd(data: bytes, max_size: int | None) -> bytes:
     zstandard = _zstandard()
     size = zstandard.frame_content_size(data)
@@ -66,11 +75,7 @@ def _unzstd(data: bytes, max_size: int | None) -> bytes:
         raise ValueError(f"the zstd frame announces {size} bytes")
     if max_size is not None and size > max_size:
         raise TooLarge
-    # A new context per frame cost 6 % of decoding a 64³ chunk; like a compressor, one is not
-    # safe to share between threads, and each call starts a new frame session on it.
-    dctx = getattr(_local, "dctx", None)
-    if dctx is None:
-        dctx = _local.dctx = zstandard.ZstdDecompressor()
+    dctx = _decompressor()
     if size >= 0:
         try:
             # The output buffer is the announced size: a frame that holds more fails here.
@@ -93,6 +98,26 @@ def _unzstd(data: bytes, max_size: int | None) -> bytes:
             raise ValueError("the stream ends before the end of the zstd frame")
         rest = d.unused_data
     return b"".join(parts)
+
+
+def decompress_into(data: Buffer, out: memoryview) -> bool:
+    """Decode the zstd frames ``data`` into ``out`` if they hold exactly ``len(out)`` bytes;
+    False otherwise (more, fewer, damage, bytes after the last frame): see
+    :meth:`BytesBytesCodec.decode_into`."""
+    zstandard = _zstandard()
+    n = len(out)
+    try:
+        with _decompressor().stream_reader(data, read_size=max(1, len(data)),
+                                           read_across_frames=True) as reader:  # fmt: skip
+            got = 0
+            while got < n:
+                k = reader.readinto(out[got:])
+                if not k:
+                    return False
+                got += k
+            return not reader.read(1)  # a longer stream, or another frame, is not this chunk
+    except zstandard.ZstdError:
+        return False
 
 
 def decompress(data: bytes, key: str = "", max_size: int | None = None) -> bytes:
@@ -136,3 +161,6 @@ class ZstdCodec(BytesBytesCodec):
 
     def decode(self, data: bytes, key: str = "", max_size: int | None = None) -> bytes:
         return decompress(data, key, max_size)
+
+    def decode_into(self, data: Buffer, out: memoryview) -> bool:
+        return decompress_into(data, out)

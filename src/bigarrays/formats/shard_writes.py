@@ -286,7 +286,7 @@ class ShardWriter:
         out: list[np.ndarray | None] = [None]
 
         def keep(_: ChunkPiece, chunk: np.ndarray | None) -> None:
-            out[0] = chunk
+            out[0] = None if chunk is None else chunk.copy(order="K")  # from a reused buffer
 
         self.read_pieces([self._whole_piece(index)], run_serially, keep)
         return out[0]

@@ -12,15 +12,15 @@ never written reads as the fill value; a write of part of a chunk is a condition
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import numpy as np
 
 from bigarrays.box import Box, ChunkGrid, ChunkPiece, Vec
 from bigarrays.chunk_source import ZARR_INLINE_CHUNKS, ChunkSourceBase, Order
 from bigarrays.codecs.chain import BytesCodec, CodecChain, TransposeCodec
-from bigarrays.codecs.zarr_v2 import V2Chain
 from bigarrays.codecs.zstd import ZstdCodec
 from bigarrays.errors import UnsupportedError
 from bigarrays.fill import filled, is_fill
@@ -63,6 +63,7 @@ class Chain(Protocol):
 
     def encode(self, chunk: np.ndarray) -> bytes: ...
     def decode(self, data: bytes, key: str) -> np.ndarray: ...
+    def decode_into(self, data: bytes, key: str, out: bytearray) -> np.ndarray: ...
 
 
 def whole_chunk(
@@ -153,6 +154,10 @@ class ZarrChunks(ChunkSourceBase):
         self.fast_raw = store.reads_into_buffers and plain_bytes(chain, self.dtype)
         #: A few raw chunks cost less than handing them to the pool (``ZARR_INLINE_CHUNKS``).
         self.inline_chunks = ZARR_INLINE_CHUNKS if self.fast_raw else 1
+        #: zstd chunks of a local file: their stored bytes are read into a buffer of this
+        #: thread's, and decoded from there into the engine's scratch buffer (no allocation).
+        self.stored_in_place = store.reads_into_buffers and decodes_buffers(chain)
+        self._local = threading.local()
 
     @property
     def url(self) -> str:
@@ -174,11 +179,9 @@ class ZarrChunks(ChunkSourceBase):
         """The part ``in_chunk`` of chunk ``index``; with :attr:`fast_raw`, only the rows along
         the first axis that ``in_chunk`` needs, read straight into ``scratch``."""
         if not self.fast_raw:
-            if not isinstance(self.chain, V2Chain):
-                return self.load(index), in_chunk
-            # Decoded into the scratch buffer where the chain can (inflate + unshuffle).
+            # Decoded into the scratch buffer where the chain can: no new chunk's memory.
             key = self.key(index)
-            data = self.store.get(key, max_size=self._max_stored, encoding=None)
+            data = self._stored(key)
             return (None if data is None else self.chain.decode_into(data, key, scratch)), in_chunk
         shape = self.grid.chunk
         row = math.prod(shape[1:]) * self.dtype.itemsize
@@ -196,6 +199,23 @@ class ZarrChunks(ChunkSourceBase):
             return arr.reshape(()), in_chunk
         part = (slice(0, stop - start), *in_chunk[1:])
         return arr.reshape((stop - start, *shape[1:])), part
+
+    def _stored(self, key: str) -> bytes | None:
+        """The stored bytes of ``key``: with :attr:`stored_in_place`, a view of this thread's
+        buffer, valid until its next read (zstd decodes them into other memory)."""
+        if not self.stored_in_place:
+            return self.store.get(key, max_size=self._max_stored, encoding=None)
+        buffer = getattr(self._local, "stored", None)
+        if buffer is None:
+            buffer = self._local.stored = memoryview(
+                bytearray(stored_buffer_bytes(self.chunk_nbytes))
+            )
+        n = self.store.read_into(key, buffer, encoding=None)
+        if n == NOT_FOUND:
+            return None
+        if n is None or n < 0 or n >= len(buffer):  # larger than zstd makes: the bounded get
+            return self.store.get(key, max_size=self._max_stored, encoding=None)
+        return cast(bytes, buffer[:n])  # the chain decodes from any buffer
 
     # -- writing ---------------------------------------------------------------------------------
     def save(self, index: Vec, chunk: np.ndarray) -> None:

@@ -235,9 +235,15 @@ class ShardedZarrChunks(ShardWriter, ChunkSourceBase):
         located = [self.locate(p.chunk_index) for p in pieces]
 
         def decode(p: int, data: bytes | None) -> None:
+            if data is None:
+                emit(pieces[p], None)
+                return
             shard, pos = located[p]
-            emit(pieces[p], None if data is None else
-                 self.chain.decode(data, f"{self.shard_key(shard)}#{pos}"))  # fmt: skip
+            # Into this thread's buffer, pasted (emitted) before the thread decodes the next.
+            decoded = getattr(self._local, "decoded", None)
+            if decoded is None:
+                decoded = self._local.decoded = bytearray(self.chunk_nbytes)
+            emit(pieces[p], self.chain.decode_into(data, f"{self.shard_key(shard)}#{pos}", decoded))
 
         def read_rows(ranges: ShardRanges, run: Run, first: bool, _: object,
                       changed: Changed) -> None:  # fmt: skip
