@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import subprocess
 import sys
@@ -358,3 +359,37 @@ def test_a_collected_handle_never_waits_for_the_registry_lock(tmp_path: Path) ->
     assert str(path) not in zip_archive._ARCHIVES
     with zipfile.ZipFile(path) as zf:
         assert zf.read("k") == b"value"
+
+
+def test_a_failed_flush_fails_every_later_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # After a failed fsync the kernel may have dropped the pages it could not write: a directory
+    # written after a second, successful fsync would name entries that are not on disk.
+    path = tmp_path / "a.zip"
+    store = ZipStore(f"zip://{path}")
+    store.put("a", b"1")
+    store.checkpoint()
+    store.put("b", b"2")
+
+    def broken(fd: int) -> None:
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    with monkeypatch.context() as patched:
+        patched.setattr(os, "fsync", broken)
+        with pytest.raises(StoreError, match="Input/output error"):
+            store.checkpoint()
+    store.put("c", b"3")
+    with pytest.raises(StoreError, match="an earlier flush failed"):
+        store.checkpoint()
+    with pytest.raises(StoreError, match="an earlier flush failed"):
+        store.close()
+    # The last directory written stays the archive's; the store opens afresh.
+    with zipfile.ZipFile(path) as z:
+        assert z.namelist() == ["a"]
+    again = ZipStore(f"zip://{path}")
+    assert again.get("a") == b"1"
+    assert again.get("b") is None
+    again.put("d", b"4")
+    again.close()
+    assert ZipStore(f"zip://{path}", read_only=True).get("d") == b"4"

@@ -262,6 +262,8 @@ class Archive:
         self.directory_end = 0  # the end of the last directory written or read
         self.dirty = False
         self.pending = 0  # puts that reserved space and are writing it
+        #: Set by a failed fsync: no later directory may name entries that may be lost.
+        self.flush_failure: StoreError | None = None
         self.idle = threading.Condition(self.lock)
 
     # -- opening ---------------------------------------------------------------------------------
@@ -480,8 +482,18 @@ class Archive:
             self.dirty = True
 
     def checkpoint(self) -> None:
-        """Write the central directory of the live entries after everything written so far."""
+        """Write the central directory of the live entries after everything written so far.
+
+        A failed ``fsync`` fails every later checkpoint of this archive (and so the close of
+        its last handle): the kernel may have dropped the pages it could not write and reports
+        that once, and a directory written after a second, successful ``fsync`` would name
+        entries that are not on disk. The last directory written stays the archive's."""
         with self.lock:
+            if self.flush_failure is not None:
+                raise StoreError(
+                    f"cannot write the directory of {self.path}: an earlier flush failed "
+                    f"({self.flush_failure}); entries written since may not be on disk"
+                ) from self.flush_failure
             if not self.writer or (not self.dirty and self.directory_end == self.end):
                 return
             assert self.fd is not None
@@ -489,14 +501,22 @@ class Archive:
             directory = b"".join(_central_record(e) for e in live)
             offset = self.end
             blob = directory + _end_records(len(live), offset, len(directory))
+            self._flush()  # the entries reach the disk before a directory names them
             try:
-                os.fsync(self.fd)  # the entries reach the disk before a directory names them
                 _pwrite(self.fd, [blob], offset)
-                os.fsync(self.fd)
             except OSError as exc:
                 raise _write_error(self.path, exc) from exc
+            self._flush()
             self.end = self.directory_end = offset + len(blob)
             self.dirty = False
+
+    def _flush(self) -> None:
+        assert self.fd is not None
+        try:
+            os.fsync(self.fd)
+        except OSError as exc:
+            self.flush_failure = _write_error(self.path, exc)
+            raise self.flush_failure from exc
 
     def close(self) -> None:
         with self.lock:
