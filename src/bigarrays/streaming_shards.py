@@ -58,9 +58,15 @@ def slab_array(
 
 def _anonymous(nbytes: int) -> mmap.mmap:
     """Private anonymous memory: a shared mapping (``mmap(-1, n)``'s default) is shmem,
-    whose pages cost the kernel a page cache entry each on the first touch and on the free."""
+    whose pages cost the kernel a page cache entry each on the first touch and on the free.
+
+    Its pages are made at once (``MAP_POPULATE``, where there is one), as a slab fills all of
+    them: a fault per page as the frames first touch them made the first fill of a 512 MiB slab
+    take 0.23-0.28 s against 0.16-0.17 s populated and filled (a reused slab: 0.035 s)."""
     flags = getattr(mmap, "MAP_PRIVATE", 0) | getattr(mmap, "MAP_ANONYMOUS", 0)
-    return mmap.mmap(-1, nbytes, flags=flags) if flags else mmap.mmap(-1, nbytes)
+    if not flags:
+        return mmap.mmap(-1, nbytes)
+    return mmap.mmap(-1, nbytes, flags=flags | getattr(mmap, "MAP_POPULATE", 0))
 
 
 class ChunkSlab:
