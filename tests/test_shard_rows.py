@@ -19,9 +19,9 @@ from bigarrays.errors import CorruptChunkError, StaleReadError, UnsupportedError
 from bigarrays.formats.zarr.sharded_chunks import ShardedZarrChunks
 from bigarrays.pipeline import run_bounded
 from bigarrays.stores import open_store
-from bigarrays.stores.base import ANY_VERSION
 from bigarrays.stores.file import FileStore
 from bigarrays.stores.memory import MemoryStore
+from bigarrays.stores.versions import ANY_VERSION
 
 
 def _sharded(path: Path, shape: tuple[int, ...], inner: tuple[int, ...], dtype: str,

@@ -12,8 +12,8 @@ import pytest
 import bigarrays as ba
 from bigarrays.formats.zarr.sharded_chunks import ShardedZarrChunks
 from bigarrays.stores import MemoryStore
-from bigarrays.stores.base import PutMode
 from bigarrays.stores.memory import drop_namespace
+from bigarrays.stores.versions import PutMode
 
 zarr = pytest.importorskip("zarr")
 

@@ -16,8 +16,8 @@ import pytest
 
 from bigarrays.errors import VersionConflictError
 from bigarrays.stores import Store, open_store
-from bigarrays.stores.base import cut_parts
 from bigarrays.stores.gcs import GCSStore
+from bigarrays.stores.parts import cut_parts
 from bigarrays.stores.s3 import S3Store
 
 MiB = 1 << 20

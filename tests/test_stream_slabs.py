@@ -14,8 +14,8 @@ import pytest
 import bigarrays as ba
 from bigarrays.box import Box
 from bigarrays.stores import MemoryStore
-from bigarrays.stores.base import PutMode
 from bigarrays.stores.memory import drop_namespace
+from bigarrays.stores.versions import PutMode
 from bigarrays.streaming_writer import Stream
 
 

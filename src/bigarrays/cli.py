@@ -26,7 +26,7 @@ from bigarrays.errors import (
     ViewerCompatibilityWarning,
 )
 from bigarrays.stores import normalize_key
-from bigarrays.stores.base import is_outside
+from bigarrays.stores.keys import is_outside
 
 
 class UsageError(BigArraysError, ValueError):

@@ -48,7 +48,7 @@ from bigarrays.formats.zarr.format import open_zarr
 from bigarrays.pipeline import run_bounded
 from bigarrays.progress import progress_bar
 from bigarrays.stores import Store, normalize_key, open_store
-from bigarrays.stores.base import is_outside
+from bigarrays.stores.keys import is_outside
 
 __all__ = ["CopyResult", "copy_dataset", "copy_objects"]
 

@@ -35,7 +35,7 @@ from bigarrays.fill import is_fill
 from bigarrays.formats.precomputed.chunks import ChunkLayout
 from bigarrays.formats.zarr.chunks import ZarrChunks
 from bigarrays.formats.zarr.sharded_chunks import ShardedZarrChunks
-from bigarrays.stores.base import ValueWriter
+from bigarrays.stores.value_writer import ValueWriter
 from bigarrays.streaming_shards import stored_as_they_lie
 from bigarrays.transpose import fortran_copy
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from bigarrays.formats.bounded_json import MAX_JSON_BYTES
 from bigarrays.formats.merge import retry_conflicts
 from bigarrays.stores import Store
-from bigarrays.stores.base import PutMode
+from bigarrays.stores.versions import PutMode
 
 
 def update_document(store: Store, key: str, change: Callable[[bytes | None], bytes]) -> bytes:

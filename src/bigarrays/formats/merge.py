@@ -18,7 +18,8 @@ import numpy as np
 
 from bigarrays.errors import VersionConflictError
 from bigarrays.stores import Store
-from bigarrays.stores.base import ANY_ENCODING, Buffer, PutMode
+from bigarrays.stores.base import ANY_ENCODING, Buffer
+from bigarrays.stores.versions import PutMode
 
 #: Attempts of a partial write that keeps losing the race to other writers of its object.
 MAX_CONFLICT_RETRIES = 64

@@ -29,7 +29,7 @@ from bigarrays.errors import (
 )
 from bigarrays.formats.merge import retry_conflicts
 from bigarrays.stores import Store
-from bigarrays.stores.base import ANY_VERSION, PutMode
+from bigarrays.stores.versions import ANY_VERSION, PutMode
 
 Run = Callable[[Callable[[Any], None], Iterable[Any]], None]
 

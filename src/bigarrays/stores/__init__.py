@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from bigarrays.errors import UnknownSchemeError
-from bigarrays.stores.base import Store, delete_folder, normalize_key
+from bigarrays.stores.base import Store
 from bigarrays.stores.file import FileStore
+from bigarrays.stores.keys import normalize_key
 from bigarrays.stores.memory import MemoryStore
 
 StoreFactory = Callable[..., Store]
@@ -90,7 +91,7 @@ def open_store(
 
     ``allow_parent_keys=True`` serves keys that resolve beside the root (``../other/8_8_40``, a
     precomputed scale stored beside its dataset); by default they are refused with
-    :class:`~bigarrays.errors.KeyOutsideRootError` (see :mod:`bigarrays.stores.base`).
+    :class:`~bigarrays.errors.KeyOutsideRootError` (see :mod:`bigarrays.stores.keys`).
     """
     if isinstance(url, Store):
         if allow_parent_keys and not url.allow_parent_keys:
@@ -134,6 +135,22 @@ def _factory_for(url: str, scheme: str, rest: str) -> tuple[StoreFactory, str]:
 def join_url(url: str, key: str) -> str:
     """The URL of ``key`` under the store URL ``url``."""
     return url.rstrip("/") + "/" + normalize_key(key) if key else url
+
+
+def delete_folder(store: Store, folder: str, *, keep: Sequence[str] = ()) -> None:
+    """Delete every key below ``folder``; nothing at all when the folder is the store's root, lies
+    outside it, or holds or lies inside one of the ``keep`` folders (a dataset's first level,
+    say; the root as a kept folder keeps only itself): deleting a dataset's part must never
+    reach past it."""
+    prefix = normalize_key(folder) + "/"
+    if prefix == "/" or prefix.startswith("../"):
+        return
+    for kept in keep:
+        other = normalize_key(kept) + "/"
+        if other != "/" and (other.startswith(prefix) or prefix.startswith(other)):
+            return
+    for key in list(store.list(prefix)):
+        store.delete(key)
 
 
 __all__ = [

@@ -1,13 +1,8 @@
 """The store contract: a flat map from string keys to bytes.
 
-Stores know nothing of arrays or formats. A key is a ``/``-separated path relative to the store's
-root; ``.`` and ``..`` segments are resolved, and a key that then lies outside the root is refused
-with :class:`~bigarrays.errors.KeyOutsideRootError`, on every backend and for every method, so that
-a hostile ``info`` (a scale key ``../../home/.ssh``) cannot make a read, a write, a delete or a copy
-reach past the dataset. The precomputed format does allow a scale's key to point beside the dataset
-(``../other/8_8_40``) for datasets that share data; a store opened with ``allow_parent_keys=True``
-(``open_store(url, allow_parent_keys=True)``, ``bigarrays.open(url, allow_parent_keys=True)``)
-serves such keys. Absolute keys (``/a``) and keys with NUL bytes are never valid.
+Stores know nothing of arrays or formats. Keys are checked and normalized alike on every backend
+and for every method (:mod:`bigarrays.stores.keys`): none reaches past the store's root unless
+the store is opened with ``allow_parent_keys=True``.
 
 Transfer encodings (gzip, ...) are the store's business, as they are in HTTP: ``put`` receives bytes
 already encoded together with the encoding's name and stores them the store's way; ``get`` returns
@@ -35,20 +30,26 @@ from __future__ import annotations
 
 import abc
 import os
-import posixpath
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any, Literal
+from typing import Any
 
-from bigarrays.errors import (
-    InvalidKeyError,
-    KeyOutsideRootError,
-    ReadOnlyError,
-    StaleReadError,
-    UnsupportedError,
-)
+from bigarrays.errors import KeyOutsideRootError, ReadOnlyError, StaleReadError, UnsupportedError
 from bigarrays.stores import content_encoding
 from bigarrays.stores.content_encoding import ANY_ENCODING as ANY_ENCODING
-from bigarrays.stores.ranges import LOCAL, ByteRange, RangePolicy, Span, check_ranges, coalesce, cut
+from bigarrays.stores.keys import _object_key, check_key
+from bigarrays.stores.ranges import (
+    LOCAL,
+    ByteRange,
+    RangePolicy,
+    Span,
+    _check_range,
+    check_ranges,
+    coalesce,
+    cut,
+    cut_range,
+)
+from bigarrays.stores.value_writer import ValueWriter
+from bigarrays.stores.versions import ANY_VERSION, PutMode, _check_mode
 
 Buffer = bytes | bytearray | memoryview
 
@@ -56,77 +57,14 @@ Buffer = bytes | bytearray | memoryview
 #: bounded pool); :meth:`Store.get_ranges` reads its spans through it when given one.
 Run = Callable[[Callable[[Any], None], Iterable[Any]], None]
 
-#: The ``version`` of ``put(mode="if_version")`` and ``delete_if_version`` that matches whatever is
-#: stored (or nothing), while still taking part in the backend's ordering of conditional writes.
-ANY_VERSION = "*"
-
 #: What :meth:`Store.read_into` returns, asked for plain bytes, for a key that has no value.
 NOT_FOUND = -2
-
-#: How :meth:`Store.put` writes: whatever is stored, only where nothing is, or only at a version.
-PutMode = Literal["overwrite", "create", "if_version"]
-
-
-def _object_key(key: str, allow_parent: bool = False, url: str | None = None) -> str:
-    """A checked, normalized key that names an object: never empty (that is the store's root)."""
-    norm = check_key(key, allow_parent, url)
-    if not norm:
-        raise InvalidKeyError(f"{key!r} is not a key: keys name objects below the store's root")
-    return norm
-
-
-def check_key(key: str, allow_parent: bool = False, url: str | None = None) -> str:
-    """The normalized ``key`` (see :func:`normalize_key`), refused when it is no safe key.
-
-    Refused: NUL bytes (C APIs would cut the name short), absolute keys (``/a``: a key is
-    relative to the root, and a file store would otherwise join it onto ``/``), and unless
-    ``allow_parent`` a key that resolves outside the root (``..``, ``a/../../b``).
-    """
-    if not isinstance(key, str):
-        raise TypeError(f"store keys are strings, got {type(key).__name__}")
-    if "\x00" in key:
-        raise InvalidKeyError(f"{key!r} is not a key: it holds a NUL byte")
-    if key.startswith("/"):
-        raise InvalidKeyError(f"{key!r} is not a key: keys are relative to the store's root")
-    norm = normalize_key(key)
-    if not allow_parent and is_outside(norm):
-        raise KeyOutsideRootError(key, url)
-    return norm
-
-
-def is_outside(key: str) -> bool:
-    """True when the normalized ``key`` lies outside the root it is relative to."""
-    return key == ".." or key.startswith("../")
 
 
 def local_disk_concurrency() -> int:
     """Reads in flight that suit a local disk: a few per core keep an SSD's queue busy, and more
     than 16 only add threads (single-file stores serialise much of their work anyway)."""
     return min(16, max(4, 2 * (os.cpu_count() or 1)))
-
-
-def normalize_key(key: str) -> str:
-    """Collapse ``.``, ``..`` and repeated slashes; a key never starts with ``/``."""
-    if not isinstance(key, str):
-        raise TypeError(f"store keys are strings, got {type(key).__name__}")
-    norm = posixpath.normpath(key.strip("/")) if key.strip("/") else ""
-    return "" if norm == "." else norm
-
-
-def _check_range(start: int, length: int | None) -> None:
-    if length is not None and length < 0:
-        raise ValueError(f"length must not be negative, got {length}")
-    if start < 0 and length is not None:
-        raise ValueError("a suffix range (negative start) takes no length")
-
-
-def cut_range(value: bytes | None, start: int, length: int | None) -> bytes | None:
-    """The range ``(start, length)`` of a whole value, as :meth:`Store.get_range` defines it."""
-    if value is None:
-        return None
-    if start < 0:
-        return value[start:]
-    return value[start:] if length is None else value[start : start + length]
 
 
 class Store(abc.ABC):
@@ -139,8 +77,8 @@ class Store(abc.ABC):
     #: URL schemes this backend serves, for the URL table and error messages.
     schemes: tuple[str, ...] = ()
 
-    #: True serves keys that resolve beside the root (``../other/x``); see the module notes.
-    #: ``open_store(..., allow_parent_keys=True)`` sets it.
+    #: True serves keys that resolve beside the root (``../other/x``; see
+    #: :mod:`bigarrays.stores.keys`). ``open_store(..., allow_parent_keys=True)`` sets it.
     allow_parent_keys: bool = False
 
     def __init__(self, *, read_only: bool = False) -> None:
@@ -617,111 +555,3 @@ class Store(abc.ABC):
 
     def _delete_if_version(self, key: str, version: str | None) -> None:
         raise self._no_versions()
-
-
-class ValueWriter(abc.ABC):
-    """A value being written at offsets (:meth:`Store.open_value`), unseen until published."""
-
-    @abc.abstractmethod
-    def write_at(self, offset: int, data: Buffer) -> None:
-        """Write ``data`` at byte ``offset`` of the value."""
-
-    @abc.abstractmethod
-    def read_at(self, offset: int, size: int) -> bytes:
-        """The ``size`` bytes at ``offset`` of what has been written."""
-
-    @abc.abstractmethod
-    def truncate(self, size: int) -> None:
-        """Cut the value (or extend it with zeros) to ``size`` bytes."""
-
-    def release(self) -> None:  # noqa: B027 (most values hold nothing open)
-        """Let go of what the value holds open between writes (a file); a later write takes it
-        again."""
-
-    @abc.abstractmethod
-    def publish(self) -> str | None:
-        """Store the value in place of the key's old one; its version."""
-
-    @abc.abstractmethod
-    def discard(self) -> None:
-        """Drop what was written: the key keeps its old value (nothing after a publish)."""
-
-
-def version_of_put(mode: PutMode, version: str | None) -> str | None:
-    """The version a put in ``mode`` is held to, as ``_put_if_version`` takes it (overwrite:
-    :data:`ANY_VERSION`; create: None, no value)."""
-    return ANY_VERSION if mode == "overwrite" else version
-
-
-def first_parts(parts: Iterator[memoryview], size: int) -> tuple[list[memoryview], bool]:
-    """The first of ``parts`` until they hold more than ``size`` bytes, and whether they do
-    (False: the iterator ended first, and these are all of them)."""
-    head: list[memoryview] = []
-    held = 0
-    for part in parts:
-        head.append(part)
-        held += part.nbytes
-        if held > size:
-            return head, True
-    return head, False
-
-
-def drain(items: list[memoryview]) -> Iterator[memoryview]:
-    """``items`` in turn, each let go by the list as it is given (the first parts of a value
-    taken from an iterator, held no longer than they are needed)."""
-    items.reverse()
-    while items:
-        yield items.pop()
-
-
-def cut_parts(parts: Iterable[memoryview], size: int) -> Iterator[bytes]:
-    """The bytes of ``parts`` laid end to end, cut into pieces of ``size`` (the last shorter):
-    the parts of a multipart upload, made one at a time, so that no more than one is held."""
-    out: list[memoryview] = []
-    held = 0
-    for part in parts:
-        view = part.cast("B") if part.format != "B" or part.ndim != 1 else part
-        while len(view):
-            take = min(size - held, len(view))
-            out.append(view[:take])
-            held += take
-            view = view[take:]
-            if held == size:
-                yield b"".join(out)
-                out, held = [], 0
-    if held:
-        yield b"".join(out)
-
-
-def _check_mode(mode: str, version: str | None) -> None:
-    """Refuse a put mode that is unknown or given the wrong version."""
-    if mode == "overwrite":
-        if version is not None:
-            raise ValueError(f"version={version!r} is for mode='if_version', not 'overwrite'")
-    elif mode == "create":
-        if version is not None:
-            raise ValueError(f"version={version!r} is for mode='if_version', not 'create'")
-    elif mode == "if_version":
-        if version is None:
-            raise ValueError(
-                "mode='if_version' needs the version to write at (from get_with_version); "
-                "mode='create' writes only where there is no value"
-            )
-    else:
-        raise ValueError(f"mode is 'overwrite', 'create' or 'if_version', got {mode!r}")
-
-
-def delete_folder(store: Store, folder: str, *, keep: Sequence[str] = ()) -> None:
-    """Delete every key below ``folder``; nothing at all when the folder is the store's root, lies
-    outside it, or holds or lies inside one of the ``keep`` folders (a dataset's first level,
-    say; the root as a kept folder keeps only itself): deleting a dataset's part must never
-    reach past it."""
-    prefix = normalize_key(folder) + "/"
-    if prefix == "/" or prefix.startswith("../"):
-        return
-    for kept in keep:
-        other = normalize_key(kept) + "/"
-        if other != "/" and (other.startswith(prefix) or prefix.startswith(other)):
-            return
-    for key in list(store.list(prefix)):
-        store.delete(key)

@@ -45,18 +45,10 @@ from bigarrays.errors import (
     VersionConflictError,
 )
 from bigarrays.stores import content_encoding
-from bigarrays.stores.base import (
-    ANY_ENCODING,
-    ANY_VERSION,
-    NOT_FOUND,
-    Buffer,
-    PutMode,
-    Run,
-    Store,
-    ValueWriter,
-    version_of_put,
-)
+from bigarrays.stores.base import ANY_ENCODING, NOT_FOUND, Buffer, Run, Store
 from bigarrays.stores.ranges import ByteRange, Span
+from bigarrays.stores.value_writer import ValueWriter
+from bigarrays.stores.versions import ANY_VERSION, PutMode, version_of_put
 
 _TMP_MARK = ".bigarrays-tmp-"
 #: Numbers the files of values written at offsets (``open_value``) within a process.

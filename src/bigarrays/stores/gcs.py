@@ -45,16 +45,9 @@ from bigarrays.errors import (
     VersionConflictError,
 )
 from bigarrays.stores import content_encoding
-from bigarrays.stores.base import (
-    ANY_VERSION,
-    Buffer,
-    PutMode,
-    cut_parts,
-    drain,
-    first_parts,
-    version_of_put,
-)
+from bigarrays.stores.base import Buffer
 from bigarrays.stores.http import Pool, Response, check_status, parse_content_range
+from bigarrays.stores.parts import cut_parts, drain, first_parts
 from bigarrays.stores.remote import (
     RemoteStore,
     as_stored,
@@ -66,6 +59,7 @@ from bigarrays.stores.remote import (
     to_bytes,
 )
 from bigarrays.stores.retry import RetryPolicy, Transient
+from bigarrays.stores.versions import ANY_VERSION, PutMode, version_of_put
 
 T = TypeVar("T")
 

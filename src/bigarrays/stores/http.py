@@ -38,8 +38,8 @@ from bigarrays.errors import (
     StoreError,
     UnsupportedError,
 )
-from bigarrays.stores.base import ANY_VERSION, Buffer, Run, cut_range
-from bigarrays.stores.ranges import Span
+from bigarrays.stores.base import Buffer, Run
+from bigarrays.stores.ranges import Span, cut_range
 from bigarrays.stores.remote import (
     RemoteStore,
     as_stored,
@@ -54,6 +54,7 @@ from bigarrays.stores.retry import (
     is_transient_status,
     parse_retry_after,
 )
+from bigarrays.stores.versions import ANY_VERSION
 
 #: At most this many ranges go in one multi-range request.
 MAX_RANGES_PER_REQUEST = 64

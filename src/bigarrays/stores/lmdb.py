@@ -48,16 +48,9 @@ from bigarrays.errors import (
     VersionConflictError,
 )
 from bigarrays.stores import content_encoding
-from bigarrays.stores.base import (
-    ANY_ENCODING,
-    ANY_VERSION,
-    Buffer,
-    PutMode,
-    Store,
-    cut_range,
-    local_disk_concurrency,
-    version_of_put,
-)
+from bigarrays.stores.base import ANY_ENCODING, Buffer, Store, local_disk_concurrency
+from bigarrays.stores.ranges import cut_range
+from bigarrays.stores.versions import ANY_VERSION, PutMode, version_of_put
 
 T = TypeVar("T")
 

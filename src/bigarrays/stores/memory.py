@@ -11,7 +11,9 @@ from collections.abc import Iterator
 
 from bigarrays.errors import VersionConflictError
 from bigarrays.stores import content_encoding
-from bigarrays.stores.base import ANY_VERSION, Buffer, Store, cut_range
+from bigarrays.stores.base import Buffer, Store
+from bigarrays.stores.ranges import cut_range
+from bigarrays.stores.versions import ANY_VERSION
 
 # name -> {key: bytes}; one lock guards every namespace (operations are dictionary-sized).
 _NAMESPACES: dict[str, dict[str, bytes]] = {}

@@ -6,6 +6,8 @@ a request costs far more than the bytes between two ranges, so gaps of up to abo
 through; on a local disk an extra system call costs little and reading bytes nobody asked for
 costs their time, so only ranges that touch (or share a page) are merged. A merged span stops
 growing at ``max_span`` so that a long read still runs as several requests in parallel.
+
+The one range of :meth:`Store.get_range` is checked and cut out of a whole value here too.
 """
 
 from __future__ import annotations
@@ -86,3 +88,19 @@ def cut(
             a, n = ranges[i]
             out[i] = view[a - span.start : a - span.start + n]
     return out
+
+
+def _check_range(start: int, length: int | None) -> None:
+    if length is not None and length < 0:
+        raise ValueError(f"length must not be negative, got {length}")
+    if start < 0 and length is not None:
+        raise ValueError("a suffix range (negative start) takes no length")
+
+
+def cut_range(value: bytes | None, start: int, length: int | None) -> bytes | None:
+    """The range ``(start, length)`` of a whole value, as :meth:`Store.get_range` defines it."""
+    if value is None:
+        return None
+    if start < 0:
+        return value[start:]
+    return value[start:] if length is None else value[start : start + length]

@@ -25,9 +25,10 @@ from typing import Any, TypeVar
 
 from bigarrays.errors import MissingDependencyError, StaleReadError, StoreError
 from bigarrays.stores import content_encoding, retry
-from bigarrays.stores.base import ANY_VERSION, Buffer, Run, Store
+from bigarrays.stores.base import Buffer, Run, Store
 from bigarrays.stores.ranges import REMOTE, Span
 from bigarrays.stores.retry import RetryPolicy
+from bigarrays.stores.versions import ANY_VERSION
 
 T = TypeVar("T")
 

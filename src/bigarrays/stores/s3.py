@@ -46,15 +46,8 @@ from bigarrays.errors import (
     VersionConflictError,
 )
 from bigarrays.stores import content_encoding
-from bigarrays.stores.base import (
-    ANY_VERSION,
-    Buffer,
-    PutMode,
-    cut_parts,
-    drain,
-    first_parts,
-    version_of_put,
-)
+from bigarrays.stores.base import Buffer
+from bigarrays.stores.parts import cut_parts, drain, first_parts
 from bigarrays.stores.remote import (
     RemoteStore,
     as_stored,
@@ -71,6 +64,7 @@ from bigarrays.stores.retry import (
 )
 from bigarrays.stores.s3_errors import is_conflict, is_missing, s3_error, translate_error
 from bigarrays.stores.s3_objects import ObjectRequests
+from bigarrays.stores.versions import ANY_VERSION, PutMode, version_of_put
 
 T = TypeVar("T")
 

@@ -56,17 +56,10 @@ from bigarrays.errors import (
     VersionConflictError,
 )
 from bigarrays.stores import content_encoding
-from bigarrays.stores.base import (
-    ANY_ENCODING,
-    ANY_VERSION,
-    Buffer,
-    PutMode,
-    Store,
-    local_disk_concurrency,
-    normalize_key,
-    version_of_put,
-)
+from bigarrays.stores.base import ANY_ENCODING, Buffer, Store, local_disk_concurrency
 from bigarrays.stores.file import path_from_url
+from bigarrays.stores.keys import normalize_key
+from bigarrays.stores.versions import ANY_VERSION, PutMode, version_of_put
 from bigarrays.stores.zip_archive import (
     Archive,
     Entry,

@@ -14,7 +14,8 @@ import threading
 import pytest
 
 from bigarrays.errors import ReadOnlyError, StaleReadError, VersionConflictError
-from bigarrays.stores.base import ANY_VERSION, Store
+from bigarrays.stores.base import Store
+from bigarrays.stores.versions import ANY_VERSION
 
 __all__ = ["ConditionalWriteConformance"]
 

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING
 
 from bigarrays.errors import ViewerCompatibilityWarning
 from bigarrays.stores import Store
-from bigarrays.stores.base import is_outside, normalize_key
 from bigarrays.stores.content_encoding import ANY_ENCODING, SUFFIXES
+from bigarrays.stores.keys import is_outside, normalize_key
 
 if TYPE_CHECKING:
     from bigarrays.array import BigArray

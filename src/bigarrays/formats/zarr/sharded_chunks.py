@@ -56,7 +56,7 @@ from bigarrays.formats.zarr.chunks import (
 from bigarrays.formats.zarr.metadata_v3 import ArrayMetadataV3
 from bigarrays.formats.zarr.sharding import ABSENT, ShardingConfig
 from bigarrays.stores import Store
-from bigarrays.stores.base import ANY_VERSION
+from bigarrays.stores.versions import ANY_VERSION
 
 T = TypeVar("T")
 Shard = tuple[int, ...]
