@@ -12,7 +12,7 @@ import os
 import stat
 import threading
 
-from bigarrays.stores.file import pread_all
+from bigarrays.stores.file_io import pread_all
 
 
 class LocalFiles:

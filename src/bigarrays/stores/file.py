@@ -26,9 +26,6 @@ Transfer encodings live in the file name (``KEY.gz``), the convention CloudVolum
 
 from __future__ import annotations
 
-import contextlib
-import errno
-import fcntl
 import itertools
 import os
 import stat
@@ -46,15 +43,22 @@ from bigarrays.errors import (
 )
 from bigarrays.stores import content_encoding
 from bigarrays.stores.base import ANY_ENCODING, NOT_FOUND, Buffer, Run, Store
+from bigarrays.stores.file_io import (
+    _fstat,
+    _open_to_read,
+    _preadv_all,
+    _write_all,
+    _write_error,
+    pread_all,
+)
+from bigarrays.stores.file_locks import _TMP_MARK, _lock, _open_lock, _unlock
+from bigarrays.stores.file_value import _FileValue
 from bigarrays.stores.ranges import ByteRange, Span
 from bigarrays.stores.value_writer import ValueWriter
 from bigarrays.stores.versions import ANY_VERSION, PutMode, version_of_put
 
-_TMP_MARK = ".bigarrays-tmp-"
 #: Numbers the files of values written at offsets (``open_value``) within a process.
 _VALUE_NUMBERS = itertools.count()
-#: Suffix of a key's lock file (it carries the temp mark, so listings never show it).
-_LOCK_SUFFIX = _TMP_MARK + "lock"
 
 
 def path_from_url(url: str) -> Path:
@@ -67,61 +71,8 @@ def path_from_url(url: str) -> Path:
     return Path(url).expanduser().resolve()
 
 
-def _write_all(fd: int, view: memoryview) -> None:
-    while view:
-        view = view[os.write(fd, view) :]
-
-
 #: Spans of up to this many bytes in all are read one after the other on the calling thread.
 _SERIAL_SPANS = 4 << 20
-
-
-def pread_all(fd: int, start: int, stop: int) -> bytes:
-    """Bytes ``[start, stop)`` of an open file (fewer at its end), read on where a ``pread``
-    returns less than asked before the end."""
-    parts, pos = [], start
-    while pos < stop:  # pread may return less than asked (huge ranges, network disks)
-        part = os.pread(fd, stop - pos, pos)
-        if not part:
-            break
-        parts.append(part)
-        pos += len(part)
-    return parts[0] if len(parts) == 1 else b"".join(parts)
-
-
-def _open_to_read(path: str | Path) -> int | None:
-    """A descriptor of the file at ``path`` opened to read, or None when there is no file."""
-    try:
-        return os.open(path, os.O_RDONLY)
-    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
-        return None
-    except PermissionError as exc:
-        raise AccessDeniedError(f"cannot read {path}: permission denied") from exc
-    except OSError as exc:
-        raise StoreError(f"cannot read {path}: {exc}") from exc
-
-
-def _fstat(fd: int, path: str | Path) -> os.stat_result:
-    try:
-        return os.fstat(fd)
-    except OSError as exc:
-        raise StoreError(f"cannot read {path}: {exc}") from exc
-
-
-def _preadv_all(fd: int, view: memoryview, start: int, path: str | Path) -> int:
-    """Fill ``view`` from byte ``start`` of an open file; the bytes read (fewer at its end)."""
-    try:
-        total = os.preadv(fd, [view], start)
-        while 0 < total < len(view):  # short reads: network file systems, huge files
-            n = os.preadv(fd, [view[total:]], start + total)
-            if n == 0:
-                break
-            total += n
-        return total
-    except IsADirectoryError:
-        raise  # the caller's "no plain value"
-    except OSError as exc:
-        raise StoreError(f"cannot read {path}: {exc}") from exc
 
 
 class FileStore(Store):
@@ -318,7 +269,7 @@ class FileStore(Store):
         else:  # before the lock: a value that is no buffer
             whole = value if isinstance(value, list) else [value]
             views = [memoryview(v).cast("B") for v in whole]
-        fd, lock, held = self._lock(base)
+        fd, lock, held = _lock(base, self._made_dirs)
         published = False
         try:
             if version != ANY_VERSION:
@@ -327,12 +278,12 @@ class FileStore(Store):
                 try:
                     _write_all(fd, view)
                 except OSError as exc:
-                    raise self._write_error(path, exc) from exc
+                    raise _write_error(path, exc) from exc
             version_now = self._publish(fd, lock, base, path)
             published = True
             return version_now
         finally:
-            self._unlock(fd, lock, held, published)
+            _unlock(fd, lock, held, published)
 
     def _publish(self, fd: int, written: str, base: str, path: str) -> str:
         """Rename the file ``written`` (open as ``fd``, the new value in it) to ``path``, the key's
@@ -348,7 +299,7 @@ class FileStore(Store):
             os.utime(fd, ns=(stamp, stamp))
             os.replace(written, path)
         except OSError as exc:
-            raise self._write_error(path, exc) from exc
+            raise _write_error(path, exc) from exc
         if self._unsynced is not None:
             self._unsynced.add(path)
         # The renamed file is the open one: its identity is the version of what was put.
@@ -362,15 +313,8 @@ class FileStore(Store):
         # under the key's lock: the lock is held for the publish only, not while the value is
         # written (a stream's slab, for as long as its frames take to come).
         temp = f"{base}{_TMP_MARK}{os.getpid()}-{next(_VALUE_NUMBERS)}"
-        return _FileValue(self, base, temp, self._open_lock(temp))  # folder made, file created
-
-    @staticmethod
-    def _write_error(path: str, exc: OSError) -> StoreError:
-        if isinstance(exc, PermissionError):
-            return AccessDeniedError(f"cannot write {path}: permission denied")
-        if exc.errno == errno.ENOSPC:
-            return StoreError(f"cannot write {path}: no space left on device")
-        return StoreError(f"cannot write {path}: {exc}")
+        fd = _open_lock(temp, self._made_dirs)  # folder made, file created
+        return _FileValue(self, base, temp, fd)
 
     def _remove_variants(self, base: str, keep: str | None) -> None:
         for candidate in (base, *(base + s for s in content_encoding.SUFFIXES.values())):
@@ -430,7 +374,7 @@ class FileStore(Store):
             try:
                 os.fsync(fd)
             except OSError as exc:
-                self._flush_failure = self._write_error(path, exc)
+                self._flush_failure = _write_error(path, exc)
                 raise self._flush_failure from exc
             finally:
                 os.close(fd)
@@ -573,66 +517,6 @@ class FileStore(Store):
             raise StaleReadError(key, self.url)
         return [*parts]
 
-    def _open_lock(self, lock: str) -> int:
-        parent = os.path.dirname(lock)
-        if parent not in self._made_dirs:
-            try:
-                os.makedirs(parent, exist_ok=True)
-            except OSError as exc:
-                raise self._write_error(lock, exc) from exc
-            self._made_dirs.add(parent)
-        try:
-            return os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        except FileNotFoundError:  # the folder was removed behind our back: make it again
-            self._made_dirs.discard(parent)
-            return self._open_lock(lock)
-        except OSError as exc:
-            raise self._write_error(lock, exc) from exc
-
-    def _lock(self, base: str) -> tuple[int, str, os.stat_result]:
-        """Take the lock of the key stored at ``base``: the lock file's fd, path and identity.
-
-        The caller may write the new value into the fd and rename the lock file into place,
-        which hands the lock to the next writer; :meth:`_unlock` ends it either way.
-        """
-        lock = base + _LOCK_SUFFIX
-        while True:
-            fd = self._open_lock(lock)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX)
-                held = os.fstat(fd)
-                try:
-                    now = os.stat(lock)
-                except FileNotFoundError:
-                    now = None
-            except BaseException:
-                os.close(fd)
-                raise
-            if now is not None and (now.st_ino, now.st_dev) == (held.st_ino, held.st_dev):
-                break
-            # The previous holder renamed or removed this file: it is no longer the lock.
-            os.close(fd)
-        if held.st_size:  # what a writer killed before its rename left in the file
-            try:
-                os.ftruncate(fd, 0)
-            except BaseException:
-                self._unlock(fd, lock, held, published=False)
-                raise
-        return fd, lock, held
-
-    @staticmethod
-    def _unlock(fd: int, lock: str, held: os.stat_result, published: bool) -> None:
-        """Release a lock from :meth:`_lock`; ``published``: the lock file was renamed away."""
-        if not published:
-            try:
-                # Removed before it is released, so that a waiter sees it is no longer the lock.
-                now = os.stat(lock)
-                if (now.st_ino, now.st_dev) == (held.st_ino, held.st_dev):
-                    os.unlink(lock)
-            except OSError:
-                pass
-        os.close(fd)
-
     def _check_version(self, key: str, version: str | None) -> None:
         if version != ANY_VERSION and self._current_version(key) != version:
             raise VersionConflictError(key, self.url)
@@ -646,13 +530,13 @@ class FileStore(Store):
         base = os.path.join(self._root_str, key)
         if version == ANY_VERSION and not self._exists(key):
             return  # nothing to delete: take no lock (and make no folder) for it
-        fd, lock, held = self._lock(base)
+        fd, lock, held = _lock(base, self._made_dirs)
         try:
             if version != ANY_VERSION:
                 self._check_version(key, version)
             self._remove_variants(base, keep=None)
         finally:
-            self._unlock(fd, lock, held, published=False)
+            _unlock(fd, lock, held, published=False)
 
     def _list(self, prefix: str) -> Iterator[str]:
         # Walk only the folder the prefix lies in, not the whole tree.
@@ -667,66 +551,3 @@ class FileStore(Store):
                 yield from (rel_dir + name for name in sorted(filenames) if _TMP_MARK not in name)
 
         yield from content_encoding.keys_of(stored(), prefix)
-
-
-class _FileValue(ValueWriter):
-    """A key's new value written at offsets into a file of its own, renamed into place by the
-    publish under the key's lock. The file stays open between writes until released."""
-
-    def __init__(self, store: FileStore, base: str, temp: str, fd: int) -> None:
-        self._store, self._base, self._temp = store, base, temp
-        self._fd: int | None = fd
-        self._done = False
-
-    def _file(self) -> int:
-        if self._fd is None:
-            try:
-                self._fd = os.open(self._temp, os.O_RDWR | os.O_CLOEXEC)
-            except OSError as exc:
-                raise self._store._write_error(self._base, exc) from exc
-        return self._fd
-
-    def write_at(self, offset: int, data: Buffer) -> None:
-        view = memoryview(data).cast("B")
-        fd = self._file()
-        try:
-            while view.nbytes:
-                n = os.pwrite(fd, view, offset)
-                view, offset = view[n:], offset + n
-        except OSError as exc:
-            raise self._store._write_error(self._base, exc) from exc
-
-    def read_at(self, offset: int, size: int) -> bytes:
-        return pread_all(self._file(), offset, offset + size)
-
-    def truncate(self, size: int) -> None:
-        try:
-            os.ftruncate(self._file(), size)
-        except OSError as exc:
-            raise self._store._write_error(self._base, exc) from exc
-
-    def release(self) -> None:
-        if self._fd is not None:
-            fd, self._fd = self._fd, None
-            os.close(fd)
-
-    def publish(self) -> str:
-        store = self._store
-        try:
-            fd = self._file()
-            lock_fd, lock, held = store._lock(self._base)
-            try:
-                version = store._publish(fd, self._temp, self._base, self._base)
-                self._done = True
-                return version
-            finally:
-                store._unlock(lock_fd, lock, held, published=False)
-        finally:
-            self.discard()
-
-    def discard(self) -> None:
-        self.release()
-        if not self._done:
-            self._done = True
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self._temp)
