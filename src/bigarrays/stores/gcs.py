@@ -30,7 +30,6 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import threading
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 from urllib.parse import quote, urlencode, urlsplit
@@ -39,13 +38,13 @@ from bigarrays.errors import (
     AccessDeniedError,
     BucketNotFoundError,
     CredentialsError,
-    MissingDependencyError,
     StaleReadError,
     StoreError,
     VersionConflictError,
 )
 from bigarrays.stores import content_encoding
 from bigarrays.stores.base import Buffer
+from bigarrays.stores.gcs_auth import _Auth, _credentials
 from bigarrays.stores.http import Pool, Response, check_status, parse_content_range
 from bigarrays.stores.parts import cut_parts, drain, first_parts
 from bigarrays.stores.remote import (
@@ -58,14 +57,12 @@ from bigarrays.stores.remote import (
     require,
     to_bytes,
 )
-from bigarrays.stores.retry import RetryPolicy, Transient
+from bigarrays.stores.retry import RetryPolicy
 from bigarrays.stores.versions import ANY_VERSION, PutMode, version_of_put
 
 T = TypeVar("T")
 
 GOOGLE_ENDPOINT = "https://storage.googleapis.com"
-_SCOPES = ["https://www.googleapis.com/auth/devstorage.read_write"]
-_READ_SCOPES = ["https://www.googleapis.com/auth/devstorage.read_only"]
 
 
 def parse_gs_url(url: str) -> tuple[str, str]:
@@ -90,41 +87,6 @@ def _precondition(version: str | None) -> str | None:
     if version == ANY_VERSION:
         return None
     return "0" if version is None else version
-
-
-class _Auth:
-    """Adds an ``Authorization`` header; refreshes expiring google-auth credentials under a lock."""
-
-    def __init__(self, credentials: Any, token: str | None, pool: Pool) -> None:
-        self.credentials = credentials
-        self.token = token
-        self.pool = pool
-        self.lock = threading.Lock()
-
-    def headers(self, method: str, url: str, *, force_refresh: bool = False) -> dict[str, str]:
-        if self.token is not None:
-            return {"Authorization": f"Bearer {self.token}"}
-        if self.credentials is None:
-            return {}
-        import google.auth.exceptions
-        from google.auth.transport import urllib3 as transport
-
-        headers: dict[str, str] = {}
-        with self.lock:
-            try:
-                if force_refresh or not self.credentials.valid:
-                    request: Any = transport.Request  # google-auth is untyped here
-                    self.credentials.refresh(request(self.pool.manager))
-                self.credentials.apply(headers)
-            except google.auth.exceptions.TransportError as exc:
-                raise Transient(f"getting a Google access token: {exc}") from exc
-            except google.auth.exceptions.RefreshError as exc:
-                raise CredentialsError(
-                    f"cannot get a Google access token: {exc}; renew the credentials "
-                    "(gcloud auth application-default login) or pass token= or "
-                    "credentials_file=, or anonymous=True (--anon) for a public bucket"
-                ) from None
-        return headers
 
 
 class _Client:
@@ -204,57 +166,8 @@ class GCSStore(RemoteStore):
         pool = Pool(self.concurrency)
         credentials = None
         if not self.anonymous and self.token is None:
-            credentials = self._credentials()
+            credentials = _credentials(self.url, self.credentials_file, self.read_only)
         return _Client(pool, _Auth(credentials, self.token, pool))
-
-    def _credentials(self) -> Any:
-        try:
-            import google.auth
-            import google.auth.exceptions
-        except ImportError:
-            raise MissingDependencyError("google-auth", "gcs", "gs:// URLs") from None
-        scopes = _READ_SCOPES if self.read_only else _SCOPES
-        try:
-            if self.credentials_file is not None:
-                return self._credentials_from_file(self.credentials_file, scopes)
-            credentials, _ = google.auth.default(scopes=scopes)
-        except google.auth.exceptions.DefaultCredentialsError as exc:
-            source = self.credentials_file or "application-default credentials"
-            raise CredentialsError(
-                f"{self.url}: no usable Google credentials ({source}): {exc}. Run `gcloud auth "
-                "application-default login`, set GOOGLE_APPLICATION_CREDENTIALS, pass token= or "
-                "credentials_file=, or anonymous=True (--anon) for a public bucket"
-            ) from None
-        return credentials
-
-    def _credentials_from_file(self, path: str, scopes: list[str]) -> Any:
-        """A service-account or authorized-user key file (``gcloud`` writes both kinds)."""
-        try:
-            with open(path, encoding="utf-8") as f:
-                kind = json.load(f).get("type")
-        except (OSError, ValueError, AttributeError) as exc:
-            raise CredentialsError(
-                f"cannot read the Google credentials file {path}: {exc}"
-            ) from None
-        try:
-            if kind == "service_account":
-                from google.oauth2 import service_account
-
-                sa: Any = service_account.Credentials
-                return sa.from_service_account_file(path, scopes=scopes)
-            if kind == "authorized_user":
-                from google.oauth2 import credentials
-
-                user: Any = credentials.Credentials
-                return user.from_authorized_user_file(path, scopes=scopes)
-        except ValueError as exc:
-            raise CredentialsError(
-                f"the Google credentials file {path} is invalid: {exc}"
-            ) from None
-        raise CredentialsError(
-            f"{path} holds {kind!r} credentials; credentials_file= takes a service-account or "
-            "authorized-user file (point GOOGLE_APPLICATION_CREDENTIALS at other kinds)"
-        )
 
     def _disconnect(self, client: Any) -> None:
         client.pool.close()
