@@ -18,7 +18,7 @@ import pytest
 import bigarrays as ba
 from bigarrays.copy import copy_dataset
 from bigarrays.errors import CorruptChunkError, KeyOutsideRootError, StoreError, UnsupportedError
-from bigarrays.stores import FileStore, open_store, zip_archive
+from bigarrays.stores import FileStore, open_store, zip_archive, zip_records
 from bigarrays.stores.zip import ZipStore
 from bigarrays.testing import ArrayConformance, StoreConformance
 from bigarrays.testing.conditional import ConditionalWriteConformance
@@ -181,8 +181,8 @@ def test_closing_a_volume_writes_the_directory(tmp_path: Path) -> None:
 
 def test_zip64_archives(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # Lowered limits write every zip64 record (sizes, offsets, counts) without gigabytes.
-    monkeypatch.setattr(zip_archive, "_ZIP64_LIMIT", 1000)
-    monkeypatch.setattr(zip_archive, "_ZIP64_COUNT", 5)
+    monkeypatch.setattr(zip_records, "_ZIP64_LIMIT", 1000)
+    monkeypatch.setattr(zip_records, "_ZIP64_COUNT", 5)
     values = {f"k{i}": os.urandom(300 * i) for i in range(12)}
     with ZipStore(tmp_path / "z.zip") as store:
         for key, value in values.items():

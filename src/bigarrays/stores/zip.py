@@ -60,14 +60,8 @@ from bigarrays.stores.base import ANY_ENCODING, Buffer, Store, local_disk_concur
 from bigarrays.stores.file import path_from_url
 from bigarrays.stores.keys import normalize_key
 from bigarrays.stores.versions import ANY_VERSION, PutMode, version_of_put
-from bigarrays.stores.zip_archive import (
-    Archive,
-    Entry,
-    EntryCheck,
-    acquire,
-    release,
-    release_later,
-)
+from bigarrays.stores.zip_archive import Archive, EntryCheck, acquire, release, release_later
+from bigarrays.stores.zip_records import Entry
 
 
 def split_zip_path(url: str) -> tuple[Path, str]:
