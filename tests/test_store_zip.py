@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import gc
 import os
 import subprocess
 import sys
@@ -17,7 +18,13 @@ import pytest
 
 import bigarrays as ba
 from bigarrays.copy import copy_dataset
-from bigarrays.errors import CorruptChunkError, KeyOutsideRootError, StoreError, UnsupportedError
+from bigarrays.errors import (
+    BigArraysWarning,
+    CorruptChunkError,
+    KeyOutsideRootError,
+    StoreError,
+    UnsupportedError,
+)
 from bigarrays.stores import FileStore, open_store, zip_archive, zip_records
 from bigarrays.stores.zip import ZipStore
 from bigarrays.testing import ArrayConformance, StoreConformance
@@ -371,12 +378,8 @@ def test_a_failed_flush_fails_every_later_directory(
     store.put("a", b"1")
     store.checkpoint()
     store.put("b", b"2")
-
-    def broken(fd: int) -> None:
-        raise OSError(errno.EIO, os.strerror(errno.EIO))
-
     with monkeypatch.context() as patched:
-        patched.setattr(os, "fsync", broken)
+        patched.setattr(os, "fsync", _eio)
         with pytest.raises(StoreError, match="Input/output error"):
             store.checkpoint()
     store.put("c", b"3")
@@ -393,3 +396,27 @@ def test_a_failed_flush_fails_every_later_directory(
     again.put("d", b"4")
     again.close()
     assert ZipStore(f"zip://{path}", read_only=True).get("d") == b"4"
+
+
+def test_a_dropped_handle_whose_flush_failed_is_a_warning_not_anothers_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A handle dropped without close is closed by the next open or close in the process: its
+    # failure has nobody to go to but a warning, and the other store opens and writes.
+    store = ZipStore(f"zip://{tmp_path / 'failed.zip'}")
+    store.put("a", b"1")
+    with monkeypatch.context() as patched:
+        patched.setattr(os, "fsync", _eio)
+        with pytest.raises(StoreError, match="Input/output error") as failed:
+            store.checkpoint()
+    del store, failed  # the traceback holds the store too
+    gc.collect()
+    with pytest.warns(BigArraysWarning, match="failed.zip.*an earlier flush failed"):
+        other = ZipStore(f"zip://{tmp_path / 'other.zip'}")
+    other.put("b", b"2")
+    other.close()
+    assert ZipStore(f"zip://{tmp_path / 'other.zip'}", read_only=True).get("b") == b"2"
+
+
+def _eio(fd: int) -> None:
+    raise OSError(errno.EIO, os.strerror(errno.EIO))

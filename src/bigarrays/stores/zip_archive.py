@@ -14,12 +14,14 @@ import contextlib
 import os
 import struct
 import threading
+import warnings
 import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from bigarrays.errors import (
     AccessDeniedError,
+    BigArraysWarning,
     CorruptChunkError,
     StoreError,
     UnsupportedError,
@@ -90,7 +92,8 @@ class Archive:
         self.dirty = False
         self.pending = 0  # puts that reserved space and are writing it
         #: Set by a failed fsync: no later directory may name entries that may be lost.
-        self.flush_failure: StoreError | None = None
+        #: (The words, not the exception: its traceback would hold the handles that raised it.)
+        self.flush_failure: str | None = None
         self.idle = threading.Condition(self.lock)
 
     # -- opening ---------------------------------------------------------------------------------
@@ -315,7 +318,7 @@ class Archive:
                 raise StoreError(
                     f"cannot write the directory of {self.path}: an earlier flush failed "
                     f"({self.flush_failure}); entries written since may not be on disk"
-                ) from self.flush_failure
+                )
             if not self.writer or (not self.dirty and self.directory_end == self.end):
                 return
             assert self.fd is not None
@@ -337,8 +340,9 @@ class Archive:
         try:
             os.fsync(self.fd)
         except OSError as exc:
-            self.flush_failure = _write_error(self.path, exc)
-            raise self.flush_failure from exc
+            error = _write_error(self.path, exc)
+            self.flush_failure = str(error)
+            raise error from exc
 
     def close(self) -> None:
         with self.lock:
@@ -400,9 +404,19 @@ def release_later(archive: Archive, writable: bool) -> None:
 
 
 def _drain_pending() -> None:
+    # A dropped handle has no caller to tell that its directory could not be written: the
+    # failure is a warning, and neither stops the handles after it nor fails the open or close
+    # of another archive that happens to drain it.
     while _PENDING:
         archive, writable = _PENDING.pop()
-        _release_locked(archive, writable)
+        try:
+            _release_locked(archive, writable)
+        except Exception as exc:
+            warnings.warn(
+                f"a zip store of {archive.path} that was never closed could not be closed: {exc}",
+                BigArraysWarning,
+                stacklevel=2,
+            )
 
 
 def _drain_at_exit() -> None:
