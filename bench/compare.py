@@ -450,6 +450,14 @@ def bigarrays_source() -> str:
     return f"{pkg} at git {head}" + (", with uncommitted changes" if dirty else ", clean")
 
 
+def load_note(load: float) -> str:
+    """The header's line on the load average when the run began."""
+    said = f"1-min load average {load:.2f} when the run began"
+    if load < 0.5:
+        return said
+    return said + " (well above 0: other processes share the cpus and the figures are noisier)"
+
+
 def cpu_model() -> str:
     try:
         with open("/proc/cpuinfo") as f:
@@ -667,8 +675,7 @@ def main(argv: list[str] | None = None) -> int:
          "(no drop_caches); os.sync() before each timed call; sizes = sum of file sizes"),
         ("machine", f"{cpu_model()}, {os.cpu_count()} cpus ({affinity} usable), "
          f"{platform.system()} {platform.release()}"),
-        ("load", f"1-min load average {load0[0]:.2f} when the run began (well above 0: "
-         "other processes share the cpus and the figures are noisier)"),
+        ("load", load_note(load0[0])),
         ("python", f"{platform.python_version()} ({platform.python_implementation()})"),
         ("versions", versions()),
         ("source", "bigarrays from " + bigarrays_source()),

@@ -304,8 +304,7 @@ def print_header(args: argparse.Namespace, tools: list[ZTool], root: str, load0:
          "os.sync() before each timed call"),
         ("machine", f"{cmp.cpu_model()}, {os.cpu_count()} cpus ({affinity} usable), "
          f"{platform.system()} {platform.release()}"),
-        ("load", f"1-min load average {load0:.2f} when the run began (well above 0: other "
-         "processes share the cpus and the figures are noisier)"),
+        ("load", cmp.load_note(load0)),
         ("python", f"{platform.python_version()} ({platform.python_implementation()})"),
         ("versions", cmp.versions()),
         ("source", "bigarrays from " + cmp.bigarrays_source()),
