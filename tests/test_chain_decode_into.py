@@ -17,6 +17,7 @@ import zstandard
 import bigarrays as ba
 from bigarrays.codecs.chain import CodecChain
 from bigarrays.errors import CorruptChunkError
+from bigarrays.formats.zarr import chunks as zarr_chunks
 
 SHAPE = (6, 5, 4)
 
@@ -168,3 +169,39 @@ def test_reads_of_compressed_zarr_arrays_match_zarr_python(
             box = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
             np.testing.assert_array_equal(vol[box], data[box])
         np.testing.assert_array_equal(vol[...], data)
+
+
+def _zstd_array(path: Path, data: np.ndarray) -> None:
+    with ba.create(path, shape=data.shape, dtype=data.dtype, chunks=(8, 8), format="zarr",
+                   compression="zstd", progress=False) as vol:  # fmt: skip
+        vol[...] = data
+
+
+def test_unsharded_chunks_stored_larger_than_the_buffer_are_read_the_ordinary_way(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = np.random.default_rng(1).integers(0, 255, (16, 16)).astype(np.uint8)
+    _zstd_array(tmp_path / "a.zarr", data)
+    monkeypatch.setattr(zarr_chunks, "stored_buffer_bytes", lambda n: 8)
+    with ba.open(tmp_path / "a.zarr", progress=False) as vol:
+        assert vol.level.source.stored_in_place
+        np.testing.assert_array_equal(vol[3:13, 2:15], data[3:13, 2:15])
+
+
+@pytest.mark.parametrize(
+    ("stored", "message"),
+    [
+        (zstandard.ZstdCompressor().compress(bytes(65)), "more than"),  # a byte too many
+        (bytes(1 << 20), "more than|cannot decode"),  # a megabyte where 64 bytes belong
+    ],
+)  # fmt: skip
+def test_a_damaged_unsharded_chunk_in_a_folder_is_named(
+    tmp_path: Path, stored: bytes, message: str
+) -> None:
+    _zstd_array(tmp_path / "a.zarr", np.ones((16, 16), np.uint8))
+    (tmp_path / "a.zarr" / "c" / "1" / "0").write_bytes(stored)
+    with ba.open(tmp_path / "a.zarr", progress=False) as vol:
+        np.testing.assert_array_equal(vol[0:8, :], 1)
+        with pytest.raises(CorruptChunkError, match=message) as info:
+            vol[8:16, 0:8]
+    assert "c/1/0" in str(info.value)

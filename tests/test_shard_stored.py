@@ -12,7 +12,7 @@ import pytest
 
 import bigarrays as ba
 from bigarrays.errors import CorruptChunkError
-from bigarrays.formats.zarr import sharded_chunks
+from bigarrays.formats.zarr import chunks as zarr_chunks
 from bigarrays.formats.zarr.sharded_chunks import ShardedZarrChunks
 
 
@@ -69,7 +69,7 @@ def test_chunks_stored_larger_than_the_buffer_are_read_the_ordinary_way(
     model = np.random.default_rng(1).integers(0, 255, (16, 16)).astype(np.uint8)
     vol = _sharded(tmp_path / "a.zarr", (16, 16), (8, 8), "uint8")
     vol[...] = model
-    monkeypatch.setattr(sharded_chunks, "stored_buffer_bytes", lambda n: 8)
+    monkeypatch.setattr(zarr_chunks, "stored_buffer_bytes", lambda n: 8)
     reader = ba.open(tmp_path / "a.zarr")
     np.testing.assert_array_equal(reader[3:13, 2:15], model[3:13, 2:15])
 

@@ -120,6 +120,14 @@ def stored_buffer_bytes(chunk_nbytes: int) -> int:
     return chunk_nbytes + chunk_nbytes // 128 + 4096
 
 
+def stored_buffer(local: threading.local, chunk_nbytes: int) -> memoryview:
+    """This thread's buffer for compressed chunks' stored bytes, kept in ``local``."""
+    buffer: memoryview | None = getattr(local, "stored", None)
+    if buffer is None:
+        buffer = local.stored = memoryview(bytearray(stored_buffer_bytes(chunk_nbytes)))
+    return buffer
+
+
 class ZarrChunks(ChunkSourceBase):
     """Loads and saves the decoded chunks of one unsharded Zarr array."""
 
@@ -205,11 +213,7 @@ class ZarrChunks(ChunkSourceBase):
         buffer, valid until its next read (zstd decodes them into other memory)."""
         if not self.stored_in_place:
             return self.store.get(key, max_size=self._max_stored, encoding=None)
-        buffer = getattr(self._local, "stored", None)
-        if buffer is None:
-            buffer = self._local.stored = memoryview(
-                bytearray(stored_buffer_bytes(self.chunk_nbytes))
-            )
+        buffer = stored_buffer(self._local, self.chunk_nbytes)
         n = self.store.read_into(key, buffer, encoding=None)
         if n == NOT_FOUND:
             return None

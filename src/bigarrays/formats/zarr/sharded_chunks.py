@@ -50,7 +50,7 @@ from bigarrays.formats.zarr.chunks import (
     KeyCache,
     decodes_buffers,
     plain_bytes,
-    stored_buffer_bytes,
+    stored_buffer,
     whole_chunk,
 )
 from bigarrays.formats.zarr.metadata_v3 import ArrayMetadataV3
@@ -277,16 +277,12 @@ class ShardedZarrChunks(ShardWriter, ChunkSourceBase):
         """Emit the stored bytes of the compressed chunks ``members`` (``(position, start,
         end)`` in the shard), each read into this thread's buffer, held to the version of the
         index that placed them; ``emit`` decodes them before the next is read."""
-        buffer = getattr(self._local, "stored", None)
-        if buffer is None:
-            buffer = self._local.stored = memoryview(
-                bytearray(stored_buffer_bytes(self.chunk_nbytes))
-            )
+        buffer = stored_buffer(self._local, self.chunk_nbytes)
         if any(b - a > len(buffer) for _, a, b in members):  # stored larger than zstd makes
             read_shard_ranges(self.store, self.shard_key, {group: members}, run_serially,
                               first, emit, changed)  # fmt: skip
             return
-        # zstd decodes from the view into new memory: nothing emitted refers to the buffer.
+        # zstd decodes from the view into other memory: nothing emitted refers to the buffer.
         self._read_into(group, [(p, a, b - a) for p, a, b in members], buffer,
                         lambda p, view: emit(p, cast(bytes, view)), changed)  # fmt: skip
 
