@@ -134,7 +134,7 @@ def test_failure_mid_write_keeps_old_value_and_no_temp_file(
         written.append(os.write(fd, view[: len(view) // 2]))
         raise error
 
-    monkeypatch.setattr(file_module, "_write_all", failing_write)
+    monkeypatch.setattr(file_module, "write_all", failing_write)
     with pytest.raises(expected):
         store.put("k", b"a new value that is long enough to be split")
     monkeypatch.undo()
@@ -157,7 +157,7 @@ def test_value_that_is_no_buffer_leaves_no_temp_file(store: FileStore) -> None:
 def test_stray_temp_file_is_no_key(store: FileStore) -> None:
     # What a crash between write and rename leaves behind.
     store.root.mkdir(parents=True)
-    (store.root / f"k{file_module._TMP_MARK}0123abcd").write_bytes(b"half a val")
+    (store.root / f"k{file_module.TMP_MARK}0123abcd").write_bytes(b"half a val")
     assert set(store.list()) == set()
     assert store.get("k") is None
     assert not store.exists("k")

@@ -160,14 +160,14 @@ def test_a_compressed_shard_is_written_while_its_last_chunks_are_encoded(
     # The last chunk's encode waits for the shard's first bytes to reach the file: a put that
     # began only once every chunk was encoded would leave it waiting out its timeout.
     written = threading.Event()
-    write_all = file_store._write_all
+    write_all = file_store.write_all
 
     def spy(fd: int, view: memoryview) -> None:
         write_all(fd, view)
         if "zarr.json" not in os.readlink(f"/proc/self/fd/{fd}"):  # a shard, not the metadata
             written.set()
 
-    monkeypatch.setattr(file_store, "_write_all", spy)
+    monkeypatch.setattr(file_store, "write_all", spy)
     waited: list[bool] = []
     _encoders_counted(monkeypatch, lambda n: n == 4 and waited.append(written.wait(10)))
     url = str(tmp_path / "s")
@@ -194,7 +194,7 @@ def test_a_failing_encode_stores_no_shard_and_leaves_no_file_behind(
 def test_a_disk_that_fills_up_mid_shard_stores_no_shard(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    write_all = file_store._write_all
+    write_all = file_store.write_all
     parts: list[int] = []
 
     def full(fd: int, view: memoryview) -> None:
@@ -203,7 +203,7 @@ def test_a_disk_that_fills_up_mid_shard_stores_no_shard(
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         write_all(fd, view)
 
-    monkeypatch.setattr(file_store, "_write_all", full)
+    monkeypatch.setattr(file_store, "write_all", full)
     _a_slab_fails_to_be_written(tmp_path / "s", "no space left on device")
 
 

@@ -74,7 +74,7 @@ def test_a_full_disk_is_a_typed_error_and_the_checkpoint_stays(
 
     path = tmp_path / "folder"
     kept, error = _stream_until_it_fails(
-        path, lambda: monkeypatch.setattr(file_store, "_write_all", full)
+        path, lambda: monkeypatch.setattr(file_store, "write_all", full)
     )
     assert "no space left on device" in str(error)
     monkeypatch.undo()

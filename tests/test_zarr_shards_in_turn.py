@@ -124,14 +124,14 @@ def test_the_put_is_under_way_before_the_last_chunk_is_encoded(
     # Its last chunk's encode waits for the shard's first bytes in the file: a put that began
     # only once every chunk was encoded would leave it waiting out its timeout.
     written = threading.Event()
-    write_all = file_store._write_all
+    write_all = file_store.write_all
 
     def spy(fd: int, view: memoryview) -> None:
         write_all(fd, view)
         if "zarr.json" not in os.readlink(f"/proc/self/fd/{fd}"):
             written.set()
 
-    monkeypatch.setattr(file_store, "_write_all", spy)
+    monkeypatch.setattr(file_store, "write_all", spy)
     waited: list[bool] = []
     _slow_last_chunk(monkeypatch, lambda: waited.append(written.wait(10)), 8)
     vol = ba.create(tmp_path / "a.zarr", shape=(16, 16, 16), dtype="uint8", chunks=(16, 16, 16),
@@ -170,7 +170,7 @@ def test_a_failing_put_keeps_the_old_shard(
     tmp_path: Path, in_turn: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     vol, shard, old = _old_shard(tmp_path)
-    write_all = file_store._write_all
+    write_all = file_store.write_all
     parts: list[int] = []
 
     def full(fd: int, view: memoryview) -> None:
@@ -179,7 +179,7 @@ def test_a_failing_put_keeps_the_old_shard(
             raise OSError(28, "No space left on device")
         write_all(fd, view)
 
-    monkeypatch.setattr(file_store, "_write_all", full)
+    monkeypatch.setattr(file_store, "write_all", full)
     with pytest.raises(OSError, match="no space left on device"):
         vol[...] = 5
     assert shard.read_bytes() == old

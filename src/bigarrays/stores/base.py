@@ -36,20 +36,20 @@ from typing import Any
 from bigarrays.errors import KeyOutsideRootError, ReadOnlyError, StaleReadError, UnsupportedError
 from bigarrays.stores import content_encoding
 from bigarrays.stores.content_encoding import ANY_ENCODING as ANY_ENCODING
-from bigarrays.stores.keys import _object_key, check_key
+from bigarrays.stores.keys import check_key, object_key
 from bigarrays.stores.ranges import (
     LOCAL,
     ByteRange,
     RangePolicy,
     Span,
-    _check_range,
+    check_range,
     check_ranges,
     coalesce,
     cut,
     cut_range,
 )
 from bigarrays.stores.value_writer import ValueWriter
-from bigarrays.stores.versions import ANY_VERSION, PutMode, _check_mode
+from bigarrays.stores.versions import ANY_VERSION, PutMode, check_mode
 
 Buffer = bytes | bytearray | memoryview
 
@@ -87,7 +87,7 @@ class Store(abc.ABC):
     def _key(self, key: str) -> str:
         """``key`` checked against this store's rules and normalized (it names an object)."""
         try:
-            return _object_key(key, self.allow_parent_keys)
+            return object_key(key, self.allow_parent_keys)
         except KeyOutsideRootError:
             # The URL only now: some backends build it on every call (a file URI), and this runs
             # once per chunk.
@@ -155,7 +155,7 @@ class Store(abc.ABC):
         A range that reaches past the end is cut short, as HTTP range requests are. A negative
         ``start`` counts from the end of the value (a suffix range) and takes no ``length``.
         """
-        _check_range(start, length)
+        check_range(start, length)
         return self._get_range(self._key(key), start, length)
 
     def get_range_with_version(
@@ -169,7 +169,7 @@ class Store(abc.ABC):
         against each other, and a reader must not trust what it derived from one range (an
         index) when it reads another later.
         """
-        _check_range(start, length)
+        check_range(start, length)
         return self._get_range_with_version(self._key(key), start, length)
 
     def get_range_if_version(
@@ -183,7 +183,7 @@ class Store(abc.ABC):
         :class:`~bigarrays.errors.VersionConflictError`) is raised. Backends without versions
         raise :class:`~bigarrays.errors.UnsupportedError`.
         """
-        _check_range(start, length)
+        check_range(start, length)
         return self._get_range_if_version(self._key(key), start, length, version)
 
     # -- several ranges of one value ---------------------------------------------------------------
@@ -275,7 +275,7 @@ class Store(abc.ABC):
         """
         self._check_writable()
         norm = self._key(key)
-        _check_mode(mode, version)
+        check_mode(mode, version)
         if mode == "overwrite":
             return self._put(norm, value, content_encoding)
         if not self.conditional_writes:
@@ -304,7 +304,7 @@ class Store(abc.ABC):
         nothing and leaves the old value."""
         self._check_writable()
         norm = self._key(key)
-        _check_mode(mode, version)
+        check_mode(mode, version)
         if mode != "overwrite" and not self.conditional_writes:
             raise self._no_versions()
         if self.writes_parts_in_turn and not isinstance(parts, Sequence):

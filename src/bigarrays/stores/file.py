@@ -44,15 +44,15 @@ from bigarrays.errors import (
 from bigarrays.stores import content_encoding
 from bigarrays.stores.base import ANY_ENCODING, NOT_FOUND, Buffer, Run, Store
 from bigarrays.stores.file_io import (
-    _fstat,
-    _open_to_read,
-    _preadv_all,
-    _write_all,
-    _write_error,
+    fstat_of,
+    open_to_read,
     pread_all,
+    preadv_all,
+    write_all,
+    write_error,
 )
-from bigarrays.stores.file_locks import _TMP_MARK, _lock, _open_lock, _unlock
-from bigarrays.stores.file_value import _FileValue
+from bigarrays.stores.file_locks import TMP_MARK, lock_key, open_lock, unlock_key
+from bigarrays.stores.file_value import FileValue
 from bigarrays.stores.ranges import ByteRange, Span
 from bigarrays.stores.value_writer import ValueWriter
 from bigarrays.stores.versions import ANY_VERSION, PutMode, version_of_put
@@ -168,7 +168,7 @@ class FileStore(Store):
         try:
             if size is not None and os.fstat(fd).st_size != size:
                 return -1
-            return _preadv_all(fd, buffer, offset, path)
+            return preadv_all(fd, buffer, offset, path)
         except IsADirectoryError:
             return None
         except OSError as exc:
@@ -186,18 +186,18 @@ class FileStore(Store):
     ) -> bool:
         """See :meth:`Store.read_ranges_into`: ``os.preadv`` of the plain file, one open."""
         path = self._chunk_path(key)
-        fd = _open_to_read(path)
+        fd = open_to_read(path)
         if fd is None:
             return False
         try:
-            st = _fstat(fd, path)
+            st = fstat_of(fd, path)
             if not stat.S_ISREG(st.st_mode):
                 return False
             if version != ANY_VERSION and self._version_of(st) != version:
                 raise StaleReadError(key, self.url)
             for i, (start, length) in enumerate(ranges):
                 view = buffer[:length]
-                each(i, view[: _preadv_all(fd, view, start, path)])
+                each(i, view[: preadv_all(fd, view, start, path)])
             return True
         finally:
             os.close(fd)
@@ -269,21 +269,21 @@ class FileStore(Store):
         else:  # before the lock: a value that is no buffer
             whole = value if isinstance(value, list) else [value]
             views = [memoryview(v).cast("B") for v in whole]
-        fd, lock, held = _lock(base, self._made_dirs)
+        fd, lock, held = lock_key(base, self._made_dirs)
         published = False
         try:
             if version != ANY_VERSION:
                 self._check_version(key, version)
             for view in views:  # an iterator's own errors go out as they are
                 try:
-                    _write_all(fd, view)
+                    write_all(fd, view)
                 except OSError as exc:
-                    raise _write_error(path, exc) from exc
+                    raise write_error(path, exc) from exc
             version_now = self._publish(fd, lock, base, path)
             published = True
             return version_now
         finally:
-            _unlock(fd, lock, held, published)
+            unlock_key(fd, lock, held, published)
 
     def _publish(self, fd: int, written: str, base: str, path: str) -> str:
         """Rename the file ``written`` (open as ``fd``, the new value in it) to ``path``, the key's
@@ -299,7 +299,7 @@ class FileStore(Store):
             os.utime(fd, ns=(stamp, stamp))
             os.replace(written, path)
         except OSError as exc:
-            raise _write_error(path, exc) from exc
+            raise write_error(path, exc) from exc
         if self._unsynced is not None:
             self._unsynced.add(path)
         # The renamed file is the open one: its identity is the version of what was put.
@@ -312,9 +312,9 @@ class FileStore(Store):
         # A file of its own (the temp mark keeps it out of listings), renamed into place
         # under the key's lock: the lock is held for the publish only, not while the value is
         # written (a stream's slab, for as long as its frames take to come).
-        temp = f"{base}{_TMP_MARK}{os.getpid()}-{next(_VALUE_NUMBERS)}"
-        fd = _open_lock(temp, self._made_dirs)  # folder made, file created
-        return _FileValue(self, base, temp, fd)
+        temp = f"{base}{TMP_MARK}{os.getpid()}-{next(_VALUE_NUMBERS)}"
+        fd = open_lock(temp, self._made_dirs)  # folder made, file created
+        return FileValue(self, base, temp, fd)
 
     def _remove_variants(self, base: str, keep: str | None) -> None:
         for candidate in (base, *(base + s for s in content_encoding.SUFFIXES.values())):
@@ -374,7 +374,7 @@ class FileStore(Store):
             try:
                 os.fsync(fd)
             except OSError as exc:
-                self._flush_failure = _write_error(path, exc)
+                self._flush_failure = write_error(path, exc)
                 raise self._flush_failure from exc
             finally:
                 os.close(fd)
@@ -469,7 +469,7 @@ class FileStore(Store):
         """A range of the plain file and its version, fstat'ed on the same open file (so the
         version names exactly these bytes); None when there is no plain file."""
         path = self._path(key)
-        fd = _open_to_read(path)
+        fd = open_to_read(path)
         if fd is None:
             return None
         try:
@@ -497,7 +497,7 @@ class FileStore(Store):
         if run is not None and len(spans) > 1 and sum(s.length for s in spans) > _SERIAL_SPANS:
             return super()._get_spans(key, spans, checked, version, run)
         path = self._path(key)
-        fd = _open_to_read(path)
+        fd = open_to_read(path)
         if fd is None:  # no plain file: perhaps KEY.gz, which the generic path reads and cuts
             return super()._get_spans(key, spans, checked, version, None)
         try:
@@ -530,13 +530,13 @@ class FileStore(Store):
         base = os.path.join(self._root_str, key)
         if version == ANY_VERSION and not self._exists(key):
             return  # nothing to delete: take no lock (and make no folder) for it
-        fd, lock, held = _lock(base, self._made_dirs)
+        fd, lock, held = lock_key(base, self._made_dirs)
         try:
             if version != ANY_VERSION:
                 self._check_version(key, version)
             self._remove_variants(base, keep=None)
         finally:
-            _unlock(fd, lock, held, published=False)
+            unlock_key(fd, lock, held, published=False)
 
     def _list(self, prefix: str) -> Iterator[str]:
         # Walk only the folder the prefix lies in, not the whole tree.
@@ -548,6 +548,6 @@ class FileStore(Store):
                 dirnames.sort()
                 rel_dir = os.path.relpath(dirpath, self.root).replace(os.sep, "/")
                 rel_dir = "" if rel_dir == "." else rel_dir + "/"
-                yield from (rel_dir + name for name in sorted(filenames) if _TMP_MARK not in name)
+                yield from (rel_dir + name for name in sorted(filenames) if TMP_MARK not in name)
 
         yield from content_encoding.keys_of(stored(), prefix)

@@ -10,7 +10,7 @@ from pathlib import Path
 from bigarrays.errors import AccessDeniedError, StoreError
 
 
-def _write_all(fd: int, view: memoryview) -> None:
+def write_all(fd: int, view: memoryview) -> None:
     while view:
         view = view[os.write(fd, view) :]
 
@@ -28,7 +28,7 @@ def pread_all(fd: int, start: int, stop: int) -> bytes:
     return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
-def _open_to_read(path: str | Path) -> int | None:
+def open_to_read(path: str | Path) -> int | None:
     """A descriptor of the file at ``path`` opened to read, or None when there is no file."""
     try:
         return os.open(path, os.O_RDONLY)
@@ -40,14 +40,14 @@ def _open_to_read(path: str | Path) -> int | None:
         raise StoreError(f"cannot read {path}: {exc}") from exc
 
 
-def _fstat(fd: int, path: str | Path) -> os.stat_result:
+def fstat_of(fd: int, path: str | Path) -> os.stat_result:
     try:
         return os.fstat(fd)
     except OSError as exc:
         raise StoreError(f"cannot read {path}: {exc}") from exc
 
 
-def _preadv_all(fd: int, view: memoryview, start: int, path: str | Path) -> int:
+def preadv_all(fd: int, view: memoryview, start: int, path: str | Path) -> int:
     """Fill ``view`` from byte ``start`` of an open file; the bytes read (fewer at its end)."""
     try:
         total = os.preadv(fd, [view], start)
@@ -63,7 +63,7 @@ def _preadv_all(fd: int, view: memoryview, start: int, path: str | Path) -> int:
         raise StoreError(f"cannot read {path}: {exc}") from exc
 
 
-def _write_error(path: str, exc: OSError) -> StoreError:
+def write_error(path: str, exc: OSError) -> StoreError:
     if isinstance(exc, PermissionError):
         return AccessDeniedError(f"cannot write {path}: permission denied")
     if exc.errno == errno.ENOSPC:

@@ -7,16 +7,16 @@ from __future__ import annotations
 import fcntl
 import os
 
-from bigarrays.stores.file_io import _write_error
+from bigarrays.stores.file_io import write_error
 
 #: Marks the files beside the keys that are no keys (locks, values being written): listings skip
 #: them.
-_TMP_MARK = ".bigarrays-tmp-"
+TMP_MARK = ".bigarrays-tmp-"
 #: Suffix of a key's lock file (it carries the temp mark, so listings never show it).
-_LOCK_SUFFIX = _TMP_MARK + "lock"
+_LOCK_SUFFIX = TMP_MARK + "lock"
 
 
-def _open_lock(lock: str, made_dirs: set[str]) -> int:
+def open_lock(lock: str, made_dirs: set[str]) -> int:
     """The file ``lock`` opened to read and write, made (and its folder) where missing;
     ``made_dirs`` holds the folders known to exist, so that the file system is asked once."""
     parent = os.path.dirname(lock)
@@ -24,26 +24,26 @@ def _open_lock(lock: str, made_dirs: set[str]) -> int:
         try:
             os.makedirs(parent, exist_ok=True)
         except OSError as exc:
-            raise _write_error(lock, exc) from exc
+            raise write_error(lock, exc) from exc
         made_dirs.add(parent)
     try:
         return os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     except FileNotFoundError:  # the folder was removed behind our back: make it again
         made_dirs.discard(parent)
-        return _open_lock(lock, made_dirs)
+        return open_lock(lock, made_dirs)
     except OSError as exc:
-        raise _write_error(lock, exc) from exc
+        raise write_error(lock, exc) from exc
 
 
-def _lock(base: str, made_dirs: set[str]) -> tuple[int, str, os.stat_result]:
+def lock_key(base: str, made_dirs: set[str]) -> tuple[int, str, os.stat_result]:
     """Take the lock of the key stored at ``base``: the lock file's fd, path and identity.
 
     The caller may write the new value into the fd and rename the lock file into place,
-    which hands the lock to the next writer; :func:`_unlock` ends it either way.
+    which hands the lock to the next writer; :func:`unlock_key` ends it either way.
     """
     lock = base + _LOCK_SUFFIX
     while True:
-        fd = _open_lock(lock, made_dirs)
+        fd = open_lock(lock, made_dirs)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             held = os.fstat(fd)
@@ -62,13 +62,13 @@ def _lock(base: str, made_dirs: set[str]) -> tuple[int, str, os.stat_result]:
         try:
             os.ftruncate(fd, 0)
         except BaseException:
-            _unlock(fd, lock, held, published=False)
+            unlock_key(fd, lock, held, published=False)
             raise
     return fd, lock, held
 
 
-def _unlock(fd: int, lock: str, held: os.stat_result, published: bool) -> None:
-    """Release a lock from :func:`_lock`; ``published``: the lock file was renamed away."""
+def unlock_key(fd: int, lock: str, held: os.stat_result, published: bool) -> None:
+    """Release a lock from :func:`lock_key`; ``published``: the lock file was renamed away."""
     if not published:
         try:
             # Removed before it is released, so that a waiter sees it is no longer the lock.

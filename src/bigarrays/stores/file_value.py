@@ -8,15 +8,15 @@ import os
 from typing import TYPE_CHECKING
 
 from bigarrays.stores.base import Buffer
-from bigarrays.stores.file_io import _write_error, pread_all
-from bigarrays.stores.file_locks import _lock, _unlock
+from bigarrays.stores.file_io import pread_all, write_error
+from bigarrays.stores.file_locks import lock_key, unlock_key
 from bigarrays.stores.value_writer import ValueWriter
 
 if TYPE_CHECKING:
     from bigarrays.stores.file import FileStore
 
 
-class _FileValue(ValueWriter):
+class FileValue(ValueWriter):
     """A key's new value written at offsets into a file of its own, renamed into place by the
     publish under the key's lock. The file stays open between writes until released."""
 
@@ -30,7 +30,7 @@ class _FileValue(ValueWriter):
             try:
                 self._fd = os.open(self._temp, os.O_RDWR | os.O_CLOEXEC)
             except OSError as exc:
-                raise _write_error(self._base, exc) from exc
+                raise write_error(self._base, exc) from exc
         return self._fd
 
     def write_at(self, offset: int, data: Buffer) -> None:
@@ -41,7 +41,7 @@ class _FileValue(ValueWriter):
                 n = os.pwrite(fd, view, offset)
                 view, offset = view[n:], offset + n
         except OSError as exc:
-            raise _write_error(self._base, exc) from exc
+            raise write_error(self._base, exc) from exc
 
     def read_at(self, offset: int, size: int) -> bytes:
         return pread_all(self._file(), offset, offset + size)
@@ -50,7 +50,7 @@ class _FileValue(ValueWriter):
         try:
             os.ftruncate(self._file(), size)
         except OSError as exc:
-            raise _write_error(self._base, exc) from exc
+            raise write_error(self._base, exc) from exc
 
     def release(self) -> None:
         if self._fd is not None:
@@ -61,13 +61,13 @@ class _FileValue(ValueWriter):
         store = self._store
         try:
             fd = self._file()
-            lock_fd, lock, held = _lock(self._base, store._made_dirs)
+            lock_fd, lock, held = lock_key(self._base, store._made_dirs)
             try:
                 version = store._publish(fd, self._temp, self._base, self._base)
                 self._done = True
                 return version
             finally:
-                _unlock(lock_fd, lock, held, published=False)
+                unlock_key(lock_fd, lock, held, published=False)
         finally:
             self.discard()
 

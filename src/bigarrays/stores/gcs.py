@@ -44,7 +44,7 @@ from bigarrays.errors import (
 )
 from bigarrays.stores import content_encoding
 from bigarrays.stores.base import Buffer
-from bigarrays.stores.gcs_auth import _Auth, _credentials
+from bigarrays.stores.gcs_auth import Auth, load_credentials
 from bigarrays.stores.http import Pool, Response, check_status, parse_content_range
 from bigarrays.stores.parts import cut_parts, drain, first_parts
 from bigarrays.stores.remote import (
@@ -90,7 +90,7 @@ def _precondition(version: str | None) -> str | None:
 
 
 class _Client:
-    def __init__(self, pool: Pool, auth: _Auth) -> None:
+    def __init__(self, pool: Pool, auth: Auth) -> None:
         self.pool = pool
         self.auth = auth
         self.bucket_ok = False
@@ -166,8 +166,8 @@ class GCSStore(RemoteStore):
         pool = Pool(self.concurrency)
         credentials = None
         if not self.anonymous and self.token is None:
-            credentials = _credentials(self.url, self.credentials_file, self.read_only)
-        return _Client(pool, _Auth(credentials, self.token, pool))
+            credentials = load_credentials(self.url, self.credentials_file, self.read_only)
+        return _Client(pool, Auth(credentials, self.token, pool))
 
     def _disconnect(self, client: Any) -> None:
         client.pool.close()

@@ -16,7 +16,7 @@ _SCOPES = ["https://www.googleapis.com/auth/devstorage.read_write"]
 _READ_SCOPES = ["https://www.googleapis.com/auth/devstorage.read_only"]
 
 
-class _Auth:
+class Auth:
     """Adds an ``Authorization`` header; refreshes expiring google-auth credentials under a lock."""
 
     def __init__(self, credentials: Any, token: str | None, pool: Pool) -> None:
@@ -51,7 +51,7 @@ class _Auth:
         return headers
 
 
-def _credentials(url: str, credentials_file: str | None, read_only: bool) -> Any:
+def load_credentials(url: str, credentials_file: str | None, read_only: bool) -> Any:
     """The google-auth credentials of a store at ``url``: from ``credentials_file``, else the
     application-default ones; read-only scopes for a read-only store."""
     try:

@@ -17,7 +17,7 @@ import posixpath
 from bigarrays.errors import InvalidKeyError, KeyOutsideRootError
 
 
-def _object_key(key: str, allow_parent: bool = False, url: str | None = None) -> str:
+def object_key(key: str, allow_parent: bool = False, url: str | None = None) -> str:
     """A checked, normalized key that names an object: never empty (that is the store's root)."""
     norm = check_key(key, allow_parent, url)
     if not norm:

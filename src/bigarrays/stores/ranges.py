@@ -90,7 +90,7 @@ def cut(
     return out
 
 
-def _check_range(start: int, length: int | None) -> None:
+def check_range(start: int, length: int | None) -> None:
     if length is not None and length < 0:
         raise ValueError(f"length must not be negative, got {length}")
     if start < 0 and length is not None:

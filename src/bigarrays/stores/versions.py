@@ -19,7 +19,7 @@ def version_of_put(mode: PutMode, version: str | None) -> str | None:
     return ANY_VERSION if mode == "overwrite" else version
 
 
-def _check_mode(mode: str, version: str | None) -> None:
+def check_mode(mode: str, version: str | None) -> None:
     """Refuse a put mode that is unknown or given the wrong version."""
     if mode == "overwrite":
         if version is not None:

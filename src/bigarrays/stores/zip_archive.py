@@ -28,17 +28,17 @@ from bigarrays.errors import (
 )
 from bigarrays.stores.base import Buffer
 from bigarrays.stores.zip_records import (
-    _END,
-    _LOCAL,
-    _LOCAL_SIG,
-    _UTF8_FLAG,
+    END,
+    LOCAL,
+    LOCAL_SIG,
+    UTF8_FLAG,
     Entry,
-    _central_record,
-    _dos_now,
-    _end_records,
-    _find_directory,
-    _local_header,
-    _pread,
+    central_record,
+    dos_now,
+    end_records,
+    find_directory,
+    local_header,
+    read_at,
 )
 
 try:
@@ -102,7 +102,7 @@ class Archive:
         if size == 0:
             self.entries, self.directory_end = {}, 0
             return
-        found = _find_directory(fd, size)
+        found = find_directory(fd, size)
         if found is None:
             raise StoreError(
                 f"{self.path} is not a zip file, or it is damaged: it has no central directory"
@@ -173,8 +173,8 @@ class Archive:
             size = os.fstat(fd).st_size
             if size == 0:
                 # A new file starts with an empty directory, so that it is a valid zip at once.
-                _pwrite(fd, [_end_records(0, 0, 0)], 0)
-                self.directory_end = _END.size
+                _pwrite(fd, [end_records(0, 0, 0)], 0)
+                self.directory_end = END.size
             elif size > self.directory_end:
                 # Entries after the last directory were lost in a crash: cut them off.
                 os.ftruncate(fd, self.directory_end)
@@ -191,11 +191,11 @@ class Archive:
     # -- reading ---------------------------------------------------------------------------------
     def _data_offset(self, e: Entry, fd: int) -> int:
         """Where the entry's bytes start, from its local header (read once)."""
-        head = _pread(fd, _LOCAL.size, e.offset)
-        if len(head) < _LOCAL.size or head[:4] != _LOCAL_SIG:
+        head = read_at(fd, LOCAL.size, e.offset)
+        if len(head) < LOCAL.size or head[:4] != LOCAL_SIG:
             raise StoreError(f"{self.path} is damaged: no local header at offset {e.offset}")
         nlen, xlen = struct.unpack_from("<HH", head, 26)
-        e.data_offset = e.offset + _LOCAL.size + nlen + xlen
+        e.data_offset = e.offset + LOCAL.size + nlen + xlen
         return e.data_offset
 
     def read(self, e: Entry, key: str, start: int = 0, length: int | None = None) -> bytes:
@@ -213,7 +213,7 @@ class Archive:
         if whole:
             # (Reading the local header together with the data would save a call but cost a
             # copy of the data to cut the header off: two reads are faster.)
-            raw = _pread(fd, e.size, offset)
+            raw = read_at(fd, e.size, offset)
             if len(raw) != e.size:
                 raise CorruptChunkError(key, f"the zip entry in {self.path} is cut short")
             data = raw if e.method == 0 else self._inflate(raw, key)
@@ -229,7 +229,7 @@ class Archive:
         stop = e.size if length is None else min(e.size, start + length)
         if start >= stop:
             return b""
-        return _pread(fd, stop - start, offset + start)
+        return read_at(fd, stop - start, offset + start)
 
     @staticmethod
     def _inflate(raw: bytes, key: str) -> bytes:
@@ -259,8 +259,8 @@ class Archive:
         for part in parts:
             crc = _crc32(part, crc)
         n = sum(len(part) for part in parts)
-        dos_time, dos_date = _dos_now()
-        header = _local_header(raw_name, crc, n, dos_time, dos_date)
+        dos_time, dos_date = dos_now()
+        header = local_header(raw_name, crc, n, dos_time, dos_date)
         with self.lock:
             # Becoming the writer reads the directory again under the file's lock, so the check
             # compares with what other processes wrote, never with what this one read earlier.
@@ -276,7 +276,7 @@ class Archive:
                 _pwrite(fd, [header, *parts], offset)
             except OSError as exc:
                 raise _write_error(self.path, exc) from exc
-            entry = Entry(raw_name, offset, n, n, crc, 0, _UTF8_FLAG, dos_time, dos_date,
+            entry = Entry(raw_name, offset, n, n, crc, 0, UTF8_FLAG, dos_time, dos_date,
                            offset + len(header))  # fmt: skip
             with self.lock:
                 if check is not None:
@@ -323,9 +323,9 @@ class Archive:
                 return
             assert self.fd is not None
             live = sorted(self.entries.values(), key=lambda e: e.offset)
-            directory = b"".join(_central_record(e) for e in live)
+            directory = b"".join(central_record(e) for e in live)
             offset = self.end
-            blob = directory + _end_records(len(live), offset, len(directory))
+            blob = directory + end_records(len(live), offset, len(directory))
             self._flush()  # the entries reach the disk before a directory names them
             try:
                 _pwrite(self.fd, [blob], offset)

@@ -9,15 +9,15 @@ import struct
 import time
 from dataclasses import dataclass
 
-_LOCAL_SIG = b"PK\x03\x04"
+LOCAL_SIG = b"PK\x03\x04"
 _CENTRAL_SIG = b"PK\x01\x02"
 _END_SIG = b"PK\x05\x06"
 _END64_SIG = b"PK\x06\x06"
 _LOCATOR_SIG = b"PK\x06\x07"
 
-_LOCAL = struct.Struct("<4s5H3I2H")  # 30 bytes
+LOCAL = struct.Struct("<4s5H3I2H")  # 30 bytes
 _CENTRAL = struct.Struct("<4s6H3I5H2I")  # 46 bytes
-_END = struct.Struct("<4s4H2IH")  # 22 bytes
+END = struct.Struct("<4s4H2IH")  # 22 bytes
 _END64 = struct.Struct("<4sQ2H2I4Q")  # 56 bytes
 _LOCATOR = struct.Struct("<4sIQI")  # 20 bytes
 
@@ -26,7 +26,7 @@ _LOCATOR = struct.Struct("<4sIQI")  # 20 bytes
 _ZIP64_LIMIT = 0xFFFFFFFF
 #: Entry counts from this value on need the zip64 end record.
 _ZIP64_COUNT = 0xFFFF
-_UTF8_FLAG = 0x800
+UTF8_FLAG = 0x800
 _MADE_BY = (3 << 8) | 45  # Unix, zip 4.5
 _FILE_ATTRS = (0o100644 & 0xFFFF) << 16
 _SCAN_BLOCK = 1 << 20
@@ -46,7 +46,7 @@ class Entry:
     data_offset: int = -1  # of the bytes; -1 until the local header has been read
 
 
-def _dos_now() -> tuple[int, int]:
+def dos_now() -> tuple[int, int]:
     t = time.localtime()
     return (
         (t.tm_hour << 11) | (t.tm_min << 5) | (t.tm_sec // 2),
@@ -54,7 +54,7 @@ def _dos_now() -> tuple[int, int]:
     )
 
 
-def _pread(fd: int, size: int, offset: int) -> bytes:
+def read_at(fd: int, size: int, offset: int) -> bytes:
     """Up to ``size`` bytes at ``offset`` (fewer only at the end of the file)."""
     parts = []
     while size > 0:
@@ -71,17 +71,17 @@ def _zip64_extra(*values: int) -> bytes:
     return struct.pack(f"<HH{len(values)}Q", 1, 8 * len(values), *values) if values else b""
 
 
-def _local_header(name: bytes, crc: int, size: int, dos_time: int, dos_date: int) -> bytes:
+def local_header(name: bytes, crc: int, size: int, dos_time: int, dos_date: int) -> bytes:
     """The local header of a stored (method 0) entry of ``size`` bytes named ``name``."""
     big = size >= _ZIP64_LIMIT
     extra = _zip64_extra(size, size) if big else b""
     field = 0xFFFFFFFF if big else size
-    fixed = _LOCAL.pack(_LOCAL_SIG, 45 if big else 20, _UTF8_FLAG, 0, dos_time, dos_date,
+    fixed = LOCAL.pack(LOCAL_SIG, 45 if big else 20, UTF8_FLAG, 0, dos_time, dos_date,
                         crc, field, field, len(name), len(extra))  # fmt: skip
     return fixed + name + extra
 
 
-def _central_record(e: Entry) -> bytes:
+def central_record(e: Entry) -> bytes:
     big = [v for v in (e.usize, e.size, e.offset) if v >= _ZIP64_LIMIT]
     extra = _zip64_extra(*big)
     usize, size, offset = (v if v < _ZIP64_LIMIT else 0xFFFFFFFF
@@ -92,14 +92,14 @@ def _central_record(e: Entry) -> bytes:
     return fixed + e.name + extra
 
 
-def _end_records(count: int, cd_offset: int, cd_size: int) -> bytes:
+def end_records(count: int, cd_offset: int, cd_size: int) -> bytes:
     out = b""
     if count >= _ZIP64_COUNT or cd_offset >= _ZIP64_LIMIT or cd_size >= _ZIP64_LIMIT:
         end64_offset = cd_offset + cd_size
         out = _END64.pack(_END64_SIG, 44, _MADE_BY, 45, 0, 0, count, count, cd_size, cd_offset)
         out += _LOCATOR.pack(_LOCATOR_SIG, 0, end64_offset, 1)
         count, cd_size, cd_offset = 0xFFFF, 0xFFFFFFFF, 0xFFFFFFFF
-    return out + _END.pack(_END_SIG, 0, 0, count, count, cd_size, cd_offset, 0)
+    return out + END.pack(_END_SIG, 0, 0, count, count, cd_size, cd_offset, 0)
 
 
 def _parse_directory(cd: bytes, shift: int) -> dict[str, Entry] | None:
@@ -127,7 +127,7 @@ def _parse_directory(cd: bytes, shift: int) -> dict[str, Entry] | None:
                 size = values.pop(0)
             if offset == 0xFFFFFFFF and values:
                 offset = values.pop(0)
-        text = name.decode("utf-8" if flags & _UTF8_FLAG else "cp437", errors="replace")
+        text = name.decode("utf-8" if flags & UTF8_FLAG else "cp437", errors="replace")
         if text.endswith("/"):
             continue  # a folder entry names no object
         entries[text] = Entry(name, offset + shift, size, usize, crc, method, flags, dos_time,
@@ -154,19 +154,19 @@ class _Directory:
 
 def _read_end(fd: int, pos: int, size: int) -> _Directory | None:
     """The directory whose end record starts at ``pos``, if that record and directory are whole."""
-    rec = _pread(fd, _END.size, pos)
-    if len(rec) < _END.size:
+    rec = read_at(fd, END.size, pos)
+    if len(rec) < END.size:
         return None
-    _, disk, cd_disk, _, _, cd_size, cd_offset, clen = _END.unpack(rec)
-    end = pos + _END.size + clen
+    _, disk, cd_disk, _, _, cd_size, cd_offset, clen = END.unpack(rec)
+    end = pos + END.size + clen
     if disk != 0 or cd_disk != 0 or end > size:
         return None
     cd_end = pos
-    locator = _pread(fd, _LOCATOR.size, pos - _LOCATOR.size) if pos >= _LOCATOR.size else b""
+    locator = read_at(fd, _LOCATOR.size, pos - _LOCATOR.size) if pos >= _LOCATOR.size else b""
     if len(locator) == _LOCATOR.size and locator[:4] == _LOCATOR_SIG:
         _, _, end64_offset, _ = _LOCATOR.unpack(locator)
         for where in (end64_offset, pos - _LOCATOR.size - _END64.size):
-            rec64 = _pread(fd, _END64.size, where) if where >= 0 else b""
+            rec64 = read_at(fd, _END64.size, where) if where >= 0 else b""
             if len(rec64) == _END64.size and rec64[:4] == _END64_SIG:
                 *_, cd_size, cd_offset = _END64.unpack(rec64)
                 cd_end = where
@@ -180,18 +180,18 @@ def _read_end(fd: int, pos: int, size: int) -> _Directory | None:
     shift = cd_end - cd_size - cd_offset
     if shift < 0 or (shift and end != size):
         return None
-    entries = _parse_directory(_pread(fd, cd_size, cd_offset + shift), shift)
+    entries = _parse_directory(read_at(fd, cd_size, cd_offset + shift), shift)
     if entries is None:
         return None
     return _Directory(entries, end)
 
 
-def _find_directory(fd: int, size: int) -> _Directory | None:
+def find_directory(fd: int, size: int) -> _Directory | None:
     """The last complete directory of the file, searching back from the end."""
     hi = size
     while hi > 0:
         lo = max(0, hi - _SCAN_BLOCK)
-        block = _pread(fd, min(size, hi + 3) - lo, lo)
+        block = read_at(fd, min(size, hi + 3) - lo, lo)
         stop = len(block)
         while True:
             i = block.rfind(_END_SIG, 0, stop)
